@@ -1,0 +1,23 @@
+"""Control plane: the Host interface and its implementations."""
+
+from .host import (
+    ALL_ALLOCATED,
+    CBT_GRAIN,
+    VMIGRATE_SNAPSHOT_PREFIX,
+    DiskInfo,
+    Host,
+    PowerState,
+    SnapshotInfo,
+    VmInfo,
+)
+
+__all__ = [
+    "ALL_ALLOCATED",
+    "CBT_GRAIN",
+    "VMIGRATE_SNAPSHOT_PREFIX",
+    "DiskInfo",
+    "Host",
+    "PowerState",
+    "SnapshotInfo",
+    "VmInfo",
+]

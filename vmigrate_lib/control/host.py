@@ -1,0 +1,185 @@
+"""The control-plane interface the engine drives: one host (ESXi, vCenter, lab).
+
+The engine knows only this interface and :class:`vmigrate_lib.dataplane.Datastore`;
+implementations live beside it (``lab``, later ``vsphere``) and convert their own
+faults into :mod:`vmigrate_lib.errors` at their boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from ..extents import Extent
+
+if TYPE_CHECKING:
+    from ..dataplane.datastore import Datastore
+
+#: Change-tracking granularity of VMware CBT and of the lab.
+CBT_GRAIN = 64 * 1024
+
+#: Pass as ``since`` to :meth:`Host.query_changed_areas` to get the allocated areas.
+ALL_ALLOCATED = "*"
+
+
+class PowerState(StrEnum):
+    ON = "poweredOn"
+    OFF = "poweredOff"
+    SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """One virtual disk as the control plane sees it."""
+
+    key: int  #: device key, stable across cycles (VMware: 2000, 2001, ...)
+    label: str  #: "Hard disk 1"
+    datastore: str  #: datastore name, e.g. "datastore1"
+    path: str  #: flat file path relative to the datastore root, e.g. "alice/alice-flat.vmdk"
+    capacity: int  #: bytes
+    thin: bool = True
+    cbt_enabled: bool = False
+
+    @property
+    def ds_path(self) -> str:
+        """VMware notation: ``[datastore1] alice/alice-flat.vmdk``."""
+        return f"[{self.datastore}] {self.path}"
+
+
+@dataclass(frozen=True)
+class VmInfo:
+    name: str
+    uuid: str
+    host: str
+    power: PowerState
+    datastore: str  #: datastore holding the VM's folder
+    folder: str  #: VM folder relative to the datastore root
+    disks: tuple[DiskInfo, ...]
+    guest_ip: str | None = None
+    tools_running: bool = False
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A point-in-time freeze of a VM's disks.
+
+    ``disk_paths`` names, per disk key, the frozen file the data plane reads
+    (the base disk under the snapshot); ``change_ids`` the change id of each disk
+    at the snapshot point, to be used as ``since`` in the next cycle.
+    """
+
+    id: str
+    name: str
+    created: float
+    change_ids: Mapping[int, str] = field(default_factory=dict)
+    disk_paths: Mapping[int, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def is_vmigrate(self) -> bool:
+        return self.name.startswith(VMIGRATE_SNAPSHOT_PREFIX)
+
+
+#: Every snapshot vmigrate creates starts with this, so that it never touches others'.
+VMIGRATE_SNAPSHOT_PREFIX = "vmigrate-"
+
+
+class Host(abc.ABC):
+    """One hypervisor host (or a vCenter scoped to one host) and its datastores."""
+
+    name: str
+
+    # --- inventory ---------------------------------------------------------------
+    @abc.abstractmethod
+    def find_vm(self, name: str) -> VmInfo:
+        """The VM called ``name``; :class:`~vmigrate_lib.errors.VmNotFound` if none."""
+
+    @abc.abstractmethod
+    def vm_exists(self, name: str) -> bool:
+        """Whether a VM of that name is registered here (name-clash check)."""
+
+    @abc.abstractmethod
+    def datastores(self) -> list[str]:
+        """Names of the datastores this host can reach."""
+
+    @abc.abstractmethod
+    def open_datastore(self, name: str) -> Datastore:
+        """A data-plane handle on one datastore (starts its agent if needed)."""
+
+    # --- change tracking ------------------------------------------------------------
+    @abc.abstractmethod
+    def enable_change_tracking(self, vm: str) -> VmInfo:
+        """Turn CBT on (only when the operator allowed it); returns the new state."""
+
+    @abc.abstractmethod
+    def query_changed_areas(
+        self, vm: str, snapshot: SnapshotInfo, disk_key: int, since: str
+    ) -> Iterator[Extent]:
+        """Extents of ``disk_key`` changed between change id ``since`` and ``snapshot``.
+
+        ``since == "*"`` yields the allocated areas.  Extents come sorted and
+        aligned to :data:`CBT_GRAIN`.  Raises
+        :class:`~vmigrate_lib.errors.ChangeIdInvalid` when ``since`` is not in
+        the disk's current epoch.
+        """
+
+    # --- snapshots ----------------------------------------------------------------
+    @abc.abstractmethod
+    def list_snapshots(self, vm: str) -> list[SnapshotInfo]: ...
+
+    @abc.abstractmethod
+    def create_snapshot(
+        self, vm: str, name: str, description: str = "", quiesce: bool = False
+    ) -> SnapshotInfo:
+        """Freeze the disks without memory; the guest keeps running on a delta."""
+
+    @abc.abstractmethod
+    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float = 600.0) -> None:
+        """Remove and consolidate; returns when consolidation is done."""
+
+    # --- power ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def power_state(self, vm: str) -> PowerState: ...
+
+    @abc.abstractmethod
+    def power_on(self, vm: str, timeout: float = 120.0) -> None: ...
+
+    @abc.abstractmethod
+    def power_off(self, vm: str, timeout: float = 120.0) -> None:
+        """Hard power-off (no guest flush)."""
+
+    @abc.abstractmethod
+    def shutdown_guest(self, vm: str) -> None:
+        """Ask the guest to shut down; returns at once (poll :meth:`power_state`)."""
+
+    # --- registration and readiness (cutover) --------------------------------------
+    @abc.abstractmethod
+    def register_vm(
+        self,
+        name: str,
+        datastore: str,
+        folder: str,
+        source: VmInfo,
+        network_map: Mapping[str, str] | None = None,
+    ) -> VmInfo:
+        """Register a VM from disk files already in ``[datastore] folder``."""
+
+    @abc.abstractmethod
+    def unregister_vm(self, name: str) -> None:
+        """Remove a VM from the inventory, keeping its files."""
+
+    @abc.abstractmethod
+    def wait_ready(self, vm: str, timeout: float) -> VmInfo:
+        """Wait until the guest is up (tools running / boot check passed)."""
+
+    def close(self) -> None:
+        """Release sessions and agents."""
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

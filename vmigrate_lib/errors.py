@@ -1,0 +1,179 @@
+"""The exception tree of vmigrate.
+
+Every error carries structured fields and an actionable ``hint`` (what to do
+about it), so that the CLI, the runbooks and the journal can show one clear
+sentence and record machine-readable details.  Lower layers raise these; foreign
+exceptions (OSError, paramiko, pyVmomi, ...) are converted at the boundary with
+``raise ... from exc``.
+
+``exit_code`` follows the CLI contract: 2 for bad input caught before any change
+(nothing was touched), 1 for a fault during work (state is resumable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VmigrateError(Exception):
+    """Base of all vmigrate errors."""
+
+    exit_code = 1
+    default_hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.fields: dict[str, Any] = fields
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def one_line(self) -> str:
+        """A single line for a terminal or a journal entry."""
+        return " ".join(str(self).split())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "fields": {k: _jsonable(v) for k, v in self.fields.items()},
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+# --- bad input: detected before any change, exit 2 -------------------------------
+
+
+class InputError(VmigrateError):
+    """The operator's input is wrong; nothing has been changed."""
+
+    exit_code = 2
+
+
+class ParameterError(InputError):
+    """A parameter or params file is malformed, unknown or out of range."""
+
+    default_hint = "fix the parameter and run again"
+
+
+class NotFoundError(InputError):
+    """Something the operator named does not exist."""
+
+
+class VmNotFound(NotFoundError):
+    default_hint = "check the VM name (vmigrate lab status lists the lab's VMs)"
+
+
+class HostNotFound(NotFoundError):
+    default_hint = "check the host name and that the host is reachable"
+
+
+class DatastoreNotFound(NotFoundError):
+    default_hint = "check the datastore name on the destination host"
+
+
+class AuthenticationError(InputError):
+    default_hint = "check the user and the credential reference (environment variable or keyring)"
+
+
+class PreflightError(InputError):
+    """A precondition of the migration does not hold."""
+
+
+class DestinationExists(PreflightError):
+    default_hint = (
+        "choose another destination name, or remove the existing VM at the destination "
+        "yourself if it is not needed"
+    )
+
+
+class InsufficientSpace(PreflightError):
+    default_hint = "free space on the destination datastore or choose another datastore"
+
+
+class DiskMismatch(PreflightError):
+    default_hint = (
+        "the destination disk does not match the source; start a new workspace "
+        "or remove the stale destination disk"
+    )
+
+
+class StraySnapshots(PreflightError):
+    default_hint = "remove or consolidate the other snapshots first (they are not vmigrate's)"
+
+
+class ChangeTrackingOff(PreflightError):
+    default_hint = "enable change tracking, or allow the hash-compare fallback"
+
+
+class WorkspaceMismatch(PreflightError):
+    default_hint = "use the workspace that belongs to this migration, or a new empty folder"
+
+
+# --- faults during work: state is resumable, exit 1 ------------------------------
+
+
+class OperationError(VmigrateError):
+    """A fault during work; the recorded state lets a re-run resume."""
+
+
+class ChangeIdInvalid(OperationError):
+    """A change id cannot be trusted (reset epoch, unknown id): use hash-compare."""
+
+    default_hint = "vmigrate falls back to hash-compare for this disk"
+
+
+class SnapshotError(OperationError):
+    default_hint = "check the VM's snapshots on the host; a re-run cleans up vmigrate's own snapshot"
+
+
+class PowerError(OperationError):
+    default_hint = "check the VM's power state on the host"
+
+
+class TimeoutExpired(OperationError):
+    default_hint = "the operation took longer than allowed; raise the timeout or check the host"
+
+
+class AgentError(OperationError):
+    """The data-plane agent reported an error or broke the protocol."""
+
+    default_hint = "a re-run resumes from the last acknowledged extent"
+
+
+class TransportError(AgentError):
+    """The connection to an agent was lost."""
+
+
+class NoSpaceLeft(AgentError):
+    default_hint = "free space on the destination datastore, then re-run: it resumes"
+
+
+class CertifyMismatch(OperationError):
+    default_hint = "re-run certify with --repair to copy the differing blocks again"
+
+
+class LabError(OperationError):
+    """The embedded lab hypervisor failed."""
+
+    default_hint = "vmigrate lab status shows the lab; vmigrate lab down && vmigrate lab up resets it"
+
+
+class CutoverError(OperationError):
+    default_hint = "vmigrate cutover resumes from the recorded step; vmigrate rollback undoes it"
+
+
+class Interrupted(OperationError):
+    default_hint = "the run was interrupted; a re-run resumes from the recorded state"
