@@ -176,4 +176,5 @@ class CutoverError(OperationError):
 
 
 class Interrupted(OperationError):
+    exit_code = 130
     default_hint = "the run was interrupted; a re-run resumes from the recorded state"

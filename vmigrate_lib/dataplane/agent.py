@@ -29,6 +29,11 @@ import struct
 import sys
 import zlib
 
+try:  # only for type comments; absent on very old Pythons
+    import typing  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
 PROTOCOL_VERSION = 1
 MAGIC = b"VG"
 HEADER = struct.Struct(">2sBBIQI")
@@ -52,6 +57,7 @@ class ProtocolError(Exception):
 
 
 def pack_frame(ftype, payload=b"", arg=0, flags=0):
+    # type: (int, bytes, int, int) -> bytes
     """Header bytes for a frame (payload is sent separately to avoid a copy)."""
     head = struct.pack(">2sBBIQ", MAGIC, ftype, flags, len(payload), arg)
     crc = zlib.crc32(payload, zlib.crc32(head)) & 0xFFFFFFFF
@@ -59,6 +65,7 @@ def pack_frame(ftype, payload=b"", arg=0, flags=0):
 
 
 def read_exact(stream, n):
+    # type: (typing.Any, int) -> bytes
     buf = stream.read(n)
     if buf is None or len(buf) != n:
         if not buf:
@@ -76,6 +83,7 @@ def read_exact(stream, n):
 
 
 def read_frame(stream):
+    # type: (typing.Any) -> typing.Tuple[int, int, int, bytes, bytes]
     """Read one frame; returns (type, flags, arg, payload, raw_header)."""
     raw = read_exact(stream, HEADER_SIZE)
     magic, ftype, flags, length, arg, crc = HEADER.unpack(raw)

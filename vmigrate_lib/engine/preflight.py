@@ -1,0 +1,217 @@
+"""Preflight: every precondition of a migration, checked before anything changes.
+
+Each check yields a line (name, ok, detail); the first failing check's error is
+raised after all checks that can run have run, so the operator sees the whole
+picture at once and nothing on either host was touched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..control.host import VmInfo
+from ..errors import (
+    ChangeTrackingOff,
+    DatastoreNotFound,
+    DestinationExists,
+    DiskMismatch,
+    InsufficientSpace,
+    NotFoundError,
+    StraySnapshots,
+    VmigrateError,
+)
+from ..units import fmt_bytes
+from .context import OWNER_MARKER, Migration
+
+#: Keep this much free on the destination beyond what the copy needs.
+SPACE_MARGIN = 0.02
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    error: VmigrateError | None = None
+
+
+@dataclass
+class PreflightReport:
+    checks: list[Check] = field(default_factory=list)
+    vm: VmInfo | None = None
+    bytes_needed: int = 0
+    tracking: dict[int, bool] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def first_error(self) -> VmigrateError | None:
+        return next((c.error for c in self.checks if c.error is not None), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "bytes_needed": self.bytes_needed,
+        }
+
+
+def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightReport:
+    """Check everything; raise the first failure (after reporting all)."""
+    report = PreflightReport()
+
+    def add(name: str, ok: bool, detail: str, error: VmigrateError | None = None) -> None:
+        report.checks.append(Check(name, ok, detail, error))
+        m.reporter.event("check", name=name, ok=ok, detail=detail)
+
+    try:
+        _checks(m, report, add)
+    except NotFoundError as exc:  # nothing further can be checked without it
+        add("found", False, exc.one_line(), exc)
+    if m.workspace.exists:  # preflight writes nothing new, not even a workspace
+        m.workspace.journal.append("preflight", **report.to_dict())
+    err = report.first_error()
+    if err is not None and raise_on_failure:
+        raise err
+    return report
+
+
+def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
+    p = m.params
+    vm = m.vm()
+    report.vm = vm
+    add("source VM", True, f"{vm.name} on {vm.host}, {vm.power.value}, {len(vm.disks)} disk(s)")
+    if not vm.disks:
+        add("disks", False, "the VM has no disks", DiskMismatch(f"VM {vm.name} has no disks"))
+        return
+    for d in vm.disks:
+        add(f"disk {d.key}", True, f"{d.label} {d.ds_path} {fmt_bytes(d.capacity)}")
+
+    # change tracking
+    mode = p.sync.change_tracking
+    for d in vm.disks:
+        report.tracking[d.key] = d.cbt_enabled
+    off = [d for d in vm.disks if not d.cbt_enabled]
+    if mode == "hash":
+        add("change tracking", True, "not used: hash-compare every cycle (sync.change_tracking=hash)")
+    elif not off:
+        add("change tracking", True, "on for every disk")
+    elif mode == "require" and not p.sync.allow_enable_cbt:
+        add(
+            "change tracking", False, f"off for {len(off)} disk(s)",
+            ChangeTrackingOff(
+                f"change tracking is off on VM {vm.name} and sync.change_tracking=require",
+                hint="set sync.allow_enable_cbt=true to let vmigrate enable it "
+                "(costs a brief stun), or use change_tracking=auto for hash-compare",
+                vm=vm.name,
+            ),
+        )
+    elif p.sync.allow_enable_cbt:
+        add("change tracking", True, f"off for {len(off)} disk(s): will be enabled (allowed)")
+    else:
+        add("change tracking", True, f"off for {len(off)} disk(s): hash-compare will be used")
+
+    # snapshots
+    snaps = m.source.list_snapshots(vm.name)
+    foreign = [s for s in snaps if not s.is_vmigrate]
+    ours = [s for s in snaps if s.is_vmigrate]
+    if foreign:
+        names = ", ".join(s.name for s in foreign)
+        add(
+            "snapshots", False, f"other snapshots present: {names}",
+            StraySnapshots(
+                f"VM {vm.name} has snapshots vmigrate did not make: {names}",
+                vm=vm.name, snapshots=[s.name for s in foreign],
+            ),
+        )
+    elif ours:
+        add("snapshots", True, f"{len(ours)} leftover vmigrate snapshot(s): the next cycle removes them")
+    else:
+        add("snapshots", True, "none")
+
+    # destination
+    dest_ds_name = m.dest_datastore_name
+    if dest_ds_name not in m.dest.datastores():
+        add(
+            "destination datastore", False, f"{dest_ds_name!r} not found on {p.destination.host}",
+            DatastoreNotFound(
+                f"datastore {dest_ds_name!r} not found on host {p.destination.host}",
+                hint=f"available: {', '.join(m.dest.datastores()) or 'none'}",
+                datastore=dest_ds_name,
+            ),
+        )
+        return
+    ds = m.dst_ds()
+    state = m.workspace.state
+    mid = state.get("migration_id")
+    marker = _owner(ds, m.dest_folder)
+    ours_at_dest = marker is not None and mid is not None and marker.get("migration_id") == mid
+    if m.dest.vm_exists(p.target_name) and not state.get("cutover", {}).get("registered"):
+        add(
+            "destination name", False, f"a VM named {p.target_name} already exists on {p.destination.host}",
+            DestinationExists(
+                f"a VM named {p.target_name} already exists on host {p.destination.host}",
+                vm=p.target_name, host=p.destination.host,
+            ),
+        )
+        return
+    if ds.stat(m.dest_folder) is not None and not ours_at_dest:
+        owner = f" (made by migration {marker.get('migration_id')})" if marker else ""
+        add(
+            "destination folder", False, f"[{dest_ds_name}] {m.dest_folder} already exists{owner}",
+            DestinationExists(
+                f"the destination folder [{dest_ds_name}] {m.dest_folder} already exists{owner}",
+                hint="choose another dest_name, use the workspace of that migration, "
+                "or remove the folder yourself if it is not needed",
+                folder=m.dest_folder, datastore=dest_ds_name,
+            ),
+        )
+        return
+    add("destination name", True, f"{p.target_name} is free on {p.destination.host}" + (
+        " (copy in progress from this workspace)" if ours_at_dest else ""))
+
+    # disk sizes at the destination, and space
+    needed = 0
+    for d in vm.disks:
+        src_stat = m.src_ds(d.datastore).stat(d.path)
+        src_alloc = src_stat.allocated if src_stat else d.capacity
+        dst_stat = ds.stat(m.dest_disk_path(d)) if ours_at_dest else None
+        if dst_stat is not None and dst_stat.size != d.capacity:
+            add(
+                f"destination disk {d.key}", False,
+                f"{m.dest_disk_path(d)} is {fmt_bytes(dst_stat.size)}, source is {fmt_bytes(d.capacity)}",
+                DiskMismatch(
+                    f"destination disk {m.dest_disk_path(d)} is {dst_stat.size} bytes but "
+                    f"source disk {d.key} is {d.capacity} bytes",
+                    disk=d.key, source_size=d.capacity, dest_size=dst_stat.size,
+                ),
+            )
+            return
+        needed += max(0, src_alloc - (dst_stat.allocated if dst_stat else 0))
+    free = ds.free_space()
+    report.bytes_needed = needed
+    if needed * (1 + SPACE_MARGIN) > free:
+        add(
+            "destination space", False, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free",
+            InsufficientSpace(
+                f"datastore {dest_ds_name} on {p.destination.host} has {fmt_bytes(free)} free, "
+                f"the copy needs {fmt_bytes(needed * (1 + SPACE_MARGIN))}",
+                needed=needed, free=free, datastore=dest_ds_name,
+            ),
+        )
+        return
+    add("destination space", True, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free")
+
+
+def _owner(ds: Any, folder: str) -> dict[str, Any] | None:
+    path = f"{folder}/{OWNER_MARKER}"
+    if ds.stat(path) is None:
+        return None
+    try:
+        data: dict[str, Any] = json.loads(ds.read_file(path))
+        return data
+    except (ValueError, VmigrateError):
+        return {"migration_id": "unknown"}

@@ -1,0 +1,236 @@
+"""The ``vmigrate`` command: thin over the library, errors as one clear line.
+
+Exit codes: 0 done, 1 a fault during work (a re-run resumes), 2 bad input
+(nothing was changed), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .. import params as params_mod
+from ..errors import ParameterError, VmigrateError
+from ..units import fmt_bytes, fmt_rate, fmt_secs
+from .console import make_reporter, table
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise ParameterError(f"--set {item!r}: write NAME=VALUE, e.g. --set sync.certify=full")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _yaml_scalar(value)
+    for flag, key in (("workspace", "workspace"), ("vm", "vm")):
+        value = getattr(args, flag, None)
+        if value:
+            out[key] = value
+    return out
+
+
+def _yaml_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _load(args: argparse.Namespace) -> params_mod.MigrationParams:
+    return params_mod.load(args.params, _overrides(args))
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from ..session import open_migration
+
+    return open_migration(_load(args), make_reporter(args.quiet))
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from ..engine.preflight import run_preflight
+    from ..session import close_migration
+
+    m = _open(args)
+    try:
+        report = run_preflight(m, raise_on_failure=True)
+    finally:
+        close_migration(m)
+    print(f"preflight passed: {len(report.checks)} checks, nothing was changed")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from ..engine.sync import run_cycles
+    from ..session import close_migration
+
+    m = _open(args)
+    try:
+        with m.workspace:
+            outcomes = run_cycles(m, args.cycles, interval=args.interval)
+    finally:
+        close_migration(m)
+    last = outcomes[-1].record if outcomes else {}
+    print(f"sync: {len(outcomes)} cycle(s) done; last changed {fmt_bytes(last.get('bytes_changed', 0))}"
+          f" in {fmt_secs(last.get('duration', 0.0))}; workspace {m.workspace.root}")
+    return 0
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from ..engine.cycle import run_cycle
+    from ..engine.sync import start
+    from ..session import close_migration
+
+    m = _open(args)
+    try:
+        with m.workspace:
+            start(m)
+            if not m.workspace.state.get("seeded"):
+                raise ParameterError("nothing to certify yet", hint="run vmigrate sync first")
+            outcome = run_cycle(m, certify="full", repair=args.repair)
+    finally:
+        close_migration(m)
+    for key, res in outcome.certify.items():
+        print(f"disk {key}: {res.summary()['result']}  {res.algorithm}  {res.source_digest[:16]}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..engine.workspace import Workspace
+
+    p = _load(args)
+    ws = Workspace(p.workspace)
+    state = ws.load()
+    if not state:
+        print(f"no migration in workspace {p.workspace} yet (run vmigrate sync)")
+        return 0
+    cycles = list(ws.journal.records("cycle"))
+    print(f"migration {state['migration_id']}: {p.vm} -> {p.target_name} "
+          f"({p.source.host} -> {p.destination.host}), {state.get('cycles', 0)} cycle(s)")
+    rows = [{
+        "cycle": c["number"], "kind": c["kind"], "changed": fmt_bytes(c["bytes_changed"]),
+        "sent": fmt_bytes(c["bytes_sent"]), "duration": fmt_secs(c["duration"]),
+        "throughput": fmt_rate(c["throughput"]),
+        "certify": (c.get("certify") or {}).get("result", ""),
+    } for c in cycles]
+    if rows:
+        print(table(rows, list(rows[0])))
+    ip = state.get("in_progress")
+    if ip and not ip.get("committed"):
+        print(f"interrupted cycle {ip['number']}: a re-run resumes it (checkpoints {ip.get('checkpoints')})")
+    if args.json:
+        print(json.dumps(state, indent=2))
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from ..lab import lifecycle
+
+    root = Path(args.root)
+    if args.lab_cmd == "up":
+        info = lifecycle.lab_up(root)
+        print(f"lab up at {root}")
+        _print_lab(lifecycle.lab_status(root))
+        del info
+    elif args.lab_cmd == "status":
+        _print_lab(lifecycle.lab_status(root))
+    elif args.lab_cmd == "down":
+        lifecycle.lab_down(root, remove=args.remove)
+        print(f"lab down at {root}" + (" (files removed)" if args.remove else ""))
+    return 0
+
+
+def _print_lab(status: Any) -> None:
+    print(json.dumps(status, indent=2, default=str) if not isinstance(status, str) else status)
+
+
+# --- parser ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vmigrate",
+        description="Move a running VM to another host by iterative differential sync.",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_params(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--params", "-p", required=True, help="YAML params file")
+        p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="override a parameter, e.g. --set sync.certify=full")
+        p.add_argument("--workspace", help="override the workspace folder")
+        p.add_argument("--vm", help="override the source VM name")
+        return p
+
+    p = with_params(sub.add_parser("preflight", help="check everything, change nothing"))
+    p.set_defaults(func=cmd_preflight)
+    p = with_params(sub.add_parser("sync", help="seed, then delta cycles"))
+    p.add_argument("--cycles", type=_positive_int, default=1, help="cycles to run (default 1)")
+    p.add_argument("--interval", type=_duration, default=None, help="pause between cycles")
+    p.set_defaults(func=cmd_sync)
+    p = with_params(sub.add_parser("certify", help="prove the copy identical (whole disks)"))
+    p.add_argument("--repair", action="store_true", help="copy differing blocks again")
+    p.set_defaults(func=cmd_certify)
+    p = with_params(sub.add_parser("status", help="the migration's state and cycles"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    lab = sub.add_parser("lab", help="the embedded lab hypervisor")
+    lab.add_argument("lab_cmd", choices=["up", "status", "down"])
+    lab.add_argument("--root", default=".vmigrate-lab", help="lab folder")
+    lab.add_argument("--remove", action="store_true", help="with down: delete the lab files")
+    lab.set_defaults(func=cmd_lab)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _duration(text: str) -> float:
+    from ..units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # the same clean-up path as Ctrl-C: snapshot removed, state kept
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except VmigrateError as exc:
+        print(f"vmigrate: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vmigrate: interrupted; state is saved, a re-run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

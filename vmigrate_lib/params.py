@@ -1,0 +1,244 @@
+"""Migration parameters: one schema for the CLI's YAML file and the runbooks.
+
+papermill checks nothing about parameters, so every face validates through
+:func:`validate` (names, types, ranges) before anything is touched.  Secrets are
+never values here, only references (an environment variable or keyring entry).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParameterError
+from .units import parse_duration, parse_size
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_SECRET_KEYS = {"password", "passwd", "secret", "token", "private_key"}
+
+
+@dataclass(frozen=True)
+class HostParams:
+    """How to reach one host.  ``type`` picks the control-plane implementation."""
+
+    type: str = "lab"
+    host: str = ""
+    datastore: str = ""  #: destination datastore (empty: the VM's own / the first one)
+    lab_root: str = ".vmigrate-lab"
+    # vSphere / SSH (used by later implementations; references only, never secrets)
+    url: str = ""
+    user: str = ""
+    password_env: str = ""
+    password_keyring: str = ""
+    verify_tls: bool = True
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    ssh_key: str = ""
+    ssh_known_hosts: str = ""
+    ssh_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class SyncParams:
+    change_tracking: str = "auto"  #: auto | require | hash
+    allow_enable_cbt: bool = False
+    certify: str = "changed"  #: none | changed | full (each cycle; the seed always full)
+    hash_block: int = 64 * 1024
+    certify_block: int = 1024 * 1024
+    algorithm: str = "auto"
+    interval: float = 0.0  #: pause between delta cycles, seconds
+    checkpoint_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MigrationParams:
+    vm: str
+    source: HostParams
+    destination: HostParams
+    workspace: Path
+    dest_name: str = ""
+    operator: str = ""
+    downtime_budget: float = 120.0
+    sync: SyncParams = field(default_factory=SyncParams)
+
+    @property
+    def target_name(self) -> str:
+        return self.dest_name or self.vm
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["workspace"] = str(self.workspace)
+        return d
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "type": ("lab", "vsphere"),
+    "change_tracking": ("auto", "require", "hash"),
+    "certify": ("none", "changed", "full"),
+    "algorithm": ("auto", "xxh3_128", "blake3", "sha1", "sha256", "blake2b", "md5"),
+}
+_SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
+_DURATIONS = {"interval", "downtime_budget"}
+
+
+def _convert(section: str, name: str, value: Any, default: Any) -> Any:
+    where = f"{section}.{name}" if section else name
+    if name.lower() in _SECRET_KEYS:
+        raise ParameterError(
+            f"parameter {where} holds a secret value",
+            hint="never put a secret in a params file or notebook; name an environment "
+            "variable with password_env (or a keyring entry with password_keyring)",
+            parameter=where,
+        )
+    try:
+        if name in _SIZES:
+            v: Any = parse_size(value)
+            if v <= 0 or v % 512:
+                raise ValueError(f"must be a positive multiple of 512 bytes, got {value!r}")
+            return v
+        if name in _DURATIONS:
+            return parse_duration(value)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"must be true or false, got {value!r}")
+            return value
+        if isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"must be an integer, got {value!r}")
+            return value
+        if isinstance(default, (str, Path)):
+            if not isinstance(value, (str, Path)):
+                raise ValueError(f"must be a string, got {value!r}")
+            value = str(value)
+            if name in _CHOICES and value not in _CHOICES[name]:
+                raise ValueError(f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+            return value
+    except ValueError as exc:
+        raise ParameterError(f"parameter {where}: {exc}", parameter=where) from exc
+    return value
+
+
+def _section(
+    cls: Callable[..., Any], section: str, raw: Any, required: tuple[str, ...] = ()
+) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ParameterError(f"parameter {section} must be a mapping", parameter=section)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if str(key).lower() in _SECRET_KEYS:
+            _convert(section, str(key), value, "")
+        if key not in known:
+            raise ParameterError(
+                f"unknown parameter {section + '.' if section else ''}{key}",
+                hint=f"known parameters here: {', '.join(sorted(known))}",
+                parameter=f"{section}.{key}" if section else str(key),
+            )
+        f = known[key]
+        default = f.default
+        values[key] = _convert(section, key, value, default)
+    for key in required:
+        if not values.get(key):
+            raise ParameterError(
+                f"missing parameter {section + '.' if section else ''}{key}", parameter=key
+            )
+    return cls(**values)
+
+
+def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationParams:
+    """Check a parameter mapping and build :class:`MigrationParams` (or raise)."""
+    if not isinstance(raw, Mapping):
+        raise ParameterError("parameters must be a mapping of names to values")
+    top = dict(raw)
+    allowed = {f.name for f in fields(MigrationParams)}
+    for key in top:
+        if str(key).lower() in _SECRET_KEYS:
+            _convert("", str(key), top[key], "")
+        if key not in allowed:
+            raise ParameterError(
+                f"unknown parameter {key}",
+                hint=f"known parameters: {', '.join(sorted(allowed))}",
+                parameter=str(key),
+            )
+    for key in ("vm", "source", "destination", "workspace"):
+        if key not in top or top[key] in (None, ""):
+            raise ParameterError(f"missing parameter {key}", parameter=key)
+    for key in ("vm", "dest_name"):
+        value = top.get(key, "")
+        if value and (not isinstance(value, str) or not _NAME.match(value)):
+            raise ParameterError(
+                f"parameter {key}: {value!r} is not a valid VM name",
+                hint="use letters, digits, '.', '_' and '-' (at most 80)",
+                parameter=key,
+            )
+    source = _section(HostParams, "source", top["source"], required=("host",))
+    dest = _section(HostParams, "destination", top["destination"], required=("host",))
+    sync = _section(SyncParams, "sync", top.get("sync"))
+    workspace = Path(str(top["workspace"]))
+    if base_dir is not None and not workspace.is_absolute():
+        workspace = base_dir / workspace
+    budget = _convert("", "downtime_budget", top.get("downtime_budget", 120.0), 0.0)
+    if budget <= 0:
+        raise ParameterError("parameter downtime_budget must be positive", parameter="downtime_budget")
+    operator = top.get("operator", "") or ""
+    if not isinstance(operator, str):
+        raise ParameterError("parameter operator must be a string", parameter="operator")
+    return MigrationParams(
+        vm=top["vm"],
+        dest_name=top.get("dest_name", "") or "",
+        source=source,
+        destination=dest,
+        workspace=workspace,
+        operator=operator,
+        downtime_budget=budget,
+        sync=sync,
+    )
+
+
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> MigrationParams:
+    """Read a YAML params file (relative paths inside are taken from cwd)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError as exc:
+        raise ParameterError(f"params file {p} does not exist", parameter="params") from exc
+    except OSError as exc:
+        raise ParameterError(f"cannot read params file {p}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParameterError(
+            f"params file {p} is not valid YAML{where}",
+            hint="check indentation and colons",
+            parameter="params",
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ParameterError(f"params file {p} must hold a mapping of names to values")
+    merged = merge(raw, overrides or {})
+    return validate(merged)
+
+
+def merge(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply dotted overrides (``sync.certify=full``) onto a raw parameter mapping."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        target = out
+        for part in parts[:-1]:
+            nxt = target.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ParameterError(f"parameter {part} is not a section", parameter=key)
+            target = nxt
+        target[parts[-1]] = value
+    return out
