@@ -115,12 +115,13 @@ class AgentDatastore(Datastore):
 
     def _error(self, payload: bytes, **ctx: Any) -> AgentError:
         info = json.loads(payload)
+        detail = {f"agent_{k}": v for k, v in info.items()}
         msg = f"{info.get('message')} on datastore {self.name}"
         if info.get("filename"):
             msg += f" ({info['filename']})"
         if info.get("errno") == errno.ENOSPC:
-            return NoSpaceLeft(f"no space left: {msg}", datastore=self.name, **info, **ctx)
-        return AgentError(msg, datastore=self.name, **info, **ctx)
+            return NoSpaceLeft(f"no space left: {msg}", datastore=self.name, **detail, **ctx)
+        return AgentError(msg, datastore=self.name, **detail, **ctx)
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """One request, one JSON answer."""

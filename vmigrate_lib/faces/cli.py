@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 a fault during work (a re-run resumes), 2 bad input
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -19,6 +20,10 @@ from .. import params as params_mod
 from ..errors import ParameterError, VmigrateError
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from .console import make_reporter, table
+
+
+#: Modules that add commands: each has ``register(subparsers, with_params)``.
+_EXTENSIONS: tuple[str, ...] = ()
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_params(sub.add_parser("status", help="the migration's state and cycles"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    for name in _EXTENSIONS:
+        module = importlib.import_module(f"{__package__}.{name}")
+        module.register(sub, with_params)
 
     lab = sub.add_parser("lab", help="the embedded lab hypervisor")
     lab.add_argument("lab_cmd", choices=["up", "status", "down"])

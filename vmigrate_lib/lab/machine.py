@@ -1,0 +1,193 @@
+"""A lab VM's disks and config opened together: the state snapshots act on.
+
+The same code serves a running VM (inside its guest process, with the writer
+paused by the ``stun`` lock for the short critical sections) and a VM that is
+off (in a control process, under the VM's file lock), so both paths behave the
+same and recover the same way after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from ..errors import LabError, SnapshotError
+from .ctk import ChangeTracker
+from .disk import VirtualDisk, ctk_path
+from .vmconfig import SNAP_REMOVING, SnapshotRecord, VmConfig
+
+Stun = AbstractContextManager[Any]
+Progress = Callable[[int], None]
+
+
+class VmMachine:
+    """Config + opened disks of one VM; call :meth:`close` when done."""
+
+    def __init__(self, config_path: Path, config: VmConfig, disks: list[VirtualDisk]) -> None:
+        self.config_path = config_path
+        self.vmdir = config_path.parent
+        self.config = config
+        self.disks = disks
+
+    @classmethod
+    def open(cls, config_path: Path, on_progress: Progress | None = None) -> VmMachine:
+        """Open the disks and finish whatever a crash left half done."""
+        config = VmConfig.load(config_path)
+        vmdir = config_path.parent
+        disks: list[VirtualDisk] = []
+        try:
+            for d in config.disks:
+                ctk: ChangeTracker | None = None
+                if config.cbt_enabled:
+                    path = ctk_path(vmdir, d)
+                    ctk = ChangeTracker(path) if path.exists() else ChangeTracker.create(path, d.capacity)
+                disks.append(VirtualDisk(vmdir, d, ctk))
+        except BaseException:
+            for disk in disks:
+                disk.close()
+            raise
+        machine = cls(config_path, config, disks)
+        try:
+            machine.recover(on_progress)
+        except BaseException:
+            machine.close()
+            raise
+        return machine
+
+    @property
+    def snapshot(self) -> SnapshotRecord | None:
+        return self.config.snapshots[0] if self.config.snapshots else None
+
+    def save(self) -> None:
+        self.config.save(self.config_path)
+
+    def recover(self, on_progress: Progress | None = None) -> None:
+        """Resume the delta of a live snapshot, finish a consolidation, drop leftovers."""
+        snap = self.snapshot
+        if snap is None:
+            for d in self.disks:
+                if d.has_delta_files():  # create never finished, or removal did
+                    d.drop_delta()
+            return
+        for d in self.disks:
+            d.open_delta()
+        if snap.state == SNAP_REMOVING:
+            self._consolidate(snap, contextlib.nullcontext(), on_progress)
+
+    # --- snapshots -------------------------------------------------------------------
+    def create_snapshot(
+        self, name: str, description: str = "", stun: Stun | None = None
+    ) -> SnapshotRecord:
+        """Freeze the base files; from now on writes land in the deltas."""
+        if self.config.snapshots:
+            raise SnapshotError(
+                f"VM {self.config.name} already has snapshot {self.config.snapshots[0].name!r}; "
+                "the lab keeps one snapshot per VM",
+                vm=self.config.name,
+                existing=[s.name for s in self.config.snapshots],
+            )
+        with stun or contextlib.nullcontext():
+            try:
+                for d in self.disks:
+                    d.start_delta()
+                change_ids = {d.key: d.ctk.advance() for d in self.disks if d.ctk is not None}
+                self.config.snapshot_counter += 1
+                rec = SnapshotRecord(
+                    id=f"snapshot-{self.config.snapshot_counter}",
+                    name=name,
+                    created=time.time(),
+                    description=description,
+                    change_ids=change_ids,
+                )
+                self.config.snapshots.append(rec)
+                self.save()
+                for d in self.disks:
+                    if d.ctk is not None:
+                        d.ctk.flush()
+            except OSError as exc:
+                self.config.snapshots.clear()
+                for d in self.disks:
+                    d.drop_delta()
+                raise SnapshotError(f"snapshot of {self.config.name} failed: {exc}") from exc
+        return rec
+
+    def remove_snapshot(
+        self, snapshot_id: str, stun: Stun | None = None, on_progress: Progress | None = None
+    ) -> float:
+        """Consolidate and forget the snapshot; returns the seconds the guest was stunned."""
+        snap = self.config.snapshot(snapshot_id)
+        if snap is None:
+            raise SnapshotError(
+                f"VM {self.config.name} has no snapshot {snapshot_id}",
+                vm=self.config.name,
+                snapshot_id=snapshot_id,
+            )
+        if snap.state != SNAP_REMOVING:
+            snap.state = SNAP_REMOVING
+            self.save()
+        return self._consolidate(snap, stun or contextlib.nullcontext(), on_progress)
+
+    def _consolidate(self, snap: SnapshotRecord, stun: Stun, on_progress: Progress | None) -> float:
+        """Copy delta grains to the base in a pass the guest runs through, then a short stun.
+
+        Every step is idempotent: a crash anywhere leaves the snapshot in state
+        ``removing`` with its delta intact, and the next attempt copies again.
+        """
+        with stun:
+            plan = {d.key: sorted(d.delta_grains) for d in self.disks}
+            for d in self.disks:
+                d.redirty = set()
+        copied = 0
+        for d in self.disks:
+            for g in plan[d.key]:
+                d.copy_back([g])
+                copied += 1
+                if on_progress is not None:
+                    on_progress(copied)
+        t0 = time.monotonic()
+        with stun:
+            for d in self.disks:
+                late = (d.redirty or set()) | (d.delta_grains - set(plan[d.key]))
+                d.copy_back(late)
+                if d.ctk is not None:
+                    d.ctk.mark_grains(sorted(d.delta_grains))
+                d.fsync()
+            self.config.snapshots = [s for s in self.config.snapshots if s.id != snap.id]
+            self.save()
+            for d in self.disks:
+                d.drop_delta()
+            return time.monotonic() - t0
+
+    # --- change tracking -------------------------------------------------------------
+    def enable_change_tracking(self) -> None:
+        """Turn CBT on in a new epoch (an existing map would be stale after being off)."""
+        for d in self.disks:
+            if d.ctk is not None:
+                d.ctk.reset()
+            else:
+                path = ctk_path(self.vmdir, d.cfg)
+                d.ctk = ChangeTracker(path) if path.exists() else ChangeTracker.create(path, d.capacity)
+                d.ctk.reset()
+        self.config.cbt_enabled = True
+        self.save()
+
+    def reset_change_tracking(self) -> None:
+        if not self.config.cbt_enabled:
+            raise LabError(f"change tracking is off on {self.config.name}", vm=self.config.name)
+        for d in self.disks:
+            if d.ctk is not None:
+                d.ctk.reset()
+
+    def fsync(self) -> None:
+        for d in self.disks:
+            d.fsync()
+
+    def close(self) -> None:
+        for d in self.disks:
+            with contextlib.suppress(OSError):
+                d.fsync()
+            d.close()
