@@ -25,7 +25,7 @@ SECTOR = 512
 class BlockHeader(NamedTuple):
     disk_key: int
     block_size: int
-    index: int
+    block: int
     seq: int
     crc: int
 
@@ -67,6 +67,6 @@ def block_valid(buf: bytes | memoryview, pos: int, head: BlockHeader) -> bool:
     end = pos + head.block_size
     if end > len(buf):
         return False
-    head0 = HEADER.pack(MAGIC, head.disk_key, head.block_size, head.index, head.seq, 0)
+    head0 = HEADER.pack(MAGIC, head.disk_key, head.block_size, head.block, head.seq, 0)
     crc = zlib.crc32(buf[pos + HEADER.size : end], zlib.crc32(head0))
     return crc == head.crc

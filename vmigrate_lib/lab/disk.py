@@ -56,7 +56,9 @@ class VirtualDisk:
         try:
             self._base = os.open(self.base_path, os.O_RDWR)
         except OSError as exc:
-            raise LabError(f"cannot open disk {self.base_path}: {exc}", path=str(self.base_path)) from exc
+            raise LabError(
+                f"cannot open disk {self.base_path}: {exc}", path=str(self.base_path)
+            ) from exc
         self._delta: int | None = None
         self._map: int | None = None
         self.delta_grains: set[int] = set()

@@ -153,7 +153,9 @@ class Guest:
         with self.ops:
             t0 = time.monotonic()
             if cmd == "snapshot_create":
-                rec = m.create_snapshot(str(req["name"]), str(req.get("description", "")), self.stun)
+                rec = m.create_snapshot(
+                    str(req["name"]), str(req.get("description", "")), self.stun
+                )
                 return {"ok": True, "snapshot": rec.to_dict(), "stun_s": time.monotonic() - t0}
             if cmd == "snapshot_remove":
                 stun_s = m.remove_snapshot(str(req["id"]), self.stun, self._on_progress)
@@ -201,7 +203,7 @@ class Guest:
             def handle(self) -> None:
                 try:
                     reply = guest.dispatch(json.loads(self.rfile.readline()))
-                except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+                except Exception as exc:
                     log.exception("control command failed")
                     reply = error_reply(exc)
                 with contextlib.suppress(OSError):

@@ -44,7 +44,11 @@ class VmMachine:
                 ctk: ChangeTracker | None = None
                 if config.cbt_enabled:
                     path = ctk_path(vmdir, d)
-                    ctk = ChangeTracker(path) if path.exists() else ChangeTracker.create(path, d.capacity)
+                    ctk = (
+                        ChangeTracker(path)
+                        if path.exists()
+                        else ChangeTracker.create(path, d.capacity)
+                    )
                 disks.append(VirtualDisk(vmdir, d, ctk))
         except BaseException:
             for disk in disks:
@@ -170,7 +174,9 @@ class VmMachine:
                 d.ctk.reset()
             else:
                 path = ctk_path(self.vmdir, d.cfg)
-                d.ctk = ChangeTracker(path) if path.exists() else ChangeTracker.create(path, d.capacity)
+                d.ctk = (
+                    ChangeTracker(path) if path.exists() else ChangeTracker.create(path, d.capacity)
+                )
                 d.ctk.reset()
         self.config.cbt_enabled = True
         self.save()

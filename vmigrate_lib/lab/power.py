@@ -80,7 +80,15 @@ def spawn_guest(vmdir: Path, config_file: str) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
     with contextlib.suppress(FileNotFoundError):
         (vmdir / BOOT_FILE).unlink()
-    cmd = [sys.executable, "-m", GUEST_MODULE, "--vmdir", str(vmdir.resolve()), "--config", config_file]
+    cmd = [
+        sys.executable,
+        "-m",
+        GUEST_MODULE,
+        "--vmdir",
+        str(vmdir.resolve()),
+        "--config",
+        config_file,
+    ]
     try:
         with open(vmdir / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(

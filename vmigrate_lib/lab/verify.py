@@ -80,7 +80,7 @@ def scan(read: Reader, extents: Iterable[Extent], report: VerifyReport) -> dict[
             while i >= 0:
                 off = pos + i
                 head = parse_header(buf, i) if off % SECTOR == 0 else None
-                if head is None or head.index * head.block_size != off:
+                if head is None or head.block * head.block_size != off:
                     i = buf.find(MAGIC, i + 1)
                     continue
                 if not block_valid(buf, i, head):

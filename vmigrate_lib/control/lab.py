@@ -1,0 +1,355 @@
+"""The embedded lab hypervisor behind the :class:`Host` interface.
+
+Hosts are folders, VMs are config files plus sparse flat disks, a running VM is
+a guest process (see :mod:`vmigrate_lib.lab`).  Everything lives on disk, so a
+sync in one process and a cutover in another, days later, see the same lab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    ChangeIdInvalid,
+    DatastoreNotFound,
+    DestinationExists,
+    DiskMismatch,
+    HostNotFound,
+    LabError,
+    PowerError,
+    SnapshotError,
+)
+from ..extents import Extent
+from ..lab.acks import ack_path
+from ..lab.ctk import ChangeTracker
+from ..lab.disk import allocated_extents, ctk_path
+from ..lab.handle import VmHandle, log_tail
+from ..lab.inventory import Inventory
+from ..lab.layout import VMX_SUFFIX, LabLayout
+from ..lab.power import kill_guest, spawn_guest
+from ..lab.vmconfig import DiskConfig, SnapshotRecord, VmConfig
+from ..lab.workload import WorkloadSpec
+from .host import ALL_ALLOCATED, DiskInfo, Host, PowerState, SnapshotInfo, VmInfo
+
+if TYPE_CHECKING:
+    from ..dataplane.datastore import Datastore
+
+
+def guest_ip_for(vm_uuid: str) -> str:
+    h = hashlib.sha1(vm_uuid.encode()).digest()
+    return f"10.77.{h[0]}.{h[1] % 253 + 1}"
+
+
+class LabHost(Host):
+    """One lab host: ``<root>/hosts/<host>``."""
+
+    def __init__(
+        self, root: Path | str, host: str, *, register_workload: WorkloadSpec | None = None
+    ) -> None:
+        self.layout = LabLayout(Path(root).resolve())
+        self.name = host
+        if not self.layout.host_dir(host).is_dir():
+            raise HostNotFound(
+                f"no lab host {host!r} under {self.layout.root}",
+                host=host,
+                root=str(self.layout.root),
+                hint="run `vmigrate lab up` first, or check the lab root and host name",
+            )
+        self.inventory = Inventory(self.layout, host)
+        #: workload a VM registered here runs once powered on (Bob after cutover)
+        self.register_workload = register_workload or WorkloadSpec()
+
+    # --- helpers -----------------------------------------------------------------------
+    def handle(self, vm: str) -> VmHandle:
+        return VmHandle(self.inventory.locate(vm))
+
+    def vm_dir(self, vm: str) -> Path:
+        return self.handle(vm).vmdir
+
+    def config(self, vm: str) -> VmConfig:
+        return self.handle(vm).config()
+
+    def ack_path(self, vm: str, disk_key: int) -> Path:
+        """Where the guest keeps (and the boot check looks for) a disk's ack map."""
+        return ack_path(self.vm_dir(vm), disk_key)
+
+    def guest_status(self, vm: str) -> dict[str, Any] | None:
+        return self.handle(vm).status()
+
+    def _snapshot_info(self, h: VmHandle, cfg: VmConfig, rec: SnapshotRecord) -> SnapshotInfo:
+        return SnapshotInfo(
+            id=rec.id,
+            name=rec.name,
+            created=rec.created,
+            change_ids=dict(rec.change_ids),
+            disk_paths={d.key: f"{h.loc.folder}/{d.file}" for d in cfg.disks},
+            description=rec.description,
+        )
+
+    # --- inventory ---------------------------------------------------------------------
+    def find_vm(self, name: str) -> VmInfo:
+        h = self.handle(name)
+        cfg = h.config()
+        st = h.status()
+        power = PowerState.ON if st is not None or h.pid() is not None else PowerState.OFF
+        tools = st is not None and st.get("state") == "running"
+        disks = tuple(
+            DiskInfo(
+                key=d.key,
+                label=d.label,
+                datastore=h.loc.datastore,
+                path=f"{h.loc.folder}/{d.file}",
+                capacity=d.capacity,
+                thin=True,
+                cbt_enabled=cfg.cbt_enabled,
+            )
+            for d in cfg.disks
+        )
+        return VmInfo(
+            name=cfg.name,
+            uuid=cfg.uuid,
+            host=self.name,
+            power=power,
+            datastore=h.loc.datastore,
+            folder=h.loc.folder,
+            disks=disks,
+            guest_ip=cfg.guest_ip if tools else None,
+            tools_running=tools,
+        )
+
+    def vm_exists(self, name: str) -> bool:
+        return self.inventory.lookup(name) is not None
+
+    def datastores(self) -> list[str]:
+        return self.layout.datastores(self.name)
+
+    def datastore_path(self, name: str) -> Path:
+        path = self.layout.datastore_dir(self.name, name)
+        if not path.is_dir():
+            raise DatastoreNotFound(
+                f"no datastore {name!r} on lab host {self.name}", datastore=name, host=self.name
+            )
+        return path
+
+    def open_datastore(self, name: str) -> Datastore:
+        from ..dataplane import open_local_datastore
+
+        return open_local_datastore(name, str(self.datastore_path(name)))
+
+    # --- change tracking ---------------------------------------------------------------
+    def enable_change_tracking(self, vm: str) -> VmInfo:
+        self.handle(vm).run("cbt_enable", lambda m: m.enable_change_tracking(), lambda r: None)
+        return self.find_vm(vm)
+
+    def reset_change_tracking(self, vm: str) -> None:
+        """Start a new CBT epoch (as after a storage vMotion): old change ids turn invalid."""
+        self.handle(vm).run("cbt_reset", lambda m: m.reset_change_tracking(), lambda r: None)
+
+    def query_changed_areas(
+        self, vm: str, snapshot: SnapshotInfo, disk_key: int, since: str
+    ) -> Iterator[Extent]:
+        h = self.handle(vm)
+        cfg = h.config()
+        rec = cfg.snapshot(snapshot.id)
+        if rec is None:
+            raise SnapshotError(
+                f"VM {vm} has no snapshot {snapshot.id} ({snapshot.name})",
+                vm=vm,
+                snapshot_id=snapshot.id,
+            )
+        disk = cfg.disk(disk_key)
+        if since == ALL_ALLOCATED:
+            fd = os.open(h.vmdir / disk.file, os.O_RDONLY)
+            try:
+                return iter(allocated_extents(fd, disk.capacity))
+            finally:
+                os.close(fd)
+        snap_cid = rec.change_ids.get(disk_key)
+        if not cfg.cbt_enabled or snap_cid is None:
+            raise ChangeIdInvalid(
+                f"change tracking was off on {vm} when snapshot {rec.name} was taken",
+                vm=vm,
+                disk_key=disk_key,
+                change_id=since,
+            )
+        ctk = ChangeTracker(ctk_path(h.vmdir, disk), writable=False)
+        try:
+            return iter(ctk.changed(snap_cid, since, disk.capacity))
+        finally:
+            ctk.close()
+
+    # --- snapshots ---------------------------------------------------------------------
+    def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
+        h = self.handle(vm)
+        cfg = h.config()
+        return [self._snapshot_info(h, cfg, s) for s in cfg.snapshots]
+
+    def create_snapshot(
+        self, vm: str, name: str, description: str = "", quiesce: bool = False
+    ) -> SnapshotInfo:
+        """``quiesce`` is accepted and ignored: the lab guest has no file system to quiesce."""
+        h = self.handle(vm)
+        try:
+            rec = h.run(
+                "snapshot_create",
+                lambda m: m.create_snapshot(name, description),
+                lambda r: SnapshotRecord.from_dict(r["snapshot"]),
+                name=name,
+                description=description,
+            )
+        except (SnapshotError, PowerError):
+            raise
+        except LabError as exc:
+            raise SnapshotError(f"snapshot of {vm} failed: {exc.message}", vm=vm) from exc
+        return self._snapshot_info(h, h.config(), rec)
+
+    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float = 600.0) -> None:
+        h = self.handle(vm)
+        try:
+            h.run(
+                "snapshot_remove",
+                lambda m: m.remove_snapshot(snapshot_id),
+                lambda r: r["stun_s"],
+                timeout=timeout,
+                id=snapshot_id,
+            )
+        except (SnapshotError, PowerError):
+            raise
+        except LabError as exc:
+            raise SnapshotError(
+                f"removing snapshot {snapshot_id} of {vm} failed: {exc.message}",
+                vm=vm,
+                snapshot_id=snapshot_id,
+                hint="run remove again (consolidation resumes) or power the VM on (it finishes it)",
+            ) from exc
+
+    # --- power -------------------------------------------------------------------------
+    def power_state(self, vm: str) -> PowerState:
+        return PowerState.ON if self.handle(vm).pid() is not None else PowerState.OFF
+
+    def power_on(self, vm: str, timeout: float = 120.0) -> None:
+        """Start the guest; returns once it answers (its boot check may still run)."""
+        h = self.handle(vm)
+        with h.locked(timeout):
+            if h.pid() is not None:
+                return
+            h.config()  # a damaged config fails here, not in the guest
+            spawn_guest(h.vmdir, h.loc.config_file)
+
+            def up(st: dict[str, Any] | None) -> bool:
+                if st is None and h.pid() is None:
+                    raise PowerError(
+                        f"VM {vm} stopped while powering on", vm=vm, log=log_tail(h.vmdir)
+                    )
+                return st is not None
+
+            h.wait_state(up, timeout, "power on")
+
+    def power_off(self, vm: str, timeout: float = 120.0) -> None:
+        h = self.handle(vm)
+        with h.locked(timeout):
+            kill_guest(h.vmdir, timeout)
+
+    def shutdown_guest(self, vm: str) -> None:
+        self.handle(vm).guest("shutdown", 10.0)
+
+    def set_workload(self, vm: str, spec: WorkloadSpec) -> None:
+        """Change a VM's workload (live if it runs); e.g. ``rate_mb_s=0`` to quiesce it."""
+        spec.validate()
+
+        def offline(m: Any) -> None:
+            m.config.workload = spec
+            m.save()
+
+        self.handle(vm).run("set_workload", offline, lambda r: None, workload=spec.to_dict())
+
+    def flush_acks(self, vm: str) -> None:
+        """Make the running guest persist its ack map now (tests, evidence)."""
+        self.handle(vm).guest("flush_acks")
+
+    # --- registration ------------------------------------------------------------------
+    def register_vm(
+        self,
+        name: str,
+        datastore: str,
+        folder: str,
+        source: VmInfo,
+        network_map: Mapping[str, str] | None = None,
+    ) -> VmInfo:
+        vmdir = self.datastore_path(datastore) / folder
+        with self.inventory.locked() as entries:
+            cfg_file = f"{name}{VMX_SUFFIX}"
+            want = f"[{datastore}] {folder}/{cfg_file}"
+            if name in entries:
+                if entries[name] == want:
+                    return self.find_vm(name)  # re-run after a crash: already done
+                raise DestinationExists(
+                    f"a VM named {name!r} is already registered on {self.name}", vm=name
+                )
+            if not vmdir.is_dir():
+                raise LabError(f"folder [{datastore}] {folder} does not exist", folder=folder)
+            disks = []
+            for i, sd in enumerate(source.disks):
+                candidates = [
+                    os.path.basename(sd.path),
+                    f"{name}{'' if i == 0 else f'_{i}'}-flat.vmdk",
+                ]
+                found = next((c for c in candidates if (vmdir / c).is_file()), None)
+                if found is None:
+                    raise DiskMismatch(
+                        f"disk {sd.label} of {source.name} is not in [{datastore}] {folder}",
+                        tried=candidates,
+                    )
+                size = (vmdir / found).stat().st_size
+                if size != sd.capacity:
+                    raise DiskMismatch(
+                        f"{found} has {size} bytes, {source.name}'s {sd.label} has {sd.capacity}",
+                        file=found,
+                        size=size,
+                        capacity=sd.capacity,
+                    )
+                disks.append(DiskConfig(sd.key, sd.label, found, sd.capacity))
+            vm_uuid = str(uuid.uuid4())
+            nets = list((network_map or {}).values()) or ["VM Network"]
+            cfg = VmConfig(
+                name, vm_uuid, disks, self.register_workload, False, [], nets, guest_ip_for(vm_uuid)
+            )
+            cfg.save(vmdir / cfg_file)
+            entries[name] = want
+        return self.find_vm(name)
+
+    def unregister_vm(self, name: str) -> None:
+        h = self.handle(name)
+        if h.pid() is not None:
+            raise PowerError(f"VM {name} is powered on; power it off before unregistering", vm=name)
+        self.inventory.remove(name)
+
+    def wait_ready(self, vm: str, timeout: float) -> VmInfo:
+        """Wait for the boot check; a failed check (torn or missing blocks) raises LabError."""
+        h = self.handle(vm)
+
+        def ready(st: dict[str, Any] | None) -> bool:
+            if st is None:
+                if h.pid() is None:
+                    raise PowerError(f"VM {vm} is powered off", vm=vm, log=log_tail(h.vmdir))
+                return False
+            if st.get("state") == "boot-failed":
+                problems = [p for d in st["boot"]["disks"] for p in d["problems"]]
+                raise LabError(
+                    f"VM {vm} failed its boot check: {'; '.join(problems)}",
+                    vm=vm,
+                    boot=st["boot"],
+                    hint="the copy is damaged or incomplete; re-run the final sync and certify",
+                )
+            return st.get("state") == "running"
+
+        h.wait_state(ready, timeout, "boot check")
+        return self.find_vm(vm)
+
+
+__all__ = ["LabHost", "guest_ip_for"]
