@@ -172,6 +172,27 @@ class LabStatus:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def lines(self) -> list[str]:
+        """A short human summary, one line per host, datastore and VM."""
+        if not self.exists:
+            return [f"no lab at {self.root} (vmigrate lab up creates one)"]
+        out = [f"lab at {self.root}"]
+        for host, dss in self.hosts.items():
+            out.append(f"  host {host}")
+            for ds in dss:
+                out.append(f"    [{ds.name}] free {ds.free / 2**30:.1f} GiB")
+                for v in ds.vms:
+                    snaps = ", ".join(v.snapshots) or "none"
+                    out.append(
+                        f"      {v.name}: {v.power} pid={v.pid} state={v.state} "
+                        f"cbt={'on' if v.cbt_enabled else 'off'} snapshots={snaps} "
+                        f"workload={v.workload['rate_mb_s']} MB/s x {v.workload['block_size']} B"
+                    )
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
 
 def lab_status(root: Path | str | None = None) -> LabStatus:
     layout = LabLayout(Path(root or default_root()).resolve())
@@ -224,7 +245,7 @@ def _vm_status(host: str, h: VmHandle) -> VmStatus:
 
 
 def lab_down(
-    root: Path | str | None = None, *, remove_files: bool = False, timeout: float = 30.0
+    root: Path | str | None = None, *, remove: bool = False, timeout: float = 30.0
 ) -> list[str]:
     """Shut every guest down cleanly (hard stop after ``timeout``); optionally delete the lab."""
     layout = LabLayout(Path(root or default_root()).resolve())
@@ -243,7 +264,7 @@ def lab_down(
             except LabError:
                 kill_guest(vmdir)
             stopped.append(f"{h}/{name}")
-    if remove_files and layout.root.exists():
+    if remove and layout.root.exists():
         shutil.rmtree(layout.root)
     return stopped
 

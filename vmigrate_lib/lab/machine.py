@@ -32,6 +32,8 @@ class VmMachine:
         self.vmdir = config_path.parent
         self.config = config
         self.disks = disks
+        #: snapshots whose interrupted removal :meth:`recover` finished
+        self.finished: set[str] = set()
 
     @classmethod
     def open(cls, config_path: Path, on_progress: Progress | None = None) -> VmMachine:
@@ -81,6 +83,7 @@ class VmMachine:
             d.open_delta()
         if snap.state == SNAP_REMOVING:
             self._consolidate(snap, contextlib.nullcontext(), on_progress)
+            self.finished.add(snap.id)
 
     # --- snapshots -------------------------------------------------------------------
     def create_snapshot(
@@ -124,6 +127,8 @@ class VmMachine:
     ) -> float:
         """Consolidate and forget the snapshot; returns the seconds the guest was stunned."""
         snap = self.config.snapshot(snapshot_id)
+        if snap is None and snapshot_id in self.finished:
+            return 0.0  # its removal was interrupted and opening the VM just finished it
         if snap is None:
             raise SnapshotError(
                 f"VM {self.config.name} has no snapshot {snapshot_id}",
