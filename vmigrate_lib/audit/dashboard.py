@@ -1,0 +1,186 @@
+"""The live dashboard of a runbook: an ipywidgets view implementing the Reporter.
+
+The engine reports events and byte progress; this shows them as a progress
+bar (bytes and rate), a table of cycles and a plot redrawn per cycle.  Widgets
+need JavaScript to be read later, so every event is also one plain line on
+stdout (what papermill logs and what a headless run shows), and
+:meth:`Dashboard.finish` puts a plain table and a PNG plot beside the widget.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+import pandas as pd
+
+from ..engine.progress import LineReporter, Reporter, format_event
+from ..units import fmt_bytes, fmt_rate, fmt_secs
+from . import plots
+from .tables import CYCLE_TYPES, PREDICTION_TYPE, cycles_frame
+
+#: Set to 1 by the runbook runner: no one is watching, print progress lines too.
+HEADLESS_ENV = "VMIGRATE_HEADLESS"
+
+_TABLE_COLUMNS = {
+    "cycle": "cycle", "kind": "kind", "status": "status", "bytes_changed": "changed",
+    "duration_s": "duration", "throughput_Bps": "throughput", "certify": "certify",
+    "predicted_downtime_s": "predicted downtime",
+}
+
+
+def ipd() -> Any:
+    """``IPython.display`` (untyped: kept behind ``Any`` for mypy --strict)."""
+    import IPython.display
+
+    return IPython.display
+
+
+def is_headless() -> bool:
+    """True under the runner (papermill) or outside a Jupyter kernel."""
+    if os.environ.get(HEADLESS_ENV) == "1":
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return True
+    ip = get_ipython()
+    return ip is None or "IPKernelApp" not in getattr(ip, "config", {})
+
+
+def readable_cycles(df: pd.DataFrame) -> pd.DataFrame:
+    """The cycles table with units an operator reads (for widgets, HTML and text)."""
+    if df.empty:
+        return pd.DataFrame(columns=list(_TABLE_COLUMNS.values()))
+    out = df[list(_TABLE_COLUMNS)].rename(columns=_TABLE_COLUMNS).copy()
+    out["changed"] = [fmt_bytes(v) for v in df["bytes_changed"]]
+    out["duration"] = [fmt_secs(v) for v in df["duration_s"]]
+    out["throughput"] = [fmt_rate(v) for v in df["throughput_Bps"]]
+    out["predicted downtime"] = [
+        "" if v is None or pd.isna(v) else fmt_secs(float(v))
+        for v in df["predicted_downtime_s"]
+    ]
+    return out
+
+
+class Dashboard(Reporter):
+    """Widgets for a hand run plus plain lines for the record (and headless runs)."""
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        budget: float | None = None,
+        history: Iterable[Mapping[str, Any]] = (),
+        stream: TextIO | None = None,
+        headless: bool | None = None,
+        min_interval: float = 0.25,
+    ) -> None:
+        import ipywidgets as w
+
+        self.title = title
+        self.budget = budget
+        self.headless = is_headless() if headless is None else headless
+        self.records: list[dict[str, Any]] = [
+            dict(r) for r in history if r.get("type") in CYCLE_TYPES | {PREDICTION_TYPE}
+        ]
+        self.lines = LineReporter(stream or sys.stdout, min_interval=5.0)
+        self.min_interval = min_interval
+        self._last_tick = 0.0
+        self.cycles_drawn = 0
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="copy",
+                                   bar_style="info", layout=w.Layout(width="50%"))
+        self.bytes_label = w.Label(value="idle")
+        self.status = w.HTML(value=f"<b>{html.escape(title)}</b>: waiting")
+        self.table = w.HTML(value="")
+        self.plot = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        self.steps = w.HTML(value="")
+        self._step_lines: list[str] = []
+        self.widget = w.VBox([
+            self.status,
+            w.HBox([self.bar, self.bytes_label]),
+            self.table,
+            self.plot,
+            self.steps,
+        ])
+        self._redraw()
+
+    # --- Reporter ------------------------------------------------------------------------
+    def event(self, kind: str, /, **info: Any) -> None:
+        """Print the plain line, then update the widgets."""
+        self.lines.event(kind, **info)
+        text = format_event(kind, info).strip()
+        self.status.value = f"<b>{html.escape(self.title)}</b>: {html.escape(text)}"
+        if kind == "cycle_end":
+            self.records.append({"type": "cycle", **info})
+            self.bar.value = 1.0
+            self.bar.bar_style = "success"
+            self._redraw()
+        elif kind == "cycle_failed":
+            self.records.append({"type": "cycle_failed", **info})
+            self.bar.bar_style = "danger"
+            self._redraw()
+        elif kind == PREDICTION_TYPE:
+            self.records.append({"type": PREDICTION_TYPE, **info})
+            self._redraw()
+        elif kind == "cycle_start":
+            self.bar.value = 0.0
+            self.bar.bar_style = "info"
+            self.bytes_label.value = "starting"
+        elif kind not in ("phase", "disk"):
+            self._step_lines.append(text)
+            self.steps.value = "<pre>" + html.escape("\n".join(self._step_lines[-15:])) + "</pre>"
+
+    def progress(self, done: int, total: int, rate: float) -> None:
+        """Move the bar (throttled: comm messages are not free)."""
+        if self.headless:
+            self.lines.progress(done, total, rate)
+        now = time.monotonic()
+        if now - self._last_tick < self.min_interval and done < total:
+            return
+        self._last_tick = now
+        self.bar.value = done / total if total else 1.0
+        self.bytes_label.value = (
+            f"{fmt_bytes(done)} of {fmt_bytes(total)} at {fmt_rate(rate)}"
+            if rate else f"{fmt_bytes(done)} of {fmt_bytes(total)}"
+        )
+
+    # --- views ---------------------------------------------------------------------------
+    def frame(self) -> pd.DataFrame:
+        return cycles_frame(self.records)
+
+    def _redraw(self) -> None:
+        df = self.frame()
+        self.table.value = readable_cycles(df).to_html(index=False, border=0)
+        self.plot.value = plots.png_bytes(plots.dashboard_figure(df, budget=self.budget))
+        self.cycles_drawn = len(df)
+
+    def show(self) -> None:
+        """Display the widget (in a notebook cell)."""
+        ipd().display(self.widget)
+
+    def finish(self) -> None:
+        """Put the plain table and PNG plot in the output, readable without widgets."""
+        d = ipd()
+        df = self.frame()
+        d.display(readable_cycles(df))
+        d.display(d.Image(data=plots.png_bytes(plots.dashboard_figure(df, budget=self.budget))))
+
+
+def make_dashboard(title: str, *, budget: float | None = None,
+                   history: Iterable[Mapping[str, Any]] = ()) -> Reporter:
+    """A :class:`Dashboard`, or plain lines when ipywidgets or a kernel are missing."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return LineReporter()
+    if get_ipython() is None:
+        return LineReporter()
+    dash = Dashboard(title, budget=budget, history=history)
+    dash.show()
+    return dash

@@ -1,0 +1,163 @@
+"""matplotlib figures of a migration, drawn from the audit tables.
+
+Figures are built on the object API with the Agg canvas (no pyplot, no GUI
+backend), so they render the same in a kernel, under papermill and in a CLI,
+and are saved as PNG beside the CSV: the evidence reads without JavaScript.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .tables import PHASES, AuditError
+
+_MIB = 1024.0 * 1024.0
+
+
+def _figure(width: float = 6.4, height: float = 3.6) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _empty(ax: object, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)  # type: ignore[attr-defined]
+
+
+def delta_bytes(cycles: pd.DataFrame) -> Figure:
+    """Bytes changed per cycle: it should fall as cycles get shorter."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    if cycles.empty:
+        _empty(ax, "no cycles yet")
+    else:
+        colors = ["tab:gray" if k == "seed" else "tab:blue" for k in cycles["kind"]]
+        ax.bar(cycles["cycle"].astype(str), cycles["bytes_changed"] / _MIB, color=colors)
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("changed (MiB)")
+    ax.set_title("Delta size per cycle (grey: seed)")
+    return fig
+
+
+def phase_durations(cycles: pd.DataFrame) -> Figure:
+    """Seconds per phase of each cycle, stacked: shows where the time goes."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    if cycles.empty:
+        _empty(ax, "no cycles yet")
+    else:
+        x = cycles["cycle"].astype(str)
+        bottom = pd.Series([0.0] * len(cycles), index=cycles.index)
+        for phase in PHASES:
+            col = cycles[f"{phase}_s"].fillna(0.0)
+            if float(col.sum()) <= 0:
+                continue
+            ax.bar(x, col, bottom=bottom, label=phase)
+            bottom = bottom + col
+        ax.legend(fontsize="small")
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("seconds")
+    ax.set_title("Duration per phase")
+    return fig
+
+
+def throughput(cycles: pd.DataFrame) -> Figure:
+    """Copy throughput per cycle (MB/s): the planner's input."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    if cycles.empty:
+        _empty(ax, "no cycles yet")
+    else:
+        ax.plot(cycles["cycle"], cycles["throughput_Bps"] / 1e6, marker="o")
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("MB/s")
+    ax.set_title("Copy throughput per cycle")
+    return fig
+
+
+def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
+             actual: float | None = None) -> Figure:
+    """Predicted downtime after each cycle against the budget, and the actual one."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    pred = cycles.dropna(subset=["predicted_downtime_s"]) if not cycles.empty else cycles
+    if not pred.empty:
+        ax.plot(pred["cycle"], pred["predicted_downtime_s"].astype(float), marker="o",
+                label="predicted")
+    if budget is None and not cycles.empty and cycles["budget_s"].notna().any():
+        budget = float(cycles["budget_s"].dropna().iloc[-1])
+    if budget is not None:
+        ax.axhline(budget, color="tab:red", linestyle="--", label=f"budget {budget:.0f} s")
+    if actual is not None:
+        x = float(cycles["cycle"].max()) + 1 if not cycles.empty else 1.0
+        ax.scatter([x], [actual], color="black", marker="*", s=120, zorder=3,
+                   label=f"actual {actual:.1f} s")
+    if pred.empty and actual is None:
+        _empty(ax, "no prediction yet")
+    else:
+        ax.legend(fontsize="small")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("cycle (star: cutover)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Predicted vs actual downtime")
+    return fig
+
+
+def dashboard_figure(cycles: pd.DataFrame, *, budget: float | None = None) -> Figure:
+    """The live plot: delta size and duration per cycle, predicted downtime vs budget."""
+    fig = _figure(9.0, 3.4)
+    ax1, ax3 = fig.subplots(1, 2)
+    if cycles.empty:
+        _empty(ax1, "waiting for the first cycle")
+    else:
+        x = cycles["cycle"]
+        ax1.bar(x, cycles["bytes_changed"] / _MIB, color="tab:blue", alpha=0.7)
+        ax2 = ax1.twinx()
+        ax2.plot(x, cycles["duration_s"], color="tab:orange", marker="o")
+        ax2.set_ylabel("duration (s)", color="tab:orange")
+        ax2.set_ylim(bottom=0)
+    ax1.set_xlabel("cycle")
+    ax1.set_ylabel("changed (MiB)", color="tab:blue")
+    ax1.set_title("Delta size and duration per cycle")
+    pred = cycles.dropna(subset=["predicted_downtime_s"]) if not cycles.empty else cycles
+    if not pred.empty:
+        ax3.plot(pred["cycle"], pred["predicted_downtime_s"].astype(float), marker="o",
+                 label="predicted")
+    if budget is not None:
+        ax3.axhline(budget, color="tab:red", linestyle="--", label="budget")
+        ax3.legend(fontsize="small")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel("cycle")
+    ax3.set_ylabel("seconds")
+    ax3.set_title("Predicted downtime vs budget")
+    return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes (for widgets and IPython Image outputs)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def save_figures(figures: Mapping[str, Figure], folder: Path) -> list[Path]:
+    """Write each figure as ``<name>.png``."""
+    folder = Path(folder)
+    paths = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, fig in figures.items():
+            p = folder / f"{name}.png"
+            fig.savefig(p, format="png")
+            paths.append(p)
+    except OSError as exc:
+        raise AuditError(f"cannot write figures to {folder}: {exc.strerror}",
+                         folder=str(folder)) from exc
+    return paths

@@ -1,0 +1,148 @@
+"""Tables of a migration, built from its journal (the only source of truth).
+
+Widgets, plots and the evidence archive are all views of these frames, so a
+run re-read a week later shows exactly what the operator saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import OperationError
+
+#: Journal record types that describe sync cycles, not steps.
+CYCLE_TYPES = frozenset({"cycle", "cycle_failed"})
+#: Journal record type the runbooks write after each cycle (planner's verdict).
+PREDICTION_TYPE = "prediction"
+#: Phases of a cycle, in the order they happen.
+PHASES = ("snapshot", "query", "hash", "copy", "certify", "cleanup")
+
+CYCLE_COLUMNS = [
+    "cycle", "kind", "status", "started", "duration_s", "interval_s", "bytes_changed",
+    "bytes_sent", "bytes_read", "bytes_zero", "extents", "throughput_Bps", "certify",
+    "resumed", *[f"{p}_s" for p in PHASES], "predicted_downtime_s", "budget_s", "converged",
+]
+STEP_COLUMNS = ["time", "type", "step", "status", "duration_s", "detail"]
+
+
+class AuditError(OperationError):
+    """The journal or an audit output could not be read or written."""
+
+    default_hint = "check the workspace folder (journal.jsonl) and its permissions"
+
+
+def read_journal(path: Path, since: int = 0) -> list[dict[str, Any]]:
+    """Records of a journal file from byte offset ``since`` (a torn last line is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            data = f.read()
+    except OSError as exc:
+        raise AuditError(f"cannot read journal {path}: {exc.strerror}", path=str(path)) from exc
+    out: list[dict[str, Any]] = []
+    for line in data.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def _ts(value: Any) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    return pd.Timestamp(float(value), unit="s", tz="UTC")
+
+
+def predictions(records: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The last planner prediction recorded per cycle number."""
+    out: dict[int, dict[str, Any]] = {}
+    for r in records:
+        if r.get("type") == PREDICTION_TYPE and r.get("cycle") is not None:
+            out[int(r["cycle"])] = dict(r)
+    return out
+
+
+def cycles_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per cycle (ok or failed), with phase durations and the prediction."""
+    recs = list(records)
+    preds = predictions(recs)
+    rows: list[dict[str, Any]] = []
+    for r in recs:
+        if r.get("type") not in CYCLE_TYPES:
+            continue
+        phases = r.get("phases") or {}
+        number = int(r.get("number", 0))
+        pred = preds.get(number, {})
+        rows.append({
+            "cycle": number,
+            "kind": r.get("kind", ""),
+            "status": r.get("status", "ok" if r.get("type") == "cycle" else "failed"),
+            "started": _ts(r.get("started")),
+            "duration_s": float(r.get("duration") or 0.0),
+            "interval_s": r.get("interval"),
+            "bytes_changed": int(r.get("bytes_changed") or 0),
+            "bytes_sent": int(r.get("bytes_sent") or 0),
+            "bytes_read": int(r.get("bytes_read") or 0),
+            "bytes_zero": int(r.get("bytes_zero") or 0),
+            "extents": int(r.get("extents") or 0),
+            "throughput_Bps": float(r.get("throughput") or 0.0),
+            "certify": (r.get("certify") or {}).get("result", ""),
+            "resumed": bool(r.get("resumed", False)),
+            **{f"{p}_s": float(phases.get(p, 0.0)) for p in PHASES},
+            "predicted_downtime_s": pred.get("predicted_downtime"),
+            "budget_s": pred.get("budget"),
+            "converged": pred.get("converged"),
+        })
+    df = pd.DataFrame(rows, columns=CYCLE_COLUMNS)
+    return df.sort_values("cycle", kind="stable").reset_index(drop=True) if rows else df
+
+
+_STEP_SKIP = {"ts", "type", "step", "name", "status", "duration", "seconds"}
+
+
+def steps_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per journal event that is not a cycle: preflight, cutover steps, archives."""
+    rows: list[dict[str, Any]] = []
+    for r in records:
+        kind = str(r.get("type", ""))
+        if kind in CYCLE_TYPES or kind == PREDICTION_TYPE:
+            continue
+        rest = {k: v for k, v in r.items() if k not in _STEP_SKIP}
+        detail = json.dumps(rest, sort_keys=True, default=str)
+        duration = r.get("duration", r.get("seconds"))
+        rows.append({
+            "time": _ts(r.get("ts")),
+            "type": kind,
+            "step": r.get("step", r.get("name", "")) or "",
+            "status": r.get("status", "") or "",
+            "duration_s": float(duration) if isinstance(duration, (int, float)) else None,
+            "detail": detail if len(detail) <= 300 else detail[:297] + "...",
+        })
+    return pd.DataFrame(rows, columns=STEP_COLUMNS)
+
+
+def save_frames(frames: Mapping[str, pd.DataFrame], folder: Path) -> list[Path]:
+    """Write each frame as ``<name>.csv`` (plain evidence, readable without Python)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, df in frames.items():
+            p = folder / f"{name}.csv"
+            df.to_csv(p, index=False)
+            paths.append(p)
+    except OSError as exc:
+        raise AuditError(f"cannot write audit tables to {folder}: {exc.strerror}",
+                         folder=str(folder)) from exc
+    return paths
