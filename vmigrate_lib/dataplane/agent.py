@@ -51,6 +51,100 @@ DEFAULT_CHUNK = 1024 * 1024
 DIGEST_ENTRY = struct.Struct(">QI")  # offset, length; digest bytes follow
 LENGTH = struct.Struct(">Q")
 
+# Frame flags (protocol 1, negotiated in HELLO: an agent that does not list a
+# codec in "compression" never receives nor sends frames flagged with it).
+FLAG_ZLIB = 0x01
+FLAG_ZSTD = 0x02
+FEATURES = ["compress", "push", "probe_peer", "bwlimit"]
+
+
+def _codecs():
+    """Compression codecs this Python offers: zlib always, zstd when importable."""
+    out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
+    try:
+        import zstandard  # optional accelerator, absent on ESXi
+
+        def zc(b, lvl, _c={}):
+            c = _c.get(lvl)
+            if c is None:
+                c = _c[lvl] = zstandard.ZstdCompressor(level=lvl)
+            return c.compress(b)
+
+        dctx = zstandard.ZstdDecompressor()
+        out["zstd"] = (FLAG_ZSTD, zc, lambda b: dctx.decompress(b, max_output_size=MAX_PAYLOAD))
+    except ImportError:
+        pass
+    return out
+
+
+CODECS = _codecs()
+FLAG_DECODERS = dict((flag, dec) for flag, _c, dec in CODECS.values())
+
+
+def decode_payload(flags, payload):
+    # type: (int, bytes) -> bytes
+    """Undo the compression a frame's flags announce (flags 0: as is)."""
+    if not flags & (FLAG_ZLIB | FLAG_ZSTD):
+        return payload
+    dec = FLAG_DECODERS.get(flags & (FLAG_ZLIB | FLAG_ZSTD))
+    if dec is None:
+        raise ProtocolError("frame compressed with a codec this agent lacks (flags {})".format(flags))
+    try:
+        return dec(payload)
+    except Exception as exc:  # zlib.error, zstd.ZstdError: the stream is corrupt
+        raise ProtocolError("cannot decompress a frame: {}".format(exc))
+
+
+class Compressor(object):
+    """Compress DATA payloads, but stop trying for a while when data does not shrink."""
+
+    def __init__(self, codec, level=None):
+        # type: (typing.Optional[str], typing.Optional[int]) -> None
+        self.flag = 0
+        self.func = None
+        self.skip = 0
+        if codec:
+            if codec not in CODECS:
+                raise ValueError("compression {!r} not available here".format(codec))
+            self.flag, self.func, _dec = CODECS[codec]
+            self.level = level if level is not None else (1 if codec == "zlib" else 3)
+
+    def pack(self, payload):
+        # type: (bytes) -> typing.Tuple[bytes, int]
+        if self.func is None or len(payload) < 4096:
+            return payload, 0
+        if self.skip:
+            self.skip -= 1
+            return payload, 0
+        out = self.func(payload, self.level)
+        if len(out) > len(payload) * 0.9:
+            self.skip = 16  # incompressible: send the next 16 as they are
+            return payload, 0
+        return out, self.flag
+
+
+class Throttle(object):
+    """A bandwidth cap: sleep so that bytes/elapsed stays under ``rate``."""
+
+    def __init__(self, rate):
+        # type: (typing.Optional[float]) -> None
+        import time
+
+        self.rate = float(rate) if rate else 0.0
+        self.clock = time.time
+        self.sleep = time.sleep
+        self.start = self.clock()
+        self.sent = 0
+
+    def add(self, n):
+        # type: (int) -> None
+        if self.rate <= 0:
+            return
+        self.sent += n
+        ahead = self.sent / self.rate - (self.clock() - self.start)
+        if ahead > 0:
+            self.sleep(ahead)
+
 
 class ProtocolError(Exception):
     pass
@@ -137,8 +231,8 @@ class Agent(object):
         self.chunk = chunk
 
     # framing helpers
-    def send(self, ftype, payload=b"", arg=0):
-        self.wfile.write(pack_frame(ftype, payload, arg))
+    def send(self, ftype, payload=b"", arg=0, flags=0):
+        self.wfile.write(pack_frame(ftype, payload, arg, flags))
         if payload:
             self.wfile.write(payload)
 
@@ -170,6 +264,8 @@ class Agent(object):
             "root": self.root,
             "python": sys.version.split()[0],
             "algorithms": [name for name, _ in HASHERS],
+            "compression": sorted(CODECS),
+            "features": FEATURES,
         })
         self.wfile.flush()
         while True:
@@ -269,21 +365,45 @@ class Agent(object):
     # streams
     def op_read(self, req):
         """Stream extents as DATA/HOLE frames, then END with a summary."""
-        fd = os.open(self.path(req["path"]), os.O_RDONLY)
-        sent = holes = read = 0
+        try:
+            comp = Compressor(req.get("compress"), req.get("level"))
+            throttle = Throttle(req.get("bwlimit"))
+        except ValueError as exc:
+            self.send_json(ERR, error_dict(exc))
+            return None
+        send = self.send
+
+        def emit(ftype, payload, arg):
+            flags = 0
+            if ftype == DATA:
+                payload, flags = comp.pack(payload)
+            send(ftype, payload, arg, flags)
+            throttle.add(len(payload) + HEADER_SIZE)
+
+        stats = {"sent": 0, "holes": 0, "read": 0}
+        try:
+            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)), emit, stats)
+        except (OSError, ValueError) as exc:
+            self.send_json(ERR, error_dict(exc))
+            return None
+        self.send_json(END, stats)
+        return None
+
+    def read_frames(self, path, extents, chunk, emit, stats):
+        """Call ``emit(type, payload, offset)`` for the DATA/HOLE frames of the extents."""
+        fd = os.open(self.path(path), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            chunk = int(req.get("chunk", self.chunk))
             zero = bytes(ZERO_GRAIN)
-            for start, length in req["extents"]:
+            for start, length in extents:
                 end = min(start + length, size)
                 if end < start + length:
                     # reading past EOF of a disk is a caller bug: say so.
                     raise ValueError("extent {}+{} beyond end of file ({})".format(start, length, size))
                 for kind, s, n in data_and_holes(fd, start, end):
                     if kind == "hole":
-                        self.send(HOLE, LENGTH.pack(n), s)
-                        holes += n
+                        emit(HOLE, LENGTH.pack(n), s)
+                        stats["holes"] += n
                         continue
                     pos = s
                     while pos < s + n:
@@ -291,45 +411,121 @@ class Agent(object):
                         buf = os.pread(fd, want, pos)
                         if len(buf) != want:
                             raise OSError(errno.EIO, "short read at {}".format(pos))
-                        read += want
-                        sent_now, holes_now = self._send_nonzero(buf, pos, zero)
-                        sent += sent_now
-                        holes += holes_now
+                        stats["read"] += want
+                        split_zero_grains(buf, pos, zero, emit, stats)
                         pos += want
-        except (OSError, ValueError) as exc:
-            self.send_json(ERR, error_dict(exc))
-            return None
         finally:
             os.close(fd)
-        self.send_json(END, {"sent": sent, "holes": holes, "read": read})
+
+    # --- direct mode: this agent streams to a peer agent it starts over ssh ---------
+    def _start_peer(self, argv):
+        import subprocess
+        import tempfile
+
+        err = tempfile.TemporaryFile()
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                bufsize=1 << 20)
+        peer = Peer(proc, err)
+        peer.send(HELLO, json.dumps({"version": PROTOCOL_VERSION}).encode("utf-8"))
+        peer.flush()
+        ftype, payload, _arg = peer.recv()
+        if ftype != HELLO:
+            raise PeerError("peer agent refused the handshake: {}".format(payload[:500]), peer)
+        peer.hello = json.loads(payload.decode("utf-8"))
+        return peer
+
+    def op_probe_peer(self, req):
+        """Can this host start an agent on the peer?  (preflight for direct mode)"""
+        try:
+            peer = self._start_peer(req["argv"])
+        except (OSError, EOFError, ProtocolError, PeerError, ValueError) as exc:
+            return {"ok": False, "message": peer_message(exc)}
+        hello = peer.hello
+        peer.close()
+        return {"ok": True, "peer": {"root": hello.get("root"), "python": hello.get("python"),
+                                     "compression": hello.get("compression", [])}}
+
+    def op_push(self, req):
+        """Stream extents of a local file straight into a file on a peer (direct mode).
+
+        The peer agent is started with ``req["argv"]`` (an ssh command).  Every
+        ``checkpoint`` bytes the peer makes its writes durable; its ACK is passed
+        on to the client as an ACK frame carrying the offset reached, so that a
+        broken push resumes from there.  END carries the summary; ERR carries the
+        error with ``acked_offset`` (and ``peer: true`` when the peer failed).
+        """
+        stats = {"sent": 0, "holes": 0, "read": 0, "wire": 0}
+        state = {"since": 0, "reached": 0, "acked_offset": None}
+        peer = None
+        try:
+            checkpoint = int(req.get("checkpoint", 64 << 20))
+            throttle = Throttle(req.get("bwlimit"))
+            peer = self._start_peer(req["argv"])
+            codec = req.get("compress")
+            if codec and codec not in peer.hello.get("compression", []):
+                codec = None
+            comp = Compressor(codec, req.get("level"))
+            peer.send(REQ, json.dumps({"op": "write", "path": req["dest_path"]}).encode("utf-8"))
+            peer.flush()
+            ftype, payload, _arg = peer.recv()
+            if ftype != RESP:
+                raise PeerError(payload, peer, remote=True)
+            psend = peer.send
+            me = self
+
+            def flush_peer(final):
+                peer.send(END if final else FLUSH)
+                peer.flush()
+                ftype, payload, arg = peer.recv()
+                if ftype == ERR:
+                    raise PeerError(payload, peer, remote=True)
+                state["acked_offset"] = state["reached"]
+                me.send(ACK, json.dumps({"reached": state["reached"]}).encode("utf-8"), state["reached"])
+                me.wfile.flush()
+                state["since"] = 0
+
+            def emit(ftype, payload, arg):
+                flags = 0
+                if ftype == DATA:
+                    payload, flags = comp.pack(payload)
+                psend(ftype, payload, arg, flags)
+                n = len(payload) + HEADER_SIZE
+                stats["wire"] += n
+                throttle.add(n)
+                state["since"] += n
+
+            def emit_raw(ftype, payload, arg):
+                end = arg + (len(payload) if ftype == DATA else LENGTH.unpack(payload)[0])
+                emit(ftype, payload, arg)
+                state["reached"] = end
+                if state["since"] >= checkpoint:
+                    flush_peer(False)
+
+            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
+                             emit_raw, stats)
+            flush_peer(True)
+            peer.send(REQ, b'{"op": "quit"}')
+            peer.flush()
+            peer.close()
+            peer = None
+        except PeerError as exc:
+            info = exc.info()
+            info.update(acked_offset=state["acked_offset"], peer=True)
+            self.send_json(ERR, info)
+            return None
+        except (OSError, ValueError, EOFError, ProtocolError) as exc:
+            extra = {"acked_offset": state["acked_offset"]}
+            if peer is not None and not isinstance(exc, ValueError):
+                extra["peer"] = True
+                extra["peer_stderr"] = peer.stderr()
+            self.send_json(ERR, error_dict(exc, **extra))
+            return None
+        finally:
+            if peer is not None:
+                peer.kill()
+        stats["acked_offset"] = state["reached"]
+        self.send_json(END, stats)
         return None
-
-    def _send_nonzero(self, buf, pos, zero):
-        """Send ``buf`` as DATA runs, with all-zero 64 KiB grains as HOLE frames."""
-        sent = holes = 0
-        n = len(buf)
-        i = run_start = 0
-        run_zero = None
-        while i < n:
-            g = min(ZERO_GRAIN, n - i)
-            is_zero = buf[i:i + g] == (zero if g == ZERO_GRAIN else bytes(g))
-            if run_zero is None:
-                run_zero = is_zero
-            elif is_zero != run_zero:
-                sent, holes = self._emit(buf, pos, run_start, i, run_zero, sent, holes)
-                run_start = i
-                run_zero = is_zero
-            i += g
-        if run_zero is not None:
-            sent, holes = self._emit(buf, pos, run_start, n, run_zero, sent, holes)
-        return sent, holes
-
-    def _emit(self, buf, pos, a, b, is_zero, sent, holes):
-        if is_zero:
-            self.send(HOLE, LENGTH.pack(b - a), pos + a)
-            return sent, holes + (b - a)
-        self.send(DATA, buf[a:b] if (a or b != len(buf)) else buf, pos + a)
-        return sent + (b - a), holes
 
     def op_write(self, req):
         """Receive DATA/HOLE frames into a file until END; FLUSH makes them durable."""
@@ -343,10 +539,11 @@ class Agent(object):
             self.send_json(RESP, {"ok": True})
             self.wfile.flush()
             while True:
-                ftype, _, arg, payload, _ = read_frame(self.rfile)
+                ftype, fflags, arg, payload, _ = read_frame(self.rfile)
                 if ftype == DATA:
                     if failure is None:
                         try:
+                            payload = decode_payload(fflags, payload)
                             pwrite_all(fd, payload, arg)
                             written += len(payload)
                         except OSError as exc:
@@ -454,6 +651,124 @@ class Agent(object):
             os.close(fd)
         self.send_json(END, {"blocks": count})
         return None
+
+
+def split_zero_grains(buf, pos, zero, emit, stats):
+    """Emit ``buf`` as DATA runs, with all-zero 64 KiB grains as HOLE frames."""
+    n = len(buf)
+    i = run_start = 0
+    run_zero = None
+    runs = []
+    while i < n:
+        g = min(ZERO_GRAIN, n - i)
+        is_zero = buf[i:i + g] == (zero if g == ZERO_GRAIN else bytes(g))
+        if run_zero is None:
+            run_zero = is_zero
+        elif is_zero != run_zero:
+            runs.append((run_start, i, run_zero))
+            run_start = i
+            run_zero = is_zero
+        i += g
+    if run_zero is not None:
+        runs.append((run_start, n, run_zero))
+    for a, b, is_zero in runs:
+        if is_zero:
+            emit(HOLE, LENGTH.pack(b - a), pos + a)
+            stats["holes"] += b - a
+        else:
+            emit(DATA, buf[a:b] if (a or b != n) else buf, pos + a)
+            stats["sent"] += b - a
+
+
+class PeerError(Exception):
+    """The peer agent (direct mode) failed or could not be started."""
+
+    def __init__(self, payload, peer, remote=False):
+        Exception.__init__(self, payload)
+        self.payload = payload
+        self.peer = peer
+        self.remote = remote
+
+    def info(self):
+        if self.remote:
+            try:
+                d = json.loads(self.payload.decode("utf-8"))
+                if isinstance(d, dict) and "error" in d:
+                    d["message"] = "peer: " + str(d.get("message"))
+                    return d
+            except ValueError:
+                pass
+        return {"error": "PeerError", "message": peer_message(self),
+                "peer_stderr": self.peer.stderr() if self.peer else ""}
+
+
+def peer_message(exc):
+    msg = str(exc.payload) if isinstance(exc, PeerError) else str(exc)
+    peer = getattr(exc, "peer", None)
+    if peer is not None:
+        err = peer.stderr()
+        if err:
+            msg += ": " + err
+    return msg
+
+
+class Peer(object):
+    """A peer agent reached through a child process (ssh), as a framed client."""
+
+    def __init__(self, proc, err):
+        self.proc = proc
+        self.err = err
+        self.w = proc.stdin
+        self.r = proc.stdout
+        self.hello = {}
+
+    def send(self, ftype, payload=b"", arg=0, flags=0):
+        self.w.write(pack_frame(ftype, payload, arg, flags))
+        if payload:
+            self.w.write(payload)
+
+    def flush(self):
+        self.w.flush()
+
+    def recv(self):
+        try:
+            ftype, _flags, arg, payload, _raw = read_frame(self.r)
+        except EOFError:
+            raise PeerError("peer closed the connection (exit status {})".format(self.proc.poll()), self)
+        return ftype, payload, arg
+
+    def stderr(self):
+        try:
+            self.err.seek(0)
+            return self.err.read().decode("utf-8", "replace").strip()[-1500:]
+        except (OSError, ValueError):
+            return ""
+
+    def close(self):
+        for s in (self.w, self.r):
+            try:
+                s.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa - TimeoutExpired
+            self.kill()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        try:
+            self.proc.wait()
+        except OSError:
+            pass
+        try:
+            self.err.close()
+        except OSError:
+            pass
 
 
 def data_regions(fd, start, end):
