@@ -72,7 +72,12 @@ def test_bad_change_ids_are_rejected(host_a: LabHost, alice_off: str) -> None:
     s1 = host_a.create_snapshot(vm, "vmigrate-1")
     host_a.remove_snapshot(vm, s1.id)
     s2 = host_a.create_snapshot(vm, "vmigrate-2")
-    for bad in ("garbage", "x/1", f"{s1.change_ids[KEY]}0", "0b8a2c6e-4c5d-4c47-9f43-1f1b7d3e0a11/1"):
+    for bad in (
+        "garbage",
+        "x/1",
+        f"{s1.change_ids[KEY]}0",
+        "0b8a2c6e-4c5d-4c47-9f43-1f1b7d3e0a11/1",
+    ):
         with pytest.raises(ChangeIdInvalid):
             changed(host_a, vm, "vmigrate-2", bad)
     host_a.remove_snapshot(vm, s2.id)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import time
-from pathlib import Path
 
 import pytest
+from lab_helpers import delta_grains, quiesce, sha, wait_writes
 
 from vmigrate_lib.control.host import CBT_GRAIN, PowerState
 from vmigrate_lib.control.lab import LabHost
@@ -15,34 +13,8 @@ from vmigrate_lib.errors import SnapshotError
 from vmigrate_lib.extents import from_blocks
 from vmigrate_lib.lab.guest import FAULT_ENV
 from vmigrate_lib.lab.vmconfig import VmConfig
-from vmigrate_lib.lab.workload import WorkloadSpec
 
 KEY = 2000
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def wait_writes(host: LabHost, vm: str, more: int) -> None:
-    st = host.guest_status(vm)
-    assert st is not None
-    target = st["writes"] + more
-    deadline = time.monotonic() + 20
-    while (st := host.guest_status(vm)) is not None and st["writes"] < target:
-        assert time.monotonic() < deadline, "guest does not write"
-        time.sleep(0.05)
-
-
-def quiesce(host: LabHost, vm: str) -> None:
-    """Stop the workload (the guest keeps running) so the disk content is steady."""
-    host.set_workload(vm, WorkloadSpec(rate_mb_s=0, ack_interval=0.2))
-    time.sleep(0.1)
-
-
-def delta_grains(vmdir: Path, stem: str = "alice") -> list[int]:
-    raw = (vmdir / f"{stem}-delta.map").read_bytes()
-    return [g for (g,) in struct.iter_unpack("<I", raw)]
 
 
 def test_snapshot_freezes_base_while_guest_writes(host_a: LabHost, alice: str) -> None:
@@ -72,7 +44,9 @@ def test_consolidation_moves_delta_into_base_and_marks_ctk(host_a: LabHost, alic
     host_a.remove_snapshot(alice, s1.id)
     base = (vmdir / "alice-flat.vmdk").read_bytes()
     for g in grains:
-        assert base[g * CBT_GRAIN : (g + 1) * CBT_GRAIN] == delta[g * CBT_GRAIN : (g + 1) * CBT_GRAIN]
+        assert (
+            base[g * CBT_GRAIN : (g + 1) * CBT_GRAIN] == delta[g * CBT_GRAIN : (g + 1) * CBT_GRAIN]
+        )
     s2 = host_a.create_snapshot(alice, "vmigrate-2")
     got = list(host_a.query_changed_areas(alice, s2, KEY, s1.change_ids[KEY]))
     assert got == from_blocks(grains, CBT_GRAIN)
@@ -110,7 +84,9 @@ def test_crash_mid_consolidation_is_finished_at_power_on(
     assert not (vmdir / "alice-delta.map").exists()
     base = (vmdir / "alice-flat.vmdk").read_bytes()
     for g in grains:
-        assert base[g * CBT_GRAIN : (g + 1) * CBT_GRAIN] == delta[g * CBT_GRAIN : (g + 1) * CBT_GRAIN]
+        assert (
+            base[g * CBT_GRAIN : (g + 1) * CBT_GRAIN] == delta[g * CBT_GRAIN : (g + 1) * CBT_GRAIN]
+        )
     boot = host_a.guest_status(vm)
     assert boot is not None and boot["boot"]["ok"]
 

@@ -224,6 +224,8 @@ class Guest:
         threads: list[threading.Thread] = []
         try:
             if self.boot_up():
+                # from the first write on, the map on disk is only a lower bound
+                self.persist_acks(clean=False)
                 self.state = "running"
                 threads = [
                     threading.Thread(target=self.writer, name="writer", daemon=True),

@@ -1,0 +1,44 @@
+"""Helpers shared by the lab tests (imported as a plain module: tests have no packages)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from pathlib import Path
+
+from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.lab.workload import WorkloadSpec
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_writes(host: LabHost, vm: str, more: int) -> None:
+    st = host.guest_status(vm)
+    assert st is not None
+    target = st["writes"] + more
+    deadline = time.monotonic() + 20
+    while (st := host.guest_status(vm)) is not None and st["writes"] < target:
+        assert time.monotonic() < deadline, "guest does not write"
+        time.sleep(0.05)
+
+
+def quiesce(host: LabHost, vm: str) -> None:
+    """Stop the workload (the guest keeps running) so the disk content is steady."""
+    host.set_workload(vm, WorkloadSpec(rate_mb_s=0, ack_interval=0.2))
+    time.sleep(0.1)
+
+
+def delta_grains(vmdir: Path, stem: str = "alice") -> list[int]:
+    raw = (vmdir / f"{stem}-delta.map").read_bytes()
+    return [g for (g,) in struct.iter_unpack("<I", raw)]
+
+
+def wait_off(host: LabHost, vm: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while host.power_state(vm) != PowerState.OFF:
+        assert time.monotonic() < deadline, "guest did not stop"
+        time.sleep(0.05)

@@ -1,0 +1,48 @@
+"""Power: clean shutdown flushes the ack map, hard power-off loses only unacked state."""
+
+from __future__ import annotations
+
+from lab_helpers import wait_off, wait_writes
+
+from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.lab.acks import AckMap
+from vmigrate_lib.lab.verify import verify_copy
+
+
+def test_shutdown_flushes_acks_and_the_base_verifies(host_a: LabHost, alice: str) -> None:
+    vmdir = host_a.vm_dir(alice)
+    wait_writes(host_a, alice, 500)
+    info = host_a.find_vm(alice)
+    assert info.power == PowerState.ON and info.tools_running and info.guest_ip
+    host_a.shutdown_guest(alice)
+    wait_off(host_a, alice)
+    assert not (vmdir / "guest.pid").exists()
+    assert host_a.find_vm(alice).tools_running is False
+    for disk in info.disks:
+        acks = AckMap.load(host_a.ack_path(alice, disk.key))
+        assert acks.clean and acks.seqs
+        report = verify_copy(vmdir / disk.path.split("/")[-1], acks)
+        assert report.ok, report.problems()
+        assert report.acked == len(acks.seqs) and report.exact
+    # the log says what happened
+    assert "clean shutdown" in (vmdir / "guest.log").read_text()
+
+
+def test_power_off_is_hard_and_power_on_boots_again(host_a: LabHost, alice: str) -> None:
+    wait_writes(host_a, alice, 300)
+    host_a.power_off(alice)
+    assert host_a.power_state(alice) == PowerState.OFF
+    acks = AckMap.load(host_a.ack_path(alice, 2000))
+    assert not acks.clean  # no final flush: the map is a lower bound
+    report = verify_copy(host_a.vm_dir(alice) / "alice-flat.vmdk", acks)
+    assert report.ok and not report.exact, report.problems()
+    host_a.power_off(alice)  # idempotent
+    host_a.power_on(alice)
+    info = host_a.wait_ready(alice, 30)
+    assert info.tools_running
+    st = host_a.guest_status(alice)
+    assert st is not None and st["boot"]["ok"]
+    # sequence numbers continue above everything already on disk
+    assert int(st["next_seq"]["2000"]) > acks.max_seq
+    host_a.power_on(alice)  # idempotent
