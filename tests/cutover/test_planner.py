@@ -1,0 +1,101 @@
+"""Planner unit tests: pure arithmetic over journal-shaped cycle records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vmigrate_lib.engine.planner import MEASURED_TYPE, plan
+
+MB = 1e6
+
+
+def cyc(kind: str, changed: float, interval: float | None, copy: float, duration: float | None = None,
+        at: float = 1000.0) -> dict[str, Any]:
+    return {"type": "cycle", "status": "ok", "kind": kind, "bytes_changed": changed,
+            "interval": interval, "phases": {"copy": copy}, "snapshot_at": at,
+            "duration": duration if duration is not None else copy + 0.5}
+
+
+def history(dirty: float, thr: float, intervals: list[float]) -> list[dict[str, Any]]:
+    out = [cyc("seed", 1000 * MB, None, 1000 * MB / thr)]
+    for i in intervals:
+        out.append(cyc("delta", dirty * i, i, dirty * i / thr))
+    return out
+
+
+def test_dirty_at_or_above_throughput_wont_converge_with_advice() -> None:
+    p = plan(history(50 * MB, 40 * MB, [60, 60]), budget=120, shutdown_s=10, boot_s=20)
+    assert not p.converged and not p.will_converge
+    assert p.dirty_rate == pytest.approx(50 * MB)
+    assert p.throughput == pytest.approx(40 * MB)
+    for word in ("bigger window", "bandwidth", "quieter hour"):
+        assert word in p.advice
+
+
+def test_equal_rates_also_wont_converge() -> None:
+    p = plan(history(40 * MB, 40 * MB, [60]), budget=90, shutdown_s=10, boot_s=20)
+    assert not p.converged and not p.will_converge
+
+
+def test_converges_as_interval_shrinks() -> None:
+    ints = [80.0, 40.0, 20.0, 10.0, 5.0]
+    hist = history(10 * MB, 100 * MB, ints[:1])
+    p = plan(hist, budget=32, shutdown_s=10, boot_s=20, target_interval=5)
+    # final window = last duration + shutdown; the overhead (0.5 s) counts too
+    assert p.will_converge
+    assert p.predicted_downtime == pytest.approx(10 + 20 + 0.5 + 10 * MB * p.window / (100 * MB))
+    assert p.next_interval == pytest.approx(40.0)
+    assert not p.converged and p.predicted_downtime > 32
+    p2 = plan(history(10 * MB, 100 * MB, ints), budget=32, shutdown_s=10, boot_s=20,
+              target_interval=5)
+    assert p2.converged and "converged" in p2.advice
+    assert p2.next_interval == 5.0
+    d = p2.to_dict()
+    assert d["converged"] is True and d["predicted_downtime"] == p2.predicted_downtime
+
+
+def test_not_yet_recommends_shrinking_interval() -> None:
+    p = plan(history(10 * MB, 20 * MB, [300]), budget=60, shutdown_s=5, boot_s=5,
+             target_interval=10, now=1000 + 300)
+    assert not p.converged and p.will_converge
+    assert p.next_interval == 150.0
+    assert "not yet" in p.advice
+
+
+def test_throughput_override() -> None:
+    hist = history(50 * MB, 40 * MB, [60])
+    p = plan(hist, budget=120, shutdown_s=10, boot_s=20, throughput_override=500 * MB)
+    assert p.throughput == 500 * MB and p.throughput_source == "override"
+    assert p.will_converge
+
+
+def test_budget_below_fixed_costs() -> None:
+    p = plan(history(1 * MB, 100 * MB, [10]), budget=20, shutdown_s=15, boot_s=15)
+    assert not p.converged and not p.will_converge
+    assert "alone take" in p.advice
+
+
+def test_measured_timings_beat_parameters() -> None:
+    hist: list[dict[str, Any]] = history(1 * MB, 100 * MB, [10])
+    hist.append({"type": MEASURED_TYPE, "shutdown_s": 2.0, "boot_s": 3.0})
+    hist.append({"type": "step", "name": "shutdown"})  # other records are ignored
+    p = plan(hist, budget=60, shutdown_s=30, boot_s=60)
+    assert (p.shutdown, p.shutdown_source, p.boot, p.boot_source) == (2.0, "measured", 3.0, "measured")
+    assert p.converged
+
+
+def test_no_data_yet() -> None:
+    p = plan([], budget=60)
+    assert not p.converged and p.will_converge and "seed" in p.advice
+    p = plan(history(1 * MB, 100 * MB, []), budget=60)
+    assert not p.converged and "delta cycle" in p.advice
+
+
+def test_now_extends_the_final_window() -> None:
+    hist = history(10 * MB, 100 * MB, [10])
+    early = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 5)
+    late = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 500)
+    assert late.final_bytes > early.final_bytes
+    assert late.window == pytest.approx(501)
