@@ -7,18 +7,13 @@ sync in one process and a cutover in another, days later, see the same lab.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    ChangeIdInvalid,
     DatastoreNotFound,
     DestinationExists,
-    DiskMismatch,
     HostNotFound,
     LabError,
     PowerError,
@@ -26,23 +21,18 @@ from ..errors import (
 )
 from ..extents import Extent
 from ..lab.acks import ack_path
-from ..lab.ctk import ChangeTracker
-from ..lab.disk import allocated_extents, ctk_path
+from ..lab.changes import changed_areas
 from ..lab.handle import VmHandle, log_tail
 from ..lab.inventory import Inventory
 from ..lab.layout import VMX_SUFFIX, LabLayout
 from ..lab.power import kill_guest, spawn_guest
-from ..lab.vmconfig import DiskConfig, SnapshotRecord, VmConfig
+from ..lab.registration import config_for_copy, guest_ip_for
+from ..lab.vmconfig import SnapshotRecord, VmConfig
 from ..lab.workload import WorkloadSpec
-from .host import ALL_ALLOCATED, DiskInfo, Host, PowerState, SnapshotInfo, VmInfo
+from .host import DiskInfo, Host, PowerState, SnapshotInfo, VmInfo
 
 if TYPE_CHECKING:
     from ..dataplane.datastore import Datastore
-
-
-def guest_ip_for(vm_uuid: str) -> str:
-    h = hashlib.sha1(vm_uuid.encode()).digest()
-    return f"10.77.{h[0]}.{h[1] % 253 + 1}"
 
 
 class LabHost(Host):
@@ -154,34 +144,7 @@ class LabHost(Host):
         self, vm: str, snapshot: SnapshotInfo, disk_key: int, since: str
     ) -> Iterator[Extent]:
         h = self.handle(vm)
-        cfg = h.config()
-        rec = cfg.snapshot(snapshot.id)
-        if rec is None:
-            raise SnapshotError(
-                f"VM {vm} has no snapshot {snapshot.id} ({snapshot.name})",
-                vm=vm,
-                snapshot_id=snapshot.id,
-            )
-        disk = cfg.disk(disk_key)
-        if since == ALL_ALLOCATED:
-            fd = os.open(h.vmdir / disk.file, os.O_RDONLY)
-            try:
-                return iter(allocated_extents(fd, disk.capacity))
-            finally:
-                os.close(fd)
-        snap_cid = rec.change_ids.get(disk_key)
-        if not cfg.cbt_enabled or snap_cid is None:
-            raise ChangeIdInvalid(
-                f"change tracking was off on {vm} when snapshot {rec.name} was taken",
-                vm=vm,
-                disk_key=disk_key,
-                change_id=since,
-            )
-        ctk = ChangeTracker(ctk_path(h.vmdir, disk), writable=False)
-        try:
-            return iter(ctk.changed(snap_cid, since, disk.capacity))
-        finally:
-            ctk.close()
+        return iter(changed_areas(h.vmdir, h.config(), snapshot.id, disk_key, since))
 
     # --- snapshots ---------------------------------------------------------------------
     def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
@@ -291,34 +254,7 @@ class LabHost(Host):
                 raise DestinationExists(
                     f"a VM named {name!r} is already registered on {self.name}", vm=name
                 )
-            if not vmdir.is_dir():
-                raise LabError(f"folder [{datastore}] {folder} does not exist", folder=folder)
-            disks = []
-            for i, sd in enumerate(source.disks):
-                candidates = [
-                    os.path.basename(sd.path),
-                    f"{name}{'' if i == 0 else f'_{i}'}-flat.vmdk",
-                ]
-                found = next((c for c in candidates if (vmdir / c).is_file()), None)
-                if found is None:
-                    raise DiskMismatch(
-                        f"disk {sd.label} of {source.name} is not in [{datastore}] {folder}",
-                        tried=candidates,
-                    )
-                size = (vmdir / found).stat().st_size
-                if size != sd.capacity:
-                    raise DiskMismatch(
-                        f"{found} has {size} bytes, {source.name}'s {sd.label} has {sd.capacity}",
-                        file=found,
-                        size=size,
-                        capacity=sd.capacity,
-                    )
-                disks.append(DiskConfig(sd.key, sd.label, found, sd.capacity))
-            vm_uuid = str(uuid.uuid4())
-            nets = list((network_map or {}).values()) or ["VM Network"]
-            cfg = VmConfig(
-                name, vm_uuid, disks, self.register_workload, False, [], nets, guest_ip_for(vm_uuid)
-            )
+            cfg = config_for_copy(vmdir, name, source, network_map, self.register_workload)
             cfg.save(vmdir / cfg_file)
             entries[name] = want
         return self.find_vm(name)

@@ -70,7 +70,7 @@ def create_vm(
             fh.truncate(size)
         disks.append(DiskConfig(2000 + i, f"Hard disk {i + 1}", file, size))
     vm_uuid = str(uuid.uuid4())
-    from ..control.lab import guest_ip_for
+    from .registration import guest_ip_for
 
     cfg = VmConfig(name, vm_uuid, disks, spec, cbt, [], ["VM Network"], guest_ip_for(vm_uuid))
     rng = random.Random(seed)
