@@ -28,7 +28,7 @@ class VmigrateError(Exception):
         self.fields: dict[str, Any] = fields
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
     def one_line(self) -> str:
         """A single line for a terminal or a journal entry."""
@@ -88,6 +88,27 @@ class AuthenticationError(InputError):
     default_hint = "check the user and the credential reference (environment variable or keyring)"
 
 
+class VmAmbiguous(InputError):
+    """A VM name matches more than one VM."""
+
+    default_hint = "name the VM by its inventory path (Datacenter/vm/folder/name) or its UUID"
+
+
+class CertificateError(InputError):
+    """The host's TLS certificate could not be verified."""
+
+    default_hint = (
+        "install the host's CA certificate in the system trust store; for a lab host only, "
+        "set verify_tls: false"
+    )
+
+
+class PermissionDenied(InputError):
+    """The API user lacks a privilege."""
+
+    default_hint = "grant the API user the privilege named in the message, or use another user"
+
+
 class PreflightError(InputError):
     """A precondition of the migration does not hold."""
 
@@ -120,6 +141,18 @@ class ChangeTrackingOff(PreflightError):
 
 class WorkspaceMismatch(PreflightError):
     default_hint = "use the workspace that belongs to this migration, or a new empty folder"
+
+
+class CutoverNoGo(PreflightError):
+    """The cutover's go/no-go said no; nothing was changed."""
+
+    default_hint = "sync again (vmigrate sync --until-converged), or pass --force to override"
+
+
+class RollbackRefused(InputError):
+    """A rollback would lose data the operator has not agreed to lose."""
+
+    default_hint = "pass --yes-lose-bob-writes if the writes made on the new VM may be lost"
 
 
 # --- faults during work: state is resumable, exit 1 ------------------------------
@@ -161,6 +194,21 @@ class NoSpaceLeft(AgentError):
     default_hint = "free space on the destination datastore, then re-run: it resumes"
 
 
+class LicenseRestricted(OperationError):
+    """The host's licence forbids API writes (free ESXi: snapshot, power, reconfigure)."""
+
+    default_hint = (
+        "the free ESXi licence refuses API writes; use the SSH control plane "
+        "(vim-cmd over SSH, host type esxi-shell) or license the host"
+    )
+
+
+class HostApiError(OperationError):
+    """The vSphere API reported a fault vmigrate has no more specific error for."""
+
+    default_hint = "check the host's task list and events for details, then re-run: it resumes"
+
+
 class CertifyMismatch(OperationError):
     default_hint = "re-run certify with --repair to copy the differing blocks again"
 
@@ -173,6 +221,15 @@ class LabError(OperationError):
 
 class CutoverError(OperationError):
     default_hint = "vmigrate cutover resumes from the recorded step; vmigrate rollback undoes it"
+
+
+class ProbeFailed(CutoverError):
+    """The new VM is running but a health probe failed; the operator decides."""
+
+    default_hint = (
+        "the new VM is running: fix it and run vmigrate cutover again to re-probe, or "
+        "vmigrate rollback --yes-lose-bob-writes to go back (writes made on it are lost)"
+    )
 
 
 class Interrupted(OperationError):

@@ -60,7 +60,11 @@ class PreflightReport:
 
 
 def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightReport:
-    """Check everything; raise the first failure (after reporting all)."""
+    """Check everything; raise the first failure (after reporting all).
+
+    Pure: it writes nothing, not even to the workspace (whose journal may belong
+    to another migration until the identity check has passed).
+    """
     report = PreflightReport()
 
     def add(name: str, ok: bool, detail: str, error: VmigrateError | None = None) -> None:
@@ -71,8 +75,6 @@ def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightRe
         _checks(m, report, add)
     except NotFoundError as exc:  # nothing further can be checked without it
         add("found", False, exc.one_line(), exc)
-    if m.workspace.exists:  # preflight writes nothing new, not even a workspace
-        m.workspace.journal.append("preflight", **report.to_dict())
     err = report.first_error()
     if err is not None and raise_on_failure:
         raise err

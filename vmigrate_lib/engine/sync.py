@@ -8,13 +8,19 @@ from typing import Any
 
 from .context import Migration
 from .cycle import CycleOutcome, run_cycle
-from .preflight import run_preflight
+from .preflight import PreflightReport, run_preflight
 
 
-def start(m: Migration) -> None:
-    """Preflight (changes nothing), then claim the workspace for this migration."""
-    run_preflight(m)
+def start(m: Migration, report: PreflightReport | None = None) -> None:
+    """Preflight (changes nothing), then claim the workspace for this migration.
+
+    Callers may run preflight before taking the workspace lock and pass its
+    ``report``, so that bad input never even creates the workspace.
+    """
+    if report is None:
+        report = run_preflight(m)
     m.workspace.init(m.identity())
+    m.workspace.journal.append("preflight", **report.to_dict())
     if m.params.sync.allow_enable_cbt:
         vm = m.vm()
         if any(not d.cbt_enabled for d in vm.disks):
@@ -30,9 +36,10 @@ def run_cycles(
     interval: float | None = None,
     should_stop: Callable[[list[dict[str, Any]]], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    report: PreflightReport | None = None,
 ) -> list[CycleOutcome]:
     """Run up to ``cycles`` cycles (the first is the seed if none was done)."""
-    start(m)
+    start(m, report)
     pause = m.params.sync.interval if interval is None else interval
     done: list[CycleOutcome] = []
     for i in range(cycles):

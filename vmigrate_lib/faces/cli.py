@@ -76,13 +76,15 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from ..engine.preflight import run_preflight
     from ..engine.sync import run_cycles
     from ..session import close_migration
 
     m = _open(args)
     try:
+        report = run_preflight(m)  # before the workspace is created or locked
         with m.workspace:
-            outcomes = run_cycles(m, args.cycles, interval=args.interval)
+            outcomes = run_cycles(m, args.cycles, interval=args.interval, report=report)
     finally:
         close_migration(m)
     last = outcomes[-1].record if outcomes else {}
@@ -93,13 +95,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     from ..engine.cycle import run_cycle
+    from ..engine.preflight import run_preflight
     from ..engine.sync import start
     from ..session import close_migration
 
     m = _open(args)
     try:
+        report = run_preflight(m)
         with m.workspace:
-            start(m)
+            start(m, report)
             if not m.workspace.state.get("seeded"):
                 raise ParameterError("nothing to certify yet", hint="run vmigrate sync first")
             outcome = run_cycle(m, certify="full", repair=args.repair)
