@@ -1,0 +1,13 @@
+"""The vSphere control plane (vCenter or standalone ESXi) through pyVmomi.
+
+The only package of vmigrate that imports pyVmomi; faults become
+:mod:`vmigrate_lib.errors` at its boundary.  Modules: ``connection`` (session),
+``inventory`` (VMs, disks, datastores), ``snapshots``, ``cbt``, ``power``,
+``register``, ``tasks`` (timeouts, fault mapping), ``paths`` (datastore paths).
+"""
+
+from __future__ import annotations
+
+from .host import CBT_STUN_SNAPSHOT, TransportFactory, VsphereHost, ssh_transport_factory
+
+__all__ = ["CBT_STUN_SNAPSHOT", "TransportFactory", "VsphereHost", "ssh_transport_factory"]

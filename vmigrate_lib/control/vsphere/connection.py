@@ -1,0 +1,236 @@
+"""A vSphere API session: verified TLS, credentials by reference, kept alive.
+
+Long migrations outlive a vCenter session (30 min idle by default), so the
+session is touched in the background and every call logs in again once when
+the host says ``NotAuthenticated``.  The password is read from the environment
+or the keyring at connect time and kept only as long as the session lives.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import os
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._vmomi import Disconnect, SmartConnect
+from ._vmomi import vim, vmodl
+
+from ...errors import AuthenticationError, CertificateError, HostApiError, HostNotFound, ParameterError
+from ...params import HostParams
+from .tasks import map_fault
+
+T = TypeVar("T")
+
+DEFAULT_PORT = 443
+#: Socket timeout of every API call (QueryChangedDiskAreas on a big disk is the slowest).
+CALL_TIMEOUT = 300.0
+#: Touch the session this often (vCenter's default idle timeout is 30 minutes).
+KEEPALIVE_INTERVAL = 300.0
+
+
+def resolve_password(hp: HostParams, environ: dict[str, str] | None = None) -> str:
+    """The password named by ``password_env`` or ``password_keyring`` (never a value)."""
+    env = os.environ if environ is None else environ
+    if hp.password_env:
+        value = env.get(hp.password_env)
+        if not value:
+            raise AuthenticationError(
+                f"environment variable {hp.password_env} (password_env) is not set",
+                hint=f"export {hp.password_env}=... in the shell that runs vmigrate",
+                variable=hp.password_env,
+            )
+        return value
+    if hp.password_keyring:
+        service, _, user = hp.password_keyring.partition("/")
+        try:
+            keyring: Any = importlib.import_module("keyring")
+        except ImportError as exc:
+            raise AuthenticationError(
+                "password_keyring is set but the keyring package is not installed",
+                hint="pip install keyring, or use password_env",
+            ) from exc
+        try:
+            value = keyring.get_password(service, user or hp.user)
+        except Exception as exc:  # noqa: BLE001 - keyring backends raise anything
+            raise AuthenticationError(
+                f"keyring lookup of {hp.password_keyring!r} failed: {exc}",
+                entry=hp.password_keyring,
+            ) from exc
+        if not value:
+            raise AuthenticationError(
+                f"no keyring entry {hp.password_keyring!r} for user {user or hp.user!r}",
+                hint="store it with `keyring set SERVICE USER`, or use password_env",
+                entry=hp.password_keyring,
+            )
+        return str(value)
+    raise AuthenticationError(
+        f"no credential reference for host {hp.host or hp.url}",
+        hint="set password_env (an environment variable name) or password_keyring",
+    )
+
+
+def endpoint(hp: HostParams) -> tuple[str, int, str]:
+    """(host, port, path) from ``url`` (``https://vc:443/sdk``) or else ``host``."""
+    if hp.url:
+        u = urllib.parse.urlsplit(hp.url if "//" in hp.url else f"https://{hp.url}")
+        if u.scheme not in ("https", "") or not u.hostname:
+            raise ParameterError(
+                f"url {hp.url!r} is not an https URL of a vSphere host",
+                hint="e.g. https://vcenter.example.org/sdk",
+                parameter="url",
+            )
+        return u.hostname, u.port or DEFAULT_PORT, u.path or "/sdk"
+    if not hp.host:
+        raise ParameterError("neither url nor host is set for a vsphere host", parameter="host")
+    return hp.host, DEFAULT_PORT, "/sdk"
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """Verified against the system trust store, unless the operator opted out."""
+    if verify:
+        return ssl.create_default_context()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Connection:
+    """One logged-in session; :meth:`call` runs API calls with one re-login on expiry."""
+
+    def __init__(
+        self,
+        hp: HostParams,
+        *,
+        password: str | None = None,
+        keepalive: float | None = KEEPALIVE_INTERVAL,
+        call_timeout: float = CALL_TIMEOUT,
+    ) -> None:
+        self.hp = hp
+        self.host, self.port, self.path = endpoint(hp)
+        self.user = hp.user
+        if not self.user:
+            raise ParameterError("user is not set for a vsphere host", parameter="user")
+        self._password = password if password is not None else resolve_password(hp)
+        self._call_timeout = call_timeout
+        self._lock = threading.RLock()
+        self.si: Any = self._connect()
+        self.content: Any = self.si.RetrieveContent()
+        self.relogins = 0
+        self._stop = threading.Event()
+        self._keepalive: threading.Thread | None = None
+        if keepalive:
+            self._keepalive = threading.Thread(
+                target=self._keepalive_loop, args=(keepalive,), name="vsphere-keepalive", daemon=True
+            )
+            self._keepalive.start()
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_vcenter(self) -> bool:
+        return bool(self.content.about.apiType == "VirtualCenter")
+
+    def _connect(self) -> Any:
+        try:
+            return SmartConnect(
+                host=self.host,
+                port=self.port,
+                path=self.path,
+                user=self.user,
+                pwd=self._password,
+                sslContext=tls_context(self.hp.verify_tls),
+                connectionPoolTimeout=self._call_timeout,
+            )
+        except vim.fault.InvalidLogin as exc:
+            raise AuthenticationError(
+                f"the vSphere host {self.where} rejected user {self.user!r}: wrong user or password",
+                host=self.host,
+                user=self.user,
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise CertificateError(
+                f"the TLS certificate of {self.where} could not be verified: "
+                f"{exc.verify_message or exc.reason}",
+                host=self.host,
+            ) from exc
+        except (socket.gaierror, ConnectionError, TimeoutError, socket.timeout) as exc:
+            raise HostNotFound(
+                f"cannot reach the vSphere API at {self.where}: {exc}",
+                hint="check the host name, the port and that the host is up and reachable",
+                host=self.host,
+                port=self.port,
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise HostNotFound(
+                f"cannot talk to the vSphere API at {self.where}: {exc}",
+                host=self.host,
+                port=self.port,
+            ) from exc
+        except vmodl.MethodFault as exc:
+            raise map_fault(exc, f"login to {self.where}", host=self.host) from exc
+
+    def relogin(self) -> None:
+        """Log in again on the same stub: managed object references stay valid."""
+        with self._lock:
+            try:
+                self.content.sessionManager.Login(self.user, self._password)
+            except vim.fault.InvalidLogin as exc:
+                raise AuthenticationError(
+                    f"logging in again to {self.where} failed: the password changed?",
+                    host=self.host,
+                    user=self.user,
+                ) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise HostNotFound(
+                    f"lost the vSphere API at {self.where}: {exc}", host=self.host
+                ) from exc
+            self.relogins += 1
+
+    def call(self, fn: Callable[[], T], what: str, **fields: Any) -> T:
+        """Run ``fn`` (pyVmomi calls); re-login once on an expired session; map faults."""
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except vim.fault.NotAuthenticated as exc:
+                if attempt == 2:
+                    raise map_fault(exc, what, **fields) from exc
+                self.relogin()
+            except vmodl.MethodFault as exc:
+                raise map_fault(exc, what, **fields) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise HostApiError(
+                    f"{what} failed: connection to {self.where} lost ({exc})",
+                    hint="check the network to the host, then re-run: it resumes",
+                    **fields,
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _keepalive_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.call(lambda: self.si.CurrentTime(), "keep-alive")
+            except Exception:  # noqa: BLE001 - the next real call reports the problem
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._keepalive is not None:
+            self._keepalive.join(timeout=1)
+            self._keepalive = None
+        try:
+            Disconnect(self.si)
+        except Exception:  # noqa: BLE001 - closing a dead session is not an error
+            pass
+        self._password = ""
+
+
+__all__ = ["Connection", "endpoint", "resolve_password", "tls_context"]

@@ -1,0 +1,236 @@
+"""VsphereHost: the :class:`~vmigrate_lib.control.host.Host` of a vCenter or ESXi host.
+
+Control goes through the vSphere API (pyVmomi); disk bytes go through the
+data-plane agent on the ESXi host, reached over SSH, which serves
+``/vmfs/volumes/<ds>``.  The transport is injectable so tests can serve a
+simulator's datastore folder with a local agent.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._vmomi import vim
+
+from ...errors import ParameterError, SnapshotError
+from ...extents import Extent
+from ...params import HostParams
+from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, PowerState, SnapshotInfo, VmInfo
+from . import cbt, inventory, power, register, snapshots
+from .connection import KEEPALIVE_INTERVAL, Connection
+from .paths import datastore_root
+
+if TYPE_CHECKING:
+    from ...dataplane.datastore import Datastore
+    from ...dataplane.transport import Transport
+
+#: (datastore name, root the agent serves, e.g. ``/vmfs/volumes/ds1``) -> transport
+TransportFactory = Callable[[str, str], "Transport"]
+
+#: Name of the snapshot taken (and removed at once) to make newly enabled CBT start.
+CBT_STUN_SNAPSHOT = f"{VMIGRATE_SNAPSHOT_PREFIX}cbt-stun"
+
+
+def ssh_transport_factory(hp: HostParams) -> TransportFactory:
+    """The SSH data plane to the ESXi host (``vmigrate_lib.dataplane.ssh``)."""
+    try:
+        ssh: Any = importlib.import_module("vmigrate_lib.dataplane.ssh")
+    except ImportError as exc:
+        raise ParameterError(
+            "the SSH data plane is not available in this build: cannot read ESXi datastores",
+            hint="install a vmigrate with vmigrate_lib.dataplane.ssh, or use type: lab",
+            parameter="type",
+        ) from exc
+
+    def make(datastore: str, root: str) -> Transport:
+        transport: Transport = ssh.SshTransport.for_host(hp, root)
+        return transport
+
+    return make
+
+
+class VsphereHost(Host):
+    """One ESXi host, directly or through a vCenter (``host`` names it there)."""
+
+    def __init__(
+        self,
+        hp: HostParams,
+        *,
+        transport_factory: TransportFactory | None = None,
+        password: str | None = None,
+        keepalive: float | None = KEEPALIVE_INTERVAL,
+        vm_folder: str = "",
+        resource_pool: str = "",
+        task_timeout: float = 300.0,
+        snapshot_timeout: float = snapshots.CREATE_TIMEOUT,
+    ) -> None:
+        self.hp = hp
+        self.conn = Connection(hp, password=password, keepalive=keepalive)
+        try:
+            self.host_ref: Any | None = inventory.find_host_system(self.conn, hp.host)
+            self.name = hp.host or (
+                str(self.host_ref.name) if self.host_ref is not None else self.conn.host
+            )
+            self._transport_factory = transport_factory
+            self.task_timeout = task_timeout
+            self.snapshot_timeout = snapshot_timeout
+            self._vm_folder = (
+                register.resolve_entity(self.conn, vm_folder, vim.Folder, "VM folder")
+                if vm_folder
+                else None
+            )
+            self._pool = (
+                register.resolve_entity(self.conn, resource_pool, vim.ResourcePool, "resource pool")
+                if resource_pool
+                else None
+            )
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # --- helpers -------------------------------------------------------------------------
+    def vm_ref(self, vm: str) -> Any:
+        """The VirtualMachine object for a name, inventory path or UUID."""
+        return inventory.find_vm_ref(self.conn, vm)
+
+    def disk_details(self, vm: str) -> list[inventory.DiskDetail]:
+        """Disks with what :class:`DiskInfo` leaves out: mode, current backing, change id."""
+        ref = self.vm_ref(vm)
+        return self.conn.call(lambda: inventory.disk_details(ref.config), f"reading VM {vm}")
+
+    def datastore_free_space(self, name: str) -> int:
+        return inventory.free_space(self.conn, inventory.datastore_ref(self.conn, self.host_ref, name))
+
+    def _require_host(self, what: str) -> Any:
+        if self.host_ref is None:
+            raise ParameterError(
+                f"{what} needs one ESXi host, and {self.hp.host!r} names none on {self.conn.where}",
+                hint="set host to the ESXi host's name as vCenter shows it",
+                parameter="host",
+            )
+        return self.host_ref
+
+    # --- inventory -------------------------------------------------------------------------
+    def find_vm(self, name: str) -> VmInfo:
+        return inventory.vm_info(self.conn, self.vm_ref(name))
+
+    def vm_exists(self, name: str) -> bool:
+        rows = inventory.collect(self.conn, vim.VirtualMachine, ["name"])
+        return any(v.get("name") == name for _, v in rows)
+
+    def datastores(self) -> list[str]:
+        return sorted(inventory.datastore_refs(self.conn, self.host_ref))
+
+    def open_datastore(self, name: str) -> Datastore:
+        from ...dataplane.client import AgentDatastore
+
+        inventory.datastore_ref(self.conn, self.host_ref, name)
+        factory = self._transport_factory or ssh_transport_factory(self.hp)
+        return AgentDatastore(name, factory(name, datastore_root(name)))
+
+    # --- change tracking ------------------------------------------------------------------
+    def enable_change_tracking(self, vm: str) -> VmInfo:
+        """Turn CBT on; a running VM then gets the stun it needs (snapshot create + remove).
+
+        Refuses, changing nothing, while the VM has snapshots."""
+        ref = self.vm_ref(vm)
+        snapshots.require_no_snapshots(self.conn, ref, VMIGRATE_SNAPSHOT_PREFIX)
+        if cbt.enable(self.conn, ref, self.task_timeout) and (
+            power.state(self.conn, ref) == PowerState.ON
+        ):
+            snap = snapshots.create(
+                self.conn, ref, CBT_STUN_SNAPSHOT, "vmigrate: start change tracking", False,
+                self.snapshot_timeout,
+            )
+            snapshots.remove(self.conn, ref, snap.id, self.snapshot_timeout)
+        return inventory.vm_info(self.conn, ref)
+
+    def query_changed_areas(
+        self, vm: str, snapshot: SnapshotInfo, disk_key: int, since: str
+    ) -> Iterator[Extent]:
+        ref = self.vm_ref(vm)
+        snap = snapshots.find_snapshot(self.conn, ref, snapshot.id)
+        if snap is None:
+            raise SnapshotError(
+                f"VM {vm} has no snapshot {snapshot.id} ({snapshot.name})",
+                vm=vm,
+                snapshot_id=snapshot.id,
+            )
+        return iter(cbt.query_changed(self.conn, ref, snap, snapshot, disk_key, since))
+
+    # --- snapshots -----------------------------------------------------------------------
+    def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
+        return snapshots.list_snapshots(self.conn, self.vm_ref(vm))
+
+    def foreign_snapshots(self, vm: str) -> list[SnapshotInfo]:
+        """Snapshots other tools (or people) made: vmigrate never touches them."""
+        return [s for s in self.list_snapshots(vm) if not s.is_vmigrate]
+
+    def create_snapshot(
+        self, vm: str, name: str, description: str = "", quiesce: bool = False
+    ) -> SnapshotInfo:
+        """Refuses, changing nothing, while any snapshot exists (the base would be a delta)."""
+        ref = self.vm_ref(vm)
+        snapshots.require_no_snapshots(self.conn, ref, VMIGRATE_SNAPSHOT_PREFIX)
+        return snapshots.create(self.conn, ref, name, description, quiesce, self.snapshot_timeout)
+
+    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float = 600.0) -> None:
+        """Remove and consolidate; a snapshot already gone counts as removed (re-runs)."""
+        snapshots.remove(self.conn, self.vm_ref(vm), snapshot_id, timeout)
+
+    # --- power ---------------------------------------------------------------------------
+    def power_state(self, vm: str) -> PowerState:
+        return power.state(self.conn, self.vm_ref(vm))
+
+    def power_on(self, vm: str, timeout: float = 120.0) -> None:
+        power.power_on(self.conn, self.vm_ref(vm), timeout)
+
+    def power_off(self, vm: str, timeout: float = 120.0) -> None:
+        power.power_off(self.conn, self.vm_ref(vm), timeout)
+
+    def shutdown_guest(self, vm: str) -> None:
+        power.shutdown_guest(self.conn, self.vm_ref(vm))
+
+    def shutdown_and_wait(self, vm: str, timeout: float, hard_fallback: bool = False) -> bool:
+        """Guest shutdown, wait up to ``timeout``; hard power-off then if allowed.
+        True when the guest stopped by itself."""
+        return power.shutdown_and_wait(self.conn, self.vm_ref(vm), timeout, hard_fallback)
+
+    # --- registration and readiness -------------------------------------------------------
+    def register_vm(
+        self,
+        name: str,
+        datastore: str,
+        folder: str,
+        source: VmInfo,
+        network_map: Mapping[str, str] | None = None,
+    ) -> VmInfo:
+        """Register ``[datastore] folder/<name>.vmx`` (written there beforehand)."""
+        host = self._require_host(f"registering {name}")
+        ref = register.register(
+            self.conn, host, name, datastore, folder, network_map,
+            self._vm_folder, self._pool, self.task_timeout,
+        )
+        return inventory.vm_info(self.conn, ref)
+
+    def unregister_vm(self, name: str) -> None:
+        ref = self.vm_ref(name)
+        if power.state(self.conn, ref) != PowerState.OFF:
+            from ...errors import PowerError
+
+            raise PowerError(f"VM {name} is powered on; power it off before unregistering", vm=name)
+        register.unregister(self.conn, ref)
+
+    def wait_ready(self, vm: str, timeout: float) -> VmInfo:
+        """Tools running, an IP and a green heartbeat (TimeoutExpired says which is missing)."""
+        ref = self.vm_ref(vm)
+        power.wait_ready(self.conn, ref, timeout)
+        return inventory.vm_info(self.conn, ref)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+__all__ = ["CBT_STUN_SNAPSHOT", "TransportFactory", "VsphereHost", "ssh_transport_factory"]

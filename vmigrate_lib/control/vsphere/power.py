@@ -1,0 +1,134 @@
+"""Power: on, hard off, graceful guest shutdown with a deadline, readiness.
+
+Each is idempotent (powering on a running VM is done, not an error), because a
+cutover re-run after a crash repeats the step it was in.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ._vmomi import vim
+
+from ...errors import PowerError, TimeoutExpired
+from ..host import PowerState
+from .connection import Connection
+from .tasks import wait_task
+
+_POLL = 0.5
+
+
+def state(conn: Connection, vm: Any) -> PowerState:
+    return PowerState(conn.call(lambda: str(vm.runtime.powerState), f"reading VM {vm.name}"))
+
+
+def power_on(conn: Connection, vm: Any, timeout: float) -> None:
+    if state(conn, vm) == PowerState.ON:
+        return
+    what = f"powering on VM {vm.name}"
+    task = conn.call(lambda: vm.PowerOnVM_Task(), what)
+    conn.call(lambda: wait_task(task, timeout, what, vm=vm.name), what)
+
+
+def power_off(conn: Connection, vm: Any, timeout: float) -> None:
+    if state(conn, vm) == PowerState.OFF:
+        return
+    what = f"powering off VM {vm.name}"
+    task = conn.call(lambda: vm.PowerOffVM_Task(), what)
+    conn.call(lambda: wait_task(task, timeout, what, vm=vm.name), what)
+
+
+def shutdown_guest(conn: Connection, vm: Any) -> None:
+    """Ask the guest (through VMware Tools) to shut down; returns at once."""
+    if state(conn, vm) == PowerState.OFF:
+        return
+    conn.call(lambda: vm.ShutdownGuest(), f"guest shutdown of VM {vm.name}", vm=vm.name)
+
+
+def wait_off(conn: Connection, vm: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while state(conn, vm) != PowerState.OFF:
+        if time.monotonic() >= deadline:
+            raise TimeoutExpired(
+                f"VM {vm.name} did not power off within {timeout:.0f} s after the guest shutdown",
+                hint="check the guest console, or use a hard power-off",
+                vm=vm.name,
+                timeout=timeout,
+            )
+        time.sleep(_POLL)
+
+
+def shutdown_and_wait(conn: Connection, vm: Any, timeout: float, hard_fallback: bool) -> bool:
+    """Graceful shutdown, then wait; hard power-off after ``timeout`` if allowed.
+    Returns True when the guest shut down by itself."""
+    try:
+        shutdown_guest(conn, vm)
+        wait_off(conn, vm, timeout)
+        return True
+    except (TimeoutExpired, PowerError):
+        if not hard_fallback:
+            raise
+    power_off(conn, vm, timeout)
+    return False
+
+
+def guest_ready(conn: Connection, vm: Any) -> tuple[bool, dict[str, Any]]:
+    """Tools running, an IP, a green heartbeat: (ready, what was seen)."""
+
+    def run() -> dict[str, Any]:
+        guest = vm.guest
+        return {
+            "power": str(vm.runtime.powerState),
+            "tools": str(guest.toolsRunningStatus) if guest is not None else None,
+            "ip": str(guest.ipAddress) if guest is not None and guest.ipAddress else None,
+            "heartbeat": str(vm.guestHeartbeatStatus) if vm.guestHeartbeatStatus else None,
+        }
+
+    seen = conn.call(run, f"reading the guest state of VM {vm.name}")
+    ok = (
+        seen["power"] == PowerState.ON
+        and seen["tools"] == "guestToolsRunning"
+        and bool(seen["ip"])
+        and seen["heartbeat"] == vim.ManagedEntity.Status.green
+    )
+    return ok, seen
+
+
+def wait_ready(conn: Connection, vm: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ok, seen = guest_ready(conn, vm)
+        if ok:
+            return seen
+        if seen["power"] != PowerState.ON:
+            raise PowerError(f"VM {vm.name} is {seen['power']}, it cannot become ready", vm=vm.name)
+        if time.monotonic() >= deadline:
+            missing = [
+                k
+                for k, good in (
+                    ("VMware Tools running", seen["tools"] == "guestToolsRunning"),
+                    ("an IP address", bool(seen["ip"])),
+                    ("a green heartbeat", seen["heartbeat"] == "green"),
+                )
+                if not good
+            ]
+            raise TimeoutExpired(
+                f"VM {vm.name} was not ready within {timeout:.0f} s: no {', no '.join(missing)}",
+                hint="check the guest console (boot, network, VMware Tools)",
+                vm=vm.name,
+                seen=seen,
+            )
+        time.sleep(_POLL)
+
+
+__all__ = [
+    "guest_ready",
+    "power_off",
+    "power_on",
+    "shutdown_and_wait",
+    "shutdown_guest",
+    "state",
+    "wait_off",
+    "wait_ready",
+]

@@ -1,0 +1,181 @@
+"""Register Bob: a VM from files already on the destination datastore.
+
+Everything that can be wrong (name taken, datastore or network unknown) is
+checked before the inventory changes; a failure after registration (network
+mapping) unregisters again, so a re-run starts from the same place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._vmomi import vim
+
+from ...errors import DestinationExists, HostApiError, NotFoundError, VmigrateError
+from .connection import Connection
+from .inventory import collect, datastore_ref
+from .paths import ds_path
+from .tasks import wait_task
+
+REGISTER_TIMEOUT = 300.0
+
+
+def datacenter_of(obj: Any) -> Any:
+    while obj is not None and not isinstance(obj, vim.Datacenter):
+        obj = obj.parent
+    return obj
+
+
+def default_placement(conn: Connection, host: Any) -> tuple[Any, Any]:
+    """(VM folder, resource pool): the datacenter's root VM folder, the host's root pool."""
+
+    def run() -> tuple[Any, Any]:
+        dc = datacenter_of(host)
+        if dc is None:
+            raise HostApiError(f"host {host.name} is in no datacenter")
+        return dc.vmFolder, host.parent.resourcePool
+
+    return conn.call(run, "finding where to register")
+
+
+def resolve_entity(conn: Connection, path: str, kind: Any, what: str) -> Any:
+    """A folder or resource pool by inventory path (``DC/vm/Migrated``)."""
+    ref = conn.call(lambda: conn.content.searchIndex.FindByInventoryPath(path), f"looking up {path}")
+    if ref is None or not isinstance(ref, kind):
+        raise NotFoundError(
+            f"no {what} at inventory path {path!r} on {conn.where}",
+            hint=f"give the {what} as Datacenter/... inventory path",
+            path=path,
+        )
+    return ref
+
+
+def nic_network_name(nic: Any, host: Any) -> str | None:
+    b = nic.backing
+    if isinstance(b, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo):
+        return str(b.deviceName) if b.deviceName else (str(b.network.name) if b.network else None)
+    if isinstance(b, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
+        key = b.port.portgroupKey if b.port is not None else None
+        for net in host.network:
+            if isinstance(net, vim.dvs.DistributedVirtualPortgroup) and net.key == key:
+                return str(net.name)
+    return None
+
+
+def network_backing(net: Any) -> Any:
+    if isinstance(net, vim.dvs.DistributedVirtualPortgroup):
+        return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
+            port=vim.dvs.PortConnection(
+                portgroupKey=net.key, switchUuid=net.config.distributedVirtualSwitch.uuid
+            )
+        )
+    return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=net.name, network=net)
+
+
+def host_networks(conn: Connection, host: Any) -> dict[str, Any]:
+    return conn.call(lambda: {str(n.name): n for n in host.network}, f"listing networks of {host.name}")
+
+
+def register(
+    conn: Connection,
+    host: Any,
+    name: str,
+    datastore: str,
+    folder: str,
+    network_map: Mapping[str, str] | None = None,
+    vm_folder: Any = None,
+    pool: Any = None,
+    timeout: float = REGISTER_TIMEOUT,
+) -> Any:
+    """Register ``[datastore] folder/name.vmx`` on ``host``; returns the VM (idempotent)."""
+    vmx = ds_path(datastore, f"{folder.strip('/')}/{name}.vmx")
+    datastore_ref(conn, host, datastore)
+    same = [
+        (o, v) for o, v in collect(conn, vim.VirtualMachine, ["name", "config.files.vmPathName"])
+        if v.get("name") == name
+    ]
+    for o, v in same:
+        if v.get("config.files.vmPathName") == vmx:
+            return o  # a re-run after a crash: already registered
+    if same:
+        raise DestinationExists(
+            f"a VM named {name!r} is already registered on {conn.where}",
+            vm=name,
+            existing=[str(v.get("config.files.vmPathName")) for _, v in same],
+        )
+    nets = host_networks(conn, host)
+    wanted = dict(network_map or {})
+    unknown = sorted({t for t in wanted.values() if t not in nets})
+    if unknown:
+        raise NotFoundError(
+            f"network(s) {', '.join(unknown)} not found on host {conn.call(lambda: host.name, 'host')}",
+            hint=f"map to one of: {', '.join(sorted(nets)) or 'none'}",
+            networks=unknown,
+        )
+    if vm_folder is None or pool is None:
+        dflt_folder, dflt_pool = default_placement(conn, host)
+        vm_folder = vm_folder or dflt_folder
+        pool = pool or dflt_pool
+    what = f"registering {vmx} as {name}"
+    task = conn.call(
+        lambda: vm_folder.RegisterVM_Task(path=vmx, name=name, asTemplate=False, pool=pool, host=host),
+        what,
+    )
+    vm = conn.call(lambda: wait_task(task, timeout, what, vm=name, path=vmx), what)
+    if wanted:
+        try:
+            map_networks(conn, vm, host, nets, wanted, timeout)
+        except VmigrateError:
+            try:
+                conn.call(lambda: vm.UnregisterVM(), f"unregistering {name} after a failure")
+            except VmigrateError:
+                pass
+            raise
+    return vm
+
+
+def map_networks(
+    conn: Connection, vm: Any, host: Any, nets: Mapping[str, Any], wanted: Mapping[str, str],
+    timeout: float,
+) -> int:
+    """Re-point NICs from source network names to destination networks; returns NICs changed."""
+
+    def plan() -> list[Any]:
+        changes = []
+        for dev in vm.config.hardware.device:
+            if not isinstance(dev, vim.vm.device.VirtualEthernetCard):
+                continue
+            current = nic_network_name(dev, host)
+            target = wanted.get(current or "")
+            if target is None or target == current:
+                continue
+            dev.backing = network_backing(nets[target])
+            changes.append(
+                vim.vm.device.VirtualDeviceSpec(
+                    operation=vim.vm.device.VirtualDeviceSpec.Operation.edit, device=dev
+                )
+            )
+        return changes
+
+    what = f"mapping the networks of VM {vm.name}"
+    changes = conn.call(plan, what)
+    if changes:
+        task = conn.call(lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes)), what)
+        conn.call(lambda: wait_task(task, timeout, what, vm=vm.name), what)
+    return len(changes)
+
+
+def unregister(conn: Connection, vm: Any) -> None:
+    conn.call(lambda: vm.UnregisterVM(), f"unregistering VM {vm.name}", vm=vm.name)
+
+
+__all__ = [
+    "datacenter_of",
+    "default_placement",
+    "map_networks",
+    "nic_network_name",
+    "register",
+    "resolve_entity",
+    "unregister",
+]
