@@ -8,6 +8,6 @@ The only package of vmigrate that imports pyVmomi; faults become
 
 from __future__ import annotations
 
-from .host import CBT_STUN_SNAPSHOT, TransportFactory, VsphereHost, ssh_transport_factory
+from .host import CBT_STUN_SNAPSHOT, TransportFactory, VsphereHost, open_ssh_datastore
 
-__all__ = ["CBT_STUN_SNAPSHOT", "TransportFactory", "VsphereHost", "ssh_transport_factory"]
+__all__ = ["CBT_STUN_SNAPSHOT", "TransportFactory", "VsphereHost", "open_ssh_datastore"]

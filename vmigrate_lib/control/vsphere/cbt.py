@@ -9,13 +9,13 @@ before the host is even asked.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
-
-from ._vmomi import vim, vmodl
 
 from ...errors import ChangeIdInvalid, HostApiError, SnapshotError
 from ...extents import Extent
 from ..host import ALL_ALLOCATED, SnapshotInfo
+from ._vmomi import vim, vmodl
 from .connection import Connection
 from .inventory import disk_details
 from .tasks import wait_task
@@ -85,8 +85,9 @@ def query_changed(
     while offset < end:
         try:
             info = conn.call(
-                lambda: vm.QueryChangedDiskAreas(
-                    snapshot=snap_ref, deviceKey=disk_key, startOffset=offset, changeId=since
+                functools.partial(
+                    vm.QueryChangedDiskAreas,
+                    snapshot=snap_ref, deviceKey=disk_key, startOffset=offset, changeId=since,
                 ),
                 what,
             )

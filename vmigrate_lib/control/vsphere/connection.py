@@ -18,11 +18,15 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._vmomi import Disconnect, SmartConnect
-from ._vmomi import vim, vmodl
-
-from ...errors import AuthenticationError, CertificateError, HostApiError, HostNotFound, ParameterError
+from ...errors import (
+    AuthenticationError,
+    CertificateError,
+    HostApiError,
+    HostNotFound,
+    ParameterError,
+)
 from ...params import HostParams
+from ._vmomi import Disconnect, SmartConnect, vim, vmodl
 from .tasks import map_fault
 
 T = TypeVar("T")
@@ -57,7 +61,7 @@ def resolve_password(hp: HostParams, environ: dict[str, str] | None = None) -> s
             ) from exc
         try:
             value = keyring.get_password(service, user or hp.user)
-        except Exception as exc:  # noqa: BLE001 - keyring backends raise anything
+        except Exception as exc:
             raise AuthenticationError(
                 f"keyring lookup of {hp.password_keyring!r} failed: {exc}",
                 entry=hp.password_keyring,
@@ -162,7 +166,7 @@ class Connection:
                 f"{exc.verify_message or exc.reason}",
                 host=self.host,
             ) from exc
-        except (socket.gaierror, ConnectionError, TimeoutError, socket.timeout) as exc:
+        except (socket.gaierror, ConnectionError, TimeoutError) as exc:
             raise HostNotFound(
                 f"cannot reach the vSphere API at {self.where}: {exc}",
                 hint="check the host name, the port and that the host is up and reachable",
@@ -218,7 +222,7 @@ class Connection:
         while not self._stop.wait(interval):
             try:
                 self.call(lambda: self.si.CurrentTime(), "keep-alive")
-            except Exception:  # noqa: BLE001 - the next real call reports the problem
+            except Exception:  # noqa: BLE001, S110 - the next real call reports the problem
                 pass
 
     def close(self) -> None:
@@ -228,7 +232,7 @@ class Connection:
             self._keepalive = None
         try:
             Disconnect(self.si)
-        except Exception:  # noqa: BLE001 - closing a dead session is not an error
+        except Exception:  # noqa: BLE001, S110 - closing a dead session is not an error
             pass
         self._password = ""
 

@@ -12,13 +12,12 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._vmomi import vim
-
-from ...errors import ParameterError, SnapshotError
+from ...errors import ParameterError, PowerError, SnapshotError
 from ...extents import Extent
 from ...params import HostParams
 from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, PowerState, SnapshotInfo, VmInfo
 from . import cbt, inventory, power, register, snapshots
+from ._vmomi import vim
 from .connection import KEEPALIVE_INTERVAL, Connection
 from .paths import datastore_root
 
@@ -33,22 +32,23 @@ TransportFactory = Callable[[str, str], "Transport"]
 CBT_STUN_SNAPSHOT = f"{VMIGRATE_SNAPSHOT_PREFIX}cbt-stun"
 
 
-def ssh_transport_factory(hp: HostParams) -> TransportFactory:
-    """The SSH data plane to the ESXi host (``vmigrate_lib.dataplane.ssh``)."""
+def open_ssh_datastore(hp: HostParams, name: str, root: str) -> Datastore:
+    """The datastore through the SSH data plane to the ESXi host (``dataplane.ssh``).
+
+    Imported when first needed, so the control plane works (and is tested)
+    without paramiko or an SSH server."""
     try:
         ssh: Any = importlib.import_module("vmigrate_lib.dataplane.ssh")
+        sshconfig: Any = importlib.import_module("vmigrate_lib.dataplane.sshconfig")
     except ImportError as exc:
         raise ParameterError(
             "the SSH data plane is not available in this build: cannot read ESXi datastores",
-            hint="install a vmigrate with vmigrate_lib.dataplane.ssh, or use type: lab",
+            hint="install a vmigrate with vmigrate_lib.dataplane.ssh (needs paramiko)",
             parameter="type",
         ) from exc
-
-    def make(datastore: str, root: str) -> Transport:
-        transport: Transport = ssh.SshTransport.for_host(hp, root)
-        return transport
-
-    return make
+    settings = sshconfig.SshSettings.from_host_params(hp)
+    ds: Datastore = ssh.open_ssh_datastore(name, root, settings)
+    return ds
 
 
 class VsphereHost(Host):
@@ -127,8 +127,10 @@ class VsphereHost(Host):
         from ...dataplane.client import AgentDatastore
 
         inventory.datastore_ref(self.conn, self.host_ref, name)
-        factory = self._transport_factory or ssh_transport_factory(self.hp)
-        return AgentDatastore(name, factory(name, datastore_root(name)))
+        root = datastore_root(name)
+        if self._transport_factory is not None:
+            return AgentDatastore(name, self._transport_factory(name, root))
+        return open_ssh_datastore(self.hp, name, root)
 
     # --- change tracking ------------------------------------------------------------------
     def enable_change_tracking(self, vm: str) -> VmInfo:
@@ -218,8 +220,6 @@ class VsphereHost(Host):
     def unregister_vm(self, name: str) -> None:
         ref = self.vm_ref(name)
         if power.state(self.conn, ref) != PowerState.OFF:
-            from ...errors import PowerError
-
             raise PowerError(f"VM {name} is powered on; power it off before unregistering", vm=name)
         register.unregister(self.conn, ref)
 
@@ -233,4 +233,4 @@ class VsphereHost(Host):
         self.conn.close()
 
 
-__all__ = ["CBT_STUN_SNAPSHOT", "TransportFactory", "VsphereHost", "ssh_transport_factory"]
+__all__ = ["CBT_STUN_SNAPSHOT", "TransportFactory", "VsphereHost", "open_ssh_datastore"]

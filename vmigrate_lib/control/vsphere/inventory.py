@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._vmomi import vim, vmodl
-
 from ...errors import DatastoreNotFound, HostApiError, VmAmbiguous, VmNotFound
 from ..host import DiskInfo, PowerState, VmInfo
+from ._vmomi import vim, vmodl
 from .connection import Connection
 from .paths import flat_path, is_delta, parse_ds_path
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._vmomi import vim
-
 from ...errors import PowerError, TimeoutExpired
 from ..host import PowerState
+from ._vmomi import vim
 from .connection import Connection
 from .tasks import wait_task
 

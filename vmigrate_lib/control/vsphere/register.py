@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._vmomi import vim
-
 from ...errors import DestinationExists, HostApiError, NotFoundError, VmigrateError
+from ._vmomi import vim
 from .connection import Connection
 from .inventory import collect, datastore_ref
 from .paths import ds_path

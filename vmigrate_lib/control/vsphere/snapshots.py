@@ -8,6 +8,7 @@ taken only on a VM without snapshots.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,7 +105,7 @@ def create(
         raise SnapshotError(f"{what} returned no snapshot", vm=vm.name)
     for n in snapshot_nodes(conn, vm):
         if n.snapshot == snap:
-            return conn.call(lambda: snapshot_info(n, snap), what)
+            return conn.call(functools.partial(snapshot_info, n, snap), what)
     raise SnapshotError(f"{what} is not in the VM's snapshot tree", vm=vm.name)
 
 

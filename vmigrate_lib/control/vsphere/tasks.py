@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._vmomi import vim, vmodl
-
 from ...errors import (
     AuthenticationError,
     DestinationExists,
@@ -25,6 +23,7 @@ from ...errors import (
     VmigrateError,
     VmNotFound,
 )
+from ._vmomi import vim, vmodl
 
 #: What a free ESXi licence answers to API writes.
 LICENCE_MESSAGE = "Current license or ESXi version prohibits execution of the requested operation"
@@ -77,9 +76,7 @@ def map_fault(fault: BaseException, what: str, **fields: Any) -> VmigrateError:
             hint="start VMware Tools in the guest, or use a hard power-off",
             **fields,
         )
-    if isinstance(fault, vim.fault.ApplicationQuiesceFault) or isinstance(
-        fault, vim.fault.QuiesceDatastoreIOForHAFailed
-    ):
+    if isinstance(fault, (vim.fault.ApplicationQuiesceFault, vim.fault.QuiesceDatastoreIOForHAFailed)):
         return SnapshotError(
             f"{what} failed: the guest could not be quiesced ({msg})",
             hint="check VMware Tools and the guest's VSS/freeze scripts, or snapshot without quiesce",
@@ -87,13 +84,13 @@ def map_fault(fault: BaseException, what: str, **fields: Any) -> VmigrateError:
         )
     if isinstance(fault, vim.fault.SnapshotFault):
         return SnapshotError(text, **fields)
-    if isinstance(fault, vim.fault.NoDiskSpace | vim.fault.InsufficientDisks):
+    if isinstance(fault, (vim.fault.NoDiskSpace, vim.fault.InsufficientDisks)):
         return InsufficientSpace(
             f"{what} failed: the datastore is full ({msg})",
             hint="free space on the datastore; nothing else was changed",
             **fields,
         )
-    if isinstance(fault, vim.fault.DuplicateName | vim.fault.AlreadyExists):
+    if isinstance(fault, (vim.fault.DuplicateName, vim.fault.AlreadyExists)):
         return DestinationExists(f"{what} failed: the name is already taken ({msg})", **fields)
     if isinstance(fault, vmodl.fault.ManagedObjectNotFound):
         return VmNotFound(
