@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -120,3 +122,39 @@ def test_query_of_a_64_gib_map_is_fast(tmp_path: Path) -> None:
         assert elapsed < 0.5, elapsed
     finally:
         ctk.close()
+
+
+def test_tracking_off_then_enabled(host_a: LabHost, lab_root: Path) -> None:
+    from vmigrate_lib.lab.layout import LabLayout
+    from vmigrate_lib.lab.lifecycle import create_vm
+
+    create_vm(LabLayout(lab_root), "esx-a", "datastore1", "carol", (4 << 20,), cbt=False, fill=0.5)
+    assert not host_a.find_vm("carol").disks[0].cbt_enabled
+    snap = host_a.create_snapshot("carol", "vmigrate-1")
+    assert snap.change_ids == {}
+    with pytest.raises(ChangeIdInvalid):
+        list(host_a.query_changed_areas("carol", snap, KEY, "whatever/0"))
+    assert list(host_a.query_changed_areas("carol", snap, KEY, ALL_ALLOCATED))
+    host_a.remove_snapshot("carol", snap.id)
+    assert host_a.enable_change_tracking("carol").disks[0].cbt_enabled
+    s1 = host_a.create_snapshot("carol", "vmigrate-2")
+    epoch = s1.change_ids[KEY].split("/")[0]
+    assert list(host_a.query_changed_areas("carol", s1, KEY, f"{epoch}/0")) == []
+    host_a.remove_snapshot("carol", s1.id)
+
+
+def test_state_survives_across_processes(host_a: LabHost, alice: str, lab_root: Path) -> None:
+    """A snapshot taken by one process is queried and removed by another."""
+    code = (
+        "import sys; from vmigrate_lib.control.lab import LabHost;"
+        "s = LabHost(sys.argv[1], 'esx-a').create_snapshot('alice', 'vmigrate-7');"
+        "print(s.id)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(lab_root)], capture_output=True, text=True, check=True
+    )
+    (snap,) = host_a.list_snapshots(alice)
+    assert snap.id == out.stdout.strip() and snap.name == "vmigrate-7"
+    assert list(host_a.query_changed_areas(alice, snap, KEY, snap.change_ids[KEY])) == []
+    host_a.remove_snapshot(alice, snap.id)
+    assert host_a.list_snapshots(alice) == []

@@ -135,9 +135,9 @@ class VirtualDisk:
         if offset < 0 or end > self.capacity:
             raise LabError("write beyond the end of the disk", disk_key=self.key, offset=offset)
         if self._delta is None:
-            os.pwrite(self._base, data, offset)
-            if self.ctk is not None:
+            if self.ctk is not None:  # mark first: a crash in between over-reports, never misses
                 self.ctk.mark(offset, len(data))
+            os.pwrite(self._base, data, offset)
             return
         for g in range(offset // GRAIN, (end - 1) // GRAIN + 1):
             if g not in self.delta_grains:
