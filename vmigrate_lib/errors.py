@@ -155,6 +155,18 @@ class RollbackRefused(InputError):
     default_hint = "pass --yes-lose-bob-writes if the writes made on the new VM may be lost"
 
 
+class CutoverNoGo(PreflightError):
+    """The cutover's go/no-go said no; nothing was changed."""
+
+    default_hint = "sync again (vmigrate sync --until-converged), or pass --force to override"
+
+
+class RollbackRefused(InputError):
+    """A rollback would lose data the operator has not agreed to lose."""
+
+    default_hint = "pass --yes-lose-bob-writes if the writes made on the new VM may be lost"
+
+
 # --- faults during work: state is resumable, exit 1 ------------------------------
 
 
@@ -221,6 +233,15 @@ class LabError(OperationError):
 
 class CutoverError(OperationError):
     default_hint = "vmigrate cutover resumes from the recorded step; vmigrate rollback undoes it"
+
+
+class ProbeFailed(CutoverError):
+    """The new VM is running but a health probe failed; the operator decides."""
+
+    default_hint = (
+        "the new VM is running: fix it and run vmigrate cutover again to re-probe, or "
+        "vmigrate rollback --yes-lose-bob-writes to go back (writes made on it are lost)"
+    )
 
 
 class ProbeFailed(CutoverError):

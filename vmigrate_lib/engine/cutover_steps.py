@@ -1,0 +1,283 @@
+"""The steps of a cutover, each idempotent: run it again and it finishes or does nothing.
+
+Every step reads and writes ``state["cutover"]`` (the record ``co``), saving it
+before any action whose effect a crash could hide (``shutdown_requested_at``
+before asking the guest, ``registering`` before registering, ``bob_powered_on``
+before powering on), so a re-run knows what may have happened.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..control.host import PowerState
+from ..errors import CutoverError, CutoverNoGo, PowerError, ProbeFailed, VmigrateError
+from ..units import fmt_secs
+from .context import OWNER_MARKER, Migration
+from .cycle import run_cycle
+from .planner import Plan, plan
+from .probes import run_probes
+
+#: Files of a VM's folder that never travel: disks travel by sync; these are
+#: the host's runtime state (logs, locks, swap, change maps, snapshot deltas).
+SKIP_SUFFIXES = (".log", ".lck", ".lock", ".pid", ".vswp", ".vmem", ".vmsn", "-ctk.vmdk",
+                 "-ctk.bin", "-delta.bin", "-delta.map", "-delta.vmdk", "-sesparse.vmdk",
+                 ".sock", "boot.json")
+#: Bigger files are not "small config files": they are skipped and said so.
+MAX_SMALL_FILE = 64 << 20
+
+
+@dataclass(frozen=True)
+class CutoverOptions:
+    """The operator's choices for one cutover (CLI flags, runbook parameters)."""
+
+    budget: float | None = None  #: seconds; None = params.downtime_budget
+    force: bool = False  #: go even if go/no-go says no (recorded as forced)
+    max_sync_age: float = 600.0  #: the last sync must be at most this old, seconds
+    shutdown_timeout: float = 300.0
+    allow_hard_poweroff: bool = False
+    certify: str = "changed"  #: none | changed | full, on the final delta
+    network_map: Mapping[str, str] = field(default_factory=dict)
+    probes: tuple[int, ...] = ()  #: TCP ports on the new VM that must accept a connection
+    probe_command: str | None = None
+    probe_host: str | None = None  #: address to probe; None = the VM's reported IP
+    probe_timeout: float = 60.0
+    ready_timeout: float = 600.0
+    shutdown_s: float | None = None  #: planner: until a cutover measured it
+    boot_s: float | None = None
+    throughput_override: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["network_map"] = dict(self.network_map)
+        d["probes"] = list(self.probes)
+        return d
+
+
+@dataclass
+class StepContext:
+    m: Migration
+    opts: CutoverOptions
+    co: dict[str, Any]
+
+    @property
+    def alice(self) -> str:
+        return self.m.params.vm
+
+    @property
+    def bob(self) -> str:
+        return self.m.params.target_name
+
+    @property
+    def budget(self) -> float:
+        return self.opts.budget if self.opts.budget is not None else self.m.params.downtime_budget
+
+    def save(self) -> None:
+        self.m.workspace.save()
+
+    def note(self, text: str) -> None:
+        self.co.setdefault("warnings", []).append(text)
+        self.m.workspace.journal.append("warning", attempt=self.co.get("attempt"), message=text)
+        self.m.reporter.event("warning", message=text)
+
+
+def current_plan(m: Migration, opts: CutoverOptions, budget: float) -> Plan:
+    """The planner's view of a cutover now, with measured timings from the journal."""
+    records = [r for r in m.workspace.journal.records()
+               if r.get("type") in ("cycle", "cutover_measured")]
+    return plan(records, budget=budget, shutdown_s=opts.shutdown_s, boot_s=opts.boot_s,
+                throughput_override=opts.throughput_override, now=time.time())
+
+
+def bob_is_ours(c: StepContext) -> bool:
+    """Is the VM registered at the destination under Bob's name the one in our folder?"""
+    m = c.m
+    if not m.dest.vm_exists(c.bob):
+        return False
+    info = m.dest.find_vm(c.bob)
+    return info.folder == m.dest_folder and info.datastore == m.dest_datastore_name
+
+
+# --- steps -------------------------------------------------------------------------
+
+
+def go_no_go(c: StepContext) -> None:
+    """Predicted downtime within budget, last sync recent, destination free, copy trusted."""
+    m, state = c.m, c.m.workspace.state
+    p = current_plan(m, c.opts, c.budget)
+    c.co["prediction"] = p.to_dict()
+    reasons: list[str] = []
+    if not state.get("seeded"):
+        raise CutoverNoGo("nothing has been synced yet", hint="run vmigrate sync first")
+    if not p.converged:
+        reasons.append(f"predicted downtime {fmt_secs(p.predicted_downtime)} exceeds the "
+                       f"{fmt_secs(c.budget)} budget ({p.advice})")
+    age = time.time() - float(state.get("last_snapshot_at") or 0.0)
+    c.co["sync_age"] = age
+    if age > c.opts.max_sync_age:
+        reasons.append(f"the last sync is {fmt_secs(age)} old (at most "
+                       f"{fmt_secs(c.opts.max_sync_age)} allowed)")
+    untrusted = {k: d["untrusted"] for k, d in state.get("disks", {}).items() if d.get("untrusted")}
+    if untrusted:
+        reasons.append(f"the copy of disk(s) {', '.join(untrusted)} is not proven: "
+                       + "; ".join(untrusted.values()))
+    if m.dest.vm_exists(c.bob) and not (c.co.get("registered") and bob_is_ours(c)):
+        raise CutoverNoGo(f"a VM named {c.bob} is already registered on {m.params.destination.host}",
+                          hint="the destination must be free; remove that VM or choose dest_name",
+                          vm=c.bob)
+    c.co["go"] = {"reasons": reasons, "forced": bool(reasons) and c.opts.force}
+    m.reporter.event("phase", phase="go/no-go", detail=p.summary())
+    if reasons and not c.opts.force:
+        raise CutoverNoGo("no-go: " + "; ".join(reasons), reasons=reasons,
+                          predicted_downtime=p.predicted_downtime, budget=c.budget)
+    if reasons:
+        c.note("go/no-go overridden by --force: " + "; ".join(reasons))
+
+
+def shutdown(c: StepContext) -> None:
+    """Graceful guest shutdown, timed; hard power-off only if allowed; confirm off."""
+    m, src, vm = c.m, c.m.source, c.alice
+    if "shutdown_requested_at" not in c.co:
+        c.co["shutdown_requested_at"] = time.time()
+        c.save()
+    if src.power_state(vm) != PowerState.OFF:
+        m.reporter.event("phase", phase="shutdown", detail=f"asking {vm}'s guest to shut down")
+        try:
+            src.shutdown_guest(vm)
+        except PowerError:
+            pass  # it went off in between: confirmed below
+        deadline = time.monotonic() + c.opts.shutdown_timeout
+        while src.power_state(vm) != PowerState.OFF and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if src.power_state(vm) != PowerState.OFF:
+        if not c.opts.allow_hard_poweroff:
+            raise CutoverError(
+                f"{vm} did not shut down within {fmt_secs(c.opts.shutdown_timeout)}",
+                hint="raise --shutdown-timeout, or allow --allow-hard-poweroff",
+                step="shutdown", vm=vm)
+        c.note(f"{vm} did not shut down within {fmt_secs(c.opts.shutdown_timeout)}: "
+               "hard power-off (allowed by the operator)")
+        c.co["hard_poweroff"] = True
+        c.save()
+        src.power_off(vm)
+    if src.power_state(vm) != PowerState.OFF:
+        raise CutoverError(f"{vm} is still powered on after power-off", step="shutdown", vm=vm)
+    c.co["alice_off_at"] = time.time()
+
+
+def final_sync(c: StepContext) -> None:
+    """The last delta, with Alice stopped (certified as the operator chose)."""
+    m, state = c.m, c.m.workspace.state
+    if m.source.power_state(c.alice) != PowerState.OFF:
+        raise CutoverError(f"{c.alice} is powered on: the final sync needs her stopped",
+                           step="final_sync")
+    before = c.co.setdefault("cycles_before_final", int(state.get("cycles", 0)))
+    c.save()
+    if int(state.get("cycles", 0)) > before and state.get("last_cycle_kind") == "final":
+        rec = next((r for r in m.workspace.journal.records("cycle")
+                    if r.get("number") == state["cycles"]), {})
+    else:
+        rec = run_cycle(m, kind="final", certify=c.opts.certify).record
+    c.co["final_cycle"] = {"number": rec.get("number", state.get("cycles")),
+                           "bytes_changed": rec.get("bytes_changed"),
+                           "duration": rec.get("duration"),
+                           "certify": rec.get("certify")}
+
+
+def certify(c: StepContext) -> None:
+    """The final cycle certified what the operator asked; prove it is recorded as identical."""
+    if c.opts.certify == "none":
+        c.co["certify"] = "skipped"
+        return
+    result = ((c.co.get("final_cycle") or {}).get("certify") or {}).get("result")
+    if result != "identical":
+        rec = run_cycle(c.m, kind="final", certify="full").record  # raises on a mismatch
+        result = (rec.get("certify") or {}).get("result")
+    c.co["certify"] = result
+
+
+def copy_files(c: StepContext) -> None:
+    """Copy Alice's small non-disk files (nvram, the lab's ack maps) into Bob's folder."""
+    m = c.m
+    vm = m.vm()
+    src = m.src_ds(vm.datastore)
+    dst = m.dst_ds()
+    disks = {posixpath.basename(d.path) for d in vm.disks}
+    copied, skipped = [], []
+    for name in src.listdir(vm.folder):
+        path = f"{vm.folder}/{name}"
+        if name in disks or name.startswith(".") or name.endswith(SKIP_SUFFIXES) \
+                or name == OWNER_MARKER:
+            continue
+        st = src.stat(path)
+        if st is None or st.is_dir:
+            continue
+        if st.size > MAX_SMALL_FILE:
+            skipped.append(name)
+            continue
+        target = name
+        if c.bob != c.alice and name.startswith(c.alice):
+            target = c.bob + name[len(c.alice):]
+        dst.write_file(f"{m.dest_folder}/{target}", src.read_file(path))
+        copied.append(target)
+    c.co["files_copied"] = copied
+    if skipped:
+        c.note(f"not copied (larger than {MAX_SMALL_FILE >> 20} MiB): {', '.join(skipped)}")
+
+
+def register(c: StepContext) -> None:
+    """Register Bob on B from the files in his folder (idempotent on the host)."""
+    m = c.m
+    c.co["register_started_at"] = c.co.get("register_started_at") or time.time()
+    c.co["registering"] = True
+    c.save()
+    info = m.dest.register_vm(c.bob, m.dest_datastore_name, m.dest_folder, m.vm(),
+                              network_map=dict(c.opts.network_map) or None)
+    c.co["registered"] = True
+    c.co["bob_uuid"] = info.uuid
+
+
+def power_on(c: StepContext) -> None:
+    """Power Bob on, after proving Alice is off: never two copies running."""
+    m = c.m
+    if m.source.power_state(c.alice) != PowerState.OFF:
+        raise CutoverError(f"{c.alice} is powered on: refusing to power on {c.bob}",
+                           step="power_on")
+    c.co["bob_powered_on"] = True
+    c.save()
+    m.dest.power_on(c.bob)
+
+
+def wait_ready(c: StepContext) -> None:
+    """Until Bob is ready (lab: his boot check verified every acknowledged block)."""
+    info = c.m.dest.wait_ready(c.bob, c.opts.ready_timeout)
+    c.co["bob_ready_at"] = time.time()
+    c.co["bob_ip"] = info.guest_ip
+
+
+def probes(c: StepContext) -> None:
+    """TCP ports and the optional command; failure leaves Bob running for the operator."""
+    if not c.opts.probes and not c.opts.probe_command:
+        c.co["probes"] = []
+        return
+    host = c.opts.probe_host or c.co.get("bob_ip")
+    env = {"VMIGRATE_VM": c.bob, "VMIGRATE_VM_IP": str(host or "")}
+    results = run_probes(host, c.opts.probes, c.opts.probe_command, env=env,
+                         deadline_s=c.opts.probe_timeout)
+    c.co["probes"] = [r.to_dict() for r in results]
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise ProbeFailed(
+            f"{c.bob} is running but {len(bad)} probe(s) failed: "
+            + "; ".join(f"{r.name} {r.detail}" for r in bad),
+            step="probes", probes=[r.to_dict() for r in bad])
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, VmigrateError):
+        return exc.to_dict()
+    return {"error": type(exc).__name__, "message": str(exc)}
