@@ -19,8 +19,6 @@ import struct
 import uuid
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ChangeIdInvalid, LabError
 from ..extents import Extent
 
@@ -139,6 +137,8 @@ class ChangeTracker:
                 change_id=since,
                 snapshot_change_id=snapshot_id,
             )
+        import numpy as np  # here, not at the top: the guest process never queries
+
         arr = np.frombuffer(self._mm, dtype="<u4", count=self.grains, offset=HEADER_SIZE)
         mask = (arr > since_gen) & (arr <= snap_gen)
         del arr
