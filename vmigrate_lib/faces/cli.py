@@ -23,7 +23,7 @@ from .console import make_reporter, table
 
 
 #: Modules that add commands: each has ``register(subparsers, with_params)``.
-_EXTENSIONS: tuple[str, ...] = ()
+_EXTENSIONS: tuple[str, ...] = ("cli_runbook",)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

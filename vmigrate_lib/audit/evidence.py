@@ -1,0 +1,135 @@
+"""The evidence archive of a run: a folder of files sealed by a SHA-256 manifest.
+
+``MANIFEST.sha256`` uses ``sha256sum`` format (``<hex>  <path>``), so an
+auditor can check a copy with coreutils alone; :func:`verify` also reports
+files that were added or removed, which ``sha256sum -c`` does not.  The
+manifest proves integrity since sealing, not authorship: keep a copy of its
+digest elsewhere (the workspace journal records it) to detect a re-seal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OperationError
+
+MANIFEST = "MANIFEST.sha256"
+
+
+class EvidenceError(OperationError):
+    """An evidence archive could not be written or read."""
+
+    default_hint = "check the evidence folder and its permissions"
+
+
+class EvidenceTampered(EvidenceError):
+    """An archive does not match its manifest."""
+
+    default_hint = ("the archive was changed after it was sealed; use an untouched copy "
+                    "(the workspace journal records each manifest's digest)")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def archive_files(folder: Path) -> list[str]:
+    """Relative POSIX paths of every file in ``folder`` except the manifest."""
+    folder = Path(folder)
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in filenames:
+            p = Path(dirpath) / name
+            rel = p.relative_to(folder).as_posix()
+            if rel == MANIFEST:
+                continue
+            if p.is_symlink():
+                raise EvidenceError(f"evidence archives hold no symlinks: {rel}", path=rel)
+            out.append(rel)
+    return sorted(out)
+
+
+def write_manifest(folder: Path) -> Path:
+    """Seal the folder: one line per file with its SHA-256; returns the manifest path."""
+    folder = Path(folder)
+    try:
+        lines = [f"{sha256_file(folder / rel)}  {rel}\n" for rel in archive_files(folder)]
+        path = folder / MANIFEST
+        path.write_text("".join(lines), encoding="utf-8")
+    except OSError as exc:
+        raise EvidenceError(f"cannot seal evidence in {folder}: {exc.strerror}",
+                            folder=str(folder)) from exc
+    return path
+
+
+@dataclass
+class VerifyReport:
+    folder: Path
+    checked: int = 0
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.changed or self.missing or self.extra or self.malformed)
+
+    def problems(self) -> list[str]:
+        return ([f"changed: {p}" for p in self.changed] + [f"missing: {p}" for p in self.missing]
+                + [f"not in manifest: {p}" for p in self.extra]
+                + [f"bad manifest line: {p}" for p in self.malformed])
+
+
+def verify(folder: Path) -> VerifyReport:
+    """Check every file against the manifest; report changed, missing and extra files."""
+    folder = Path(folder)
+    report = VerifyReport(folder)
+    mpath = folder / MANIFEST
+    try:
+        text = mpath.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise EvidenceTampered(f"{folder} has no {MANIFEST}", folder=str(folder)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvidenceTampered(f"cannot read {mpath}: {exc}", folder=str(folder)) from exc
+    listed: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            report.malformed.append(line[:80])
+            continue
+        listed[rel] = digest
+    try:
+        present = set(archive_files(folder))
+    except EvidenceError as exc:
+        raise EvidenceTampered(exc.message, folder=str(folder)) from exc
+    for rel, digest in sorted(listed.items()):
+        if rel not in present:
+            report.missing.append(rel)
+            continue
+        report.checked += 1
+        if sha256_file(folder / rel) != digest:
+            report.changed.append(rel)
+    report.extra = sorted(present - set(listed))
+    return report
+
+
+def verify_or_raise(folder: Path) -> VerifyReport:
+    """:func:`verify`, raising :class:`EvidenceTampered` on any difference."""
+    report = verify(folder)
+    if not report.ok:
+        problems = report.problems()
+        raise EvidenceTampered(
+            f"evidence {folder} does not match its manifest: " + "; ".join(problems[:5])
+            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+            folder=str(folder), problems=problems,
+        )
+    return report

@@ -1,0 +1,405 @@
+"""Execute a runbook with papermill into an evidence folder, sealed by a manifest.
+
+One folder per run holds the executed notebook, its HTML export, the
+parameters, the journal slice the run appended, the audit CSV/PNG, the
+environment's versions and the runbook's git commit.  Failed runs are archived
+too; an execution timeout (which papermill does not mark) and a dead kernel
+are marked here.  Before sealing, every file is checked for the values of the
+secrets the parameters reference, and any occurrence is redacted and noted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from .. import errors
+from ..errors import InputError, ParameterError, VmigrateError
+from .dashboard import HEADLESS_ENV
+from .evidence import MANIFEST, EvidenceError, sha256_file, write_manifest
+from .runbook import RESULT_MIME, RUNBOOK_PARAMETERS, save_audit
+
+#: Name of the kernel set-up installs (jupyter/install.sh); python3 is the fallback.
+KERNEL_NAME = "vmigrate"
+RUNBOOKS_ENV = "VMIGRATE_RUNBOOKS"
+REDACTED = "[REDACTED]"
+_PACKAGES = ("vmigrate", "papermill", "nbclient", "nbconvert", "nbformat", "ipykernel",
+             "ipywidgets", "jupyter_client", "pandas", "matplotlib", "PyYAML", "pyvmomi",
+             "paramiko")
+
+
+@dataclass
+class RunResult:
+    """What happened, where the evidence is, and the CLI exit code that goes with it."""
+
+    kind: str
+    status: str  #: ok | failed | timeout
+    folder: Path
+    exit_code: int
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    redactions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def summary(self) -> str:
+        why = f": {self.error.get('message', '')}" if self.error else ""
+        return f"{self.kind} runbook {self.status.upper()}{why}; evidence in {self.folder}"
+
+
+def runbooks_dir() -> Path:
+    """The shipped runbooks (``runbooks/`` beside the package, or $VMIGRATE_RUNBOOKS)."""
+    env = os.environ.get(RUNBOOKS_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "runbooks"
+
+
+def pick_kernel(name: str | None = None) -> str:
+    """The named kernel if installed, else ``vmigrate``, else ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    if name:
+        if name not in specs:
+            raise ParameterError(f"no Jupyter kernel named {name!r}",
+                                 hint="install it (jupyter/install.sh) or pick one of "
+                                 + ", ".join(sorted(specs)), parameter="kernel")
+        return name
+    for candidate in (KERNEL_NAME, "python3"):
+        if candidate in specs:
+            return candidate
+    raise ParameterError("no Jupyter kernel to run the runbook",
+                         hint="run jupyter/install.sh to install the vmigrate kernel")
+
+
+def secret_refs(params: Any) -> dict[str, str]:
+    """``{env var name: value}`` of every ``*_env`` reference in the parameters that is set."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                if str(k).endswith("_env") and isinstance(v, str) and v:
+                    secret = os.environ.get(v, "")
+                    if len(secret) >= 4:
+                        found[v] = secret
+                else:
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(params)
+    return found
+
+
+def redact(folder: Path, secrets: Mapping[str, str]) -> dict[str, int]:
+    """Replace secret values in every file (raw and JSON-escaped); return counts per file."""
+    counts: dict[str, int] = {}
+    needles: list[bytes] = []
+    for value in secrets.values():
+        needles.append(value.encode())
+        needles.append(json.dumps(value)[1:-1].encode())
+    needles = sorted(set(needles), key=len, reverse=True)
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name == MANIFEST:
+            continue
+        data = p.read_bytes()
+        n = sum(data.count(x) for x in needles)
+        if not n:
+            continue
+        for x in needles:
+            data = data.replace(x, REDACTED.encode())
+        p.write_bytes(data)
+        counts[p.relative_to(folder).as_posix()] = n
+    return counts
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                             timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_info(runbook: Path) -> dict[str, Any]:
+    """The commit that last changed the runbook, HEAD, and whether the file is modified."""
+    where = runbook.parent
+    return {
+        "runbook": runbook.name,
+        "runbook_sha256": sha256_file(runbook),
+        "runbook_commit": _git(["log", "-1", "--format=%H", "--", runbook.name], where) or None,
+        "head": _git(["rev-parse", "HEAD"], where),
+        "runbook_modified": bool(_git(["status", "--porcelain", "--", runbook.name], where)),
+    }
+
+
+def environment(kernel: str) -> dict[str, Any]:
+    """Versions only (never environment variables: they may hold secrets)."""
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "kernel": kernel,
+        "packages": versions,
+    }
+
+
+def _nbf() -> Any:
+    """``nbformat`` (untyped: kept behind ``Any`` for mypy --strict)."""
+    return importlib.import_module("nbformat")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "run"
+
+
+def evidence_root(params: Mapping[str, Any], cwd: Path) -> Path:
+    """``<workspace>/evidence`` when the workspace parameter is usable, else ``./evidence``."""
+    ws = params.get("workspace")
+    if isinstance(ws, str) and ws:
+        return (cwd / ws / "evidence").resolve()
+    return (cwd / "evidence").resolve()
+
+
+def _new_folder(root: Path, kind: str, change: Any) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{kind}-{_slug(str(change or 'nochange'))}"
+    for i in range(1000):
+        folder = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise EvidenceError(f"cannot create an evidence folder under {root}", folder=str(root))
+
+
+@contextlib.contextmanager
+def _headless_env() -> Iterator[None]:
+    old = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = old
+
+
+def _exit_code_for(ename: str) -> int:
+    cls = getattr(errors, ename, None)
+    if isinstance(cls, type) and issubclass(cls, VmigrateError):
+        return int(cls.exit_code)
+    return 2 if ename == "ParameterError" else 1
+
+
+def mark_failed(nb_path: Path, source: Path, params: Mapping[str, Any], status: str,
+                message: str) -> None:
+    """Mark an executed notebook failed (papermill leaves timeouts and dead kernels unmarked)."""
+    nbformat = _nbf()
+
+    if nb_path.exists():
+        nb = nbformat.read(nb_path, as_version=4)
+    else:
+        nb = nbformat.read(source, as_version=4)
+    pm = nb.metadata.setdefault("papermill", {})
+    pm["exception"] = True
+    pm["status"] = status
+    running = None
+    for idx, cell in enumerate(nb.cells):
+        cmeta = cell.metadata.get("papermill", {})
+        if cmeta.get("status") == "running":
+            running = idx
+            cmeta["status"] = "failed"
+            cmeta["exception"] = True
+            cell.metadata["papermill"] = cmeta
+            if cell.cell_type == "code":
+                cell.outputs.append(nbformat.v4.new_output(
+                    "error", ename="CellTimeoutError" if status == "timeout" else "RunFailed",
+                    evalue=message, traceback=[message]))
+    where = f" in cell {running}" if running is not None else ""
+    banner = nbformat.v4.new_markdown_cell(
+        f'<span style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; '
+        f'font-size:2em;">RUN {status.upper()}{where}: {message}</span>')
+    banner.metadata["tags"] = ["papermill-error-cell-tag", "vmigrate-run-failed"]
+    banner["id"] = "vmigrate-failed-banner"
+    nb.cells.insert(0, banner)
+    nbformat.write(nb, nb_path)
+
+
+def read_result(nb_path: Path) -> dict[str, Any] | None:
+    """The machine-readable result the runbook displayed, if it got that far."""
+    nbformat = _nbf()
+
+    if not nb_path.exists():
+        return None
+    nb = nbformat.read(nb_path, as_version=4)
+    found: dict[str, Any] | None = None
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if RESULT_MIME in data:
+                found = dict(data[RESULT_MIME])
+    return found
+
+
+def export_html(nb_path: Path, html_path: Path) -> str | None:
+    """HTML export (PNG inlined); returns an error text instead of failing the archive."""
+    try:
+        nbconvert: Any = importlib.import_module("nbconvert")
+        body, _ = nbconvert.HTMLExporter().from_notebook_node(
+            _nbf().read(nb_path, as_version=4))
+        html_path.write_text(body, encoding="utf-8")
+    except Exception as exc:  # the archive must be written even if the export breaks
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def run_runbook(
+    kind: str,
+    params: Mapping[str, Any],
+    *,
+    params_file: Path | None = None,
+    cwd: Path | None = None,
+    out_root: Path | None = None,
+    kernel_name: str | None = None,
+    cell_timeout: float | None = None,
+    stream: TextIO | None = None,
+    runbook: Path | None = None,
+) -> RunResult:
+    """Execute the ``kind`` runbook with ``params`` and archive everything; never raises
+    for a failing run (the result says failed), only when no archive can be written."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if kind not in RUNBOOK_PARAMETERS:
+        raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
+    cwd = Path(cwd or Path.cwd()).resolve()
+    source = Path(runbook) if runbook else runbooks_dir() / f"{kind}.ipynb"
+    if not source.exists():
+        raise InputError(f"runbook {source} not found", hint=f"set ${RUNBOOKS_ENV}")
+    kernel = pick_kernel(kernel_name)
+    root = Path(out_root) if out_root else evidence_root(params, cwd)
+    folder = _new_folder(root, kind, params.get("change_id"))
+    ws = params.get("workspace")
+    journal = (cwd / ws / "journal.jsonl") if isinstance(ws, str) and ws else None
+    offset = journal.stat().st_size if journal and journal.exists() else 0
+
+    (folder / "parameters.yaml").write_text(
+        yaml.safe_dump(json.loads(json.dumps(dict(params), default=str)), sort_keys=True))
+    if params_file is not None:
+        shutil.copyfile(params_file, folder / f"params-file{Path(params_file).suffix or '.yaml'}")
+    out_nb = folder / f"{kind}.ipynb"
+    started = time.time()
+    status, error = "ok", None
+    try:
+        with _headless_env():
+            pm.execute_notebook(
+                str(source), str(out_nb), parameters=dict(params), kernel_name=kernel,
+                cwd=str(cwd), progress_bar=False, stdout_file=stream, stderr_file=stream,
+                request_save_on_cell_execute=True, execution_timeout=cell_timeout,
+            )
+    except PapermillExecutionError as exc:
+        status = "failed"
+        error = {"error": exc.ename, "message": exc.evalue, "cell": exc.cell_index,
+                 "exit_code": _exit_code_for(exc.ename)}
+    except CellTimeoutError as exc:
+        status = "timeout"
+        msg = f"a cell ran longer than {cell_timeout} s" if cell_timeout else str(exc)
+        error = {"error": "CellTimeoutError", "message": msg, "exit_code": 1}
+        mark_failed(out_nb, source, params, status, msg)
+    except DeadKernelError as exc:
+        status = "failed"
+        error = {"error": "DeadKernelError", "message": f"the kernel died: {exc}",
+                 "exit_code": 1}
+        mark_failed(out_nb, source, params, status, error["message"])
+    except KeyboardInterrupt:
+        status = "failed"
+        error = {"error": "Interrupted", "message": "the run was interrupted", "exit_code": 130}
+        mark_failed(out_nb, source, params, status, error["message"])
+    ended = time.time()
+    if not out_nb.exists():  # papermill failed before writing anything
+        nbformat = _nbf()
+        nb = nbformat.read(source, as_version=4)
+        nbformat.write(nb, out_nb)
+        mark_failed(out_nb, source, params, status, str((error or {}).get("message")))
+
+    notes: dict[str, Any] = {}
+    html_error = export_html(out_nb, folder / f"{kind}.html")
+    if html_error:
+        notes["html_export_error"] = html_error
+    slice_bytes = b""
+    if journal is not None and journal.exists():
+        with open(journal, "rb") as f:
+            f.seek(offset)
+            slice_bytes = f.read()
+    (folder / "journal.jsonl").write_bytes(slice_bytes)
+    if journal is not None and journal.exists():
+        budget = params.get("downtime_budget")
+        try:
+            from ..units import parse_duration
+
+            b = parse_duration(budget) if isinstance(budget, (int, float, str)) else None
+        except ValueError:
+            b = None
+        try:
+            save_audit(journal.parent, budget=b, show=False, folder=folder / "audit")
+        except VmigrateError as exc:
+            notes["audit_error"] = exc.one_line()
+    (folder / "environment.json").write_text(json.dumps(environment(kernel), indent=2))
+    (folder / "git.json").write_text(json.dumps(git_info(source), indent=2))
+
+    result = read_result(out_nb)
+    exit_code = 0 if status == "ok" else int((error or {}).get("exit_code", 1))
+    run = {
+        "runbook": kind, "status": status, "started": started, "ended": ended,
+        "duration_s": round(ended - started, 3), "error": error, "result": result,
+        "change_id": params.get("change_id"), "operator": params.get("operator"),
+        "kernel": kernel, "cwd": str(cwd), "params_file": str(params_file or ""),
+        "journal_offset": offset, "cell_timeout": cell_timeout, **notes,
+    }
+    (folder / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    if status != "ok":
+        (folder / "FAILED").write_text(f"{status}: {(error or {}).get('message', '')}\n")
+    redactions = redact(folder, secret_refs(params))
+    if redactions:
+        run["redactions"] = redactions
+        (folder / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    manifest = write_manifest(folder)
+    if journal is not None and journal.parent.is_dir() and (journal.parent / "state.json").exists():
+        from ..engine.workspace import Journal
+
+        Journal(journal).append("evidence_archived", runbook=kind, status=status,
+                                folder=str(folder), manifest_sha256=sha256_file(manifest))
+    return RunResult(kind, status, folder, exit_code, error, result, redactions)

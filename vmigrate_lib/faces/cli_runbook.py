@@ -1,0 +1,97 @@
+"""``vmigrate run sync|cutover`` and ``vmigrate evidence verify``: runbooks from the CLI.
+
+The runbook checks its own parameters (the same cell a hand run executes), so
+this face only reads the YAML file, applies ``--set`` overrides and hands the
+mapping to papermill; every run, failed or not, leaves a sealed evidence folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ParameterError
+
+WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """The raw parameter mapping of a YAML file (validated later, by the runbook)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ParameterError(f"params file {path} does not exist", parameter="params") from exc
+    except OSError as exc:
+        raise ParameterError(f"cannot read params file {path}: {exc.strerror}",
+                             parameter="params") from exc
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"params file {path} is not valid YAML",
+                             hint="check indentation and colons", parameter="params") from exc
+    if not isinstance(raw, dict):
+        raise ParameterError(f"params file {path} must hold a mapping of names to values",
+                             parameter="params")
+    return raw
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .. import params as params_mod
+    from ..audit.runner import run_runbook
+    from .cli import _overrides
+
+    raw = params_mod.merge(read_params(Path(args.params)), _overrides(args))
+    result = run_runbook(
+        args.runbook, raw, params_file=Path(args.params),
+        out_root=Path(args.evidence_dir) if args.evidence_dir else None,
+        kernel_name=args.kernel, cell_timeout=args.timeout,
+        stream=None if args.quiet else sys.stdout,
+    )
+    if result.redactions:
+        print(f"vmigrate: warning: secret values were found and redacted in "
+              f"{', '.join(sorted(result.redactions))}", file=sys.stderr)
+    print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
+    print(f"evidence: {result.folder}")
+    return result.exit_code
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from ..audit.evidence import verify_or_raise
+
+    report = verify_or_raise(Path(args.dir))
+    print(f"evidence {args.dir} verified: {report.checked} files match the manifest")
+    return 0
+
+
+def _timeout(text: str) -> float:
+    from ..units import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def register(sub: Any, with_params: WithParams) -> None:
+    """Add ``run`` and ``evidence`` to the ``vmigrate`` parser."""
+    p = with_params(sub.add_parser(
+        "run", help="execute a runbook (papermill) and archive its evidence"))
+    p.add_argument("runbook", choices=["sync", "cutover"])
+    p.add_argument("--timeout", type=_timeout, default=None,
+                   help="per-cell execution timeout (e.g. 30m); a timeout fails the run")
+    p.add_argument("--kernel", default=None,
+                   help="Jupyter kernel name (default: vmigrate, else python3)")
+    p.add_argument("--evidence-dir", default=None,
+                   help="where run folders go (default: <workspace>/evidence)")
+    p.set_defaults(func=cmd_run)
+    e = sub.add_parser("evidence", help="check archived evidence")
+    esub = e.add_subparsers(dest="evidence_cmd", required=True)
+    v = esub.add_parser("verify", help="fail if any file differs from the manifest")
+    v.add_argument("dir", help="a run's evidence folder")
+    v.set_defaults(func=cmd_evidence)
