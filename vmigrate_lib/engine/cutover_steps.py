@@ -18,8 +18,9 @@ from ..control.host import PowerState
 from ..errors import CutoverError, CutoverNoGo, PowerError, ProbeFailed, VmigrateError
 from ..units import fmt_secs
 from .context import OWNER_MARKER, Migration
+from .converge import journal_plan
 from .cycle import run_cycle
-from .planner import Plan, plan
+from .planner import Plan
 from .probes import run_probes
 
 #: Files of a VM's folder that never travel: disks travel by sync; these are
@@ -87,10 +88,8 @@ class StepContext:
 
 def current_plan(m: Migration, opts: CutoverOptions, budget: float) -> Plan:
     """The planner's view of a cutover now, with measured timings from the journal."""
-    records = [r for r in m.workspace.journal.records()
-               if r.get("type") in ("cycle", "cutover_measured")]
-    return plan(records, budget=budget, shutdown_s=opts.shutdown_s, boot_s=opts.boot_s,
-                throughput_override=opts.throughput_override, now=time.time())
+    return journal_plan(m.workspace.journal, budget=budget, shutdown_s=opts.shutdown_s,
+                        boot_s=opts.boot_s, throughput_override=opts.throughput_override)
 
 
 def bob_is_ours(c: StepContext) -> bool:

@@ -23,7 +23,7 @@ from .console import make_reporter, table
 
 
 #: Modules that add commands: each has ``register(subparsers, with_params)``.
-_EXTENSIONS: tuple[str, ...] = ("cli_runbook",)
+_EXTENSIONS: tuple[str, ...] = ("cli_runbook", "cli_cutover")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,6 +76,10 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    if getattr(args, "until_converged", False):  # flags added by cli_cutover
+        from .cli_cutover import cmd_sync_until_converged
+
+        return cmd_sync_until_converged(args)
     from ..engine.preflight import run_preflight
     from ..engine.sync import run_cycles
     from ..session import close_migration

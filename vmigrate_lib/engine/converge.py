@@ -1,0 +1,79 @@
+"""``sync --until-converged``: cycles on the planner's advice, then stop and tell.
+
+The loop never cuts over by itself (ProxCenter does; our operators asked to
+choose the moment): it stops when a cutover now would fit the budget, when the
+numbers show it never will, or after ``max_cycles``; each plan is journaled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .context import Migration
+from .cycle import CycleOutcome, run_cycle
+from .planner import DEFAULT_TARGET_INTERVAL, Plan, plan
+from .preflight import PreflightReport
+from .sync import start
+from .workspace import Journal
+
+
+@dataclass
+class ConvergeResult:
+    outcomes: list[CycleOutcome] = field(default_factory=list)
+    plans: list[Plan] = field(default_factory=list)
+    stopped_because: str = ""  #: converged | won't converge | max cycles
+
+    @property
+    def plan(self) -> Plan | None:
+        return self.plans[-1] if self.plans else None
+
+
+def journal_plan(journal: Journal, *, budget: float, shutdown_s: float | None = None,
+                 boot_s: float | None = None, throughput_override: float | None = None,
+                 target_interval: float = DEFAULT_TARGET_INTERVAL) -> Plan:
+    """The planner over this workspace's journal (cycles and measured cutovers), as of now."""
+    records = [r for r in journal.records()
+               if r.get("type") in ("cycle", "cutover_measured")]
+    return plan(records, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
+                throughput_override=throughput_override, target_interval=target_interval,
+                now=time.time())
+
+
+def run_until_converged(
+    m: Migration,
+    *,
+    budget: float,
+    max_cycles: int,
+    target_interval: float = DEFAULT_TARGET_INTERVAL,
+    throughput_override: float | None = None,
+    shutdown_s: float | None = None,
+    boot_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    report: PreflightReport | None = None,
+) -> ConvergeResult:
+    """Run cycles, pausing as the planner advises, until converged (or clearly not)."""
+    start(m, report)
+    res = ConvergeResult()
+    for i in range(max_cycles):
+        if res.plans:
+            last = res.outcomes[-1].record
+            pause = max(0.0, res.plans[-1].next_interval - float(last.get("duration", 0.0)))
+            if pause > 0:
+                m.reporter.event("phase", phase="wait", detail=f"{pause:.1f} s until next cycle")
+                sleep(pause)
+        res.outcomes.append(run_cycle(m))
+        p = journal_plan(m.workspace.journal, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
+                         throughput_override=throughput_override, target_interval=target_interval)
+        res.plans.append(p)
+        m.workspace.journal.append("plan", cycle=res.outcomes[-1].record.get("number"), **p.to_dict())
+        m.reporter.event("phase", phase="plan", detail=p.summary())
+        if p.converged:
+            res.stopped_because = "converged"
+            return res
+        if not p.will_converge:
+            res.stopped_because = "won't converge"
+            return res
+    res.stopped_because = "max cycles"
+    return res

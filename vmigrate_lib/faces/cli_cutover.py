@@ -1,0 +1,211 @@
+"""CLI commands ``plan``, ``cutover``, ``rollback`` and ``sync --until-converged``.
+
+Thin: flags become :class:`CutoverOptions` / planner arguments, results become
+a few lines.  Exit codes as everywhere: 2 = refused before any change (bad
+input, no-go, rollback not confirmed), 1 = fault (state recorded, re-run resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ParameterError
+from ..units import fmt_bytes, fmt_rate, fmt_secs, parse_duration, parse_size
+
+WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+
+
+def _dur(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _rate(text: str) -> float:
+    """``50MB`` or ``50MB/s`` -> bytes per second."""
+    try:
+        return float(parse_size(text.removesuffix("/s")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from exc
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("a port is between 1 and 65535")
+    return value
+
+
+def _planner_flags(p: argparse.ArgumentParser, budget_default_help: str) -> None:
+    p.add_argument("--downtime-budget", "--budget", dest="budget", type=_dur, default=None,
+                   help=f"downtime budget, e.g. 120s ({budget_default_help})")
+    p.add_argument("--throughput", type=_rate, default=None,
+                   help="override the measured throughput, e.g. 80MB/s")
+    p.add_argument("--shutdown-time", type=_dur, default=None,
+                   help="guest shutdown time until a cutover measured it (default 30s)")
+    p.add_argument("--boot-time", type=_dur, default=None,
+                   help="boot-to-ready time until a cutover measured it (default 60s)")
+
+
+def register(sub: Any, with_params: WithParams) -> None:
+    """Add our subcommands, and the convergence flags to ``sync``."""
+    p = with_params(sub.add_parser("plan", help="predicted downtime of a cutover now"))
+    _planner_flags(p, "default: the params' downtime_budget")
+    p.add_argument("--target-interval", type=_dur, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = with_params(sub.add_parser("cutover", help="switch to the copy: stop, final sync, start"))
+    _planner_flags(p, "default: the params' downtime_budget")
+    p.add_argument("--force", action="store_true", help="go even if go/no-go says no (recorded)")
+    p.add_argument("--max-sync-age", type=_dur, default=600.0,
+                   help="the last sync may be at most this old (default 10m)")
+    p.add_argument("--shutdown-timeout", type=_dur, default=300.0, help="default 5m")
+    p.add_argument("--allow-hard-poweroff", action="store_true",
+                   help="power off hard if the guest does not shut down in time")
+    p.add_argument("--certify", choices=("none", "changed", "full"), default="changed",
+                   help="certify the final delta (changed), whole disks (full) or not")
+    p.add_argument("--network-map", action="append", default=[], metavar="SRC=DST",
+                   help="map a source network to a destination network")
+    p.add_argument("--probe-port", action="append", type=_port, default=[], metavar="PORT",
+                   help="TCP port on the new VM that must accept a connection")
+    p.add_argument("--probe-command", default=None, help="command that must exit 0 "
+                   "($VMIGRATE_VM and $VMIGRATE_VM_IP are set)")
+    p.add_argument("--probe-host", default=None, help="address to probe (default: the VM's IP)")
+    p.add_argument("--probe-timeout", type=_dur, default=60.0)
+    p.add_argument("--ready-timeout", type=_dur, default=600.0)
+    p.set_defaults(func=cmd_cutover)
+
+    p = with_params(sub.add_parser("rollback", help="back to the source VM"))
+    p.add_argument("--yes-lose-bob-writes", action="store_true",
+                   help="agree that writes made on the new VM since it started are lost")
+    p.set_defaults(func=cmd_rollback)
+
+    sync = sub.choices.get("sync")
+    if sync is not None:
+        sync.add_argument("--until-converged", action="store_true",
+                          help="cycle on the planner's advice until a cutover fits the budget")
+        sync.add_argument("--max-cycles", type=int, default=20,
+                          help="with --until-converged: stop after this many (default 20)")
+        sync.add_argument("--target-interval", type=_dur, default=None)
+        _planner_flags(sync, "with --until-converged; default: the params' downtime_budget")
+
+
+def _budget(args: argparse.Namespace, params: Any) -> float:
+    budget = args.budget if args.budget is not None else float(params.downtime_budget)
+    if budget <= 0:
+        raise ParameterError("--downtime-budget must be positive", parameter="downtime_budget")
+    return float(budget)
+
+
+def _print_plan(p: Any) -> None:
+    print(p.summary())
+    print(f"  final delta ~{fmt_bytes(p.final_bytes)} over {fmt_secs(p.window)} of writes; "
+          f"throughput {fmt_rate(p.throughput)} ({p.throughput_source}); shutdown "
+          f"{p.shutdown_source}, boot {p.boot_source}; next interval {fmt_secs(p.next_interval)}")
+    print(f"  advice: {p.advice}")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ..engine.converge import journal_plan
+    from ..engine.planner import DEFAULT_TARGET_INTERVAL
+    from ..engine.workspace import Workspace
+    from .cli import _load
+
+    params = _load(args)
+    ws = Workspace(params.workspace)
+    if not ws.load():
+        raise ParameterError(f"no migration in workspace {params.workspace} yet",
+                             hint="run vmigrate sync first")
+    p = journal_plan(ws.journal, budget=_budget(args, params), shutdown_s=args.shutdown_time,
+                     boot_s=args.boot_time, throughput_override=args.throughput,
+                     target_interval=args.target_interval or DEFAULT_TARGET_INTERVAL)
+    if args.json:
+        print(json.dumps(p.to_dict(), indent=2))
+    else:
+        _print_plan(p)
+    return 0
+
+
+def cmd_sync_until_converged(args: argparse.Namespace) -> int:
+    from ..engine.converge import run_until_converged
+    from ..engine.planner import DEFAULT_TARGET_INTERVAL
+    from ..engine.preflight import run_preflight
+    from ..session import close_migration
+    from .cli import _open
+
+    if args.max_cycles < 1:
+        raise ParameterError("--max-cycles must be at least 1", parameter="max_cycles")
+    m = _open(args)
+    try:
+        budget = _budget(args, m.params)
+        report = run_preflight(m)
+        with m.workspace:
+            res = run_until_converged(
+                m, budget=budget, max_cycles=args.max_cycles,
+                target_interval=args.target_interval or DEFAULT_TARGET_INTERVAL,
+                throughput_override=args.throughput, shutdown_s=args.shutdown_time,
+                boot_s=args.boot_time, report=report)
+    finally:
+        close_migration(m)
+    print(f"sync: {len(res.outcomes)} cycle(s); stopped: {res.stopped_because}")
+    if res.plan is not None:
+        _print_plan(res.plan)
+    print("the decision is yours: vmigrate cutover when the window opens")
+    return 0
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    from ..engine.cutover import CutoverOptions, run_cutover
+    from ..session import close_migration
+    from .cli import _open
+
+    nets: dict[str, str] = {}
+    for item in args.network_map:
+        src, sep, dst = item.partition("=")
+        if not sep or not src or not dst:
+            raise ParameterError(f"--network-map {item!r}: write SRC=DST", parameter="network_map")
+        nets[src] = dst
+    m = _open(args)
+    try:
+        opts = CutoverOptions(
+            budget=_budget(args, m.params), force=args.force, max_sync_age=args.max_sync_age,
+            shutdown_timeout=args.shutdown_timeout, allow_hard_poweroff=args.allow_hard_poweroff,
+            certify=args.certify, network_map=nets, probes=tuple(args.probe_port),
+            probe_command=args.probe_command, probe_host=args.probe_host,
+            probe_timeout=args.probe_timeout, ready_timeout=args.ready_timeout,
+            shutdown_s=args.shutdown_time, boot_s=args.boot_time,
+            throughput_override=args.throughput)
+        with m.workspace:
+            res = run_cutover(m, opts)
+    finally:
+        close_migration(m)
+    print(f"cutover attempt {res.attempt}: {res.status}; downtime "
+          f"{fmt_secs(res.downtime or 0.0)} (predicted {fmt_secs(res.predicted or 0.0)})")
+    for w in res.warnings:
+        print(f"  warning: {w}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from ..engine.cutover import run_rollback
+    from ..session import close_migration
+    from .cli import _open
+
+    m = _open(args)
+    try:
+        with m.workspace:
+            res = run_rollback(m, confirm_data_loss=args.yes_lose_bob_writes)
+    finally:
+        close_migration(m)
+    print(f"rollback of attempt {res.attempt}: {res.status}; {m.params.vm} is running")
+    for w in res.warnings:
+        print(f"  warning: {w}")
+    return 0
