@@ -109,6 +109,15 @@ class PermissionDenied(InputError):
     default_hint = "grant the API user the privilege named in the message, or use another user"
 
 
+class HostKeyError(AuthenticationError):
+    """An SSH host key is unknown, changed, or not the pinned one: never auto-accepted."""
+
+    default_hint = (
+        "verify the host's key fingerprint out of band, then add it to known_hosts "
+        "or pin it with ssh_fingerprint"
+    )
+
+
 class PreflightError(InputError):
     """A precondition of the migration does not hold."""
 
@@ -141,18 +150,6 @@ class ChangeTrackingOff(PreflightError):
 
 class WorkspaceMismatch(PreflightError):
     default_hint = "use the workspace that belongs to this migration, or a new empty folder"
-
-
-class CutoverNoGo(PreflightError):
-    """The cutover's go/no-go said no; nothing was changed."""
-
-    default_hint = "sync again (vmigrate sync --until-converged), or pass --force to override"
-
-
-class RollbackRefused(InputError):
-    """A rollback would lose data the operator has not agreed to lose."""
-
-    default_hint = "pass --yes-lose-bob-writes if the writes made on the new VM may be lost"
 
 
 class CutoverNoGo(PreflightError):
@@ -233,15 +230,6 @@ class LabError(OperationError):
 
 class CutoverError(OperationError):
     default_hint = "vmigrate cutover resumes from the recorded step; vmigrate rollback undoes it"
-
-
-class ProbeFailed(CutoverError):
-    """The new VM is running but a health probe failed; the operator decides."""
-
-    default_hint = (
-        "the new VM is running: fix it and run vmigrate cutover again to re-probe, or "
-        "vmigrate rollback --yes-lose-bob-writes to go back (writes made on it are lost)"
-    )
 
 
 class ProbeFailed(CutoverError):
