@@ -17,6 +17,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
+from xml.parsers.expat import ExpatError
 
 from ...errors import (
     AuthenticationError,
@@ -210,9 +211,9 @@ class Connection:
                 self.relogin()
             except vmodl.MethodFault as exc:
                 raise map_fault(exc, what, **fields) from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, ExpatError) as exc:
                 raise HostApiError(
-                    f"{what} failed: connection to {self.where} lost ({exc})",
+                    f"{what} failed: connection to {self.where} lost or answer unreadable ({exc})",
                     hint="check the network to the host, then re-run: it resumes",
                     **fields,
                 ) from exc

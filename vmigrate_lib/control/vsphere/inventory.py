@@ -7,7 +7,9 @@ that matches more than one VM is an error, never a guess.
 
 from __future__ import annotations
 
+import http.client
 import re
+from xml.parsers.expat import ExpatError
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,8 +251,8 @@ def free_space(conn: Connection, ds: Any) -> int:
     def run() -> int:
         try:
             ds.RefreshDatastore()
-        except vmodl.MethodFault:
-            pass  # stale figures are better than none; the agent's statvfs confirms
+        except (vmodl.MethodFault, OSError, http.client.HTTPException, ExpatError):
+            pass  # best effort: stale figures are better than none (the agent's statvfs confirms)
         return int(ds.summary.freeSpace)
 
     return conn.call(run, f"reading free space of datastore {getattr(ds, '_moId', ds)}")

@@ -1,0 +1,140 @@
+"""Helpers for VsphereHost tests: set up the simulator the way a test needs it.
+
+Setup goes through pyVmomi directly (this is the test's hand on the "real"
+host); the code under test is only ever VsphereHost.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import vcsim as vcsim_peer
+from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
+from pyVmomi import vim
+
+from vmigrate_lib.dataplane.transport import LocalTransport
+from vmigrate_lib.params import HostParams
+
+PW_ENV = "VMIGRATE_TEST_VC_PW"
+QCDA_LAB = Path(vcsim_peer.PEERS) / "qcda_lab.py"
+
+
+def host_params(sim: vcsim_peer.VcsimInfo, **kw: Any) -> HostParams:
+    """Params for the simulator; the password goes through an environment variable."""
+    os.environ[PW_ENV] = sim.password
+    values: dict[str, Any] = {
+        "type": "vsphere", "host": sim.host, "url": sim.url, "user": sim.user,
+        "password_env": PW_ENV, "verify_tls": False,  # Go's test certificate
+    }
+    values.update(kw)
+    return HostParams(**values)
+
+
+def qcda_lab_command(roots: dict[str, Path], page: int = 1 << 20, log: Path | None = None) -> str:
+    args = [sys.executable, str(QCDA_LAB), "--page", str(page)]
+    for name, path in roots.items():
+        args += ["--ds", f"{name}={path}"]
+    if log is not None:
+        args += ["--log", str(log)]
+    return shlex.join(args)
+
+
+@contextmanager
+def pyvmomi(sim: vcsim_peer.VcsimInfo) -> Iterator[Any]:
+    si = SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
+                      disableSslCertValidation=True)
+    try:
+        yield si
+    finally:
+        Disconnect(si)
+
+
+def objects(si: Any, kind: Any) -> list[Any]:
+    c = si.RetrieveContent()
+    view = c.viewManager.CreateContainerView(c.rootFolder, [kind], True)
+    try:
+        return list(view.view)
+    finally:
+        view.Destroy()
+
+
+def vm(si: Any, name: str) -> Any:
+    return next(v for v in objects(si, vim.VirtualMachine) if v.name == name)
+
+
+def first_host(si: Any) -> Any:
+    return objects(si, vim.HostSystem)[0]
+
+
+def create_datastore(si: Any, name: str, path: Path, host: Any = None) -> Any:
+    host = host or first_host(si)
+    path.mkdir(parents=True, exist_ok=True)
+    return host.configManager.datastoreSystem.CreateLocalDatastore(name=name, path=str(path))
+
+
+def create_vm(si: Any, name: str, ds: str, capacity: int, host: Any = None,
+              network: str = "VM Network", disks: int = 1) -> Any:
+    """A powered-off VM with flat thin disks ``[ds] name/name.vmdk`` (+ ``name_1.vmdk``...)."""
+    host = host or first_host(si)
+    dc = host.parent
+    while not isinstance(dc, vim.Datacenter):
+        dc = dc.parent
+    changes = [vim.vm.device.VirtualDeviceSpec(
+        operation="add", device=vim.vm.device.VirtualLsiLogicController(
+            key=1000, busNumber=0, sharedBus="noSharing"))]
+    for i in range(disks):
+        suffix = "" if i == 0 else f"_{i}"
+        changes.append(vim.vm.device.VirtualDeviceSpec(
+            operation="add", fileOperation="create", device=vim.vm.device.VirtualDisk(
+                key=-1 - i, unitNumber=i, controllerKey=1000, capacityInKB=capacity // 1024,
+                backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                    fileName=f"[{ds}] {name}/{name}{suffix}.vmdk", diskMode="persistent",
+                    thinProvisioned=True))))
+    changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=vim.vm.device.VirtualE1000(
+        key=-100, backing=vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=network))))
+    spec = vim.vm.ConfigSpec(name=name, files=vim.vm.FileInfo(vmPathName=f"[{ds}] {name}"),
+                             memoryMB=64, numCPUs=1, guestId="otherGuest64", deviceChange=changes)
+    task = dc.vmFolder.CreateVM_Task(config=spec, pool=host.parent.resourcePool, host=host)
+    WaitForTask(task)
+    return task.info.result
+
+
+def snapshot(si: Any, vm_obj: Any, name: str) -> Any:
+    task = vm_obj.CreateSnapshot_Task(name=name, description="", memory=False, quiesce=False)
+    WaitForTask(task)
+    return task.info.result
+
+
+def set_guest(vm_obj: Any, **values: str) -> None:
+    """Guest state through the simulator's ``SET.*`` extraConfig keys."""
+    keys = {"ip": "SET.guest.ipAddress", "tools": "SET.guest.toolsRunningStatus",
+            "heartbeat": "SET.guestHeartbeatStatus"}
+    spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=keys[k], value=v)
+                                          for k, v in values.items()])
+    WaitForTask(vm_obj.ReconfigVM_Task(spec))
+
+
+def local_transports(roots: dict[str, Path]) -> Any:
+    """Serve ``/vmfs/volumes/<ds>`` from the folder the simulator keeps the datastore in."""
+
+    def make(name: str, root: str) -> LocalTransport:
+        assert root == f"/vmfs/volumes/{name}"
+        return LocalTransport(str(roots[name]))
+
+    return make
+
+
+def wait_for(pred: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
