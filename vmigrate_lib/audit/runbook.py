@@ -32,7 +32,8 @@ _COMMON = ("vm", "hosts", "source", "destination", "workspace", "downtime_budget
 #: Parameter names each runbook accepts (its parameters cell declares exactly these).
 RUNBOOK_PARAMETERS: dict[str, frozenset[str]] = {
     "sync": frozenset(_COMMON + ("max_cycles", "cycle_interval")),
-    "cutover": frozenset(_COMMON + ("shutdown_timeout", "certify_final", "max_sync_age")),
+    "cutover": frozenset(_COMMON + ("shutdown_timeout", "allow_hard_poweroff", "certify",
+                                    "max_sync_age", "probes", "ready_timeout", "force")),
 }
 _MIGRATION_KEYS = ("vm", "source", "destination", "workspace", "downtime_budget", "operator",
                    "dest_name", "sync")
@@ -136,14 +137,28 @@ def check_parameters(kind: str, given: Mapping[str, Any],
                                                     given.get("cycle_interval", 0))
     else:
         options["shutdown_timeout"] = _check_duration("shutdown_timeout",
-                                                      given.get("shutdown_timeout", "2m"))
-        certify_final = given.get("certify_final", True)
-        if not isinstance(certify_final, bool):
-            raise ParameterError("parameter certify_final must be True or False",
-                                 parameter="certify_final")
-        options["certify_final"] = certify_final
+                                                      given.get("shutdown_timeout", "5m"))
+        options["ready_timeout"] = _check_duration("ready_timeout",
+                                                   given.get("ready_timeout", "10m"))
         options["max_sync_age"] = _check_duration("max_sync_age",
-                                                  given.get("max_sync_age", "1h"))
+                                                  given.get("max_sync_age", "10m"))
+        for flag in ("allow_hard_poweroff", "force"):
+            value = given.get(flag, False)
+            if not isinstance(value, bool):
+                raise ParameterError(f"parameter {flag} must be True or False, got {value!r}",
+                                     parameter=flag)
+            options[flag] = value
+        certify = given.get("certify", "changed")
+        if certify not in ("none", "changed", "full"):
+            raise ParameterError(f"parameter certify must be none, changed or full, "
+                                 f"got {certify!r}", parameter="certify")
+        options["certify"] = certify
+        probes = given.get("probes", []) or []
+        if not isinstance(probes, (list, tuple)) or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 < x < 65536 for x in probes):
+            raise ParameterError(f"parameter probes must be a list of TCP ports, got {probes!r}",
+                                 parameter="probes")
+        options["probes"] = tuple(probes)
     return RunbookParams(kind, migration, change_id, str(hosts), options)
 
 
@@ -209,7 +224,7 @@ class SyncResult:
     prediction: Prediction | None
 
     def to_record(self) -> dict[str, Any]:
-        return {"cycles_run": self.cycles_run, "total_cycles": self.total_cycles,
+        return {"status": "ok", "cycles_run": self.cycles_run, "total_cycles": self.total_cycles,
                 "converged": self.converged,
                 "prediction": self.prediction.to_record() if self.prediction else None}
 
@@ -241,6 +256,53 @@ def sync_until_converged(m: Migration, run: RunbookParams) -> SyncResult:
     return result
 
 
+# --- cutover ---------------------------------------------------------------------------------
+
+
+def cutover_options(run: RunbookParams) -> Any:
+    """The engine's CutoverOptions from the runbook's checked parameters."""
+    from ..engine.cutover_steps import CutoverOptions
+
+    o = run.options
+    return CutoverOptions(
+        budget=run.migration.downtime_budget, force=bool(o["force"]),
+        max_sync_age=float(o["max_sync_age"]), shutdown_timeout=float(o["shutdown_timeout"]),
+        allow_hard_poweroff=bool(o["allow_hard_poweroff"]), certify=str(o["certify"]),
+        probes=tuple(o["probes"]), ready_timeout=float(o["ready_timeout"]),
+    )
+
+
+def show_plan(m: Migration, run: RunbookParams) -> dict[str, Any]:
+    """What go/no-go will see: the planner's prediction now, and the cycles so far."""
+    from ..engine.cutover_steps import current_plan
+    from .tables import read_journal
+
+    p = current_plan(m, cutover_options(run), run.migration.downtime_budget)
+    print(p.summary(), flush=True)
+    print(p.advice, flush=True)
+    try:
+        from .dashboard import ipd, readable_cycles
+
+        ipd().display(readable_cycles(cycles_frame(read_journal(m.workspace.journal.path))))
+    except ImportError:
+        pass
+    return p.to_dict()
+
+
+def cutover(m: Migration, run: RunbookParams) -> dict[str, Any]:
+    """Run (or resume) the cutover under the workspace lock; returns its result record."""
+    from ..engine.cutover import run_cutover
+
+    note_run(m, run)
+    with m.workspace:
+        res = run_cutover(m, cutover_options(run))
+    out = {"status": res.status, "attempt": res.attempt, "downtime_s": res.downtime,
+           "predicted_downtime_s": res.predicted, "parts": res.parts,
+           "warnings": res.warnings}
+    m.reporter.event("cutover_result", **{k: v for k, v in out.items() if k != "parts"})
+    return out
+
+
 # --- audit outputs ---------------------------------------------------------------------------
 
 
@@ -259,9 +321,12 @@ def save_audit(workspace: Path, *, budget: float | None = None,
                folder: Path | None = None) -> AuditOutputs:
     """Write cycles/steps CSV and the four figures to ``<workspace>/audit`` (or ``folder``)
     and display them: the evidence keeps plain files beside every widget."""
-    from .tables import read_journal
+    from .tables import cutover_summary, read_journal
 
     records = read_journal(Path(workspace) / "journal.jsonl")
+    if actual_downtime is None:
+        done = cutover_summary(records)
+        actual_downtime = done.get("actual_downtime_s") if done else None
     cycles = cycles_frame(records)
     steps = steps_frame(records)
     folder = Path(folder) if folder is not None else audit_folder(workspace)
@@ -286,9 +351,10 @@ def save_audit(workspace: Path, *, budget: float | None = None,
     return AuditOutputs(folder, files)
 
 
-def record_result(kind: str, status: str, **data: Any) -> dict[str, Any]:
+def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]:
     """Display the run's result as a machine-readable output (the runner keeps it)."""
-    result = {"runbook": kind, "status": status, **data}
+    result = {"runbook": run.kind, "change_id": run.change_id,
+              "operator": run.migration.operator, **data}
     text = json.dumps(result, sort_keys=True, default=str)
     print(f"RESULT {text}", flush=True)
     try:
@@ -298,50 +364,3 @@ def record_result(kind: str, status: str, **data: Any) -> dict[str, Any]:
     except ImportError:
         pass
     return result
-
-
-# --- small cell helpers ----------------------------------------------------------------------
-
-
-def dashboard(run: RunbookParams) -> Reporter:
-    """Show the live dashboard, seeded with the cycles already in the workspace journal."""
-    from .dashboard import make_dashboard
-    from .tables import read_journal
-
-    p = run.migration
-    history = read_journal(Path(p.workspace) / "journal.jsonl")
-    title = f"{run.kind}: {p.vm} -> {p.target_name} ({run.change_id})"
-    return make_dashboard(title, budget=p.downtime_budget, history=history)
-
-
-def preflight(m: Migration) -> dict[str, Any]:
-    """Run preflight (changes nothing) and show its checks as a table; raise on failure."""
-    import pandas as pd
-
-    from ..engine.preflight import run_preflight
-
-    report = run_preflight(m, raise_on_failure=False)
-    try:
-        from .dashboard import ipd
-
-        ipd().display(pd.DataFrame(report.to_dict()["checks"]))
-    except ImportError:
-        pass
-    err = report.first_error()
-    if err is not None:
-        raise err
-    return report.to_dict()
-
-
-def finish(reporter: Reporter) -> None:
-    """Plain table and PNG beside the widget (no-op for a plain-line reporter)."""
-    from .dashboard import Dashboard
-
-    if isinstance(reporter, Dashboard):
-        reporter.finish()
-
-
-def close(m: Migration) -> None:
-    from ..session import close_migration
-
-    close_migration(m)

@@ -27,7 +27,7 @@ CYCLE_COLUMNS = [
     "bytes_sent", "bytes_read", "bytes_zero", "extents", "throughput_Bps", "certify",
     "resumed", *[f"{p}_s" for p in PHASES], "predicted_downtime_s", "budget_s", "converged",
 ]
-STEP_COLUMNS = ["time", "type", "step", "status", "duration_s", "detail"]
+STEP_COLUMNS = ["time", "type", "attempt", "step", "status", "duration_s", "detail"]
 
 
 class AuditError(OperationError):
@@ -108,28 +108,71 @@ def cycles_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df.sort_values("cycle", kind="stable").reset_index(drop=True) if rows else df
 
 
-_STEP_SKIP = {"ts", "type", "step", "name", "status", "duration", "seconds"}
+_STEP_SKIP = {"ts", "type", "step", "name", "status", "duration", "seconds", "start", "end",
+              "attempt"}
+#: Journal types that are runbook plumbing or per-cycle data, not steps.
+_NOT_STEPS = CYCLE_TYPES | {PREDICTION_TYPE, "cutover_measured"}
+
+
+def _detail(rest: Mapping[str, Any]) -> str:
+    detail = json.dumps(dict(rest), sort_keys=True, default=str)
+    return detail if len(detail) <= 300 else detail[:297] + "..."
 
 
 def steps_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per journal event that is not a cycle: preflight, cutover steps, archives."""
+    """One row per cutover step (its started/done/failed records merged) and per other
+    journal event (preflight, runbook, warnings, rollback, archives), in time order."""
     rows: list[dict[str, Any]] = []
+    open_steps: dict[tuple[Any, Any], dict[str, Any]] = {}
     for r in records:
         kind = str(r.get("type", ""))
-        if kind in CYCLE_TYPES or kind == PREDICTION_TYPE:
+        if kind in _NOT_STEPS:
             continue
         rest = {k: v for k, v in r.items() if k not in _STEP_SKIP}
-        detail = json.dumps(rest, sort_keys=True, default=str)
+        if kind == "step":
+            key = (r.get("attempt"), r.get("name"))
+            row = open_steps.get(key)
+            if row is None or r.get("status") == "started":
+                row = {"time": _ts(r.get("start", r.get("ts"))), "type": "step",
+                       "attempt": r.get("attempt"), "step": r.get("name", ""),
+                       "status": "", "duration_s": None, "detail": ""}
+                open_steps[key] = row
+                rows.append(row)
+            row["status"] = r.get("status", "")
+            if r.get("end") is not None and r.get("start") is not None:
+                row["duration_s"] = float(r["end"]) - float(r["start"])
+            if rest:
+                row["detail"] = _detail(rest)
+            continue
         duration = r.get("duration", r.get("seconds"))
         rows.append({
             "time": _ts(r.get("ts")),
             "type": kind,
+            "attempt": r.get("attempt"),
             "step": r.get("step", r.get("name", "")) or "",
             "status": r.get("status", "") or "",
             "duration_s": float(duration) if isinstance(duration, (int, float)) else None,
-            "detail": detail if len(detail) <= 300 else detail[:297] + "...",
+            "detail": _detail(rest),
         })
     return pd.DataFrame(rows, columns=STEP_COLUMNS)
+
+
+def cutover_summary(records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Measured and predicted downtime of the last finished cutover (None if none)."""
+    last: dict[str, Any] | None = None
+    for r in records:
+        if r.get("type") == "cutover_done":
+            measured = r.get("measured") or {}
+            predicted = r.get("predicted") or {}
+            last = {
+                "attempt": r.get("attempt"),
+                "actual_downtime_s": measured.get("downtime_s"),
+                "predicted_downtime_s": predicted.get("predicted_downtime"),
+                **{f"actual_{k}": v for k, v in measured.items() if k != "downtime_s"},
+                "forced": r.get("forced", False),
+                "resumed": r.get("resumed", False),
+            }
+    return last
 
 
 def save_frames(frames: Mapping[str, pd.DataFrame], folder: Path) -> list[Path]:
