@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_helpers import wait_off
+from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
+    alice_fixture,
+    alice_off_fixture,
+    host_a_fixture,
+    host_b_fixture,
+    lab_root_fixture,
+    wait_off,
+)
 
 from vmigrate_lib.control.host import PowerState, VmInfo
 from vmigrate_lib.control.lab import LabHost
