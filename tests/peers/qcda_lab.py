@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vmigrate_lib.errors import ChangeIdInvalid, VmigrateError  # noqa: E402
-from vmigrate_lib.lab.ctk import ChangeTracker  # noqa: E402
-from vmigrate_lib.lab.disk import allocated_extents  # noqa: E402
+from vmigrate_lib.errors import ChangeIdInvalid, VmigrateError
+from vmigrate_lib.lab.ctk import ChangeTracker
+from vmigrate_lib.lab.disk import allocated_extents
 
 
 def locate(file_name: str, roots: dict[str, Path]) -> tuple[Path, Path]:

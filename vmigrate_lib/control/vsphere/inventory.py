@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import http.client
 import re
-from xml.parsers.expat import ExpatError
 from dataclasses import dataclass
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from ...errors import DatastoreNotFound, HostApiError, VmAmbiguous, VmNotFound
 from ..host import DiskInfo, PowerState, VmInfo

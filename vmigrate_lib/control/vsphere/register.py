@@ -121,7 +121,17 @@ def register(
         lambda: vm_folder.RegisterVM_Task(path=vmx, name=name, asTemplate=False, pool=pool, host=host),
         what,
     )
-    vm = conn.call(lambda: wait_task(task, timeout, what, vm=name, path=vmx), what)
+    try:
+        vm = conn.call(lambda: wait_task(task, timeout, what, vm=name, path=vmx), what)
+    except HostApiError as exc:
+        if isinstance(exc.__cause__, (vim.fault.NotFound, vim.fault.FileNotFound)):
+            raise HostApiError(
+                f"{what} failed: {vmx} (or a file it names) is not on the datastore",
+                hint="copy the VM's configuration (.vmx, .nvram) and disks to that folder first",
+                vm=name,
+                path=vmx,
+            ) from exc.__cause__
+        raise
     if wanted:
         try:
             map_networks(conn, vm, host, nets, wanted, timeout)

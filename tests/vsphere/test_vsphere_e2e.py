@@ -1,0 +1,257 @@
+"""End to end through the simulator: vSphere control (VsphereHost on two simulated
+ESXi hosts), real disk data on their datastore folders, the lab's real change
+tracking behind QueryChangedDiskAreas, the engine's seed and delta cycles, then a
+cutover by hand (guest shutdown, final cycle, register, power on, ready).
+
+Data plane: the simulator keeps each datastore in a local folder, so
+``/vmfs/volumes/<ds>`` is served from it by a local agent (LocalTransport);
+over SSH it would be the same agent on an exec channel.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vcsim as vcsim_peer
+import vsim
+from pyVim.task import WaitForTask
+
+from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.vsphere import VsphereHost
+from vmigrate_lib.engine.context import Migration
+from vmigrate_lib.engine.cycle import run_cycle
+from vmigrate_lib.engine.sync import run_cycles
+from vmigrate_lib.engine.workspace import Workspace
+from vmigrate_lib.errors import (
+    ChangeIdInvalid,
+    ChangeTrackingOff,
+    HostApiError,
+    InsufficientSpace,
+)
+from vmigrate_lib.extents import Extent
+from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
+from vmigrate_lib.params import MigrationParams, SyncParams
+
+MiB = 1 << 20
+CAP = 8 * MiB
+
+
+@dataclass
+class Disk:
+    flat: Path
+    ctk: Path
+
+    def write(self, offset: int, data: bytes) -> None:
+        """A guest write: the bytes land in the flat file, the grains in the change map."""
+        with open(self.flat, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+        t = ChangeTracker(self.ctk)
+        try:
+            t.mark(offset, len(data))
+            t.flush()
+        finally:
+            t.close()
+
+
+@dataclass
+class Env:
+    src: vcsim_peer.VcsimInfo
+    dst: vcsim_peer.VcsimInfo
+    src_dir: Path
+    dst_dir: Path
+    disks: list[Disk]
+    tmp: Path
+
+    def hosts(self) -> tuple[VsphereHost, VsphereHost]:
+        s = VsphereHost(vsim.host_params(self.src),
+                        transport_factory=vsim.local_transports({"srcds": self.src_dir}))
+        d = VsphereHost(vsim.host_params(self.dst, datastore="dstds"),
+                        transport_factory=vsim.local_transports({"dstds": self.dst_dir}))
+        return s, d
+
+    def migration(self, **sync: Any) -> Migration:
+        s, d = self.hosts()
+        params = MigrationParams(
+            vm="alice", source=s.hp, destination=d.hp, workspace=self.tmp / "ws",
+            sync=SyncParams(**sync),
+        )
+        ws = Workspace(params.workspace)
+        ws.load()
+        return Migration(params=params, source=s, dest=d, workspace=ws)
+
+
+def close(m: Migration) -> None:
+    m.close()
+    m.source.close()
+    m.dest.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, vcsim_binary: Path) -> Iterator[Env]:
+    src_dir, dst_dir = tmp_path / "srcds", tmp_path / "dstds"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    qcda = vsim.qcda_lab_command({"srcds": src_dir}, page=2 * MiB, log=tmp_path / "qcda.log")
+    with vcsim_peer.run_vcsim(qcda_cmd=qcda, binary=vcsim_binary) as src, \
+            vcsim_peer.run_vcsim(binary=vcsim_binary) as dst:
+        with vsim.pyvmomi(src) as si:
+            vsim.create_datastore(si, "srcds", src_dir)
+            vm = vsim.create_vm(si, "alice", "srcds", CAP, disks=2)
+            WaitForTask(vm.PowerOnVM_Task())
+        with vsim.pyvmomi(dst) as si:
+            vsim.create_datastore(si, "dstds", dst_dir)
+        disks = []
+        rng = random.Random(7)
+        for stem in ("alice", "alice_1"):
+            flat = src_dir / "alice" / f"{stem}-flat.vmdk"
+            assert flat.exists() and flat.stat().st_size == 0  # the simulator's empty file
+            os.truncate(flat, CAP)
+            ctk = src_dir / "alice" / f"{stem}-ctk.bin"
+            ChangeTracker.create(ctk, CAP).close()
+            d = Disk(flat, ctk)
+            for off in (0, 3 * MiB, CAP - GRAIN):  # sparse: three allocated areas
+                d.write(off, rng.randbytes(GRAIN))
+            disks.append(d)
+        yield Env(src, dst, src_dir, dst_dir, disks, tmp_path)
+
+
+def same(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+def test_seed_deltas_and_cutover(env: Env) -> None:
+    rng = random.Random(11)
+    writes = [[(MiB + 5, 3000)], [(2 * MiB, 2 * GRAIN), (6 * MiB + GRAIN, 10)]]
+
+    def between_cycles(records: list[dict[str, Any]]) -> bool:
+        for off, n in writes[len(records) - 1] if len(records) <= len(writes) else []:
+            for d in env.disks:
+                d.write(off, rng.randbytes(n))
+        return False
+
+    m = env.migration(allow_enable_cbt=True, certify="full")
+    try:
+        with m.workspace:
+            outcomes = run_cycles(m, 3, should_stop=between_cycles)
+        recs = [o.record for o in outcomes]
+        assert [r["kind"] for r in recs] == ["seed", "delta", "delta"]
+        assert all(r["certify"]["result"] == "identical" for r in recs)
+        # the seed copied the allocated areas only (three 64 KiB grains per disk)
+        assert [d["bytes_changed"] for d in recs[0]["disks"]] == [3 * GRAIN, 3 * GRAIN]
+        for r, grains in zip(recs[1:], (1, 3)):
+            assert [d["mode"] for d in r["disks"]] == ["tracked", "tracked"]
+            assert [d["bytes_changed"] for d in r["disks"]] == [grains * GRAIN] * 2
+        assert m.source.list_snapshots("alice") == []
+        assert m.source.find_vm("alice").disks[0].cbt_enabled
+    finally:
+        close(m)
+    for d in env.disks:
+        assert same(d.flat, env.dst_dir / "alice" / d.flat.name)
+
+    # Cutover: Alice keeps writing, then stops; the final cycle copies the rest.
+    for d in env.disks:
+        d.write(7 * MiB, rng.randbytes(GRAIN))
+    m = env.migration()
+    try:
+        src, dst = m.source, m.dest
+        assert isinstance(src, VsphereHost) and isinstance(dst, VsphereHost)
+        assert src.shutdown_and_wait("alice", timeout=30) is True
+        with m.workspace:
+            final = run_cycle(m, "final")
+        assert final.record["kind"] == "final"
+        assert [d["bytes_changed"] for d in final.record["disks"]] == [GRAIN, GRAIN]
+        for d in env.disks:
+            assert same(d.flat, env.dst_dir / "alice" / d.flat.name)
+        with pytest.raises(HostApiError, match="is not on the datastore"):
+            dst.register_vm("alice", "dstds", "alice", src.find_vm("alice"))
+        # The .vmx travels with the disks (another step's job); the simulator also
+        # wants the .nvram and vmware.log there to register.
+        for f in ("alice.vmx", "alice.nvram", "vmware.log"):
+            (env.dst_dir / "alice" / f).touch()
+        bob = dst.register_vm("alice", "dstds", "alice", src.find_vm("alice"))
+        assert bob.datastore == "dstds" and bob.power == PowerState.OFF
+        dst.power_on("alice")
+        with vsim.pyvmomi(env.dst) as si:
+            vsim.set_guest(vsim.vm(si, "alice"), tools="guestToolsRunning", ip="10.0.0.9",
+                           heartbeat="green")
+        ready = dst.wait_ready("alice", timeout=10)
+        assert ready.guest_ip == "10.0.0.9" and ready.tools_running
+    finally:
+        close(m)
+
+
+def test_query_from_lab_tracking_and_reset_epoch(env: Env) -> None:
+    src, _ = env.hosts()
+    try:
+        src.enable_change_tracking("alice")
+        key = src.find_vm("alice").disks[0].key
+        s1 = src.create_snapshot("alice", "vmigrate-1")
+        assert list(src.query_changed_areas("alice", s1, key, "*")) == [
+            Extent(0, GRAIN), Extent(3 * MiB, GRAIN), Extent(CAP - GRAIN, GRAIN)]
+        src.remove_snapshot("alice", s1.id)
+        env.disks[0].write(5 * MiB, b"x" * (GRAIN + 1))
+        s2 = src.create_snapshot("alice", "vmigrate-2")
+        assert list(src.query_changed_areas("alice", s2, key, s1.change_ids[key])) == [
+            Extent(5 * MiB, 2 * GRAIN)]
+        src.remove_snapshot("alice", s2.id)
+        t = ChangeTracker(env.disks[0].ctk)  # tracking reset (e.g. a storage move)
+        t.reset()
+        t.close()
+        s3 = src.create_snapshot("alice", "vmigrate-3")
+        with pytest.raises(ChangeIdInvalid, match="another tracking epoch"):
+            src.query_changed_areas("alice", s3, key, s2.change_ids[key])
+        src.remove_snapshot("alice", s3.id)
+    finally:
+        src.close()
+
+
+def test_cbt_off_not_allowed_changes_nothing(env: Env) -> None:
+    m = env.migration(change_tracking="require", allow_enable_cbt=False)
+    try:
+        with pytest.raises(ChangeTrackingOff, match="allow_enable_cbt"):
+            run_cycles(m, 1)
+        vm = m.source.find_vm("alice")
+        assert not any(d.cbt_enabled for d in vm.disks)
+        assert m.source.list_snapshots("alice") == []
+        assert not (env.dst_dir / "alice").exists()
+    finally:
+        close(m)
+
+
+@pytest.fixture
+def small_dst(env: Env) -> Iterator[Path]:
+    """The destination datastore on a 4 MiB tmpfs (needs root for mount)."""
+    target = env.dst_dir
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_full_datastore_changes_nothing(env: Env, small_dst: Path) -> None:
+    # two disks of 192 KiB allocated fit; make them need more than 4 MiB
+    for d in env.disks:
+        d.write(MiB, random.Random(3).randbytes(3 * MiB))
+    m = env.migration(allow_enable_cbt=True)
+    try:
+        assert m.dest.datastores() == ["LocalDS_0", "dstds"]
+        with pytest.raises(InsufficientSpace, match="dstds"):
+            run_cycles(m, 1)
+        assert not any(d.cbt_enabled for d in m.source.find_vm("alice").disks)
+        assert m.source.list_snapshots("alice") == []
+        assert list(small_dst.iterdir()) == []
+        assert not m.workspace.state_path.exists()
+    finally:
+        close(m)
