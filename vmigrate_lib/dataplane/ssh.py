@@ -77,22 +77,29 @@ def _fingerprint_md5(key: paramiko.PKey) -> str:
 
 
 class RateLimiter:
-    """Token bucket shared by a connection's reader and writer (bytes per second)."""
+    """Token bucket shared by a connection's reader and writer (bytes per second).
 
-    def __init__(self, rate: float) -> None:
+    Idle time earns at most ``burst`` seconds of credit, so a cap holds over
+    any window longer than that.
+    """
+
+    def __init__(self, rate: float, burst: float = 0.25) -> None:
         self.rate = float(rate)
+        self.burst = self.rate * burst
         self._lock = threading.Lock()
-        self._t0 = time.monotonic()
-        self._bytes = 0
+        self._last = time.monotonic()
+        self._tokens = 0.0
 
     def consume(self, n: int) -> None:
         if self.rate <= 0:
             return
         with self._lock:
-            self._bytes += n
-            ahead = self._bytes / self.rate - (time.monotonic() - self._t0)
-        if ahead > 0:
-            time.sleep(ahead)
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) - n
+            self._last = now
+            debt = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if debt > 0:
+            time.sleep(debt)
 
 
 # --------------------------------------------------------------------------- channel I/O
@@ -417,6 +424,7 @@ class SshTransport(Transport):
         self._chan: paramiko.Channel | None = None
         self._stderr = bytearray()
         self.starts = 0
+        self.last_exit: int | None = None  #: exit status of the last agent that ended
 
     def remote_command(self) -> str:
         """The command that starts this datastore's agent on its host."""
@@ -438,6 +446,7 @@ class SshTransport(Transport):
             ) from exc
         self._chan = chan
         self._stderr = bytearray()
+        self.last_exit = None
         self.starts += 1
         reader = io.BufferedReader(_ChannelReader(chan, s.read_size, self.limiter), buffer_size=s.read_size)
         writer = io.BufferedWriter(_ChannelWriter(chan, self.limiter), buffer_size=s.write_buffer)
@@ -467,7 +476,7 @@ class SshTransport(Transport):
         if not self.conn.active:
             parts.append(f"the SSH connection to {self.settings.address} dropped")
         elif chan.exit_status_ready():
-            rc = chan.recv_exit_status()
+            rc = self.last_exit = chan.recv_exit_status()
             if rc == -1:
                 parts.append("the agent was killed (no exit status: a signal)")
             else:
@@ -541,7 +550,9 @@ def _prefetch(gen: Iterator[Chunk], limit: int) -> Iterator[Chunk]:
             q.put(exc)
         finally:
             if stop.is_set():
-                gen.close()
+                close = getattr(gen, "close", None)
+                if close is not None:
+                    close()
 
     t = threading.Thread(target=run, name="vmigrate-prefetch", daemon=True)
     t.start()
@@ -575,7 +586,18 @@ class SshAgentDatastore(AgentDatastore):
     # --- connection and framing ----------------------------------------------------
     def _connect(self) -> tuple[IO[bytes], IO[bytes]]:
         fresh = self._r is None or self._busy
-        r, w = super()._connect()
+        try:
+            r, w = super()._connect()
+        except TransportError as exc:
+            if self.transport.last_exit not in (None, -1):
+                # the agent ran and refused to serve (bad root, old python): not a
+                # network fault, so no reconnect would help
+                raise AgentError(
+                    f"the agent on {self.settings.host} could not start: {exc.message}",
+                    hint="check the datastore folder and python3 on the host",
+                    datastore=self.name, host=self.settings.host,
+                ) from exc
+            raise
         if fresh:
             offered = self.hello.get("compression", [])
             want = self.settings.compress

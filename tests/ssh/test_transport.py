@@ -1,0 +1,222 @@
+"""The agent over a real OpenSSH sshd: copies, compression, host keys, auth, modes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from sshd import SshHost, SshKeyPair, known_hosts_lines
+from sshdp import MiB, garbage, make_disk, settings_for
+
+from vmigrate_lib.dataplane import open_ssh_datastore
+from vmigrate_lib.dataplane.ssh import SshAgentDatastore, check_modes
+from vmigrate_lib.dataplane.sshconfig import DirectRoute, SshSettings, parse_target
+from vmigrate_lib.engine.copier import copy_extents
+from vmigrate_lib.errors import AgentError, AuthenticationError, HostKeyError, ParameterError
+from vmigrate_lib.extents import Extent
+from vmigrate_lib.params import HostParams
+
+if TYPE_CHECKING:
+    from conftest import SshHosts
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> tuple[Path, Path]:
+    os.chmod(tmp_path, 0o755)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    return a, b
+
+
+def _open(h: SshHost, root: Path, **kw: object) -> SshAgentDatastore:
+    ds = open_ssh_datastore(root.name, str(root), settings_for(h, **kw))
+    assert isinstance(ds, SshAgentDatastore)
+    return ds
+
+
+def test_relay_copy_is_exact_and_sparse(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
+    ra, rb = roots
+    size = 24 * MiB
+    want = make_disk(ra / "d", size)
+    a, b = _open(ssh_loopback, ra), _open(ssh_loopback, rb)
+    try:
+        a.free_space()
+        assert a.hello["features"] and "zlib" in a.hello["compression"]
+        b.create_disk("d", size)
+        ckpts: list[int] = []
+        stats = copy_extents(a, "d", b, "d", a.allocated("d"), checkpoint_bytes=4 * MiB,
+                             on_checkpoint=ckpts.append)
+        assert (rb / "d").read_bytes() == want
+        assert stats.bytes_zero > 0 and ckpts and ckpts[-1] <= size
+        assert os.stat(rb / "d").st_blocks * 512 < os.stat(ra / "d").st_blocks * 512 + MiB
+        da = list(a.hash_blocks("d", MiB, "sha256"))
+        assert da == list(b.hash_blocks("d", MiB, "sha256")) and len(da) == 24
+        assert b.free_space() > 0 and a.stat("d") is not None and "d" in a.listdir(".")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("codec,expect", [("zlib", "zlib"), ("auto", "zlib"), ("zstd", None)])
+def test_compression_negotiated(
+    ssh_loopback: SshHost, roots: tuple[Path, Path], codec: str, expect: str | None
+) -> None:
+    """The host's python3 has no zstandard: zstd is not offered, zlib always is."""
+    ra, rb = roots
+    text = b"".join(b"block %08d of compressible text\n" % i for i in range(200_000))
+    (ra / "t").write_bytes(text)
+    a, b = _open(ssh_loopback, ra, compress=codec), _open(ssh_loopback, rb, compress=codec)
+    try:
+        a.free_space()
+        assert a.codec == expect
+        assert "zstd" not in a.hello["compression"]
+        b.create_disk("t", len(text))
+        copy_extents(a, "t", b, "t", [Extent(0, len(text))])
+        assert (rb / "t").read_bytes() == text
+    finally:
+        a.close()
+        b.close()
+
+
+def test_unknown_host_key_is_a_clear_error(ssh_loopback: SshHost, tmp_path: Path) -> None:
+    empty = tmp_path / "kh"
+    empty.write_text("")
+    ds = _open(ssh_loopback, tmp_path, known_hosts=str(empty))
+    with pytest.raises(HostKeyError, match="unknown host key") as ei:
+        ds.free_space()
+    assert ssh_loopback.host_key_fingerprint_sha256 in str(ei.value)
+    ds.close()
+    ok = _open(ssh_loopback, tmp_path, known_hosts=str(empty), allow_unknown_host=True)
+    assert ok.free_space() > 0
+    ok.close()
+
+
+def test_changed_host_key_is_refused(ssh_loopback: SshHost, tmp_path: Path) -> None:
+    other = SshKeyPair.generate(tmp_path, "other")
+    kh = tmp_path / "kh"
+    kh.write_text("\n".join(known_hosts_lines(ssh_loopback.ip, ssh_loopback.port, other.pub_line)))
+    ds = _open(ssh_loopback, tmp_path, known_hosts=str(kh), allow_unknown_host=True)
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        ds.free_space()
+    ds.close()
+
+
+def test_fingerprint_pinning(ssh_loopback: SshHost, tmp_path: Path) -> None:
+    nowhere = str(tmp_path / "no_known_hosts")
+    fp = ssh_loopback.host_key_fingerprint_sha256
+    ds = _open(ssh_loopback, tmp_path, known_hosts=nowhere, fingerprint=fp)
+    assert ds.free_space() > 0
+    assert ds.transport.conn.host_key_fingerprint == fp
+    ds.close()
+    bad = _open(ssh_loopback, tmp_path, fingerprint="SHA256:" + "A" * 43)
+    with pytest.raises(HostKeyError, match="not the pinned"):
+        bad.free_space()
+    bad.close()
+
+
+def test_wrong_key_is_an_authentication_error(ssh_loopback: SshHost, tmp_path: Path) -> None:
+    stranger = SshKeyPair.generate(tmp_path, "stranger")
+    ds = _open(ssh_loopback, tmp_path, key_filename=stranger.path)
+    with pytest.raises(AuthenticationError, match="refused"):
+        ds.free_space()
+    ds.close()
+
+
+def test_password_from_environment_only(
+    ssh_password_loopback: SshHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = ssh_password_loopback
+    root = tempfile.mkdtemp(prefix="vmg-pw-", dir="/tmp")  # reachable by the throwaway user
+    os.chmod(root, 0o777)
+    s = settings_for(h, key_filename="", password_env="VMG_TEST_PW")
+    ds = open_ssh_datastore("pw", root, s)
+    with pytest.raises(AuthenticationError, match="VMG_TEST_PW"):
+        ds.free_space()
+    ds.close()
+    monkeypatch.setenv("VMG_TEST_PW", h.password or "")
+    ds = open_ssh_datastore("pw", root, s)
+    try:
+        assert ds.free_space() > 0
+    finally:
+        ds.close()
+        shutil.rmtree(root, ignore_errors=True)
+    bad_root = open_ssh_datastore("pw", "/nonexistent-vmg", s)
+    with pytest.raises(AgentError, match="could not start.*does not exist"):
+        bad_root.free_space()
+    bad_root.close()
+
+
+def test_bandwidth_cap(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
+    ra, _ = roots
+    (ra / "r").write_bytes(os.urandom(8 * MiB))
+    a = _open(ssh_loopback, ra, bwlimit=4 * MiB)
+    try:
+        a.free_space()
+        t0 = time.monotonic()
+        n = sum(c.length for c in a.read_extents("r", [Extent(0, 8 * MiB)]))
+        dt = time.monotonic() - t0
+        assert n == 8 * MiB and dt >= 1.6, dt
+    finally:
+        a.close()
+
+
+def test_settings_from_host_params() -> None:
+    hp = HostParams(type="lab", host="esx1", url="ssh://admin@10.0.0.5:2222",
+                    ssh_key="/k", ssh_fingerprint="SHA256:abc", password_env="PW")
+    s = SshSettings.from_host_params(hp, mode="direct")
+    assert (s.host, s.port, s.user, s.key_filename, s.fingerprint, s.mode) == (
+        "10.0.0.5", 2222, "admin", "/k", "SHA256:abc", "direct")
+    assert parse_target("[fe80::1]:22") == ("fe80::1", "root", 22)
+    with pytest.raises(ParameterError):
+        SshSettings(host="h", fingerprint="abc")
+    with pytest.raises(ParameterError):
+        SshSettings(host="h", mode="teleport")
+
+
+@pytest.mark.netns
+def test_direct_mode_between_namespaces(ssh_hosts: SshHosts, tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    ra, rb = tmp_path / "a", tmp_path / "b"
+    ra.mkdir()
+    rb.mkdir()
+    size = 32 * MiB
+    want = make_disk(ra / "d", size, seed=7)
+    route = DirectRoute(identity=ssh_hosts.peer_key.path, known_hosts=ssh_hosts.known_hosts_path)
+    a = open_ssh_datastore("a", str(ra), settings_for(ssh_hosts.a, mode="direct", direct=route))
+    b = open_ssh_datastore("b", str(rb), settings_for(ssh_hosts.b))
+    assert isinstance(a, SshAgentDatastore)
+    try:
+        checks = {c.mode: c for c in check_modes(a, b)}
+        assert checks["relay"].ok and checks["direct"].ok, checks
+        garbage(rb / "d", size)
+        ckpts: list[int] = []
+        stats = copy_extents(a, "d", b, "d", [Extent(0, size)], checkpoint_bytes=8 * MiB,
+                             on_checkpoint=ckpts.append)
+        assert (rb / "d").read_bytes() == want
+        assert a.last_summary.get("wire", 0) > 0  # it went through push
+        assert len(ckpts) >= 2 and ckpts[-1] == size
+        assert stats.bytes_zero > 0
+    finally:
+        a.close()
+        b.close()
+    # a cannot verify b's key: preflight says so, auto mode falls back to relay
+    bad = DirectRoute(identity=ssh_hosts.peer_key.path, known_hosts="/dev/null")
+    a = open_ssh_datastore("a", str(ra), settings_for(ssh_hosts.a, mode="auto", direct=bad))
+    b = open_ssh_datastore("b", str(rb), settings_for(ssh_hosts.b))
+    assert isinstance(a, SshAgentDatastore)
+    try:
+        checks = {c.mode: c for c in check_modes(a, b)}
+        assert not checks["direct"].ok and "verification failed" in checks["direct"].detail
+        garbage(rb / "d", size)
+        copy_extents(a, "d", b, "d", [Extent(0, size)])
+        assert (rb / "d").read_bytes() == want
+        assert "wire" not in a.last_summary  # relayed
+    finally:
+        a.close()
+        b.close()
