@@ -1,0 +1,177 @@
+"""Fixtures and checks of the cutover tests: a real lab with a writing Alice, synced.
+
+Not a ``conftest.py`` (see tests/lab/lab_helpers.py): test modules import what
+they use.  ``Watch`` polls both VMs' power state in a thread for the whole test,
+so "never two copies powered on" is checked all the time, not only at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vmigrate_lib import params as params_mod
+from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.engine.context import Migration
+from vmigrate_lib.engine.sync import run_cycles
+from vmigrate_lib.lab.layout import LabLayout
+from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
+from vmigrate_lib.lab.verify import verify_copy
+from vmigrate_lib.lab.workload import WorkloadSpec
+from vmigrate_lib.session import close_migration, open_migration
+
+MiB = 1 << 20
+DISKS = ((2000, "alice-flat.vmdk", "bob-flat.vmdk"), (2001, "alice_1-flat.vmdk", "bob_1-flat.vmdk"))
+
+
+@dataclass
+class Lab:
+    root: Path
+    params_file: Path
+    a: LabHost
+    b: LabHost
+
+    def params(self) -> params_mod.MigrationParams:
+        return params_mod.load(self.params_file)
+
+    @property
+    def alice_dir(self) -> Path:
+        return self.a.vm_dir("alice")
+
+    @property
+    def bob_dir(self) -> Path:
+        return self.b.layout.datastore_dir("esx-b", "datastore1") / "bob"
+
+    def alice_on(self) -> bool:
+        return self.a.power_state("alice") == PowerState.ON
+
+    def bob_on(self) -> bool:
+        return self.b.vm_exists("bob") and self.b.power_state("bob") == PowerState.ON
+
+
+def make_lab(tmp_path: Path, rate: float = 2.0, disks: tuple[int, ...] = (16 * MiB, 8 * MiB)) -> Lab:
+    root = tmp_path / "lab"
+    lab_up(root, vm="", power_on=False)
+    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", disks,
+              workload=WorkloadSpec(rate_mb_s=rate, ack_interval=0.2), fill=0.25)
+    a, b = LabHost(root, "esx-a"), LabHost(root, "esx-b")
+    a.power_on("alice")
+    a.wait_ready("alice", 30)
+    pf = tmp_path / "params.yaml"
+    pf.write_text(yaml.safe_dump({
+        "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
+        "source": {"type": "lab", "host": "esx-a", "lab_root": str(root)},
+        "destination": {"type": "lab", "host": "esx-b", "lab_root": str(root)},
+        "workspace": str(tmp_path / "ws"),
+    }))
+    return Lab(root, pf, a, b)
+
+
+@pytest.fixture(name="lab")
+def lab_fixture(tmp_path: Path) -> Iterator[Lab]:
+    lb = make_lab(tmp_path)
+    yield lb
+    lab_down(lb.root, timeout=5)
+
+
+def open_idle_bob(lb: Lab) -> Migration:
+    """A migration whose Bob does not write once started, so his disks can be compared."""
+    m = open_migration(lb.params())
+    m.dest = LabHost(lb.root, "esx-b", register_workload=WorkloadSpec(rate_mb_s=0))
+    return m
+
+
+@pytest.fixture(name="mig")
+def mig_fixture(lab: Lab) -> Iterator[Migration]:
+    """Alice synced (seed + 2 deltas) while writing; the workspace lock is held."""
+    m = open_idle_bob(lab)
+    try:
+        with m.workspace:
+            run_cycles(m, 3, interval=0.3)
+            yield m
+    finally:
+        close_migration(m)
+
+
+class Watch:
+    """Polls both power states; ``both`` counts the samples where both were on."""
+
+    def __init__(self, lb: Lab) -> None:
+        self.lb = lb
+        self.both = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.lb.alice_on() and self.lb.bob_on():
+                    self.both += 1
+            except Exception:  # noqa: BLE001, S110 - files change under us; next sample
+                pass
+            self.samples += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> Watch:  # noqa: PYI034
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        assert self.samples > 0
+        assert self.both == 0, f"both VMs were powered on in {self.both} samples"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_bob_has_every_acked_block(lb: Lab, *, exact: bool | None = None) -> None:
+    """Every block Alice acknowledged (her final ack map) is on Bob's disks."""
+    for key, _a, bf in DISKS:
+        rep = verify_copy(lb.bob_dir / bf, lb.alice_dir / f"acks-{key}.bin", exact=exact)
+        assert rep.ok, rep.problems()
+        assert rep.acked > 0
+
+
+def assert_identical(lb: Lab) -> None:
+    for _key, af, bf in DISKS:
+        assert sha(lb.alice_dir / af) == sha(lb.bob_dir / bf)
+
+
+def assert_alice_back(lb: Lab) -> None:
+    """Alice runs again, her own boot check passed, Bob is neither on nor registered."""
+    assert lb.alice_on()
+    lb.a.wait_ready("alice", 30)
+    st = lb.a.guest_status("alice")
+    assert st is not None and st["boot"]["ok"], st
+    assert not lb.b.vm_exists("bob")
+
+
+def cli(lb: Lab, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmigrate_lib.faces.cli", *args, "--params", str(lb.params_file)],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def journal(lb: Lab, type_: str | None = None) -> list[dict[str, Any]]:
+    from vmigrate_lib.engine.workspace import Journal
+
+    return list(Journal(lb.params().workspace / "journal.jsonl").records(type_))
