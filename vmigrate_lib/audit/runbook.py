@@ -364,3 +364,51 @@ def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]
     except ImportError:
         pass
     return result
+
+
+# --- small cell helpers ----------------------------------------------------------------------
+
+
+def dashboard(run: RunbookParams) -> Reporter:
+    """Show the live dashboard, seeded with the cycles already in the workspace journal."""
+    from .dashboard import make_dashboard
+    from .tables import read_journal
+
+    p = run.migration
+    history = read_journal(Path(p.workspace) / "journal.jsonl")
+    title = f"{run.kind}: {p.vm} -> {p.target_name} ({run.change_id})"
+    return make_dashboard(title, budget=p.downtime_budget, history=history)
+
+
+def preflight(m: Migration) -> dict[str, Any]:
+    """Run preflight (changes nothing) and show its checks as a table; raise on failure."""
+    import pandas as pd
+
+    from ..engine.preflight import run_preflight
+
+    report = run_preflight(m, raise_on_failure=False)
+    try:
+        from .dashboard import ipd
+
+        ipd().display(pd.DataFrame(report.to_dict()["checks"]))
+    except ImportError:
+        pass
+    err = report.first_error()
+    if err is not None:
+        raise err
+    return report.to_dict()
+
+
+def finish(reporter: Reporter) -> None:
+    """Plain table and PNG beside the widget (no-op for a plain-line reporter)."""
+    from .dashboard import Dashboard
+
+    if isinstance(reporter, Dashboard):
+        reporter.finish()
+
+
+def close(m: Migration) -> None:
+    """Close both hosts' connections and data-plane handles."""
+    from ..session import close_migration
+
+    close_migration(m)
