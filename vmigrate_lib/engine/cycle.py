@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.host import ALL_ALLOCATED, VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
-from ..errors import CertifyMismatch, ChangeIdInvalid, Interrupted, SnapshotError, VmigrateError
+from ..errors import (
+    CertifyMismatch,
+    ChangeIdInvalid,
+    Interrupted,
+    SnapshotError,
+    VmigrateError,
+    WorkspaceMismatch,
+)
 from ..extents import Extent, align, clip, normalize, total, union
 from .compare import CompareResult, compare, pick_algorithm
 from .context import Migration
@@ -49,6 +56,11 @@ def run_cycle(
 ) -> CycleOutcome:
     """Run one cycle and record it; the snapshot is removed whatever happens."""
     ws, state, p = m.workspace, m.workspace.state, m.params
+    if not state.get("migration_id"):
+        raise WorkspaceMismatch(
+            f"workspace {ws.root} is not claimed by a migration yet",
+            hint="start the migration first (vmigrate sync, or engine.sync.start)",
+        )
     if not state.get("seeded"):
         kind = "seed"
     number = int(state.get("cycles", 0)) + 1
