@@ -24,6 +24,7 @@ from vmigrate_lib.errors import (
     DestinationExists,
     HostNotFound,
     NotFoundError,
+    ParameterError,
     PowerError,
     SnapshotError,
     StraySnapshots,
@@ -311,9 +312,14 @@ def test_network_mapping(vcsim: vcsim_peer.VcsimInfo, si: Any) -> None:
         assert _nic_networks(si, name) == ["DC0_DVPG0"]
 
 
-def test_register_without_host_in_vcenter_is_parameter_error(vcsim: vcsim_peer.VcsimInfo) -> None:
-    with VsphereHost(vsim.host_params(vcsim)) as host:  # ESX: the only host is found
-        assert host.host_ref is not None
+@pytest.mark.parametrize("vcsim", ["vpx"], indirect=True)
+def test_register_in_vcenter_needs_a_host(vcsim: vcsim_peer.VcsimInfo) -> None:
+    with VsphereHost(vsim.host_params(vcsim)) as host:  # host = the vCenter's address
+        assert host.host_ref is None
+        src = host.find_vm("DC0_H0_VM0")
+        with pytest.raises(ParameterError, match="needs one ESXi host"):
+            host.register_vm("bob", "LocalDS_0", "bob", src)
+        assert not host.vm_exists("bob")
 
 
 def test_stun_snapshot_name_is_vmigrates() -> None:
