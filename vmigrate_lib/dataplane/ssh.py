@@ -668,7 +668,10 @@ class SshAgentDatastore(AgentDatastore):
     def close(self) -> None:
         try:
             super().close()
+        except (OSError, ValueError, AgentError):
+            pass  # the agent or the connection is already gone: nothing to say goodbye to
         finally:
+            self._disconnect()
             self.transport.shutdown()
 
     # --- resumable streams ------------------------------------------------------------
