@@ -220,3 +220,25 @@ def test_direct_mode_between_namespaces(ssh_hosts: SshHosts, tmp_path: Path) -> 
     finally:
         a.close()
         b.close()
+
+
+def test_lab_datastores_over_ssh(ssh_loopback: SshHost, tmp_path: Path) -> None:
+    """A lab host with ``url: ssh://...`` serves its datastores through sshd."""
+    from vmigrate_lib.control.factory import open_host
+
+    os.chmod(tmp_path, 0o755)
+    ds_dir = tmp_path / "lab" / "hosts" / "esx1" / "datastores" / "ds1"
+    ds_dir.mkdir(parents=True)
+    (ds_dir / "f").write_bytes(b"hello")
+    h = ssh_loopback
+    hp = HostParams(type="lab", host="esx1", lab_root=str(tmp_path / "lab"),
+                    url=f"ssh://{h.user}@{h.ip}:{h.port}", ssh_key=h.key_path,
+                    ssh_known_hosts=h.known_hosts_path)
+    host = open_host(hp)
+    ds = host.open_datastore("ds1")
+    try:
+        assert isinstance(ds, SshAgentDatastore)
+        assert ds.read_file("f") == b"hello"
+        assert ds.hello["root"] == str(ds_dir.resolve())
+    finally:
+        ds.close()

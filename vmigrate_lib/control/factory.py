@@ -18,7 +18,12 @@ def open_host(hp: HostParams) -> Host:
     if hp.type == "lab":
         from .lab import LabHost
 
-        return LabHost(Path(hp.lab_root), hp.host)
+        ssh = None
+        if hp.url.startswith("ssh://"):  # the lab host's datastores through its sshd
+            from ..dataplane.sshconfig import SshSettings
+
+            ssh = SshSettings.from_host_params(hp)
+        return LabHost(Path(hp.lab_root), hp.host, datastore_ssh=ssh)
     if hp.type == "vsphere":
         try:
             from .vsphere import VsphereHost  # type: ignore[import-not-found,unused-ignore]

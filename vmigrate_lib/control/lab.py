@@ -39,7 +39,8 @@ class LabHost(Host):
     """One lab host: ``<root>/hosts/<host>``."""
 
     def __init__(
-        self, root: Path | str, host: str, *, register_workload: WorkloadSpec | None = None
+        self, root: Path | str, host: str, *, register_workload: WorkloadSpec | None = None,
+        datastore_ssh: Any = None,
     ) -> None:
         self.layout = LabLayout(Path(root).resolve())
         self.name = host
@@ -53,6 +54,9 @@ class LabHost(Host):
         self.inventory = Inventory(self.layout, host)
         #: workload a VM registered here runs once powered on (Bob after cutover)
         self.register_workload = register_workload or WorkloadSpec()
+        #: an SshSettings: serve this host's datastores through an agent over SSH
+        #: (a lab host behind sshd in a network namespace) instead of a local one
+        self.datastore_ssh = datastore_ssh
 
     # --- helpers -----------------------------------------------------------------------
     def handle(self, vm: str) -> VmHandle:
@@ -129,6 +133,10 @@ class LabHost(Host):
     def open_datastore(self, name: str) -> Datastore:
         from ..dataplane import open_local_datastore
 
+        if self.datastore_ssh is not None:
+            from ..dataplane import open_ssh_datastore
+
+            return open_ssh_datastore(name, str(self.datastore_path(name)), self.datastore_ssh)
         return open_local_datastore(name, str(self.datastore_path(name)))
 
     # --- change tracking ---------------------------------------------------------------
