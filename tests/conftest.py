@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
 from vmigrate_lib.params import MigrationParams, validate
@@ -74,20 +73,6 @@ class Lab:
             if time.monotonic() > deadline:
                 raise TimeoutError("guest did not shut down")
             time.sleep(0.05)
-
-
-def tree_fingerprint(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file under root with size and mtime: 'nothing changed' means this is equal."""
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            p = Path(dirpath) / f
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                continue
-            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 @pytest.fixture

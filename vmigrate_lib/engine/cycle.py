@@ -17,6 +17,7 @@ snapshot, takes a new one (S1), and copies
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,8 +220,7 @@ def _copy_disk(m: Migration, snap: SnapshotInfo, plan: DiskPlan) -> tuple[CopySt
         algo = pick_algorithm(src, dst, m.params.sync.algorithm)
         m.reporter.event("phase", phase="hash-compare", detail=f"disk {disk.key} with {algo}")
         res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
-                      algorithm=algo,
-                      on_progress=lambda n: m.reporter.progress(n, disk.capacity, 0.0))
+                      algorithm=algo, on_progress=_rate_progress(m, disk.capacity))
         hashed = res.seconds
         plan.extents = res.mismatches
         m.reporter.event("disk", key=disk.key, mode="hash", bytes=total(plan.extents),
@@ -247,6 +247,17 @@ def _copy_disk(m: Migration, snap: SnapshotInfo, plan: DiskPlan) -> tuple[CopySt
     return stats, hashed
 
 
+def _rate_progress(m: Migration, planned: int) -> Callable[[int], None]:
+    """A progress callback for a hash pass that also reports the rate."""
+    t0 = time.monotonic()
+
+    def report(done: int) -> None:
+        dt = time.monotonic() - t0
+        m.reporter.progress(done, planned, done / dt if dt > 0 else 0.0)
+
+    return report
+
+
 def _certify(
     m: Migration, snap: SnapshotInfo, plans: list[DiskPlan], mode: str, repair: bool,
     rec: dict[str, Any],
@@ -270,7 +281,7 @@ def _certify(
         m.reporter.event("phase", phase="certify", detail=f"disk {disk.key} ({mode}, {algo})")
         res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
                       extents=extents,
-                      on_progress=lambda n: m.reporter.progress(n, disk.capacity, 0.0))
+                      on_progress=_rate_progress(m, total(extents) if extents else disk.capacity))
         if not res.identical and repair:
             m.workspace.journal.append("certify_mismatch", disk=disk.key, repairing=True,
                                        mismatches=[list(e) for e in res.mismatches[:1000]])

@@ -21,7 +21,6 @@ from ..errors import ParameterError, VmigrateError
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from .console import make_reporter, table
 
-
 #: Modules that add commands: each has ``register(subparsers, with_params)``.
 _EXTENSIONS: tuple[str, ...] = ("cli_runbook", "cli_cutover")
 
@@ -151,10 +150,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     if args.lab_cmd == "up":
-        info = lifecycle.lab_up(root)
         print(f"lab up at {root}")
-        _print_lab(lifecycle.lab_status(root))
-        del info
+        _print_lab(lifecycle.lab_up(root))
     elif args.lab_cmd == "status":
         _print_lab(lifecycle.lab_status(root))
     elif args.lab_cmd == "down":
@@ -164,7 +161,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def _print_lab(status: Any) -> None:
-    print(json.dumps(status, indent=2, default=str) if not isinstance(status, str) else status)
+    print(status)
 
 
 # --- parser ----------------------------------------------------------------------------
