@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .tables import PHASES, AuditError
 
@@ -96,7 +97,8 @@ def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
     if budget is not None:
         ax.axhline(budget, color="tab:red", linestyle="--", label=f"budget {budget:.0f} s")
     if actual is not None:
-        x = float(cycles["cycle"].max()) + 1 if not cycles.empty else 1.0
+        last_final = not cycles.empty and cycles["kind"].iloc[-1] == "final"
+        x = float(cycles["cycle"].max()) + (0 if last_final else 1) if not cycles.empty else 1.0
         ax.scatter([x], [actual], color="black", marker="*", s=120, zorder=3,
                    label=f"actual {actual:.1f} s")
     if pred.empty and actual is None:
@@ -104,6 +106,7 @@ def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
     else:
         ax.legend(fontsize="small")
     ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("cycle (star: cutover)")
     ax.set_ylabel("seconds")
     ax.set_title("Predicted vs actual downtime")
@@ -123,6 +126,8 @@ def dashboard_figure(cycles: pd.DataFrame, *, budget: float | None = None) -> Fi
         ax2.plot(x, cycles["duration_s"], color="tab:orange", marker="o")
         ax2.set_ylabel("duration (s)", color="tab:orange")
         ax2.set_ylim(bottom=0)
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax3.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_xlabel("cycle")
     ax1.set_ylabel("changed (MiB)", color="tab:blue")
     ax1.set_title("Delta size and duration per cycle")

@@ -235,18 +235,24 @@ def mark_failed(nb_path: Path, source: Path, params: Mapping[str, Any], status: 
     pm = nb.metadata.setdefault("papermill", {})
     pm["exception"] = True
     pm["status"] = status
+    # papermill marks the interrupted cell and every later one "completed": the cell
+    # that was running is the last one that has a start time; later ones never ran.
     running = None
     for idx, cell in enumerate(nb.cells):
-        cmeta = cell.metadata.get("papermill", {})
-        if cmeta.get("status") == "running":
+        if cell.metadata.get("papermill", {}).get("start_time"):
             running = idx
+    for idx, cell in enumerate(nb.cells):
+        cmeta = dict(cell.metadata.get("papermill", {}))
+        if running is not None and idx > running:
+            cmeta["status"] = "pending"
+        elif idx == running:
             cmeta["status"] = "failed"
             cmeta["exception"] = True
-            cell.metadata["papermill"] = cmeta
             if cell.cell_type == "code":
                 cell.outputs.append(nbformat.v4.new_output(
                     "error", ename="CellTimeoutError" if status == "timeout" else "RunFailed",
                     evalue=message, traceback=[message]))
+        cell.metadata["papermill"] = cmeta
     where = f" in cell {running}" if running is not None else ""
     banner = nbformat.v4.new_markdown_cell(
         f'<span style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; '

@@ -1,0 +1,122 @@
+"""Fast checks of the audit pieces: manifest tampering, redaction, parameters, dashboard."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmigrate_lib.audit.dashboard import Dashboard
+from vmigrate_lib.audit.evidence import EvidenceTampered, verify, verify_or_raise, write_manifest
+from vmigrate_lib.audit.runbook import check_parameters, given_parameters
+from vmigrate_lib.audit.runner import REDACTED, redact, secret_refs
+from vmigrate_lib.errors import ParameterError
+from vmigrate_lib.faces.cli import main
+
+BASE: dict[str, Any] = {
+    "vm": "alice", "hosts": "lab", "workspace": "ws", "change_id": "CHG-1", "operator": "me",
+    "source": {"type": "lab", "host": "esx-a"}, "destination": {"type": "lab", "host": "esx-b"},
+}
+
+
+def _archive(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    (folder / "audit").mkdir(parents=True)
+    (folder / "run.json").write_text('{"status": "ok"}')
+    (folder / "audit" / "cycles.csv").write_text("cycle,bytes\n1,10\n")
+    write_manifest(folder)
+    return folder
+
+
+@pytest.mark.parametrize("tamper, problem", [
+    (lambda f: (f / "run.json").write_text('{"status": "OK"}'), "changed: run.json"),
+    (lambda f: (f / "audit" / "cycles.csv").unlink(), "missing: audit/cycles.csv"),
+    (lambda f: (f / "extra.txt").write_text("x"), "not in manifest: extra.txt"),
+    (lambda f: (f / "MANIFEST.sha256").write_text("garbage\n"), "bad manifest line"),
+])
+def test_tampered_evidence_is_detected(tmp_path: Path, tamper: Any, problem: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _archive(tmp_path)
+    assert verify(folder).ok
+    assert main(["evidence", "verify", str(folder)]) == 0
+    tamper(folder)
+    assert any(problem in p for p in verify(folder).problems())
+    with pytest.raises(EvidenceTampered):
+        verify_or_raise(folder)
+    assert main(["evidence", "verify", str(folder)]) == 1
+    assert "does not match its manifest" in capsys.readouterr().err
+
+
+def test_missing_manifest_fails(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("x")
+    with pytest.raises(EvidenceTampered, match="no MANIFEST"):
+        verify(tmp_path)
+
+
+def test_secret_values_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SECRET", 'pa"ss-w0rd')
+    params = {"source": {"password_env": "MY_SECRET"}, "destination": {"password_env": "UNSET"}}
+    secrets = secret_refs(params)
+    assert secrets == {"MY_SECRET": 'pa"ss-w0rd'}
+    (tmp_path / "out.txt").write_text('leaked pa"ss-w0rd here')
+    (tmp_path / "nb.json").write_text('{"text": "pa\\"ss-w0rd"}')  # JSON-escaped form
+    (tmp_path / "clean.txt").write_text("nothing")
+    counts = redact(tmp_path, secrets)
+    assert counts == {"out.txt": 1, "nb.json": 1}
+    assert (tmp_path / "out.txt").read_text() == f"leaked {REDACTED} here"
+    assert "w0rd" not in (tmp_path / "nb.json").read_text()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"colour": "red"}, "unknown parameter colour"),
+    ({"max_cycles": 0}, "max_cycles must be a whole number"),
+    ({"max_cycles": "3"}, "max_cycles must be a whole number"),
+    ({"change_id": ""}, "not a change reference"),
+    ({"operator": " "}, "operator is empty"),
+    ({"hosts": "prod"}, "hosts must be 'lab' or 'real'"),
+    ({"downtime_budget": -1}, "must not be negative"),
+    ({"source": {"type": "lab", "host": "esx-a", "password": "x"}}, "holds a secret value"),
+    ({"cycle_interval": "soon"}, "not a duration"),
+])
+def test_runbook_parameter_errors(change: dict[str, Any], words: str) -> None:
+    with pytest.raises(ParameterError, match=words):
+        check_parameters("sync", {**BASE, **change})
+
+
+def test_cutover_parameters() -> None:
+    run = check_parameters("cutover", {**BASE, "probes": [22], "certify": "full"})
+    assert run.options["probes"] == (22,) and run.options["certify"] == "full"
+    with pytest.raises(ParameterError, match="unknown parameter max_cycles"):
+        check_parameters("cutover", {**BASE, "max_cycles": 3})
+    with pytest.raises(ParameterError, match="probes must be a list of TCP ports"):
+        check_parameters("cutover", {**BASE, "probes": [70000]})
+
+
+def test_given_parameters_ignores_what_came_before() -> None:
+    ns: dict[str, Any] = {"rb": io, "_before": 1, "x": 1}
+    before = frozenset(ns)
+    ns.update(vm="alice", _private=2, io=io)
+    assert given_parameters(ns, before) == {"vm": "alice"}
+
+
+def test_dashboard_prints_one_line_per_cycle_and_updates() -> None:
+    out = io.StringIO()
+    dash = Dashboard("t", budget=60.0, stream=out, headless=True, min_interval=0)
+    first_png = dash.plot.value
+    dash.event("cycle_start", number=1, kind="seed")
+    dash.progress(50, 100, 1e6)
+    assert dash.bar.value == 0.5 and "at 1.0 MB/s" in dash.bytes_label.value
+    rec = {"number": 1, "kind": "seed", "duration": 1.0, "bytes_changed": 1 << 20,
+           "bytes_sent": 1 << 20, "throughput": 1e6, "phases": {"copy": 1.0}, "status": "ok",
+           "started": 1.0, "certify": {"result": "identical"}}
+    dash.event("cycle_end", **rec)
+    dash.event("prediction", cycle=1, predicted_downtime=42.0, budget=60.0, converged=True)
+    dash.event("step", name="shutdown", status="done")
+    assert dash.cycles_drawn == 1 and dash.plot.value != first_png
+    assert "seed" in dash.table.value and "42.0 s" in dash.table.value
+    assert "shutdown" in dash.steps.value
+    lines = out.getvalue().splitlines()
+    assert sum("cycle 1 (seed) done" in line for line in lines) == 1
+    assert any("50.0%" in line for line in lines)  # headless: progress lines too
