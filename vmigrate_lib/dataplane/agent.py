@@ -424,7 +424,7 @@ class Agent(object):
 
         err = tempfile.TemporaryFile()
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                bufsize=1 << 20)
+                                bufsize=0)
         peer = Peer(proc, err)
         peer.send(HELLO, json.dumps({"version": PROTOCOL_VERSION}).encode("utf-8"))
         peer.flush()
@@ -473,16 +473,28 @@ class Agent(object):
             psend = peer.send
             me = self
 
-            def flush_peer(final):
-                peer.send(END if final else FLUSH)
-                peer.flush()
+            pending = []  # offsets of FLUSHes sent, not yet acknowledged (pipelined)
+
+            def take_ack():
                 ftype, payload, arg = peer.recv()
                 if ftype == ERR:
                     raise PeerError(payload, peer, remote=True)
-                state["acked_offset"] = state["reached"]
-                me.send(ACK, json.dumps({"reached": state["reached"]}).encode("utf-8"), state["reached"])
+                if ftype not in (ACK, END):
+                    raise PeerError("unexpected frame {} from the peer".format(ftype), peer)
+                off = pending.pop(0)
+                state["acked_offset"] = off
+                me.send(ACK, json.dumps({"reached": off}).encode("utf-8"), off)
                 me.wfile.flush()
+
+            def flush_peer(final):
+                # FLUSH goes out and streaming goes on; its ACK is collected when it
+                # arrives (at most two outstanding), END waits for everything
+                peer.send(END if final else FLUSH)
+                peer.flush()
+                pending.append(state["reached"])
                 state["since"] = 0
+                while pending and (final or len(pending) > 1 or peer.ack_ready()):
+                    take_ack()
 
             def emit(ftype, payload, arg):
                 flags = 0
@@ -500,6 +512,8 @@ class Agent(object):
                 state["reached"] = end
                 if state["since"] >= checkpoint:
                     flush_peer(False)
+                elif pending and peer.ack_ready():
+                    take_ack()
 
             self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
                              emit_raw, stats)
@@ -718,9 +732,17 @@ class Peer(object):
     def __init__(self, proc, err):
         self.proc = proc
         self.err = err
-        self.w = proc.stdin
-        self.r = proc.stdout
+        import io
+
+        self.w = io.BufferedWriter(proc.stdin, 1 << 20)
+        self.r = proc.stdout  # unbuffered: select() then tells the truth
         self.hello = {}
+
+    def ack_ready(self):
+        """Has the peer answered (an ACK or an ERR is waiting)?"""
+        import select
+
+        return bool(select.select([self.r], [], [], 0)[0])
 
     def send(self, ftype, payload=b"", arg=0, flags=0):
         self.w.write(pack_frame(ftype, payload, arg, flags))

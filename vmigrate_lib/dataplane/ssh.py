@@ -546,7 +546,7 @@ def _prefetch(gen: Iterator[Chunk], limit: int) -> Iterator[Chunk]:
                     return
                 q.put(c)
             q.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             q.put(exc)
         finally:
             if stop.is_set():
@@ -793,7 +793,9 @@ class SshAgentDatastore(AgentDatastore):
             req: dict[str, Any] = {
                 "op": "push", "path": src_path, "dest_path": dst_path,
                 "extents": [[e.start, e.length] for e in remaining],
-                "argv": self.direct_argv(dst), "checkpoint": checkpoint_bytes,
+                "argv": self.direct_argv(dst),
+                # like the relay copier: checkpoints only when someone records them
+                "checkpoint": checkpoint_bytes if on_checkpoint is not None else 2**62,
             }
             if self.settings.compress:
                 req["compress"] = (
