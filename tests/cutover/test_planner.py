@@ -14,7 +14,8 @@ MB = 1e6
 def cyc(kind: str, changed: float, interval: float | None, copy: float, duration: float | None = None,
         at: float = 1000.0) -> dict[str, Any]:
     return {"type": "cycle", "status": "ok", "kind": kind, "bytes_changed": changed,
-            "interval": interval, "phases": {"copy": copy}, "snapshot_at": at,
+            "interval": interval, "phases": {"copy": copy, "snapshot": 0.3, "query": 0.2,
+                                            "cleanup": 5.0}, "snapshot_at": at,
             "duration": duration if duration is not None else copy + 0.5}
 
 
@@ -23,6 +24,15 @@ def history(dirty: float, thr: float, intervals: list[float]) -> list[dict[str, 
     for i in intervals:
         out.append(cyc("delta", dirty * i, i, dirty * i / thr))
     return out
+
+
+def test_certify_rate_adds_to_the_final_copy() -> None:
+    hist = history(10 * MB, 100 * MB, [10])
+    hist[-1].update(certify_mode="changed")
+    hist[-1]["phases"]["certify"] = 10 * MB * 10 / (200 * MB)  # certify at 200 MB/s
+    p = plan(hist, budget=60, shutdown_s=1, boot_s=1)
+    q = plan(hist, budget=60, shutdown_s=1, boot_s=1, certify="none")
+    assert p.final_copy - q.final_copy == pytest.approx(p.final_bytes / (200 * MB))
 
 
 def test_dirty_at_or_above_throughput_wont_converge_with_advice() -> None:
@@ -43,7 +53,7 @@ def test_converges_as_interval_shrinks() -> None:
     ints = [80.0, 40.0, 20.0, 10.0, 5.0]
     hist = history(10 * MB, 100 * MB, ints[:1])
     p = plan(hist, budget=32, shutdown_s=10, boot_s=20, target_interval=5)
-    # final window = last duration + shutdown; the overhead (0.5 s) counts too
+    # final window = last duration + shutdown; snapshot + query (0.5 s) count, cleanup not
     assert p.will_converge
     assert p.predicted_downtime == pytest.approx(10 + 20 + 0.5 + 10 * MB * p.window / (100 * MB))
     assert p.next_interval == pytest.approx(40.0)
@@ -99,3 +109,14 @@ def test_now_extends_the_final_window() -> None:
     late = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 500)
     assert late.final_bytes > early.final_bytes
     assert late.window == pytest.approx(501)
+
+
+def test_working_set_fit_from_shrinking_intervals() -> None:
+    hot, cold = 40 * MB, 2 * MB  # a hot set dirtied whole every cycle, plus cold writes
+    out = [cyc("seed", 1000 * MB, None, 10.0)]
+    for i in (8.0, 4.0, 2.0, 1.0):
+        out.append(cyc("delta", hot + cold * i, i, (hot + cold * i) / (100 * MB)))
+    p = plan(out, budget=60, shutdown_s=1, boot_s=1)
+    assert p.working_set == pytest.approx(hot)
+    assert p.dirty_rate == pytest.approx(cold)
+    assert p.final_bytes == pytest.approx(hot + cold * p.window)

@@ -32,13 +32,14 @@ class ConvergeResult:
 
 def journal_plan(journal: Journal, *, budget: float, shutdown_s: float | None = None,
                  boot_s: float | None = None, throughput_override: float | None = None,
-                 target_interval: float = DEFAULT_TARGET_INTERVAL) -> Plan:
+                 target_interval: float = DEFAULT_TARGET_INTERVAL,
+                 certify: str = "changed") -> Plan:
     """The planner over this workspace's journal (cycles and measured cutovers), as of now."""
     records = [r for r in journal.records()
                if r.get("type") in ("cycle", "cutover_measured")]
     return plan(records, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
                 throughput_override=throughput_override, target_interval=target_interval,
-                now=time.time())
+                now=time.time(), certify=certify)
 
 
 def run_until_converged(

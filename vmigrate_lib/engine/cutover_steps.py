@@ -89,7 +89,8 @@ class StepContext:
 def current_plan(m: Migration, opts: CutoverOptions, budget: float) -> Plan:
     """The planner's view of a cutover now, with measured timings from the journal."""
     return journal_plan(m.workspace.journal, budget=budget, shutdown_s=opts.shutdown_s,
-                        boot_s=opts.boot_s, throughput_override=opts.throughput_override)
+                        boot_s=opts.boot_s, throughput_override=opts.throughput_override,
+                        certify=opts.certify)
 
 
 def bob_is_ours(c: StepContext) -> bool:

@@ -4,12 +4,14 @@ Downtime = shutdown + final delta / throughput + boot-to-ready (ProxCenter's
 model, QEMU's "pending < bandwidth x downtime limit").  Everything is derived
 from the journal's ``cycle`` records, so a runbook tomorrow sees the same plan:
 
-* dirty rate  = bytes changed per second of snapshot-to-snapshot interval
-  (the last few delta cycles: the short, recent intervals the cutover resembles);
+* dirty rate  = bytes changed per second of snapshot-to-snapshot interval (the
+  last few tracked delta cycles); when intervals vary, a fit of
+  bytes = working set + rate x interval, since a hot set is dirtied whole in
+  any interval and only the rest grows with time;
 * throughput  = bytes changed / seconds of copy (the last few cycles, weighted by
   bytes; the operator may override a badly measured one, as in QEMU);
-* overhead    = the non-copy part of a cycle (snapshot, query, certify, cleanup),
-  which the final cycle pays too;
+* overhead    = snapshot and query of a cycle, plus certifying the final delta at
+  the measured certify rate;
 * shutdown and boot = measured by earlier cutovers (``cutover_measured`` journal
   records, e.g. a rehearsal that was rolled back), else the given parameters.
 
@@ -30,6 +32,7 @@ DEFAULT_SHUTDOWN_S = 30.0
 DEFAULT_BOOT_S = 60.0
 #: Cycles the rates are averaged over (recent ones describe the cutover best).
 RATE_WINDOW = 3
+FIT_WINDOW = 6
 THROUGHPUT_WINDOW = 5
 #: The interval the planner shrinks toward, seconds (a cycle every few seconds).
 DEFAULT_TARGET_INTERVAL = 5.0
@@ -43,7 +46,8 @@ MEASURED_TYPE = "cutover_measured"
 class Plan:
     """A prediction of a cutover now and what to do next (all rates B/s, times s)."""
 
-    dirty_rate: float
+    dirty_rate: float  #: bytes/s the final delta grows by per second of writes
+    working_set: float  #: bytes dirtied in any interval however short (hot set); 0 = unknown
     throughput: float
     throughput_source: str  #: "measured" | "override" | "none"
     final_bytes: float  #: predicted bytes of the final delta
@@ -51,7 +55,7 @@ class Plan:
     shutdown: float
     shutdown_source: str  #: "measured" | "parameter" | "default"
     final_copy: float
-    overhead: float  #: fixed part of final_copy (snapshot, query, certify, cleanup)
+    overhead: float  #: non-copy part of final_copy (snapshot, query, certify)
     boot: float
     boot_source: str
     predicted_downtime: float
@@ -95,6 +99,34 @@ def measured_timings(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _fit(deltas: Sequence[Mapping[str, Any]]) -> tuple[float, float | None]:
+    """bytes(W) = working set + rate x W, by least squares over varied intervals.
+
+    A guest rewriting a hot set dirties all of it within any interval, then only
+    its cold writes grow with time: through-origin rates from long intervals
+    would under-predict a short final window.  Needs intervals that differ
+    (the shrinking cycles give them); returns (0, None) when they do not.
+    """
+    xs = [float(c["interval"]) for c in deltas]
+    ys = [float(c.get("bytes_changed", 0)) for c in deltas]
+    if len(xs) < 3 or max(xs) < 1.5 * min(xs):
+        return 0.0, None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    rate = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    if rate <= 0:
+        return 0.0, None
+    base = my - rate * mx
+    if base <= 0:
+        return 0.0, None
+    return base, rate
+
+
+def _tracked(c: Mapping[str, Any]) -> bool:
+    """A hash-compare cycle's bytes are differences, not writes per interval: no rate."""
+    return all(d.get("mode") == "tracked" for d in c.get("disks", []))
+
+
 def _throughput(cycles: Sequence[Mapping[str, Any]]) -> float:
     recent = [c for c in cycles if c.get("phases", {}).get("copy", 0) > 0
               and c.get("bytes_changed", 0) > 0][-THROUGHPUT_WINDOW:]
@@ -103,10 +135,24 @@ def _throughput(cycles: Sequence[Mapping[str, Any]]) -> float:
 
 
 def _overhead(cycles: Sequence[Mapping[str, Any]]) -> float:
+    """Snapshot and change query: what every cycle pays whatever it copies.
+
+    Not the snapshot removal: on a running guest it consolidates the writes made
+    during the cycle, but the final cycle runs on a stopped one.
+    """
     recent = [c for c in cycles if c.get("kind") in ("delta", "final")][-RATE_WINDOW:]
-    parts = [max(0.0, float(c.get("duration", 0.0)) - float(c.get("phases", {}).get("copy", 0.0)))
+    parts = [sum(float(c.get("phases", {}).get(k, 0.0)) for k in ("snapshot", "query"))
              for c in recent]
     return statistics.median(parts) if parts else 0.0
+
+
+def _certify_rate(cycles: Sequence[Mapping[str, Any]]) -> float:
+    """Bytes per second of the "changed" certify (both sides read and hashed)."""
+    recent = [c for c in cycles if c.get("certify_mode") == "changed"
+              and c.get("phases", {}).get("certify", 0) > 0 and c.get("bytes_changed", 0) > 0]
+    recent = recent[-THROUGHPUT_WINDOW:]
+    secs = sum(float(c["phases"]["certify"]) for c in recent)
+    return sum(float(c["bytes_changed"]) for c in recent) / secs if secs > 0 else 0.0
 
 
 def plan(
@@ -118,11 +164,14 @@ def plan(
     throughput_override: float | None = None,
     target_interval: float = DEFAULT_TARGET_INTERVAL,
     now: float | None = None,
+    certify: str = "changed",
 ) -> Plan:
     """Predict a cutover from journal records (``cycle`` ones; others are used for timings).
 
     ``now`` (epoch seconds) makes the final delta cover the time since the last
     snapshot; without it the cutover is assumed to follow the last cycle at once.
+    ``certify`` is the final cycle's mode: "changed" costs the final bytes at the
+    measured certify rate ("full" is not predicted: it depends on disk sizes).
     """
     records = list(cycles)
     timed = measured_timings(records)
@@ -130,10 +179,14 @@ def plan(
     shutdown, s_src = _pick(timed.get("shutdown_s"), shutdown_s, DEFAULT_SHUTDOWN_S)
     boot, b_src = _pick(timed.get("boot_s"), boot_s, DEFAULT_BOOT_S)
 
-    deltas = [c for c in cyc if c.get("kind") == "delta" and (c.get("interval") or 0) > 0]
+    deltas = [c for c in cyc if c.get("kind") == "delta" and (c.get("interval") or 0) > 0
+              and _tracked(c)]
     recent = deltas[-RATE_WINDOW:]
     interval_sum = sum(float(c["interval"]) for c in recent)
     dirty = sum(float(c.get("bytes_changed", 0)) for c in recent) / interval_sum if recent else 0.0
+    working_set, rate = _fit(deltas[-FIT_WINDOW:])
+    if rate is not None:
+        dirty = rate
     if throughput_override is not None and throughput_override > 0:
         thr, t_src = float(throughput_override), "override"
     else:
@@ -147,7 +200,10 @@ def plan(
     else:
         age = float(last.get("duration", 0.0)) if last else 0.0
     window = age + shutdown
-    final_bytes = dirty * window
+    final_bytes = working_set + dirty * window
+    cert_rate = _certify_rate(cyc) if certify == "changed" else 0.0
+    if cert_rate > 0:
+        overhead += final_bytes / cert_rate
     final_copy = overhead + (final_bytes / thr if thr > 0 else float("inf"))
     downtime = shutdown + final_copy + boot
     fixed = shutdown + boot + overhead
@@ -160,7 +216,7 @@ def plan(
     advice = _advice(have_data, converged, will_converge, dirty, thr, downtime, budget,
                      fixed, next_interval, bool(cyc))
     return Plan(
-        dirty_rate=dirty, throughput=thr, throughput_source=t_src, final_bytes=final_bytes,
+        dirty_rate=dirty, working_set=working_set, throughput=thr, throughput_source=t_src, final_bytes=final_bytes,
         window=window, shutdown=shutdown, shutdown_source=s_src, final_copy=final_copy,
         overhead=overhead, boot=boot, boot_source=b_src, predicted_downtime=downtime,
         budget=budget, converged=converged, will_converge=will_converge,
