@@ -147,7 +147,7 @@ def test_password_from_environment_only(
         ds.close()
         shutil.rmtree(root, ignore_errors=True)
     bad_root = open_ssh_datastore("pw", "/nonexistent-vmg", s)
-    with pytest.raises(AgentError, match="could not start.*does not exist"):
+    with pytest.raises(AgentError, match=r"could not start.*does not exist"):
         bad_root.free_space()
     bad_root.close()
 
