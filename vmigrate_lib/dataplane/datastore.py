@@ -64,7 +64,7 @@ class ExtentWriter(abc.ABC):
         """End the stream after an error, without waiting for acknowledgements."""
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - best effort on an already failing path
+        except Exception:
             pass
 
 
