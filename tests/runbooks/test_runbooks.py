@@ -53,7 +53,7 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     # the journal slice holds exactly the cycles the result counts, and the CSV agrees
     sliced = read_journal(sync.folder / "journal.jsonl")
     cycles = [r for r in sliced if r["type"] == "cycle"]
-    assert [c["kind"] for c in cycles][0] == "seed"
+    assert cycles[0]["kind"] == "seed"
     assert len(cycles) == run["result"]["cycles_run"]
     csv = pd.read_csv(sync.folder / "audit" / "cycles.csv")
     assert list(csv["bytes_changed"]) == [c["bytes_changed"] for c in cycles]

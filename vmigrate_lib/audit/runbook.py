@@ -31,9 +31,9 @@ _COMMON = ("vm", "hosts", "source", "destination", "workspace", "downtime_budget
            "change_id", "operator", "dest_name", "sync")
 #: Parameter names each runbook accepts (its parameters cell declares exactly these).
 RUNBOOK_PARAMETERS: dict[str, frozenset[str]] = {
-    "sync": frozenset(_COMMON + ("max_cycles", "cycle_interval")),
-    "cutover": frozenset(_COMMON + ("shutdown_timeout", "allow_hard_poweroff", "certify",
-                                    "max_sync_age", "probes", "ready_timeout", "force")),
+    "sync": frozenset((*_COMMON, "max_cycles", "cycle_interval")),
+    "cutover": frozenset((*_COMMON, "shutdown_timeout", "allow_hard_poweroff", "certify",
+                          "max_sync_age", "probes", "ready_timeout", "force")),
 }
 _MIGRATION_KEYS = ("vm", "source", "destination", "workspace", "downtime_budget", "operator",
                    "dest_name", "sync")
