@@ -57,7 +57,7 @@ def run_until_converged(
     """Run cycles, pausing as the planner advises, until converged (or clearly not)."""
     start(m, report)
     res = ConvergeResult()
-    for i in range(max_cycles):
+    for _ in range(max_cycles):
         if res.plans:
             last = res.outcomes[-1].record
             pause = max(0.0, res.plans[-1].next_interval - float(last.get("duration", 0.0)))
