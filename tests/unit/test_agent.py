@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from vmigrate_lib.dataplane import agent as proto
+from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane import open_local_datastore
 from vmigrate_lib.dataplane.datastore import Chunk
+from vmigrate_lib.dataplane.transport import local_agent_argv
 from vmigrate_lib.errors import AgentError, NoSpaceLeft
 from vmigrate_lib.extents import Extent
 
@@ -100,20 +101,17 @@ def test_corrupted_frame_is_detected(tmp_path: Path) -> None:
     frame = bytearray(proto.pack_frame(proto.REQ, req) + req)
     frame[-2] ^= 0x01
     data = proto.pack_frame(proto.HELLO, hello) + hello + bytes(frame)
-    out = subprocess.run(
-        [sys.executable, proto.__file__, "--root", str(tmp_path)],
-        input=data, capture_output=True, timeout=30,
-    )
+    argv, env = local_agent_argv(sys.executable, str(tmp_path))
+    out = subprocess.run(argv, env=env, input=data, capture_output=True, timeout=30)
     assert out.returncode == 4
     assert b"checksum mismatch" in out.stderr
 
 
 def test_version_mismatch_is_refused(tmp_path: Path) -> None:
     hello = json.dumps({"version": 999}).encode()
-    out = subprocess.run(
-        [sys.executable, proto.__file__, "--root", str(tmp_path)],
-        input=proto.pack_frame(proto.HELLO, hello) + hello, capture_output=True, timeout=30,
-    )
+    argv, env = local_agent_argv(sys.executable, str(tmp_path))
+    out = subprocess.run(argv, env=env, input=proto.pack_frame(proto.HELLO, hello) + hello,
+                         capture_output=True, timeout=30)
     assert out.returncode == 3
     assert b"protocol" in out.stdout
 

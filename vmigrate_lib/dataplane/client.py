@@ -10,13 +10,14 @@ from typing import IO, Any
 
 from ..errors import AgentError, NoSpaceLeft, TransportError
 from ..extents import Extent
-from . import agent as proto
+from .agent import protocol as proto
+from .agent.hashing import HASH_FUNCS
 from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat
 from .transport import Transport
 
 
 def _digest_size(algorithm: str) -> int:
-    func = proto.HASH_FUNCS.get(algorithm)
+    func = HASH_FUNCS.get(algorithm)
     if func is not None:
         return len(func(b""))
     return {"xxh3_128": 16, "blake3": 32, "sha1": 20, "sha256": 32, "blake2b": 32, "md5": 16}[

@@ -1,6 +1,6 @@
 """The agent over SSH (paramiko): a tuned transport and a resilient datastore client.
 
-:class:`SshTransport` uploads ``agent.py`` to the host (SFTP, else ``cat >``)
+:class:`SshTransport` uploads the agent zipapp to the host (SFTP, else ``cat >``)
 under a content-addressed name and runs it with the host's python3 on an exec
 channel.  paramiko is slow with its defaults (~16 MB/s); this module asks for
 AES-GCM, a 64 MiB window, large packets, rekeying only after 1 TiB, and reads
@@ -46,11 +46,11 @@ import paramiko
 
 from ..errors import AgentError, AuthenticationError, HostKeyError, NoSpaceLeft, TransportError
 from ..extents import Extent, clip
-from . import agent as proto
+from .agent import protocol as proto
 from .client import AgentDatastore
 from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter
 from .sshconfig import SshSettings, resolve_password
-from .transport import AGENT_FILE, Transport
+from .transport import Transport, agent_zipapp
 
 log = logging.getLogger("vmigrate.ssh")
 
@@ -342,12 +342,11 @@ class SshConnection:
 
     # --- agent file ----------------------------------------------------------------
     def ensure_agent(self) -> str:
-        """Upload agent.py (content-addressed, atomically) unless already there."""
+        """Upload the agent zipapp (content-addressed, atomically) unless already there."""
         if self.agent_path is not None:
             return self.agent_path
-        data = AGENT_FILE.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        path = posixpath.join(self.settings.agent_dir, f"vmigrate-agent-{digest}.py")
+        data, digest = agent_zipapp()
+        path = posixpath.join(self.settings.agent_dir, f"vmigrate-agent-{digest}.pyz")
         t = self.transport()
         try:
             self._upload_sftp(t, path, data)

@@ -1,21 +1,64 @@
 """How the client reaches an agent: a byte pipe to its stdin/stdout.
 
-Locally the agent is a child process; over SSH (a later transport) it is an exec
-channel.  The client code above is the same for both.
+Locally the agent is a child process (``python -m vmigrate_lib.dataplane.agent``);
+over SSH it is an exec channel running the agent package as one zipapp
+(:func:`agent_zipapp`).  The client code above is the same for both.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
+import hashlib
+import io
+import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import IO
 
 from ..errors import TransportError
 
-AGENT_FILE = Path(__file__).with_name("agent.py")
+AGENT_PACKAGE = Path(__file__).with_name("agent")
+#: The agent package's name inside the zipapp (its imports are relative).
+ZIPAPP_PACKAGE = "vmigrate_agent"
+_ZIP_MAIN = (
+    "import sys\n"
+    f"from {ZIPAPP_PACKAGE}.server import main\n"
+    "sys.exit(main())\n"
+)
+
+
+@functools.cache
+def agent_zipapp() -> tuple[bytes, str]:
+    """The agent package as a zipapp, and the first 16 hex digits of its SHA-256.
+
+    Deterministic (sorted names, fixed timestamps and modes, stored uncompressed),
+    so that the same agent code always gives the same bytes, hence the same
+    upload name on the host.
+    """
+    files = {f"{ZIPAPP_PACKAGE}/{p.name}": p.read_bytes()
+             for p in AGENT_PACKAGE.glob("*.py")}
+    files["__main__.py"] = _ZIP_MAIN.encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.create_system = 3  # unix, whatever builds it
+            zf.writestr(info, files[name])
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()[:16]
+
+
+def local_agent_argv(python: str, root: str) -> tuple[list[str], dict[str, str]]:
+    """Command and environment that run the agent package from this installation."""
+    env = dict(os.environ)
+    site = str(AGENT_PACKAGE.parents[2])  # the folder holding vmigrate_lib
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH", "")) if p)
+    return [python, "-m", "vmigrate_lib.dataplane.agent", "--root", root], env
 
 
 class Transport(abc.ABC):
@@ -48,9 +91,11 @@ class LocalTransport(Transport):
     def start(self) -> tuple[IO[bytes], IO[bytes]]:
         self.close()
         self._stderr = tempfile.TemporaryFile()
+        argv, env = local_agent_argv(self.python, self.root)
         try:
             self._proc = subprocess.Popen(
-                [self.python, str(AGENT_FILE), "--root", self.root],
+                argv,
+                env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,

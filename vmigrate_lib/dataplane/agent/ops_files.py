@@ -1,0 +1,79 @@
+"""Small one-request operations on the served folder (stat, listdir, files, disks)."""
+
+import base64
+import errno
+import os
+import stat as stat_mod
+
+from .sparse import data_regions
+
+
+class FileOps(object):
+    """Mixed into the Agent: ``self.path(rel)`` resolves inside the datastore root."""
+
+    def op_ping(self, req):
+        return {"ok": True}
+
+    def op_statfs(self, req):
+        st = os.statvfs(self.root)
+        return {"free": st.f_bavail * st.f_frsize, "total": st.f_blocks * st.f_frsize}
+
+    def op_stat(self, req):
+        try:
+            st = os.stat(self.path(req["path"]))
+        except FileNotFoundError:
+            return {"exists": False}
+        return {"exists": True, "size": st.st_size, "allocated": st.st_blocks * 512,
+                "is_dir": stat_mod.S_ISDIR(st.st_mode)}
+
+    def op_listdir(self, req):
+        return {"names": sorted(os.listdir(self.path(req["path"])))}
+
+    def op_makedirs(self, req):
+        full = self.path(req["path"])
+        if not os.path.isdir(full):
+            os.makedirs(full)
+        return {"ok": True}
+
+    def op_read_file(self, req):
+        with open(self.path(req["path"]), "rb") as f:
+            data = f.read()
+        return {"data": base64.b64encode(data).decode("ascii")}
+
+    def op_write_file(self, req):
+        full = self.path(req["path"])
+        if req.get("exclusive") and os.path.exists(full):
+            raise OSError(errno.EEXIST, "file exists", req["path"])
+        tmp = full + ".tmp-{}".format(os.getpid())
+        with open(tmp, "wb") as f:
+            f.write(base64.b64decode(req["data"]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, full)
+        return {"ok": True}
+
+    def op_create_disk(self, req):
+        full = self.path(req["path"])
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, int(req["size"]))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return {"ok": True}
+
+    def op_remove(self, req):
+        full = self.path(req["path"])
+        if os.path.isdir(full):
+            os.rmdir(full)
+        elif os.path.exists(full):
+            os.remove(full)
+        return {"ok": True}
+
+    def op_allocated(self, req):
+        fd = os.open(self.path(req["path"]), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            return {"extents": data_regions(fd, 0, size)}
+        finally:
+            os.close(fd)

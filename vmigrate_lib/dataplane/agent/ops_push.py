@@ -1,0 +1,250 @@
+"""Direct mode: this agent starts a peer agent over ssh and streams extents into it."""
+
+import json
+
+from .ops_stream import Throttle
+from .protocol import (
+    ACK,
+    DATA,
+    END,
+    ERR,
+    FLUSH,
+    HEADER_SIZE,
+    HELLO,
+    LENGTH,
+    PROTOCOL_VERSION,
+    REQ,
+    RESP,
+    Compressor,
+    ProtocolError,
+    error_dict,
+    pack_frame,
+    read_frame,
+)
+
+
+class PeerError(Exception):
+    """The peer agent (direct mode) failed or could not be started."""
+
+    def __init__(self, payload, peer, remote=False):
+        Exception.__init__(self, payload)
+        self.payload = payload
+        self.peer = peer
+        self.remote = remote
+
+    def info(self):
+        if self.remote:
+            try:
+                d = json.loads(self.payload.decode("utf-8"))
+                if isinstance(d, dict) and "error" in d:
+                    d["message"] = "peer: " + str(d.get("message"))
+                    return d
+            except ValueError:
+                pass
+        return {"error": "PeerError", "message": peer_message(self),
+                "peer_stderr": self.peer.stderr() if self.peer else ""}
+
+
+def peer_message(exc):
+    msg = str(exc.payload) if isinstance(exc, PeerError) else str(exc)
+    peer = getattr(exc, "peer", None)
+    if peer is not None:
+        err = peer.stderr()
+        if err:
+            msg += ": " + err
+    return msg
+
+
+class Peer(object):
+    """A peer agent reached through a child process (ssh), as a framed client."""
+
+    def __init__(self, proc, err):
+        self.proc = proc
+        self.err = err
+        import io
+
+        self.w = io.BufferedWriter(proc.stdin, 1 << 20)
+        self.r = proc.stdout  # unbuffered: select() then tells the truth
+        self.hello = {}
+
+    def ack_ready(self):
+        """Has the peer answered (an ACK or an ERR is waiting)?"""
+        import select
+
+        return bool(select.select([self.r], [], [], 0)[0])
+
+    def send(self, ftype, payload=b"", arg=0, flags=0):
+        self.w.write(pack_frame(ftype, payload, arg, flags))
+        if payload:
+            self.w.write(payload)
+
+    def flush(self):
+        self.w.flush()
+
+    def recv(self):
+        try:
+            ftype, _flags, arg, payload, _raw = read_frame(self.r)
+        except EOFError as exc:
+            raise PeerError("peer closed the connection (exit status {})".format(self.proc.poll()), self) from exc
+        return ftype, payload, arg
+
+    def stderr(self):
+        try:
+            self.err.seek(0)
+            return self.err.read().decode("utf-8", "replace").strip()[-1500:]
+        except (OSError, ValueError):
+            return ""
+
+    def close(self):
+        for s in (self.w, self.r):
+            try:
+                s.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa - TimeoutExpired
+            self.kill()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        try:
+            self.proc.wait()
+        except OSError:
+            pass
+        try:
+            self.err.close()
+        except OSError:
+            pass
+
+
+
+class PushOps(object):
+    """Mixed into the Agent: direct-mode push and its preflight probe."""
+
+    def _start_peer(self, argv):
+        import subprocess
+        import tempfile
+
+        err = tempfile.TemporaryFile()
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                bufsize=0)
+        peer = Peer(proc, err)
+        peer.send(HELLO, json.dumps({"version": PROTOCOL_VERSION}).encode("utf-8"))
+        peer.flush()
+        ftype, payload, _arg = peer.recv()
+        if ftype != HELLO:
+            raise PeerError("peer agent refused the handshake: {}".format(payload[:500]), peer)
+        peer.hello = json.loads(payload.decode("utf-8"))
+        return peer
+
+    def op_probe_peer(self, req):
+        """Can this host start an agent on the peer?  (preflight for direct mode)"""
+        try:
+            peer = self._start_peer(req["argv"])
+        except (OSError, EOFError, ProtocolError, PeerError, ValueError) as exc:
+            return {"ok": False, "message": peer_message(exc)}
+        hello = peer.hello
+        peer.close()
+        return {"ok": True, "peer": {"root": hello.get("root"), "python": hello.get("python"),
+                                     "compression": hello.get("compression", [])}}
+
+    def op_push(self, req):
+        """Stream extents of a local file straight into a file on a peer (direct mode).
+
+        The peer agent is started with ``req["argv"]`` (an ssh command).  Every
+        ``checkpoint`` bytes the peer makes its writes durable; its ACK is passed
+        on to the client as an ACK frame carrying the offset reached, so that a
+        broken push resumes from there.  END carries the summary; ERR carries the
+        error with ``acked_offset`` (and ``peer: true`` when the peer failed).
+        """
+        stats = {"sent": 0, "holes": 0, "read": 0, "wire": 0}
+        state = {"since": 0, "reached": 0, "acked_offset": None}
+        peer = None
+        try:
+            checkpoint = int(req.get("checkpoint", 64 << 20))
+            throttle = Throttle(req.get("bwlimit"))
+            peer = self._start_peer(req["argv"])
+            codec = req.get("compress")
+            if codec and codec not in peer.hello.get("compression", []):
+                codec = None
+            comp = Compressor(codec, req.get("level"))
+            peer.send(REQ, json.dumps({"op": "write", "path": req["dest_path"]}).encode("utf-8"))
+            peer.flush()
+            ftype, payload, _arg = peer.recv()
+            if ftype != RESP:
+                raise PeerError(payload, peer, remote=True)
+            psend = peer.send
+            me = self
+
+            pending = []  # offsets of FLUSHes sent, not yet acknowledged (pipelined)
+
+            def take_ack():
+                ftype, payload, arg = peer.recv()
+                if ftype == ERR:
+                    raise PeerError(payload, peer, remote=True)
+                if ftype not in (ACK, END):
+                    raise PeerError("unexpected frame {} from the peer".format(ftype), peer)
+                off = pending.pop(0)
+                state["acked_offset"] = off
+                me.send(ACK, json.dumps({"reached": off}).encode("utf-8"), off)
+                me.wfile.flush()
+
+            def flush_peer(final):
+                # FLUSH goes out and streaming goes on; its ACK is collected when it
+                # arrives (at most two outstanding), END waits for everything
+                peer.send(END if final else FLUSH)
+                peer.flush()
+                pending.append(state["reached"])
+                state["since"] = 0
+                while pending and (final or len(pending) > 1 or peer.ack_ready()):
+                    take_ack()
+
+            def emit(ftype, payload, arg):
+                flags = 0
+                if ftype == DATA:
+                    payload, flags = comp.pack(payload)
+                psend(ftype, payload, arg, flags)
+                n = len(payload) + HEADER_SIZE
+                stats["wire"] += n
+                throttle.add(n)
+                state["since"] += n
+
+            def emit_raw(ftype, payload, arg):
+                end = arg + (len(payload) if ftype == DATA else LENGTH.unpack(payload)[0])
+                emit(ftype, payload, arg)
+                state["reached"] = end
+                if state["since"] >= checkpoint:
+                    flush_peer(False)
+                elif pending and peer.ack_ready():
+                    take_ack()
+
+            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
+                             emit_raw, stats)
+            flush_peer(True)
+            peer.send(REQ, b'{"op": "quit"}')
+            peer.flush()
+            peer.close()
+            peer = None
+        except PeerError as exc:
+            info = exc.info()
+            info.update(acked_offset=state["acked_offset"], peer=True)
+            self.send_json(ERR, info)
+            return None
+        except (OSError, ValueError, EOFError, ProtocolError) as exc:
+            extra = {"acked_offset": state["acked_offset"]}
+            if peer is not None and not isinstance(exc, ValueError):
+                extra["peer"] = True
+                extra["peer_stderr"] = peer.stderr()
+            self.send_json(ERR, error_dict(exc, **extra))
+            return None
+        finally:
+            if peer is not None:
+                peer.kill()
+        stats["acked_offset"] = state["reached"]
+        self.send_json(END, stats)
+        return None

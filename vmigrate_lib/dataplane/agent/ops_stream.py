@@ -1,0 +1,183 @@
+"""Streams: read extents (DATA/HOLE frames), write extents (FLUSH/ACK), hash blocks."""
+
+import errno
+import os
+
+try:  # only for type comments
+    import typing  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+from .hashing import HASH_FUNCS, digest_blocks
+from .protocol import (
+    ACK,
+    DATA,
+    DIGESTS,
+    END,
+    ERR,
+    FLUSH,
+    FRAME_NAMES,
+    HEADER_SIZE,
+    HOLE,
+    LENGTH,
+    RESP,
+    ZERO_GRAIN,
+    Compressor,
+    ProtocolError,
+    decode_payload,
+    error_dict,
+    read_frame,
+)
+from .sparse import data_and_holes, pwrite_all, split_zero_grains, write_zeros
+
+
+class Throttle(object):
+    """A bandwidth cap: sleep so that bytes/elapsed stays under ``rate``."""
+
+    def __init__(self, rate):
+        # type: (typing.Optional[float]) -> None
+        import time
+
+        self.rate = float(rate) if rate else 0.0
+        self.clock = time.time
+        self.sleep = time.sleep
+        self.start = self.clock()
+        self.sent = 0
+
+    def add(self, n):
+        # type: (int) -> None
+        if self.rate <= 0:
+            return
+        self.sent += n
+        ahead = self.sent / self.rate - (self.clock() - self.start)
+        if ahead > 0:
+            self.sleep(ahead)
+
+
+class StreamOps(object):
+    """Mixed into the Agent: the streaming operations."""
+
+    def op_read(self, req):
+        """Stream extents as DATA/HOLE frames, then END with a summary."""
+        try:
+            comp = Compressor(req.get("compress"), req.get("level"))
+            throttle = Throttle(req.get("bwlimit"))
+        except ValueError as exc:
+            self.send_json(ERR, error_dict(exc))
+            return None
+        send = self.send
+
+        def emit(ftype, payload, arg):
+            flags = 0
+            if ftype == DATA:
+                payload, flags = comp.pack(payload)
+            send(ftype, payload, arg, flags)
+            throttle.add(len(payload) + HEADER_SIZE)
+
+        stats = {"sent": 0, "holes": 0, "read": 0}
+        try:
+            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)), emit, stats)
+        except (OSError, ValueError) as exc:
+            self.send_json(ERR, error_dict(exc))
+            return None
+        self.send_json(END, stats)
+        return None
+
+    def read_frames(self, path, extents, chunk, emit, stats):
+        """Call ``emit(type, payload, offset)`` for the DATA/HOLE frames of the extents."""
+        fd = os.open(self.path(path), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            zero = bytes(ZERO_GRAIN)
+            for start, length in extents:
+                end = min(start + length, size)
+                if end < start + length:
+                    # reading past EOF of a disk is a caller bug: say so.
+                    raise ValueError("extent {}+{} beyond end of file ({})".format(start, length, size))
+                for kind, s, n in data_and_holes(fd, start, end):
+                    if kind == "hole":
+                        emit(HOLE, LENGTH.pack(n), s)
+                        stats["holes"] += n
+                        continue
+                    pos = s
+                    while pos < s + n:
+                        want = min(chunk, s + n - pos)
+                        buf = os.pread(fd, want, pos)
+                        if len(buf) != want:
+                            raise OSError(errno.EIO, "short read at {}".format(pos))
+                        stats["read"] += want
+                        split_zero_grains(buf, pos, zero, emit, stats)
+                        pos += want
+        finally:
+            os.close(fd)
+
+    def op_write(self, req):
+        """Receive DATA/HOLE frames into a file until END; FLUSH makes them durable."""
+        full = self.path(req["path"])
+        flags = os.O_WRONLY | (os.O_CREAT if req.get("create") else 0)
+        fd = os.open(full, flags, 0o600)
+        written = holes = 0
+        acked = 0
+        failure = None
+        try:
+            self.send_json(RESP, {"ok": True})
+            self.wfile.flush()
+            while True:
+                ftype, fflags, arg, payload, _ = read_frame(self.rfile)
+                if ftype == DATA:
+                    if failure is None:
+                        try:
+                            payload = decode_payload(fflags, payload)
+                            pwrite_all(fd, payload, arg)
+                            written += len(payload)
+                        except OSError as exc:
+                            failure = exc
+                elif ftype == HOLE:
+                    if failure is None:
+                        try:
+                            n = LENGTH.unpack(payload)[0]
+                            write_zeros(fd, arg, n)
+                            holes += n
+                        except OSError as exc:
+                            failure = exc
+                elif ftype in (FLUSH, END):
+                    if failure is None:
+                        try:
+                            os.fsync(fd)
+                            acked = written + holes
+                        except OSError as exc:
+                            failure = exc
+                    if failure is not None:
+                        self.send_json(ERR, error_dict(failure, acked=acked))
+                        if ftype == END:
+                            return None
+                    elif ftype == FLUSH:
+                        self.send(ACK, b"", acked)
+                    else:
+                        self.send_json(END, {"written": written, "holes": holes, "acked": acked})
+                        return None
+                    self.wfile.flush()
+                else:
+                    raise ProtocolError("unexpected {} in write stream".format(FRAME_NAMES.get(ftype, ftype)))
+        finally:
+            os.close(fd)
+
+    def op_hash(self, req):
+        """Digest every block of the extents (or the file), streamed in DIGESTS frames."""
+        algo = req["algorithm"]
+        func = HASH_FUNCS.get(algo)
+        if func is None:
+            raise ValueError("hash algorithm {!r} not available here".format(algo))
+        block = int(req["block"])
+        per_frame = max(1, int(req.get("per_frame", 2048)))
+        fd = os.open(self.path(req["path"]), os.O_RDONLY)
+        try:
+            count = digest_blocks(fd, req.get("extents"), block, func, per_frame,
+                                  lambda entries: self.send(DIGESTS, entries))
+        except (OSError, ValueError) as exc:
+            self.send_json(ERR, error_dict(exc))
+            return None
+        finally:
+            os.close(fd)
+        self.send_json(END, {"blocks": count})
+        return None

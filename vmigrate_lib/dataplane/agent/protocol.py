@@ -1,0 +1,170 @@
+"""The agent's wire protocol: frames, constants, compression flags.
+
+    header  = magic "VG" | type u8 | flags u8 | length u32 | arg u64 | crc32 u32
+    payload = ``length`` bytes; crc32 covers the first 16 header bytes + payload
+
+The first exchange is HELLO both ways (JSON, protocol version checked); then the
+client sends REQ frames (JSON ``{"op": ...}``) and the agent answers RESP/ERR,
+or streams DATA/HOLE/DIGESTS frames closed by END.  A write stream is the
+reverse: the client sends DATA/HOLE frames, FLUSH for a durable checkpoint
+(answered by ACK with the bytes made durable), and END.
+
+Imported by the agent (Python 3.5+, stdlib only) and by the client alike.
+"""
+
+import errno
+import struct
+import zlib
+
+try:  # only for type comments; absent on very old Pythons
+    import typing  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+PROTOCOL_VERSION = 1
+MAGIC = b"VG"
+HEADER = struct.Struct(">2sBBIQI")
+HEADER_SIZE = HEADER.size  # 20
+MAX_PAYLOAD = 64 * 1024 * 1024
+
+HELLO, REQ, RESP, ERR, DATA, HOLE, END, DIGESTS, ACK, FLUSH = range(1, 11)
+FRAME_NAMES = {
+    HELLO: "HELLO", REQ: "REQ", RESP: "RESP", ERR: "ERR", DATA: "DATA", HOLE: "HOLE",
+    END: "END", DIGESTS: "DIGESTS", ACK: "ACK", FLUSH: "FLUSH",
+}
+
+ZERO_GRAIN = 64 * 1024
+DEFAULT_CHUNK = 1024 * 1024
+DIGEST_ENTRY = struct.Struct(">QI")  # offset, length; digest bytes follow
+LENGTH = struct.Struct(">Q")
+
+# Frame flags (protocol 1, negotiated in HELLO: an agent that does not list a
+# codec in "compression" never receives nor sends frames flagged with it).
+FLAG_ZLIB = 0x01
+FLAG_ZSTD = 0x02
+FEATURES = ["compress", "push", "probe_peer", "bwlimit"]
+
+
+def _codecs():
+    """Compression codecs this Python offers: zlib always, zstd when importable."""
+    out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
+    try:
+        import zstandard  # optional accelerator, absent on ESXi
+
+        compressors = {}
+
+        def zc(b, lvl):
+            c = compressors.get(lvl)
+            if c is None:
+                c = compressors[lvl] = zstandard.ZstdCompressor(level=lvl)
+            return c.compress(b)
+
+        dctx = zstandard.ZstdDecompressor()
+        out["zstd"] = (FLAG_ZSTD, zc, lambda b: dctx.decompress(b, max_output_size=MAX_PAYLOAD))
+    except ImportError:
+        pass
+    return out
+
+
+CODECS = _codecs()
+FLAG_DECODERS = dict((flag, dec) for flag, _c, dec in CODECS.values())
+
+
+def decode_payload(flags, payload):
+    # type: (int, bytes) -> bytes
+    """Undo the compression a frame's flags announce (flags 0: as is)."""
+    if not flags & (FLAG_ZLIB | FLAG_ZSTD):
+        return payload
+    dec = FLAG_DECODERS.get(flags & (FLAG_ZLIB | FLAG_ZSTD))
+    if dec is None:
+        raise ProtocolError("frame compressed with a codec this agent lacks (flags {})".format(flags))
+    try:
+        return dec(payload)
+    except Exception as exc:  # zlib.error, zstd.ZstdError: the stream is corrupt
+        raise ProtocolError("cannot decompress a frame: {}".format(exc)) from exc
+
+
+class Compressor(object):
+    """Compress DATA payloads, but stop trying for a while when data does not shrink."""
+
+    def __init__(self, codec, level=None):
+        # type: (typing.Optional[str], typing.Optional[int]) -> None
+        self.flag = 0
+        self.func = None
+        self.skip = 0
+        if codec:
+            if codec not in CODECS:
+                raise ValueError("compression {!r} not available here".format(codec))
+            self.flag, self.func, _dec = CODECS[codec]
+            self.level = level if level is not None else (1 if codec == "zlib" else 3)
+
+    def pack(self, payload):
+        # type: (bytes) -> typing.Tuple[bytes, int]
+        if self.func is None or len(payload) < 4096:
+            return payload, 0
+        if self.skip:
+            self.skip -= 1
+            return payload, 0
+        out = self.func(payload, self.level)
+        if len(out) > len(payload) * 0.9:
+            self.skip = 16  # incompressible: send the next 16 as they are
+            return payload, 0
+        return out, self.flag
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def pack_frame(ftype, payload=b"", arg=0, flags=0):
+    # type: (int, bytes, int, int) -> bytes
+    """Header bytes for a frame (payload is sent separately to avoid a copy)."""
+    head = struct.pack(">2sBBIQ", MAGIC, ftype, flags, len(payload), arg)
+    crc = zlib.crc32(payload, zlib.crc32(head)) & 0xFFFFFFFF
+    return head + struct.pack(">I", crc)
+
+
+def read_exact(stream, n):
+    # type: (typing.Any, int) -> bytes
+    buf = stream.read(n)
+    if buf is None or len(buf) != n:
+        if not buf:
+            raise EOFError("stream closed")
+        parts = [buf]
+        got = len(buf)
+        while got < n:
+            more = stream.read(n - got)
+            if not more:
+                raise EOFError("stream closed mid-frame")
+            parts.append(more)
+            got += len(more)
+        buf = b"".join(parts)
+    return buf
+
+
+def read_frame(stream):
+    # type: (typing.Any) -> typing.Tuple[int, int, int, bytes, bytes]
+    """Read one frame; returns (type, flags, arg, payload, raw_header)."""
+    raw = read_exact(stream, HEADER_SIZE)
+    magic, ftype, flags, length, arg, crc = HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise ProtocolError("bad frame magic {!r}".format(magic))
+    if length > MAX_PAYLOAD:
+        raise ProtocolError("frame too large: {}".format(length))
+    payload = read_exact(stream, length) if length else b""
+    if zlib.crc32(payload, zlib.crc32(raw[:16])) & 0xFFFFFFFF != crc:
+        raise ProtocolError("frame checksum mismatch (type {})".format(FRAME_NAMES.get(ftype)))
+    return ftype, flags, arg, payload, raw
+
+
+def error_dict(exc, **extra):
+    d = {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, OSError):
+        d["errno"] = exc.errno
+        d["errname"] = errno.errorcode.get(exc.errno or 0, "")
+        d["message"] = exc.strerror or str(exc)
+        if exc.filename:
+            d["filename"] = str(exc.filename)
+    d.update(extra)
+    return d
+

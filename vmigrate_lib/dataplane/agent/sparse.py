@@ -1,0 +1,113 @@
+"""Sparse files: allocated regions (SEEK_DATA), zero grains, holes punched, full writes."""
+
+import errno
+import os
+
+from .protocol import DATA, HOLE, LENGTH, ZERO_GRAIN
+
+
+def data_regions(fd, start, end):
+    """Allocated [start, length] regions of a file between start and end."""
+    out = []
+    pos = start
+    while pos < end:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                break
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                return [[start, end - start]]  # no hole support: all data
+            raise
+        if data >= end:
+            break
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        out.append([data, hole - data])
+        pos = hole
+    return out
+
+
+def data_and_holes(fd, start, end):
+    """Yield ("data"|"hole", start, length) covering [start, end) exactly."""
+    pos = start
+    for s, n in data_regions(fd, start, end):
+        if s > pos:
+            yield ("hole", pos, s - pos)
+        yield ("data", s, n)
+        pos = s + n
+    if pos < end:
+        yield ("hole", pos, end - pos)
+
+
+def pwrite_all(fd, data, offset):
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+_PUNCH = None
+
+
+def _punch_hole_func():
+    """fallocate(PUNCH_HOLE|KEEP_SIZE) through ctypes where libc has it."""
+    global _PUNCH
+    if _PUNCH is None:
+        _PUNCH = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            func = libc.fallocate
+            func.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+            _PUNCH = func
+        except (OSError, AttributeError):
+            _PUNCH = False
+    return _PUNCH
+
+
+def write_zeros(fd, offset, length):
+    """Make [offset, offset+length) read as zeros: punch a hole, or write zeros."""
+    size = os.fstat(fd).st_size
+    if offset + length > size:
+        os.ftruncate(fd, offset + length)
+    punch = _punch_hole_func()
+    if punch:
+        if punch(fd, 0x01 | 0x02, offset, length) == 0:  # KEEP_SIZE | PUNCH_HOLE
+            return
+    zero = bytes(min(length, 1 << 20))
+    pos, end = offset, offset + length
+    while pos < end:
+        n = min(len(zero), end - pos)
+        pwrite_all(fd, zero[:n], pos)
+        pos += n
+
+
+
+def split_zero_grains(buf, pos, zero, emit, stats):
+    """Emit ``buf`` as DATA runs, with all-zero 64 KiB grains as HOLE frames."""
+    n = len(buf)
+    i = run_start = 0
+    run_zero = None
+    runs = []
+    while i < n:
+        g = min(ZERO_GRAIN, n - i)
+        is_zero = buf[i:i + g] == (zero if g == ZERO_GRAIN else bytes(g))
+        if run_zero is None:
+            run_zero = is_zero
+        elif is_zero != run_zero:
+            runs.append((run_start, i, run_zero))
+            run_start = i
+            run_zero = is_zero
+        i += g
+    if run_zero is not None:
+        runs.append((run_start, n, run_zero))
+    for a, b, is_zero in runs:
+        if is_zero:
+            emit(HOLE, LENGTH.pack(b - a), pos + a)
+            stats["holes"] += b - a
+        else:
+            emit(DATA, buf[a:b] if (a or b != n) else buf, pos + a)
+            stats["sent"] += b - a
