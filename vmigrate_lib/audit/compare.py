@@ -1,0 +1,70 @@
+"""Compare archived runs: one row per evidence folder, read from its sealed files only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .evidence import MANIFEST, verify
+from .plots import _figure
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every evidence folder (one holding a manifest) under ``root``, oldest first."""
+    return sorted(p.parent for p in Path(root).rglob(MANIFEST))
+
+
+def runs_frame(folders: Iterable[Path]) -> pd.DataFrame:
+    """Status, integrity, cycles, throughput and downtime of each archived run."""
+    rows: list[dict[str, Any]] = []
+    for folder in folders:
+        folder = Path(folder)
+        run = json.loads((folder / "run.json").read_text())
+        result = run.get("result") or {}
+        cycles_csv = folder / "audit" / "cycles.csv"
+        cycles = pd.read_csv(cycles_csv) if cycles_csv.exists() else pd.DataFrame()
+        ok: pd.DataFrame = cycles if cycles.empty else cycles[cycles["status"] == "ok"]
+        rows.append({
+            "run": folder.name,
+            "runbook": run.get("runbook"),
+            "status": run.get("status"),
+            "verified": verify(folder).ok,
+            "change_id": run.get("change_id"),
+            "operator": run.get("operator"),
+            "duration_s": run.get("duration_s"),
+            "cycles": len(ok),
+            "median_throughput_MBps": (float(ok["throughput_Bps"].median()) / 1e6
+                                       if not ok.empty else None),
+            "converged": result.get("converged"),
+            "predicted_downtime_s": result.get("predicted_downtime_s",
+                                               (result.get("prediction") or {})
+                                               .get("predicted_downtime")),
+            "actual_downtime_s": result.get("downtime_s"),
+            "error": (run.get("error") or {}).get("message"),
+        })
+    return pd.DataFrame(rows)
+
+
+def downtime_figure(runs: pd.DataFrame) -> Figure:
+    """Predicted vs actual downtime of each cutover run."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    cut = runs[runs["runbook"] == "cutover"] if not runs.empty else runs
+    if cut.empty:
+        ax.text(0.5, 0.5, "no cutover runs", ha="center", va="center", transform=ax.transAxes)
+    else:
+        x = range(len(cut))
+        ax.bar([i - 0.2 for i in x], cut["predicted_downtime_s"].astype(float), width=0.4,
+               label="predicted")
+        ax.bar([i + 0.2 for i in x], cut["actual_downtime_s"].astype(float), width=0.4,
+               label="actual")
+        ax.set_xticks(list(x), [r[:16] for r in cut["run"]], rotation=20, fontsize="small")
+        ax.legend()
+    ax.set_ylabel("seconds")
+    ax.set_title("Cutover downtime per run: predicted vs actual")
+    return fig
