@@ -1,6 +1,7 @@
 """The data-plane agent over a real pipe: reads, writes, holes, hashes, faults."""
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane import open_local_datastore
+from vmigrate_lib.dataplane.agent import protocol as proto
+from vmigrate_lib.dataplane.client import AgentDatastore
 from vmigrate_lib.dataplane.datastore import Chunk
-from vmigrate_lib.dataplane.transport import local_agent_argv
+from vmigrate_lib.dataplane.transport import LocalTransport, local_agent_argv
 from vmigrate_lib.errors import AgentError, NoSpaceLeft
 from vmigrate_lib.extents import Extent
 
@@ -139,3 +141,23 @@ def test_full_disk_is_a_clear_error_and_nothing_acked_beyond(tmp_path: Path) -> 
         ds.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+class _BufferedLocal(LocalTransport):
+    """As over SSH: frames go into a buffer, so a dead peer shows only at flush()."""
+
+    def start(self):
+        r, w = super().start()
+        return r, io.BufferedWriter(w, 1 << 16)
+
+
+def test_close_after_the_agent_died_does_not_raise(tmp_path: Path) -> None:
+    """close() says goodbye best-effort: a dead pipe (BrokenPipeError at flush) is no error."""
+    ds = AgentDatastore("a", _BufferedLocal(str(tmp_path)))
+    assert ds.free_space() > 0
+    proc = ds.transport._proc
+    assert proc is not None
+    proc.kill()
+    proc.wait()
+    ds.close()  # must not raise
+    assert ds._w is None

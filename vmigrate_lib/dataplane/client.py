@@ -69,12 +69,16 @@ class AgentDatastore(Datastore):
         self.transport.close()
 
     def close(self) -> None:
-        if self._w is not None and not self._busy:
+        """Ask the agent to quit, then drop the transport.  Never raises for a dead peer."""
+        w = self._w
+        if w is not None and not self._busy:
+            quit_req = b'{"op": "quit"}'
             try:
-                self._send(proto.REQ, b'{"op": "quit"}')
-                self._w.flush()
-            except TransportError:
-                pass
+                w.write(proto.pack_frame(proto.REQ, quit_req))
+                w.write(quit_req)
+                w.flush()
+            except (OSError, ValueError):
+                pass  # the agent or its connection is already gone: no one to say goodbye to
         self._disconnect()
 
     def _send(self, ftype: int, payload: bytes = b"", arg: int = 0) -> None:

@@ -1,0 +1,47 @@
+"""The agent over SSH (paramiko): a tuned transport and a resilient datastore client.
+
+    connection  SshConnection: connect, host key verification, login, agent upload
+    channel     raw channel reader/writer, RateLimiter (the bandwidth cap)
+    transport   SshTransport: the agent zipapp on an exec channel
+    datastore   SshAgentDatastore: compression, bounded reconnects, resumable
+                read/hash streams, read-ahead
+    writer      ResilientWriter: replays unacknowledged chunks after a reconnect
+    direct      direct mode (push_extents, probe) and check_modes for preflight
+
+:class:`SshAgentDatastore` adds what a long transfer over a network needs:
+
+* compression (zstd or zlib, negotiated in HELLO; the agent needs only zlib);
+* bounded reconnects with backoff: a read stream resumes after the last chunk
+  it yielded (the source is a frozen snapshot, so re-reading is exact); a write
+  stream keeps the chunks sent since the last acknowledged checkpoint and
+  replays them after reconnecting (writes are positional, so replaying is
+  idempotent) - nothing is written wrong, nothing acknowledged is lost;
+* **direct mode**: the source agent starts the destination agent itself with
+  OpenSSH and streams to it; this machine only steers and receives checkpoint
+  acknowledgements.
+
+The engine never imports this package; hosts build datastores through
+:func:`vmigrate_lib.dataplane.open_ssh_datastore`.
+"""
+
+from __future__ import annotations
+
+from ..sshconfig import DirectRoute, SshSettings
+from .channel import RateLimiter
+from .connection import SshConnection, fingerprint_sha256
+from .datastore import SshAgentDatastore
+from .direct import ModeCheck, check_modes
+from .transport import SshTransport
+from .writer import ResilientWriter
+
+__all__ = [
+    "DirectRoute", "ModeCheck", "RateLimiter", "ResilientWriter", "SshAgentDatastore",
+    "SshConnection", "SshSettings", "SshTransport", "check_modes", "fingerprint_sha256",
+    "open_ssh_datastore",
+]
+
+
+def open_ssh_datastore(name: str, root: str, settings: SshSettings,
+                       connection: SshConnection | None = None) -> SshAgentDatastore:
+    """A datastore folder ``root`` on an SSH host, served by an uploaded agent."""
+    return SshAgentDatastore(name, SshTransport(settings, root, connection))

@@ -1,0 +1,288 @@
+"""One authenticated, tuned SSH connection: host key check, login, agent upload.
+
+paramiko is slow with its defaults (~16 MB/s); this asks for AES-GCM, a 64 MiB
+window, large packets and rekeying only after 1 TiB.  Host keys are checked
+against known_hosts or a pinned SHA256 fingerprint; an unknown key is a
+:class:`HostKeyError` unless ``allow_unknown_host`` is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import posixpath
+import socket
+import threading
+
+import paramiko
+
+from ...errors import AuthenticationError, HostKeyError, TransportError
+from ..sshconfig import SshSettings, resolve_password
+from ..transport import agent_zipapp
+
+log = logging.getLogger("vmigrate.ssh")
+
+
+def fingerprint_sha256(key: paramiko.PKey) -> str:
+    """``SHA256:...`` exactly as ``ssh-keygen -l -E sha256`` prints it."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def _fingerprint_md5(key: paramiko.PKey) -> str:
+    h = hashlib.md5(key.asbytes()).hexdigest()
+    return "MD5:" + ":".join(h[i : i + 2] for i in range(0, len(h), 2))
+
+
+
+class SshConnection:
+    """One authenticated, tuned SSH connection to a host (reconnects on demand)."""
+
+    def __init__(self, settings: SshSettings) -> None:
+        self.settings = settings
+        self._t: paramiko.Transport | None = None
+        self._lock = threading.Lock()
+        self.agent_path: str | None = None
+        self.host_key_fingerprint = ""
+        self.connects = 0
+
+    @property
+    def active(self) -> bool:
+        return self._t is not None and self._t.is_active()
+
+    def transport(self) -> paramiko.Transport:
+        """The live paramiko transport, connecting (again) if needed."""
+        with self._lock:
+            if self._t is None or not self._t.is_active():
+                self._close_locked()
+                self._t = self._connect()
+                self.connects += 1
+            return self._t
+
+    def _connect(self) -> paramiko.Transport:
+        s = self.settings
+        try:
+            sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout)
+        except OSError as exc:
+            raise TransportError(
+                f"cannot reach SSH on {s.host}:{s.port}: {exc.strerror or exc}",
+                hint="check the host address and port, and that sshd runs there",
+                host=s.host, port=s.port,
+            ) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = paramiko.Transport(
+            sock, default_window_size=s.window_size, default_max_packet_size=s.max_packet_size
+        )
+        try:
+            t.banner_timeout = s.connect_timeout
+            t.handshake_timeout = s.connect_timeout
+            t.auth_timeout = s.connect_timeout
+            opts = t.get_security_options()
+            available = set(opts.ciphers)
+            preferred = [c for c in s.ciphers if c in available]
+            opts.ciphers = tuple(preferred + [c for c in opts.ciphers if c not in preferred])
+            known = self._known_key_types()
+            if known and not s.fingerprint:
+                kt = list(opts.key_types)
+                opts.key_types = tuple([k for k in kt if k in known] + [k for k in kt if k not in known])
+            t.packetizer.REKEY_BYTES = s.rekey_bytes
+            t.packetizer.REKEY_PACKETS = s.rekey_bytes
+            t.start_client(timeout=s.connect_timeout)
+            self._verify_host_key(t)
+            self._authenticate(t)
+            if s.keepalive:
+                t.set_keepalive(int(s.keepalive))
+        except paramiko.SSHException as exc:
+            t.close()
+            raise TransportError(
+                f"SSH handshake with {s.host}:{s.port} failed: {exc}",
+                host=s.host, port=s.port,
+            ) from exc
+        except (OSError, EOFError) as exc:
+            t.close()
+            raise TransportError(
+                f"SSH connection to {s.host}:{s.port} broke during setup: {exc}",
+                host=s.host, port=s.port,
+            ) from exc
+        except BaseException:
+            t.close()
+            raise
+        return t
+
+    def _known_hosts(self) -> paramiko.HostKeys:
+        path = self.settings.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+        hk = paramiko.HostKeys()
+        if os.path.exists(path):
+            try:
+                hk.load(path)
+            except (OSError, paramiko.SSHException) as exc:
+                raise HostKeyError(f"cannot read known_hosts {path}: {exc}", path=path) from exc
+        return hk
+
+    def _lookup_name(self) -> str:
+        s = self.settings
+        return s.host if s.port == 22 else f"[{s.host}]:{s.port}"
+
+    def _known_key_types(self) -> set[str]:
+        try:
+            entry = self._known_hosts().lookup(self._lookup_name())
+        except HostKeyError:
+            return set()
+        return set(entry.keys()) if entry else set()
+
+    def _verify_host_key(self, t: paramiko.Transport) -> None:
+        s = self.settings
+        key = t.get_remote_server_key()
+        fp = fingerprint_sha256(key)
+        self.host_key_fingerprint = fp
+        if s.fingerprint:
+            want = s.fingerprint.rstrip("=")
+            got = fp if want.startswith("SHA256:") else _fingerprint_md5(key)
+            if not hmac.compare_digest(got.encode(), want.encode()):
+                raise HostKeyError(
+                    f"host key of {s.host}:{s.port} is {key.get_name()} {fp}, "
+                    f"not the pinned {s.fingerprint}: refusing to connect",
+                    hint="if the host was reinstalled, verify its new key out of band and "
+                    "update ssh_fingerprint; otherwise someone may be intercepting the connection",
+                    host=s.host, port=s.port, fingerprint=fp,
+                )
+            return
+        name = self._lookup_name()
+        entry = self._known_hosts().lookup(name)
+        known = entry.get(key.get_name()) if entry else None
+        if known is None:
+            if entry:
+                detail = f"known_hosts lists {', '.join(entry.keys())} for {name}, the host offered {key.get_name()}"
+            else:
+                detail = f"{name} is not in {s.known_hosts or '~/.ssh/known_hosts'}"
+            if s.allow_unknown_host:
+                log.warning("accepting unknown host key %s %s of %s (allow_unknown_host)",
+                            key.get_name(), fp, name)
+                return
+            raise HostKeyError(
+                f"unknown host key for {name}: {key.get_name()} {fp} ({detail})",
+                hint="check the fingerprint on the host (ssh-keygen -l -f /etc/ssh/ssh_host_*_key.pub), "
+                "then add it to known_hosts or pin it with ssh_fingerprint",
+                host=s.host, port=s.port, fingerprint=fp,
+            )
+        if known != key:
+            raise HostKeyError(
+                f"HOST KEY CHANGED for {name}: it offered {key.get_name()} {fp}, "
+                f"known_hosts has {fingerprint_sha256(known)}: refusing to connect",
+                hint="someone may be intercepting the connection, or the host was reinstalled; "
+                "verify the new key out of band before replacing the known_hosts entry",
+                host=s.host, port=s.port, fingerprint=fp,
+            )
+
+    def _authenticate(self, t: paramiko.Transport) -> None:
+        s = self.settings
+        tried: list[str] = []
+        if s.key_filename:
+            passphrase = os.environ.get(s.key_passphrase_env) if s.key_passphrase_env else None
+            try:
+                pkey = paramiko.PKey.from_path(s.key_filename, passphrase)
+            except (OSError, paramiko.SSHException) as exc:
+                raise AuthenticationError(
+                    f"cannot load SSH key {s.key_filename}: {exc}",
+                    hint="check ssh_key (and its passphrase reference)", host=s.host,
+                ) from exc
+            try:
+                t.auth_publickey(s.user, pkey)
+                return
+            except paramiko.AuthenticationException:
+                tried.append(f"key {s.key_filename}")
+        if s.allow_agent:
+            try:
+                agent_keys = paramiko.Agent().get_keys()
+            except paramiko.SSHException:
+                agent_keys = ()
+            for k in agent_keys:
+                try:
+                    t.auth_publickey(s.user, k)
+                    return
+                except paramiko.AuthenticationException:
+                    continue
+            if agent_keys:
+                tried.append(f"{len(agent_keys)} ssh-agent key(s)")
+        password = resolve_password(s)
+        if password is not None:
+            try:
+                t.auth_password(s.user, password)
+                return
+            except paramiko.AuthenticationException:
+                tried.append("password from " + (s.password_env or s.password_keyring))
+        raise AuthenticationError(
+            f"SSH login as {s.user} on {s.host}:{s.port} refused"
+            + (f" (tried {', '.join(tried)})" if tried else " (no key, agent key or password reference)"),
+            host=s.host, user=s.user,
+        )
+
+    # --- agent file ----------------------------------------------------------------
+    def ensure_agent(self) -> str:
+        """Upload the agent zipapp (content-addressed, atomically) unless already there."""
+        if self.agent_path is not None:
+            return self.agent_path
+        data, digest = agent_zipapp()
+        path = posixpath.join(self.settings.agent_dir, f"vmigrate-agent-{digest}.pyz")
+        t = self.transport()
+        try:
+            self._upload_sftp(t, path, data)
+        except (OSError, paramiko.SSHException) as exc:
+            log.info("SFTP upload to %s failed (%s); using cat", self.settings.host, exc)
+            self._upload_cat(t, path, data)
+        self.agent_path = path
+        return path
+
+    def _upload_sftp(self, t: paramiko.Transport, path: str, data: bytes) -> None:
+        sftp = paramiko.SFTPClient.from_transport(t)
+        if sftp is None:
+            raise paramiko.SSHException("no SFTP subsystem")
+        try:
+            try:
+                if sftp.stat(path).st_size == len(data):
+                    return  # content-addressed name, written by rename: it is complete
+            except OSError:
+                pass
+            tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+            with sftp.open(tmp, "wb") as f:
+                f.write(data)
+            sftp.posix_rename(tmp, path)
+        finally:
+            sftp.close()
+
+    def _upload_cat(self, t: paramiko.Transport, path: str, data: bytes) -> None:
+        import shlex
+
+        tmp = f"{path}.tmp-{os.getpid()}"
+        chan = t.open_session()
+        try:
+            chan.settimeout(self.settings.connect_timeout * 4)
+            chan.exec_command(f"cat > {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
+            chan.sendall(data)
+            chan.shutdown_write()
+            rc = chan.recv_exit_status()
+            err = chan.recv_stderr(4096).decode("utf-8", "replace").strip()
+        except (OSError, paramiko.SSHException) as exc:
+            raise TransportError(
+                f"cannot upload the agent to {self.settings.host}: {exc}", host=self.settings.host
+            ) from exc
+        finally:
+            chan.close()
+        if rc != 0:
+            raise TransportError(
+                f"cannot upload the agent to {self.settings.host}:{path}: {err or f'exit {rc}'}",
+                hint=f"check that {self.settings.agent_dir} on the host is writable",
+                host=self.settings.host,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        t, self._t = self._t, None
+        if t is not None:
+            t.close()
+

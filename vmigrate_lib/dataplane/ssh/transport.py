@@ -1,0 +1,103 @@
+"""The agent on an exec channel of an :class:`SshConnection` (the Transport over SSH)."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import IO
+
+import paramiko
+
+from ...errors import TransportError
+from ..sshconfig import SshSettings
+from ..transport import Transport
+from .channel import ChannelReader, ChannelWriter, RateLimiter
+from .connection import SshConnection
+
+
+class SshTransport(Transport):
+    """The agent on a remote datastore folder, on an exec channel of a tuned SSH connection."""
+
+    def __init__(self, settings: SshSettings, root: str, connection: SshConnection | None = None) -> None:
+        self.settings = settings
+        self.root = root
+        self.conn = connection or SshConnection(settings)
+        self.description = f"ssh agent on {settings.address}:{root}"
+        self.limiter = RateLimiter(settings.bwlimit) if settings.bwlimit > 0 else None
+        self._chan: paramiko.Channel | None = None
+        self._stderr = bytearray()
+        self.starts = 0
+        self.last_exit: int | None = None  #: exit status of the last agent that ended
+
+    def remote_command(self) -> str:
+        """The command that starts this datastore's agent on its host."""
+        return self.settings.agent_command(self.conn.ensure_agent(), self.root)
+
+    def start(self) -> tuple[IO[bytes], IO[bytes]]:
+        self.close()
+        s = self.settings
+        try:
+            cmd = self.remote_command()
+            t = self.conn.transport()
+            chan = t.open_session(window_size=s.window_size, max_packet_size=s.max_packet_size)
+            chan.settimeout(s.io_timeout)
+            chan.exec_command(cmd)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.conn.close()  # a half-dead connection: the next start reconnects
+            raise TransportError(
+                f"cannot start the agent on {s.address}: {exc}", host=s.host, root=self.root
+            ) from exc
+        self._chan = chan
+        self._stderr = bytearray()
+        self.last_exit = None
+        self.starts += 1
+        reader = io.BufferedReader(ChannelReader(chan, s.read_size, self.limiter), buffer_size=s.read_size)
+        writer = io.BufferedWriter(ChannelWriter(chan, self.limiter), buffer_size=s.write_buffer)
+        return reader, writer
+
+    def _drain_stderr(self) -> None:
+        chan = self._chan
+        if chan is None:
+            return
+        try:
+            while chan.recv_stderr_ready():
+                self._stderr += chan.recv_stderr(65536)
+        except (OSError, paramiko.SSHException):
+            pass
+
+    def diagnostics(self) -> str:
+        """Why the agent went away: its exit status, stderr, or the connection's state."""
+        chan = self._chan
+        if chan is None:
+            return ""
+        deadline = time.monotonic() + 1.0
+        while not chan.exit_status_ready() and chan.get_transport() is not None \
+                and chan.get_transport().is_active() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._drain_stderr()
+        parts: list[str] = []
+        if not self.conn.active:
+            parts.append(f"the SSH connection to {self.settings.address} dropped")
+        elif chan.exit_status_ready():
+            rc = self.last_exit = chan.recv_exit_status()
+            if rc == -1:
+                parts.append("the agent was killed (no exit status: a signal)")
+            else:
+                parts.append(f"the agent exited with status {rc}")
+        err = self._stderr.decode("utf-8", "replace").strip()
+        if err:
+            parts.append(f"agent stderr: {err[-1500:]}")
+        return "; ".join(parts)
+
+    def close(self) -> None:
+        chan, self._chan = self._chan, None
+        if chan is not None:
+            try:
+                chan.close()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+
+    def shutdown(self) -> None:
+        """Close the channel and the SSH connection."""
+        self.close()
+        self.conn.close()
