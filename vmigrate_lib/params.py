@@ -41,6 +41,13 @@ class HostParams:
     ssh_key: str = ""
     ssh_known_hosts: str = ""
     ssh_fingerprint: str = ""
+    allow_unknown_host_key: bool = False  #: accept a host key not in known_hosts (logged)
+    # SSH data plane (a lab host with url ssh://..., an ESXi host's datastores)
+    ssh_mode: str = "relay"  #: relay | direct | auto; read on the *source* host
+    ssh_compress: str = ""  #: "" (off) | zlib | zstd | auto
+    bwlimit: int = 0  #: cap on this host's SSH data, bytes per second ("50MB"); 0: none
+    ssh_direct_key: str = ""  #: direct mode: key *on the source host* authorized on the destination
+    ssh_direct_known_hosts: str = ""  #: direct mode: known_hosts *on the source host*
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "change_tracking": ("auto", "require", "hash"),
     "certify": ("none", "changed", "full"),
     "algorithm": ("auto", "xxh3_128", "blake3", "sha1", "sha256", "blake2b", "md5"),
+    "ssh_mode": ("relay", "direct", "auto"),
+    "ssh_compress": ("", "zlib", "zstd", "auto"),
 }
 _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
+_RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget"}
 
 
@@ -101,6 +111,13 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
             if v <= 0 or v % 512:
                 raise ValueError(f"must be a positive multiple of 512 bytes, got {value!r}")
             return v
+        if name in _RATES:
+            text = str(value).strip()
+            text = text[:-2] if text.endswith("/s") else text
+            rate = parse_size(text) if text else 0
+            if rate < 0:
+                raise ValueError(f"must not be negative, got {value!r}")
+            return rate
         if name in _DURATIONS:
             return parse_duration(value)
         if isinstance(default, bool):

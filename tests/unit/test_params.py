@@ -68,3 +68,47 @@ def test_units() -> None:
     assert parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(ValueError):
         parse_size("12 parsecs")
+
+
+def test_ssh_transfer_parameters() -> None:
+    """The SSH data-plane choices are host parameters, validated like the rest."""
+    from vmigrate_lib.dataplane.sshconfig import SshSettings
+
+    p = validate({**BASE, "source": {
+        "host": "esx-a", "url": "ssh://root@10.0.0.1", "ssh_mode": "direct",
+        "ssh_compress": "zstd", "bwlimit": "50MB/s", "allow_unknown_host_key": True,
+        "ssh_direct_key": "/root/.ssh/id_migrate", "ssh_direct_known_hosts": "/root/kh",
+    }})
+    src = p.source
+    assert (src.ssh_mode, src.ssh_compress, src.bwlimit, src.allow_unknown_host_key) == (
+        "direct", "zstd", 50_000_000, True)
+    assert validate({**BASE, "source": {"host": "a", "bwlimit": "1MiB"}}).source.bwlimit == 1 << 20
+    assert validate({**BASE, "source": {"host": "a", "bwlimit": 0}}).source.bwlimit == 0
+    dest = p.destination
+    assert (dest.ssh_mode, dest.ssh_compress, dest.bwlimit, dest.allow_unknown_host_key) == (
+        "relay", "", 0, False)  # defaults: relay, no compression, no cap, unknown keys refused
+    s = SshSettings.from_host_params(src)
+    assert (s.host, s.mode, s.compress, s.bwlimit, s.allow_unknown_host) == (
+        "10.0.0.1", "direct", "zstd", 50e6, True)
+    assert (s.direct.identity, s.direct.known_hosts) == ("/root/.ssh/id_migrate", "/root/kh")
+
+
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        ({"ssh_mode": "teleport"}, "source.ssh_mode: must be one of relay, direct, auto"),
+        ({"ssh_compress": "lz4"}, "source.ssh_compress: must be one of"),
+        ({"bwlimit": "fast"}, "source.bwlimit: not a size"),
+        ({"bwlimit": True}, "source.bwlimit: not a size"),
+        ({"allow_unknown_host_key": "yes"}, "true or false"),
+    ],
+)
+def test_bad_ssh_transfer_parameters(source: dict, words: str) -> None:
+    with pytest.raises(ParameterError) as exc:
+        validate({**BASE, "source": {"host": "esx-a", **source}})
+    assert words in str(exc.value)
+
+
+def test_ssh_example_params_file_is_valid() -> None:
+    p = load(Path(__file__).resolve().parents[2] / "examples" / "lab-over-ssh.yaml")
+    assert (p.source.ssh_mode, p.source.bwlimit, p.destination.ssh_mode) == ("auto", 50_000_000, "relay")

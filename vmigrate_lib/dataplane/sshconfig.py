@@ -151,6 +151,13 @@ class SshSettings:
             "fingerprint": hp.ssh_fingerprint,
             "password_env": hp.password_env,
             "password_keyring": hp.password_keyring,
+            "allow_unknown_host": hp.allow_unknown_host_key,
+            "mode": hp.ssh_mode,
+            "compress": hp.ssh_compress,
+            "bwlimit": float(hp.bwlimit),
+            # paths on the source host, used there by OpenSSH: not expanded here
+            "direct": DirectRoute(identity=hp.ssh_direct_key,
+                                  known_hosts=hp.ssh_direct_known_hosts),
         }
         values.update(overrides)
         return cls(**values)
