@@ -19,6 +19,7 @@ from ..errors import (
     DiskMismatch,
     InsufficientSpace,
     NotFoundError,
+    PreflightError,
     StraySnapshots,
     VmigrateError,
 )
@@ -147,6 +148,7 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
         )
         return
     ds = m.dst_ds()
+    _transfer_mode(m, vm, ds, add)
     state = m.workspace.state
     mid = state.get("migration_id")
     marker = _owner(ds, m.dest_folder)
@@ -206,6 +208,46 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
         )
         return
     add("destination space", True, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free")
+
+
+def _transfer_mode(m: Migration, vm: VmInfo, dst: Any, add: Any) -> None:
+    """Data path over SSH: relay through this machine, or direct host to host.
+
+    Only when both datastores can say (``transfer_modes``, duck-typed: the engine
+    never imports the SSH data plane); a requested mode that cannot work fails here.
+    """
+    for name in dict.fromkeys(d.datastore for d in vm.disks):
+        src = m.src_ds(name)
+        probe = getattr(src, "transfer_modes", None)
+        if probe is None or getattr(dst, "transfer_modes", None) is None:
+            continue
+        r = probe(dst)
+        wanted = r["requested"]
+        (relay_ok, relay_why), (direct_ok, direct_why) = r["relay"], r["direct"]
+        direct_txt = f"direct possible: {direct_why}" if direct_ok else f"direct not possible: {direct_why}"
+        relay_txt = "relay possible" if relay_ok else f"relay not possible: {relay_why}"
+        where = f"[{name}] -> [{dst.name}]"
+        if wanted == "direct" and not direct_ok:
+            add("transfer mode", False, f"{where}: direct requested, {direct_txt}", PreflightError(
+                f"source.ssh_mode is direct but {m.params.source.host} cannot stream to "
+                f"{m.params.destination.host} itself: {direct_why}",
+                hint="give the source host a route to the destination (source.ssh_direct_key, "
+                "source.ssh_direct_known_hosts: paths on the source host), or use ssh_mode "
+                "relay or auto",
+                mode="direct",
+            ))
+        elif not relay_ok and not (wanted != "relay" and direct_ok):
+            add("transfer mode", False, f"{where}: {wanted} requested, {relay_txt}", PreflightError(
+                f"no data path from {m.params.source.host} to {m.params.destination.host}: "
+                f"{relay_why}", mode=wanted,
+            ))
+        elif wanted == "relay":
+            add("transfer mode", True, f"{where}: relay (requested) through this machine; {direct_txt}")
+        elif wanted == "direct":
+            add("transfer mode", True, f"{where}: direct (requested), {direct_why}; {relay_txt}")
+        else:
+            used = "direct" if direct_ok else "relay"
+            add("transfer mode", True, f"{where}: auto -> {used}; {direct_txt}; {relay_txt}")
 
 
 def _owner(ds: Any, folder: str) -> dict[str, Any] | None:

@@ -258,6 +258,19 @@ class SshAgentDatastore(AgentDatastore):
 
         return probe_direct(self, dst)
 
+    def transfer_modes(self, dst: Datastore) -> dict[str, Any]:
+        """For preflight (duck-typed): the requested mode and which data paths work.
+
+        ``{"requested": "relay"|"direct"|"auto", "relay": (ok, why), "direct": (ok, why)}``;
+        changes nothing (the direct probe starts and stops an agent on the peer).
+        """
+        from .direct import check_modes
+
+        out: dict[str, Any] = {"requested": self.settings.mode}
+        for c in check_modes(self, dst):
+            out[c.mode] = (c.ok, c.detail)
+        return out
+
     def push_extents(
         self,
         src_path: str,
