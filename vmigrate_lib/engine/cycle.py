@@ -1,49 +1,30 @@
 """One sync cycle: snapshot, find what changed, copy it, certify, remove the snapshot.
 
-The cycle's plan per disk is one of:
-
-* ``full``    - the seed: the allocated areas of the frozen source;
-* ``tracked`` - the extents changed since the last committed change id;
-* ``hash``    - block digests on both sides, copy the blocks that differ (no
-  trustworthy change id: tracking off, reset epoch, resized disk, failed certify).
-
-A run killed mid-copy leaves ``in_progress`` in ``state.json`` with, per disk,
-the offset up to which the destination acknowledged durable writes (X) and the
-change id of the snapshot being copied (S0).  The next run removes the stale
-snapshot, takes a new one (S1), and copies
-``changed(S0..S1) in [0, X)  +  plan(S1) in [X, end)``: exactly what is needed.
+What to copy per disk (and the resume rule) is :mod:`.changeset`; certify is
+:mod:`.certify`.  The cycle commits the new change ids only after both
+succeeded, and removes its snapshot whatever happens.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..control.host import ALL_ALLOCATED, VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
+from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
 from ..errors import (
-    CertifyMismatch,
-    ChangeIdInvalid,
     Interrupted,
     SnapshotError,
     VmigrateError,
     WorkspaceMismatch,
 )
-from ..extents import Extent, align, clip, normalize, total, union
+from ..extents import total
+from .certify import certify_disks, rate_progress
+from .changeset import DiskPlan, clean_stale, plan_disk
 from .compare import CompareResult, compare, pick_algorithm
 from .context import Migration
 from .copier import CopyStats, copy_extents
 from .destination import prepare_destination
-
-
-@dataclass
-class DiskPlan:
-    disk: DiskInfo
-    mode: str  #: full | tracked | hash
-    extents: list[Extent]
-    reason: str = ""
-    resumed_from: int = 0
 
 
 @dataclass
@@ -74,7 +55,7 @@ def run_cycle(
     phases: dict[str, float] = rec["phases"]
 
     t = time.monotonic()
-    resume = _clean_stale(m)
+    resume = clean_stale(m)
     rec["resumed"] = resume is not None
     vm = m.vm()
     disks = list(vm.disks)
@@ -95,7 +76,7 @@ def run_cycle(
     failed: BaseException | None = None
     try:
         t = time.monotonic()
-        plans = [_plan_disk(m, snap, d, resume) for d in disks]
+        plans = [plan_disk(m, snap, d, resume) for d in disks]
         phases["query"] = time.monotonic() - t
         copy_total = CopyStats()
         t = time.monotonic()
@@ -115,7 +96,7 @@ def run_cycle(
         if hash_seconds:
             phases["hash"] = hash_seconds
         t = time.monotonic()
-        results = _certify(m, snap, plans, certify_mode, repair, rec)
+        results = certify_disks(m, snap, plans, certify_mode, repair, rec)
         phases["certify"] = time.monotonic() - t
         _commit(m, snap, disks, rec)
         return CycleOutcome(rec, results)
@@ -132,82 +113,6 @@ def run_cycle(
         _finish_record(m, rec, failed)
 
 
-def _clean_stale(m: Migration) -> dict[str, Any] | None:
-    """Remove a snapshot left by a killed run; return the interrupted cycle's info."""
-    state = m.workspace.state
-    ip = state.get("in_progress")
-    vm = m.params.vm
-    for s in m.source.list_snapshots(vm):
-        if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state['migration_id']}-"):
-            m.reporter.event("phase", phase="cleanup", detail=f"removing stale snapshot {s.name}")
-            m.source.remove_snapshot(vm, s.id)
-            m.workspace.journal.append("stale_snapshot_removed", snapshot=s.name)
-    if ip is None:
-        return None
-    if ip.get("committed"):
-        state["in_progress"] = None
-        m.workspace.save()
-        return None
-    m.workspace.journal.append("resume", interrupted_cycle=ip.get("number"),
-                               checkpoints=ip.get("checkpoints", {}))
-    return dict(ip)
-
-
-def _query(m: Migration, snap: SnapshotInfo, disk: DiskInfo, since: str) -> list[Extent]:
-    return normalize(m.source.query_changed_areas(m.params.vm, snap, disk.key, since))
-
-
-def _plan_disk(
-    m: Migration, snap: SnapshotInfo, disk: DiskInfo, resume: dict[str, Any] | None
-) -> DiskPlan:
-    state = m.workspace.state
-    dstate = state["disks"].get(str(disk.key), {})
-    base = dstate.get("change_id")
-    cap = disk.capacity
-    src_path = snap.disk_paths.get(disk.key, disk.path)
-
-    def allocated() -> list[Extent]:
-        if disk.cbt_enabled:
-            try:
-                return _query(m, snap, disk, ALL_ALLOCATED)
-            except ChangeIdInvalid:
-                pass
-        return m.src_ds(disk.datastore).allocated(src_path)
-
-    if not dstate.get("seeded"):
-        plan = DiskPlan(disk, "full", allocated(), "seed: allocated areas")
-    elif m.params.sync.change_tracking == "hash":
-        plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
-    elif dstate.get("untrusted"):
-        plan = DiskPlan(disk, "hash", [], f"destination not proven: {dstate['untrusted']}")
-    elif not disk.cbt_enabled or not base:
-        plan = DiskPlan(disk, "hash", [], "change tracking is off")
-    else:
-        try:
-            plan = DiskPlan(disk, "tracked", _query(m, snap, disk, base), f"changed since {base}")
-        except ChangeIdInvalid as exc:
-            m.workspace.journal.append("change_id_invalid", disk=disk.key, change_id=base,
-                                       detail=exc.one_line())
-            plan = DiskPlan(disk, "hash", [], f"change id {base} is no longer valid")
-    if resume and plan.mode != "hash":
-        x = int(resume.get("checkpoints", {}).get(str(disk.key), 0))
-        s0 = resume.get("snap_change_ids", {}).get(str(disk.key))
-        if x > 0 and s0:
-            try:
-                early = clip(_query(m, snap, disk, s0), 0, x) if disk.cbt_enabled else None
-            except ChangeIdInvalid:
-                early = None
-            if early is None:
-                plan = DiskPlan(disk, "hash", [], "resume without a valid change id")
-            else:
-                plan.extents = union(early, clip(plan.extents, x, cap))
-                plan.resumed_from = x
-                plan.reason += f"; resumed at {x}"
-    m.reporter.event("disk", key=disk.key, mode=plan.mode, bytes=total(plan.extents),
-                     extents=len(plan.extents), reason=plan.reason)
-    return plan
-
-
 def _copy_disk(m: Migration, snap: SnapshotInfo, plan: DiskPlan) -> tuple[CopyStats, float]:
     """Copy one disk's plan; for hash mode first find the differing blocks."""
     disk = plan.disk
@@ -220,7 +125,7 @@ def _copy_disk(m: Migration, snap: SnapshotInfo, plan: DiskPlan) -> tuple[CopySt
         algo = pick_algorithm(src, dst, m.params.sync.algorithm)
         m.reporter.event("phase", phase="hash-compare", detail=f"disk {disk.key} with {algo}")
         res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
-                      algorithm=algo, on_progress=_rate_progress(m, disk.capacity))
+                      algorithm=algo, on_progress=rate_progress(m, disk.capacity))
         hashed = res.seconds
         plan.extents = res.mismatches
         m.reporter.event("disk", key=disk.key, mode="hash", bytes=total(plan.extents),
@@ -245,72 +150,6 @@ def _copy_disk(m: Migration, snap: SnapshotInfo, plan: DiskPlan) -> tuple[CopySt
     if plan.mode == "hash":
         stats.bytes_read += 2 * disk.capacity  # both sides read whole for digests
     return stats, hashed
-
-
-def _rate_progress(m: Migration, planned: int) -> Callable[[int], None]:
-    """A progress callback for a hash pass that also reports the rate."""
-    t0 = time.monotonic()
-
-    def report(done: int) -> None:
-        dt = time.monotonic() - t0
-        m.reporter.progress(done, planned, done / dt if dt > 0 else 0.0)
-
-    return report
-
-
-def _certify(
-    m: Migration, snap: SnapshotInfo, plans: list[DiskPlan], mode: str, repair: bool,
-    rec: dict[str, Any],
-) -> dict[int, CompareResult]:
-    results: dict[int, CompareResult] = {}
-    if mode == "none":
-        rec["certify"] = {"result": "skipped"}
-        return results
-    block = m.params.sync.certify_block
-    summary: dict[str, Any] = {"mode": mode, "disks": {}, "result": "identical"}
-    for plan in plans:
-        disk = plan.disk
-        src, dst = m.src_ds(disk.datastore), m.dst_ds()
-        src_path = snap.disk_paths.get(disk.key, disk.path)
-        dst_path = m.dest_disk_path(disk)
-        algo = pick_algorithm(src, dst, m.params.sync.algorithm)
-        extents = None if mode == "full" else align(plan.extents, block, disk.capacity)
-        if extents is not None and not extents:
-            summary["disks"][str(disk.key)] = {"result": "identical", "blocks": 0, "bytes": 0}
-            continue
-        m.reporter.event("phase", phase="certify", detail=f"disk {disk.key} ({mode}, {algo})")
-        res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
-                      extents=extents,
-                      on_progress=_rate_progress(m, total(extents) if extents else disk.capacity))
-        if not res.identical and repair:
-            m.workspace.journal.append("certify_mismatch", disk=disk.key, repairing=True,
-                                       mismatches=[list(e) for e in res.mismatches[:1000]])
-            copy_extents(src, src_path, dst, dst_path, res.mismatches)
-            res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
-                          extents=extents)
-            summary.setdefault("repaired", []).append(disk.key)
-        results[disk.key] = res
-        summary["disks"][str(disk.key)] = res.summary()
-        if not res.identical:
-            summary["result"] = "MISMATCH"
-    rec["certify"] = summary
-    bad = {k: r for k, r in results.items() if not r.identical}
-    if bad:
-        for key, r in bad.items():
-            m.workspace.state["disks"].setdefault(str(key), {})["untrusted"] = (
-                f"certify found {len(r.mismatches)} differing extents in cycle {rec['number']}"
-            )
-        m.workspace.save()
-        first = next(iter(bad.values()))
-        raise CertifyMismatch(
-            f"certify found differences on {len(bad)} disk(s): "
-            + "; ".join(f"disk {k}: {len(r.mismatches)} extents, first at offset "
-                        f"{r.mismatches[0].start if r.mismatches else '?'}" for k, r in bad.items()),
-            hint="run vmigrate certify --repair to copy them again; the next cycle "
-            "hash-compares these disks",
-            disks=list(bad), mismatches=[list(e) for e in first.mismatches[:100]],
-        )
-    return results
 
 
 def _commit(m: Migration, snap: SnapshotInfo, disks: list[DiskInfo], rec: dict[str, Any]) -> None:

@@ -1,0 +1,110 @@
+"""What one cycle copies, per disk: the seed, tracked changes, or hash-compare.
+
+The plan per disk is one of:
+
+* ``full``    - the seed: the allocated areas of the frozen source;
+* ``tracked`` - the extents changed since the last committed change id;
+* ``hash``    - block digests on both sides, copy the blocks that differ (no
+  trustworthy change id: tracking off, reset epoch, failed certify, Bob ran).
+
+A run killed mid-copy leaves ``in_progress`` in ``state.json`` with, per disk,
+the offset up to which the destination acknowledged durable writes (X) and the
+change id of the snapshot being copied (S0).  The next run removes the stale
+snapshot, takes a new one (S1), and copies
+``changed(S0..S1) in [0, X)  +  plan(S1) in [X, end)``: exactly what is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..control.host import ALL_ALLOCATED, VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
+from ..errors import ChangeIdInvalid
+from ..extents import Extent, clip, normalize, total, union
+from .context import Migration
+
+
+@dataclass
+class DiskPlan:
+    disk: DiskInfo
+    mode: str  #: full | tracked | hash
+    extents: list[Extent]
+    reason: str = ""
+    resumed_from: int = 0
+
+
+def clean_stale(m: Migration) -> dict[str, Any] | None:
+    """Remove a snapshot left by a killed run; return the interrupted cycle's info."""
+    state = m.workspace.state
+    ip = state.get("in_progress")
+    vm = m.params.vm
+    for s in m.source.list_snapshots(vm):
+        if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state['migration_id']}-"):
+            m.reporter.event("phase", phase="cleanup", detail=f"removing stale snapshot {s.name}")
+            m.source.remove_snapshot(vm, s.id)
+            m.workspace.journal.append("stale_snapshot_removed", snapshot=s.name)
+    if ip is None:
+        return None
+    if ip.get("committed"):
+        state["in_progress"] = None
+        m.workspace.save()
+        return None
+    m.workspace.journal.append("resume", interrupted_cycle=ip.get("number"),
+                               checkpoints=ip.get("checkpoints", {}))
+    return dict(ip)
+
+
+def _query(m: Migration, snap: SnapshotInfo, disk: DiskInfo, since: str) -> list[Extent]:
+    return normalize(m.source.query_changed_areas(m.params.vm, snap, disk.key, since))
+
+
+def plan_disk(
+    m: Migration, snap: SnapshotInfo, disk: DiskInfo, resume: dict[str, Any] | None
+) -> DiskPlan:
+    state = m.workspace.state
+    dstate = state["disks"].get(str(disk.key), {})
+    base = dstate.get("change_id")
+    cap = disk.capacity
+    src_path = snap.disk_paths.get(disk.key, disk.path)
+
+    def allocated() -> list[Extent]:
+        if disk.cbt_enabled:
+            try:
+                return _query(m, snap, disk, ALL_ALLOCATED)
+            except ChangeIdInvalid:
+                pass
+        return m.src_ds(disk.datastore).allocated(src_path)
+
+    if not dstate.get("seeded"):
+        plan = DiskPlan(disk, "full", allocated(), "seed: allocated areas")
+    elif m.params.sync.change_tracking == "hash":
+        plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
+    elif dstate.get("untrusted"):
+        plan = DiskPlan(disk, "hash", [], f"destination not proven: {dstate['untrusted']}")
+    elif not disk.cbt_enabled or not base:
+        plan = DiskPlan(disk, "hash", [], "change tracking is off")
+    else:
+        try:
+            plan = DiskPlan(disk, "tracked", _query(m, snap, disk, base), f"changed since {base}")
+        except ChangeIdInvalid as exc:
+            m.workspace.journal.append("change_id_invalid", disk=disk.key, change_id=base,
+                                       detail=exc.one_line())
+            plan = DiskPlan(disk, "hash", [], f"change id {base} is no longer valid")
+    if resume and plan.mode != "hash":
+        x = int(resume.get("checkpoints", {}).get(str(disk.key), 0))
+        s0 = resume.get("snap_change_ids", {}).get(str(disk.key))
+        if x > 0 and s0:
+            try:
+                early = clip(_query(m, snap, disk, s0), 0, x) if disk.cbt_enabled else None
+            except ChangeIdInvalid:
+                early = None
+            if early is None:
+                plan = DiskPlan(disk, "hash", [], "resume without a valid change id")
+            else:
+                plan.extents = union(early, clip(plan.extents, x, cap))
+                plan.resumed_from = x
+                plan.reason += f"; resumed at {x}"
+    m.reporter.event("disk", key=disk.key, mode=plan.mode, bytes=total(plan.extents),
+                     extents=len(plan.extents), reason=plan.reason)
+    return plan
