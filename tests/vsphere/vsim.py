@@ -138,3 +138,91 @@ def wait_for(pred: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def esxi_vmx(name: str, ds_uuid: str = "5f0c1d2e-aaaa0000-beef-0050569d0001", disks: int = 1) -> str:
+    """A .vmx as ESXi writes it (the simulator leaves the file empty)."""
+    lines = [
+        '.encoding = "UTF-8"', 'config.version = "8"', 'virtualHW.version = "13"',
+        f'displayName = "{name}"', f'nvram = "{name}.nvram"', 'guestOS = "other-64"',
+        'memSize = "64"', 'numvcpus = "1"', 'scsi0.present = "TRUE"',
+        'scsi0.virtualDev = "lsilogic"', 'ctkEnabled = "TRUE"',
+        'ethernet0.present = "TRUE"', 'ethernet0.networkName = "VM Network"',
+        'ethernet0.addressType = "generated"', 'ethernet0.generatedAddress = "00:0c:29:9d:00:01"',
+        'uuid.bios = "56 4d 9d 00 00 01 00 00-00 00 00 00 00 00 00 01"',
+        'uuid.location = "56 4d 9d 00 00 01 00 00-00 00 00 00 00 00 00 01"',
+        f'sched.swap.derivedName = "/vmfs/volumes/{ds_uuid}/{name}/{name}-5c1d2e3f.vswp"',
+        f'extendedConfigFile = "{name}.vmxf"',
+    ]
+    for i in range(disks):
+        stem = name if i == 0 else f"{name}_{i}"
+        lines += [f'scsi0:{i}.present = "TRUE"', f'scsi0:{i}.deviceType = "scsi-hardDisk"',
+                  f'scsi0:{i}.ctkEnabled = "TRUE"']
+        # ESXi writes a disk of another folder as an absolute path: test both forms
+        lines.append(f'scsi0:{i}.fileName = "{stem}.vmdk"' if i == 0 else
+                     f'scsi0:{i}.fileName = "/vmfs/volumes/{ds_uuid}/{name}/{stem}.vmdk"')
+    return "\n".join(lines) + "\n"
+
+
+def esxi_descriptor(flat: str, capacity: int, ctk: str | None = None) -> str:
+    """A thin flat disk's descriptor as ESXi writes it."""
+    text = (
+        "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=fffffffe\n"
+        "parentCID=ffffffff\ncreateType=\"vmfs\"\n"
+    )
+    if ctk:
+        text += f'changeTrackPath="{ctk}"\n'
+    text += (
+        f"\n# Extent description\nRW {capacity // 512} VMFS \"{flat}\"\n\n"
+        "# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\n"
+        "ddb.thinProvisioned = \"1\"\nddb.virtualHWVersion = \"13\"\n"
+    )
+    return text
+
+
+def write_esxi_files(folder: Path, name: str, capacity: int, disks: int = 1) -> None:
+    """Fill the simulator's empty .vmx, descriptors and .nvram the way ESXi would,
+    plus the files a real VM folder holds that never travel (-ctk.vmdk, .vswp, log)."""
+    (folder / f"{name}.vmx").write_text(esxi_vmx(name, disks=disks))
+    (folder / f"{name}.nvram").write_bytes(b"NVRAM\x00" + bytes(range(256)) * 4)
+    (folder / f"{name}.vmxf").write_text(f"<Foundry><VM><vmxPathName>{name}.vmx</vmxPathName></VM></Foundry>\n")
+    for i in range(disks):
+        stem = name if i == 0 else f"{name}_{i}"
+        (folder / f"{stem}.vmdk").write_text(
+            esxi_descriptor(f"{stem}-flat.vmdk", capacity, ctk=f"{stem}-ctk.vmdk"))
+        (folder / f"{stem}-ctk.vmdk").write_bytes(b"\x00" * 4096)
+    (folder / f"{name}-5c1d2e3f.vswp").write_bytes(b"\x00" * 4096)
+
+
+class GuestStarter:
+    """Plays a guest booting: once ``vm`` is powered on in the simulator, sets tools
+    running, an IP and a green heartbeat (the simulator has no guest of its own)."""
+
+    def __init__(self, sim: vcsim_peer.VcsimInfo, vm_name: str, ip: str = "10.0.0.9",
+                 after_power_off: bool = False) -> None:
+        import threading
+
+        self.sim, self.vm_name, self.ip = sim, vm_name, ip
+        self.seen_off = not after_power_off  # a running VM: wait for its next power-on
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with pyvmomi(self.sim) as si:
+            while not self._stop.wait(0.1):
+                vms = [v for v in objects(si, vim.VirtualMachine) if v.name == self.vm_name]
+                state = vms[0].runtime.powerState if vms else None
+                self.seen_off = self.seen_off or state == "poweredOff"
+                if state == "poweredOn" and self.seen_off:
+                    set_guest(vms[0], tools="guestToolsRunning", ip=self.ip, heartbeat="green")
+                    self.done.set()
+                    return
+
+    def __enter__(self) -> GuestStarter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)

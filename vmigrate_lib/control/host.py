@@ -167,6 +167,26 @@ class Host(abc.ABC):
     ) -> VmInfo:
         """Register a VM from disk files already in ``[datastore] folder``."""
 
+    def prepare_config_files(
+        self,
+        name: str,
+        source: VmInfo,
+        files: Mapping[str, bytes],
+        renames: Mapping[str, str],
+    ) -> dict[str, bytes]:
+        """Bob's configuration files, made from Alice's, to write into his folder here.
+
+        Called on the destination host before :meth:`register_vm`, with the small
+        non-disk files of Alice's folder (base name -> content; never the flat
+        disks, which the sync copied) and ``renames``, each of Alice's base file
+        names (those files and her flat disks) -> Bob's.  Returns Bob's base file
+        name -> content.  Pure: the caller reads and writes through the data plane.
+
+        This default renames and copies verbatim (the lab: :meth:`register_vm`
+        writes the config itself); vSphere rewrites the ``.vmx`` and the disk
+        descriptors to name Bob's files."""
+        return {renames.get(n, n): data for n, data in files.items()}
+
     @abc.abstractmethod
     def unregister_vm(self, name: str) -> None:
         """Remove a VM from the inventory, keeping its files."""

@@ -201,16 +201,20 @@ def certify(c: StepContext) -> None:
 
 
 def copy_files(c: StepContext) -> None:
-    """Copy Alice's small non-disk files (nvram, the lab's ack maps) into Bob's folder."""
+    """Copy Alice's small non-disk files into Bob's folder, as the destination host makes
+    them (:meth:`Host.prepare_config_files`: ESXi's .vmx and disk descriptors rewritten
+    to name Bob's files; the lab's nvram and ack maps renamed)."""
     m = c.m
     vm = m.vm()
     src = m.src_ds(vm.datastore)
     dst = m.dst_ds()
-    disks = {posixpath.basename(d.path) for d in vm.disks}
-    copied, skipped = [], []
+    renames = {posixpath.basename(d.path): posixpath.basename(m.dest_disk_path(d))
+               for d in vm.disks}
+    files: dict[str, bytes] = {}
+    skipped = []
     for name in src.listdir(vm.folder):
         path = f"{vm.folder}/{name}"
-        if name in disks or name.startswith(".") or name.endswith(SKIP_SUFFIXES) \
+        if name in renames or name.startswith(".") or name.endswith(SKIP_SUFFIXES) \
                 or name == OWNER_MARKER:
             continue
         st = src.stat(path)
@@ -219,12 +223,13 @@ def copy_files(c: StepContext) -> None:
         if st.size > MAX_SMALL_FILE:
             skipped.append(name)
             continue
-        target = name
-        if c.bob != c.alice and name.startswith(c.alice):
-            target = c.bob + name[len(c.alice):]
-        dst.write_file(f"{m.dest_folder}/{target}", src.read_file(path))
-        copied.append(target)
-    c.co["files_copied"] = copied
+        renames[name] = c.bob + name[len(c.alice):] \
+            if c.bob != c.alice and name.startswith(c.alice) else name
+        files[name] = src.read_file(path)
+    out = m.dest.prepare_config_files(c.bob, vm, files, renames)
+    for target, data in out.items():
+        dst.write_file(f"{m.dest_folder}/{target}", data)
+    c.co["files_copied"] = list(out)
     if skipped:
         c.note(f"not copied (larger than {MAX_SMALL_FILE >> 20} MiB): {', '.join(skipped)}")
 

@@ -2,8 +2,10 @@
 
 Control goes through the vSphere API (pyVmomi); disk bytes go through the
 data-plane agent on the ESXi host, reached over SSH, which serves
-``/vmfs/volumes/<ds>``.  The transport is injectable so tests can serve a
-simulator's datastore folder with a local agent.
+``<datastore_root>/<ds>`` (``/vmfs/volumes/<ds>`` on ESXi; the constructor's
+``datastore_root`` changes it for SSH hosts that mount datastores elsewhere,
+e.g. a test's sshd serving a simulator's datastore folders).  The transport is
+injectable so tests can serve a simulator's datastore folder with a local agent.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from ...errors import ParameterError, PowerError, SnapshotError
 from ...extents import Extent
 from ...params import HostParams
 from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, PowerState, SnapshotInfo, VmInfo
-from . import cbt, inventory, power, register, snapshots
+from . import cbt, inventory, power, register, snapshots, vmxfiles
 from ._vmomi import vim
 from .connection import KEEPALIVE_INTERVAL, Connection
-from .paths import datastore_root
+from .paths import VMFS_ROOT, datastore_root
 
 if TYPE_CHECKING:
     from ...dataplane.datastore import Datastore
@@ -65,8 +67,11 @@ class VsphereHost(Host):
         resource_pool: str = "",
         task_timeout: float = 300.0,
         snapshot_timeout: float = snapshots.CREATE_TIMEOUT,
+        datastore_root: str = VMFS_ROOT,
     ) -> None:
         self.hp = hp
+        #: where the SSH host mounts datastores by name (ESXi: /vmfs/volumes)
+        self.datastore_root = datastore_root
         self.conn = Connection(hp, password=password, keepalive=keepalive)
         try:
             self.host_ref: Any | None = inventory.find_host_system(self.conn, hp.host)
@@ -127,7 +132,7 @@ class VsphereHost(Host):
         from ...dataplane.client import AgentDatastore
 
         inventory.datastore_ref(self.conn, self.host_ref, name)
-        root = datastore_root(name)
+        root = datastore_root(name, self.datastore_root)
         if self._transport_factory is not None:
             return AgentDatastore(name, self._transport_factory(name, root))
         return open_ssh_datastore(self.hp, name, root)
@@ -216,6 +221,16 @@ class VsphereHost(Host):
             self._vm_folder, self._pool, self.task_timeout,
         )
         return inventory.vm_info(self.conn, ref)
+
+    def prepare_config_files(
+        self,
+        name: str,
+        source: VmInfo,
+        files: Mapping[str, bytes],
+        renames: Mapping[str, str],
+    ) -> dict[str, bytes]:
+        """Bob's ``<name>.vmx`` and disk descriptors naming his files (:mod:`.vmxfiles`)."""
+        return vmxfiles.prepare(name, source, files, renames)
 
     def unregister_vm(self, name: str) -> None:
         ref = self.vm_ref(name)

@@ -53,11 +53,14 @@ def flat_path(descriptor: str) -> str:
     return descriptor[: -len(".vmdk")] + "-flat.vmdk"
 
 
-def datastore_root(datastore: str) -> str:
-    """``ds`` -> ``/vmfs/volumes/ds``: what the data-plane agent serves."""
+def datastore_root(datastore: str, base: str = VMFS_ROOT) -> str:
+    """``ds`` -> ``/vmfs/volumes/ds``: what the data-plane agent serves.
+
+    ``base`` is where the SSH host mounts its datastores by name; ESXi always
+    uses ``/vmfs/volumes`` (a symlink per datastore name)."""
     if "/" in datastore or datastore in ("", ".", ".."):
         raise HostApiError(f"unusable datastore name {datastore!r}", datastore=datastore)
-    return posixpath.join(VMFS_ROOT, datastore)
+    return posixpath.join(base, datastore)
 
 
 def vmfs_flat_path(ds_path_text: str) -> str:
