@@ -114,9 +114,12 @@ def run_vcsim(
     tls: bool = True,
     binary: Path | None = None,
     ready_timeout: float = 30.0,
+    restrict_file: Path | None = None,
 ) -> Iterator[VcsimInfo]:
     """Start a simulator on 127.0.0.1 (free port), yield once it is ready,
-    stop it on exit. user="" accepts any non-empty credentials."""
+    stop it on exit. user="" accepts any non-empty credentials.
+    ``restrict_file``: methods listed there (one a line, read at every call)
+    are refused as by a free ESXi licence (RestrictedVersion)."""
     exe = binary or build_vcsim()
     args = [
         str(exe),
@@ -133,6 +136,8 @@ def run_vcsim(
         args.append("-tls")
     if qcda_cmd:
         args += ["-qcda-cmd", qcda_cmd]
+    if restrict_file is not None:
+        args += ["-restrict-file", str(restrict_file)]
 
     fd, log_name = tempfile.mkstemp(prefix="vcsim-", suffix=".log")
     log_path = Path(log_name)

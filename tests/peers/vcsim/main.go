@@ -7,7 +7,9 @@
 //   - tasks on a snapshot (RemoveSnapshot_Task, RevertToSnapshot_Task) report
 //     the VM as task.info.entity, as ESXi does (the simulator reports the
 //     snapshot, which pyvmomi cannot deserialize as a ManagedEntity);
-//   - snapshot disks of a VM with change tracking on get a backing changeId.
+//   - snapshot disks of a VM with change tracking on get a backing changeId;
+//   - methods listed in the -restrict-file (read at every call, so a test can
+//     change it live) answer RestrictedVersion with free ESXi's licence message.
 //
 // It prints one JSON line on stdout when ready and serves until killed.
 // See tests/peers/README.md.
@@ -44,8 +46,9 @@ import (
 )
 
 var (
-	qcdaCmd     string
-	qcdaTimeout = 30 * time.Second
+	qcdaCmd      string
+	restrictFile string
+	qcdaTimeout  = 30 * time.Second
 )
 
 func main() {
@@ -55,6 +58,7 @@ func main() {
 	password := flag.String("password", "", "fixed password (with -user)")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with Go's built-in test certificate")
 	flag.StringVar(&qcdaCmd, "qcda-cmd", "", "shell command answering QueryChangedDiskAreas (JSON on stdin and stdout)")
+	flag.StringVar(&restrictFile, "restrict-file", "", "file listing method names (one a line) refused as by a free ESXi licence")
 	flag.Parse()
 
 	var m *simulator.Model
@@ -233,6 +237,16 @@ func (h *qcdaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	if name := restrictedMethod(body); name != "" {
+		if rec := h.checkSession(r); rec == nil {
+			writeSoap(w, http.StatusInternalServerError, &soapFault{
+				Code:   "ServerFaultCode",
+				String: licenceMessage,
+				Detail: faultDetailWrap{&faultDetail{&types.RestrictedVersion{}}},
+			})
+			return
+		}
+	}
 	if bytes.Contains(body, []byte("Fetch")) {
 		h.serveFetch(w, r)
 		return
@@ -269,6 +283,30 @@ func (h *qcdaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeSoap(w, http.StatusOK, &qcdaResponse{Returnval: *info})
+}
+
+// What a free ESXi licence answers to API writes.
+const licenceMessage = "Current license or ESXi version prohibits execution of the requested operation."
+
+// restrictedMethod returns the SOAP method of body when -restrict-file lists it.
+func restrictedMethod(body []byte) string {
+	if restrictFile == "" {
+		return ""
+	}
+	data, err := os.ReadFile(restrictFile)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		name := strings.TrimSpace(line)
+		if name != "" && bytes.Contains(body, []byte("<"+name)) {
+			method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+			if err == nil && method.Name == name {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // serveFetch works around a simulator panic: pyvmomi reads a property with
