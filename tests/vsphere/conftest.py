@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,3 +73,42 @@ def vcsim(
         model=model, qcda_cmd=qcda_source.command, binary=vcsim_binary
     ) as info:
         yield info
+
+
+@pytest.fixture(scope="session")
+def ssh_pair() -> Iterator[tuple[Any, Any, str]]:
+    """(source SshHost, destination SshHost, kind): the two ESXi hosts' sshd.
+
+    As root with ``ip netns``: sshd in namespaces a and b on a shaped bridge
+    (kind "netns"), as tests/ssh's ``ssh_hosts``; otherwise one sshd on
+    127.0.0.1 serving both (kind "loopback").  Namespaces share the file
+    system, so a simulator's datastore folder is reachable from either sshd."""
+    import netns as peers_netns
+    import sshd as peers_sshd
+
+    if not os.access(peers_sshd.SSHD, os.X_OK):
+        pytest.skip(f"{peers_sshd.SSHD} not found (install openssh-server)")
+    ok, _why = peers_netns.available()
+    if not ok:
+        with peers_sshd.start_sshd("vsphere-loopback") as srv:
+            yield srv.host, srv.host, "loopback"
+        return
+    peers_sshd.cleanup_stale_dirs()
+    wd = tempfile.mkdtemp(prefix=f"vmg-vsphere-{os.getpid()}-")
+    os.chmod(wd, 0o755)
+    topo = peers_netns.Topology(("a", "b"), rate="1gbit", delay="1ms")
+    servers: list[Any] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no sch_netem: delay not applied, rate is
+            topo.create()
+        client = peers_sshd.SshKeyPair.generate(wd, "client_ed25519", comment="vmigrate-vsphere")
+        for role in ("a", "b"):
+            servers.append(peers_sshd.start_sshd(
+                f"vsphere-{role}", ip=topo.ip(role), netns=topo.netns(role), client_key=client))
+        yield servers[0].host, servers[1].host, "netns"
+    finally:
+        for srv in servers:
+            srv.stop()
+        topo.close()
+        shutil.rmtree(wd, ignore_errors=True)
