@@ -8,6 +8,8 @@ over SSH it is an exec channel running the agent package as one zipapp
 from __future__ import annotations
 
 import abc
+import contextlib
+import fcntl
 import functools
 import hashlib
 import io
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from ..errors import TransportError
 
@@ -78,6 +80,10 @@ class Transport(abc.ABC):
         """What the agent said on stderr, for an error message."""
 
 
+#: Pipe and buffer size for local agents (the kernel default is 64 KiB).
+PIPE_SIZE = 1 << 20
+
+
 class LocalTransport(Transport):
     """The agent as a child process on this machine, serving a local folder."""
 
@@ -106,7 +112,14 @@ class LocalTransport(Transport):
                 f"cannot start the data-plane agent: {exc}", root=self.root
             ) from exc
         assert self._proc.stdout is not None and self._proc.stdin is not None
-        return self._proc.stdout, self._proc.stdin
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError, AttributeError):  # Linux: fewer context switches
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        # buffered both ways: a frame header is not a syscall of its own
+        # bufsize=0 gave raw FileIO pipes
+        reader = io.BufferedReader(cast(io.FileIO, self._proc.stdout), PIPE_SIZE)
+        writer = io.BufferedWriter(cast(io.FileIO, self._proc.stdin), PIPE_SIZE)
+        return reader, writer
 
     def diagnostics(self) -> str:
         if self._stderr is None:
