@@ -58,8 +58,30 @@ class SyncParams:
     hash_block: int = 64 * 1024
     certify_block: int = 1024 * 1024
     algorithm: str = "auto"
-    interval: float = 0.0  #: pause between delta cycles, seconds
+    interval: float = 0.0  #: pause between delta cycles, seconds (vmigrate sync --cycles N)
     checkpoint_bytes: int = 64 * 1024 * 1024
+    max_cycles: int = 10  #: until converged (sync runbook, sync --until-converged): at most this many
+    target_interval: float = 5.0  #: until converged: the planner shrinks the pause toward this
+
+
+@dataclass(frozen=True)
+class CutoverParams:
+    """The cutover's standing choices (``CutoverOptions`` defaults; CLI flags override).
+
+    ``force`` is deliberately not here: overriding a no-go is a decision for one
+    run (``vmigrate cutover --force``, the cutover runbook's ``force``), never a file's.
+    """
+
+    shutdown_timeout: float = 300.0  #: graceful guest shutdown may take this long, seconds
+    allow_hard_poweroff: bool = False  #: after the timeout: power off hard (else roll back)
+    certify: str = "changed"  #: none | changed | full, on the final delta
+    max_sync_age: float = 600.0  #: go/no-go: the last sync at most this old, seconds
+    probes: tuple[int, ...] = ()  #: TCP ports on the new VM that must accept a connection
+    probe_command: str = ""  #: a command that must exit 0 ($VMIGRATE_VM, $VMIGRATE_VM_IP)
+    probe_host: str = ""  #: address to probe; empty: the VM's reported IP
+    probe_timeout: float = 60.0
+    ready_timeout: float = 600.0  #: until the new VM is ready (tools / IP; lab: boot check)
+    network_map: dict[str, str] = field(default_factory=dict)  #: source network -> destination
 
 
 @dataclass(frozen=True)
@@ -71,15 +93,26 @@ class MigrationParams:
     dest_name: str = ""
     operator: str = ""
     downtime_budget: float = 120.0
+    change_id: str = ""  #: the change ticket (CHG-12345); the runbooks require it
+    hosts: str = ""  #: lab | real; empty: not said (the runbooks infer it from the types)
     sync: SyncParams = field(default_factory=SyncParams)
+    cutover: CutoverParams = field(default_factory=CutoverParams)
 
     @property
     def target_name(self) -> str:
         return self.dest_name or self.vm
 
+    @property
+    def host_kind(self) -> str:
+        """``hosts`` as given, else lab when both sides are lab hosts, else real."""
+        if self.hosts:
+            return self.hosts
+        return "lab" if self.source.type == self.destination.type == "lab" else "real"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["workspace"] = str(self.workspace)
+        d["cutover"]["probes"] = list(self.cutover.probes)
         return d
 
 
@@ -93,7 +126,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
-_DURATIONS = {"interval", "downtime_budget"}
+_DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
+              "max_sync_age", "probe_timeout", "ready_timeout"}
+_RANGES = {"max_cycles": (1, 1000)}
+_CHANGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{1,63}$")
+#: Never in a file: each run decides (CLI flag, runbook parameter).
+_PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutover --force "
+                     "(vmigrate run cutover --force, or the cutover runbook's force "
+                     "parameter), never in a params file"}
 
 
 def _convert(section: str, name: str, value: Any, default: Any) -> Any:
@@ -120,6 +160,10 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
             return rate
         if name in _DURATIONS:
             return parse_duration(value)
+        if name == "probes":
+            return _ports(value)
+        if name == "network_map":
+            return _network_map(value)
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"must be true or false, got {value!r}")
@@ -127,6 +171,9 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
         if isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"must be an integer, got {value!r}")
+            lo, hi = _RANGES.get(name, (value, value))
+            if not lo <= value <= hi:
+                raise ValueError(f"must be from {lo} to {hi}, got {value!r}")
             return value
         if isinstance(default, (str, Path)):
             if not isinstance(value, (str, Path)):
@@ -138,6 +185,24 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
     except ValueError as exc:
         raise ParameterError(f"parameter {where}: {exc}", parameter=where) from exc
     return value
+
+
+def _ports(value: Any) -> tuple[int, ...]:
+    items = [value] if isinstance(value, int) else value
+    if not isinstance(items, (list, tuple)) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 < x < 65536 for x in items):
+        raise ValueError(f"must be a list of TCP ports (1-65535), got {value!r}")
+    return tuple(items)
+
+
+def _network_map(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
+        raise ValueError(f"must map source network names to destination network names, "
+                         f"got {value!r}")
+    return dict(value)
 
 
 def _section(
@@ -152,6 +217,9 @@ def _section(
     for key, value in raw.items():
         if str(key).lower() in _SECRET_KEYS:
             _convert(section, str(key), value, "")
+        if key in _PER_RUN:
+            raise ParameterError(f"parameter {section}.{key} does not belong in a params file",
+                                 hint=_PER_RUN[key], parameter=f"{section}.{key}")
         if key not in known:
             raise ParameterError(
                 f"unknown parameter {section + '.' if section else ''}{key}",
@@ -178,6 +246,9 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
     for key in top:
         if str(key).lower() in _SECRET_KEYS:
             _convert("", str(key), top[key], "")
+        if key in _PER_RUN:
+            raise ParameterError(f"parameter {key} does not belong in a params file",
+                                 hint=_PER_RUN[key], parameter=str(key))
         if key not in allowed:
             raise ParameterError(
                 f"unknown parameter {key}",
@@ -198,6 +269,25 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
     source = _section(HostParams, "source", top["source"], required=("host",))
     dest = _section(HostParams, "destination", top["destination"], required=("host",))
     sync = _section(SyncParams, "sync", top.get("sync"))
+    cutover = _section(CutoverParams, "cutover", top.get("cutover"))
+    change_id = top.get("change_id") or ""
+    if change_id and (not isinstance(change_id, str) or not _CHANGE_ID.match(change_id)):
+        raise ParameterError(
+            f"parameter change_id: {change_id!r} is not a change reference",
+            hint="give the change ticket, e.g. CHG-12345 (letters, digits, . _ / -)",
+            parameter="change_id",
+        )
+    hosts = top.get("hosts") or ""
+    if hosts not in ("", "lab", "real"):
+        raise ParameterError(f"parameter hosts must be lab or real, got {hosts!r}",
+                             parameter="hosts")
+    for side, hp in (("source", source), ("destination", dest)):
+        if hosts and (hp.type == "lab") != (hosts == "lab"):
+            raise ParameterError(
+                f"parameter {side}.type is {hp.type!r} but hosts is {hosts!r}",
+                hint="a rehearsal uses lab hosts on both sides, a real change none",
+                parameter=f"{side}.type",
+            )
     workspace = Path(str(top["workspace"]))
     if base_dir is not None and not workspace.is_absolute():
         workspace = base_dir / workspace
@@ -215,7 +305,10 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
         workspace=workspace,
         operator=operator,
         downtime_budget=budget,
+        change_id=change_id,
+        hosts=hosts,
         sync=sync,
+        cutover=cutover,
     )
 
 

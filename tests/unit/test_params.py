@@ -112,3 +112,88 @@ def test_bad_ssh_transfer_parameters(source: dict, words: str) -> None:
 def test_ssh_example_params_file_is_valid() -> None:
     p = load(Path(__file__).resolve().parents[2] / "examples" / "lab-over-ssh.yaml")
     assert (p.source.ssh_mode, p.source.bwlimit, p.destination.ssh_mode) == ("auto", 50_000_000, "relay")
+
+
+def test_one_schema_change_hosts_sync_and_cutover() -> None:
+    p = validate({**BASE, "change_id": "CHG-12345", "hosts": "lab",
+                  "sync": {"max_cycles": 3, "target_interval": "2s"},
+                  "cutover": {"shutdown_timeout": "1m", "allow_hard_poweroff": True,
+                              "certify": "full", "max_sync_age": "5m", "probes": [22, 443],
+                              "probe_command": "true", "probe_host": "10.0.0.9",
+                              "ready_timeout": "2m", "network_map": {"VM Network": "prod"}}})
+    assert (p.change_id, p.hosts, p.host_kind) == ("CHG-12345", "lab", "lab")
+    assert (p.sync.max_cycles, p.sync.target_interval) == (3, 2.0)
+    c = p.cutover
+    assert (c.shutdown_timeout, c.allow_hard_poweroff, c.certify, c.max_sync_age) == (
+        60.0, True, "full", 300.0)
+    assert (c.probes, c.probe_command, c.probe_host, c.ready_timeout) == (
+        (22, 443), "true", "10.0.0.9", 120.0)
+    assert c.network_map == {"VM Network": "prod"}
+    assert p.to_dict()["cutover"]["probes"] == [22, 443]
+
+
+def test_cutover_defaults_are_the_engines() -> None:
+    """Nothing in the file: CutoverOptions.from_params gives CutoverOptions' defaults."""
+    from vmigrate_lib.engine.cutover_steps import CutoverOptions
+
+    p = validate(BASE)
+    assert (p.change_id, p.hosts, p.host_kind, p.sync.max_cycles) == ("", "", "lab", 10)
+    assert CutoverOptions.from_params(p.cutover) == CutoverOptions()
+
+
+def test_cutover_overrides_on_top_of_the_file() -> None:
+    from vmigrate_lib.engine.cutover_steps import CutoverOptions
+
+    c = validate({**BASE, "cutover": {"shutdown_timeout": "1m", "allow_hard_poweroff": True,
+                                      "probes": [22], "network_map": {"a": "b"}}}).cutover
+    o = CutoverOptions.from_params(c, shutdown_timeout=None, allow_hard_poweroff=False,
+                                   probes=[80], network_map={"c": "d"}, force=True, budget=9.0)
+    assert (o.shutdown_timeout, o.allow_hard_poweroff, o.probes, o.force, o.budget) == (
+        60.0, False, (80,), True, 9.0)  # None keeps the file's value; others replace it
+    assert o.network_map == {"a": "b", "c": "d"}  # merged entry by entry
+    with pytest.raises(TypeError, match="unknown cutover option"):
+        CutoverOptions.from_params(c, colour="red")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"force": True}, "parameter force does not belong in a params file"),
+        ({"cutover": {"force": True}}, "cutover.force does not belong in a params file"),
+        ({"cutover": {"colour": 1}}, "unknown parameter cutover.colour"),
+        ({"cutover": {"certify": "some"}}, "cutover.certify: must be one of"),
+        ({"cutover": {"probes": [0]}}, "cutover.probes: must be a list of TCP ports"),
+        ({"cutover": {"probes": ["ssh"]}}, "cutover.probes: must be a list of TCP ports"),
+        ({"cutover": {"network_map": ["x"]}}, "cutover.network_map: must map"),
+        ({"cutover": {"ready_timeout": "soon"}}, "cutover.ready_timeout: not a duration"),
+        ({"cutover": {"allow_hard_poweroff": "yes"}}, "true or false"),
+        ({"cutover": {"password": "hunter2"}}, "holds a secret"),
+        ({"cutover": "fast"}, "parameter cutover must be a mapping"),
+        ({"sync": {"max_cycles": 0}}, "sync.max_cycles: must be from 1 to 1000"),
+        ({"sync": {"max_cycles": True}}, "sync.max_cycles: must be an integer"),
+        ({"change_id": "x"}, "not a change reference"),
+        ({"hosts": "prod"}, "hosts must be lab or real"),
+        ({"hosts": "real"}, "source.type is 'lab' but hosts is 'real'"),
+    ],
+)
+def test_bad_schema_parameters_are_named(change: dict, words: str) -> None:
+    with pytest.raises(ParameterError) as exc:
+        validate({**BASE, **change})
+    assert words in str(exc.value)
+    assert "hunter2" not in str(exc.value)
+
+
+def test_hosts_real_with_vsphere_hosts() -> None:
+    real = {"type": "vsphere", "host": "esx-a", "url": "https://vc", "user": "u",
+            "password_env": "VC_PASS"}
+    p = validate({**BASE, "hosts": "real", "source": real,
+                  "destination": {**real, "host": "esx-b"}})
+    assert p.host_kind == "real"
+    with pytest.raises(ParameterError, match="destination.type is 'lab' but hosts is 'real'"):
+        validate({**BASE, "hosts": "real", "source": real})
+
+
+def test_example_params_file_is_valid() -> None:
+    p = load(Path(__file__).resolve().parents[2] / "examples" / "lab.yaml")
+    assert (p.change_id, p.hosts, p.sync.max_cycles, p.cutover.certify) == (
+        "CHG-LAB-0001", "lab", 10, "changed")

@@ -100,8 +100,11 @@ def _begin(m: Migration, opts: CutoverOptions) -> dict[str, Any]:
 
 
 def run_cutover(m: Migration, opts: CutoverOptions | None = None) -> CutoverResult:
-    """Run (or resume) the cutover; the caller holds the workspace lock."""
-    opts = opts or CutoverOptions()
+    """Run (or resume) the cutover; the caller holds the workspace lock.
+
+    Without ``opts``: the params file's ``cutover`` section as it stands.
+    """
+    opts = opts or CutoverOptions.from_params(m.params.cutover)
     if not m.workspace.exists:
         raise CutoverNoGo(f"no migration in workspace {m.workspace.root}", hint="run vmigrate sync first")
     m.workspace.init(m.identity())

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..control.host import PowerState
 from ..errors import CutoverError, CutoverNoGo, PowerError, ProbeFailed, VmigrateError
+from ..params import CutoverParams
 from ..units import fmt_secs
 from .context import OWNER_MARKER, Migration
 from .converge import journal_plan
@@ -34,7 +35,8 @@ MAX_SMALL_FILE = 64 << 20
 
 @dataclass(frozen=True)
 class CutoverOptions:
-    """The operator's choices for one cutover (CLI flags, runbook parameters)."""
+    """The operator's choices for one cutover: the params file's ``cutover`` section
+    with the run's CLI flags or runbook ``force`` on top (see :meth:`from_params`)."""
 
     budget: float | None = None  #: seconds; None = params.downtime_budget
     force: bool = False  #: go even if go/no-go says no (recorded as forced)
@@ -51,6 +53,35 @@ class CutoverOptions:
     shutdown_s: float | None = None  #: planner: until a cutover measured it
     boot_s: float | None = None
     throughput_override: float | None = None
+
+    @classmethod
+    def from_params(cls, params: CutoverParams, **overrides: Any) -> CutoverOptions:
+        """The file's ``cutover`` section, then each override that is not None on top.
+
+        ``network_map`` overrides are merged onto the file's map (entry by entry);
+        every other override replaces the file's value.  ``force``, ``budget`` and
+        the planner estimates exist only as overrides (per run).
+        """
+        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unknown cutover option(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {
+            "max_sync_age": params.max_sync_age, "shutdown_timeout": params.shutdown_timeout,
+            "allow_hard_poweroff": params.allow_hard_poweroff, "certify": params.certify,
+            "network_map": dict(params.network_map), "probes": tuple(params.probes),
+            "probe_command": params.probe_command or None,
+            "probe_host": params.probe_host or None, "probe_timeout": params.probe_timeout,
+            "ready_timeout": params.ready_timeout,
+        }
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "network_map":
+                value = {**values["network_map"], **dict(value)}
+            elif key == "probes":
+                value = tuple(value)
+            values[key] = value
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
