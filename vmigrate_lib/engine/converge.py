@@ -3,6 +3,7 @@
 The loop never cuts over by itself (ProxCenter does; our operators asked to
 choose the moment): it stops when a cutover now would fit the budget, when the
 numbers show it never will, or after ``max_cycles``; each plan is journaled.
+``vmigrate sync --until-converged`` and the sync runbook both run this loop.
 """
 
 from __future__ import annotations
@@ -53,8 +54,14 @@ def run_until_converged(
     boot_s: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     report: PreflightReport | None = None,
+    on_plan: Callable[[CycleOutcome, Plan], None] | None = None,
 ) -> ConvergeResult:
-    """Run cycles, pausing as the planner advises, until converged (or clearly not)."""
+    """Run cycles, pausing as the planner advises, until converged (or clearly not).
+
+    ``report``: a preflight already run (not run again); ``on_plan`` is called after
+    each cycle's plan is journaled (the runbook records its prediction there).  The
+    plan prices the final certify as the params' ``cutover.certify``, as go/no-go does.
+    """
     start(m, report)
     res = ConvergeResult()
     for _ in range(max_cycles):
@@ -66,10 +73,13 @@ def run_until_converged(
                 sleep(pause)
         res.outcomes.append(run_cycle(m))
         p = journal_plan(m.workspace.journal, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
-                         throughput_override=throughput_override, target_interval=target_interval)
+                         throughput_override=throughput_override, target_interval=target_interval,
+                         certify=m.params.cutover.certify)
         res.plans.append(p)
         m.workspace.journal.append("plan", cycle=res.outcomes[-1].record.get("number"), **p.to_dict())
         m.reporter.event("phase", phase="plan", detail=p.summary())
+        if on_plan is not None:
+            on_plan(res.outcomes[-1], p)
         if p.converged:
             res.stopped_because = "converged"
             return res

@@ -1,7 +1,10 @@
 """CLI commands ``plan``, ``cutover``, ``rollback`` and ``sync --until-converged``.
 
-Thin: flags become :class:`CutoverOptions` / planner arguments, results become
-a few lines.  Exit codes as everywhere: 2 = refused before any change (bad
+Thin: the params file's ``cutover`` section with the flags given on top becomes
+:class:`CutoverOptions` (one place: ``CutoverOptions.from_params``); a flag left
+out keeps the file's value.  ``sync --until-converged`` takes ``--max-cycles`` and
+``--target-interval`` from ``sync.max_cycles`` / ``sync.target_interval`` unless
+given.  Results become a few lines.  Exit codes as everywhere: 2 = refused before any change (bad
 input, no-go, rollback not confirmed), 1 = fault (state recorded, re-run resumes).
 """
 
@@ -58,29 +61,39 @@ def register(sub: Any, with_params: WithParams) -> None:
     """Add our subcommands, and the convergence flags to ``sync``."""
     p = with_params(sub.add_parser("plan", help="predicted downtime of a cutover now"))
     _planner_flags(p, "default: the params' downtime_budget")
-    p.add_argument("--target-interval", type=_dur, default=None)
+    p.add_argument("--target-interval", type=_dur, default=None,
+                   help="default: sync.target_interval")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
     p = with_params(sub.add_parser("cutover", help="switch to the copy: stop, final sync, start"))
     _planner_flags(p, "default: the params' downtime_budget")
-    p.add_argument("--force", action="store_true", help="go even if go/no-go says no (recorded)")
-    p.add_argument("--max-sync-age", type=_dur, default=600.0,
-                   help="the last sync may be at most this old (default 10m)")
-    p.add_argument("--shutdown-timeout", type=_dur, default=300.0, help="default 5m")
-    p.add_argument("--allow-hard-poweroff", action="store_true",
-                   help="power off hard if the guest does not shut down in time")
-    p.add_argument("--certify", choices=("none", "changed", "full"), default="changed",
-                   help="certify the final delta (changed), whole disks (full) or not")
-    p.add_argument("--network-map", action="append", default=[], metavar="SRC=DST",
-                   help="map a source network to a destination network")
-    p.add_argument("--probe-port", action="append", type=_port, default=[], metavar="PORT",
-                   help="TCP port on the new VM that must accept a connection")
+    # Defaults come from the params file's cutover section (then CutoverOptions'):
+    # every flag here is None unless given, and then overrides the file.
+    p.add_argument("--force", action="store_true",
+                   help="go even if go/no-go says no (recorded; never read from a file)")
+    p.add_argument("--max-sync-age", type=_dur, default=None,
+                   help="the last sync may be at most this old (cutover.max_sync_age, 10m)")
+    p.add_argument("--shutdown-timeout", type=_dur, default=None,
+                   help="graceful shutdown limit (cutover.shutdown_timeout, 5m)")
+    p.add_argument("--allow-hard-poweroff", action=argparse.BooleanOptionalAction, default=None,
+                   help="power off hard if the guest does not shut down in time "
+                   "(cutover.allow_hard_poweroff, no)")
+    p.add_argument("--certify", choices=("none", "changed", "full"), default=None,
+                   help="certify the final delta (changed), whole disks (full) or not "
+                   "(cutover.certify, changed)")
+    p.add_argument("--network-map", action="append", default=None, metavar="SRC=DST",
+                   help="map a source network to a destination network (added to "
+                   "cutover.network_map)")
+    p.add_argument("--probe-port", action="append", type=_port, default=None, metavar="PORT",
+                   help="TCP port on the new VM that must accept a connection (replaces "
+                   "cutover.probes)")
     p.add_argument("--probe-command", default=None, help="command that must exit 0 "
-                   "($VMIGRATE_VM and $VMIGRATE_VM_IP are set)")
-    p.add_argument("--probe-host", default=None, help="address to probe (default: the VM's IP)")
-    p.add_argument("--probe-timeout", type=_dur, default=60.0)
-    p.add_argument("--ready-timeout", type=_dur, default=600.0)
+                   "($VMIGRATE_VM and $VMIGRATE_VM_IP are set; cutover.probe_command)")
+    p.add_argument("--probe-host", default=None,
+                   help="address to probe (cutover.probe_host; default: the VM's IP)")
+    p.add_argument("--probe-timeout", type=_dur, default=None, help="cutover.probe_timeout, 60s")
+    p.add_argument("--ready-timeout", type=_dur, default=None, help="cutover.ready_timeout, 10m")
     p.set_defaults(func=cmd_cutover)
 
     p = with_params(sub.add_parser("rollback", help="back to the source VM"))
@@ -92,9 +105,12 @@ def register(sub: Any, with_params: WithParams) -> None:
     if sync is not None:
         sync.add_argument("--until-converged", action="store_true",
                           help="cycle on the planner's advice until a cutover fits the budget")
-        sync.add_argument("--max-cycles", type=int, default=20,
-                          help="with --until-converged: stop after this many (default 20)")
-        sync.add_argument("--target-interval", type=_dur, default=None)
+        sync.add_argument("--max-cycles", type=int, default=None,
+                          help="with --until-converged: stop after this many "
+                          "(default: sync.max_cycles, 10)")
+        sync.add_argument("--target-interval", type=_dur, default=None,
+                          help="the pause the planner shrinks toward "
+                          "(default: sync.target_interval, 5s)")
         _planner_flags(sync, "with --until-converged; default: the params' downtime_budget")
 
 
@@ -115,7 +131,6 @@ def _print_plan(p: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..engine.converge import journal_plan
-    from ..engine.planner import DEFAULT_TARGET_INTERVAL
     from ..engine.workspace import Workspace
     from .cli import _load
 
@@ -126,7 +141,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                              hint="run vmigrate sync first")
     p = journal_plan(ws.journal, budget=_budget(args, params), shutdown_s=args.shutdown_time,
                      boot_s=args.boot_time, throughput_override=args.throughput,
-                     target_interval=args.target_interval or DEFAULT_TARGET_INTERVAL)
+                     target_interval=args.target_interval or params.sync.target_interval,
+                     certify=params.cutover.certify)
     if args.json:
         print(json.dumps(p.to_dict(), indent=2))
     else:
@@ -136,21 +152,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_sync_until_converged(args: argparse.Namespace) -> int:
     from ..engine.converge import run_until_converged
-    from ..engine.planner import DEFAULT_TARGET_INTERVAL
     from ..engine.preflight import run_preflight
     from ..session import close_migration
     from .cli import _open
 
-    if args.max_cycles < 1:
+    if args.max_cycles is not None and args.max_cycles < 1:
         raise ParameterError("--max-cycles must be at least 1", parameter="max_cycles")
     m = _open(args)
     try:
         budget = _budget(args, m.params)
+        sync = m.params.sync
         report = run_preflight(m)
         with m.workspace:
             res = run_until_converged(
-                m, budget=budget, max_cycles=args.max_cycles,
-                target_interval=args.target_interval or DEFAULT_TARGET_INTERVAL,
+                m, budget=budget, max_cycles=args.max_cycles or sync.max_cycles,
+                target_interval=args.target_interval or sync.target_interval,
                 throughput_override=args.throughput, shutdown_s=args.shutdown_time,
                 boot_s=args.boot_time, report=report)
     finally:
@@ -162,27 +178,34 @@ def cmd_sync_until_converged(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cutover(args: argparse.Namespace) -> int:
-    from ..engine.cutover import CutoverOptions, run_cutover
-    from ..session import close_migration
-    from .cli import _open
+def cutover_options(args: argparse.Namespace, params: Any) -> Any:
+    """The file's ``cutover`` section with the flags that were given on top."""
+    from ..engine.cutover import CutoverOptions
 
-    nets: dict[str, str] = {}
-    for item in args.network_map:
+    nets: dict[str, str] | None = None
+    for item in args.network_map or ():
         src, sep, dst = item.partition("=")
         if not sep or not src or not dst:
             raise ParameterError(f"--network-map {item!r}: write SRC=DST", parameter="network_map")
-        nets[src] = dst
+        nets = {**(nets or {}), src: dst}
+    return CutoverOptions.from_params(
+        params.cutover, budget=_budget(args, params), force=args.force or None,
+        max_sync_age=args.max_sync_age, shutdown_timeout=args.shutdown_timeout,
+        allow_hard_poweroff=args.allow_hard_poweroff, certify=args.certify, network_map=nets,
+        probes=args.probe_port, probe_command=args.probe_command, probe_host=args.probe_host,
+        probe_timeout=args.probe_timeout, ready_timeout=args.ready_timeout,
+        shutdown_s=args.shutdown_time, boot_s=args.boot_time,
+        throughput_override=args.throughput)
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    from ..engine.cutover import run_cutover
+    from ..session import close_migration
+    from .cli import _open
+
     m = _open(args)
     try:
-        opts = CutoverOptions(
-            budget=_budget(args, m.params), force=args.force, max_sync_age=args.max_sync_age,
-            shutdown_timeout=args.shutdown_timeout, allow_hard_poweroff=args.allow_hard_poweroff,
-            certify=args.certify, network_map=nets, probes=tuple(args.probe_port),
-            probe_command=args.probe_command, probe_host=args.probe_host,
-            probe_timeout=args.probe_timeout, ready_timeout=args.ready_timeout,
-            shutdown_s=args.shutdown_time, boot_s=args.boot_time,
-            throughput_override=args.throughput)
+        opts = cutover_options(args, m.params)
         with m.workspace:
             res = run_cutover(m, opts)
     finally:

@@ -1,7 +1,8 @@
 """``vmigrate run sync|cutover`` and ``vmigrate evidence verify``: runbooks from the CLI.
 
 The runbook checks its own parameters (the same cell a hand run executes), so
-this face only reads the YAML file, applies ``--set`` overrides and hands the
+this face only reads the YAML file (the same file ``vmigrate sync``/``cutover``
+take), applies ``--set`` overrides, adds ``--force`` for a cutover and hands the
 mapping to papermill; every run, failed or not, leaves a sealed evidence folder.
 """
 
@@ -44,6 +45,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .cli import _overrides
 
     raw = params_mod.merge(read_params(Path(args.params)), _overrides(args))
+    if "force" in raw:
+        raise ParameterError("parameter force does not belong in a params file",
+                             hint="overriding a no-go is decided per run: vmigrate run "
+                             "cutover --force", parameter="force")
+    if args.force:
+        if args.runbook != "cutover":
+            raise ParameterError("--force applies to the cutover runbook only",
+                                 parameter="force")
+        raw["force"] = True
     result = run_runbook(
         args.runbook, raw, params_file=Path(args.params),
         out_root=Path(args.evidence_dir) if args.evidence_dir else None,
@@ -87,6 +97,8 @@ def register(sub: Any, with_params: WithParams) -> None:
                    help="per-cell execution timeout (e.g. 30m); a timeout fails the run")
     p.add_argument("--kernel", default=None,
                    help="Jupyter kernel name (default: vmigrate, else python3)")
+    p.add_argument("--force", action="store_true",
+                   help="cutover: go even if go/no-go says no (recorded as forced)")
     p.add_argument("--evidence-dir", default=None,
                    help="where run folders go (default: <workspace>/evidence)")
     p.set_defaults(func=cmd_run)
