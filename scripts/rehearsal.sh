@@ -18,6 +18,11 @@ cd "$dir"
 vmigrate() { "$py" -m vmigrate_lib.faces.cli "$@"; }
 evidence_of() { sed -n 's/^evidence: //p' "$1" | tail -n 1; }
 field() { "$py" -c 'import json,sys; r=json.load(open(sys.argv[1]+"/run.json")); print((r.get("result") or {}).get(sys.argv[2]))' "$1" "$2"; }
+# "1.2 s (predicted 93.4 s)" from a cutover run's result
+downtime() { "$py" -c 'import json,sys
+r = json.load(open(sys.argv[1] + "/run.json")).get("result") or {}
+f = lambda v: "?" if v is None else "%.1f s" % v
+print("%s (predicted %s)" % (f(r.get("downtime_s")), f(r.get("predicted_downtime_s"))))' "$1"; }
 
 if [ "${KEEP_LAB:-0}" != 1 ]; then
     trap 'vmigrate lab down --root .vmigrate-lab >/dev/null 2>&1 || true' EXIT
@@ -26,19 +31,21 @@ fi
 echo "== lab up in $dir"
 vmigrate lab up --root .vmigrate-lab >/dev/null
 if [ ! -f params.yaml ]; then
+    # One params file for every face: vmigrate preflight/sync/cutover and both runbooks.
     cat > params.yaml <<YAML
 # Rehearsal parameters (lab hosts on both sides; no credentials needed).
 vm: alice
 hosts: lab
+change_id: REHEARSAL-$(date -u +%Y%m%d)
+operator: ${USER:-rehearsal}
 source: {type: lab, host: esx-a, lab_root: .vmigrate-lab}
 destination: {type: lab, host: esx-b, lab_root: .vmigrate-lab}
 workspace: workspaces/alice
 downtime_budget: 2m
-change_id: REHEARSAL-$(date -u +%Y%m%d)
-operator: ${USER:-rehearsal}
+sync: {max_cycles: 10}
+cutover: {shutdown_timeout: 1m, certify: changed}
 YAML
 fi
-grep -v '^max_cycles' params.yaml > cutover-params.yaml
 folders=""
 i=1
 converged=False
@@ -58,7 +65,7 @@ done
 
 echo "== cutover runbook"
 rc=0
-vmigrate run cutover --params cutover-params.yaml > cutover.log 2>&1 || rc=$?
+vmigrate run cutover --params params.yaml > cutover.log 2>&1 || rc=$?
 cat cutover.log
 ev=$(evidence_of cutover.log)
 folders="$folders $ev"
@@ -66,5 +73,5 @@ folders="$folders $ev"
 
 echo "== evidence verified"
 for f in $folders; do vmigrate evidence verify "$f"; done
-echo "rehearsal done: downtime $(field "$ev" downtime_s) s (predicted $(field "$ev" predicted_downtime_s) s)"
+echo "rehearsal done: downtime $(downtime "$ev")"
 echo "evidence: $dir/workspaces/alice/evidence"

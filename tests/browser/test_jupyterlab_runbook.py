@@ -56,12 +56,12 @@ def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     if "vmigrate" not in KernelSpecManager().find_kernel_specs():
         nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                         "language": "python"}
-    for cell in nb["cells"]:  # what a newcomer edits: a budget the lab never meets, so
-        if "parameters" in cell["metadata"].get("tags", []):  # the loop runs 4 cycles
+    for cell in nb["cells"]:  # what a newcomer edits: at most 4 cycles, short pauses
+        if "parameters" in cell["metadata"].get("tags", []):
             src = "".join(cell["source"])
-            src = src.replace('downtime_budget = "2m"', 'downtime_budget = "10s"')
-            src = src.replace("max_cycles = 8", "max_cycles = 4")
-            cell["source"] = src.replace('cycle_interval = "0s"', 'cycle_interval = "2s"')
+            old = 'sync = {"max_cycles": 10, "target_interval": "5s"}'
+            assert old in src
+            cell["source"] = src.replace(old, 'sync = {"max_cycles": 4, "target_interval": "1s"}')
     (work / "sync.ipynb").write_text(json.dumps(nb))
     lab_up(work / ".vmigrate-lab", disk_sizes=(32 << 20, 16 << 20), fill=0.25,
            workload=WorkloadSpec(rate_mb_s=2.0, ack_interval=0.2))
@@ -136,7 +136,7 @@ def test_sync_runbook_dashboard_renders_and_updates(jupyterlab: tuple[str, Path]
             raise
         finally:
             browser.close()
-    assert rows == 4  # max_cycles
+    assert 2 <= rows <= 4  # the seed, deltas until converged, at most sync.max_cycles
     assert first_src != last_src  # the plot was redrawn after a later cycle
     journal = (work / "workspaces" / "alice" / "journal.jsonl").read_text()
     assert journal.count('"type": "cycle"') == rows

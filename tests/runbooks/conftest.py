@@ -27,7 +27,8 @@ def lab(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def params(lab: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Sync parameters; the source references a secret whose value must never be archived."""
+    """One params mapping for both runbooks (as a params file would be); the source
+    references a secret whose value must never be archived."""
     monkeypatch.setenv(SECRET_ENV, SECRET_VALUE)
     return {
         "vm": "alice",
@@ -39,5 +40,5 @@ def params(lab: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "downtime_budget": "2m",
         "change_id": "CHG-TEST-1",
         "operator": "pytest",
-        "max_cycles": 4,
+        "sync": {"max_cycles": 4},
     }

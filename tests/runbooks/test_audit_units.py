@@ -71,14 +71,20 @@ def test_secret_values_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("change, words", [
     ({"colour": "red"}, "unknown parameter colour"),
-    ({"max_cycles": 0}, "max_cycles must be a whole number"),
-    ({"max_cycles": "3"}, "max_cycles must be a whole number"),
-    ({"change_id": ""}, "not a change reference"),
+    ({"max_cycles": 3}, "unknown parameter max_cycles for the sync runbook"),
+    ({"force": True}, "unknown parameter force for the sync runbook"),
+    ({"sync": {"max_cycles": 0}}, "sync.max_cycles: must be from 1 to 1000"),
+    ({"sync": {"max_cycles": "3"}}, "sync.max_cycles: must be an integer"),
+    ({"sync": {"target_interval": "soon"}}, "not a duration"),
+    ({"change_id": ""}, "missing parameter change_id"),
+    ({"change_id": None}, "missing parameter change_id"),
+    ({"change_id": "x"}, "not a change reference"),
     ({"operator": " "}, "operator is empty"),
-    ({"hosts": "prod"}, "hosts must be 'lab' or 'real'"),
+    ({"hosts": "prod"}, "hosts must be lab or real"),
+    ({"hosts": "real"}, "source.type is 'lab' but hosts is 'real'"),
     ({"downtime_budget": -1}, "must not be negative"),
     ({"source": {"type": "lab", "host": "esx-a", "password": "x"}}, "holds a secret value"),
-    ({"cycle_interval": "soon"}, "not a duration"),
+    ({"cutover": {"shutdown_timeout": "soon"}}, "cutover.shutdown_timeout: not a duration"),
 ])
 def test_runbook_parameter_errors(change: dict[str, Any], words: str) -> None:
     with pytest.raises(ParameterError, match=words):
@@ -86,12 +92,51 @@ def test_runbook_parameter_errors(change: dict[str, Any], words: str) -> None:
 
 
 def test_cutover_parameters() -> None:
-    run = check_parameters("cutover", {**BASE, "probes": [22], "certify": "full"})
-    assert run.options["probes"] == (22,) and run.options["certify"] == "full"
-    with pytest.raises(ParameterError, match="unknown parameter max_cycles"):
-        check_parameters("cutover", {**BASE, "max_cycles": 3})
-    with pytest.raises(ParameterError, match="probes must be a list of TCP ports"):
-        check_parameters("cutover", {**BASE, "probes": [70000]})
+    from vmigrate_lib.audit.runbook import cutover_options
+
+    run = check_parameters("cutover", {**BASE, "cutover": {"probes": [22], "certify": "full"},
+                                       "sync": {"max_cycles": 3}, "force": None})
+    assert run.migration.cutover.probes == (22,) and run.force is False
+    opts = cutover_options(run)
+    assert (opts.probes, opts.certify, opts.force, opts.shutdown_timeout) == ((22,), "full",
+                                                                              False, 300.0)
+    assert cutover_options(check_parameters("cutover", {**BASE, "force": True})).force is True
+    with pytest.raises(ParameterError, match="unknown parameter probes for the cutover"):
+        check_parameters("cutover", {**BASE, "probes": [22]})  # the old flat names are gone
+    with pytest.raises(ParameterError, match="probes: must be a list of TCP ports"):
+        check_parameters("cutover", {**BASE, "cutover": {"probes": [70000]}})
+    with pytest.raises(ParameterError, match="force must be True or False"):
+        check_parameters("cutover", {**BASE, "force": "yes"})
+    with pytest.raises(ParameterError, match="cutover.force does not belong in a params file"):
+        check_parameters("cutover", {**BASE, "cutover": {"force": True}})
+
+
+def test_runbook_parameters_are_the_schema() -> None:
+    """Both runbooks take exactly the params file's keys (plus force for the cutover),
+    their parameters cells declare exactly those, and None means "not given"."""
+    import nbformat
+
+    from vmigrate_lib.audit.runbook import RUNBOOK_PARAMETERS
+    from vmigrate_lib.audit.runner import injected
+    from vmigrate_lib.params import MigrationParams
+
+    schema = {f for f in MigrationParams.__dataclass_fields__}
+    assert RUNBOOK_PARAMETERS == {"sync": schema, "cutover": schema | {"force"}}
+    repo = Path(__file__).resolve().parents[2]
+    for kind, names in RUNBOOK_PARAMETERS.items():
+        nb = nbformat.read(repo / "runbooks" / f"{kind}.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        ns: dict[str, Any] = {}
+        exec(cell.source, ns)  # noqa: S102 - our own committed notebook
+        ns.pop("__builtins__")
+        assert set(ns) == names, kind
+        check_parameters(kind, ns)  # the cell's own values are valid (a hand run works)
+        # a run from a file is the file: what it leaves out is None, never the cell's example
+        assert injected(kind, {"vm": "x"}) == {**{k: None for k in names}, "vm": "x"}
+    run = check_parameters("sync", {**BASE, "sync": None, "cutover": None, "dest_name": None,
+                                    "hosts": None, "downtime_budget": None})
+    assert (run.migration.sync.max_cycles, run.migration.downtime_budget, run.hosts) == (
+        10, 120.0, "lab")
 
 
 def test_given_parameters_ignores_what_came_before() -> None:

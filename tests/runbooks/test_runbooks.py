@@ -16,8 +16,6 @@ from vmigrate_lib.audit.tables import read_journal
 
 SECRET_VALUE = "s3cr3t-Value-0f-the-t3st"  #: the value conftest's params reference
 
-CUTOVER_ONLY_DROP = ("max_cycles",)
-
 
 def _assert_no_secret(folder: Path) -> None:
     for p in folder.rglob("*"):
@@ -65,9 +63,13 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert any("cycle 1 (seed) done" in o.get("text", "") for o in outputs)  # plain lines
+    text = "".join(o.get("text", "") for o in outputs)
+    assert text.count("] source VM:") == 1  # preflight ran once (its step; the loop reuses it)
+    assert run["result"]["stopped_because"] == "converged"
+    plans = [r for r in sliced if r["type"] == "plan"]  # the loop of sync --until-converged
+    assert len(plans) == len(cycles) and plans[-1]["converged"] is True
 
-    cut_params = {k: v for k, v in params.items() if k not in CUTOVER_ONLY_DROP}
-    cutover = run_runbook("cutover", cut_params, cwd=lab)
+    cutover = run_runbook("cutover", params, cwd=lab)  # the same parameters as the sync run
     assert cutover.status == "ok", cutover.error
     crun = _archive_basics(cutover.folder, "cutover")
     assert crun["result"]["status"] == "done"
@@ -95,7 +97,9 @@ def test_failing_run_is_archived_and_marked_failed(lab: Path, params: dict[str, 
 
 
 def test_timeout_is_archived_and_marked(lab: Path, params: dict[str, Any]) -> None:
-    slow = {**params, "max_cycles": 50, "cycle_interval": "1s", "downtime_budget": "10s"}
+    # after the seed the planner pauses (toward a 30 s target interval: 60 s), far
+    # beyond the 4 s cell timeout
+    slow = {**params, "sync": {"max_cycles": 50, "target_interval": "30s"}}
     res = run_runbook("sync", slow, cwd=lab, cell_timeout=4)
     assert res.status == "timeout" and res.exit_code == 1
     nb = nbformat.read(res.folder / "sync.ipynb", as_version=4)

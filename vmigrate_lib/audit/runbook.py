@@ -5,17 +5,20 @@ by hand in JupyterLab and in the tests is the same library code.  papermill
 checks nothing about parameters (unknown ``-p`` names only warn), so the
 validation cell compares the notebook's globals against the names the
 parameters cell declared and stops on anything unknown or malformed.
+
+A runbook's parameters are the params file's top-level keys (one schema,
+:mod:`vmigrate_lib.params`, for the CLI and both runbooks), plus ``force`` for
+the cutover runbook: a per-run decision that no params file may carry.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.context import Migration
 from ..engine.progress import Reporter
@@ -24,32 +27,37 @@ from ..params import MigrationParams, validate
 from . import plots
 from .tables import PREDICTION_TYPE, cycles_frame, save_frames, steps_frame
 
+if TYPE_CHECKING:
+    from ..engine.preflight import PreflightReport
+
 #: MIME type of the machine-readable result a runbook displays; the runner reads it.
 RESULT_MIME = "application/vnd.vmigrate.result+json"
 
-_COMMON = ("vm", "hosts", "source", "destination", "workspace", "downtime_budget",
-           "change_id", "operator", "dest_name", "sync")
+#: The params file's top-level keys: every runbook takes all of them.
+SCHEMA_KEYS: tuple[str, ...] = tuple(f.name for f in fields(MigrationParams))
 #: Parameter names each runbook accepts (its parameters cell declares exactly these).
 RUNBOOK_PARAMETERS: dict[str, frozenset[str]] = {
-    "sync": frozenset((*_COMMON, "max_cycles", "cycle_interval")),
-    "cutover": frozenset((*_COMMON, "shutdown_timeout", "allow_hard_poweroff", "certify",
-                          "max_sync_age", "probes", "ready_timeout", "force")),
+    "sync": frozenset(SCHEMA_KEYS),
+    "cutover": frozenset((*SCHEMA_KEYS, "force")),
 }
-_MIGRATION_KEYS = ("vm", "source", "destination", "workspace", "downtime_budget", "operator",
-                   "dest_name", "sync")
-_CHANGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{1,63}$")
 _IGNORED = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
 
 
 @dataclass(frozen=True)
 class RunbookParams:
-    """A runbook's checked parameters: the migration's plus the change's."""
+    """A runbook's checked parameters: the params file's, and the run's ``force``."""
 
     kind: str
     migration: MigrationParams
-    change_id: str
-    hosts: str
-    options: dict[str, Any] = field(default_factory=dict)
+    force: bool = False  #: cutover runbook only: go even on a no-go (recorded as forced)
+
+    @property
+    def change_id(self) -> str:
+        return self.migration.change_id
+
+    @property
+    def hosts(self) -> str:
+        return self.migration.host_kind
 
     def summary(self) -> str:
         p = self.migration
@@ -73,25 +81,14 @@ def given_parameters(namespace: Mapping[str, Any], before: frozenset[str]) -> di
     }
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ParameterError(f"parameter {name} must be a whole number from {lo} to {hi}, "
-                             f"got {value!r}", parameter=name)
-    return value
-
-
-def _check_duration(name: str, value: Any) -> float:
-    from ..units import parse_duration
-
-    try:
-        return parse_duration(value)
-    except (ValueError, TypeError) as exc:
-        raise ParameterError(f"parameter {name}: {exc}", parameter=name) from exc
-
-
 def check_parameters(kind: str, given: Mapping[str, Any],
                      base_dir: Path | None = None) -> RunbookParams:
-    """Check names, types and ranges of a runbook's parameters (or raise ParameterError)."""
+    """Check names, types and ranges of a runbook's parameters (or raise ParameterError).
+
+    Everything but ``force`` is the params schema's (:func:`vmigrate_lib.params.validate`);
+    a runbook also requires ``change_id`` and ``operator``.  A value of None (or "")
+    means "not given": the schema's default applies.
+    """
     if kind not in RUNBOOK_PARAMETERS:
         raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
     known = RUNBOOK_PARAMETERS[kind]
@@ -103,63 +100,23 @@ def check_parameters(kind: str, given: Mapping[str, Any],
             hint=f"known parameters: {', '.join(sorted(known))}",
             parameter=unknown[0],
         )
-    hosts = given.get("hosts", "lab")
-    if hosts not in ("lab", "real"):
-        raise ParameterError(f"parameter hosts must be 'lab' or 'real', got {hosts!r}",
-                             parameter="hosts")
-    change_id = given.get("change_id", "")
-    if not isinstance(change_id, str) or not _CHANGE_ID.match(change_id):
+    raw = {k: v for k, v in given.items() if k != "force" and v is not None and v != ""}
+    migration = validate(raw, base_dir=base_dir)
+    if not migration.change_id:
         raise ParameterError(
-            f"parameter change_id: {change_id!r} is not a change reference",
-            hint="give the change ticket, e.g. CHG-12345 (letters, digits, . _ / -)",
+            "missing parameter change_id",
+            hint="a runbook run belongs to a change: give its ticket, e.g. change_id: CHG-12345",
             parameter="change_id",
         )
-    operator = given.get("operator", "")
-    if not isinstance(operator, str) or not operator.strip():
+    if not migration.operator.strip():
         raise ParameterError("parameter operator is empty",
                              hint="name the person running this change", parameter="operator")
-    raw = {k: given[k] for k in _MIGRATION_KEYS if k in given and given[k] not in (None, "")}
-    for key in ("sync",):
-        if key in given and given[key] in (None, ""):
-            raw[key] = {}
-    migration = validate(raw, base_dir=base_dir)
-    for side, hp in (("source", migration.source), ("destination", migration.destination)):
-        if (hp.type == "lab") != (hosts == "lab"):
-            raise ParameterError(
-                f"parameter {side}.type is {hp.type!r} but hosts is {hosts!r}",
-                hint="a rehearsal uses lab hosts on both sides, a real change none",
-                parameter=f"{side}.type",
-            )
-    options: dict[str, Any] = {}
-    if kind == "sync":
-        options["max_cycles"] = _check_int("max_cycles", given.get("max_cycles", 8), 1, 1000)
-        options["cycle_interval"] = _check_duration("cycle_interval",
-                                                    given.get("cycle_interval", 0))
-    else:
-        options["shutdown_timeout"] = _check_duration("shutdown_timeout",
-                                                      given.get("shutdown_timeout", "5m"))
-        options["ready_timeout"] = _check_duration("ready_timeout",
-                                                   given.get("ready_timeout", "10m"))
-        options["max_sync_age"] = _check_duration("max_sync_age",
-                                                  given.get("max_sync_age", "10m"))
-        for flag in ("allow_hard_poweroff", "force"):
-            value = given.get(flag, False)
-            if not isinstance(value, bool):
-                raise ParameterError(f"parameter {flag} must be True or False, got {value!r}",
-                                     parameter=flag)
-            options[flag] = value
-        certify = given.get("certify", "changed")
-        if certify not in ("none", "changed", "full"):
-            raise ParameterError(f"parameter certify must be none, changed or full, "
-                                 f"got {certify!r}", parameter="certify")
-        options["certify"] = certify
-        probes = given.get("probes", []) or []
-        if not isinstance(probes, (list, tuple)) or not all(
-                isinstance(x, int) and not isinstance(x, bool) and 0 < x < 65536 for x in probes):
-            raise ParameterError(f"parameter probes must be a list of TCP ports, got {probes!r}",
-                                 parameter="probes")
-        options["probes"] = tuple(probes)
-    return RunbookParams(kind, migration, change_id, str(hosts), options)
+    force = given.get("force")
+    force = False if force is None else force
+    if not isinstance(force, bool):
+        raise ParameterError(f"parameter force must be True or False, got {force!r}",
+                             parameter="force")
+    return RunbookParams(kind, migration, force)
 
 
 def validate_parameters(kind: str, namespace: Mapping[str, Any],
@@ -206,52 +163,49 @@ class Prediction:
                 "budget": self.budget, "converged": self.converged, "detail": self.detail}
 
 
-def predict(records: list[dict[str, Any]], budget: float) -> Prediction:
-    """Ask the planner for the downtime of a cutover now, from the journal's records."""
-    from ..engine.planner import plan
-
-    cycles = [r for r in records if r.get("type") == "cycle"]
-    number = int(cycles[-1]["number"]) if cycles else 0
-    p = plan(records, budget=budget)
-    return Prediction(number, p.predicted_downtime, budget, p.converged, p.advice)
-
-
 @dataclass
 class SyncResult:
     cycles_run: int
     total_cycles: int
     converged: bool
     prediction: Prediction | None
+    stopped_because: str = ""  #: converged | won't converge | max cycles
 
     def to_record(self) -> dict[str, Any]:
         return {"status": "ok", "cycles_run": self.cycles_run, "total_cycles": self.total_cycles,
-                "converged": self.converged,
+                "converged": self.converged, "stopped_because": self.stopped_because,
                 "prediction": self.prediction.to_record() if self.prediction else None}
 
 
-def sync_until_converged(m: Migration, run: RunbookParams) -> SyncResult:
-    """Seed if needed, then delta cycles until the planner says a cutover fits the budget."""
-    from ..engine.sync import run_cycles
+def sync_until_converged(m: Migration, run: RunbookParams,
+                         report: PreflightReport | None = None) -> SyncResult:
+    """Seed if needed, then delta cycles on the planner's advice until a cutover fits the
+    budget: the loop of ``vmigrate sync --until-converged`` (``sync.max_cycles``,
+    ``sync.target_interval``).  ``report``: the preflight step's (not run again)."""
+    from ..engine.converge import run_until_converged
+    from ..engine.cycle import CycleOutcome
+    from ..engine.planner import Plan
 
-    budget = run.migration.downtime_budget
+    p = run.migration
     last: list[Prediction] = []
 
-    def should_stop(done: list[dict[str, Any]]) -> bool:
-        if len(done) == 1:
+    def on_plan(outcome: CycleOutcome, plan: Plan) -> None:
+        if not last:
             note_run(m, run)
-        pred = predict(list(m.workspace.journal.records()), budget)
+        pred = Prediction(int(outcome.record.get("number", 0)), plan.predicted_downtime,
+                          p.downtime_budget, plan.converged, plan.advice)
         m.workspace.journal.append(PREDICTION_TYPE, **pred.to_record())
         m.reporter.event(PREDICTION_TYPE, **pred.to_record())
         last.append(pred)
-        return pred.converged
 
     with m.workspace:
-        outcomes = run_cycles(m, int(run.options["max_cycles"]),
-                              interval=float(run.options["cycle_interval"]),
-                              should_stop=should_stop)
+        res = run_until_converged(m, budget=p.downtime_budget, max_cycles=p.sync.max_cycles,
+                                  target_interval=p.sync.target_interval, report=report,
+                                  on_plan=on_plan)
         total = int(m.workspace.state.get("cycles", 0))
     pred = last[-1] if last else None
-    result = SyncResult(len(outcomes), total, bool(pred and pred.converged), pred)
+    result = SyncResult(len(res.outcomes), total, res.stopped_because == "converged", pred,
+                        res.stopped_because)
     m.reporter.event("sync_done", cycles=result.cycles_run, converged=result.converged)
     return result
 
@@ -260,16 +214,11 @@ def sync_until_converged(m: Migration, run: RunbookParams) -> SyncResult:
 
 
 def cutover_options(run: RunbookParams) -> Any:
-    """The engine's CutoverOptions from the runbook's checked parameters."""
+    """The engine's CutoverOptions: the ``cutover`` section, and this run's ``force``."""
     from ..engine.cutover_steps import CutoverOptions
 
-    o = run.options
-    return CutoverOptions(
-        budget=run.migration.downtime_budget, force=bool(o["force"]),
-        max_sync_age=float(o["max_sync_age"]), shutdown_timeout=float(o["shutdown_timeout"]),
-        allow_hard_poweroff=bool(o["allow_hard_poweroff"]), certify=str(o["certify"]),
-        probes=tuple(o["probes"]), ready_timeout=float(o["ready_timeout"]),
-    )
+    return CutoverOptions.from_params(run.migration.cutover,
+                                      budget=run.migration.downtime_budget, force=run.force)
 
 
 def show_plan(m: Migration, run: RunbookParams) -> dict[str, Any]:
@@ -380,8 +329,10 @@ def dashboard(run: RunbookParams) -> Reporter:
     return make_dashboard(title, budget=p.downtime_budget, history=history)
 
 
-def preflight(m: Migration) -> dict[str, Any]:
-    """Run preflight (changes nothing) and show its checks as a table; raise on failure."""
+def preflight(m: Migration) -> PreflightReport:
+    """Run preflight (changes nothing) and show its checks as a table; raise on failure.
+
+    Pass the report on to :func:`sync_until_converged`, which then does not run it again."""
     import pandas as pd
 
     from ..engine.preflight import run_preflight
@@ -396,7 +347,7 @@ def preflight(m: Migration) -> dict[str, Any]:
     err = report.first_error()
     if err is not None:
         raise err
-    return report.to_dict()
+    return report
 
 
 def finish(reporter: Reporter) -> None:

@@ -291,6 +291,17 @@ def export_html(nb_path: Path, html_path: Path) -> str | None:
     return None
 
 
+def injected(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What papermill injects: every parameter the runbook declares, None where not given.
+
+    A run from a params file is the file, never the parameters cell's examples
+    (``change_id = "CHG-LAB-0001"`` must not stamp a real change): None tells the
+    validation cell "not given", and the schema's default applies.  Unknown names
+    pass through, for the validation cell to refuse.
+    """
+    return {**{k: None for k in sorted(RUNBOOK_PARAMETERS[kind])}, **dict(params)}
+
+
 def run_runbook(
     kind: str,
     params: Mapping[str, Any],
@@ -332,7 +343,7 @@ def run_runbook(
     try:
         with _headless_env():
             pm.execute_notebook(
-                str(source), str(out_nb), parameters=dict(params), kernel_name=kernel,
+                str(source), str(out_nb), parameters=injected(kind, params), kernel_name=kernel,
                 cwd=str(cwd), progress_bar=False, stdout_file=stream, stderr_file=stream,
                 request_save_on_cell_execute=True, execution_timeout=cell_timeout,
             )
