@@ -41,6 +41,11 @@ class HostParams:
     ssh_key: str = ""
     ssh_known_hosts: str = ""
     ssh_fingerprint: str = ""
+    #: SSH password references, separate from the API's: a vCenter password is never
+    #: offered to an ESXi host's sshd.  Empty: key file or ssh-agent only.
+    ssh_password_env: str = ""
+    ssh_password_keyring: str = ""
+    datastore_root: str = "/vmfs/volumes"  #: vSphere: where the SSH host mounts datastores
     allow_unknown_host_key: bool = False  #: accept a host key not in known_hosts (logged)
     # SSH data plane (a lab host with url ssh://..., an ESXi host's datastores)
     ssh_mode: str = "relay"  #: relay | direct | auto; read on the *source* host
@@ -268,6 +273,12 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
             )
     source = _section(HostParams, "source", top["source"], required=("host",))
     dest = _section(HostParams, "destination", top["destination"], required=("host",))
+    if dest.ssh_mode != HostParams.ssh_mode:
+        raise ParameterError(
+            "parameter destination.ssh_mode has no effect: the transfer mode is the source's",
+            hint="set source.ssh_mode (relay, direct or auto) instead",
+            parameter="destination.ssh_mode",
+        )
     sync = _section(SyncParams, "sync", top.get("sync"))
     cutover = _section(CutoverParams, "cutover", top.get("cutover"))
     change_id = top.get("change_id") or ""

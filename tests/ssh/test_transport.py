@@ -168,10 +168,15 @@ def test_bandwidth_cap(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
 
 def test_settings_from_host_params() -> None:
     hp = HostParams(type="lab", host="esx1", url="ssh://admin@10.0.0.5:2222",
-                    ssh_key="/k", ssh_fingerprint="SHA256:abc", password_env="PW")
+                    ssh_key="/k", ssh_fingerprint="SHA256:abc", password_env="API_PW",
+                    ssh_password_env="SSH_PW")
     s = SshSettings.from_host_params(hp, mode="direct")
     assert (s.host, s.port, s.user, s.key_filename, s.fingerprint, s.mode) == (
         "10.0.0.5", 2222, "admin", "/k", "SHA256:abc", "direct")
+    # the API's password reference is never offered to sshd: only the SSH login's own
+    assert s.password_env == "SSH_PW"
+    no_ssh_pw = SshSettings.from_host_params(HostParams(host="h", password_env="API_PW"))
+    assert no_ssh_pw.password_env == "" and no_ssh_pw.password_keyring == ""
     assert parse_target("[fe80::1]:22") == ("fe80::1", "root", 22)
     with pytest.raises(ParameterError):
         SshSettings(host="h", fingerprint="abc")

@@ -197,3 +197,15 @@ def test_example_params_file_is_valid() -> None:
     p = load(Path(__file__).resolve().parents[2] / "examples" / "lab.yaml")
     assert (p.change_id, p.hosts, p.sync.max_cycles, p.cutover.certify) == (
         "CHG-LAB-0001", "lab", 10, "changed")
+
+
+def test_transfer_mode_belongs_to_the_source() -> None:
+    with pytest.raises(ParameterError, match="source.ssh_mode"):
+        validate({**BASE, "destination": {"host": "esx-b", "ssh_mode": "direct"}})
+
+
+def test_ssh_password_references_are_separate_from_the_api_password() -> None:
+    p = validate({**BASE, "source": {"type": "vsphere", "host": "esx-a", "url": "https://vc",
+                                     "password_env": "VC_PW", "ssh_password_env": "ESX_SSH_PW"}})
+    assert (p.source.password_env, p.source.ssh_password_env) == ("VC_PW", "ESX_SSH_PW")
+    assert p.source.datastore_root == "/vmfs/volumes"

@@ -33,6 +33,6 @@ def open_host(hp: HostParams) -> Host:
                 hint="use type: lab, or install a vmigrate with the vSphere control plane",
                 parameter="type",
             ) from exc
-        host: Host = VsphereHost(hp)
+        host: Host = VsphereHost(hp, datastore_root=hp.datastore_root)
         return host
     raise ParameterError(f"unknown host type {hp.type!r}", parameter="type")

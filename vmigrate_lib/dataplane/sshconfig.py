@@ -149,8 +149,9 @@ class SshSettings:
             "key_filename": os.path.expanduser(hp.ssh_key) if hp.ssh_key else "",
             "known_hosts": os.path.expanduser(hp.ssh_known_hosts) if hp.ssh_known_hosts else "",
             "fingerprint": hp.ssh_fingerprint,
-            "password_env": hp.password_env,
-            "password_keyring": hp.password_keyring,
+            # the SSH login's own references, never the API's (password_env)
+            "password_env": hp.ssh_password_env,
+            "password_keyring": hp.ssh_password_keyring,
             "allow_unknown_host": hp.allow_unknown_host_key,
             "mode": hp.ssh_mode,
             "compress": hp.ssh_compress,

@@ -176,13 +176,15 @@ def _on_failure(c: StepContext, name: str, exc: BaseException) -> None:
         c.m.workspace.journal.append("cutover_stopped", attempt=co["attempt"], step=name,
                                      error=steps.describe(exc))
         raise exc
-    reason = f"step {name} failed: {steps.describe(exc).get('message')}"
-    rollback(c, reason=reason, auto=True)
+    cause = steps.describe(exc)
+    rollback(c, reason=f"step {name} failed: {cause.get('message')}", auto=True)
+    # keep the cause's own advice (e.g. "use the SSH fallback" for a licence refusal)
+    advice = f"{cause['hint']}; then " if cause.get("hint") else "fix the cause, then "
     raise CutoverError(
         f"cutover failed at step {name} and was rolled back: {c.alice} is running again, "
-        f"unchanged ({steps.describe(exc).get('message')})",
-        hint="fix the cause, then run vmigrate sync and vmigrate cutover again",
-        step=name, cause=steps.describe(exc)) from exc
+        f"unchanged ({cause.get('message')})",
+        hint=advice + "run vmigrate sync and vmigrate cutover again",
+        step=name, cause=cause) from exc
 
 
 def _finish(c: StepContext) -> CutoverResult:
