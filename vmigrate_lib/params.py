@@ -65,6 +65,7 @@ class SyncParams:
     algorithm: str = "auto"
     interval: float = 0.0  #: pause between delta cycles, seconds (vmigrate sync --cycles N)
     checkpoint_bytes: int = 64 * 1024 * 1024
+    parallel_disks: int = 2  #: disks copied (and hash-compared) at the same time, 1..16
     max_cycles: int = 10  #: until converged (sync runbook, sync --until-converged): at most this many
     target_interval: float = 5.0  #: until converged: the planner shrinks the pause toward this
 
@@ -133,7 +134,7 @@ _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
               "max_sync_age", "probe_timeout", "ready_timeout"}
-_RANGES = {"max_cycles": (1, 1000)}
+_RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16)}
 _CHANGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{1,63}$")
 #: Never in a file: each run decides (CLI flag, runbook parameter).
 _PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutover --force "

@@ -18,7 +18,7 @@ from cutover_helpers import (  # type: ignore[import-not-found]
 )
 
 from vmigrate_lib.control.host import PowerState
-from vmigrate_lib.engine import cycle as cycle_mod
+from vmigrate_lib.engine import transfer as transfer_mod
 from vmigrate_lib.engine.context import Migration
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover, run_rollback
 from vmigrate_lib.engine.sync import run_cycles
@@ -108,16 +108,16 @@ def test_shutdown_timeout_rolls_back_then_hard_poweroff(
 def test_final_copy_fails_rolls_back_and_retry_resumes(
     lab: Lab, mig: Migration, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = cycle_mod.copy_extents
+    real = transfer_mod.copy_extents
 
     def broken(*a: Any, **kw: Any) -> Any:
         raise TransportError("link to esx-b lost (injected)")
 
-    monkeypatch.setattr(cycle_mod, "copy_extents", broken)
+    monkeypatch.setattr(transfer_mod, "copy_extents", broken)
     with Watch(lab), pytest.raises(CutoverError, match="final_sync"):
         run_cutover(mig, CutoverOptions(**FAST))
     assert_alice_back(lab)
-    monkeypatch.setattr(cycle_mod, "copy_extents", real)
+    monkeypatch.setattr(transfer_mod, "copy_extents", real)
     with Watch(lab):
         res = run_cutover(mig, CutoverOptions(**FAST))
     assert res.status == "done"

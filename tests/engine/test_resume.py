@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 
 MiB = 1 << 20
@@ -21,8 +23,8 @@ def _state(lab) -> dict:
         return {}
 
 
-def _kill_when_checkpointed(lab, params, min_offset: int) -> dict:
-    """Start `vmigrate sync` and SIGKILL it once a disk has a durable checkpoint."""
+def _kill_when_checkpointed(lab, params, min_offset: int, disks: int = 1) -> dict:
+    """Start `vmigrate sync` and SIGKILL it once ``disks`` disks have a durable checkpoint."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "vmigrate_lib.faces.cli", "-q", "sync", "-p", str(params),
          "--cycles", "5"],
@@ -33,7 +35,8 @@ def _kill_when_checkpointed(lab, params, min_offset: int) -> dict:
         while time.monotonic() < deadline:
             ip = (_state(lab) or {}).get("in_progress") or {}
             cks = ip.get("checkpoints") or {}
-            if any(min_offset <= v < 10**15 for v in cks.values()) and not ip.get("committed"):
+            started = [v for v in cks.values() if min_offset <= v]
+            if len(started) >= disks and not ip.get("committed"):
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return ip
@@ -46,12 +49,17 @@ def _kill_when_checkpointed(lab, params, min_offset: int) -> dict:
             proc.kill()
 
 
-def test_killed_seed_resumes_from_checkpoint_and_ends_identical(make_lab) -> None:
-    lab = make_lab(disk_sizes=(384 * MiB,), fill=1.0, rate_mb_s=2.0)
-    params = lab.write_params(sync={"checkpoint_bytes": "8MiB", "certify": "full"})
-    ip = _kill_when_checkpointed(lab, params, 8 * MiB)
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_killed_seed_resumes_from_checkpoint_and_ends_identical(make_lab, parallel: int) -> None:
+    """Killed mid-seed, one disk at a time or both disks at once: each resumes on its own."""
+    lab = make_lab(disk_sizes=(384 * MiB, 256 * MiB), fill=1.0, rate_mb_s=2.0)
+    params = lab.write_params(sync={"checkpoint_bytes": "8MiB", "certify": "full",
+                                    "parallel_disks": parallel})
+    ip = _kill_when_checkpointed(lab, params, 8 * MiB, disks=parallel)
     killed_at = ip["checkpoints"]["2000"]
     assert ip["kind"] == "seed" and 0 < killed_at < 384 * MiB
+    if parallel == 2:  # both disks were in flight when the process died
+        assert 0 < ip["checkpoints"].get("2001", 0) < 256 * MiB
 
     # the killed run could not clean up: its snapshot is still on Alice
     snaps = lab.host().list_snapshots("alice")
@@ -66,6 +74,8 @@ def test_killed_seed_resumes_from_checkpoint_and_ends_identical(make_lab) -> Non
     assert disk["resumed_from"] >= killed_at
     # it copied the rest plus what changed meanwhile, not the whole disk again
     assert disk["bytes_changed"] < 384 * MiB - killed_at + 64 * MiB
+    if parallel == 2:
+        assert resumed["disks"][1]["resumed_from"] > 0
     assert resumed["certify"]["result"] == "identical"
     assert any(c["type"] == "stale_snapshot_removed" for c in cycles)
     assert not [s for s in lab.host().list_snapshots("alice")
@@ -75,9 +85,10 @@ def test_killed_seed_resumes_from_checkpoint_and_ends_identical(make_lab) -> Non
     lab.stop_guest()
     r = lab.cli("sync", "-p", str(params), "--cycles", "1")
     assert r.returncode == 0, r.stderr
-    src = (lab.ds_dir("esx-a") / "alice" / "alice-flat.vmdk").read_bytes()
-    dst = (lab.ds_dir("esx-b") / "alice" / "alice-flat.vmdk").read_bytes()
-    assert src == dst
+    for name in ("alice-flat.vmdk", "alice_1-flat.vmdk"):
+        src = (lab.ds_dir("esx-a") / "alice" / name).read_bytes()
+        dst = (lab.ds_dir("esx-b") / "alice" / name).read_bytes()
+        assert src == dst, name
 
 
 def test_interrupt_removes_snapshot_and_keeps_state(make_lab) -> None:

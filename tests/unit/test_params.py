@@ -209,3 +209,12 @@ def test_ssh_password_references_are_separate_from_the_api_password() -> None:
                                      "password_env": "VC_PW", "ssh_password_env": "ESX_SSH_PW"}})
     assert (p.source.password_env, p.source.ssh_password_env) == ("VC_PW", "ESX_SSH_PW")
     assert p.source.datastore_root == "/vmfs/volumes"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+)
+def test_every_example_validates(name: str) -> None:
+    """The examples are documentation: each must load under the strict schema."""
+    p = load(Path(__file__).resolve().parents[2] / "examples" / name)
+    assert p.vm and p.source.host and p.destination.host

@@ -19,12 +19,12 @@ from ..errors import (
     WorkspaceMismatch,
 )
 from ..extents import total
-from .certify import certify_disks, rate_progress
-from .changeset import DiskPlan, clean_stale, plan_disk
-from .compare import CompareResult, compare, pick_algorithm
+from .certify import certify_disks
+from .changeset import clean_stale, plan_disk
+from .compare import CompareResult
 from .context import Migration
-from .copier import CopyStats, copy_extents
 from .destination import prepare_destination
+from .transfer import copy_disks
 
 
 @dataclass
@@ -78,21 +78,21 @@ def run_cycle(
         t = time.monotonic()
         plans = [plan_disk(m, snap, d, resume) for d in disks]
         phases["query"] = time.monotonic() - t
-        copy_total = CopyStats()
         t = time.monotonic()
         hash_seconds = 0.0
-        for plan in plans:
-            stats, hashed = _copy_disk(m, snap, plan)
-            hash_seconds += hashed
-            copy_total.add(stats)
+        for r in copy_disks(m, snap, plans):
+            hash_seconds += r.hash_seconds
             rec["disks"].append({
-                "key": plan.disk.key, "mode": plan.mode, "reason": plan.reason,
-                "bytes_changed": total(plan.extents), "extents": len(plan.extents),
-                "bytes_read": stats.bytes_read, "bytes_sent": stats.bytes_sent,
-                "bytes_zero": stats.bytes_zero, "resumed_from": plan.resumed_from,
-                "change_id": snap.change_ids.get(plan.disk.key),
+                "key": r.plan.disk.key, "mode": r.plan.mode, "reason": r.plan.reason,
+                "bytes_changed": total(r.plan.extents), "extents": len(r.plan.extents),
+                "bytes_read": r.stats.bytes_read, "bytes_sent": r.stats.bytes_sent,
+                "bytes_zero": r.stats.bytes_zero, "resumed_from": r.plan.resumed_from,
+                "change_id": snap.change_ids.get(r.plan.disk.key),
             })
-        phases["copy"] = time.monotonic() - t - hash_seconds
+        wall = time.monotonic() - t
+        if m.params.sync.parallel_disks > 1 and len(plans) > 1:
+            hash_seconds = min(hash_seconds, wall)  # hashes overlapped: count their wall time
+        phases["copy"] = wall - hash_seconds
         if hash_seconds:
             phases["hash"] = hash_seconds
         t = time.monotonic()
@@ -111,45 +111,6 @@ def run_cycle(
         _remove_snapshot(m, snap, failed)
         phases["cleanup"] = time.monotonic() - t
         _finish_record(m, rec, failed)
-
-
-def _copy_disk(m: Migration, snap: SnapshotInfo, plan: DiskPlan) -> tuple[CopyStats, float]:
-    """Copy one disk's plan; for hash mode first find the differing blocks."""
-    disk = plan.disk
-    src = m.src_ds(disk.datastore)
-    dst = m.dst_ds()
-    src_path = snap.disk_paths.get(disk.key, disk.path)
-    dst_path = m.dest_disk_path(disk)
-    hashed = 0.0
-    if plan.mode == "hash":
-        algo = pick_algorithm(src, dst, m.params.sync.algorithm)
-        m.reporter.event("phase", phase="hash-compare", detail=f"disk {disk.key} with {algo}")
-        res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
-                      algorithm=algo, on_progress=rate_progress(m, disk.capacity))
-        hashed = res.seconds
-        plan.extents = res.mismatches
-        m.reporter.event("disk", key=disk.key, mode="hash", bytes=total(plan.extents),
-                         extents=len(plan.extents), reason=f"{res.blocks} blocks compared")
-    ip = m.workspace.state["in_progress"]
-    t0 = time.monotonic()
-
-    def checkpoint(offset: int) -> None:
-        ip["checkpoints"][str(disk.key)] = offset
-        m.workspace.save()
-
-    def progress(done: int, total_: int) -> None:
-        dt = time.monotonic() - t0
-        m.reporter.progress(done, total_, done / dt if dt > 0 else 0.0)
-
-    stats = copy_extents(
-        src, src_path, dst, dst_path, plan.extents,
-        checkpoint_bytes=m.params.sync.checkpoint_bytes,
-        on_checkpoint=checkpoint, on_progress=progress,
-    )
-    checkpoint(disk.capacity)
-    if plan.mode == "hash":
-        stats.bytes_read += 2 * disk.capacity  # both sides read whole for digests
-    return stats, hashed
 
 
 def _commit(m: Migration, snap: SnapshotInfo, disks: list[DiskInfo], rec: dict[str, Any]) -> None:

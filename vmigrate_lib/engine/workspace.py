@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ STATE_VERSION = 1
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -78,6 +79,8 @@ class Workspace:
         self.evidence_dir = self.root / "evidence"
         self._lock: IO[bytes] | None = None
         self.state: dict[str, Any] = {}
+        #: guards ``state`` while disks copied in parallel record their checkpoints
+        self.state_lock = threading.RLock()
 
     @property
     def exists(self) -> bool:
@@ -91,11 +94,11 @@ class Workspace:
         return self.state
 
     def save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.state["updated"] = time.time()
-        _atomic_write(
-            self.state_path, json.dumps(self.state, indent=2, sort_keys=True).encode()
-        )
+        with self.state_lock:  # disks copied in parallel checkpoint from their threads
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.state["updated"] = time.time()
+            data = json.dumps(self.state, indent=2, sort_keys=True).encode()
+            _atomic_write(self.state_path, data)
 
     def init(self, identity: dict[str, Any]) -> dict[str, Any]:
         """Create the state of a new migration, or check that it is this one."""

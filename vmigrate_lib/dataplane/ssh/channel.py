@@ -82,7 +82,10 @@ class ChannelWriter(io.RawIOBase):
         send = self.chan.send
         pos = 0
         while pos < n:
-            sent = send(view[pos : pos + step].tobytes())
+            try:
+                sent = send(view[pos : pos + step].tobytes())
+            except EOFError as exc:  # paramiko's word for a transport that died mid-send
+                raise BrokenPipeError("SSH connection closed while sending") from exc
             if sent == 0:
                 raise OSError("SSH channel closed")
             pos += sent

@@ -1,0 +1,130 @@
+"""Move every disk's plan to the destination, several disks at a time.
+
+One disk is one stream (one agent on each side); disks run in parallel up to
+``sync.parallel_disks``, because a single stream is often bound by one core's
+cipher or hash speed while the link and the disks have room.  Each disk keeps
+its own durable checkpoints, so an interrupted parallel copy resumes per disk.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..control.host import SnapshotInfo
+from ..dataplane.datastore import Datastore
+from ..errors import Interrupted
+from ..extents import total
+from .changeset import DiskPlan
+from .compare import compare, pick_algorithm
+from .context import Migration
+from .copier import CopyStats, copy_extents
+
+
+@dataclass
+class DiskResult:
+    plan: DiskPlan
+    stats: CopyStats
+    hash_seconds: float
+
+
+class _Progress:
+    """Sums the progress of the disks in flight into one figure for the reporter."""
+
+    def __init__(self, m: Migration) -> None:
+        self.m = m
+        self.lock = threading.Lock()
+        self.done: dict[int, int] = {}
+        self.total: dict[int, int] = {}
+        self.t0 = time.monotonic()
+
+    def callback(self, key: int, planned: int, stop: threading.Event) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            if stop.is_set():  # another disk failed or the operator interrupted
+                raise Interrupted(f"copy of disk {key} stopped", disk=key)
+            with self.lock:
+                self.done[key], self.total[key] = done, planned
+                d, t = sum(self.done.values()), sum(self.total.values())
+            dt = time.monotonic() - self.t0
+            self.m.reporter.progress(d, t, d / dt if dt > 0 else 0.0)
+
+        return report
+
+
+def copy_disks(m: Migration, snap: SnapshotInfo, plans: list[DiskPlan]) -> list[DiskResult]:
+    """Copy all plans (hash-comparing first where the plan says so), in plan order."""
+    workers = max(1, min(m.params.sync.parallel_disks, len(plans)))
+    progress = _Progress(m)
+    stop = threading.Event()
+    if workers == 1:
+        return [_copy_disk(m, snap, p, m.src_ds(p.disk.datastore), m.dst_ds(), progress, stop)
+                for p in plans]
+
+    def work(index: int, plan: DiskPlan) -> DiskResult:
+        if index == 0:  # the migration's own handles serve the first disk
+            return _copy_disk(m, snap, plan, m.src_ds(plan.disk.datastore), m.dst_ds(),
+                              progress, stop)
+        src = m.source.open_datastore(plan.disk.datastore)
+        try:
+            dst = m.dest.open_datastore(m.dest_datastore_name)
+            try:
+                return _copy_disk(m, snap, plan, src, dst, progress, stop)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmigrate-disk") as pool:
+        futures = [pool.submit(work, i, p) for i, p in enumerate(plans)]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            stop.set()  # the others stop at their next progress report, checkpoints kept
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException:
+                    pass
+            raise
+
+
+def _copy_disk(
+    m: Migration, snap: SnapshotInfo, plan: DiskPlan, src: Datastore, dst: Datastore,
+    progress: _Progress, stop: threading.Event,
+) -> DiskResult:
+    """Copy one disk's plan; for hash mode first find the differing blocks."""
+    disk = plan.disk
+    src_path = snap.disk_paths.get(disk.key, disk.path)
+    dst_path = m.dest_disk_path(disk)
+    hashed = 0.0
+    if plan.mode == "hash":
+        algo = pick_algorithm(src, dst, m.params.sync.algorithm)
+        m.reporter.event("phase", phase="hash-compare", detail=f"disk {disk.key} with {algo}")
+        res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
+                      algorithm=algo,
+                      on_progress=progress.callback(disk.key, disk.capacity, stop))
+        hashed = res.seconds
+        plan.extents = res.mismatches
+        m.reporter.event("disk", key=disk.key, mode="hash", bytes=total(plan.extents),
+                         extents=len(plan.extents), reason=f"{res.blocks} blocks compared")
+    ws = m.workspace
+    ip = ws.state["in_progress"]
+
+    def checkpoint(offset: int) -> None:
+        with ws.state_lock:
+            ip["checkpoints"][str(disk.key)] = offset
+            ws.save()
+
+    report = progress.callback(disk.key, total(plan.extents), stop)
+    stats = copy_extents(
+        src, src_path, dst, dst_path, plan.extents,
+        checkpoint_bytes=m.params.sync.checkpoint_bytes,
+        on_checkpoint=checkpoint, on_progress=lambda done, _total: report(done),
+    )
+    checkpoint(disk.capacity)
+    if plan.mode == "hash":
+        stats.bytes_read += 2 * disk.capacity  # both sides read whole for digests
+    return DiskResult(plan, stats, hashed)
