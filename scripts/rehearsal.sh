@@ -43,7 +43,7 @@ destination: {type: lab, host: esx-b, lab_root: .vmigrate-lab}
 workspace: workspaces/alice
 downtime_budget: 2m
 sync: {max_cycles: 10}
-cutover: {shutdown_timeout: 1m, certify: changed}
+cutover: {shutdown_timeout: 1m, certify: changed, expected_shutdown: 2s, expected_boot: 2s}
 YAML
 fi
 folders=""

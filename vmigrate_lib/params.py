@@ -88,6 +88,9 @@ class CutoverParams:
     probe_timeout: float = 60.0
     ready_timeout: float = 600.0  #: until the new VM is ready (tools / IP; lab: boot check)
     network_map: dict[str, str] = field(default_factory=dict)  #: source network -> destination
+    #: the planner's estimates until a cutover (or a rehearsal) has measured them, seconds
+    expected_shutdown: float = 30.0
+    expected_boot: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
-              "max_sync_age", "probe_timeout", "ready_timeout"}
+              "max_sync_age", "probe_timeout", "ready_timeout", "expected_shutdown",
+              "expected_boot"}
 _RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16)}
 _CHANGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{1,63}$")
 #: Never in a file: each run decides (CLI flag, runbook parameter).

@@ -201,7 +201,8 @@ def sync_until_converged(m: Migration, run: RunbookParams,
     with m.workspace:
         res = run_until_converged(m, budget=p.downtime_budget, max_cycles=p.sync.max_cycles,
                                   target_interval=p.sync.target_interval, report=report,
-                                  on_plan=on_plan)
+                                  shutdown_s=p.cutover.expected_shutdown,
+                                  boot_s=p.cutover.expected_boot, on_plan=on_plan)
         total = int(m.workspace.state.get("cycles", 0))
     pred = last[-1] if last else None
     result = SyncResult(len(res.outcomes), total, res.stopped_because == "converged", pred,

@@ -21,7 +21,7 @@ from ..units import fmt_secs
 from .context import OWNER_MARKER, Migration
 from .converge import journal_plan
 from .cycle import run_cycle
-from .planner import Plan
+from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
 
 #: Files of a VM's folder that never travel: disks travel by sync; these are
@@ -50,8 +50,8 @@ class CutoverOptions:
     probe_host: str | None = None  #: address to probe; None = the VM's reported IP
     probe_timeout: float = 60.0
     ready_timeout: float = 600.0
-    shutdown_s: float | None = None  #: planner: until a cutover measured it
-    boot_s: float | None = None
+    shutdown_s: float | None = DEFAULT_SHUTDOWN_S  #: planner: until a cutover measured it
+    boot_s: float | None = DEFAULT_BOOT_S
     throughput_override: float | None = None
 
     @classmethod
@@ -72,6 +72,7 @@ class CutoverOptions:
             "probe_command": params.probe_command or None,
             "probe_host": params.probe_host or None, "probe_timeout": params.probe_timeout,
             "ready_timeout": params.ready_timeout,
+            "shutdown_s": params.expected_shutdown, "boot_s": params.expected_boot,
         }
         for key, value in overrides.items():
             if value is None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ParameterError
+from ..params import MigrationParams
 from ..units import fmt_bytes, fmt_rate, fmt_secs, parse_duration, parse_size
 
 WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
@@ -52,9 +53,11 @@ def _planner_flags(p: argparse.ArgumentParser, budget_default_help: str) -> None
     p.add_argument("--throughput", type=_rate, default=None,
                    help="override the measured throughput, e.g. 80MB/s")
     p.add_argument("--shutdown-time", type=_dur, default=None,
-                   help="guest shutdown time until a cutover measured it (default 30s)")
+                   help="guest shutdown time until a cutover measured it "
+                        "(cutover.expected_shutdown, 30s)")
     p.add_argument("--boot-time", type=_dur, default=None,
-                   help="boot-to-ready time until a cutover measured it (default 60s)")
+                   help="boot-to-ready time until a cutover measured it "
+                        "(cutover.expected_boot, 60s)")
 
 
 def register(sub: Any, with_params: WithParams) -> None:
@@ -114,6 +117,13 @@ def register(sub: Any, with_params: WithParams) -> None:
         _planner_flags(sync, "with --until-converged; default: the params' downtime_budget")
 
 
+def _estimates(args: argparse.Namespace, params: MigrationParams) -> tuple[float, float]:
+    """Shutdown and boot estimates: the flags, else the file's cutover section."""
+    shutdown = params.cutover.expected_shutdown if args.shutdown_time is None else args.shutdown_time
+    boot = params.cutover.expected_boot if args.boot_time is None else args.boot_time
+    return shutdown, boot
+
+
 def _budget(args: argparse.Namespace, params: Any) -> float:
     budget = args.budget if args.budget is not None else float(params.downtime_budget)
     if budget <= 0:
@@ -139,8 +149,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not ws.load():
         raise ParameterError(f"no migration in workspace {params.workspace} yet",
                              hint="run vmigrate sync first")
-    p = journal_plan(ws.journal, budget=_budget(args, params), shutdown_s=args.shutdown_time,
-                     boot_s=args.boot_time, throughput_override=args.throughput,
+    shutdown_s, boot_s = _estimates(args, params)
+    p = journal_plan(ws.journal, budget=_budget(args, params), shutdown_s=shutdown_s,
+                     boot_s=boot_s, throughput_override=args.throughput,
                      target_interval=args.target_interval or params.sync.target_interval,
                      certify=params.cutover.certify)
     if args.json:
@@ -167,8 +178,8 @@ def cmd_sync_until_converged(args: argparse.Namespace) -> int:
             res = run_until_converged(
                 m, budget=budget, max_cycles=args.max_cycles or sync.max_cycles,
                 target_interval=args.target_interval or sync.target_interval,
-                throughput_override=args.throughput, shutdown_s=args.shutdown_time,
-                boot_s=args.boot_time, report=report)
+                throughput_override=args.throughput, shutdown_s=_estimates(args, m.params)[0],
+                boot_s=_estimates(args, m.params)[1], report=report)
     finally:
         close_migration(m)
     print(f"sync: {len(res.outcomes)} cycle(s); stopped: {res.stopped_because}")
