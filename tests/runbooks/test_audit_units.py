@@ -11,7 +11,7 @@ import pytest
 from vmigrate_lib.audit.dashboard import Dashboard
 from vmigrate_lib.audit.evidence import EvidenceTampered, verify, verify_or_raise, write_manifest
 from vmigrate_lib.audit.runbook import check_parameters, given_parameters
-from vmigrate_lib.audit.runner import REDACTED, redact, secret_refs
+from vmigrate_lib.audit.provenance import REDACTED, redact, secret_refs
 from vmigrate_lib.errors import ParameterError
 from vmigrate_lib.faces.cli import main
 

@@ -16,11 +16,8 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,16 +29,13 @@ import yaml
 from .. import errors
 from ..errors import InputError, ParameterError, VmigrateError
 from .dashboard import HEADLESS_ENV
-from .evidence import MANIFEST, EvidenceError, sha256_file, write_manifest
+from .evidence import EvidenceError, sha256_file, write_manifest
+from .provenance import environment, git_info, redact, secret_refs
 from .runbook import RESULT_MIME, RUNBOOK_PARAMETERS, save_audit
 
 #: Name of the kernel set-up installs (jupyter/install.sh); python3 is the fallback.
 KERNEL_NAME = "vmigrate"
 RUNBOOKS_ENV = "VMIGRATE_RUNBOOKS"
-REDACTED = "[REDACTED]"
-_PACKAGES = ("vmigrate", "papermill", "nbclient", "nbconvert", "nbformat", "ipykernel",
-             "ipywidgets", "jupyter_client", "pandas", "matplotlib", "PyYAML", "pyvmomi",
-             "paramiko")
 
 
 @dataclass
@@ -89,88 +83,6 @@ def pick_kernel(name: str | None = None) -> str:
             return candidate
     raise ParameterError("no Jupyter kernel to run the runbook",
                          hint="run jupyter/install.sh to install the vmigrate kernel")
-
-
-def secret_refs(params: Any) -> dict[str, str]:
-    """``{env var name: value}`` of every ``*_env`` reference in the parameters that is set."""
-    found: dict[str, str] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                if str(k).endswith("_env") and isinstance(v, str) and v:
-                    secret = os.environ.get(v, "")
-                    if len(secret) >= 4:
-                        found[v] = secret
-                else:
-                    walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(params)
-    return found
-
-
-def redact(folder: Path, secrets: Mapping[str, str]) -> dict[str, int]:
-    """Replace secret values in every file (raw and JSON-escaped); return counts per file."""
-    counts: dict[str, int] = {}
-    needles: list[bytes] = []
-    for value in secrets.values():
-        needles.append(value.encode())
-        needles.append(json.dumps(value)[1:-1].encode())
-    needles = sorted(set(needles), key=len, reverse=True)
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.name == MANIFEST:
-            continue
-        data = p.read_bytes()
-        n = sum(data.count(x) for x in needles)
-        if not n:
-            continue
-        for x in needles:
-            data = data.replace(x, REDACTED.encode())
-        p.write_bytes(data)
-        counts[p.relative_to(folder).as_posix()] = n
-    return counts
-
-
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                             timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def git_info(runbook: Path) -> dict[str, Any]:
-    """The commit that last changed the runbook, HEAD, and whether the file is modified."""
-    where = runbook.parent
-    return {
-        "runbook": runbook.name,
-        "runbook_sha256": sha256_file(runbook),
-        "runbook_commit": _git(["log", "-1", "--format=%H", "--", runbook.name], where) or None,
-        "head": _git(["rev-parse", "HEAD"], where),
-        "runbook_modified": bool(_git(["status", "--porcelain", "--", runbook.name], where)),
-    }
-
-
-def environment(kernel: str) -> dict[str, Any]:
-    """Versions only (never environment variables: they may hold secrets)."""
-    versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "kernel": kernel,
-        "packages": versions,
-    }
 
 
 def _nbf() -> Any:

@@ -100,13 +100,14 @@ class AgentDatastore(Datastore):
     def _recv(self) -> tuple[int, bytes, int]:
         assert self._r is not None
         try:
-            ftype, _flags, arg, payload, _raw = proto.read_frame(self._r)
+            ftype, flags, arg, payload, _raw = proto.read_frame(self._r)
+            # compressed frames (negotiated in HELLO) announce their codec in the flags
+            return ftype, proto.decode_payload(flags, payload) if flags else payload, arg
         except (EOFError, OSError, ValueError) as exc:
             raise self._lost(exc) from exc
         except proto.ProtocolError as exc:
             self._disconnect()
             raise AgentError(f"agent protocol error: {exc}", datastore=self.name) from exc
-        return ftype, payload, arg
 
     def _lost(self, exc: BaseException) -> TransportError:
         diag = self.transport.diagnostics()

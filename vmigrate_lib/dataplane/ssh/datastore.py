@@ -133,23 +133,6 @@ class SshAgentDatastore(AgentDatastore):
                 self.codec = None
         return r, w
 
-    def _recv(self) -> tuple[int, bytes, int]:
-        assert self._r is not None
-        try:
-            ftype, flags, arg, payload, _raw = proto.read_frame(self._r)
-        except (EOFError, OSError, ValueError) as exc:
-            raise self._lost(exc) from exc
-        except proto.ProtocolError as exc:
-            self._disconnect()
-            raise AgentError(f"agent protocol error: {exc}", datastore=self.name) from exc
-        if flags:
-            try:
-                payload = proto.decode_payload(flags, payload)
-            except proto.ProtocolError as exc:
-                self._disconnect()
-                raise AgentError(f"agent protocol error: {exc}", datastore=self.name) from exc
-        return ftype, payload, arg
-
     def _stream(self, request: dict[str, Any]) -> Iterator[tuple[int, bytes, int]]:
         if request.get("op") == "read":
             self._connect()
