@@ -124,3 +124,19 @@ def test_lab_and_default_hook_rename_only() -> None:
     renames = {"alice.vmx.json": "bob.vmx.json", "acks-2000.bin": "acks-2000.bin"}
     out = LabHost.prepare_config_files(object.__new__(LabHost), "bob", alice(), f, renames)
     assert out == {"bob.vmx.json": b"{}", "acks-2000.bin": b"\x01"}
+
+
+def test_disks_outside_the_vm_folder_are_named() -> None:
+    """Preflight's disk-placement check: the cutover can only rebuild the VM's own folder."""
+    vm = alice()
+    assert vmxfiles.disks_outside_folder(vm) == []
+    moved = DiskInfo(key=2001, label="Hard disk 2", datastore="ds2",
+                     path="shared/alice_1-flat.vmdk", capacity=8 * MiB)
+    other_folder = DiskInfo(key=2002, label="Hard disk 3", datastore="ds1",
+                            path="archive/alice_2-flat.vmdk", capacity=8 * MiB)
+    vm2 = VmInfo(name="alice", uuid="u", host="h", power=PowerState.OFF, datastore="ds1",
+                 folder="alice", disks=(vm.disks[0], moved, other_folder))
+    assert vmxfiles.disks_outside_folder(vm2) == [
+        "Hard disk 2 ([ds2] shared/alice_1-flat.vmdk)",
+        "Hard disk 3 ([ds1] archive/alice_2-flat.vmdk)",
+    ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from ..errors import VmigrateError
 from ..extents import Extent
 
 if TYPE_CHECKING:
@@ -81,6 +82,16 @@ class SnapshotInfo:
     @property
     def is_vmigrate(self) -> bool:
         return self.name.startswith(VMIGRATE_SNAPSHOT_PREFIX)
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """One line of preflight contributed by a host implementation."""
+
+    name: str
+    ok: bool
+    detail: str
+    error: VmigrateError | None = None
 
 
 #: Every snapshot vmigrate creates starts with this, so that it never touches others'.
@@ -166,6 +177,14 @@ class Host(abc.ABC):
         network_map: Mapping[str, str] | None = None,
     ) -> VmInfo:
         """Register a VM from disk files already in ``[datastore] folder``."""
+
+    def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """Host-specific preconditions for moving ``vm``, checked by preflight.
+
+        The default has none; vSphere checks what its cutover will need (every
+        disk in the VM's own folder), so that a VM that cannot be moved is
+        refused before anything changes, not at cutover after Alice stopped."""
+        return []
 
     def prepare_config_files(
         self,

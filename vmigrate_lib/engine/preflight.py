@@ -93,6 +93,10 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
     for d in vm.disks:
         add(f"disk {d.key}", True, f"{d.label} {d.ds_path} {fmt_bytes(d.capacity)}")
 
+    # what this host's implementation needs to move the VM (e.g. vSphere: disk placement)
+    for check in m.source.migration_checks(vm):
+        add(check.name, check.ok, check.detail, check.error)
+
     # change tracking
     mode = p.sync.change_tracking
     for d in vm.disks:

@@ -14,10 +14,10 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ParameterError, PowerError, SnapshotError
+from ...errors import DiskMismatch, ParameterError, PowerError, SnapshotError
 from ...extents import Extent
 from ...params import HostParams
-from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, PowerState, SnapshotInfo, VmInfo
+from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
 from . import cbt, inventory, power, register, snapshots, vmxfiles
 from ._vmomi import vim
 from .connection import KEEPALIVE_INTERVAL, Connection
@@ -221,6 +221,23 @@ class VsphereHost(Host):
             self._vm_folder, self._pool, self.task_timeout,
         )
         return inventory.vm_info(self.conn, ref)
+
+    def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """Every disk in the VM's folder: the cutover rebuilds Bob's from that folder."""
+        outside = vmxfiles.disks_outside_folder(vm)
+        if not outside:
+            return [HostCheck("disk placement", True, f"all disks in [{vm.datastore}] {vm.folder}")]
+        listed = ", ".join(outside)
+        return [HostCheck(
+            "disk placement", False, f"outside the VM's folder: {listed}",
+            DiskMismatch(
+                f"disks of VM {vm.name} are outside its folder [{vm.datastore}] {vm.folder}: "
+                f"{listed}",
+                hint="move them into the VM's folder (storage migration) first; vmigrate "
+                "copies the VM's own folder",
+                vm=vm.name, disks=outside,
+            ),
+        )]
 
     def prepare_config_files(
         self,

@@ -128,6 +128,15 @@ def vmx_file(source: VmInfo, files: Mapping[str, bytes]) -> str:
     )
 
 
+def disks_outside_folder(source: VmInfo) -> list[str]:
+    """Disks whose files are not in the VM's own folder (the cutover copies only that)."""
+    return [
+        f"{d.label} ({d.ds_path})" for d in source.disks
+        if d.datastore != source.datastore
+        or posixpath.dirname(flat_path(d.path)).rstrip("/") != source.folder.rstrip("/")
+    ]
+
+
 def prepare(
     name: str, source: VmInfo, files: Mapping[str, bytes], renames: Mapping[str, str]
 ) -> dict[str, bytes]:
