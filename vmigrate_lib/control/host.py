@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from ..errors import VmigrateError
+from ..errors import OperationError, VmigrateError
 from ..extents import Extent
 
 if TYPE_CHECKING:
@@ -177,6 +177,13 @@ class Host(abc.ABC):
         network_map: Mapping[str, str] | None = None,
     ) -> VmInfo:
         """Register a VM from disk files already in ``[datastore] folder``."""
+
+    def resize_disk(self, vm: str, disk_key: int, new_capacity: int) -> VmInfo:
+        """Grow one of the VM's disks (tests and rehearsals; the engine never resizes)."""
+        raise OperationError(
+            f"resizing a disk is not supported on {type(self).__name__}",
+            hint="extend the disk with the host's own tools", vm=vm, disk_key=disk_key,
+        )
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
         """Host-specific preconditions for moving ``vm``, checked by preflight.

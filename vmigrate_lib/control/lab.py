@@ -154,6 +154,31 @@ class LabHost(Host):
         h = self.handle(vm)
         return iter(changed_areas(h.vmdir, h.config(), snapshot.id, disk_key, since))
 
+    # --- disks -------------------------------------------------------------------------
+    def resize_disk(self, vm: str, disk_key: int, new_capacity: int) -> VmInfo:
+        """Grow a disk, live (through the guest) or powered off; never shrinks.
+
+        Refused while the VM has a snapshot.  The disk's change tracking starts a
+        new epoch (old change ids turn invalid, as on VMware after an extend).
+        A running guest's workload uses the new size at once.
+        """
+        self.handle(vm).run(
+            "disk_resize",
+            lambda m: m.resize_disk(disk_key, new_capacity),
+            lambda r: None,
+            key=disk_key,
+            capacity=new_capacity,
+        )
+        return self.find_vm(vm)
+
+    def add_disk(self, vm: str, capacity: int) -> DiskInfo:
+        """Add a new empty sparse disk (next free key), live or powered off."""
+        key = self.handle(vm).run(
+            "disk_add", lambda m: m.add_disk(capacity).key, lambda r: int(r["key"]),
+            capacity=capacity,
+        )
+        return next(d for d in self.find_vm(vm).disks if d.key == key)
+
     # --- snapshots ---------------------------------------------------------------------
     def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
         h = self.handle(vm)

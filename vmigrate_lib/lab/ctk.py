@@ -75,6 +75,18 @@ class ChangeTracker:
             fh.truncate(HEADER_SIZE + 4 * grains)
         return cls(path)
 
+    @classmethod
+    def replace(cls, path: Path, capacity: int) -> ChangeTracker:
+        """A fresh map in a new epoch put in place atomically (a disk was resized).
+
+        A reader holding the old map keeps its own (old) file; every change id
+        of the old epoch is invalid from now on, as after VMware's disk extend.
+        """
+        tmp = path.with_name(path.name + ".tmp")
+        cls.create(tmp, capacity).close()
+        os.replace(tmp, path)
+        return cls(path)
+
     # --- header ------------------------------------------------------------------
     @property
     def epoch(self) -> str:

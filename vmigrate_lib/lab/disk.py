@@ -129,6 +129,23 @@ class VirtualDisk:
             n = min(GRAIN, self.capacity - off)
             os.pwrite(self._base, os.pread(self._delta, n, off), off)
 
+    # --- geometry --------------------------------------------------------------------
+    def grow(self, capacity: int) -> None:
+        """Extend the flat file (sparse) and the change map; the caller saves the config.
+
+        Only without a snapshot (no delta).  The map is replaced by a larger one
+        in a new epoch, so no change id from before the resize can be used.
+        """
+        assert self._delta is None, "resize with a snapshot delta"
+        os.ftruncate(self._base, capacity)
+        os.fsync(self._base)
+        if self.ctk is not None:
+            path = self.ctk.path
+            self.ctk.close()
+            self.ctk = None
+            self.ctk = ChangeTracker.replace(path, capacity)
+        self.cfg.capacity = capacity
+
     # --- I/O -------------------------------------------------------------------------
     def write(self, offset: int, data: bytes) -> None:
         end = offset + len(data)

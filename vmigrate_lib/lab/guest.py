@@ -55,6 +55,8 @@ class Guest:
         self.writes = 0
         self.bytes = 0
         self.boot: dict[str, Any] = {}
+        #: bumped when a disk is resized or added: the writer re-plans over the new sizes
+        self.geometry = 0
         fault = os.environ.get(FAULT_ENV)
         self.fault_after = int(fault) if fault else None
 
@@ -100,12 +102,15 @@ class Guest:
         assert self.machine is not None
         spec: WorkloadSpec | None = None
         picker: BlockPicker | None = None
+        geometry = -1
         bucket = TokenBucket(0, 1)
         while not self.stop.is_set():
-            if spec is not self.spec:
-                spec = self.spec
-                caps = [d.capacity for d in self.machine.disks]
-                picker = BlockPicker(spec, caps, salt=sum(self.next_seq))
+            if spec is not self.spec or geometry != self.geometry:
+                with self.stun:
+                    spec, geometry = self.spec, self.geometry
+                    caps = [d.capacity for d in self.machine.disks]
+                    salt = sum(self.next_seq)
+                picker = BlockPicker(spec, caps, salt=salt)
                 rate = spec.rate_mb_s * 1e6
                 bucket = TokenBucket(rate, max(spec.block_size, rate * 0.05))
             assert picker is not None
@@ -167,6 +172,17 @@ class Guest:
                     else:
                         m.reset_change_tracking()
                 return {"ok": True}
+            if cmd == "disk_resize":
+                cfg = m.resize_disk(int(req["key"]), int(req["capacity"]), self.stun)
+                self.geometry += 1  # a grown disk is used at once, as a guest OS would
+                return {"ok": True, "capacity": cfg.capacity}
+            if cmd == "disk_add":
+                with self.stun:
+                    disk = m.add_disk(int(req["capacity"]))
+                    self.acks.append(AckMap(disk.key, self.spec.block_size))
+                    self.next_seq.append(1)
+                    self.geometry += 1
+                return {"ok": True, "key": disk.key}
             if cmd == "set_workload":
                 spec = WorkloadSpec.from_dict(req["workload"])
                 if spec.block_size != self.spec.block_size:

@@ -9,16 +9,17 @@ same and recover the same way after a crash.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ..errors import LabError, SnapshotError
+from ..errors import LabError, ParameterError, SnapshotError
 from .ctk import ChangeTracker
 from .disk import VirtualDisk, ctk_path
-from .vmconfig import SNAP_REMOVING, SnapshotRecord, VmConfig
+from .vmconfig import SNAP_REMOVING, DiskConfig, SnapshotRecord, VmConfig
 
 Stun = AbstractContextManager[Any]
 Progress = Callable[[int], None]
@@ -170,6 +171,76 @@ class VmMachine:
             for d in self.disks:
                 d.drop_delta()
             return time.monotonic() - t0
+
+    # --- disks (geometry) --------------------------------------------------------------
+    def _no_snapshot(self, what: str) -> None:
+        if self.config.snapshots:
+            raise SnapshotError(
+                f"cannot {what} of VM {self.config.name} while it has snapshot "
+                f"{self.config.snapshots[0].name!r} (VMware refuses it too)",
+                vm=self.config.name, hint="remove the snapshot first",
+            )
+
+    def _check_size(self, capacity: int) -> None:
+        bs = self.config.workload.block_size
+        if capacity <= 0 or capacity % bs:
+            raise ParameterError(
+                f"disk size {capacity} must be a positive multiple of the block size {bs}",
+                capacity=capacity,
+            )
+
+    def resize_disk(self, key: int, capacity: int, stun: Stun | None = None) -> DiskConfig:
+        """Grow one disk (never shrink); CBT of that disk restarts in a new epoch.
+
+        Order for crashes: flat file, then change map, then the config (the
+        commit).  A crash before the config is saved leaves a longer sparse
+        file and a fresh map, both harmless, and the resize can be repeated.
+        """
+        disk = next((d for d in self.disks if d.key == key), None)
+        if disk is None:
+            raise LabError(f"VM {self.config.name} has no disk with key {key}",
+                           vm=self.config.name, disk_key=key)
+        old = disk.capacity
+        if capacity < old:
+            raise ParameterError(
+                f"cannot shrink disk {key} of VM {self.config.name} from {old} to {capacity} "
+                "bytes: virtual disks only grow",
+                vm=self.config.name, disk_key=key, capacity=old, requested=capacity,
+            )
+        self._check_size(capacity)
+        if capacity == old:
+            return disk.cfg
+        self._no_snapshot(f"resize disk {key}")
+        with stun or contextlib.nullcontext():
+            disk.grow(capacity)
+            if disk.ctk is None:  # tracking off: a stale map must not be reused when enabled
+                ctk_path(self.vmdir, disk.cfg).unlink(missing_ok=True)
+            self.save()
+        return disk.cfg
+
+    def add_disk(self, capacity: int, stun: Stun | None = None) -> VirtualDisk:
+        """Hot-add a new empty (sparse) disk with the next free key and file name."""
+        self._check_size(capacity)
+        self._no_snapshot("add a disk")
+        keys = [d.key for d in self.config.disks]
+        key = max(keys, default=1999) + 1
+        files = {d.file for d in self.config.disks}
+        i = len(self.config.disks)
+        while (file := f"{self.config.name}_{i}-flat.vmdk") in files:
+            i += 1
+        cfg = DiskConfig(key, f"Hard disk {len(keys) + 1}", file, capacity)
+        with stun or contextlib.nullcontext():
+            with open(self.vmdir / file, "wb") as fh:
+                fh.truncate(capacity)
+                fh.flush()
+                os.fsync(fh.fileno())
+            ctk = ChangeTracker.replace(ctk_path(self.vmdir, cfg), capacity) \
+                if self.config.cbt_enabled else None
+            disk = VirtualDisk(self.vmdir, cfg, ctk)
+            self.disks.append(disk)
+            self.config.disks.append(cfg)
+            self.save()
+        return disk
 
     # --- change tracking -------------------------------------------------------------
     def enable_change_tracking(self) -> None:
