@@ -155,3 +155,23 @@ def test_close_after_the_agent_died_does_not_raise(tmp_path: Path) -> None:
     proc.wait()
     ds.close()  # must not raise
     assert ds._w is None
+
+
+def test_grow_disk_extends_sparsely_and_never_shrinks(two) -> None:
+    root, a, _ = two
+    a.create_disk("d.vmdk", 4 * MiB)
+    with a.open_writer("d.vmdk") as w:
+        w.write(Chunk(MiB, 4096, b"\x5a" * 4096))
+    before = (root / "a" / "d.vmdk").read_bytes()
+    a.grow_disk("d.vmdk", 12 * MiB)
+    a.grow_disk("d.vmdk", 12 * MiB)  # same size again: a no-op (safe to retry)
+    st = a.stat("d.vmdk")
+    assert st is not None and st.size == 12 * MiB
+    assert st.allocated < MiB  # the new area is a hole
+    data = (root / "a" / "d.vmdk").read_bytes()
+    assert data[: 4 * MiB] == before and not data[4 * MiB :].strip(b"\0")
+    with pytest.raises(AgentError, match="refusing to shrink"):
+        a.grow_disk("d.vmdk", 8 * MiB)
+    assert os.stat(root / "a" / "d.vmdk").st_size == 12 * MiB
+    with pytest.raises(AgentError):
+        a.grow_disk("missing.vmdk", 8 * MiB)

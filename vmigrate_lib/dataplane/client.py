@@ -170,6 +170,9 @@ class AgentDatastore(Datastore):
     def create_disk(self, path: str, size: int) -> None:
         self.call("create_disk", path=path, size=size)
 
+    def grow_disk(self, path: str, size: int) -> None:
+        self.call("grow_disk", path=path, size=size)
+
     def remove(self, path: str) -> None:
         self.call("remove", path=path)
 

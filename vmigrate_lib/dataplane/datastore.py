@@ -99,6 +99,10 @@ class Datastore(abc.ABC):
         """A new sparse disk file; fails if it exists."""
 
     @abc.abstractmethod
+    def grow_disk(self, path: str, size: int) -> None:
+        """Extend a disk file sparsely to ``size`` bytes; refuses to shrink, same size is a no-op."""
+
+    @abc.abstractmethod
     def remove(self, path: str) -> None:
         """Remove a file vmigrate itself made."""
 

@@ -62,6 +62,23 @@ class FileOps(object):
             os.close(fd)
         return {"ok": True}
 
+    def op_grow_disk(self, req):
+        """Extend a disk file sparsely to ``size``; never shrinks (idempotent)."""
+        full = self.path(req["path"])
+        size = int(req["size"])
+        fd = os.open(full, os.O_WRONLY)
+        try:
+            current = os.fstat(fd).st_size
+            if size < current:
+                raise OSError(errno.EINVAL, "refusing to shrink a disk from {} to {} bytes".format(
+                    current, size), req["path"])
+            if size > current:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return {"ok": True, "size": size, "was": current}
+
     def op_remove(self, req):
         full = self.path(req["path"])
         if os.path.isdir(full):

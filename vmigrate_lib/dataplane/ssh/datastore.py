@@ -21,7 +21,7 @@ log = logging.getLogger("vmigrate.ssh")
 #: Operations safe to repeat after a lost connection (no effect, or the same effect).
 IDEMPOTENT_OPS = frozenset(
     {"ping", "statfs", "stat", "listdir", "makedirs", "read_file", "allocated", "remove",
-     "probe_peer"}
+     "grow_disk", "probe_peer"}
 )
 
 
