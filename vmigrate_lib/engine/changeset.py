@@ -80,6 +80,8 @@ def plan_disk(
         plan = DiskPlan(disk, "full", allocated(), "seed: allocated areas")
     elif m.params.sync.change_tracking == "hash":
         plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
+    elif dstate.get("recheck"):  # grown, returned or recreated: prove it by hashes
+        plan = DiskPlan(disk, "hash", [], str(dstate["recheck"]))
     elif dstate.get("untrusted"):
         plan = DiskPlan(disk, "hash", [], f"destination not proven: {dstate['untrusted']}")
     elif not disk.cbt_enabled or not base:

@@ -153,7 +153,8 @@ def go_no_go(c: StepContext) -> None:
     if age > c.opts.max_sync_age:
         reasons.append(f"the last sync is {fmt_secs(age)} old (at most "
                        f"{fmt_secs(c.opts.max_sync_age)} allowed)")
-    untrusted = {k: d["untrusted"] for k, d in state.get("disks", {}).items() if d.get("untrusted")}
+    untrusted = {k: d["untrusted"] for k, d in state.get("disks", {}).items()
+                 if d.get("untrusted") and not d.get("removed")}  # removed: not Bob's disk
     if untrusted:
         reasons.append(f"the copy of disk(s) {', '.join(untrusted)} is not proven: "
                        + "; ".join(untrusted.values()))

@@ -14,6 +14,7 @@ from typing import Any
 from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
 from ..errors import (
     Interrupted,
+    OperationError,
     SnapshotError,
     VmigrateError,
     WorkspaceMismatch,
@@ -75,6 +76,7 @@ def run_cycle(
     m.reporter.event("phase", phase="snapshot", detail=f"{snap.name} in {phases['snapshot']:.2f} s")
     failed: BaseException | None = None
     try:
+        _same_disks(m, disks)
         t = time.monotonic()
         plans = [plan_disk(m, snap, d, resume) for d in disks]
         phases["query"] = time.monotonic() - t
@@ -113,6 +115,17 @@ def run_cycle(
         _finish_record(m, rec, failed)
 
 
+def _same_disks(m: Migration, disks: list[DiskInfo]) -> None:
+    """The disks did not change between reading the VM and taking the snapshot."""
+    now = {d.key: d.capacity for d in m.vm().disks}
+    before = {d.key: d.capacity for d in disks}
+    if now != before:
+        raise OperationError(
+            f"the disks of VM {m.params.vm} changed while cycle started "
+            f"({before} -> {now})", hint="run the cycle again: it follows the new disks",
+        )
+
+
 def _commit(m: Migration, snap: SnapshotInfo, disks: list[DiskInfo], rec: dict[str, Any]) -> None:
     state = m.workspace.state
     for d in disks:
@@ -123,6 +136,7 @@ def _commit(m: Migration, snap: SnapshotInfo, disks: list[DiskInfo], rec: dict[s
             "seeded": True, "last_cycle": rec["number"],
         })
         ds.pop("untrusted", None)
+        ds.pop("recheck", None)
     state["cycles"] = rec["number"]
     state["seeded"] = True
     state["last_snapshot_at"] = rec["snapshot_at"]

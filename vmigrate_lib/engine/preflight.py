@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..units import fmt_bytes
 from .context import OWNER_MARKER, Migration
+from .destination import growth, size_mismatch
 
 #: Keep this much free on the destination beyond what the copy needs.
 SPACE_MARGIN = 0.02
@@ -188,16 +189,16 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
         src_alloc = src_stat.allocated if src_stat else d.capacity
         dst_stat = ds.stat(m.dest_disk_path(d)) if ours_at_dest else None
         if dst_stat is not None and dst_stat.size != d.capacity:
-            add(
-                f"destination disk {d.key}", False,
-                f"{m.dest_disk_path(d)} is {fmt_bytes(dst_stat.size)}, source is {fmt_bytes(d.capacity)}",
-                DiskMismatch(
-                    f"destination disk {m.dest_disk_path(d)} is {dst_stat.size} bytes but "
-                    f"source disk {d.key} is {d.capacity} bytes",
-                    disk=d.key, source_size=d.capacity, dest_size=dst_stat.size,
-                ),
-            )
-            return
+            err = size_mismatch(m, d, dst_stat.size)
+            if err is not None:
+                add(
+                    f"destination disk {d.key}", False,
+                    f"{m.dest_disk_path(d)} is {fmt_bytes(dst_stat.size)}, "
+                    f"source is {fmt_bytes(d.capacity)}", err,
+                )
+                return
+            add(f"destination disk {d.key}", True,
+                f"{growth(d, dst_stat.size)}: the copy grows and is hash-compared next cycle")
         needed += max(0, src_alloc - (dst_stat.allocated if dst_stat else 0))
     free = ds.free_space()
     report.bytes_needed = needed
