@@ -179,6 +179,13 @@ class LabHost(Host):
         )
         return next(d for d in self.find_vm(vm).disks if d.key == key)
 
+    def remove_disk(self, vm: str, disk_key: int) -> VmInfo:
+        """Detach a disk (live or off); its files stay in the VM's folder."""
+        self.handle(vm).run(
+            "disk_remove", lambda m: m.remove_disk(disk_key), lambda r: None, key=disk_key,
+        )
+        return self.find_vm(vm)
+
     # --- snapshots ---------------------------------------------------------------------
     def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
         h = self.handle(vm)

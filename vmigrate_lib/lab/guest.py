@@ -121,6 +121,8 @@ class Guest:
             di, bi = picker.next()
             bs = spec.block_size
             with self.stun:
+                if geometry != self.geometry:  # disks changed since the pick: pick again
+                    continue
                 disk = self.machine.disks[di]
                 seq = self.next_seq[di]
                 self.next_seq[di] = seq + 1
@@ -183,6 +185,13 @@ class Guest:
                     self.next_seq.append(1)
                     self.geometry += 1
                 return {"ok": True, "key": disk.key}
+            if cmd == "disk_remove":
+                with self.stun:
+                    index = m.remove_disk(int(req["key"]))
+                    self.acks.pop(index)
+                    self.next_seq.pop(index)
+                    self.geometry += 1
+                return {"ok": True}
             if cmd == "set_workload":
                 spec = WorkloadSpec.from_dict(req["workload"])
                 if spec.block_size != self.spec.block_size:

@@ -242,6 +242,23 @@ class VmMachine:
             self.save()
         return disk
 
+    def remove_disk(self, key: int, stun: Stun | None = None) -> int:
+        """Detach a disk from the VM (its files stay, as "remove from virtual machine");
+        returns the index it had in :attr:`disks`."""
+        index = next((i for i, d in enumerate(self.disks) if d.key == key), None)
+        if index is None:
+            raise LabError(f"VM {self.config.name} has no disk with key {key}",
+                           vm=self.config.name, disk_key=key)
+        if len(self.disks) == 1:
+            raise ParameterError(f"disk {key} is the last disk of VM {self.config.name}")
+        self._no_snapshot(f"remove disk {key}")
+        with stun or contextlib.nullcontext():
+            disk = self.disks.pop(index)
+            self.config.disks = [d for d in self.config.disks if d.key != key]
+            self.save()
+            disk.close()
+        return index
+
     # --- change tracking -------------------------------------------------------------
     def enable_change_tracking(self) -> None:
         """Turn CBT on in a new epoch (an existing map would be stale after being off)."""
