@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from test_bad_input import _run_and_check_unchanged  # type: ignore[import-not-found]
+from treeprint import files_equal
 
 from vmigrate_lib.engine.cycle import run_cycle
 from vmigrate_lib.engine.sync import run_cycles
@@ -19,14 +19,6 @@ MiB = 1 << 20
 FILES = {2000: "alice-flat.vmdk", 2001: "alice_1-flat.vmdk", 2002: "alice_2-flat.vmdk"}
 
 
-def _files_equal(a: Path, b: Path) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(4 * MiB), fb.read(4 * MiB)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def _wait_writes(lab, more: int) -> None:
@@ -55,7 +47,7 @@ def _final_and_compare(lab, keys: tuple[int, ...]) -> None:
         src = lab.ds_dir("esx-a") / "alice" / FILES[key]
         dst = lab.ds_dir("esx-b") / "alice" / FILES[key]
         assert src.stat().st_size == dst.stat().st_size
-        assert _files_equal(src, dst), f"disk {key} differs"
+        assert files_equal(src, dst), f"disk {key} differs"
         report = verify_copy(dst, host.ack_path("alice", key))
         assert report.ok, report.problems()
 
@@ -124,7 +116,7 @@ def test_disk_grown_while_off_via_cli(make_lab) -> None:
     assert any(x["type"] == "disk_grown" for x in recs)
     for key in (2000, 2001):
         src = lab.ds_dir("esx-a") / "alice" / FILES[key]
-        assert _files_equal(src, lab.ds_dir("esx-b") / "alice" / FILES[key])
+        assert files_equal(src, lab.ds_dir("esx-b") / "alice" / FILES[key])
 
 
 def test_copy_larger_than_source_is_refused_and_nothing_changes(make_lab) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
+from treeprint import files_equal
 
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 from vmigrate_lib.engine.cycle import run_cycle
@@ -18,14 +18,6 @@ from vmigrate_lib.session import close_migration, open_migration
 MiB = 1 << 20
 
 
-def _files_equal(a: Path, b: Path) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(4 * MiB), fb.read(4 * MiB)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def test_seed_and_deltas_while_guest_writes_then_identical(make_lab) -> None:
@@ -66,7 +58,7 @@ def test_seed_and_deltas_while_guest_writes_then_identical(make_lab) -> None:
     for key, name in ((2000, "alice-flat.vmdk"), (2001, "alice_1-flat.vmdk")):
         src = lab.ds_dir("esx-a") / "alice" / name
         dst = lab.ds_dir("esx-b") / "alice" / name
-        assert _files_equal(src, dst)
+        assert files_equal(src, dst)
         report = verify_copy(dst, host.ack_path("alice", key))
         assert report.ok, report.problems()
         assert report.acked > 0
@@ -124,7 +116,7 @@ def test_certify_lists_mismatch_and_repairs_on_request(make_lab) -> None:
         assert modes == {2000: "hash", 2001: "tracked"}
         assert healed.record["certify"]["result"] == "identical"
         src = lab.ds_dir("esx-a") / "alice" / "alice-flat.vmdk"
-        assert _files_equal(src, dst)
+        assert files_equal(src, dst)
     finally:
         close_migration(m)
 
@@ -144,7 +136,7 @@ def test_seed_writes_sparse_and_skips_zero_blocks(make_lab) -> None:
     alloc_dst = os.stat(dst).st_blocks * 512
     assert alloc_dst <= alloc_src + MiB  # thin stays thin
     assert out.record["bytes_read"] <= alloc_src + MiB
-    assert _files_equal(src, dst)
+    assert files_equal(src, dst)
 
 
 def test_state_survives_between_processes(make_lab) -> None:
