@@ -123,3 +123,11 @@ def test_bad_flag_value(lab) -> None:
     params = lab.write_params()
     r = lab.cli("sync", "-p", str(params), "--cycles", "0")
     assert r.returncode == 2 and "at least 1" in r.stderr
+
+
+def test_snapshot_of_another_vmigrate_migration(lab) -> None:
+    """Another migration's leftover is not ours to remove: refused, named, nothing changed."""
+    lab.host().create_snapshot("alice", "vmigrate-0123456789ab-c3")
+    params = lab.write_params()
+    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    assert "vmigrate-0123456789ab-c3" in line and "another vmigrate migration" in line

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..control.host import VmInfo
+from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, VmInfo
 from ..errors import (
     ChangeTrackingOff,
     DatastoreNotFound,
@@ -122,21 +122,27 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
     else:
         add("change tracking", True, f"off for {len(off)} disk(s): hash-compare will be used")
 
-    # snapshots
+    # snapshots: only this migration's own leftovers are ours to remove
     snaps = m.source.list_snapshots(vm.name)
-    foreign = [s for s in snaps if not s.is_vmigrate]
-    ours = [s for s in snaps if s.is_vmigrate]
+    mid = m.workspace.state.get("migration_id")
+    own_prefix = f"{VMIGRATE_SNAPSHOT_PREFIX}{mid}-" if mid else None
+    ours = [s for s in snaps if own_prefix and s.name.startswith(own_prefix)]
+    foreign = [s for s in snaps if s not in ours]
     if foreign:
         names = ", ".join(s.name for s in foreign)
+        others = [s.name for s in foreign if s.is_vmigrate]
+        why = (" (another vmigrate migration of this VM is running or was interrupted: "
+               "finish or clean it from its own workspace)" if others else "")
         add(
             "snapshots", False, f"other snapshots present: {names}",
             StraySnapshots(
-                f"VM {vm.name} has snapshots vmigrate did not make: {names}",
+                f"VM {vm.name} has snapshots this migration did not make: {names}{why}",
                 vm=vm.name, snapshots=[s.name for s in foreign],
             ),
         )
     elif ours:
-        add("snapshots", True, f"{len(ours)} leftover vmigrate snapshot(s): the next cycle removes them")
+        add("snapshots", True, f"{len(ours)} leftover snapshot(s) of this migration: "
+            "the next cycle removes them")
     else:
         add("snapshots", True, "none")
 
