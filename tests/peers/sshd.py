@@ -24,15 +24,11 @@ By hand (root)::
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import getpass
-import hashlib
 import os
-import pwd
 import re
-import secrets
 import shlex
 import shutil
 import signal
@@ -41,13 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    import paramiko
+    pass
 
 SSHD = "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -60,146 +56,16 @@ class SshdError(RuntimeError):
     pass
 
 
-# --------------------------------------------------------------------------- keys
+from sshhost import (  # noqa: E402  (re-exported: the fixtures import them from here)
+    SshHost,
+    SshKeyPair,
+    fingerprint_sha256,
+    known_hosts_lines,
+    write_known_hosts,
+)
 
-
-@dataclass(frozen=True)
-class SshKeyPair:
-    path: str  # private key (OpenSSH format, no passphrase); public at path + ".pub"
-    pub_line: str  # "ssh-ed25519 AAAA... comment"
-
-    @classmethod
-    def generate(
-        cls,
-        directory: str | os.PathLike[str],
-        name: str = "id_ed25519",
-        comment: str = "vmigrate-test",
-    ) -> SshKeyPair:
-        path = os.path.join(os.fspath(directory), name)
-        for p in (path, path + ".pub"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-        subprocess.run(
-            [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
-            check=True,
-            capture_output=True,
-        )
-        os.chmod(path, 0o600)
-        return cls(path=path, pub_line=Path(path + ".pub").read_text().strip())
-
-    @property
-    def fingerprint_sha256(self) -> str:
-        return fingerprint_sha256(self.pub_line)
-
-
-def fingerprint_sha256(pub_line: str) -> str:
-    """'ssh-ed25519 AAAA...' -> 'SHA256:...' exactly as ``ssh-keygen -l`` prints it."""
-    blob = base64.b64decode(pub_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-
-
-def known_hosts_lines(ip: str, port: int, pub_line: str) -> list[str]:
-    keytype, b64 = pub_line.split()[:2]
-    lines = [f"[{ip}]:{port} {keytype} {b64}"]
-    if port == 22:  # clients look the bare address up for the default port
-        lines.append(f"{ip} {keytype} {b64}")
-    return lines
-
-
-def write_known_hosts(path: str | os.PathLike[str], hosts: Sequence[SshHost]) -> str:
-    lines: list[str] = []
-    for h in hosts:
-        lines += known_hosts_lines(h.ip, h.port, h.host_pub_line)
-    Path(path).write_text("\n".join(lines) + "\n")
-    return os.fspath(path)
-
-
-# --------------------------------------------------------------------------- host
-
-
-@dataclass(frozen=True)
-class SshHost:
-    """How to reach one sshd: enough for paramiko and for ``ssh``."""
-
-    name: str
-    ip: str
-    port: int
-    user: str
-    key_path: str  # client private key authorized on the host
-    known_hosts_path: str  # has this host's key as [ip]:port (and bare ip if port 22)
-    host_key_fingerprint_sha256: str  # "SHA256:..."
-    netns: str | None = None  # namespace sshd runs in (None: root namespace / loopback)
-    host_pub_line: str = ""  # "ssh-ed25519 AAAA..." (the host key)
-    password: str | None = None  # only for the password-enabled variant
-
-    def ssh_options(self) -> list[str]:
-        opts = [
-            "-F",
-            "/dev/null",  # ignore ~/.ssh/config and /etc/ssh/ssh_config
-            "-p",
-            str(self.port),
-            "-o",
-            f"UserKnownHostsFile={self.known_hosts_path}",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ]
-        if self.password is None:
-            opts += [
-                "-i",
-                self.key_path,
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "PreferredAuthentications=publickey",
-            ]
-        return opts
-
-    def ssh_argv(self, *remote: str, extra: Sequence[str] = ()) -> list[str]:
-        """``ssh ... user@ip -- remote...`` (remote words are joined by the remote shell)."""
-        return [SSH, *self.ssh_options(), *extra, f"{self.user}@{self.ip}", "--", *remote]
-
-    def ssh_command(self, *remote: str) -> str:
-        """Same as ssh_argv, as one shell-quoted string (for running on another host)."""
-        return shlex.join(self.ssh_argv(*remote))
-
-    def paramiko_client(
-        self, policy: Any = None, timeout: float = 10.0, **connect_kw: Any
-    ) -> paramiko.SSHClient:
-        """Connected client, host key checked against known_hosts (RejectPolicy)."""
-        import paramiko
-
-        c = paramiko.SSHClient()
-        c.load_host_keys(self.known_hosts_path)
-        c.set_missing_host_key_policy(policy or paramiko.RejectPolicy())
-        kw: dict[str, Any] = {
-            "hostname": self.ip,
-            "port": self.port,
-            "username": self.user,
-            "timeout": timeout,
-            "banner_timeout": timeout,
-            "auth_timeout": timeout,
-            "allow_agent": False,
-            "look_for_keys": False,
-        }
-        if self.password is not None:
-            kw["password"] = self.password
-        else:
-            kw["key_filename"] = self.key_path
-        kw.update(connect_kw)
-        try:
-            c.connect(**kw)
-        except BaseException:
-            c.close()
-            raise
-        return c
+__all__ = ["SshHost", "SshKeyPair", "SshdError", "SshdServer", "fingerprint_sha256",
+           "known_hosts_lines", "start_sshd", "write_known_hosts"]
 
 
 # --------------------------------------------------------------------------- server
@@ -382,7 +248,7 @@ def start_sshd(
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads fork here)
+                    preexec_fn=_die_with_parent,
                     close_fds=True,
                 )
             kh_path = os.path.join(wd, "known_hosts")
@@ -455,59 +321,6 @@ def cleanup_stale_dirs() -> list[str]:
             continue
         shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
         removed.append(entry)
-    return removed
-
-
-# --------------------------------------------------------------------------- password user
-
-
-@contextlib.contextmanager
-def throwaway_user(prefix: str = "vmgpw") -> Iterator[tuple[str, str]]:
-    """Create a local user with a random password; remove it afterwards (root only)."""
-    if os.geteuid() != 0:
-        raise SshdError("creating a user needs root")
-    for tool in ("useradd", "userdel", "chpasswd"):
-        if not shutil.which(tool):
-            raise SshdError(f"{tool} not found")
-    name = f"{prefix}{os.getpid()}"
-    cleanup_stale_users(prefix)
-    with contextlib.suppress(KeyError):
-        pwd.getpwnam(name)
-        subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
-    home = tempfile.mkdtemp(prefix=f"{name}-home-")
-    password = secrets.token_urlsafe(16)
-    subprocess.run(
-        ["useradd", "-M", "-d", home, "-s", "/bin/sh", name], check=True, capture_output=True
-    )
-    try:
-        u = pwd.getpwnam(name)
-        os.chown(home, u.pw_uid, u.pw_gid)
-        subprocess.run(
-            ["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True
-        )
-        yield name, password
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def cleanup_stale_users(prefix: str = "vmgpw") -> list[str]:
-    """Remove throwaway users left by killed runs (name = prefix + dead pid)."""
-    removed = []
-    for u in pwd.getpwall():
-        rest = u.pw_name[len(prefix) :]
-        if u.pw_name.startswith(prefix) and rest.isdigit():
-            try:
-                os.kill(int(rest), 0)
-                continue
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
-            subprocess.run(["userdel", u.pw_name], check=False, capture_output=True)
-            if u.pw_dir.startswith(tempfile.gettempdir()):
-                shutil.rmtree(u.pw_dir, ignore_errors=True)
-            removed.append(u.pw_name)
     return removed
 
 

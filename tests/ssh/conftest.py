@@ -32,6 +32,7 @@ if str(_PEERS) not in sys.path:
 
 import netns as peers_netns
 import sshd as peers_sshd
+import sshusers
 from netns import Link, Topology
 from sshd import SshdServer, SshHost, SshKeyPair
 
@@ -110,8 +111,8 @@ def ssh_password_loopback() -> Iterator[SshHost]:
         pytest.skip("password variant creates a throwaway user: needs root")
     with contextlib.ExitStack() as stack:
         try:
-            user, password = stack.enter_context(peers_sshd.throwaway_user())
-        except peers_sshd.SshdError as e:
+            user, password = stack.enter_context(sshusers.throwaway_user())
+        except sshusers.UserError as e:
             pytest.skip(str(e))
         srv = stack.enter_context(peers_sshd.start_sshd("password", user=user, password=password))
         yield srv.host
