@@ -16,11 +16,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from conftest import SshHosts
 
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
@@ -33,6 +32,9 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 MiB = 1 << 20
 DISKS = ((2000, "alice-flat.vmdk", "bob-flat.vmdk"), (2001, "alice_1-flat.vmdk", "bob_1-flat.vmdk"))
+
+if TYPE_CHECKING:  # the fixture's type only: every conftest module is named "conftest"
+    from conftest import SshHosts
 
 
 def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path, **extra: Any) -> dict[str, Any]:
