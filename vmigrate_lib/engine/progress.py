@@ -70,5 +70,10 @@ def format_event(kind: str, info: dict[str, Any]) -> str:
     if kind == "check":
         mark = "ok  " if info.get("ok") else "FAIL"
         return f"  [{mark}] {info.get('name')}: {info.get('detail', '')}"
-    details = ", ".join(f"{k}={v}" for k, v in info.items())
+    details = ", ".join(f"{k}={_short(v)}" for k, v in info.items())
     return f"{kind}: {details}" if details else kind
+
+
+def _short(value: Any) -> str:
+    """Floats to a readable precision (4.1044244111 -> 4.1); everything else as is."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
