@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,27 +79,37 @@ def test_killed_agent_is_detected(ssh_loopback: SshHost, disks: tuple[Path, Path
         b.close()
 
 
-@pytest.mark.parametrize("side", ["source", "destination"])
-def test_killed_agent_reconnects_and_copy_is_exact(
-    ssh_loopback: SshHost, disks: tuple[Path, Path, bytes], side: str
-) -> None:
+def _copy_through_fault(
+    ssh: SshHost, disks: tuple[Path, Path, bytes], side: str, at: int, fault: Callable[[int], Any]
+) -> Any:
+    """Copy the disk while ``fault(agent pid)`` strikes one side at ``at`` bytes; the copy
+    must still come out exact.  Returns the stricken datastore for the caller's checks."""
     ra, rb, want = disks
     # small window and read-ahead, so that the source has not sent everything yet
-    a, b = _pair(ssh_loopback, ssh_loopback, ra, rb, retries=3, window_size=2 * MiB)
+    a, b = _pair(ssh, ssh, ra, rb, retries=3, window_size=2 * MiB)
     a.prefetch_bytes = 2 * MiB
     victim = a if side == "source" else b
     try:
         a.free_space()
         b.free_space()
-        progress, fired = _fault_at(16 * MiB, lambda: os.kill(int(victim.hello["pid"]), signal.SIGKILL))
+        progress, fired = _fault_at(at, lambda: fault(int(victim.hello["pid"])))
         copy_extents(a, "d", b, "d", [Extent(0, SIZE)], checkpoint_bytes=8 * MiB,
                      on_checkpoint=lambda _o: None, on_progress=progress)
         assert fired and victim.reconnects >= 1
-        assert any(e["event"] == "resume" for e in victim.events)
         assert (rb / "d").read_bytes() == want
+        return victim
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_killed_agent_reconnects_and_copy_is_exact(
+    ssh_loopback: SshHost, disks: tuple[Path, Path, bytes], side: str
+) -> None:
+    victim = _copy_through_fault(ssh_loopback, disks, side, 16 * MiB,
+                                 lambda pid: os.kill(pid, signal.SIGKILL))
+    assert any(e["event"] == "resume" for e in victim.events)
 
 
 @pytest.mark.parametrize("side", ["source", "destination"])
@@ -106,22 +117,8 @@ def test_dropped_connection_resumes_from_last_ack(
     ssh_loopback: SshHost, disks: tuple[Path, Path, bytes], side: str
 ) -> None:
     """Kill the sshd session process: the TCP connection itself goes away mid-cycle."""
-    ra, rb, want = disks
-    a, b = _pair(ssh_loopback, ssh_loopback, ra, rb, retries=3, window_size=2 * MiB)
-    a.prefetch_bytes = 2 * MiB
-    victim = a if side == "source" else b
-    try:
-        a.free_space()
-        b.free_space()
-        progress, fired = _fault_at(20 * MiB, lambda: kill_session(int(victim.hello["pid"])))
-        copy_extents(a, "d", b, "d", [Extent(0, SIZE)], checkpoint_bytes=8 * MiB,
-                     on_checkpoint=lambda _o: None, on_progress=progress)
-        assert fired and victim.reconnects >= 1
-        assert victim.transport.conn.connects == 2  # a new SSH connection
-        assert (rb / "d").read_bytes() == want
-    finally:
-        a.close()
-        b.close()
+    victim = _copy_through_fault(ssh_loopback, disks, side, 20 * MiB, kill_session)
+    assert victim.transport.conn.connects == 2  # a new SSH connection
 
 
 def test_retries_are_bounded(ssh_loopback: SshHost, disks: tuple[Path, Path, bytes], tmp_path: Path) -> None:

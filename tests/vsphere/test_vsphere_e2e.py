@@ -38,27 +38,10 @@ from vmigrate_lib.errors import (
 from vmigrate_lib.extents import Extent
 from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
 from vmigrate_lib.params import MigrationParams, SyncParams
+from vmigrate_lib.session import close_migration
 
 MiB = 1 << 20
 CAP = 8 * MiB
-
-
-@dataclass
-class Disk:
-    flat: Path
-    ctk: Path
-
-    def write(self, offset: int, data: bytes) -> None:
-        """A guest write: the bytes land in the flat file, the grains in the change map."""
-        with open(self.flat, "r+b") as f:
-            f.seek(offset)
-            f.write(data)
-        t = ChangeTracker(self.ctk)
-        try:
-            t.mark(offset, len(data))
-            t.flush()
-        finally:
-            t.close()
 
 
 @dataclass
@@ -67,7 +50,7 @@ class Env:
     dst: vcsim_peer.VcsimInfo
     src_dir: Path
     dst_dir: Path
-    disks: list[Disk]
+    disks: list[vsim.Disk]
     tmp: Path
 
     def hosts(self) -> tuple[VsphereHost, VsphereHost]:
@@ -86,12 +69,6 @@ class Env:
         ws = Workspace(params.workspace)
         ws.load()
         return Migration(params=params, source=s, dest=d, workspace=ws)
-
-
-def close(m: Migration) -> None:
-    m.close()
-    m.source.close()
-    m.dest.close()
 
 
 @pytest.fixture
@@ -116,7 +93,7 @@ def env(tmp_path: Path, vcsim_binary: Path) -> Iterator[Env]:
             os.truncate(flat, CAP)
             ctk = src_dir / "alice" / f"{stem}-ctk.bin"
             ChangeTracker.create(ctk, CAP).close()
-            d = Disk(flat, ctk)
+            d = vsim.Disk(flat, ctk)
             for off in (0, 3 * MiB, CAP - GRAIN):  # sparse: three allocated areas
                 d.write(off, rng.randbytes(GRAIN))
             disks.append(d)
@@ -152,7 +129,7 @@ def test_seed_deltas_and_cutover(env: Env) -> None:
         assert m.source.list_snapshots("alice") == []
         assert m.source.find_vm("alice").disks[0].cbt_enabled
     finally:
-        close(m)
+        close_migration(m)
     for d in env.disks:
         assert same(d.flat, env.dst_dir / "alice" / d.flat.name)
 
@@ -185,7 +162,7 @@ def test_seed_deltas_and_cutover(env: Env) -> None:
         ready = dst.wait_ready("alice", timeout=10)
         assert ready.guest_ip == "10.0.0.9" and ready.tools_running
     finally:
-        close(m)
+        close_migration(m)
 
 
 def test_query_from_lab_tracking_and_reset_epoch(env: Env) -> None:
@@ -223,7 +200,7 @@ def test_cbt_off_not_allowed_changes_nothing(env: Env) -> None:
         assert m.source.list_snapshots("alice") == []
         assert not (env.dst_dir / "alice").exists()
     finally:
-        close(m)
+        close_migration(m)
 
 
 @pytest.fixture
@@ -254,4 +231,4 @@ def test_full_datastore_changes_nothing(env: Env, small_dst: Path) -> None:
         assert list(small_dst.iterdir()) == []
         assert not m.workspace.state_path.exists()
     finally:
-        close(m)
+        close_migration(m)

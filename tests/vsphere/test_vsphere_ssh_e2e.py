@@ -38,28 +38,12 @@ from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.engine.workspace import Workspace
 from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
 from vmigrate_lib.params import MigrationParams, SyncParams
+from vmigrate_lib.session import close_migration
 
 pytestmark = [pytest.mark.slow]
 
 MiB = 1 << 20
 CAP = 8 * MiB
-
-
-@dataclass
-class Disk:
-    flat: Path
-    ctk: Path
-
-    def write(self, offset: int, data: bytes) -> None:
-        with open(self.flat, "r+b") as f:
-            f.seek(offset)
-            f.write(data)
-        t = ChangeTracker(self.ctk)
-        try:
-            t.mark(offset, len(data))
-            t.flush()
-        finally:
-            t.close()
 
 
 @dataclass
@@ -69,7 +53,7 @@ class Env:
     ssh_src: Any
     ssh_dst: Any
     root: Path  #: datastores: root/srcds, root/dstds
-    disks: list[Disk]
+    disks: list[vsim.Disk]
     tmp: Path
 
     def host(self, sim: vcsim_peer.VcsimInfo, ssh: Any, **kw: Any) -> VsphereHost:
@@ -86,12 +70,6 @@ class Env:
         ws = Workspace(params.workspace)
         ws.load()
         return Migration(params=params, source=s, dest=d, workspace=ws)
-
-
-def close(m: Migration) -> None:
-    m.close()
-    m.source.close()
-    m.dest.close()
 
 
 @pytest.fixture
@@ -118,7 +96,7 @@ def env(tmp_path: Path, vcsim_binary: Path, ssh_pair: tuple[Any, Any, str]) -> I
             os.truncate(flat, CAP)
             ctk = src_dir / "alice" / f"{stem}-ctk.bin"
             ChangeTracker.create(ctk, CAP).close()
-            d = Disk(flat, ctk)
+            d = vsim.Disk(flat, ctk)
             for off in (0, 3 * MiB, CAP - GRAIN):
                 d.write(off, rng.randbytes(GRAIN))
             disks.append(d)
@@ -148,7 +126,7 @@ def test_seed_deltas_cutover_over_ssh(env: Env) -> None:
             assert [d["mode"] for d in r["disks"]] == ["tracked", "tracked"]
             assert [d["bytes_changed"] for d in r["disks"]] == [grains * GRAIN] * 2
     finally:
-        close(m)
+        close_migration(m)
     bob_dir = env.root / "dstds" / "bob"
     for d in env.disks:
         assert d.flat.read_bytes() == (bob_dir / d.flat.name.replace("alice", "bob")).read_bytes()
@@ -178,7 +156,7 @@ def test_seed_deltas_cutover_over_ssh(env: Env) -> None:
         assert (bob.datastore, bob.folder, bob.power) == ("dstds", "bob", PowerState.ON)
         assert bob.guest_ip == "10.0.0.9"
     finally:
-        close(m)
+        close_migration(m)
     for d in env.disks:
         assert d.flat.read_bytes() == (bob_dir / d.flat.name.replace("alice", "bob")).read_bytes()
 

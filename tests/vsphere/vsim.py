@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from vmigrate_lib.dataplane.transport import LocalTransport
+from vmigrate_lib.lab.ctk import ChangeTracker
 from vmigrate_lib.params import HostParams
 
 PW_ENV = "VMIGRATE_TEST_VC_PW"
@@ -226,3 +228,23 @@ class GuestStarter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+@dataclass
+class Disk:
+    """A VM disk of the simulated host, backed by a real flat file and the lab's change map."""
+
+    flat: Path
+    ctk: Path
+
+    def write(self, offset: int, data: bytes) -> None:
+        """A guest write: the bytes land in the flat file, the grains in the change map."""
+        with open(self.flat, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+        t = ChangeTracker(self.ctk)
+        try:
+            t.mark(offset, len(data))
+            t.flush()
+        finally:
+            t.close()
