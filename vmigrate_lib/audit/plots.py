@@ -8,8 +8,9 @@ and are saved as PNG beside the CSV: the evidence reads without JavaScript.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -31,28 +32,35 @@ def _empty(ax: object, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)  # type: ignore[attr-defined]
 
 
-def delta_bytes(cycles: pd.DataFrame) -> Figure:
-    """Bytes changed per cycle: it should fall as cycles get shorter."""
+def _per_cycle(cycles: pd.DataFrame, ylabel: str, title: str,
+               draw: Callable[[Any], None]) -> Figure:
+    """One axes over the cycles, with the common frame (and a note when there are none)."""
     fig = _figure()
     ax = fig.add_subplot()
     if cycles.empty:
         _empty(ax, "no cycles yet")
     else:
+        draw(ax)
+    ax.set_xlabel("cycle")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+def delta_bytes(cycles: pd.DataFrame) -> Figure:
+    """Bytes changed per cycle: it should fall as cycles get shorter."""
+
+    def draw(ax: Any) -> None:
         colors = ["tab:gray" if k == "seed" else "tab:blue" for k in cycles["kind"]]
         ax.bar(cycles["cycle"].astype(str), cycles["bytes_changed"] / _MIB, color=colors)
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("changed (MiB)")
-    ax.set_title("Delta size per cycle (grey: seed)")
-    return fig
+
+    return _per_cycle(cycles, "changed (MiB)", "Delta size per cycle (grey: seed)", draw)
 
 
 def phase_durations(cycles: pd.DataFrame) -> Figure:
     """Seconds per phase of each cycle, stacked: shows where the time goes."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    if cycles.empty:
-        _empty(ax, "no cycles yet")
-    else:
+
+    def draw(ax: Any) -> None:
         x = cycles["cycle"].astype(str)
         bottom = pd.Series([0.0] * len(cycles), index=cycles.index)
         for phase in PHASES:
@@ -62,25 +70,28 @@ def phase_durations(cycles: pd.DataFrame) -> Figure:
             ax.bar(x, col, bottom=bottom, label=phase)
             bottom = bottom + col
         ax.legend(fontsize="small")
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("seconds")
-    ax.set_title("Duration per phase")
-    return fig
+
+    return _per_cycle(cycles, "seconds", "Duration per phase", draw)
 
 
 def throughput(cycles: pd.DataFrame) -> Figure:
     """Copy throughput per cycle (MB/s): the planner's input."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    if cycles.empty:
-        _empty(ax, "no cycles yet")
-    else:
+
+    def draw(ax: Any) -> None:
         ax.plot(cycles["cycle"], cycles["throughput_Bps"] / 1e6, marker="o")
         ax.set_ylim(bottom=0)
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("MB/s")
-    ax.set_title("Copy throughput per cycle")
-    return fig
+
+    return _per_cycle(cycles, "MB/s", "Copy throughput per cycle", draw)
+
+
+def _predicted(ax: Any, cycles: pd.DataFrame) -> bool:
+    """The planner's predicted downtime after each cycle; False when there is none yet."""
+    pred = cycles.dropna(subset=["predicted_downtime_s"]) if not cycles.empty else cycles
+    if pred.empty:
+        return False
+    ax.plot(pred["cycle"], pred["predicted_downtime_s"].astype(float), marker="o",
+            label="predicted")
+    return True
 
 
 def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
@@ -88,10 +99,7 @@ def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
     """Predicted downtime after each cycle against the budget, and the actual one."""
     fig = _figure()
     ax = fig.add_subplot()
-    pred = cycles.dropna(subset=["predicted_downtime_s"]) if not cycles.empty else cycles
-    if not pred.empty:
-        ax.plot(pred["cycle"], pred["predicted_downtime_s"].astype(float), marker="o",
-                label="predicted")
+    drawn = _predicted(ax, cycles)
     if budget is None and not cycles.empty and cycles["budget_s"].notna().any():
         budget = float(cycles["budget_s"].dropna().iloc[-1])
     if budget is not None:
@@ -101,7 +109,7 @@ def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
         x = float(cycles["cycle"].max()) + (0 if last_final else 1) if not cycles.empty else 1.0
         ax.scatter([x], [actual], color="black", marker="*", s=120, zorder=3,
                    label=f"actual {actual:.1f} s")
-    if pred.empty and actual is None:
+    if not drawn and actual is None:
         _empty(ax, "no prediction yet")
     else:
         ax.legend(fontsize="small")
@@ -131,10 +139,7 @@ def dashboard_figure(cycles: pd.DataFrame, *, budget: float | None = None) -> Fi
     ax1.set_xlabel("cycle")
     ax1.set_ylabel("changed (MiB)", color="tab:blue")
     ax1.set_title("Delta size and duration per cycle")
-    pred = cycles.dropna(subset=["predicted_downtime_s"]) if not cycles.empty else cycles
-    if not pred.empty:
-        ax3.plot(pred["cycle"], pred["predicted_downtime_s"].astype(float), marker="o",
-                 label="predicted")
+    _predicted(ax3, cycles)
     if budget is not None:
         ax3.axhline(budget, color="tab:red", linestyle="--", label="budget")
         ax3.legend(fontsize="small")
