@@ -51,9 +51,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-IP = shutil.which("ip") or "/usr/sbin/ip"
-TC = shutil.which("tc") or "/usr/sbin/tc"
-SSHD = "/usr/sbin/sshd"
+from netns_probe import (
+    IP,
+    TC,
+    NetnsError,
+    _run,
+    available,
+    netem_supported,
+    parse_rate,
+)
 
 #: 10.213.N.0/24 for N in this range.
 SUBNET_BASE = "10.213"
@@ -64,26 +70,12 @@ _NS_RE = re.compile(r"^vmg-(?P<pid>\d+)-(?P<k>\d+)-(?P<role>[a-z]+)$")
 _LINK_RE = re.compile(r"^vg(?P<pid>\d+)k(?P<k>\d+)(?P<role>[a-z]+)$")
 
 _counter = itertools.count()
+_warned_no_netem = False  #: say once per run that links get no delay (no netem)
 _live: set[Topology] = set()
 _live_lock = threading.Lock()
 
 
-class NetnsError(RuntimeError):
-    pass
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _run(
-    argv: Sequence[str], check: bool = True, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise NetnsError(
-            f"{' '.join(argv)} -> rc={p.returncode}: {p.stderr.strip() or p.stdout.strip()}"
-        )
-    return p
 
 
 def _pid_alive(pid: int) -> bool:
@@ -94,100 +86,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def parse_rate(rate: str | int) -> int:
-    """'1gbit' / '100mbit' / '500kbit' / '12mbps' (bytes) / 1000000 -> bits per second."""
-    if isinstance(rate, int):
-        return rate
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([kmgt]?)(bit|bps)?\s*", rate.lower())
-    if not m:
-        raise ValueError(f"bad rate {rate!r}")
-    num = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2)]
-    if m.group(3) == "bps":  # tc's "bps" means bytes per second
-        num *= 8
-    return int(num)
-
-
-_available_cache: tuple[bool, str] | None = None
-
-
-def available() -> tuple[bool, str]:
-    """(True, "") if namespaces + veth + bridge + sshd can be used here, else (False, why)."""
-    global _available_cache
-    if _available_cache is not None:
-        return _available_cache
-    _available_cache = _probe()
-    return _available_cache
-
-
-def _probe() -> tuple[bool, str]:
-    if sys.platform != "linux":
-        return False, f"network namespaces need Linux (this is {sys.platform})"
-    if os.geteuid() != 0:
-        return False, f"network namespaces need root (euid is {os.geteuid()})"
-    for tool in (IP, TC):
-        if not os.path.exists(tool):
-            return False, f"{tool} not found (install iproute2)"
-    if not os.access(SSHD, os.X_OK):
-        return False, f"{SSHD} not found (install openssh-server)"
-    if not shutil.which("ssh-keygen"):
-        return False, "ssh-keygen not found (install openssh-client)"
-    probe = f"vmg-{os.getpid()}-999-probe"
-    try:
-        p = _run([IP, "netns", "add", probe], check=False)
-        if p.returncode != 0:
-            return False, f"'ip netns add' failed: {p.stderr.strip()}"
-        ifa, ifb = f"vg{os.getpid()}k999x", f"vg{os.getpid()}k999y"
-        p = _run([IP, "link", "add", ifa, "type", "veth", "peer", "name", ifb], check=False)
-        if p.returncode != 0:
-            return False, f"cannot create veth pairs: {p.stderr.strip()}"
-        _run([IP, "link", "del", ifa], check=False)
-        br = f"vg{os.getpid()}k999z"
-        p = _run([IP, "link", "add", br, "type", "bridge"], check=False)
-        if p.returncode != 0:
-            return False, f"cannot create a bridge: {p.stderr.strip()}"
-        _run([IP, "link", "del", br], check=False)
-    finally:
-        _run([IP, "netns", "del", probe], check=False)
-    return True, ""
-
-
-_netem_cache: bool | None = None
-_warned_no_netem = False
-
-
-def netem_supported() -> bool:
-    """Whether the kernel has sch_netem (needed to add delay; rate alone works via tbf)."""
-    global _netem_cache
-    if _netem_cache is None:
-        ns = f"vmg-{os.getpid()}-998-netem"
-        try:
-            _run([IP, "netns", "add", ns])
-            p = _run(
-                [
-                    IP,
-                    "netns",
-                    "exec",
-                    ns,
-                    TC,
-                    "qdisc",
-                    "add",
-                    "dev",
-                    "lo",
-                    "root",
-                    "netem",
-                    "delay",
-                    "1ms",
-                ],
-                check=False,
-            )
-            _netem_cache = p.returncode == 0
-        except NetnsError:
-            _netem_cache = False
-        finally:
-            _run([IP, "netns", "del", ns], check=False)
-    return _netem_cache
 
 
 @contextlib.contextmanager
