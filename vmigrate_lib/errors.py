@@ -118,6 +118,27 @@ class HostKeyError(AuthenticationError):
     )
 
 
+class AgentFileUnsafe(InputError):
+    """The agent's folder or file on a host has the wrong owner, mode or content: not run."""
+
+    default_hint = (
+        "remove it on the host (vmigrate makes its own folder, owned by the SSH login, "
+        "mode 0700), then run again"
+    )
+
+
+class SshHostUnreachable(HostNotFound):
+    """No TCP connection to a host's sshd at all (before anything was done there)."""
+
+    default_hint = "check the address and port, that sshd runs there and that no firewall blocks it"
+
+
+class NotVsphereEndpoint(HostNotFound):
+    """The URL answers, but not as a vSphere API (another HTTPS service, or plain HTTP)."""
+
+    default_hint = "give the vCenter or ESXi address, e.g. url: https://vcenter.example.org/sdk"
+
+
 class PreflightError(InputError):
     """A precondition of the migration does not hold."""
 

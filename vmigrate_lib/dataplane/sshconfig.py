@@ -10,7 +10,6 @@ environment variable or a keyring entry) resolved at connect time.
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,10 +133,6 @@ class SshSettings:
     def with_(self, **changes: Any) -> SshSettings:
         """A copy with some fields changed (settings are frozen)."""
         return replace(self, **changes)
-
-    def agent_command(self, agent_path: str, root: str) -> str:
-        """The remote command line that starts the agent on ``root``."""
-        return " ".join(shlex.quote(w) for w in (self.python, agent_path, "--root", root))
 
     @classmethod
     def from_host_params(cls, hp: HostParams, **overrides: Any) -> SshSettings:

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import logging
 import os
-import posixpath
 import socket
 import threading
 
@@ -22,6 +21,7 @@ import paramiko
 from ...errors import AuthenticationError, HostKeyError, TransportError
 from ..sshconfig import SshSettings, resolve_password
 from ..transport import agent_zipapp
+from . import agentfile
 
 log = logging.getLogger("vmigrate.ssh")
 
@@ -45,6 +45,7 @@ class SshConnection:
         self._t: paramiko.Transport | None = None
         self._lock = threading.Lock()
         self.agent_path: str | None = None
+        self.agent_sha256 = ""
         self.host_key_fingerprint = ""
         self.connects = 0
 
@@ -221,61 +222,19 @@ class SshConnection:
 
     # --- agent file ----------------------------------------------------------------
     def ensure_agent(self) -> str:
-        """Upload the agent zipapp (content-addressed, atomically) unless already there."""
+        """Install the agent in the login's private folder (see :mod:`.agentfile`) unless
+        the same bytes are there; the path, whose digest every start checks again."""
         if self.agent_path is not None:
             return self.agent_path
-        data, digest = agent_zipapp()
-        path = posixpath.join(self.settings.agent_dir, f"vmigrate-agent-{digest}.pyz")
-        t = self.transport()
-        try:
-            self._upload_sftp(t, path, data)
-        except (OSError, paramiko.SSHException) as exc:
-            log.info("SFTP upload to %s failed (%s); using cat", self.settings.host, exc)
-            self._upload_cat(t, path, data)
+        data, digest16 = agent_zipapp()
+        path = agentfile.agent_path(self.settings, digest16)
+        done = agentfile.install(self.transport(), self.settings, path, data)
+        if done == "replaced":
+            log.warning("the agent file %s on %s did not match its digest: replaced",
+                        path, self.settings.host)
+        self.agent_sha256 = hashlib.sha256(data).hexdigest()
         self.agent_path = path
         return path
-
-    def _upload_sftp(self, t: paramiko.Transport, path: str, data: bytes) -> None:
-        sftp = paramiko.SFTPClient.from_transport(t)
-        if sftp is None:
-            raise paramiko.SSHException("no SFTP subsystem")
-        try:
-            try:
-                if sftp.stat(path).st_size == len(data):
-                    return  # content-addressed name, written by rename: it is complete
-            except OSError:
-                pass
-            tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-            with sftp.open(tmp, "wb") as f:
-                f.write(data)
-            sftp.posix_rename(tmp, path)
-        finally:
-            sftp.close()
-
-    def _upload_cat(self, t: paramiko.Transport, path: str, data: bytes) -> None:
-        import shlex
-
-        tmp = f"{path}.tmp-{os.getpid()}"
-        chan = t.open_session()
-        try:
-            chan.settimeout(self.settings.connect_timeout * 4)
-            chan.exec_command(f"cat > {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
-            chan.sendall(data)
-            chan.shutdown_write()
-            rc = chan.recv_exit_status()
-            err = chan.recv_stderr(4096).decode("utf-8", "replace").strip()
-        except (OSError, paramiko.SSHException) as exc:
-            raise TransportError(
-                f"cannot upload the agent to {self.settings.host}: {exc}", host=self.settings.host
-            ) from exc
-        finally:
-            chan.close()
-        if rc != 0:
-            raise TransportError(
-                f"cannot upload the agent to {self.settings.host}:{path}: {err or f'exit {rc}'}",
-                hint=f"check that {self.settings.agent_dir} on the host is writable",
-                host=self.settings.host,
-            )
 
     def close(self) -> None:
         with self._lock:

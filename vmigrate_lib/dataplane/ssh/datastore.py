@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
-from ...errors import AgentError, TransportError
+from ...errors import AgentError, AgentFileUnsafe, TransportError
 from ...extents import Extent
 from ..agent import protocol as proto
 from ..client import AgentDatastore
 from ..datastore import BlockDigest, Chunk, Datastore, ExtentWriter
+from .agentfile import REFUSED
 from .transport import SshTransport
 from .writer import ResilientWriter
 
@@ -112,6 +113,13 @@ class SshAgentDatastore(AgentDatastore):
         try:
             r, w = super()._connect()
         except TransportError as exc:
+            if self.transport.last_exit == REFUSED:
+                # the launcher refused the agent file (owner, mode or digest): never run
+                why = self.transport.stderr_text().splitlines()
+                raise AgentFileUnsafe(
+                    f"{(why[-1] if why else 'refusing the agent file').removeprefix('vmigrate: ')}"
+                    f" on {self.settings.host}", host=self.settings.host, datastore=self.name,
+                ) from exc
             if self.transport.last_exit not in (None, -1):
                 # the agent ran and refused to serve (bad root, old python): not a
                 # network fault, so no reconnect would help

@@ -11,6 +11,7 @@ import paramiko
 from ...errors import TransportError
 from ..sshconfig import SshSettings
 from ..transport import Transport
+from .agentfile import launch_command
 from .channel import ChannelReader, ChannelWriter, RateLimiter
 from .connection import SshConnection
 
@@ -31,7 +32,8 @@ class SshTransport(Transport):
 
     def remote_command(self) -> str:
         """The command that starts this datastore's agent on its host."""
-        return self.settings.agent_command(self.conn.ensure_agent(), self.root)
+        path = self.conn.ensure_agent()
+        return launch_command(self.settings, path, self.conn.agent_sha256, self.root)
 
     def start(self) -> tuple[IO[bytes], IO[bytes]]:
         self.close()
@@ -64,6 +66,11 @@ class SshTransport(Transport):
                 self._stderr += chan.recv_stderr(65536)
         except (OSError, paramiko.SSHException):
             pass
+
+    def stderr_text(self) -> str:
+        """What the agent (or its launcher) wrote on stderr so far."""
+        self._drain_stderr()
+        return self._stderr.decode("utf-8", "replace").strip()
 
     def diagnostics(self) -> str:
         """Why the agent went away: its exit status, stderr, or the connection's state."""
