@@ -173,6 +173,10 @@ class WorkspaceMismatch(PreflightError):
     default_hint = "use the workspace that belongs to this migration, or a new empty folder"
 
 
+class StateCorrupt(WorkspaceMismatch):
+    """``state.json`` is empty, torn, of an unknown version, or has a field of the wrong type."""
+
+
 class CutoverNoGo(PreflightError):
     """The cutover's go/no-go said no; nothing was changed."""
 

@@ -59,7 +59,7 @@ def test_disk_grown_while_running_is_grown_hashed_then_tracked(make_lab) -> None
     try:
         with m.workspace:
             run_cycles(m, 2, interval=0.2)
-            old_epoch = m.workspace.state["disks"]["2001"]["change_id"].split("/")[0]
+            old_epoch = str(m.workspace.state.disks[2001].change_id).split("/")[0]
             vm = host.resize_disk("alice", 2001, 48 * MiB)  # live, through the guest
             assert {d.key: d.capacity for d in vm.disks} == {2000: 64 * MiB, 2001: 48 * MiB}
             _wait_writes(lab, 200)  # the guest writes over the whole new size
@@ -75,9 +75,9 @@ def test_disk_grown_while_running_is_grown_hashed_then_tracked(make_lab) -> None
             ev = list(m.workspace.journal.records("disk_grown"))
             assert [(e["disk"], e["dest_size"], e["capacity"]) for e in ev] == \
                 [(2001, 32 * MiB, 48 * MiB)]
-            ds = m.workspace.state["disks"]["2001"]
-            assert ds["capacity"] == 48 * MiB and "recheck" not in ds
-            assert ds["change_id"].split("/")[0] != old_epoch  # CBT restarted in a new epoch
+            ds = m.workspace.state.disks[2001]
+            assert ds.capacity == 48 * MiB and ds.recheck is None
+            assert ds.change_id is not None and ds.change_id.split("/")[0] != old_epoch  # CBT restarted in a new epoch
             _wait_writes(lab, 100)
             again = run_cycle(m)
             assert {d["key"]: d["mode"] for d in again.record["disks"]} == \

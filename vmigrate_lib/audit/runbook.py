@@ -203,7 +203,7 @@ def sync_until_converged(m: Migration, run: RunbookParams,
                                   target_interval=p.sync.target_interval, report=report,
                                   shutdown_s=p.cutover.expected_shutdown,
                                   boot_s=p.cutover.expected_boot, on_plan=on_plan)
-        total = int(m.workspace.state.get("cycles", 0))
+        total = m.workspace.state.cycles
     pred = last[-1] if last else None
     result = SyncResult(len(res.outcomes), total, res.stopped_because == "converged", pred,
                         res.stopped_because)

@@ -70,9 +70,8 @@ def certify_disks(
     bad = {k: r for k, r in results.items() if not r.identical}
     if bad:
         for key, r in bad.items():
-            m.workspace.state["disks"].setdefault(str(key), {})["untrusted"] = (
-                f"certify found {len(r.mismatches)} differing extents in cycle {rec['number']}"
-            )
+            m.workspace.state.mark_untrusted(
+                key, f"certify found {len(r.mismatches)} differing extents in cycle {rec['number']}")
         m.workspace.save()
         first = next(iter(bad.values()))
         raise CertifyMismatch(

@@ -16,13 +16,13 @@ snapshot, takes a new one (S1), and copies
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from ..control.host import ALL_ALLOCATED, VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
 from ..errors import ChangeIdInvalid
 from ..extents import Extent, clip, normalize, total, union
 from .context import Migration
+from .state import DiskState, InProgress
 
 
 @dataclass
@@ -34,25 +34,25 @@ class DiskPlan:
     resumed_from: int = 0
 
 
-def clean_stale(m: Migration) -> dict[str, Any] | None:
+def clean_stale(m: Migration) -> InProgress | None:
     """Remove a snapshot left by a killed run; return the interrupted cycle's info."""
     state = m.workspace.state
-    ip = state.get("in_progress")
+    ip = state.in_progress
     vm = m.params.vm
     for s in m.source.list_snapshots(vm):
-        if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state['migration_id']}-"):
+        if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-"):
             m.reporter.event("phase", phase="cleanup", detail=f"removing stale snapshot {s.name}")
             m.source.remove_snapshot(vm, s.id)
             m.workspace.journal.append("stale_snapshot_removed", snapshot=s.name)
     if ip is None:
         return None
-    if ip.get("committed"):
-        state["in_progress"] = None
+    if ip.committed:
+        state.in_progress = None
         m.workspace.save()
         return None
-    m.workspace.journal.append("resume", interrupted_cycle=ip.get("number"),
-                               checkpoints=ip.get("checkpoints", {}))
-    return dict(ip)
+    m.workspace.journal.append("resume", interrupted_cycle=ip.number,
+                               checkpoints=dict(ip.checkpoints))
+    return replace(ip, checkpoints=dict(ip.checkpoints), snap_change_ids=dict(ip.snap_change_ids))
 
 
 def _query(m: Migration, snap: SnapshotInfo, disk: DiskInfo, since: str) -> list[Extent]:
@@ -60,11 +60,14 @@ def _query(m: Migration, snap: SnapshotInfo, disk: DiskInfo, since: str) -> list
 
 
 def plan_disk(
-    m: Migration, snap: SnapshotInfo, disk: DiskInfo, resume: dict[str, Any] | None
+    m: Migration, snap: SnapshotInfo, disk: DiskInfo, resume: InProgress | None
 ) -> DiskPlan:
-    state = m.workspace.state
-    dstate = state["disks"].get(str(disk.key), {})
-    base = dstate.get("change_id")
+    """What to copy for one disk.  An untrusted copy is hash-compared before any rule
+    (seed or resume) may trust a checkpoint: a failed certify or an edited state
+    never again decides what is "already there".
+    """
+    dstate = m.workspace.state.disk(disk.key, disk.path) or DiskState(key=disk.key)
+    base = dstate.change_id
     cap = disk.capacity
     src_path = snap.disk_paths.get(disk.key, disk.path)
 
@@ -76,14 +79,14 @@ def plan_disk(
                 pass
         return m.src_ds(disk.datastore).allocated(src_path)
 
-    if not dstate.get("seeded"):
+    if dstate.untrusted:  # first: also a seed whose certify failed, or an edited state
+        plan = DiskPlan(disk, "hash", [], f"destination not proven: {dstate.untrusted}")
+    elif not dstate.seeded:
         plan = DiskPlan(disk, "full", allocated(), "seed: allocated areas")
     elif m.params.sync.change_tracking == "hash":
         plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
-    elif dstate.get("recheck"):  # grown, returned or recreated: prove it by hashes
-        plan = DiskPlan(disk, "hash", [], str(dstate["recheck"]))
-    elif dstate.get("untrusted"):
-        plan = DiskPlan(disk, "hash", [], f"destination not proven: {dstate['untrusted']}")
+    elif dstate.recheck:  # grown, returned or recreated: prove it by hashes
+        plan = DiskPlan(disk, "hash", [], dstate.recheck)
     elif not disk.cbt_enabled or not base:
         plan = DiskPlan(disk, "hash", [], "change tracking is off")
     else:
@@ -94,8 +97,8 @@ def plan_disk(
                                        detail=exc.one_line())
             plan = DiskPlan(disk, "hash", [], f"change id {base} is no longer valid")
     if resume and plan.mode != "hash":
-        x = int(resume.get("checkpoints", {}).get(str(disk.key), 0))
-        s0 = resume.get("snap_change_ids", {}).get(str(disk.key))
+        x = resume.checkpoints.get(str(disk.key), 0)
+        s0 = resume.snap_change_ids.get(str(disk.key))
         if x > 0 and s0:
             try:
                 early = clip(_query(m, snap, disk, s0), 0, x) if disk.cbt_enabled else None

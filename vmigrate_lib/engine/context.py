@@ -34,7 +34,8 @@ class Migration:
     def dest_datastore_name(self) -> str:
         if self.params.destination.datastore:
             return self.params.destination.datastore
-        stored = self.workspace.state.get("dest", {}).get("datastore")
+        state = self.workspace.current
+        stored = state.dest.get("datastore") if state is not None else None
         if stored:
             return str(stored)
         names = self.dest.datastores()

@@ -80,7 +80,7 @@ def _result(co: dict[str, Any]) -> CutoverResult:
 
 def _begin(m: Migration, opts: CutoverOptions) -> dict[str, Any]:
     state = m.workspace.state
-    co: dict[str, Any] | None = state.get("cutover")
+    co: dict[str, Any] | None = state.cutover
     if co is not None and co.get("status") in ("running", "probes_failed", "rolling_back", "done"):
         if co.get("status") != "rolling_back":
             m.workspace.journal.append("cutover_resumed", attempt=co["attempt"], step=co.get("step"))
@@ -89,10 +89,10 @@ def _begin(m: Migration, opts: CutoverOptions) -> dict[str, Any]:
     co = {"attempt": attempt, "status": "running", "step": STEPS[0][0], "steps": {},
           "started": time.time(), "options": opts.to_dict(),
           "operator": m.params.operator, "history": (co or {}).get("history", [])}
-    if state.get("cutover"):
-        co["history"].append({k: state["cutover"].get(k) for k in
+    if state.cutover:
+        co["history"].append({k: state.cutover.get(k) for k in
                               ("attempt", "status", "step", "started", "ended", "reason")})
-    state["cutover"] = co
+    state.cutover = co
     m.workspace.save()
     m.workspace.journal.append("cutover_start", attempt=attempt, options=opts.to_dict(),
                                operator=m.params.operator)
@@ -219,7 +219,7 @@ def run_rollback(m: Migration, *, confirm_data_loss: bool = False) -> CutoverRes
     if not m.workspace.exists:
         raise CutoverNoGo(f"no migration in workspace {m.workspace.root}")
     m.workspace.init(m.identity())
-    co = m.workspace.state.get("cutover")
+    co = m.workspace.state.cutover
     if co is None:
         raise CutoverNoGo("no cutover was started in this workspace: nothing to roll back",
                           hint="Alice was never stopped by vmigrate")

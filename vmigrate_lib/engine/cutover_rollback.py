@@ -69,9 +69,9 @@ def _bob_off(c: StepContext) -> None:
 def _unregister(c: StepContext) -> None:
     m, state = c.m, c.m.workspace.state
     if c.co.get("bob_powered_on"):
-        for d in state.get("disks", {}).values():
-            d["untrusted"] = (f"{c.bob} ran on the copy during cutover attempt "
-                              f"{c.co['attempt']}; his writes are not in the change ids")
+        for key in state.disks:
+            state.mark_untrusted(key, f"{c.bob} ran on the copy during cutover attempt "
+                                 f"{c.co['attempt']}; his writes are not in the change ids")
     if (c.co.get("registering") or c.co.get("registered")) and bob_is_ours(c):
         m.dest.unregister_vm(c.bob)
     c.co["registered"] = False

@@ -143,18 +143,18 @@ def go_no_go(c: StepContext) -> None:
     p = current_plan(m, c.opts, c.budget)
     c.co["prediction"] = p.to_dict()
     reasons: list[str] = []
-    if not state.get("seeded"):
+    if not state.seeded:
         raise CutoverNoGo("nothing has been synced yet", hint="run vmigrate sync first")
     if not p.converged:
         reasons.append(f"predicted downtime {fmt_secs(p.predicted_downtime)} exceeds the "
                        f"{fmt_secs(c.budget)} budget ({p.advice})")
-    age = time.time() - float(state.get("last_snapshot_at") or 0.0)
+    age = time.time() - (state.last_snapshot_at or 0.0)
     c.co["sync_age"] = age
     if age > c.opts.max_sync_age:
         reasons.append(f"the last sync is {fmt_secs(age)} old (at most "
                        f"{fmt_secs(c.opts.max_sync_age)} allowed)")
-    untrusted = {k: d["untrusted"] for k, d in state.get("disks", {}).items()
-                 if d.get("untrusted") and not d.get("removed")}  # removed: not Bob's disk
+    untrusted = {str(k): d.untrusted for k, d in state.disks.items()
+                 if d.untrusted and d.removed is None}  # removed: not Bob's disk
     if untrusted:
         reasons.append(f"the copy of disk(s) {', '.join(untrusted)} is not proven: "
                        + "; ".join(untrusted.values()))
@@ -208,14 +208,14 @@ def final_sync(c: StepContext) -> None:
     if m.source.power_state(c.alice) != PowerState.OFF:
         raise CutoverError(f"{c.alice} is powered on: the final sync needs her stopped",
                            step="final_sync")
-    before = c.co.setdefault("cycles_before_final", int(state.get("cycles", 0)))
+    before = c.co.setdefault("cycles_before_final", state.cycles)
     c.save()
-    if int(state.get("cycles", 0)) > before and state.get("last_cycle_kind") == "final":
+    if state.cycles > before and state.last_cycle_kind == "final":
         rec = next((r for r in m.workspace.journal.records("cycle")
-                    if r.get("number") == state["cycles"]), {})
+                    if r.get("number") == state.cycles), {})
     else:
         rec = run_cycle(m, kind="final", certify=c.opts.certify).record
-    c.co["final_cycle"] = {"number": rec.get("number", state.get("cycles")),
+    c.co["final_cycle"] = {"number": rec.get("number", state.cycles),
                            "bytes_changed": rec.get("bytes_changed"),
                            "duration": rec.get("duration"),
                            "certify": rec.get("certify")}

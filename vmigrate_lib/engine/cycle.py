@@ -17,7 +17,6 @@ from ..errors import (
     OperationError,
     SnapshotError,
     VmigrateError,
-    WorkspaceMismatch,
 )
 from ..extents import total
 from .certify import certify_disks
@@ -25,6 +24,7 @@ from .changeset import clean_stale, plan_disk
 from .compare import CompareResult
 from .context import Migration
 from .destination import prepare_destination
+from .state import DiskState, InProgress
 from .transfer import copy_disks
 
 
@@ -38,15 +38,11 @@ def run_cycle(
     m: Migration, kind: str = "delta", *, certify: str | None = None, repair: bool = False
 ) -> CycleOutcome:
     """Run one cycle and record it; the snapshot is removed whatever happens."""
-    ws, state, p = m.workspace, m.workspace.state, m.params
-    if not state.get("migration_id"):
-        raise WorkspaceMismatch(
-            f"workspace {ws.root} is not claimed by a migration yet",
-            hint="start the migration first (vmigrate sync, or engine.sync.start)",
-        )
-    if not state.get("seeded"):
+    ws, p = m.workspace, m.params
+    state = ws.state  # raises WorkspaceMismatch when no migration claimed it
+    if not state.seeded:
         kind = "seed"
-    number = int(state.get("cycles", 0)) + 1
+    number = state.cycles + 1
     certify_mode = "full" if kind == "seed" else (certify or p.sync.certify)
     rec: dict[str, Any] = {
         "number": number, "kind": kind, "started": time.time(), "phases": {},
@@ -61,16 +57,16 @@ def run_cycle(
     vm = m.vm()
     disks = list(vm.disks)
     prepare_destination(m, vm)
-    snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state['migration_id']}-c{number}"
+    snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-c{number}"
     snap = m.source.create_snapshot(vm.name, snap_name, description="vmigrate sync cycle")
     rec["snapshot_at"] = time.time()
-    prev = state.get("last_snapshot_at")
+    prev = state.last_snapshot_at
     rec["interval"] = rec["snapshot_at"] - prev if prev else None
-    state["in_progress"] = {
-        "number": number, "kind": kind, "snapshot_id": snap.id, "snapshot_name": snap.name,
-        "snap_change_ids": {str(k): v for k, v in snap.change_ids.items()},
-        "checkpoints": {}, "started": rec["started"], "committed": False,
-    }
+    state.begin_cycle(InProgress(
+        number=number, kind=kind, snapshot_id=snap.id, snapshot_name=snap.name,
+        snap_change_ids={str(k): v for k, v in snap.change_ids.items()},
+        started=rec["started"],
+    ))
     ws.save()
     phases["snapshot"] = time.monotonic() - t
     m.reporter.event("phase", phase="snapshot", detail=f"{snap.name} in {phases['snapshot']:.2f} s")
@@ -127,21 +123,11 @@ def _same_disks(m: Migration, disks: list[DiskInfo]) -> None:
 
 
 def _commit(m: Migration, snap: SnapshotInfo, disks: list[DiskInfo], rec: dict[str, Any]) -> None:
-    state = m.workspace.state
-    for d in disks:
-        ds = state["disks"].setdefault(str(d.key), {})
-        ds.update({
-            "path": d.path, "dest_path": m.dest_disk_path(d), "capacity": d.capacity,
-            "change_id": snap.change_ids.get(d.key) if d.cbt_enabled else None,
-            "seeded": True, "last_cycle": rec["number"],
-        })
-        ds.pop("untrusted", None)
-        ds.pop("recheck", None)
-    state["cycles"] = rec["number"]
-    state["seeded"] = True
-    state["last_snapshot_at"] = rec["snapshot_at"]
-    state["last_cycle_kind"] = rec["kind"]
-    state["in_progress"]["committed"] = True
+    m.workspace.state.commit_cycle(rec["number"], rec["kind"], rec["snapshot_at"], [
+        DiskState(key=d.key, path=d.path, dest_path=m.dest_disk_path(d), capacity=d.capacity,
+                  change_id=snap.change_ids.get(d.key) if d.cbt_enabled else None)
+        for d in disks
+    ])
     m.workspace.save()
 
 
@@ -159,12 +145,12 @@ def _remove_snapshot(m: Migration, snap: SnapshotInfo, failed: BaseException | N
                 snapshot=snap.name,
             ) from exc
         return
-    ip = state.get("in_progress")
+    ip = state.in_progress
     if ip is not None:
-        if ip.get("committed"):
-            state["in_progress"] = None
+        if ip.committed:
+            state.in_progress = None
         else:
-            ip["snapshot_removed"] = True
+            ip.snapshot_removed = True
         m.workspace.save()
 
 

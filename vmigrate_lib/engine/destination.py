@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from ..control.host import DiskInfo, VmInfo
 from ..errors import DiskMismatch
@@ -42,7 +41,8 @@ def size_mismatch(m: Migration, d: DiskInfo, dest_size: int) -> DiskMismatch | N
             hint="a shrunk disk needs a new migration (new workspace and dest_name)",
             disk=d.key, source_size=d.capacity, dest_size=dest_size,
         )
-    recorded = m.workspace.state.get("disks", {}).get(str(d.key), {}).get("capacity")
+    known = m.workspace.state.disk(d.key, d.path)
+    recorded = known.capacity if known is not None else None
     if dest_size < d.capacity and recorded is not None and int(recorded) != dest_size:
         return DiskMismatch(
             f"destination disk {path} is {dest_size} bytes but the last cycle left it at "
@@ -69,14 +69,22 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
     marker = f"{folder}/{OWNER_MARKER}"
     if ds.stat(marker) is None:
         ds.write_file(marker, json.dumps({
-            "migration_id": state["migration_id"], "source_vm": vm.name,
+            "migration_id": state.migration_id, "source_vm": vm.name,
             "source_uuid": vm.uuid, "source_host": vm.host, "created": time.time(),
         }, indent=2).encode(), exclusive=True)
         journal.append("destination_created", datastore=ds.name, folder=folder)
-    state["dest"] = {"datastore": ds.name, "folder": folder}
-    disks: dict[str, Any] = state.setdefault("disks", {})
+    state.dest = {"datastore": ds.name, "folder": folder}
+    kept = state.kept_copies()
     sizes = {}
     for d in vm.disks:  # every check before the first change
+        if state.disk(d.key, d.path) is None and m.dest_disk_path(d) in kept:
+            raise DiskMismatch(
+                f"new source disk {d.key} ({d.path}) would be copied to "
+                f"{m.dest_disk_path(d)}, which holds the kept copy of removed disk "
+                f"{kept[m.dest_disk_path(d)]}; vmigrate never overwrites it",
+                hint="move the kept copy away on the destination (and out of this "
+                "migration), or give the new disk another file name",
+                disk=d.key, dest_path=m.dest_disk_path(d))
         st = ds.stat(m.dest_disk_path(d))
         if st is not None and st.size != d.capacity:
             err = size_mismatch(m, d, st.size)
@@ -85,30 +93,37 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
         sizes[d.key] = None if st is None else st.size
     for d in vm.disks:
         path = m.dest_disk_path(d)
-        ds_state = disks.get(str(d.key))
-        if ds_state is not None and ds_state.pop("removed", None) is not None:
-            ds_state["recheck"] = f"disk {d.key} is back after it was removed"
+        if d.key in state.disks and state.disk(d.key, d.path) is None:
+            old = state.disks[d.key]
+            state.disk_entry(d.key, d.path)  # a new disk: the old one's record is retired
+            journal.append("disk_key_reused", disk=d.key, path=d.path, old_path=old.path,
+                           kept_copy=old.dest_path,
+                           detail="a new disk reuses the key of another; it is a new copy")
+        ds_state = state.disk(d.key, d.path)
+        if ds_state is not None and ds_state.removed is not None:
+            ds_state.removed = None
+            ds_state.recheck = f"disk {d.key} is back after it was removed"
             journal.append("disk_returned", disk=d.key, path=d.path)
         size = sizes[d.key]
         if size is None:
             ds.create_disk(path, d.capacity)
-            if ds_state is not None and ds_state.get("seeded"):
-                ds_state["recheck"] = f"copy {path} was missing; created empty"
+            if ds_state is not None and ds_state.seeded:
+                ds_state.recheck = f"copy {path} was missing; created empty"
         elif size < d.capacity:
             why = growth(d, size)
-            disks.setdefault(str(d.key), {})["recheck"] = why
+            state.disk_entry(d.key, d.path).recheck = why
             m.workspace.save()  # first: a crash after the grow still hash-compares the disk
             ds.grow_disk(path, d.capacity)
             journal.append("disk_grown", disk=d.key, path=path, dest_size=size,
                            capacity=d.capacity, detail=why)
             m.reporter.event("phase", phase="destination", detail=f"disk {d.key}: {why}")
-    current = {str(d.key) for d in vm.disks}
-    for key, ds_state in disks.items():
-        if key not in current and not ds_state.get("removed"):
-            ds_state["removed"] = time.time()
+    current = {d.key for d in vm.disks}
+    for key, gone in state.disks.items():
+        if key not in current and gone.removed is None:
+            gone.removed = time.time()
             journal.append(
-                "disk_removed", disk=int(key), source_path=ds_state.get("path"),
-                dest_path=ds_state.get("dest_path"),
+                "disk_removed", disk=key, source_path=gone.path,
+                dest_path=gone.dest_path,
                 detail="the disk is no longer on the source VM; its copy is kept, not synced, "
                 "and not attached to the destination VM",
             )

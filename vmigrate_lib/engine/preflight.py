@@ -124,7 +124,8 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
 
     # snapshots: only this migration's own leftovers are ours to remove
     snaps = m.source.list_snapshots(vm.name)
-    mid = m.workspace.state.get("migration_id")
+    claimed = m.workspace.current
+    mid = claimed.migration_id if claimed is not None else None
     own_prefix = f"{VMIGRATE_SNAPSHOT_PREFIX}{mid}-" if mid else None
     ours = [s for s in snaps if own_prefix and s.name.startswith(own_prefix)]
     foreign = [s for s in snaps if s not in ours]
@@ -160,11 +161,12 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
         return
     ds = m.dst_ds()
     _transfer_mode(m, vm, ds, add)
-    state = m.workspace.state
-    mid = state.get("migration_id")
+    state = m.workspace.current
+    mid = state.migration_id if state is not None else None
     marker = _owner(ds, m.dest_folder)
     ours_at_dest = marker is not None and mid is not None and marker.get("migration_id") == mid
-    if m.dest.vm_exists(p.target_name) and not state.get("cutover", {}).get("registered"):
+    if m.dest.vm_exists(p.target_name) and not (
+            state is not None and (state.cutover or {}).get("registered")):
         add(
             "destination name", False, f"a VM named {p.target_name} already exists on {p.destination.host}",
             DestinationExists(

@@ -111,11 +111,10 @@ def _copy_disk(
         m.reporter.event("disk", key=disk.key, mode="hash", bytes=total(plan.extents),
                          extents=len(plan.extents), reason=f"{res.blocks} blocks compared")
     ws = m.workspace
-    ip = ws.state["in_progress"]
 
     def checkpoint(offset: int) -> None:
         with ws.state_lock:
-            ip["checkpoints"][str(disk.key)] = offset
+            ws.state.checkpoint(disk.key, offset)
             ws.save()
 
     report = progress.callback(disk.key, total(plan.extents), stop)

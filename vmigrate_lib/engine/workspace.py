@@ -2,11 +2,14 @@
 
 Runbooks run on different days against the same workspace, so nothing lives
 only in a process's memory: every decision the next run needs is in
-``state.json`` (written atomically), every event in the journal (fsynced).
+``state.json`` (typed and checked by :mod:`.state`, written atomically), every
+event in the journal (fsynced).  The folder is made 0700 and its files 0600
+(or stricter, if the umask says so): they name hosts, VMs and change ids.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,17 +20,43 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import WorkspaceMismatch
+from ..errors import OperationError, WorkspaceMismatch
+from .state import STATE_VERSION, MigrationState, parse
 
-STATE_VERSION = 1
+__all__ = ["STATE_VERSION", "Journal", "Workspace"]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write every byte: a short write is continued; no progress at all fails loudly."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            raise OperationError(
+                f"could not write {path}: {os.strerror(exc.errno or errno.EIO)} "
+                f"({len(data) - len(view)} of {len(data)} bytes written)",
+                hint="free space or raise the file size limit on the workspace's filesystem, "
+                "then re-run: it resumes", path=str(path), errno=exc.errno,
+            ) from exc
+        if n <= 0:
+            raise OperationError(f"could not write {path}: the write made no progress",
+                                 hint="check the workspace's filesystem, then re-run",
+                                 path=str(path))
+        view = view[n:]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        _write_all(fd, data, tmp)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -37,26 +66,35 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class Journal:
-    """Append-only JSON lines; each record gets a sequence number and a timestamp."""
+    """Append-only JSON lines; each record gets a sequence number and a timestamp.
+
+    A crash can leave a torn last line; the next append starts a new line first,
+    so its record is never glued onto the torn one (and lost with it).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
 
     def append(self, type_: str, **record: Any) -> dict[str, Any]:
         entry = {"ts": time.time(), "type": type_, **record}
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # the last record was torn: end it first
+                _write_all(fd, line, self.path)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return entry
 
     def records(self, type_: str | None = None) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8") as f:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 line = line.strip()
                 if not line:
@@ -64,7 +102,9 @@ class Journal:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a torn last line after a crash: ignore it
+                    continue  # a torn line after a crash: skip it
+                if not isinstance(rec, dict):
+                    continue
                 if type_ is None or rec.get("type") == type_:
                     yield rec
 
@@ -78,7 +118,9 @@ class Workspace:
         self.journal = Journal(self.root / "journal.jsonl")
         self.evidence_dir = self.root / "evidence"
         self._lock: IO[bytes] | None = None
-        self.state: dict[str, Any] = {}
+        self._state: MigrationState | None = None
+        #: what the last load found (a migrated version, an edit behind vmigrate's back)
+        self.notes: list[str] = []
         #: guards ``state`` while disks copied in parallel record their checkpoints
         self.state_lock = threading.RLock()
 
@@ -86,50 +128,82 @@ class Workspace:
     def exists(self) -> bool:
         return self.state_path.exists()
 
-    def load(self) -> dict[str, Any]:
-        if self.state_path.exists():
-            self.state = json.loads(self.state_path.read_text())
-        else:
-            self.state = {}
-        return self.state
+    @property
+    def current(self) -> MigrationState | None:
+        """The loaded state, or None when no migration claimed this workspace yet."""
+        return self._state
+
+    @property
+    def state(self) -> MigrationState:
+        """The loaded state of the migration that claimed this workspace."""
+        if self._state is None:
+            raise WorkspaceMismatch(
+                f"workspace {self.root} is not claimed by a migration yet",
+                hint="start the migration first (vmigrate sync, or engine.sync.start)",
+                workspace=str(self.root),
+            )
+        return self._state
+
+    def load(self) -> MigrationState | None:
+        """Read and check ``state.json``; a bad file raises :class:`StateCorrupt` (exit 2)."""
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            self._state, self.notes = None, []
+            return None
+        except OSError as exc:
+            raise WorkspaceMismatch(f"cannot read {self.state_path}: {exc.strerror}",
+                                    hint="check the workspace's permissions",
+                                    path=str(self.state_path)) from exc
+        self._state, self.notes = parse(raw, str(self.state_path))
+        return self._state
+
+    def _mkdir(self) -> None:
+        if not self.root.is_dir():
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=DIR_MODE, exist_ok=True)
 
     def save(self) -> None:
         with self.state_lock:  # disks copied in parallel checkpoint from their threads
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.state["updated"] = time.time()
-            data = json.dumps(self.state, indent=2, sort_keys=True).encode()
+            state = self.state
+            self._mkdir()
+            state.updated = time.time()
+            data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode()
             _atomic_write(self.state_path, data)
 
-    def init(self, identity: dict[str, Any]) -> dict[str, Any]:
+    def init(self, identity: dict[str, Any]) -> MigrationState:
         """Create the state of a new migration, or check that it is this one."""
-        self.load()
-        if self.state:
+        state = self.load()
+        if state is not None:
             for key, value in identity.items():
-                if self.state.get("identity", {}).get(key) != value:
+                if state.identity.get(key) != value:
                     raise WorkspaceMismatch(
                         f"workspace {self.root} belongs to another migration "
-                        f"({key} is {self.state['identity'].get(key)!r}, not {value!r})",
+                        f"({key} is {state.identity.get(key)!r}, not {value!r})",
                         workspace=str(self.root),
                         field=key,
                     )
-            return self.state
-        self.state = {
-            "version": STATE_VERSION,
-            "migration_id": uuid.uuid4().hex[:12],
-            "identity": identity,
-            "created": time.time(),
-            "cycles": 0,
-            "disks": {},
-            "in_progress": None,
-        }
+            self._journal_notes()
+            return state
+        state = self._state = MigrationState(migration_id=uuid.uuid4().hex[:12],
+                                             identity=dict(identity))
         self.save()
-        self.journal.append("migration_created", migration_id=self.state["migration_id"], **identity)
-        return self.state
+        self.journal.append("migration_created", migration_id=state.migration_id, **identity)
+        return state
+
+    def _journal_notes(self) -> None:
+        """Record once what the load found, and keep its marks (untrusted disks) saved."""
+        if self.notes and self._lock is not None:
+            for note in self.notes:
+                self.journal.append("state_checked", detail=note)
+            self.notes = []
+            self.save()
 
     # --- lock -------------------------------------------------------------------------
     def lock(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        f = open(self.root / ".lock", "ab")
+        self._mkdir()
+        fd = os.open(self.root / ".lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        f = os.fdopen(fd, "ab")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -148,7 +222,11 @@ class Workspace:
 
     def __enter__(self) -> Workspace:
         self.lock()
-        self.load()
+        try:
+            self.load()
+        except BaseException:
+            self.unlock()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

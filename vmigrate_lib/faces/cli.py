@@ -107,7 +107,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         report = run_preflight(m)
         with m.workspace:
             start(m, report)
-            if not m.workspace.state.get("seeded"):
+            if not m.workspace.state.seeded and not m.workspace.state.untrusted():
                 raise ParameterError("nothing to certify yet", hint="run vmigrate sync first")
             outcome = run_cycle(m, certify="full", repair=args.repair)
     finally:
@@ -127,8 +127,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no migration in workspace {p.workspace} yet (run vmigrate sync)")
         return 0
     cycles = list(ws.journal.records("cycle"))
-    print(f"migration {state['migration_id']}: {p.vm} -> {p.target_name} "
-          f"({p.source.host} -> {p.destination.host}), {state.get('cycles', 0)} cycle(s)")
+    print(f"migration {state.migration_id}: {p.vm} -> {p.target_name} "
+          f"({p.source.host} -> {p.destination.host}), {state.cycles} cycle(s)")
     rows = [{
         "cycle": c["number"], "kind": c["kind"], "changed": fmt_bytes(c["bytes_changed"]),
         "sent": fmt_bytes(c["bytes_sent"]), "duration": fmt_secs(c["duration"]),
@@ -137,11 +137,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     } for c in cycles]
     if rows:
         print(table(rows, list(rows[0])))
-    ip = state.get("in_progress")
-    if ip and not ip.get("committed"):
-        print(f"interrupted cycle {ip['number']}: a re-run resumes it (checkpoints {ip.get('checkpoints')})")
+    ip = state.in_progress
+    if ip and not ip.committed:
+        print(f"interrupted cycle {ip.number}: a re-run resumes it (checkpoints {ip.checkpoints})")
     if args.json:
-        print(json.dumps(state, indent=2))
+        print(json.dumps(state.to_json(), indent=2))
     return 0
 
 
