@@ -18,12 +18,19 @@ import threading
 
 import paramiko
 
-from ...errors import AuthenticationError, HostKeyError, TransportError
+from ...errors import AuthenticationError, HostKeyError, SshHostUnreachable, TransportError
 from ..sshconfig import SshSettings, resolve_password
 from ..transport import agent_zipapp
 from . import agentfile
 
 log = logging.getLogger("vmigrate.ssh")
+
+
+#: (host, port) that accepted a TCP connection in this process.  A refusal from an
+#: address never reached is bad input (:class:`SshHostUnreachable`, exit 2: preflight
+#: is where every run first connects); from one reached before it is a fault during
+#: work (:class:`TransportError`: reconnects, exit 1, a re-run resumes).
+REACHED: set[tuple[str, int]] = set()
 
 
 def fingerprint_sha256(key: paramiko.PKey) -> str:
@@ -67,11 +74,19 @@ class SshConnection:
         try:
             sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout)
         except OSError as exc:
+            why = f"cannot reach SSH on {s.host}:{s.port}: {exc.strerror or exc}"
+            if (s.host, s.port) not in REACHED:
+                # never answered in this process: bad input found before any change
+                raise SshHostUnreachable(
+                    why, hint="check the host address and port, that sshd runs there "
+                    "and that no firewall blocks this machine",
+                    host=s.host, port=s.port, errno=exc.errno,
+                ) from exc
             raise TransportError(
-                f"cannot reach SSH on {s.host}:{s.port}: {exc.strerror or exc}",
-                hint="check the host address and port, and that sshd runs there",
-                host=s.host, port=s.port,
+                why, hint="the host answered before: check the network and sshd there, then "
+                "re-run (it resumes)", host=s.host, port=s.port, errno=exc.errno,
             ) from exc
+        REACHED.add((s.host, s.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t = paramiko.Transport(
             sock, default_window_size=s.window_size, default_max_packet_size=s.max_packet_size
