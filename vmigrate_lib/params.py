@@ -1,8 +1,10 @@
 """Migration parameters: one schema for the CLI's YAML file and the runbooks.
 
 papermill checks nothing about parameters, so every face validates through
-:func:`validate` (names, types, ranges) before anything is touched.  Secrets are
-never values here, only references (an environment variable or keyring entry).
+:func:`validate` (names, types, ranges, the workspace folder) before anything is
+touched or archived and before any kernel starts.  Secrets are never values
+here, only references (an environment variable or keyring entry); no error
+message repeats a value, since a rejected value may be a pasted secret.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ParameterError
+from .hostrefs import NAME, REFERENCE_HINT, check_field, check_host, check_text, is_secret_key
+from .paramfile import read_params_file, shown
 from .units import parse_duration, parse_size
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_SECRET_KEYS = {"password", "passwd", "secret", "token", "private_key"}
+from .workspace_rules import ESXI_DATASTORES, check_workspace
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
               "max_sync_age", "probe_timeout", "ready_timeout", "expected_shutdown",
               "expected_boot"}
-_RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16)}
-_CHANGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{1,63}$")
+_RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16), "ssh_port": (1, 65535)}
+_CHANGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{1,63}\Z")
 #: Never in a file: each run decides (CLI flag, runbook parameter).
 _PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutover --force "
                      "(vmigrate run cutover --force, or the cutover runbook's force "
@@ -148,26 +148,21 @@ _PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutov
 
 def _convert(section: str, name: str, value: Any, default: Any) -> Any:
     where = f"{section}.{name}" if section else name
-    if name.lower() in _SECRET_KEYS:
-        raise ParameterError(
-            f"parameter {where} holds a secret value",
-            hint="never put a secret in a params file or notebook; name an environment "
-            "variable with password_env (or a keyring entry with password_keyring)",
-            parameter=where,
-        )
+    if is_secret_key(name):
+        raise ParameterError(f"parameter {where} holds a secret value", hint=REFERENCE_HINT,
+                             parameter=where)
     try:
         if name in _SIZES:
             v: Any = parse_size(value)
             if v <= 0 or v % 512:
-                raise ValueError(f"must be a positive multiple of 512 bytes, got {value!r}")
+                raise ValueError("must be a positive multiple of 512 bytes")
             return v
         if name in _RATES:
-            text = str(value).strip()
-            text = text[:-2] if text.endswith("/s") else text
-            rate = parse_size(text) if text else 0
-            if rate < 0:
-                raise ValueError(f"must not be negative, got {value!r}")
-            return rate
+            if isinstance(value, str):
+                text = value.strip()
+                text = text[:-2] if text.endswith("/s") else text
+                return parse_size(text) if text else 0
+            return parse_size(value)
         if name in _DURATIONS:
             return parse_duration(value)
         if name == "probes":
@@ -176,42 +171,54 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
             return _network_map(value)
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ValueError(f"must be true or false, got {value!r}")
+                raise ValueError(f"must be true or false, not {_kind(value)}")
             return value
         if isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"must be an integer, got {value!r}")
+                raise ValueError(f"must be an integer, not {_kind(value)}")
             lo, hi = _RANGES.get(name, (value, value))
             if not lo <= value <= hi:
-                raise ValueError(f"must be from {lo} to {hi}, got {value!r}")
+                raise ValueError(f"must be from {lo} to {hi}")
             return value
         if isinstance(default, (str, Path)):
             if not isinstance(value, (str, Path)):
-                raise ValueError(f"must be a string, got {value!r}")
+                raise ValueError(f"must be a string, not {_kind(value)}")
             value = str(value)
+            check_field(where, name, value)
+            check_text(where, value, multiline=name == "probe_command")
             if name in _CHOICES and value not in _CHOICES[name]:
-                raise ValueError(f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+                raise ValueError(f"must be one of {', '.join(_CHOICES[name]) or '(empty)'}")
             return value
     except ValueError as exc:
         raise ParameterError(f"parameter {where}: {exc}", parameter=where) from exc
     return value
 
 
+def _kind(value: Any) -> str:
+    """What a rejected value is, without repeating it."""
+    return {str: "a string", int: "a number", float: "a number", bool: "true/false",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _plain(text: Any) -> bool:
+    return isinstance(text, str) and 0 < len(text) <= 256 and text.isprintable()
+
+
 def _ports(value: Any) -> tuple[int, ...]:
     items = [value] if isinstance(value, int) else value
-    if not isinstance(items, (list, tuple)) or not all(
+    if not isinstance(items, (list, tuple)) or len(items) > 100 or not all(
             isinstance(x, int) and not isinstance(x, bool) and 0 < x < 65536 for x in items):
-        raise ValueError(f"must be a list of TCP ports (1-65535), got {value!r}")
+        raise ValueError("must be a list of TCP ports (1-65535)")
     return tuple(items)
 
 
 def _network_map(value: Any) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
-        raise ValueError(f"must map source network names to destination network names, "
-                         f"got {value!r}")
+    if not isinstance(value, Mapping) or len(value) > 1000 or not all(
+            _plain(k) and _plain(v) for k, v in value.items()):
+        raise ValueError("must map source network names to destination network names "
+                         "(printable text, one line each)")
     return dict(value)
 
 
@@ -225,20 +232,22 @@ def _section(
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if str(key).lower() in _SECRET_KEYS:
-            _convert(section, str(key), value, "")
+        if is_secret_key(key):
+            _convert(section, shown(key), value, "")
         if key in _PER_RUN:
             raise ParameterError(f"parameter {section}.{key} does not belong in a params file",
                                  hint=_PER_RUN[key], parameter=f"{section}.{key}")
         if key not in known:
             raise ParameterError(
-                f"unknown parameter {section + '.' if section else ''}{key}",
+                f"unknown parameter {section + '.' if section else ''}{shown(key)}",
                 hint=f"known parameters here: {', '.join(sorted(known))}",
-                parameter=f"{section}.{key}" if section else str(key),
+                parameter=f"{section}.{shown(key)}" if section else shown(key),
             )
         f = known[key]
         default = f.default
         values[key] = _convert(section, key, value, default)
+    if cls is HostParams:
+        check_host(section, values)
     for key in required:
         if not values.get(key):
             raise ParameterError(
@@ -254,26 +263,26 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
     top = dict(raw)
     allowed = {f.name for f in fields(MigrationParams)}
     for key in top:
-        if str(key).lower() in _SECRET_KEYS:
-            _convert("", str(key), top[key], "")
+        if is_secret_key(key):
+            _convert("", shown(key), top[key], "")
         if key in _PER_RUN:
             raise ParameterError(f"parameter {key} does not belong in a params file",
                                  hint=_PER_RUN[key], parameter=str(key))
         if key not in allowed:
             raise ParameterError(
-                f"unknown parameter {key}",
+                f"unknown parameter {shown(key)}",
                 hint=f"known parameters: {', '.join(sorted(allowed))}",
-                parameter=str(key),
+                parameter=shown(key),
             )
     for key in ("vm", "source", "destination", "workspace"):
-        if key not in top or top[key] in (None, ""):
+        if key not in top or (isinstance(top[key], str) and not top[key]) or top[key] is None:
             raise ParameterError(f"missing parameter {key}", parameter=key)
     for key in ("vm", "dest_name"):
         value = top.get(key, "")
-        if value and (not isinstance(value, str) or not _NAME.match(value)):
+        if value and (not isinstance(value, str) or not NAME.match(value)):
             raise ParameterError(
-                f"parameter {key}: {value!r} is not a valid VM name",
-                hint="use letters, digits, '.', '_' and '-' (at most 80)",
+                f"parameter {key}: not a valid VM name",
+                hint="use letters, digits, '.', '_' and '-' (at most 80), on one line",
                 parameter=key,
             )
     source = _section(HostParams, "source", top["source"], required=("host",))
@@ -289,14 +298,13 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
     change_id = top.get("change_id") or ""
     if change_id and (not isinstance(change_id, str) or not _CHANGE_ID.match(change_id)):
         raise ParameterError(
-            f"parameter change_id: {change_id!r} is not a change reference",
+            "parameter change_id: not a change reference",
             hint="give the change ticket, e.g. CHG-12345 (letters, digits, . _ / -)",
             parameter="change_id",
         )
     hosts = top.get("hosts") or ""
-    if hosts not in ("", "lab", "real"):
-        raise ParameterError(f"parameter hosts must be lab or real, got {hosts!r}",
-                             parameter="hosts")
+    if not isinstance(hosts, str) or hosts not in ("", "lab", "real"):
+        raise ParameterError("parameter hosts must be lab or real", parameter="hosts")
     for side, hp in (("source", source), ("destination", dest)):
         if hosts and (hp.type == "lab") != (hosts == "lab"):
             raise ParameterError(
@@ -304,7 +312,9 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
                 hint="a rehearsal uses lab hosts on both sides, a real change none",
                 parameter=f"{side}.type",
             )
-    workspace = Path(str(top["workspace"]))
+    if not isinstance(top["workspace"], (str, Path)):
+        raise ParameterError("parameter workspace must be a folder name", parameter="workspace")
+    workspace = Path(check_text("workspace", str(top["workspace"])))
     if base_dir is not None and not workspace.is_absolute():
         workspace = base_dir / workspace
     budget = _convert("", "downtime_budget", top.get("downtime_budget", 120.0), 0.0)
@@ -313,6 +323,8 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
     operator = top.get("operator", "") or ""
     if not isinstance(operator, str):
         raise ParameterError("parameter operator must be a string", parameter="operator")
+    check_text("operator", operator)
+    _check_workspace(workspace, (source, dest), base_dir)
     return MigrationParams(
         vm=top["vm"],
         dest_name=top.get("dest_name", "") or "",
@@ -328,28 +340,18 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
     )
 
 
+def _check_workspace(workspace: Path, hosts: tuple[HostParams, ...],
+                     base_dir: Path | None) -> None:
+    """The workspace is vmigrate's, new or empty; never in a lab or on a datastore."""
+    base = base_dir or Path.cwd()
+    labs = [base / hp.lab_root for hp in hosts if hp.type == "lab"]
+    stores = {ESXI_DATASTORES, *(Path(hp.datastore_root) for hp in hosts if hp.type != "lab")}
+    check_workspace(base / workspace, labs, stores)
+
+
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> MigrationParams:
     """Read a YAML params file (relative paths inside are taken from cwd)."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError as exc:
-        raise ParameterError(f"params file {p} does not exist", parameter="params") from exc
-    except OSError as exc:
-        raise ParameterError(f"cannot read params file {p}: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ParameterError(
-            f"params file {p} is not valid YAML{where}",
-            hint="check indentation and colons",
-            parameter="params",
-        ) from exc
-    if not isinstance(raw, dict):
-        raise ParameterError(f"params file {p} must hold a mapping of names to values")
-    merged = merge(raw, overrides or {})
+    merged = merge(read_params_file(path), overrides or {})
     return validate(merged)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -12,35 +13,57 @@ _SIZE_UNITS = {
     "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
 }
 _TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
-_NUM = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*$")
+_NUM = re.compile(r"\s*([0-9]{1,30}(?:\.[0-9]{0,30})?)\s*([a-zA-Z]{0,3})\s*\Z")
+#: Upper bounds: beyond them a value is a typo (or ``.inf``), and ``int()`` / ``sleep()``
+#: of it would raise a traceback instead of a sentence.
+MAX_SIZE = 1 << 50  #: 1 PiB
+MAX_DURATION = 366 * 86400.0  #: a year
+
+
+def _finite(x: float, limit: float, what: str) -> float:
+    """``x`` if it is a number from 0 to ``limit`` (``.nan`` and ``.inf`` are not)."""
+    if not math.isfinite(x) or x > limit:
+        raise ValueError(f"must be a finite {what} (at most {limit:.0f})")
+    if x < 0:
+        raise ValueError(f"{what} must not be negative")
+    return x
 
 
 def parse_size(value: str | int | float) -> int:
-    """'64KiB' -> 65536, '1.5GB' -> 1500000000; ints pass through."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"size must not be negative: {value}")
-        return int(value)
-    m = _NUM.match(str(value))
+    """'64KiB' -> 65536, '1.5GB' -> 1500000000; ints pass through.
+
+    Errors never repeat the value (it may be huge, or something pasted by mistake).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("not a size (write e.g. 64KiB, 2GiB, 500MB)")
+    if isinstance(value, int):
+        return int(_finite(min(value, MAX_SIZE + 1), MAX_SIZE, "size in bytes"))
+    if isinstance(value, float):
+        return int(_finite(value, MAX_SIZE, "size in bytes"))
+    m = _NUM.match(value)
     if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {value!r} (write e.g. 64KiB, 2GiB, 500MB)")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+        if value[:40].strip()[:1].isdigit() and len(value) > 40:
+            raise ValueError(f"must be a finite size in bytes (at most {MAX_SIZE})")
+        raise ValueError("not a size (write e.g. 64KiB, 2GiB, 500MB)")
+    return int(_finite(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()], MAX_SIZE,
+                       "size in bytes"))
 
 
 def parse_duration(value: str | int | float) -> float:
     """'120s' -> 120.0, '2m' -> 120.0, '1.5h' -> 5400.0; numbers are seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("not a duration (write e.g. 90s, 5m, 1h)")
+    if isinstance(value, int):
+        value = min(value, int(MAX_DURATION) + 1)
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"duration must not be negative: {value}")
-        return float(value)
-    m = _NUM.match(str(value))
+        return _finite(float(value), MAX_DURATION, "duration in seconds")
+    m = _NUM.match(value)
     if not m or m.group(2).lower() not in _TIME_UNITS:
-        raise ValueError(f"not a duration: {value!r} (write e.g. 90s, 5m, 1h)")
-    return float(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
+        if value[:40].strip()[:1].isdigit() and len(value) > 40:
+            raise ValueError(f"must be a finite duration in seconds (at most {MAX_DURATION:.0f})")
+        raise ValueError("not a duration (write e.g. 90s, 5m, 1h)")
+    return _finite(float(m.group(1)) * _TIME_UNITS[m.group(2).lower()], MAX_DURATION,
+                   "duration in seconds")
 
 
 def fmt_bytes(n: float) -> str:
