@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import random
 import shutil
@@ -40,7 +41,7 @@ from sshd import SshHost, SshKeyPair  # noqa: E402
 
 from vmigrate_lib.dataplane import open_ssh_datastore  # noqa: E402
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore  # noqa: E402
-from vmigrate_lib.dataplane.sshconfig import DirectRoute, SshSettings  # noqa: E402
+from vmigrate_lib.dataplane.sshconfig import RFC4344_AES_BYTES, DirectRoute, SshSettings  # noqa: E402
 from vmigrate_lib.engine.copier import copy_extents  # noqa: E402
 from vmigrate_lib.extents import Extent, normalize  # noqa: E402
 
@@ -138,6 +139,63 @@ def measure_link(
     return results
 
 
+class _KeySwitches(logging.Handler):
+    """Counts paramiko's "Switch to new keys" (one per completed key exchange)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Switch to new keys" in record.getMessage():
+            self.count += 1
+
+
+def _read_rate(ds: Any, size: int, repeats: int) -> float:
+    """Best MB/s of ``repeats`` whole-file reads through an agent."""
+    def read() -> int:
+        return sum(c.length for c in ds.read_extents("disk", [Extent(0, size)]))
+
+    return size / min(timed(read) for _ in range(repeats)) / 1e6
+
+
+def rekey_cost(h: SshHost, work: Path, size: int, repeats: int, low: int = 8 * MiB) -> dict[str, float]:
+    """Read throughput at the RFC 4344 limit (64 GiB: no rekey in this file) and at a
+    low limit (a rekey every ``low`` bytes); the difference per rekey, spread over
+    64 GiB, is what the RFC 4344 limit costs a long transfer."""
+    src = work / "a"
+    log = logging.getLogger("paramiko.transport")
+    counter = _KeySwitches()
+    log.addHandler(counter)
+    old_level = log.level
+    log.setLevel(logging.DEBUG)
+    out: dict[str, float] = {"load_1min": os.getloadavg()[0]}
+    try:
+        for name, limit in (("rfc4344", RFC4344_AES_BYTES), ("low", low)):
+            ds = open_ssh_datastore("a", str(src), settings(h, rekey_bytes=limit))
+            try:
+                ds.free_space()
+                counter.count = 0
+                out[f"{name}_MBps"] = _read_rate(ds, size, repeats)
+                out[f"{name}_rekeys_per_read"] = counter.count / repeats
+            finally:
+                ds.close()
+            print(f"  rekey    limit {limit / MiB:>8.0f} MiB: {out[f'{name}_MBps']:7.1f} MB/s, "
+                  f"{out[f'{name}_rekeys_per_read']:.0f} rekeys per read", flush=True)
+    finally:
+        log.removeHandler(counter)
+        log.setLevel(old_level)
+    n = out["low_rekeys_per_read"] - out["rfc4344_rekeys_per_read"]
+    per = (size / out["low_MBps"] - size / out["rfc4344_MBps"]) / 1e6 / n if n > 0 else 0.0
+    out["seconds_per_rekey"] = per
+    # one rekey per 64 GiB at the measured rate: its share of the transfer time
+    out["overhead_at_rfc4344"] = per / (RFC4344_AES_BYTES / (out["rfc4344_MBps"] * 1e6))
+    print(f"  rekey    {per * 1000:.1f} ms per rekey; at one per 64 GiB: "
+          f"{out['overhead_at_rfc4344'] * 100:.4f} % of the transfer time "
+          f"(load {out['load_1min']:.2f})", flush=True)
+    return out
+
+
 def delta_cycle(a: SshHost, b: SshHost, route: DirectRoute, work: Path, disk_mib: int,
                 delta_mib: int) -> dict[str, float]:
     """Scattered 64 KiB changes copied with checkpoints over the shaped link."""
@@ -223,6 +281,8 @@ def main() -> int:
     ap.add_argument("--delta-mib", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-loopback", action="store_true")
+    ap.add_argument("--rekey-only", action="store_true",
+                    help="only the rekey cost on loopback (RFC 4344 limit vs a low one)")
     args = ap.parse_args()
     size = args.size_mib * MiB
     work = Path(tempfile.mkdtemp(prefix="vmg-bench-ssh-"))
@@ -234,12 +294,17 @@ def main() -> int:
         make_file(work / "a" / "disk", size)
         print(f"SSH data plane bench: {args.size_mib} MiB random file, {os.cpu_count()} CPUs, "
               f"best of {args.repeats}")
+        if args.rekey_only:
+            with peers_sshd.start_sshd("bench-rekey") as srv:
+                rekey_cost(srv.host, work, size, args.repeats)
+            return 0
         if not args.skip_loopback:
             with peers_sshd.start_sshd("bench-loopback") as srv:
                 h = srv.host
                 route = DirectRoute(identity=h.key_path, known_hosts=h.known_hosts_path)
                 all_results["loopback"] = measure_link("loopback", h, h, h, route, work, size,
                                                        args.repeats)
+                all_results["rekey"] = rekey_cost(h, work, size, args.repeats)
         ok, why = peers_netns.available()
         if ok:
             with namespace_hosts(work) as (a, b, a_to_b, route):

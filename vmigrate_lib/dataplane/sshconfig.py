@@ -26,6 +26,12 @@ DEFAULT_CIPHERS: tuple[str, ...] = (
     "aes256-ctr",
 )
 
+#: RFC 4344 3.2: an L-bit block cipher rekeys at least every 2**(L/4) blocks; AES
+#: (L = 128): 2**32 blocks of 16 bytes = 64 GiB, OpenSSH's default for AES.
+RFC4344_AES_BYTES = 2**32 * 16
+#: RFC 4344 3.1: at least every 2**32 packets (the sequence number wraps); 2**31 keeps margin.
+RFC4344_PACKETS = 2**31
+
 MODES = ("relay", "direct", "auto")
 CODECS = ("", "zlib", "zstd", "auto")
 
@@ -96,7 +102,8 @@ class SshSettings:
     max_packet_size: int = 256 * 1024  #: what we accept; the server announces its own
     read_size: int = 4 * MiB  #: one recv call asks for this much
     write_buffer: int = 4 * MiB
-    rekey_bytes: int = 2**40
+    rekey_bytes: int = RFC4344_AES_BYTES  #: rekey after this many bytes either way
+    rekey_packets: int = RFC4344_PACKETS  #: ... or this many packets
     compress: str = ""  #: "", "zlib", "zstd" or "auto" (zstd where both sides have it)
     compress_level: int | None = None
     bwlimit: float = 0.0  #: bytes per second across this connection, 0 = no cap
@@ -123,6 +130,11 @@ class SshSettings:
                 f"ssh_fingerprint {self.fingerprint!r} is not a SHA256:... fingerprint",
                 hint="copy it from `ssh-keygen -l -E sha256 -f <host key>.pub` on the host",
                 parameter="ssh_fingerprint")
+        if not (0 < self.rekey_bytes <= RFC4344_AES_BYTES and 0 < self.rekey_packets <= 2**32):
+            raise ParameterError(
+                f"rekey limits {self.rekey_bytes} bytes / {self.rekey_packets} packets are above "
+                f"RFC 4344's bound for AES ({RFC4344_AES_BYTES} bytes, 2**32 packets) or not positive",
+                parameter="rekey_bytes")
         if self.retries < 0 or self.backoff < 0:
             raise ParameterError("retries and backoff must not be negative", parameter="retries")
 

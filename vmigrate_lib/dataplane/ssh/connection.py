@@ -1,7 +1,7 @@
 """One authenticated, tuned SSH connection: host key check, login, agent upload.
 
 paramiko is slow with its defaults (~16 MB/s); this asks for AES-GCM, a 64 MiB
-window, large packets and rekeying only after 1 TiB.  Host keys are checked
+window, large packets and rekeying every 64 GiB (RFC 4344's bound for AES).  Host keys are checked
 against known_hosts or a pinned SHA256 fingerprint; an unknown key is a
 :class:`HostKeyError` unless ``allow_unknown_host`` is set.
 """
@@ -104,7 +104,7 @@ class SshConnection:
                 kt = list(opts.key_types)
                 opts.key_types = tuple([k for k in kt if k in known] + [k for k in kt if k not in known])
             t.packetizer.REKEY_BYTES = s.rekey_bytes
-            t.packetizer.REKEY_PACKETS = s.rekey_bytes
+            t.packetizer.REKEY_PACKETS = s.rekey_packets
             t.start_client(timeout=s.connect_timeout)
             self._verify_host_key(t)
             self._authenticate(t)
