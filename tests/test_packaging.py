@@ -1,4 +1,5 @@
-"""pip and conda users get the same dependencies; the CLI entry point exists."""
+"""pip and conda users get the same dependencies; the CLI entry point exists; the wheel's
+package list is the tree's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +51,26 @@ def test_engine_never_imports_pyvmomi_or_paramiko() -> None:
     for path in (ROOT / "vmigrate_lib" / "engine").rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+(pyVmomi|pyVim|paramiko)", text, re.M), path
+
+
+def test_every_package_and_the_package_data_ship(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyproject.toml lists its packages (a subpackage missing from the list would be left
+    out of the wheel); runbooks/ and jupyter/lab/settings/ are mapped in as package data and
+    this (editable) install reads them where they are. tests/test_wheel.py proves the wheel."""
+    from importlib.resources import files
+
+    from vmigrate_lib.audit.runner import RUNBOOKS_ENV, runbooks_dir
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped: dict[str, str] = tool["package-dir"]
+    tree = {".".join(p.parent.relative_to(ROOT).parts)
+            for p in (ROOT / "vmigrate_lib").rglob("__init__.py")}
+    missing = sorted((tree | set(mapped)) - set(tool["packages"]))
+    assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
+    assert set(tool["packages"]) == tree | set(mapped)
+    for folder in mapped.values():  # editable installs map regular packages only
+        assert (ROOT / folder / "__init__.py").is_file(), folder
+    monkeypatch.delenv(RUNBOOKS_ENV, raising=False)
+    assert runbooks_dir().resolve() == ROOT / "runbooks"
+    settings = files("vmigrate_lib.jupyter_settings") / "overrides.json"
+    assert Path(str(settings)).resolve() == ROOT / "jupyter" / "lab" / "settings" / "overrides.json"

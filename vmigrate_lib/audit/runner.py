@@ -60,11 +60,14 @@ class RunResult:
 
 
 def runbooks_dir() -> Path:
-    """The shipped runbooks (``runbooks/`` beside the package, or $VMIGRATE_RUNBOOKS)."""
+    """$VMIGRATE_RUNBOOKS, else the runbooks shipped as package data ``vmigrate_lib.runbooks``
+    (the checkout's ``runbooks/`` in an editable install, the wheel's copy otherwise)."""
     env = os.environ.get(RUNBOOKS_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "runbooks"
+    from importlib.resources import files
+
+    return Path(str(files("vmigrate_lib.runbooks")))
 
 
 def pick_kernel(name: str | None = None) -> str:

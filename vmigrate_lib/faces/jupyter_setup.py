@@ -1,0 +1,112 @@
+"""Jupyter set-up for an environment vmigrate is installed in (a checkout or a wheel).
+
+``python -m vmigrate_lib.faces.jupyter_setup`` installs the kernel the runbooks name
+(``vmigrate``, running this Python, so a runbook imports the same vmigrate as the CLI)
+and merges the JupyterLab settings vmigrate ships (package data
+``vmigrate_lib.jupyter_settings``: widget state saved with hand-run notebooks) into
+``<prefix>/share/jupyter/lab/settings/overrides.json``.  ``jupyter/install.sh`` calls it,
+and a wheel install runs it the same way: both read the settings through the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from ..audit.runner import KERNEL_NAME
+from ..errors import InputError, VmigrateError
+
+DISPLAY_NAME = "Python (vmigrate)"
+SETTINGS_PACKAGE = "vmigrate_lib.jupyter_settings"
+
+
+def shipped_settings() -> dict[str, Any]:
+    """The JupyterLab overrides vmigrate ships (plugin id -> settings)."""
+    text = (files(SETTINGS_PACKAGE) / "overrides.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def settings_file(prefix: Path) -> Path:
+    """Where JupyterLab reads the environment's setting overrides."""
+    return prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+
+
+def merged_lab_settings(prefix: Path) -> dict[str, Any]:
+    """The prefix's overrides with the shipped ones merged in (other settings kept).
+
+    A file that is not a JSON object is refused: it is the operator's, and a guess
+    would lose their settings.
+    """
+    target = settings_file(prefix)
+    hint = "fix or remove that file, then run this again"
+    current: dict[str, Any] = {}
+    if target.exists():
+        try:
+            loaded = json.loads(target.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read JupyterLab settings {target}: {exc}", hint=hint,
+                             path=str(target)) from exc
+        if not isinstance(loaded, dict):
+            raise InputError(f"JupyterLab settings {target} is not a JSON object", hint=hint,
+                             path=str(target))
+        current = loaded
+    for plugin, values in shipped_settings().items():
+        entry = current.setdefault(plugin, {})
+        if not isinstance(entry, dict):
+            raise InputError(f"JupyterLab settings {target}: {plugin!r} is not a JSON object",
+                             hint=hint, path=str(target))
+        entry.update(values)
+    return current
+
+
+def write_lab_settings(prefix: Path, settings: dict[str, Any]) -> Path:
+    """Replace the overrides file atomically (a crash leaves the old one or the new one)."""
+    target = settings_file(prefix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def install_kernel(prefix: Path) -> Path:
+    """Install the ``vmigrate`` kernelspec (this Python) under ``prefix``; returns its folder."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix),
+         "--name", KERNEL_NAME, "--display-name", DISPLAY_NAME],
+        capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"ipykernel could not install the {KERNEL_NAME!r} kernel: {last}",
+                         hint=f"check that ipykernel is installed for {sys.executable}",
+                         prefix=str(prefix))
+    return prefix / "share" / "jupyter" / "kernels" / KERNEL_NAME
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vmigrate_lib.faces.jupyter_setup",
+        description="Install the vmigrate Jupyter kernel and JupyterLab settings.")
+    parser.add_argument("--prefix", type=Path, default=Path(sys.prefix),
+                        help="environment prefix (default: this Python's, %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        merged = merged_lab_settings(args.prefix)  # refused before anything is written
+        kernel = install_kernel(args.prefix)
+        settings = write_lab_settings(args.prefix, merged)
+    except VmigrateError as exc:
+        print(f"vmigrate: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    print(f"kernel {KERNEL_NAME!r} installed in {kernel}; JupyterLab overrides in {settings}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
