@@ -24,6 +24,7 @@ from ...errors import (
     CertificateError,
     HostApiError,
     HostNotFound,
+    NotVsphereEndpoint,
     ParameterError,
 )
 from ...params import HostParams
@@ -167,6 +168,16 @@ class Connection:
                 f"{exc.verify_message or exc.reason}",
                 host=self.host,
             ) from exc
+        except ssl.SSLError as exc:
+            if exc.reason not in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"):
+                raise HostNotFound(
+                    f"cannot talk to the vSphere API at {self.where}: {exc}",
+                    host=self.host, port=self.port,
+                ) from exc
+            raise NotVsphereEndpoint(
+                f"{self.where} answers plain HTTP, not HTTPS: not a vSphere API endpoint",
+                host=self.host, port=self.port,
+            ) from exc
         except (socket.gaierror, ConnectionError, TimeoutError) as exc:
             raise HostNotFound(
                 f"cannot reach the vSphere API at {self.where}: {exc}",
@@ -182,6 +193,19 @@ class Connection:
             ) from exc
         except vmodl.MethodFault as exc:
             raise map_fault(exc, f"login to {self.where}", host=self.host) from exc
+        except ExpatError as exc:
+            raise NotVsphereEndpoint(
+                f"{self.where}{self.path} answered something that is not a vSphere API ({exc})",
+                host=self.host, port=self.port,
+            ) from exc
+        except Exception as exc:
+            if type(exc) is not Exception:  # pyVmomi's "not a VIM server" is a bare Exception
+                raise
+            raise NotVsphereEndpoint(
+                f"{self.where}{self.path} is not a vSphere API (no vimServiceVersions.xml there): "
+                f"another HTTPS service at that address?",
+                host=self.host, port=self.port, detail=str(exc),
+            ) from exc
 
     def relogin(self) -> None:
         """Log in again on the same stub: managed object references stay valid."""
