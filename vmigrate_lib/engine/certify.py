@@ -53,14 +53,14 @@ def certify_disks(
             continue
         m.reporter.event("phase", phase="certify", detail=f"disk {disk.key} ({mode}, {algo})")
         res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
-                      extents=extents,
+                      size=disk.capacity, extents=extents,
                       on_progress=rate_progress(m, total(extents) if extents else disk.capacity))
         if not res.identical and repair:
             m.workspace.journal.append("certify_mismatch", disk=disk.key, repairing=True,
                                        mismatches=[list(e) for e in res.mismatches[:1000]])
             copy_extents(src, src_path, dst, dst_path, res.mismatches)
             res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
-                          extents=extents)
+                          size=disk.capacity, extents=extents)
             summary.setdefault("repaired", []).append(disk.key)
         results[disk.key] = res
         summary["disks"][str(disk.key)] = res.summary()

@@ -82,7 +82,7 @@ def plan_disk(
     if dstate.untrusted:  # first: also a seed whose certify failed, or an edited state
         plan = DiskPlan(disk, "hash", [], f"destination not proven: {dstate.untrusted}")
     elif not dstate.seeded:
-        plan = DiskPlan(disk, "full", allocated(), "seed: allocated areas")
+        plan = DiskPlan(disk, "full", clip(allocated(), 0, cap), "seed: allocated areas")
     elif m.params.sync.change_tracking == "hash":
         plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
     elif dstate.recheck:  # grown, returned or recreated: prove it by hashes

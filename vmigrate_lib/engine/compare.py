@@ -75,6 +75,7 @@ def compare(
     *,
     block_size: int,
     algorithm: str,
+    size: int,
     extents: Iterable[Extent] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> CompareResult:
@@ -82,8 +83,11 @@ def compare(
 
     The per-side root digest is SHA-256 over the ordered block digests, so the
     evidence carries one value per disk that either side can recompute.
+    Without ``extents`` both sides digest ``[0, size)``: the disk's configured
+    capacity, not the file's length (a flat file can be longer than its disk
+    after a crash between growing the file and saving the configuration).
     """
-    ext = None if extents is None else list(extents)
+    ext = [Extent(0, size)] if extents is None else list(extents)
     result = CompareResult(algorithm=algorithm, block_size=block_size)
     t0 = time.monotonic()
     root_a, root_b = hashlib.sha256(), hashlib.sha256()

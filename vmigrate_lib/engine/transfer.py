@@ -104,7 +104,7 @@ def _copy_disk(
         algo = pick_algorithm(src, dst, m.params.sync.algorithm)
         m.reporter.event("phase", phase="hash-compare", detail=f"disk {disk.key} with {algo}")
         res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
-                      algorithm=algo,
+                      algorithm=algo, size=disk.capacity,
                       on_progress=progress.callback(disk.key, disk.capacity, stop))
         hashed = res.seconds
         plan.extents = res.mismatches
