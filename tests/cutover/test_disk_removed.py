@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from cutover_helpers import (  # type: ignore[import-not-found]
     make_lab,
     open_idle_bob,
@@ -59,3 +60,44 @@ def test_removed_disk_is_kept_noted_and_not_given_to_bob(tmp_path: Path) -> None
     finally:
         s.close()
         lab_down(lab.root, timeout=5)
+
+
+def test_new_disk_reusing_a_removed_disks_key_is_a_new_disk(tmp_path: Path) -> None:
+    """Disk 2001 is removed, then a new disk is hot-added and gets key 2001 again (as
+    vSphere reuses a free unit's key) with another file.  vmigrate identifies a
+    disk by key *and* file: the new one is seeded as a new copy, the removed
+    disk's record and its kept copy on B stay untouched, and the journal says
+    "key reused", not "disk returned".  (Whether ESXi hands out the same key
+    depends on the controller slot; the engine's rule is the same.)"""
+    lab = make_lab(tmp_path, disks=(16 * MiB, 8 * MiB))
+    try:
+        m = open_idle_bob(lab)
+        try:
+            with m.workspace:
+                run_cycles(m, 2, interval=0.2)
+                kept = lab.bob_dir / "bob_1-flat.vmdk"
+                before = sha(kept)
+                lab.a.remove_disk("alice", 2001)
+                run_cycle(m)
+                new = lab.a.add_disk("alice", 8 * MiB)
+                if new.key != 2001 or new.path.endswith("alice_1-flat.vmdk"):
+                    pytest.skip(f"the lab gave the new disk {new.key} {new.path}: not a reused "
+                                "key with another file (lab add_disk reuses the detached file)")
+                out = run_cycle(m)
+                modes = {d["key"]: d["mode"] for d in out.record["disks"]}
+                assert modes == {2000: "tracked", 2001: "full"}, out.record["disks"]
+                assert out.record["certify"]["result"] == "identical"
+                assert [e["old_path"] for e in m.workspace.journal.records("disk_key_reused")] \
+                    == ["alice/alice_1-flat.vmdk"]
+                assert not list(m.workspace.journal.records("disk_returned"))
+                state = m.workspace.state
+                assert state.disks[2001].path == new.path and state.disks[2001].removed is None
+                assert [(d.key, d.dest_path) for d in state.retired] == \
+                    [(2001, "bob/bob_1-flat.vmdk")]
+                assert sha(kept) == before  # the removed disk's copy: never written
+                run_cycle(m)
+                assert len(list(m.workspace.journal.records("disk_key_reused"))) == 1
+        finally:
+            close_migration(m)
+    finally:
+        lab_down(lab.root)
