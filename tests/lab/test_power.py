@@ -15,6 +15,7 @@ from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.acks import AckMap
+from vmigrate_lib.lab.power import lock_holder
 from vmigrate_lib.lab.verify import verify_copy
 
 
@@ -25,7 +26,7 @@ def test_shutdown_flushes_acks_and_the_base_verifies(host_a: LabHost, alice: str
     assert info.power == PowerState.ON and info.tools_running and info.guest_ip
     host_a.shutdown_guest(alice)
     wait_off(host_a, alice)
-    assert not (vmdir / "guest.pid").exists()
+    assert lock_holder(vmdir) is None  # the guest ended: its power lock is free
     assert host_a.find_vm(alice).tools_running is False
     for disk in info.disks:
         acks = AckMap.load(host_a.ack_path(alice, disk.key))

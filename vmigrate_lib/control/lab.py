@@ -25,7 +25,7 @@ from ..lab.changes import changed_areas
 from ..lab.handle import VmHandle, log_tail
 from ..lab.inventory import Inventory
 from ..lab.layout import VMX_SUFFIX, LabLayout
-from ..lab.power import kill_guest, spawn_guest
+from ..lab.power import child_running, kill_guest, spawn_guest
 from ..lab.registration import config_for_copy, guest_ip_for
 from ..lab.vmconfig import SnapshotRecord, VmConfig
 from ..lab.workload import WorkloadSpec
@@ -242,10 +242,12 @@ class LabHost(Host):
             if h.pid() is not None:
                 return
             h.config()  # a damaged config fails here, not in the guest
-            spawn_guest(h.vmdir, h.loc.config_file)
+            child = spawn_guest(h.vmdir, h.loc.config_file)
 
             def up(st: dict[str, Any] | None) -> bool:
-                if st is None and h.pid() is None:
+                # the guest is known once it holds its power lock; until then our child
+                # lives (or gave way to a guest started by a killed earlier launcher)
+                if st is None and h.pid() is None and not child_running(child):
                     raise PowerError(
                         f"VM {vm} stopped while powering on", vm=vm, log=log_tail(h.vmdir)
                     )

@@ -29,7 +29,7 @@ from .blockfmt import make_block
 from .guestctl import encode, error_reply, socket_path
 from .layout import atomic_write_json
 from .machine import VmMachine
-from .power import BOOT_FILE, clear_pid
+from .power import BOOT_FILE, LOCK_FILE, hold_power_lock, lock_holder
 from .verify import check
 from .workload import BlockPicker, TokenBucket, WorkloadSpec
 
@@ -280,7 +280,6 @@ class Guest:
             server.server_close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path(self.vmdir))
-            clear_pid(self.vmdir, os.getpid())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s guest[{os.getpid()}] %(levelname)s %(message)s",
     )
     log.info("power on %s", args.vmdir / args.config)
+    # the power lock first, before the socket or any disk: a second copy stops here
+    lock = hold_power_lock(args.vmdir)
+    if lock is None:
+        log.error("VM %s is already running (guest pid %s holds %s); this copy exits",
+                  args.vmdir.name, lock_holder(args.vmdir), LOCK_FILE)
+        return 75
+    with contextlib.suppress(FileNotFoundError):
+        (args.vmdir / BOOT_FILE).unlink()  # this boot's check replaces the last one
     try:
         return Guest(args.vmdir, args.config).run()
     except Exception:

@@ -1,14 +1,17 @@
 """Guest processes: start detached, tell alive from dead, kill hard.
 
-A VM is on exactly when its guest process lives.  The pid file alone is not
-proof (pids are reused, a killed child stays a zombie until reaped), so the
-process's command line and state are checked too.
+A VM is on exactly when its guest process lives, and the guest says so itself:
+it holds an exclusive ``flock`` on ``guest.lock`` in the VM folder for its whole
+life and writes its pid there.  Nothing a launcher records (or fails to record,
+when it is killed right after the spawn) decides the power state, and a second
+guest on the same folder cannot take the lock, so it exits before it touches a
+disk (as VMFS's lock on a running VM's files refuses a second power-on).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import fcntl
 import os
 import signal
 import subprocess
@@ -19,22 +22,56 @@ from pathlib import Path
 import vmigrate_lib
 
 from ..errors import PowerError, TimeoutExpired
-from .layout import atomic_write_json
 
-PID_FILE = "guest.pid"
+LOCK_FILE = "guest.lock"
 LOG_FILE = "guest.log"
 BOOT_FILE = "boot.json"
 GUEST_MODULE = "vmigrate_lib.lab.guest"
+#: a guest retries the lock this long: readers hold it (shared) for an instant
+LOCK_PATIENCE = 2.0
 
 #: children started by this process, kept so they can be reaped
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def read_pid(vmdir: Path) -> int | None:
+def hold_power_lock(vmdir: Path, patience: float = LOCK_PATIENCE) -> int | None:
+    """For the guest: take the VM's power lock and record our pid in it.
+
+    Returns the open descriptor (keep it open for the process's life: the lock
+    is released when the process ends, however it ends), or None when another
+    guest holds it.
+    """
+    fd = os.open(vmdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(vmdir: Path) -> int | None:
+    """The pid written in the power lock, when the lock is held; None when it is free."""
     try:
-        return int(json.loads((vmdir / PID_FILE).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+        fd = os.open(vmdir / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
         return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0  # 0: held, pid not written yet
+        return None
+    finally:
+        os.close(fd)  # also drops our shared lock, if we got it
 
 
 def _reap() -> None:
@@ -67,19 +104,38 @@ def process_alive(pid: int, vmdir: Path | None = None) -> bool:
     return True
 
 
-def guest_pid(vmdir: Path) -> int | None:
-    """The pid of the VM's running guest, or None when the VM is off."""
-    pid = read_pid(vmdir)
-    return pid if pid is not None and process_alive(pid, vmdir) else None
+def child_running(pid: int) -> bool:
+    """Whether a guest this process spawned has not exited yet (it may not hold its lock yet)."""
+    proc = _children.get(pid)
+    return proc is not None and proc.poll() is None
+
+
+def guest_pid(vmdir: Path, settle: float = 2.0) -> int | None:
+    """The pid of the VM's running guest, or None when the VM is off.
+
+    Held by a guest that has not written its pid yet (or the stale pid of one
+    that just died): asked again for up to ``settle`` seconds.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        pid = lock_holder(vmdir)
+        if pid is None:
+            return None
+        if pid and process_alive(pid, vmdir):
+            return pid
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
 
 
 def spawn_guest(vmdir: Path, config_file: str) -> int:
-    """Start the guest detached (own session), logging to ``guest.log``."""
+    """Start the guest detached (own session), logging to ``guest.log``; returns its pid.
+
+    Records nothing: the guest records itself once it holds the power lock.
+    """
     pkg_parent = str(Path(vmigrate_lib.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    with contextlib.suppress(FileNotFoundError):
-        (vmdir / BOOT_FILE).unlink()
     cmd = [
         sys.executable,
         "-m",
@@ -103,7 +159,6 @@ def spawn_guest(vmdir: Path, config_file: str) -> int:
     except OSError as exc:
         raise PowerError(f"cannot start guest of {vmdir.name}: {exc}", vm_dir=str(vmdir)) from exc
     _children[proc.pid] = proc
-    atomic_write_json(vmdir / PID_FILE, {"pid": proc.pid, "started": time.time()})
     return proc.pid
 
 
@@ -127,12 +182,4 @@ def kill_guest(vmdir: Path, timeout: float = 30.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     wait_dead(pid, vmdir, timeout)
-    clear_pid(vmdir, pid)
     return True
-
-
-def clear_pid(vmdir: Path, pid: int | None = None) -> None:
-    """Remove the pid file (only if it still names ``pid``, when given)."""
-    if pid is None or read_pid(vmdir) == pid:
-        with contextlib.suppress(FileNotFoundError):
-            (vmdir / PID_FILE).unlink()
