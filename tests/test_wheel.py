@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -78,10 +79,12 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
     proc = _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                  "--no-deps", "--no-index", str(wheel)], cwd=where, timing="pip install wheel")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=where).stdout.strip())
-    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "zz_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
+    fresh_site = Path(_run([str(python), "-c",
+                            "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           cwd=where).stdout.strip())
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+            *site.getsitepackages()}
+    (fresh_site / "zz_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
     return venv
 
 
@@ -96,6 +99,7 @@ def operator_env(venv: Path, home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.timeout(900)  # about 35 s on 2 busy cores; the papermill run is most of it
 def test_wheel_installed_outside_the_checkout_runs_the_sync_runbook(tmp_path: Path) -> None:
     """A wheel built from the tree holds the runbooks and the JupyterLab settings, and an
     install of it alone (fresh venv, cwd outside the checkout) runs ``vmigrate run sync``
