@@ -6,23 +6,31 @@ only sees the objects built here.
 
 from __future__ import annotations
 
+from .audit.trustjournal import TrustJournal
 from .control.factory import open_host
 from .control.host import Host
 from .engine.context import Migration
 from .engine.progress import Reporter
 from .engine.workspace import Workspace
 from .params import MigrationParams
+from .trust import TrustListener
 
 
 def open_migration(params: MigrationParams, reporter: Reporter | None = None) -> Migration:
     """Connect both hosts (errors before any change) and load the workspace."""
-    source: Host = open_host(params.source)
+    trust = TrustListener()  # peers accepted unverified from here on reach the journal
     try:
-        dest: Host = open_host(params.destination)
+        source: Host = open_host(params.source)
+        try:
+            dest: Host = open_host(params.destination)
+        except BaseException:
+            source.close()
+            raise
     except BaseException:
-        source.close()
+        trust.close()
         raise
     ws = Workspace(params.workspace)
+    ws.journal = TrustJournal(ws.journal.path, trust)
     ws.load()
     return Migration(params=params, source=source, dest=dest, workspace=ws,
                      reporter=reporter or Reporter())
@@ -32,3 +40,5 @@ def close_migration(m: Migration) -> None:
     m.close()
     m.source.close()
     m.dest.close()
+    if isinstance(m.workspace.journal, TrustJournal):
+        m.workspace.journal.close()

@@ -8,8 +8,10 @@ or the keyring at connect time and kept only as long as the session lives.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import importlib
+import logging
 import os
 import socket
 import ssl
@@ -28,10 +30,12 @@ from ...errors import (
     ParameterError,
 )
 from ...params import HostParams
+from ...trust import TrustNotice, notify
 from ._vmomi import Disconnect, SmartConnect, vim, vmodl
 from .tasks import map_fault
 
 T = TypeVar("T")
+log = logging.getLogger("vmigrate.vsphere")
 
 DEFAULT_PORT = 443
 #: Socket timeout of every API call (QueryChangedDiskAreas on a big disk is the slowest).
@@ -107,6 +111,25 @@ def tls_context(verify: bool) -> ssl.SSLContext:
     return ctx
 
 
+#: Addresses already warned about (verify_tls: false warns once per process).
+_WARNED: set[tuple[str, int]] = set()
+
+
+def certificate_fingerprint(host: str, port: int, timeout: float = 30.0) -> tuple[str, str]:
+    """(``sha256:AB:CD:...`` of the DER certificate the server presents, as
+    ``openssl x509 -fingerprint -sha256`` and vCenter show it, or "", a note)."""
+    ctx = tls_context(False)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock, \
+                ctx.wrap_socket(sock, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except OSError as exc:
+        return "", f"certificate not read: {exc}"
+    if not der:
+        return "", "no certificate presented"
+    return "sha256:" + ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest()), ""
+
+
 class Connection:
     """One logged-in session; :meth:`call` runs API calls with one re-login on expiry."""
 
@@ -127,6 +150,8 @@ class Connection:
         self._call_timeout = call_timeout
         self._lock = threading.RLock()
         self.si: Any = self._connect()
+        if not hp.verify_tls:
+            self._report_unverified()
         self.content: Any = self.si.RetrieveContent()
         self.relogins = 0
         self._stop = threading.Event()
@@ -206,6 +231,15 @@ class Connection:
                 f"another HTTPS service at that address?",
                 host=self.host, port=self.port, detail=str(exc),
             ) from exc
+
+    def _report_unverified(self) -> None:
+        """verify_tls: false: warn once per address, and report the certificate seen."""
+        fp, detail = certificate_fingerprint(self.host, self.port, self._call_timeout)
+        if (self.host, self.port) not in _WARNED:
+            _WARNED.add((self.host, self.port))
+            log.warning("the TLS certificate of %s is not verified (verify_tls: false); "
+                        "it presented %s", self.where, fp or detail)
+        notify(TrustNotice("tls_certificate", self.host, self.port, fp, "verify_tls: false", detail))
 
     def relogin(self) -> None:
         """Log in again on the same stub: managed object references stay valid."""

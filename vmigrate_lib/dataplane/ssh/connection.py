@@ -19,6 +19,7 @@ import threading
 import paramiko
 
 from ...errors import AuthenticationError, HostKeyError, SshHostUnreachable, TransportError
+from ...trust import TrustNotice, notify
 from ..sshconfig import SshSettings, resolve_password
 from ..transport import agent_zipapp
 from . import agentfile
@@ -176,6 +177,8 @@ class SshConnection:
             if s.allow_unknown_host:
                 log.warning("accepting unknown host key %s %s of %s (allow_unknown_host)",
                             key.get_name(), fp, name)
+                notify(TrustNotice("ssh_host_key", s.host, s.port, fp,
+                                   "allow_unknown_host_key: true", f"{key.get_name()}; {detail}"))
                 return
             raise HostKeyError(
                 f"unknown host key for {name}: {key.get_name()} {fp} ({detail})",
