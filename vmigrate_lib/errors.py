@@ -228,6 +228,13 @@ class NoSpaceLeft(AgentError):
     default_hint = "free space on the destination datastore, then re-run: it resumes"
 
 
+class LocalDiskFull(OperationError):
+    """A local file system (workspace, journal, evidence) ran out of space or quota."""
+
+    default_hint = ("free space on the file system that holds the workspace and its evidence "
+                    "(df -h), then run the same command again: it resumes from the recorded state")
+
+
 class LicenseRestricted(OperationError):
     """The host's licence forbids API writes (free ESXi: snapshot, power, reconfigure)."""
 

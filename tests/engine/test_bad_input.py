@@ -131,3 +131,15 @@ def test_snapshot_of_another_vmigrate_migration(lab) -> None:
     params = lab.write_params()
     line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "vmigrate-0123456789ab-c3" in line and "another vmigrate migration" in line
+
+
+def test_certify_before_any_sync(lab) -> None:
+    """Issue 9 item 15: nothing to certify is bad input found before anything is written.
+
+    Before: the workspace folder, ``.lock``, ``state.json`` and a journal were created,
+    then the command exited 2.  Nothing here depends on the host being real.
+    """
+    params = lab.write_params()
+    line = _run_and_check_unchanged(lab, "certify", "-p", str(params))
+    assert "nothing to certify yet" in line and "run vmigrate sync first" in line
+    assert not (lab.workdir / "ws").exists()

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pandas as pd
+import papermill as pm
 import pytest
+import yaml
 
 from vmigrate_lib.audit.evidence import MANIFEST, verify, verify_or_raise
-from vmigrate_lib.audit.runner import run_runbook
+from vmigrate_lib.audit.runner import pick_kernel, run_runbook, runbooks_dir
 from vmigrate_lib.audit.tables import read_journal
+from vmigrate_lib.errors import ParameterError
 
 SECRET_VALUE = "s3cr3t-Value-0f-the-t3st"  #: the value conftest's params reference
 
@@ -83,8 +88,30 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     assert [a["status"] for a in archived] == ["ok", "ok"]
 
 
-def test_failing_run_is_archived_and_marked_failed(lab: Path, params: dict[str, Any]) -> None:
-    res = run_runbook("sync", {**params, "vm": "nobody"}, cwd=lab)
+def _history_rows(ipython_dir: Path) -> list[str]:
+    """Every cell IPython recorded in its history databases under ``ipython_dir``."""
+    rows: list[str] = []
+    for db in ipython_dir.rglob("*.sqlite"):
+        with sqlite3.connect(db) as con:
+            tables = {r[0] for r in con.execute("select name from sqlite_master")}
+            if "history" in tables:
+                rows += [r[0] for r in con.execute("select source from history")]
+    return rows
+
+
+def test_failing_run_is_archived_and_marked_failed(lab: Path, params: dict[str, Any],
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails in the kernel (no such VM) is archived, sealed and private, and the
+    kernel kept no IPython history (its cells hold the parameters).  Before: the archive
+    was 0644 files in 0755 folders (the params file copied 0644 from a 0600 original) and
+    ``$IPYTHONDIR/profile_default/history.sqlite`` held every executed cell."""
+    ipython_dir = tmp_path / "ipython"
+    monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
+    params_file = lab / "params.yaml"
+    params_file.write_text(yaml.safe_dump({**params, "vm": "nobody"}))
+    params_file.chmod(0o600)
+    res = run_runbook("sync", {**params, "vm": "nobody"}, cwd=lab, params_file=params_file)
     assert res.status == "failed" and res.exit_code == 2
     assert res.error and res.error["error"] == "VmNotFound"
     run = json.loads((res.folder / "run.json").read_text())
@@ -94,6 +121,14 @@ def test_failing_run_is_archived_and_marked_failed(lab: Path, params: dict[str, 
     assert nb.metadata["papermill"]["exception"] is True
     assert verify(res.folder).ok
     _assert_no_secret(res.folder)
+    # private: the evidence root, the run folder and its subfolders 0700, every file 0600
+    for p in [res.folder.parent, *res.folder.rglob("*"), res.folder]:
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        assert mode & 0o077 == 0, (p, oct(mode))
+        assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
+    assert (res.folder / "params-file.yaml").read_bytes() == params_file.read_bytes()
+    # no history database with cells in it (the kernel ran with history off)
+    assert _history_rows(ipython_dir) == []
 
 
 def test_timeout_is_archived_and_marked(lab: Path, params: dict[str, Any]) -> None:
@@ -116,14 +151,35 @@ def test_timeout_is_archived_and_marked(lab: Path, params: dict[str, Any]) -> No
     ({"colour": "red"}, "unknown parameter colour"),
     ({"downtime_budget": "soon"}, "not a duration"),
     ({"hosts": "real"}, "source.type is 'lab' but hosts is 'real'"),
+    ({"source": {"type": "lab", "host": "esx-a", "password": "s3cr3t-Value-0f-the-t3st"}},
+     "source.password holds a secret"),
+    ({"change_id": None}, "missing parameter change_id"),
 ])
 def test_parameter_errors_stop_the_run(lab: Path, params: dict[str, Any],
-                                       change: dict[str, Any], words: str) -> None:
-    res = run_runbook("sync", {**params, **change}, cwd=lab)
-    assert res.status == "failed" and res.exit_code == 2
-    assert res.error and res.error["error"] == "ParameterError"
-    assert words in res.error["message"]
-    nb = nbformat.read(res.folder / "sync.ipynb", as_version=4)
+                                       change: dict[str, Any], words: str,
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused parameters raise before anything is archived or a kernel starts: no
+    workspace, no evidence folder, no IPython profile.  Before: a failed run was archived
+    with the refused values (a pasted password in parameters.yaml, the notebook, the HTML)."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    with pytest.raises(ParameterError) as exc:
+        run_runbook("sync", {**params, **change}, cwd=lab)
+    assert words in exc.value.one_line()
+    assert SECRET_VALUE not in exc.value.one_line()
+    assert not (lab / "workspaces").exists()
+    assert not (tmp_path / "ipython").exists()
+
+
+def test_the_notebook_checks_its_own_parameters(lab: Path, params: dict[str, Any]) -> None:
+    """By hand (papermill or JupyterLab, no runner in front), the validation cell stops
+    the notebook before any step."""
+    out = lab / "hand.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as exc:
+        pm.execute_notebook(str(runbooks_dir() / "sync.ipynb"), str(out),
+                            parameters={**params, "colour": "red"}, kernel_name=pick_kernel(),
+                            cwd=str(lab), progress_bar=False)
+    assert exc.value.ename == "ParameterError" and "unknown parameter colour" in exc.value.evalue
+    nb = nbformat.read(out, as_version=4)
     stopped = [i for i, c in enumerate(nb.cells)
                if c.metadata.get("papermill", {}).get("exception")]
     assert "validate_parameters" in nb.cells[stopped[0]].source

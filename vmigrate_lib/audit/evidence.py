@@ -5,12 +5,17 @@ auditor can check a copy with coreutils alone; :func:`verify` also reports
 files that were added or removed, which ``sha256sum -c`` does not.  The
 manifest proves integrity since sealing, not authorship: keep a copy of its
 digest elsewhere (the workspace journal records it) to detect a re-seal.
+
+An archive is private: its folders are 0700 from the moment they exist (so no
+one else can reach a file while it is being written, whatever mode papermill or
+nbconvert give it) and every file is 0600, or stricter where the umask says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +35,63 @@ class EvidenceTampered(EvidenceError):
 
     default_hint = ("the archive was changed after it was sealed; use an untouched copy "
                     "(the workspace journal records each manifest's digest)")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux /proc), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def private_dirs(path: Path) -> Path:
+    """Create ``path`` and its missing parents 0700; tighten an existing one we own."""
+    path = Path(path)
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(p, 0o700)  # the umask may strip bits from mkdir's mode; never add any
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (created 0600, never through a symlink)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600 & ~current_umask())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def make_private(folder: Path) -> None:
+    """Folders 0700, files 0600 (minus what the umask removes) under ``folder``."""
+    fmode = 0o600 & ~current_umask()
+    for dirpath, _dirs, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o700)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, fmode)
 
 
 def sha256_file(path: Path) -> str:
@@ -63,7 +125,7 @@ def write_manifest(folder: Path) -> Path:
     try:
         lines = [f"{sha256_file(folder / rel)}  {rel}\n" for rel in archive_files(folder)]
         path = folder / MANIFEST
-        path.write_text("".join(lines), encoding="utf-8")
+        write_private(path, "".join(lines).encode("utf-8"))
     except OSError as exc:
         raise EvidenceError(f"cannot seal evidence in {folder}: {exc.strerror}",
                             folder=str(folder)) from exc

@@ -6,6 +6,12 @@ environment's versions and the runbook's git commit.  Failed runs are archived
 too; an execution timeout (which papermill does not mark) and a dead kernel
 are marked here.  Before sealing, every file is checked for the values of the
 secrets the parameters reference, and any occurrence is redacted and noted.
+
+The parameters are checked here, with the runbook's own check, before anything
+is archived and before a kernel starts: refused parameters (a pasted secret
+among them) leave no folder, no notebook and no kernel history behind.  The
+kernel runs with IPython's history database off, the archive is private (0700
+folders, 0600 files), and a full disk is one line (:class:`LocalDiskFull`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,14 +33,27 @@ import yaml
 
 from .. import errors
 from ..errors import InputError, ParameterError, VmigrateError
+from ..fsfaults import disk_full
 from .dashboard import HEADLESS_ENV
-from .evidence import EvidenceError, sha256_file, write_manifest
+from .evidence import (
+    EvidenceError,
+    make_private,
+    private_dirs,
+    sha256_file,
+    write_manifest,
+    write_private,
+)
 from .provenance import environment, git_info, redact, secret_refs
-from .runbook import RESULT_MIME, RUNBOOK_PARAMETERS, save_audit
+from .runbook import RESULT_MIME, RUNBOOK_PARAMETERS, check_parameters, save_audit
 
 #: Name of the kernel set-up installs (jupyter/install.sh); python3 is the fallback.
 KERNEL_NAME = "vmigrate"
 RUNBOOKS_ENV = "VMIGRATE_RUNBOOKS"
+#: Kernel arguments: no IPython history database.  nbclient sets ``:memory:`` only for
+#: kernels named python/python3 (jupyter_client's ``KernelManager.ipykernel``); the
+#: ``vmigrate`` kernel would record every cell, parameters included, in
+#: ``$IPYTHONDIR/profile_default/history.sqlite``.
+KERNEL_HISTORY_OFF = ("--HistoryManager.enabled=False", "--HistoryManager.hist_file=:memory:")
 
 
 @dataclass
@@ -97,21 +115,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "run"
 
 
-def evidence_root(params: Mapping[str, Any], cwd: Path) -> Path:
-    """``<workspace>/evidence`` when the workspace parameter is usable, else ``./evidence``."""
-    ws = params.get("workspace")
-    if isinstance(ws, str) and ws:
-        return (cwd / ws / "evidence").resolve()
-    return (cwd / "evidence").resolve()
+def evidence_root(workspace: Path) -> Path:
+    """``<workspace>/evidence`` (the workspace as the checked parameters resolve it)."""
+    return (Path(workspace) / "evidence").resolve()
 
 
 def _new_folder(root: Path, kind: str, change: Any) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = f"{stamp}-{kind}-{_slug(str(change or 'nochange'))}"
+    private_dirs(root)
     for i in range(1000):
         folder = root / (base if i == 0 else f"{base}-{i}")
         try:
-            folder.mkdir(parents=True)
+            folder.mkdir(mode=0o700)
             return folder
         except FileExistsError:
             continue
@@ -230,28 +246,45 @@ def run_runbook(
     runbook: Path | None = None,
 ) -> RunResult:
     """Execute the ``kind`` runbook with ``params`` and archive everything; never raises
-    for a failing run (the result says failed), only when no archive can be written."""
-    import papermill as pm
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
+    for a failing run (the result says failed), only for refused parameters (nothing
+    written, no kernel started) or when no archive can be written."""
     if kind not in RUNBOOK_PARAMETERS:
         raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
     cwd = Path(cwd or Path.cwd()).resolve()
+    checked = check_parameters(kind, injected(kind, params), base_dir=cwd)
     source = Path(runbook) if runbook else runbooks_dir() / f"{kind}.ipynb"
     if not source.exists():
         raise InputError(f"runbook {source} not found", hint=f"set ${RUNBOOKS_ENV}")
     kernel = pick_kernel(kernel_name)
-    root = Path(out_root) if out_root else evidence_root(params, cwd)
-    folder = _new_folder(root, kind, params.get("change_id"))
-    ws = params.get("workspace")
-    journal = (cwd / ws / "journal.jsonl") if isinstance(ws, str) and ws else None
-    offset = journal.stat().st_size if journal and journal.exists() else 0
+    try:
+        return _execute(kind, params, checked.migration.workspace, source, kernel,
+                        params_file=params_file, cwd=cwd, out_root=out_root,
+                        cell_timeout=cell_timeout, stream=stream)
+    except OSError as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        raise full from exc
 
-    (folder / "parameters.yaml").write_text(
-        yaml.safe_dump(json.loads(json.dumps(dict(params), default=str)), sort_keys=True))
+
+def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path, kernel: str,
+             *, params_file: Path | None, cwd: Path, out_root: Path | None,
+             cell_timeout: float | None, stream: TextIO | None) -> RunResult:
+    """Run papermill into a new private evidence folder, then archive and seal it."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    root = Path(out_root) if out_root else evidence_root(workspace)
+    folder = _new_folder(root, kind, params.get("change_id"))
+    journal = workspace / "journal.jsonl"
+    offset = journal.stat().st_size if journal.exists() else 0
+
+    write_private(folder / "parameters.yaml", yaml.safe_dump(
+        json.loads(json.dumps(dict(params), default=str)), sort_keys=True).encode())
     if params_file is not None:
-        shutil.copyfile(params_file, folder / f"params-file{Path(params_file).suffix or '.yaml'}")
+        write_private(folder / f"params-file{Path(params_file).suffix or '.yaml'}",
+                      Path(params_file).read_bytes())
     out_nb = folder / f"{kind}.ipynb"
     started = time.time()
     status, error = "ok", None
@@ -261,6 +294,7 @@ def run_runbook(
                 str(source), str(out_nb), parameters=injected(kind, params), kernel_name=kernel,
                 cwd=str(cwd), progress_bar=False, stdout_file=stream, stderr_file=stream,
                 request_save_on_cell_execute=True, execution_timeout=cell_timeout,
+                extra_arguments=list(KERNEL_HISTORY_OFF),
             )
     except PapermillExecutionError as exc:
         status = "failed"
@@ -292,12 +326,12 @@ def run_runbook(
     if html_error:
         notes["html_export_error"] = html_error
     slice_bytes = b""
-    if journal is not None and journal.exists():
+    if journal.exists():
         with open(journal, "rb") as f:
             f.seek(offset)
             slice_bytes = f.read()
     (folder / "journal.jsonl").write_bytes(slice_bytes)
-    if journal is not None and journal.exists():
+    if journal.exists():
         budget = params.get("downtime_budget")
         try:
             from ..units import parse_duration
@@ -328,8 +362,9 @@ def run_runbook(
     if redactions:
         run["redactions"] = redactions
         (folder / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    make_private(folder)
     manifest = write_manifest(folder)
-    if journal is not None and journal.parent.is_dir() and (journal.parent / "state.json").exists():
+    if (journal.parent / "state.json").exists():
         from ..engine.workspace import Journal
 
         Journal(journal).append("evidence_archived", runbook=kind, status=status,

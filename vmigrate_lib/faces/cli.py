@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import params as params_mod
 from ..errors import ParameterError, VmigrateError
+from ..fsfaults import disk_full
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from .console import make_reporter, table
 
@@ -29,7 +30,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in getattr(args, "set", None) or []:
         if "=" not in item:
-            raise ParameterError(f"--set {item!r}: write NAME=VALUE, e.g. --set sync.certify=full")
+            raise ParameterError("--set needs NAME=VALUE", hint="e.g. --set sync.certify=full",
+                                 parameter="set")
         key, value = item.split("=", 1)
         out[key.strip()] = _yaml_scalar(value)
     for flag, key in (("workspace", "workspace"), ("vm", "vm")):
@@ -104,6 +106,10 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
     m = _open(args)
     try:
+        state = m.workspace.current  # loaded by open_migration; nothing written yet
+        if state is None or (not state.seeded and not state.untrusted()):
+            raise ParameterError("nothing to certify yet: no copy has been seeded",
+                                 hint="run vmigrate sync first")
         report = run_preflight(m)
         with m.workspace:
             start(m, report)
@@ -241,6 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VmigrateError as exc:
         print(f"vmigrate: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk anywhere: one line, the state stays resumable
+        full = disk_full(exc)
+        if full is None:
+            raise
+        print(f"vmigrate: error: {full.one_line()}", file=sys.stderr)
+        return full.exit_code
     except KeyboardInterrupt:
         print("vmigrate: interrupted; state is saved, a re-run resumes", file=sys.stderr)
         return 130

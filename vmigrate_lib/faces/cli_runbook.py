@@ -3,7 +3,8 @@
 The runbook checks its own parameters (the same cell a hand run executes), so
 this face only reads the YAML file (the same file ``vmigrate sync``/``cutover``
 take), applies ``--set`` overrides, adds ``--force`` for a cutover and hands the
-mapping to papermill; every run, failed or not, leaves a sealed evidence folder.
+mapping to the runner.  Refused parameters leave nothing behind (exit 2); every
+run that starts, failed or not, leaves a sealed evidence folder.
 """
 
 from __future__ import annotations
@@ -14,29 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ParameterError
+from ..paramfile import read_params_file
 
 WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
-
-
-def read_params(path: Path) -> dict[str, Any]:
-    """The raw parameter mapping of a YAML file (validated later, by the runbook)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise ParameterError(f"params file {path} does not exist", parameter="params") from exc
-    except OSError as exc:
-        raise ParameterError(f"cannot read params file {path}: {exc.strerror}",
-                             parameter="params") from exc
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"params file {path} is not valid YAML",
-                             hint="check indentation and colons", parameter="params") from exc
-    if not isinstance(raw, dict):
-        raise ParameterError(f"params file {path} must hold a mapping of names to values",
-                             parameter="params")
-    return raw
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -44,7 +26,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..audit.runner import run_runbook
     from .cli import _overrides
 
-    raw = params_mod.merge(read_params(Path(args.params)), _overrides(args))
+    # read strictly here; run_runbook checks the parameters (the runbook's own check)
+    # before it archives anything or starts a kernel
+    raw = params_mod.merge(read_params_file(Path(args.params)), _overrides(args))
     if "force" in raw:
         raise ParameterError("parameter force does not belong in a params file",
                              hint="overriding a no-go is decided per run: vmigrate run "
