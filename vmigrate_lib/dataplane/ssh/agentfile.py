@@ -84,6 +84,9 @@ try:
     os.mkdir(d, 0o700)
 except FileExistsError:
     pass
+except OSError as exc:
+    sys.stderr.write("vmigrate: cannot create %s: %s\n" % (d, exc))
+    sys.exit(1)
 check_dir(d)
 have = digest_of(path)
 if have == want:
@@ -169,7 +172,8 @@ def install(t: paramiko.Transport, settings: SshSettings, path: str, data: bytes
         raise AgentFileUnsafe(f"{err.removeprefix('vmigrate: ')} on {host}", host=host, path=path)
     if rc != 0 or answer not in ("present", "installed", "replaced"):
         raise TransportError(
-            f"cannot upload the agent to {host}:{path}: {err or f'exit {rc}'}",
+            f"cannot upload the agent to {host}:{path}: "
+            f"{err.removeprefix('vmigrate: ') or f'exit {rc}'}",
             hint=f"check that {settings.agent_dir} on the host is writable and that "
             f"{settings.python} runs there",
             host=host,
