@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LabError, ParameterError, SnapshotError
+from .acks import AckMap, ack_path
 from .ctk import ChangeTracker
 from .disk import VirtualDisk, ctk_path
 from .vmconfig import SNAP_REMOVING, DiskConfig, SnapshotRecord, VmConfig
 
 Stun = AbstractContextManager[Any]
 Progress = Callable[[int], None]
+
+
+#: the files of a disk: flat, change map, snapshot delta and its grain map
+_DISK_FILE_SUFFIXES = ("-flat.vmdk", "-ctk.bin", "-delta.bin", "-delta.map")
 
 
 class VmMachine:
@@ -219,21 +224,31 @@ class VmMachine:
         return disk.cfg
 
     def add_disk(self, capacity: int, stun: Stun | None = None) -> VirtualDisk:
-        """Hot-add a new empty (sparse) disk with the next free key and file name."""
+        """Hot-add a new empty (sparse) disk with the next free key and a new file name.
+
+        The name is one no file in the folder uses (a removed disk's files stay
+        and are never reused); the key may be a removed disk's (as VMware reuses
+        device keys), so its ack map starts empty here, not from the old disk's.
+        """
         self._check_size(capacity)
         self._no_snapshot("add a disk")
         keys = [d.key for d in self.config.disks]
         key = max(keys, default=1999) + 1
         files = {d.file for d in self.config.disks}
+        stems = {n[: -len(suf)] for n in os.listdir(self.vmdir)
+                 for suf in _DISK_FILE_SUFFIXES if n.endswith(suf)}
         i = len(self.config.disks)
-        while (file := f"{self.config.name}_{i}-flat.vmdk") in files:
+        while f"{self.config.name}_{i}" in stems or f"{self.config.name}_{i}-flat.vmdk" in files:
             i += 1
+        file = f"{self.config.name}_{i}-flat.vmdk"
         cfg = DiskConfig(key, f"Hard disk {len(keys) + 1}", file, capacity)
         with stun or contextlib.nullcontext():
-            with open(self.vmdir / file, "wb") as fh:
+            with open(self.vmdir / file, "xb") as fh:  # never an existing file
                 fh.truncate(capacity)
                 fh.flush()
                 os.fsync(fh.fileno())
+            AckMap(key, self.config.workload.block_size, clean=True).save(
+                ack_path(self.vmdir, key))
             ctk = ChangeTracker.replace(ctk_path(self.vmdir, cfg), capacity) \
                 if self.config.cbt_enabled else None
             disk = VirtualDisk(self.vmdir, cfg, ctk)
