@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sshd as peers_sshd
 from sshd import SshHost
 from sshdp import MiB, garbage, kill_session, make_disk, settings_for
 
@@ -23,7 +24,7 @@ from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.sshconfig import DirectRoute
 from vmigrate_lib.engine.copier import copy_extents
-from vmigrate_lib.errors import NoSpaceLeft, TransportError
+from vmigrate_lib.errors import NoSpaceLeft, SshHostUnreachable, TransportError
 from vmigrate_lib.extents import Extent, clip
 
 if TYPE_CHECKING:
@@ -121,21 +122,22 @@ def test_dropped_connection_resumes_from_last_ack(
     assert victim.transport.conn.connects == 2  # a new SSH connection
 
 
-def test_retries_are_bounded(ssh_loopback: SshHost, disks: tuple[Path, Path, bytes], tmp_path: Path) -> None:
-    """A host that stays unreachable: bounded reconnects, then a TransportError."""
+def test_retries_are_bounded(disks: tuple[Path, Path, bytes]) -> None:
+    """A host that goes away mid-run and stays away (its sshd stopped, the session
+    killed): bounded reconnects, then a TransportError (exit 1, a re-run resumes),
+    not the preflight's "unreachable" (the address answered before)."""
     ra, _, _ = disks
-    a = open_ssh_datastore("a", str(ra), settings_for(ssh_loopback, retries=2, backoff=0.05))
-    assert isinstance(a, SshAgentDatastore)
-    a.free_space()
-    # point the live datastore at a closed port and break its connection
-    object.__setattr__(a.settings, "port", 1)
-    object.__setattr__(a.transport.conn.settings, "port", 1)
-    kill_session(int(a.hello["pid"]))
-    t0 = time.monotonic()
-    with pytest.raises(TransportError, match="gave up after 2 reconnects"):
-        a.stat("d")
-    assert time.monotonic() - t0 < 5
-    a.close()
+    with peers_sshd.start_sshd("going") as srv:
+        a = open_ssh_datastore("a", str(ra), settings_for(srv.host, retries=2, backoff=0.05))
+        assert isinstance(a, SshAgentDatastore)
+        a.free_space()
+        srv.stop()  # the listener is gone: reconnects are refused
+        kill_session(int(a.hello["pid"]))
+        with pytest.raises(TransportError, match="gave up after 2 reconnects") as ei:
+            a.stat("d")
+        assert not isinstance(ei.value, SshHostUnreachable)
+        assert a.reconnects == 2 and f"{srv.host.ip}:{srv.host.port}" in ei.value.one_line()
+        a.close()
 
 
 @pytest.fixture
