@@ -14,8 +14,10 @@ itself (or root) can replace a file in a 0700 folder it owns, and those could
 run code as the login anyway.
 
 Both steps are small scripts run by the host's ``python3`` (the agent needs it
-anyway; ESXi's busybox shell has no other tool every version shares), Python
-3.5 syntax (ESXi 6.5), stdlib only.  The install script answers ``present``
+anyway), Python 3.5 syntax (ESXi 6.5 ships 3.5), stdlib only, started by a
+plain ``python3 -c '...' args`` that ESXi's busybox ash runs as any sh would
+(shared/notes/real-esxi.md 2.3: "The shell is busybox ash"; the digest is
+python's hashlib, so no ``sha256sum`` flavour matters).  The install script answers ``present``
 or ``need`` on stdout; after ``need`` it reads the agent on stdin.
 """
 
