@@ -19,7 +19,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from ..audit.runner import KERNEL_NAME
+from ..audit.runner import KERNEL_HISTORY_OFF, KERNEL_NAME
 from ..errors import InputError, VmigrateError
 
 DISPLAY_NAME = "Python (vmigrate)"
@@ -87,7 +87,14 @@ def install_kernel(prefix: Path) -> Path:
         raise InputError(f"ipykernel could not install the {KERNEL_NAME!r} kernel: {last}",
                          hint=f"check that ipykernel is installed for {sys.executable}",
                          prefix=str(prefix))
-    return prefix / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    folder = prefix / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    # no IPython history database, by hand as under vmigrate run: a runbook's cells hold
+    # its parameters, and a value pasted there by mistake must not outlive the kernel
+    spec_file = folder / "kernel.json"
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    spec["argv"] = [*spec["argv"], *(a for a in KERNEL_HISTORY_OFF if a not in spec["argv"])]
+    spec_file.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
