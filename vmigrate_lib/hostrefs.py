@@ -120,6 +120,8 @@ def check_host(side: str, values: Mapping[str, Any]) -> None:
                 parameter=f"{side}.datastore")
     if url.startswith("ssh://"):
         _check_target(f"{side}.url", url, is_url=True)
+    elif url:
+        _check_port(f"{side}.url", url if "://" in url else f"https://{url}")
 
 
 def _check_target(where: str, url: str, is_url: bool = False) -> None:
@@ -135,10 +137,15 @@ def _check_target(where: str, url: str, is_url: bool = False) -> None:
             f"parameter {where}: " + ("not an ssh URL" if is_url else "not a host name"),
             hint="write ssh://[user@]host[:port], e.g. ssh://root@10.0.0.5:22" if is_url
             else "write host, user@host or user@host:port", parameter=where)
+    _check_port(where, url)
+
+
+def _check_port(where: str, url: str) -> None:
+    """A port, if the URL gives one, is a number from 1 to 65535."""
     try:
-        port = u.port
+        port = urllib.parse.urlsplit(url).port
     except ValueError:
         port = 0
     if port is not None and not 0 < port < 65536:
         raise ParameterError(f"parameter {where}: the port must be a number from 1 to 65535",
-                             hint="e.g. :22", parameter=where)
+                             hint="e.g. :22 for SSH, :443 for HTTPS", parameter=where)
