@@ -55,11 +55,15 @@ def test_a_stricter_umask_wins_for_files(tmp_path: Path, umask: None) -> None:
     assert (mode(root / "a"), mode(root / "b")) == (0o400, 0o400)
 
 
-def test_an_existing_open_folder_is_tightened(tmp_path: Path) -> None:
+def test_an_existing_open_folder_is_tightened_only_when_ours(tmp_path: Path) -> None:
+    """vmigrate's own evidence root from an older run is tightened; a folder the operator
+    named (``--evidence-dir /tmp``) keeps its mode: only the new run folder is private."""
     old = tmp_path / "evidence"
     old.mkdir()
     old.chmod(0o755)
     private_dirs(old)
+    assert mode(old) == 0o755
+    private_dirs(old, tighten=True)
     assert mode(old) == 0o700
 
 

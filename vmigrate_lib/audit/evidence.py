@@ -51,8 +51,10 @@ def current_umask() -> int:
     return mask
 
 
-def private_dirs(path: Path) -> Path:
-    """Create ``path`` and its missing parents 0700; tighten an existing one we own."""
+def private_dirs(path: Path, *, tighten: bool = False) -> Path:
+    """Create ``path`` and its missing parents 0700.  ``tighten``: an existing ``path``
+    we own loses its group/other bits (for vmigrate's own folders only, never one the
+    operator named, such as ``--evidence-dir /tmp``)."""
     path = Path(path)
     missing: list[Path] = []
     probe = path
@@ -66,7 +68,7 @@ def private_dirs(path: Path) -> Path:
             continue
         os.chmod(p, 0o700)  # the umask may strip bits from mkdir's mode; never add any
     st = path.stat()
-    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+    if tighten and st.st_mode & 0o077 and st.st_uid == os.geteuid():
         os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
     return path
 

@@ -120,10 +120,10 @@ def evidence_root(workspace: Path) -> Path:
     return (Path(workspace) / "evidence").resolve()
 
 
-def _new_folder(root: Path, kind: str, change: Any) -> Path:
+def _new_folder(root: Path, kind: str, change: Any, *, own_root: bool) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = f"{stamp}-{kind}-{_slug(str(change or 'nochange'))}"
-    private_dirs(root)
+    private_dirs(root, tighten=own_root)
     for i in range(1000):
         folder = root / (base if i == 0 else f"{base}-{i}")
         try:
@@ -276,7 +276,7 @@ def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path
     from papermill.exceptions import PapermillExecutionError
 
     root = Path(out_root) if out_root else evidence_root(workspace)
-    folder = _new_folder(root, kind, params.get("change_id"))
+    folder = _new_folder(root, kind, params.get("change_id"), own_root=out_root is None)
     journal = workspace / "journal.jsonl"
     offset = journal.stat().st_size if journal.exists() else 0
 
