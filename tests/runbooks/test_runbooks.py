@@ -99,19 +99,22 @@ def _history_rows(ipython_dir: Path) -> list[str]:
     return rows
 
 
+@pytest.mark.parametrize("kernel", ["vmigrate", "python3"])
 def test_failing_run_is_archived_and_marked_failed(lab: Path, params: dict[str, Any],
-                                                   tmp_path: Path,
+                                                   tmp_path: Path, kernel: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A run that fails in the kernel (no such VM) is archived, sealed and private, and the
-    kernel kept no IPython history (its cells hold the parameters).  Before: the archive
-    was 0644 files in 0755 folders (the params file copied 0644 from a 0600 original) and
+    kernel kept no IPython history (its cells hold the parameters), whether its spec turns
+    history off (vmigrate) or not (python3).  Before: the archive was 0644 files in 0755
+    folders (the params file copied 0644 from a 0600 original) and
     ``$IPYTHONDIR/profile_default/history.sqlite`` held every executed cell."""
     ipython_dir = tmp_path / "ipython"
     monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
     params_file = lab / "params.yaml"
     params_file.write_text(yaml.safe_dump({**params, "vm": "nobody"}))
     params_file.chmod(0o600)
-    res = run_runbook("sync", {**params, "vm": "nobody"}, cwd=lab, params_file=params_file)
+    res = run_runbook("sync", {**params, "vm": "nobody"}, cwd=lab, params_file=params_file,
+                      kernel_name=kernel)
     assert res.status == "failed" and res.exit_code == 2
     assert res.error and res.error["error"] == "VmNotFound"
     run = json.loads((res.folder / "run.json").read_text())

@@ -106,6 +106,16 @@ def pick_kernel(name: str | None = None) -> str:
                          hint="run jupyter/install.sh to install the vmigrate kernel")
 
 
+def history_off_args(kernel: str) -> list[str]:
+    """The :data:`KERNEL_HISTORY_OFF` arguments the kernel's spec does not already give
+    (a traitlets option given twice kills the kernel at start)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    argv = KernelSpecManager().get_kernel_spec(kernel).argv
+    given = {a.split("=", 1)[0] for a in argv}
+    return [a for a in KERNEL_HISTORY_OFF if a.split("=", 1)[0] not in given]
+
+
 def _nbf() -> Any:
     """``nbformat`` (untyped: kept behind ``Any`` for mypy --strict)."""
     return importlib.import_module("nbformat")
@@ -294,7 +304,7 @@ def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path
                 str(source), str(out_nb), parameters=injected(kind, params), kernel_name=kernel,
                 cwd=str(cwd), progress_bar=False, stdout_file=stream, stderr_file=stream,
                 request_save_on_cell_execute=True, execution_timeout=cell_timeout,
-                extra_arguments=list(KERNEL_HISTORY_OFF),
+                extra_arguments=history_off_args(kernel), ipython_hist_file="",
             )
     except PapermillExecutionError as exc:
         status = "failed"
