@@ -150,6 +150,12 @@ class DestinationExists(PreflightError):
     )
 
 
+class MigrationClaimed(PreflightError):
+    """Another vmigrate migration has claimed the source VM (one migration per source)."""
+
+    default_hint = "finish or abandon the other migration, or release its stale claim"
+
+
 class InsufficientSpace(PreflightError):
     default_hint = "free space on the destination datastore or choose another datastore"
 

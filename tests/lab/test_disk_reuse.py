@@ -1,10 +1,10 @@
 """Lab: a disk added after one was removed never reuses (or truncates) the removed disk's files.
 
-"Remove from virtual machine" on VMware keeps the disk's files in the VM folder,
-and "Add hard disk" creates a new file with a name not in use in that folder
-(``alice_2.vmdk`` when ``alice_1.vmdk`` exists; vSphere's "Add a new hard disk"
-never overwrites an existing VMDK).  Only a real host shows its exact naming
-scheme; what the lab keeps is the rule: existing files are never reused.
+"Remove from virtual machine" on VMware keeps the disk's files in the VM folder
+(only "delete files from datastore" removes them), so a later "Add hard disk"
+must create a file under a name not in use there.  Only a real host shows its
+own naming scheme (a guess: ``alice_2.vmdk`` when ``alice_1.vmdk`` exists; not
+verified); what the lab keeps is the rule: existing files are never reused.
 """
 
 from __future__ import annotations

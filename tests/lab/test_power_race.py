@@ -4,10 +4,12 @@ A launcher killed (SIGKILL) right after it started the guest, before anything
 was recorded, leaves a running orphan.  The re-run must see that orphan as
 "powered on" and must not start a second guest on the same disks.
 
-On a real ESXi host the same rule is kept by VMFS: the running VMX holds an
-exclusive on-disk lock on the VM's files (the ``.lck`` / "Failed to lock the
-file" behaviour, VMware KB 10051), so a second power-on of the same ``.vmx``
-fails whatever any inventory says.  The lab imitates that with an ``flock``
+On a real ESXi host the same rule is kept by the host's file locks: the running
+VM holds locks on its files, so a second power-on of the same ``.vmx`` fails
+whatever any inventory says (VMware: "the lock files prevent the second user
+from powering on the virtual machine",
+https://docs.vmware.com/en/VMware-Workstation-Player-for-Windows/16.0/com.vmware.player.win.using.doc/GUID-82154846-411F-4BA9-A18A-23B61BD4F9A2.html;
+on NFS datastores the ``.lck-XXX`` files, ESX Configuration Guide 4.0).  The lab imitates that with an ``flock``
 held by the guest process for its lifetime.  Only a real host shows VMFS's own
 lock timings and its multi-host (heartbeat) locks.
 """

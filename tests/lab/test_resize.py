@@ -63,7 +63,7 @@ def test_grow_live_refusals_and_boot(host_a: LabHost, alice: str) -> None:
     with pytest.raises(LabError, match="no disk with key"):
         host_a.resize_disk(alice, 2999, 32 * MiB)
     snap = host_a.create_snapshot(alice, "hold")
-    with pytest.raises(SnapshotError, match="remove the snapshot first|snapshot"):
+    with pytest.raises(SnapshotError, match=r"remove the snapshot first|snapshot"):
         host_a.resize_disk(alice, 2001, 32 * MiB)
     host_a.remove_snapshot(alice, snap.id)
     host_a.resize_disk(alice, 2001, 32 * MiB)

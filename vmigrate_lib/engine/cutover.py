@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import CutoverError, CutoverNoGo, Interrupted, ProbeFailed, VmigrateError
 from ..units import fmt_secs
 from . import cutover_steps as steps
+from .claim import release_after_cutover
 from .context import Migration
 from .cutover_rollback import rollback
 from .cutover_steps import CutoverOptions, StepContext
@@ -199,6 +200,9 @@ def _finish(c: StepContext) -> CutoverResult:
                 "boot_s": ready - reg}
         pred = co.get("prediction") or {}
         co["measured"] = meas
+        warning = release_after_cutover(m)  # Alice is free for another migration (claim.py)
+        if warning:
+            co.setdefault("warnings", []).append(warning)
         co.update(status="done", step="done", ended=time.time())
         m.workspace.save()
         if not resumed and not co.get("hard_poweroff"):

@@ -18,6 +18,7 @@ from ..control.host import PowerState
 from ..errors import CutoverError, CutoverNoGo, PowerError, ProbeFailed, VmigrateError
 from ..params import CutoverParams
 from ..units import fmt_secs
+from .claim import take_claim
 from .context import OWNER_MARKER, Migration
 from .converge import journal_plan
 from .cycle import run_cycle
@@ -162,6 +163,7 @@ def go_no_go(c: StepContext) -> None:
         raise CutoverNoGo(f"a VM named {c.bob} is already registered on {m.params.destination.host}",
                           hint="the destination must be free; remove that VM or choose dest_name",
                           vm=c.bob)
+    take_claim(m, m.vm())  # one migration per source VM: another's claim is a no-go (claim.py)
     c.co["go"] = {"reasons": reasons, "forced": bool(reasons) and c.opts.force}
     m.reporter.event("phase", phase="go/no-go", detail=p.summary())
     if reasons and not c.opts.force:

@@ -2,6 +2,11 @@
 
 An owner marker ties the folder to the workspace's migration id, so a second
 migration (or a typo in dest_name) can never write into someone else's VM.
+The marker is written first beside the folder (``.<folder>.vmigrate-owner.json``,
+the *pending* marker), then the folder, then the marker inside it, then the
+pending one goes: a run killed anywhere in between leaves a folder that the
+next run of the same migration recognises as its own (empty, with its pending
+marker), and that every other migration still sees as someone else's.
 
 The source VM's disks may change between cycles (the field notes' pitfall):
 
@@ -18,11 +23,15 @@ The source VM's disks may change between cycles (the field notes' pitfall):
 from __future__ import annotations
 
 import json
+import posixpath
 import time
+from typing import Any
 
 from ..control.host import DiskInfo, VmInfo
-from ..errors import DiskMismatch
+from ..dataplane.datastore import Datastore
+from ..errors import DestinationExists, DiskMismatch, VmigrateError
 from ..units import fmt_bytes
+from .claim import take_claim
 from .context import OWNER_MARKER, Migration
 
 
@@ -58,21 +67,90 @@ def growth(d: DiskInfo, dest_size: int) -> str:
             f"({fmt_bytes(dest_size)} -> {fmt_bytes(d.capacity)})")
 
 
+def pending_marker(folder: str) -> str:
+    """Where the owner marker is written before the folder exists (beside it)."""
+    head, tail = posixpath.split(folder)
+    return posixpath.join(head, f".{tail}{OWNER_MARKER}")
+
+
+def read_marker(ds: Datastore, path: str) -> dict[str, Any] | None:
+    """An owner marker's content; None when absent; an unreadable one names no migration."""
+    if ds.stat(path) is None:
+        return None
+    try:
+        data = json.loads(ds.read_file(path))
+    except (ValueError, VmigrateError):
+        return {"migration_id": "unknown"}
+    return data if isinstance(data, dict) else {"migration_id": "unknown"}
+
+
+def owned_by(ds: Datastore, folder: str, mid: str | None) -> bool:
+    """Whether ``folder`` is migration ``mid``'s: its marker inside, or (after a crash
+    between making the folder and marking it) an empty folder with ``mid``'s pending marker."""
+    if mid is None:
+        return False
+    inside = read_marker(ds, f"{folder}/{OWNER_MARKER}")
+    if inside is not None:
+        return inside.get("migration_id") == mid
+    pending = read_marker(ds, pending_marker(folder))
+    if pending is None or pending.get("migration_id") != mid:
+        return False
+    leftovers = [n for n in ds.listdir(folder) if not n.startswith(f"{OWNER_MARKER}.tmp-")]
+    return not leftovers  # we made it and wrote nothing in it yet
+
+
+def other_pending(ds: Datastore, folder: str, mid: str | None) -> str | None:
+    """The id of another migration that is creating ``folder`` (or was killed doing it)."""
+    pending = read_marker(ds, pending_marker(folder))
+    if pending is None or (mid is not None and pending.get("migration_id") == mid):
+        return None
+    return str(pending.get("migration_id"))
+
+
+def _claim_folder(m: Migration, vm: VmInfo, ds: Datastore) -> None:
+    """Make Bob's folder and its owner marker, crash-safely (see the module docstring)."""
+    folder = m.dest_folder
+    mid = m.workspace.state.migration_id
+    marker = f"{folder}/{OWNER_MARKER}"
+    pending = pending_marker(folder)
+    if ds.stat(marker) is not None and owned_by(ds, folder, mid):
+        if ds.stat(pending) is not None:
+            ds.remove(pending)  # killed after the marker, before this
+        return
+    record = json.dumps({
+        "migration_id": mid, "source_vm": vm.name, "source_uuid": vm.uuid,
+        "source_host": vm.host, "workspace": str(m.workspace.root), "created": time.time(),
+    }, indent=2).encode()
+    if ds.stat(folder) is None:
+        other = other_pending(ds, folder, mid)
+        if other is not None:
+            raise DestinationExists(
+                f"migration {other} is creating the destination folder [{ds.name}] {folder}",
+                hint="choose another dest_name, or use the workspace of that migration; if "
+                f"it was abandoned, remove [{ds.name}] {pending}",
+                folder=folder, datastore=ds.name, migration_id=other,
+            )
+        if ds.stat(pending) is None:
+            ds.write_file(pending, record, exclusive=True)
+        ds.makedirs(folder)
+    if not owned_by(ds, folder, mid):  # preflight refuses this; someone was quicker since
+        raise DestinationExists(
+            f"the destination folder [{ds.name}] {folder} already exists",
+            folder=folder, datastore=ds.name,
+        )
+    ds.write_file(marker, record, exclusive=True)
+    ds.remove(pending)
+    m.workspace.journal.append("destination_created", datastore=ds.name, folder=folder)
+
+
 def prepare_destination(m: Migration, vm: VmInfo) -> None:
     """Create Bob's folder, owner marker and sparse disks where missing; grow grown ones."""
     ds = m.dst_ds()
     state = m.workspace.state
     journal = m.workspace.journal
     folder = m.dest_folder
-    if ds.stat(folder) is None:
-        ds.makedirs(folder)
-    marker = f"{folder}/{OWNER_MARKER}"
-    if ds.stat(marker) is None:
-        ds.write_file(marker, json.dumps({
-            "migration_id": state.migration_id, "source_vm": vm.name,
-            "source_uuid": vm.uuid, "source_host": vm.host, "created": time.time(),
-        }, indent=2).encode(), exclusive=True)
-        journal.append("destination_created", datastore=ds.name, folder=folder)
+    take_claim(m, vm)  # one migration per source VM, before anything is made for it
+    _claim_folder(m, vm, ds)
     state.dest = {"datastore": ds.name, "folder": folder}
     kept = state.kept_copies()
     sizes = {}

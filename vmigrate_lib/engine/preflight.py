@@ -7,7 +7,6 @@ picture at once and nothing on either host was touched.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +23,9 @@ from ..errors import (
     VmigrateError,
 )
 from ..units import fmt_bytes
+from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
-from .destination import growth, size_mismatch
+from .destination import growth, other_pending, owned_by, read_marker, size_mismatch
 
 #: Keep this much free on the destination beyond what the copy needs.
 SPACE_MARGIN = 0.02
@@ -147,6 +147,14 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
     else:
         add("snapshots", True, "none")
 
+    # one migration per source VM: another migration's claim is refused and named
+    claim = read_claim(m, vm)
+    if claim is not None and claim.get("migration_id") != own_id(m):
+        add("source claim", False, f"claimed by {describe(claim)}", claimed_error(m, vm, claim))
+    else:
+        add("source claim", True, "claimed by this migration" if claim else
+            f"free: the first sync claims it ([{vm.datastore}] {claim_path(vm)})")
+
     # destination
     dest_ds_name = m.dest_datastore_name
     if dest_ds_name not in m.dest.datastores():
@@ -163,8 +171,9 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
     _transfer_mode(m, vm, ds, add)
     state = m.workspace.current
     mid = state.migration_id if state is not None else None
-    marker = _owner(ds, m.dest_folder)
-    ours_at_dest = marker is not None and mid is not None and marker.get("migration_id") == mid
+    marker = read_marker(ds, f"{m.dest_folder}/{OWNER_MARKER}")
+    ours_at_dest = ds.stat(m.dest_folder) is not None and owned_by(ds, m.dest_folder, mid)
+    creator = other_pending(ds, m.dest_folder, mid)
     if m.dest.vm_exists(p.target_name) and not (
             state is not None and (state.cutover or {}).get("registered")):
         add(
@@ -175,8 +184,9 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
             ),
         )
         return
-    if ds.stat(m.dest_folder) is not None and not ours_at_dest:
-        owner = f" (made by migration {marker.get('migration_id')})" if marker else ""
+    if not ours_at_dest and (ds.stat(m.dest_folder) is not None or creator is not None):
+        owner = (f" (made by migration {marker.get('migration_id')})" if marker else
+                 f" (being made by migration {creator})" if creator else "")
         add(
             "destination folder", False, f"[{dest_ds_name}] {m.dest_folder} already exists{owner}",
             DestinationExists(
@@ -261,14 +271,3 @@ def _transfer_mode(m: Migration, vm: VmInfo, dst: Any, add: Any) -> None:
         else:
             used = "direct" if direct_ok else "relay"
             add("transfer mode", True, f"{where}: auto -> {used}; {direct_txt}; {relay_txt}")
-
-
-def _owner(ds: Any, folder: str) -> dict[str, Any] | None:
-    path = f"{folder}/{OWNER_MARKER}"
-    if ds.stat(path) is None:
-        return None
-    try:
-        data: dict[str, Any] = json.loads(ds.read_file(path))
-        return data
-    except (ValueError, VmigrateError):
-        return {"migration_id": "unknown"}

@@ -23,7 +23,7 @@ from ..units import fmt_bytes, fmt_rate, fmt_secs
 from .console import make_reporter, table
 
 #: Modules that add commands: each has ``register(subparsers, with_params)``.
-_EXTENSIONS: tuple[str, ...] = ("cli_runbook", "cli_cutover")
+_EXTENSIONS: tuple[str, ...] = ("cli_runbook", "cli_cutover", "cli_claim")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
