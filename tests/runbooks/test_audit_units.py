@@ -10,8 +10,8 @@ import pytest
 
 from vmigrate_lib.audit.dashboard import Dashboard
 from vmigrate_lib.audit.evidence import EvidenceTampered, verify, verify_or_raise, write_manifest
-from vmigrate_lib.audit.runbook import check_parameters, given_parameters
 from vmigrate_lib.audit.provenance import REDACTED, redact, secret_refs
+from vmigrate_lib.audit.runbook import check_parameters, given_parameters
 from vmigrate_lib.errors import ParameterError
 from vmigrate_lib.faces.cli import main
 
@@ -107,7 +107,7 @@ def test_cutover_parameters() -> None:
         check_parameters("cutover", {**BASE, "cutover": {"probes": [70000]}})
     with pytest.raises(ParameterError, match="force must be True or False"):
         check_parameters("cutover", {**BASE, "force": "yes"})
-    with pytest.raises(ParameterError, match="cutover.force does not belong in a params file"):
+    with pytest.raises(ParameterError, match=r"cutover\.force does not belong in a params file"):
         check_parameters("cutover", {**BASE, "cutover": {"force": True}})
 
 
@@ -121,13 +121,13 @@ def test_runbook_parameters_are_the_schema() -> None:
     from vmigrate_lib.params import MigrationParams
 
     schema = {f for f in MigrationParams.__dataclass_fields__}
-    assert RUNBOOK_PARAMETERS == {"sync": schema, "cutover": schema | {"force"}}
+    assert {"sync": schema, "cutover": schema | {"force"}} == RUNBOOK_PARAMETERS
     repo = Path(__file__).resolve().parents[2]
     for kind, names in RUNBOOK_PARAMETERS.items():
         nb = nbformat.read(repo / "runbooks" / f"{kind}.ipynb", as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         ns: dict[str, Any] = {}
-        exec(cell.source, ns)  # noqa: S102 - our own committed notebook
+        exec(cell.source, ns)
         ns.pop("__builtins__")
         assert set(ns) == names, kind
         check_parameters(kind, ns)  # the cell's own values are valid (a hand run works)
