@@ -23,7 +23,12 @@ MAX_NODES = 20_000  #: values after alias expansion (a full example file has ~10
 
 def shown(value: object, limit: int = 40) -> str:
     """A key or name as it may appear in a message: printable and bounded."""
-    text = value if isinstance(value, str) else type(value).__name__
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bool, int, float)) or value is None:
+        text = repr(value)[: limit + 1]
+    else:
+        text = type(value).__name__
     text = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -63,6 +63,7 @@ CASES: list[tuple[str, bytes, str]] = [
     ("malformed-ssh-url", _file(HEAD + "source: {type: lab, host: esx-a, url: 'ssh://'}\n"),
      "source.url: not an ssh URL"),
     ("duplicate-key", _file(HEAD + SOURCE + "vm: bob\n"), "key vm appears twice"),
+    ("number-as-key", _file(HEAD + SOURCE + "1: x\n"), "unknown parameter 1"),
     ("alias-bomb", _file(HEAD + SOURCE + BOMB + "cutover: {network_map: *a9}\n"),
      "expands to more than"),
     ("not-utf8", HEAD.encode() + SOURCE.encode() + b"operator: J\xe9r\xf4me\n",

@@ -34,6 +34,7 @@ import yaml
 from .. import errors
 from ..errors import InputError, ParameterError, VmigrateError
 from ..fsfaults import disk_full
+from ..paramfile import shown
 from .dashboard import HEADLESS_ENV
 from .evidence import (
     EvidenceError,
@@ -261,6 +262,11 @@ def run_runbook(
     if kind not in RUNBOOK_PARAMETERS:
         raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
     cwd = Path(cwd or Path.cwd()).resolve()
+    for key in params:
+        if not isinstance(key, str) or len(key) > 80:
+            raise ParameterError(f"unknown parameter {shown(key)}",
+                                 hint="parameter names are the params schema's (see "
+                                 "examples/lab.yaml)", parameter=shown(key))
     checked = check_parameters(kind, injected(kind, params), base_dir=cwd)
     source = Path(runbook) if runbook else runbooks_dir() / f"{kind}.ipynb"
     if not source.exists():
