@@ -63,6 +63,10 @@ def check_field(where: str, name: str, value: str) -> None:
             f"parameter {where} holds key material, not a path",
             hint="save the private key in a file only you can read (chmod 600) and give its "
             "path, or use ssh-agent", parameter=where)
+    if name in ("user", "ssh_user") and ":" in value:
+        raise ParameterError(
+            f"parameter {where}: a user name has no ':' (user:password is a password)",
+            hint="give only the user; " + REFERENCE_HINT, parameter=where)
     if name in ("url", "host") and value and _has_password(value):
         raise ParameterError(
             f"parameter {where} holds a password",

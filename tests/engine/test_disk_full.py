@@ -76,6 +76,7 @@ def test_full_workspace_filesystem(make_lab, small_fs: Path) -> None:
     assert lines[0].startswith("vmigrate: error: no space left on a local file system"), lines
     assert "free space on the file system that holds the workspace" in lines[0]
     assert state_path.read_bytes() == state
+    assert not any((small_fs / "ws" / "evidence").glob("*")), "a half archive was left"
 
     filler.unlink()
     r = lab.cli("sync", "-p", str(params))  # the same command again, with room: it resumes

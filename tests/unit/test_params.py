@@ -247,6 +247,9 @@ def _refused(raw: dict, words: str, base_dir: Path | None = None) -> str:
     ({"ssh_key": f"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ{SECRET}" * 8},
      "source.ssh_key holds key material"),
     ({"password_env": SECRET}, "source.password_env must name an environment variable"),
+    ({"type": "vsphere", "user": f"administrator@vsphere.local:{SECRET}"},
+     "source.user: a user name has no ':'"),
+    ({"ssh_user": f"root:{SECRET}"}, "source.ssh_user: a user name has no ':'"),
     ({"ssh_password_env": f"PW {SECRET}"}, "source.ssh_password_env must name an environment"),
 ])
 def test_pasted_secrets_are_refused_and_never_echoed(source: dict, words: str) -> None:

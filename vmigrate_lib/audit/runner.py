@@ -23,6 +23,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -296,11 +297,15 @@ def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path
     journal = workspace / "journal.jsonl"
     offset = journal.stat().st_size if journal.exists() else 0
 
-    write_private(folder / "parameters.yaml", yaml.safe_dump(
-        json.loads(json.dumps(dict(params), default=str)), sort_keys=True).encode())
-    if params_file is not None:
-        write_private(folder / f"params-file{Path(params_file).suffix or '.yaml'}",
-                      Path(params_file).read_bytes())
+    try:
+        write_private(folder / "parameters.yaml", yaml.safe_dump(
+            json.loads(json.dumps(dict(params), default=str)), sort_keys=True).encode())
+        if params_file is not None:
+            write_private(folder / f"params-file{Path(params_file).suffix or '.yaml'}",
+                          Path(params_file).read_bytes())
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)  # nothing ran yet: no half archive stays
+        raise
     out_nb = folder / f"{kind}.ipynb"
     started = time.time()
     status, error = "ok", None
