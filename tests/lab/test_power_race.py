@@ -34,7 +34,7 @@ from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
 
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
-from vmigrate_lib.lab.power import GUEST_MODULE
+from vmigrate_lib.lab.power import GUEST_MODULE, LOCK_PATIENCE, powered_off
 
 #: Power Alice on from a separate process, and SIGKILL that process the moment
 #: its child (the guest) exists: the worst point, before anything is recorded.
@@ -151,3 +151,36 @@ def test_second_guest_of_a_running_vm_exits_without_touching_disks(
     assert out.returncode != 0
     assert f"already running (guest pid {first[0]} holds guest.lock)" in out.stdout.decode()
     assert guests_of(vmdir) == first and host_a.guest_status(alice_off) is not None
+
+
+def test_guest_started_during_an_offline_change_waits_for_it(
+    host_a: LabHost, alice_off: str, reaper: Path
+) -> None:
+    """A guest started while a control process edits the powered-off VM's files waits.
+
+    Proves the other half of "never two writers": offline changes (snapshot
+    removal, resize, add/remove disk on a VM that is off) hold the same power
+    lock (``powered_off``, used by every offline ``VmHandle.run``), so a guest
+    started meanwhile (by hand, or by a launcher killed after the spawn) opens no
+    disk until the change is done, and then boots normally.
+    """
+    vmdir = reaper
+    cfg = host_a.handle(alice_off).loc.config_file
+    with powered_off(vmdir) as off:
+        assert off
+        guest = subprocess.Popen(
+            [sys.executable, "-m", GUEST_MODULE, "--vmdir", str(vmdir), "--config", cfg],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(2 * LOCK_PATIENCE)  # longer than a guest waits for a plain holder
+        assert guest.poll() is None, "the guest gave up instead of waiting"
+        assert host_a.power_state(alice_off) == PowerState.OFF
+        assert not (vmdir / "boot.json").exists()
+    deadline = time.monotonic() + 30
+    while host_a.power_state(alice_off) != PowerState.ON:  # it takes the lock once free
+        assert guest.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    host_a.wait_ready(alice_off, 30)
+    assert guests_of(vmdir) == [guest.pid]
+    host_a.power_off(alice_off)
+    guest.wait(10)

@@ -19,7 +19,7 @@ from .guestctl import GuestUnreachable, call
 from .inventory import VmLocation
 from .layout import file_lock
 from .machine import VmMachine
-from .power import LOG_FILE, guest_pid
+from .power import LOG_FILE, guest_pid, powered_off
 from .vmconfig import VmConfig
 
 T = TypeVar("T")
@@ -85,11 +85,14 @@ class VmHandle:
         with self.locked(timeout):
             if self.pid() is not None:
                 return online(self.guest(cmd, timeout, **args))
-            machine = VmMachine.open(self.loc.config_path)
-            try:
-                return offline(machine)
-            finally:
-                machine.close()
+            with powered_off(self.vmdir) as off:  # no guest starts while we edit its files
+                if off:
+                    machine = VmMachine.open(self.loc.config_path)
+                    try:
+                        return offline(machine)
+                    finally:
+                        machine.close()
+            return online(self.guest(cmd, timeout, **args))  # a guest came up meanwhile
 
     def wait_state(
         self, want: Callable[[dict[str, Any] | None], bool], timeout: float, what: str

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import vmigrate_lib
@@ -29,6 +30,8 @@ BOOT_FILE = "boot.json"
 GUEST_MODULE = "vmigrate_lib.lab.guest"
 #: a guest retries the lock this long: readers hold it (shared) for an instant
 LOCK_PATIENCE = 2.0
+#: what a control process editing a powered-off VM writes in the lock while it holds it
+OFFLINE_MARK = b"offline"
 
 #: children started by this process, kept so they can be reaped
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -48,7 +51,9 @@ def hold_power_lock(vmdir: Path, patience: float = LOCK_PATIENCE) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if time.monotonic() >= deadline:
+            if os.pread(fd, 64, 0).startswith(OFFLINE_MARK):  # a control process edits the
+                deadline = time.monotonic() + patience     # powered-off VM: wait it out
+            elif time.monotonic() >= deadline:
                 os.close(fd)
                 return None
             time.sleep(0.01)
@@ -57,8 +62,38 @@ def hold_power_lock(vmdir: Path, patience: float = LOCK_PATIENCE) -> int | None:
     return fd
 
 
+@contextlib.contextmanager
+def powered_off(vmdir: Path) -> Iterator[bool]:
+    """For a control process changing a VM's files: hold the power lock meanwhile.
+
+    Yields True while it holds it (a guest started meanwhile, e.g. by a launcher
+    killed after its spawn, waits until the change is done), False when a guest
+    holds it: the VM is on, the change must go through the guest.
+    """
+    fd = os.open(vmdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # a guest, or a reader for an instant
+                if guest_pid(vmdir, settle=0.0) is not None or time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.01)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, OFFLINE_MARK + f" {os.getpid()}\n".encode(), 0)
+        try:
+            yield True
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
 def lock_holder(vmdir: Path) -> int | None:
-    """The pid written in the power lock, when the lock is held; None when it is free."""
+    """The pid written in the power lock by the guest holding it; None when no guest holds it."""
     try:
         fd = os.open(vmdir / LOCK_FILE, os.O_RDONLY)
     except FileNotFoundError:
@@ -67,7 +102,10 @@ def lock_holder(vmdir: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raw = os.pread(fd, 64, 0)
+            if raw.startswith(OFFLINE_MARK):
+                return None  # a control process edits the files of the powered-off VM
+            text = raw.decode(errors="replace").strip()
             return int(text) if text.isdigit() else 0  # 0: held, pid not written yet
         return None
     finally:
