@@ -165,7 +165,7 @@ def test_digest_is_checked_before_every_run(
         agent = Path(ds.transport.conn.ensure_agent())
         agent.write_bytes(payload(marker))  # what a broken upload or an intruder would leave
         ds.transport.close()
-        ds._disconnect()
+        ds.channel.disconnect()
         with pytest.raises(AgentFileUnsafe) as ei:
             ds.free_space()
         assert "sha256" in ei.value.one_line() and str(agent) in ei.value.one_line()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import errno
 import json
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import Any
 
-from ..errors import AgentError, NoSpaceLeft, TransportError
+from ..errors import AgentError, TransportError
 from ..extents import Extent
 from .agent import protocol as proto
 from .agent.hashing import HASH_FUNCS
+from .agentchannel import AgentChannel
 from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat
 from .transport import Transport
 
@@ -26,122 +26,33 @@ def _digest_size(algorithm: str) -> int:
 
 
 class AgentDatastore(Datastore):
-    """One datastore served by one agent.  Streams are exclusive: one at a time."""
+    """One datastore served by one agent, through one :class:`AgentChannel`.
 
-    def __init__(self, name: str, transport: Transport) -> None:
+    Streams are exclusive: one at a time.
+    """
+
+    def __init__(self, name: str, transport: Transport, channel: AgentChannel | None = None) -> None:
         self.name = name
         self.transport = transport
-        self._r: IO[bytes] | None = None
-        self._w: IO[bytes] | None = None
-        self._busy = False
-        self.hello: dict[str, Any] = {}
-        self.last_summary: dict[str, Any] = {}
+        self.channel = channel or AgentChannel(name, transport)
 
-    # --- connection ---------------------------------------------------------------
-    def _connect(self) -> tuple[IO[bytes], IO[bytes]]:
-        if self._r is not None and self._w is not None and not self._busy:
-            return self._r, self._w
-        self._disconnect()
-        r, w = self.transport.start()
-        self._r, self._w = r, w
-        try:
-            self._send(proto.HELLO, json.dumps({"version": proto.PROTOCOL_VERSION}).encode())
-            w.flush()
-            ftype, payload, _ = self._recv()
-        except TransportError:
-            self._disconnect()
-            raise
-        if ftype == proto.ERR:
-            info = json.loads(payload)
-            raise AgentError(
-                f"agent refused the handshake: {info.get('message')}",
-                hint="the agent and the client are of different vmigrate versions",
-                datastore=self.name,
-            )
-        if ftype != proto.HELLO:
-            raise AgentError("agent did not answer HELLO", datastore=self.name)
-        self.hello = json.loads(payload)
-        return r, w
+    @property
+    def hello(self) -> dict[str, Any]:
+        """The agent's HELLO at the last handshake (version, features, pid, root)."""
+        return self.channel.hello
 
-    def _disconnect(self) -> None:
-        self._r = self._w = None
-        self._busy = False
-        self.transport.close()
+    @property
+    def last_summary(self) -> dict[str, Any]:
+        """The last stream's summary (bytes sent, holes, read; ``wire`` for a push)."""
+        return self.channel.summary
 
     def close(self) -> None:
         """Ask the agent to quit, then drop the transport.  Never raises for a dead peer."""
-        w = self._w
-        if w is not None and not self._busy:
-            quit_req = b'{"op": "quit"}'
-            try:
-                w.write(proto.pack_frame(proto.REQ, quit_req))
-                w.write(quit_req)
-                w.flush()
-            except (OSError, ValueError):
-                pass  # the agent or its connection is already gone: no one to say goodbye to
-        self._disconnect()
-
-    def _send(self, ftype: int, payload: bytes = b"", arg: int = 0) -> None:
-        assert self._w is not None
-        try:
-            self._w.write(proto.pack_frame(ftype, payload, arg))
-            if payload:
-                self._w.write(payload)
-        except (BrokenPipeError, ConnectionError, OSError, ValueError) as exc:
-            raise self._lost(exc) from exc
-
-    def _flush(self) -> None:
-        assert self._w is not None
-        try:
-            self._w.flush()
-        except (BrokenPipeError, ConnectionError, OSError, ValueError) as exc:
-            raise self._lost(exc) from exc
-
-    def _recv(self) -> tuple[int, bytes, int]:
-        assert self._r is not None
-        try:
-            ftype, flags, arg, payload, _raw = proto.read_frame(self._r)
-            # compressed frames (negotiated in HELLO) announce their codec in the flags
-            return ftype, proto.decode_payload(flags, payload) if flags else payload, arg
-        except (EOFError, OSError, ValueError) as exc:
-            raise self._lost(exc) from exc
-        except proto.ProtocolError as exc:
-            self._disconnect()
-            raise AgentError(f"agent protocol error: {exc}", datastore=self.name) from exc
-
-    def _lost(self, exc: BaseException) -> TransportError:
-        diag = self.transport.diagnostics()
-        self._disconnect()
-        detail = f": {diag}" if diag else ""
-        return TransportError(
-            f"lost the connection to the agent of datastore {self.name} ({exc}){detail}",
-            datastore=self.name,
-            transport=self.transport.description,
-        )
-
-    def _error(self, payload: bytes, **ctx: Any) -> AgentError:
-        info = json.loads(payload)
-        detail = {f"agent_{k}": v for k, v in info.items()}
-        msg = f"{info.get('message')} on datastore {self.name}"
-        if info.get("filename"):
-            msg += f" ({info['filename']})"
-        if info.get("errno") == errno.ENOSPC:
-            return NoSpaceLeft(f"no space left: {msg}", datastore=self.name, **detail, **ctx)
-        return AgentError(msg, datastore=self.name, **detail, **ctx)
+        self.channel.close()
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """One request, one JSON answer."""
-        self._connect()
-        self._send(proto.REQ, json.dumps({"op": op, **args}).encode())
-        self._flush()
-        ftype, payload, _ = self._recv()
-        if ftype == proto.ERR:
-            raise self._error(payload, op=op)
-        if ftype != proto.RESP:
-            self._disconnect()
-            raise AgentError(f"unexpected frame {ftype} for {op}", datastore=self.name)
-        result: dict[str, Any] = json.loads(payload)
-        return result
+        return self.channel.request(op, **args)
 
     # --- simple operations -------------------------------------------------------------
     def free_space(self) -> int:
@@ -180,37 +91,15 @@ class AgentDatastore(Datastore):
         return [Extent(s, n) for s, n in self.call("allocated", path=path)["extents"]]
 
     def algorithms(self) -> list[str]:
-        self._connect()
+        self.channel.connect()
         return list(self.hello.get("algorithms", []))
 
     # --- streams ---------------------------------------------------------------------
-    def _stream(self, request: dict[str, Any]) -> Iterator[tuple[int, bytes, int]]:
-        """Send a request and yield its frames until END; the connection is exclusive."""
-        self._connect()
-        self._send(proto.REQ, json.dumps(request).encode())
-        self._flush()
-        self._busy = True
-        finished = False
-        try:
-            while True:
-                ftype, payload, arg = self._recv()
-                if ftype == proto.END:
-                    finished = True
-                    self.last_summary = json.loads(payload)
-                    return
-                if ftype == proto.ERR:
-                    finished = True
-                    raise self._error(payload, op=request["op"], path=request.get("path"))
-                yield ftype, payload, arg
-        finally:
-            if finished:
-                self._busy = False
-            else:  # abandoned mid-stream: the pipe holds unread frames, start afresh
-                self._disconnect()
-
     def read_extents(self, path: str, extents: Iterable[Extent]) -> Iterator[Chunk]:
-        req = {"op": "read", "path": path, "extents": [[e.start, e.length] for e in extents]}
-        for ftype, payload, arg in self._stream(req):
+        self.channel.connect()  # the codec is chosen at the handshake
+        req = {"op": "read", "path": path, "extents": [[e.start, e.length] for e in extents],
+               **self.channel.read_options()}
+        for ftype, payload, arg in self.channel.stream(req):
             if ftype == proto.DATA:
                 yield Chunk(arg, len(payload), payload)
             elif ftype == proto.HOLE:
@@ -231,7 +120,7 @@ class AgentDatastore(Datastore):
         entry = proto.DIGEST_ENTRY.size
         step = entry + _digest_size(algorithm)
         unpack = proto.DIGEST_ENTRY.unpack_from
-        for ftype, payload, _arg in self._stream(req):
+        for ftype, payload, _arg in self.channel.stream(req):
             if ftype != proto.DIGESTS:
                 raise AgentError(f"unexpected frame {ftype} in hash stream", datastore=self.name)
             for i in range(0, len(payload), step):
@@ -239,40 +128,32 @@ class AgentDatastore(Datastore):
                 yield BlockDigest(off, ln, payload[i + entry : i + step])
 
     def open_writer(self, path: str) -> ExtentWriter:
-        self.call("write", path=path)
-        self._busy = True
-        return AgentWriter(self, path)
+        self.channel.open_write(path)
+        return AgentWriter(self.channel, path)
 
 
 class AgentWriter(ExtentWriter):
     """Frames into the agent's write stream; FLUSH answers with the durable byte count."""
 
-    def __init__(self, ds: AgentDatastore, path: str) -> None:
-        self.ds = ds
+    def __init__(self, channel: AgentChannel, path: str) -> None:
+        self.channel = channel
         self.path = path
         self.closed = False
 
     def write(self, chunk: Chunk) -> None:
         if chunk.data is None:
-            self.ds._send(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
+            self.channel.send_frame(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
         else:
-            self.ds._send(proto.DATA, chunk.data, chunk.offset)
+            self.channel.send_frame(proto.DATA, chunk.data, chunk.offset)
 
     def _sync(self, ftype: int) -> int:
-        self.ds._send(ftype)
-        self.ds._flush()
-        rtype, payload, arg = self.ds._recv()
-        if rtype == proto.ERR:
-            self.closed = True
-            err = self.ds._error(payload, op="write", path=self.path)
-            self.ds._disconnect()
-            raise err
-        if ftype == proto.FLUSH and rtype == proto.ACK:
-            return arg
-        if ftype == proto.END and rtype == proto.END:
-            return int(json.loads(payload)["acked"])
-        self.ds._disconnect()
-        raise AgentError(f"unexpected frame {rtype} in write stream", datastore=self.ds.name)
+        try:
+            return sync_write(self.channel, ftype, self.path)
+        except TransportError:
+            raise
+        except AgentError:
+            self.closed = True  # the agent ended the stream
+            raise
 
     def checkpoint(self) -> int:
         return self._sync(proto.FLUSH)
@@ -282,10 +163,31 @@ class AgentWriter(ExtentWriter):
             return 0
         self.closed = True
         acked = self._sync(proto.END)
-        self.ds._busy = False
+        self.channel.release()
         return acked
 
     def abort(self) -> None:
         if not self.closed:
             self.closed = True
-            self.ds._disconnect()
+            self.channel.disconnect()
+
+
+def sync_write(channel: AgentChannel, ftype: int, path: str) -> int:
+    """Send FLUSH or END on a write stream and return the bytes the agent acknowledged.
+
+    An ERR answer (the agent could not write) drops the connection and raises it;
+    a lost connection raises :class:`TransportError` (the caller may replay).
+    """
+    channel.send_frame(ftype)
+    channel.flush()
+    rtype, payload, arg = channel.recv_frame()
+    if rtype == proto.ERR:
+        err = channel.agent_error(payload, op="write", path=path)
+        channel.disconnect()
+        raise err
+    if ftype == proto.FLUSH and rtype == proto.ACK:
+        return arg
+    if ftype == proto.END and rtype == proto.END:
+        return int(json.loads(payload)["acked"])
+    channel.disconnect()
+    raise AgentError(f"unexpected frame {rtype} in write stream", datastore=channel.datastore)

@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import IO, cast
 
-from ..errors import TransportError
+from ..errors import TransportError, VmigrateError
 
 AGENT_PACKAGE = Path(__file__).with_name("agent")
 #: The agent package's name inside the zipapp (its imports are relative).
@@ -78,6 +78,14 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def diagnostics(self) -> str:
         """What the agent said on stderr, for an error message."""
+
+    def failed_start(self, exc: TransportError, datastore: str) -> VmigrateError | None:
+        """A clearer error when ``exc`` means the agent refused to start, not a lost network.
+
+        Called when starting the agent or its handshake failed, after
+        :meth:`diagnostics`; ``None`` keeps ``exc`` (a reconnect may help).
+        """
+        return None
 
 
 #: Pipe and buffer size for local agents (the kernel default is 64 KiB).

@@ -1,12 +1,21 @@
 """The agent over SSH (paramiko): a tuned transport and a resilient datastore client.
 
+    agentfile   the uploaded agent's private folder, checks and launch command
     connection  SshConnection: connect, host key verification, login, agent upload
     channel     raw channel reader/writer, RateLimiter (the bandwidth cap)
-    transport   SshTransport: the agent zipapp on an exec channel
-    datastore   SshAgentDatastore: compression, bounded reconnects, resumable
-                read/hash streams, read-ahead
+    transport   SshTransport: the agent zipapp on an exec channel, why an agent
+                refused to start
     writer      ResilientWriter: replays unacknowledged chunks after a reconnect
-    direct      direct mode (push_extents, probe) and check_modes for preflight
+    direct      DirectMode (the mode decision and the push), check_modes for preflight
+    datastore   SshAgentDatastore: compression, bounded reconnects, resumable
+                read/hash streams, read-ahead; composes the two above
+
+Each module imports only those listed above it, so there is no import cycle.
+The writer, direct mode and the datastore talk to the agent through the
+datastore's public :class:`~vmigrate_lib.dataplane.agentchannel.AgentChannel`
+(frames, handshake, exclusive streams, reconnect pauses and events), never
+through another object's private state.  ``tests/test_imports.py`` checks
+both: no runtime import cycle, no private name used across modules.
 
 :class:`SshAgentDatastore` adds what a long transfer over a network needs:
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any
+from typing import Any
 
-from ...errors import AgentError, AgentFileUnsafe, TransportError
+from ...errors import TransportError
 from ...extents import Extent
-from ..agent import protocol as proto
+from ..agentchannel import AgentChannel
 from ..client import AgentDatastore
 from ..datastore import BlockDigest, Chunk, Datastore, ExtentWriter
-from .agentfile import REFUSED
+from .direct import DirectMode, check_modes
 from .transport import SshTransport
 from .writer import ResilientWriter
-
-log = logging.getLogger("vmigrate.ssh")
 
 #: Operations safe to repeat after a lost connection (no effect, or the same effect).
 IDEMPOTENT_OPS = frozenset(
@@ -100,73 +96,27 @@ class SshAgentDatastore(AgentDatastore):
     prefetch_bytes = 32 * 1024 * 1024  #: read-ahead of a read stream (0: none)
 
     def __init__(self, name: str, transport: SshTransport) -> None:
-        super().__init__(name, transport)
-        self.settings = transport.settings
-        self.reconnects = 0
-        self.codec: str | None = None
-        self.events: list[dict[str, Any]] = []  #: reconnects and resumes, for the journal
-        self.direct_ok: dict[tuple[str, int], bool] = {}  #: auto mode: probe result per peer
+        s = transport.settings
+        super().__init__(name, transport, AgentChannel(
+            name, transport, retries=s.retries, backoff=s.backoff, backoff_max=s.backoff_max,
+            compress=s.compress, compress_level=s.compress_level))
+        self.settings = s
+        self.direct = DirectMode(self, transport)
 
-    # --- connection and framing ----------------------------------------------------
-    def _connect(self) -> tuple[IO[bytes], IO[bytes]]:
-        fresh = self._r is None or self._busy
-        try:
-            r, w = super()._connect()
-        except TransportError as exc:
-            if self.transport.last_exit == REFUSED:
-                # the launcher refused the agent file (owner, mode or digest): never run
-                why = self.transport.stderr_text().splitlines()
-                raise AgentFileUnsafe(
-                    f"{(why[-1] if why else 'refusing the agent file').removeprefix('vmigrate: ')}"
-                    f" on {self.settings.host}", host=self.settings.host, datastore=self.name,
-                ) from exc
-            if self.transport.last_exit not in (None, -1):
-                # the agent ran and refused to serve (bad root, old python): not a
-                # network fault, so no reconnect would help
-                raise AgentError(
-                    f"the agent on {self.settings.host} could not start: {exc.message}",
-                    hint="check the datastore folder and python3 on the host",
-                    datastore=self.name, host=self.settings.host,
-                ) from exc
-            raise
-        if fresh:
-            offered = self.hello.get("compression", [])
-            want = self.settings.compress
-            if want == "auto":
-                self.codec = "zstd" if "zstd" in offered and "zstd" in proto.CODECS else (
-                    "zlib" if "zlib" in offered else None)
-            elif want and want in offered and want in proto.CODECS:
-                self.codec = want
-            else:
-                self.codec = None
-        return r, w
+    @property
+    def reconnects(self) -> int:
+        """Reconnects so far (all streams and requests of this datastore)."""
+        return self.channel.reconnects
 
-    def _stream(self, request: dict[str, Any]) -> Iterator[tuple[int, bytes, int]]:
-        if request.get("op") == "read":
-            self._connect()
-            if self.codec:
-                request = {**request, "compress": self.codec}
-                if self.settings.compress_level is not None:
-                    request["level"] = self.settings.compress_level
-        return super()._stream(request)
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Reconnects, resumes and the direct-mode decision, for the journal."""
+        return self.channel.events
 
-    def _pause(self, attempt: int, exc: BaseException, what: str) -> None:
-        """Back off before reconnect ``attempt`` (1-based), or give up past the limit."""
-        s = self.settings
-        if attempt > s.retries:
-            if s.retries:
-                raise TransportError(
-                    f"{what} on datastore {self.name}: gave up after {s.retries} reconnects ({exc})",
-                    datastore=self.name, transport=self.transport.description,
-                ) from exc
-            raise exc
-        pause = min(s.backoff * 2 ** (attempt - 1), s.backoff_max)
-        self.reconnects += 1
-        self.events.append({"event": "reconnect", "what": what, "attempt": attempt,
-                            "pause": pause, "error": str(exc), "at": time.time()})
-        log.warning("%s on %s: %s; reconnect %d/%d in %.1f s", what, self.name, exc, attempt,
-                    s.retries, pause)
-        time.sleep(pause)
+    @property
+    def codec(self) -> str | None:
+        """The compression chosen at the last handshake."""
+        return self.channel.codec
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         attempt = 0
@@ -177,7 +127,7 @@ class SshAgentDatastore(AgentDatastore):
                 if op not in IDEMPOTENT_OPS and not (op == "write_file" and not args.get("exclusive")):
                     raise
                 attempt += 1
-                self._pause(attempt, exc, f"{op} lost its connection")
+                self.channel.pause(attempt, exc, f"{op} lost its connection")
 
     def close(self) -> None:
         """Say goodbye to the agent (if it is still there), then close the SSH connection."""
@@ -202,17 +152,17 @@ class SshAgentDatastore(AgentDatastore):
                     remaining, k = _remaining(remaining, k, chunk.offset, chunk.offset + chunk.length)
                     attempt = 0
                 for key in summary:
-                    summary[key] += int(self.last_summary.get(key, 0))
-                self.last_summary = summary
+                    summary[key] += int(self.channel.summary.get(key, 0))
+                self.channel.summary = summary
                 return
             except TransportError as exc:
                 summary["sent"] += got["sent"]
                 summary["holes"] += got["holes"]
                 summary["read"] += got["sent"]
                 attempt += 1
-                self._pause(attempt, exc, "read stream lost its connection")
-                self.events.append({"event": "resume", "what": "read", "path": path,
-                                    "extents_left": len(remaining) - k})
+                self.channel.pause(attempt, exc, "read stream lost its connection")
+                self.channel.events.append({"event": "resume", "what": "read", "path": path,
+                                            "extents_left": len(remaining) - k})
 
     def hash_blocks(
         self, path: str, block_size: int, algorithm: str, extents: Iterable[Extent] | None = None
@@ -237,17 +187,15 @@ class SshAgentDatastore(AgentDatastore):
                 return
             except TransportError as exc:
                 attempt += 1
-                self._pause(attempt, exc, "hash stream lost its connection")
+                self.channel.pause(attempt, exc, "hash stream lost its connection")
 
     def open_writer(self, path: str) -> ExtentWriter:
-        return ResilientWriter(self, path)
+        return ResilientWriter(self.channel, path)
 
     # --- direct mode (see .direct) -------------------------------------------------
     def probe_direct(self, dst: Datastore) -> tuple[bool, str]:
         """Can this host reach ``dst``'s host over SSH and start its agent there?"""
-        from .direct import probe_direct
-
-        return probe_direct(self, dst)
+        return self.direct.probe(dst)
 
     def transfer_modes(self, dst: Datastore) -> dict[str, Any]:
         """For preflight (duck-typed): the requested mode and which data paths work.
@@ -255,8 +203,6 @@ class SshAgentDatastore(AgentDatastore):
         ``{"requested": "relay"|"direct"|"auto", "relay": (ok, why), "direct": (ok, why)}``;
         changes nothing (the direct probe starts and stops an agent on the peer).
         """
-        from .direct import check_modes
-
         out: dict[str, Any] = {"requested": self.settings.mode}
         for c in check_modes(self, dst):
             out[c.mode] = (c.ok, c.detail)
@@ -274,8 +220,6 @@ class SshAgentDatastore(AgentDatastore):
         on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, int] | None:
         """Direct mode when in use for this pair (the copier looks for this method), else None."""
-        from .direct import push_extents
-
-        return push_extents(self, src_path, dst, dst_path, extents,
-                            checkpoint_bytes=checkpoint_bytes, on_checkpoint=on_checkpoint,
-                            on_progress=on_progress)
+        return self.direct.push(src_path, dst, dst_path, extents,
+                                checkpoint_bytes=checkpoint_bytes, on_checkpoint=on_checkpoint,
+                                on_progress=on_progress)

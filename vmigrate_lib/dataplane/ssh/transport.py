@@ -8,10 +8,10 @@ from typing import IO
 
 import paramiko
 
-from ...errors import TransportError
+from ...errors import AgentError, AgentFileUnsafe, TransportError, VmigrateError
 from ..sshconfig import SshSettings
 from ..transport import Transport
-from .agentfile import launch_command
+from .agentfile import REFUSED, launch_command
 from .channel import ChannelReader, ChannelWriter, RateLimiter
 from .connection import SshConnection
 
@@ -56,6 +56,28 @@ class SshTransport(Transport):
         reader = io.BufferedReader(ChannelReader(chan, s.read_size, self.limiter), buffer_size=s.read_size)
         writer = io.BufferedWriter(ChannelWriter(chan, self.limiter), buffer_size=s.write_buffer)
         return reader, writer
+
+    def failed_start(self, exc: TransportError, datastore: str) -> VmigrateError | None:
+        """The launcher refused the agent file, or the agent ran and refused to serve.
+
+        Neither is a network fault, so no reconnect would help: the file's owner,
+        mode or digest is wrong (:class:`AgentFileUnsafe`), or the datastore folder
+        or python3 on the host (:class:`AgentError`).
+        """
+        host = self.settings.host
+        if self.last_exit == REFUSED:
+            why = self.stderr_text().splitlines()
+            return AgentFileUnsafe(
+                f"{(why[-1] if why else 'refusing the agent file').removeprefix('vmigrate: ')}"
+                f" on {host}", host=host, datastore=datastore,
+            )
+        if self.last_exit not in (None, -1):
+            return AgentError(
+                f"the agent on {host} could not start: {exc.message}",
+                hint="check the datastore folder and python3 on the host",
+                datastore=datastore, host=host,
+            )
+        return None
 
     def _drain_stderr(self) -> None:
         chan = self._chan

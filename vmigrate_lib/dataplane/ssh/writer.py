@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING
-
 from ...errors import AgentError, TransportError
 from ..agent import protocol as proto
-from ..client import AgentDatastore
+from ..agentchannel import AgentChannel
+from ..client import sync_write
 from ..datastore import Chunk, ExtentWriter
-
-if TYPE_CHECKING:
-    from .datastore import SshAgentDatastore
 
 
 class ResilientWriter(ExtentWriter):
@@ -21,10 +16,11 @@ class ResilientWriter(ExtentWriter):
     ``replay_limit`` bytes: beyond that the writer checkpoints by itself).  After
     a reconnect the write stream is reopened and those chunks are written again
     at their offsets; what was acknowledged before is durable and not resent.
+    The channel's reconnect bounds and events are the datastore's.
     """
 
-    def __init__(self, ds: SshAgentDatastore, path: str, replay_limit: int = 64 * 1024 * 1024) -> None:
-        self.ds = ds
+    def __init__(self, channel: AgentChannel, path: str, replay_limit: int = 64 * 1024 * 1024) -> None:
+        self.channel = channel
         self.path = path
         self.replay_limit = replay_limit
         self.pending: list[Chunk] = []
@@ -32,29 +28,20 @@ class ResilientWriter(ExtentWriter):
         self.acked_base = 0  #: bytes acknowledged by streams before the current one
         self.closed = False
         self.failures = 0
-        self._open()
-
-    def _open(self) -> None:
-        AgentDatastore.call(self.ds, "write", path=self.path)  # no blind retry: we replay
-        self.ds._busy = True
+        self.compressor: proto.Compressor | None = None  #: made at the first compressed chunk
+        channel.open_write(path)  # no blind retry: we replay
 
     def _send(self, chunk: Chunk) -> None:
-        ds = self.ds
+        ch = self.channel
         if chunk.data is None:
-            ds._send(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
+            ch.send_frame(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
             return
         data, flags = chunk.data, 0
-        if ds.codec:
-            comp = self.__dict__.get("_comp")
-            if comp is None:
-                comp = self.__dict__["_comp"] = proto.Compressor(ds.codec, ds.settings.compress_level)
-            data, flags = comp.pack(data)
-        assert ds._w is not None
-        try:
-            ds._w.write(proto.pack_frame(proto.DATA, data, chunk.offset, flags))
-            ds._w.write(data)
-        except (OSError, ValueError) as exc:
-            raise ds._lost(exc) from exc
+        if ch.codec:
+            if self.compressor is None:
+                self.compressor = proto.Compressor(ch.codec, ch.compress_level)
+            data, flags = self.compressor.pack(data)
+        ch.send_frame(proto.DATA, data, chunk.offset, flags)
 
     def _recover(self, exc: TransportError) -> None:
         """Reconnect (bounded, with backoff) and replay the unacknowledged chunks."""
@@ -62,16 +49,16 @@ class ResilientWriter(ExtentWriter):
         while True:
             self.failures += 1
             try:
-                self.ds._pause(self.failures, last, "write stream lost its connection")
+                self.channel.pause(self.failures, last, "write stream lost its connection")
             except BaseException:
                 self.closed = True
                 raise
             try:
-                self._open()
+                self.channel.open_write(self.path)
                 for c in self.pending:
                     self._send(c)
-                self.ds.events.append({"event": "resume", "what": "write", "path": self.path,
-                                       "replayed_bytes": self.pending_bytes})
+                self.channel.events.append({"event": "resume", "what": "write", "path": self.path,
+                                            "replayed_bytes": self.pending_bytes})
                 return
             except TransportError as again:
                 last = again
@@ -89,24 +76,13 @@ class ResilientWriter(ExtentWriter):
     def _sync(self, ftype: int) -> int:
         while True:
             try:
-                self.ds._send(ftype)
-                self.ds._flush()
-                rtype, payload, arg = self.ds._recv()
+                acked = sync_write(self.channel, ftype, self.path)
             except TransportError as exc:
                 self._recover(exc)
                 continue
-            if rtype == proto.ERR:
-                self.closed = True
-                err = self.ds._error(payload, op="write", path=self.path)
-                self.ds._disconnect()
-                raise err
-            if ftype == proto.FLUSH and rtype == proto.ACK:
-                acked = arg
-            elif ftype == proto.END and rtype == proto.END:
-                acked = int(json.loads(payload)["acked"])
-            else:
-                self.ds._disconnect()
-                raise AgentError(f"unexpected frame {rtype} in write stream", datastore=self.ds.name)
+            except AgentError:
+                self.closed = True  # the agent ended the stream
+                raise
             self.pending.clear()
             self.pending_bytes = 0
             self.failures = 0
@@ -120,10 +96,10 @@ class ResilientWriter(ExtentWriter):
             return 0
         acked = self._sync(proto.END)
         self.closed = True
-        self.ds._busy = False
+        self.channel.release()
         return acked
 
     def abort(self) -> None:
         if not self.closed:
             self.closed = True
-            self.ds._disconnect()
+            self.channel.disconnect()

@@ -1,0 +1,263 @@
+"""One agent's connection: frames both ways, the handshake, exclusive streams, reconnect pauses.
+
+The datastore clients (:class:`~vmigrate_lib.dataplane.client.AgentDatastore` and its
+SSH flavour), their write streams and direct mode's push all talk to an agent
+through this one public object, so that none of them reaches into another's
+state.  A channel serves one stream at a time: a read, hash or push stream, or a
+write stream opened with :meth:`AgentChannel.open_write`, owns it until its end.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+from ..errors import AgentError, NoSpaceLeft, TransportError
+from .agent import protocol as proto
+from .transport import Transport
+
+log = logging.getLogger("vmigrate.ssh")
+
+#: What a stream yields: frame type, payload (decompressed), the frame's argument.
+Frame = tuple[int, bytes, int]
+
+
+def choose_codec(want: str, offered: list[str]) -> str | None:
+    """The compression both sides speak: ``want`` is "", a codec, or "auto" (zstd, else zlib)."""
+    if want == "auto":
+        if "zstd" in offered and "zstd" in proto.CODECS:
+            return "zstd"
+        return "zlib" if "zlib" in offered else None
+    if want and want in offered and want in proto.CODECS:
+        return want
+    return None
+
+
+class AgentChannel:
+    """Frames to and from one agent, started through ``transport`` on demand.
+
+    ``retries``/``backoff``/``backoff_max`` bound :meth:`pause` (0 retries: a lost
+    connection is final).  ``compress`` asks for a codec (see :func:`choose_codec`),
+    chosen again at every new handshake.  ``reconnects`` and ``events`` record what
+    happened, for the journal.
+    """
+
+    def __init__(self, datastore: str, transport: Transport, *, retries: int = 0,
+                 backoff: float = 1.0, backoff_max: float = 15.0, compress: str = "",
+                 compress_level: int | None = None) -> None:
+        self.datastore = datastore
+        self.transport = transport
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.compress = compress
+        self.compress_level = compress_level
+        self.codec: str | None = None  #: the codec chosen at the last handshake
+        self.hello: dict[str, Any] = {}  #: the agent's HELLO (version, features, pid, root)
+        self.summary: dict[str, Any] = {}  #: the END payload of the last stream
+        self.reconnects = 0
+        self.events: list[dict[str, Any]] = []  #: reconnects and resumes, for the journal
+        self._r: IO[bytes] | None = None
+        self._w: IO[bytes] | None = None
+        self._busy = False
+
+    # --- connection ---------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._r is not None and self._w is not None
+
+    @property
+    def busy(self) -> bool:
+        """A stream owns the connection (it cannot carry a request)."""
+        return self._busy
+
+    def connect(self) -> None:
+        """Reuse the idle connection, or start the agent and shake hands."""
+        if self.connected and not self._busy:
+            return
+        self.disconnect()
+        try:
+            self._handshake()
+        except TransportError as exc:
+            why = self.transport.failed_start(exc, self.datastore)
+            if why is not None:
+                raise why from exc
+            raise
+        self.codec = choose_codec(self.compress, self.hello.get("compression", []))
+
+    def _handshake(self) -> None:
+        self._r, self._w = self.transport.start()
+        try:
+            self.send_frame(proto.HELLO, json.dumps({"version": proto.PROTOCOL_VERSION}).encode())
+            self.flush()
+            ftype, payload, _ = self.recv_frame()
+        except TransportError:
+            self.disconnect()
+            raise
+        if ftype == proto.ERR:
+            info = json.loads(payload)
+            raise AgentError(
+                f"agent refused the handshake: {info.get('message')}",
+                hint="the agent and the client are of different vmigrate versions",
+                datastore=self.datastore,
+            )
+        if ftype != proto.HELLO:
+            raise AgentError("agent did not answer HELLO", datastore=self.datastore)
+        self.hello = json.loads(payload)
+
+    def disconnect(self) -> None:
+        """Drop the connection (the next request starts the agent afresh)."""
+        self._r = self._w = None
+        self._busy = False
+        self.transport.close()
+
+    def close(self) -> None:
+        """Ask the agent to quit, then drop the transport.  Never raises for a dead peer."""
+        w = self._w
+        if w is not None and not self._busy:
+            quit_req = b'{"op": "quit"}'
+            try:
+                w.write(proto.pack_frame(proto.REQ, quit_req))
+                w.write(quit_req)
+                w.flush()
+            except (OSError, ValueError):
+                pass  # the agent or its connection is already gone: no one to say goodbye to
+        self.disconnect()
+
+    # --- frames ---------------------------------------------------------------------
+    def send_frame(self, ftype: int, payload: bytes = b"", arg: int = 0, flags: int = 0) -> None:
+        """Queue one frame (``flush`` sends it); a broken pipe is a :class:`TransportError`."""
+        if self._w is None:
+            raise self.fail(OSError("not connected"))
+        try:
+            self._w.write(proto.pack_frame(ftype, payload, arg, flags))
+            if payload:
+                self._w.write(payload)
+        except (OSError, ValueError) as exc:
+            raise self.fail(exc) from exc
+
+    def flush(self) -> None:
+        if self._w is None:
+            raise self.fail(OSError("not connected"))
+        try:
+            self._w.flush()
+        except (OSError, ValueError) as exc:
+            raise self.fail(exc) from exc
+
+    def recv_frame(self) -> Frame:
+        """The next frame, its payload decompressed as its flags say."""
+        if self._r is None:
+            raise self.fail(OSError("not connected"))
+        try:
+            ftype, flags, arg, payload, _raw = proto.read_frame(self._r)
+            return ftype, proto.decode_payload(flags, payload) if flags else payload, arg
+        except (EOFError, OSError, ValueError) as exc:
+            raise self.fail(exc) from exc
+        except proto.ProtocolError as exc:
+            self.disconnect()
+            raise AgentError(f"agent protocol error: {exc}", datastore=self.datastore) from exc
+
+    def fail(self, exc: BaseException) -> TransportError:
+        """The error for a lost connection (with what the agent said), after dropping it."""
+        diag = self.transport.diagnostics()
+        self.disconnect()
+        detail = f": {diag}" if diag else ""
+        return TransportError(
+            f"lost the connection to the agent of datastore {self.datastore} ({exc}){detail}",
+            datastore=self.datastore,
+            transport=self.transport.description,
+        )
+
+    def agent_error(self, payload: bytes, **ctx: Any) -> AgentError:
+        """The error an ERR frame carries (a full disk is :class:`NoSpaceLeft`)."""
+        info = json.loads(payload)
+        detail = {f"agent_{k}": v for k, v in info.items()}
+        msg = f"{info.get('message')} on datastore {self.datastore}"
+        if info.get("filename"):
+            msg += f" ({info['filename']})"
+        if info.get("errno") == errno.ENOSPC:
+            return NoSpaceLeft(f"no space left: {msg}", datastore=self.datastore, **detail, **ctx)
+        return AgentError(msg, datastore=self.datastore, **detail, **ctx)
+
+    # --- requests and streams ------------------------------------------------------
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        """One request, one JSON answer (no retry: the caller knows whether it may repeat)."""
+        self.connect()
+        self.send_frame(proto.REQ, json.dumps({"op": op, **args}).encode())
+        self.flush()
+        ftype, payload, _ = self.recv_frame()
+        if ftype == proto.ERR:
+            raise self.agent_error(payload, op=op)
+        if ftype != proto.RESP:
+            self.disconnect()
+            raise AgentError(f"unexpected frame {ftype} for {op}", datastore=self.datastore)
+        result: dict[str, Any] = json.loads(payload)
+        return result
+
+    def stream(self, request: dict[str, Any]) -> Iterator[Frame]:
+        """Send a request and yield its frames until END (kept in ``summary``); exclusive.
+
+        Abandoned mid-stream, the connection holds unread frames: it is dropped.
+        """
+        self.connect()
+        self.send_frame(proto.REQ, json.dumps(request).encode())
+        self.flush()
+        self._busy = True
+        finished = False
+        try:
+            while True:
+                ftype, payload, arg = self.recv_frame()
+                if ftype == proto.END:
+                    finished = True
+                    self.summary = json.loads(payload)
+                    return
+                if ftype == proto.ERR:
+                    finished = True
+                    raise self.agent_error(payload, op=request["op"], path=request.get("path"))
+                yield ftype, payload, arg
+        finally:
+            if finished:
+                self._busy = False
+            else:
+                self.disconnect()
+
+    def read_options(self) -> dict[str, Any]:
+        """What a read request adds to have its DATA compressed (empty: none)."""
+        if not self.codec:
+            return {}
+        out: dict[str, Any] = {"compress": self.codec}
+        if self.compress_level is not None:
+            out["level"] = self.compress_level
+        return out
+
+    def open_write(self, path: str) -> None:
+        """Open a write stream (no retry): the channel is the writer's until :meth:`release`."""
+        self.request("write", path=path)
+        self._busy = True
+
+    def release(self) -> None:
+        """A write stream ended cleanly: the connection can carry requests again."""
+        self._busy = False
+
+    # --- reconnects -------------------------------------------------------------------
+    def pause(self, attempt: int, exc: BaseException, what: str) -> None:
+        """Back off before reconnect ``attempt`` (1-based), or give up past the limit."""
+        if attempt > self.retries:
+            if self.retries:
+                raise TransportError(
+                    f"{what} on datastore {self.datastore}: gave up after {self.retries} "
+                    f"reconnects ({exc})",
+                    datastore=self.datastore, transport=self.transport.description,
+                ) from exc
+            raise exc
+        pause = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
+        self.reconnects += 1
+        self.events.append({"event": "reconnect", "what": what, "attempt": attempt,
+                            "pause": pause, "error": str(exc), "at": time.time()})
+        log.warning("%s on %s: %s; reconnect %d/%d in %.1f s", what, self.datastore, exc,
+                    attempt, self.retries, pause)
+        time.sleep(pause)
