@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from .credentials import parse_keyring_ref
 from .errors import ParameterError
 
 #: A lab host or datastore, a VM: a name, never a path (``\Z``: no trailing newline).
@@ -58,6 +59,8 @@ def check_field(where: str, name: str, value: str) -> None:
             "not hold its value",
             hint="export the secret as e.g. VC_PASSWORD=... where vmigrate runs and give "
             "the name VC_PASSWORD here", parameter=where)
+    if name.endswith("_keyring") and value:
+        parse_keyring_ref(value, where)  # SERVICE or SERVICE/USER (credentials.py says why)
     if name in _KEY_PATHS and value and _key_material(value):
         raise ParameterError(
             f"parameter {where} holds key material, not a path",

@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import AuthenticationError, ParameterError
+from ..credentials import SecretRef, resolve_secret
+from ..errors import ParameterError
 from ..params import HostParams
 
 MiB = 1024 * 1024
@@ -84,7 +85,7 @@ class SshSettings:
     key_passphrase_env: str = ""
     allow_agent: bool = True
     password_env: str = ""
-    password_keyring: str = ""  #: "service" or "service:username" in the OS keyring
+    password_keyring: str = ""  #: "SERVICE" or "SERVICE/USER" in the OS keyring (see credentials)
     # --- host key policy ---
     known_hosts: str = ""  #: empty: ~/.ssh/known_hosts
     fingerprint: str = ""  #: pinned "SHA256:..." (as ssh-keygen -l prints); wins over known_hosts
@@ -193,29 +194,8 @@ def parse_target(target: str, user: str = "root", port: int = 22) -> tuple[str, 
 
 
 def resolve_password(s: SshSettings) -> str | None:
-    """The password a reference points to, or None when no reference is set."""
-    if s.password_env:
-        value = os.environ.get(s.password_env)
-        if value is None:
-            raise AuthenticationError(
-                f"environment variable {s.password_env} (password for {s.address}) is not set",
-                hint=f"export {s.password_env}=... in the environment that runs vmigrate",
-                host=s.host,
-            )
-        return value
-    if s.password_keyring:
-        try:
-            import keyring  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise AuthenticationError(
-                "password_keyring is set but the keyring package is not installed",
-                hint="install keyring, or use password_env or a key instead", host=s.host,
-            ) from exc
-        service, _, name = s.password_keyring.partition(":")
-        value = keyring.get_password(service, name or s.user)
-        if value is None:
-            raise AuthenticationError(
-                f"no keyring entry {s.password_keyring!r} for {s.address}", host=s.host
-            )
-        return str(value)
-    return None
+    """The password a reference points to, or None when no reference is set (key or
+    agent only); read by :mod:`vmigrate_lib.credentials`, the same way as the API's."""
+    return resolve_secret(SecretRef(
+        purpose=f"the SSH login {s.address}", env=s.password_env, keyring=s.password_keyring,
+        user=s.user, env_param="ssh_password_env", keyring_param="ssh_password_keyring"))

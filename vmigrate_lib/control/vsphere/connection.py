@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib
 import logging
-import os
 import socket
 import ssl
 import threading
@@ -21,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from xml.parsers.expat import ExpatError
 
+from ...credentials import SecretRef, require_secret
 from ...errors import (
     AuthenticationError,
     CertificateError,
@@ -45,44 +44,12 @@ KEEPALIVE_INTERVAL = 300.0
 
 
 def resolve_password(hp: HostParams, environ: dict[str, str] | None = None) -> str:
-    """The password named by ``password_env`` or ``password_keyring`` (never a value)."""
-    env = os.environ if environ is None else environ
-    if hp.password_env:
-        value = env.get(hp.password_env)
-        if not value:
-            raise AuthenticationError(
-                f"environment variable {hp.password_env} (password_env) is not set",
-                hint=f"export {hp.password_env}=... in the shell that runs vmigrate",
-                variable=hp.password_env,
-            )
-        return value
-    if hp.password_keyring:
-        service, _, user = hp.password_keyring.partition("/")
-        try:
-            keyring: Any = importlib.import_module("keyring")
-        except ImportError as exc:
-            raise AuthenticationError(
-                "password_keyring is set but the keyring package is not installed",
-                hint="pip install keyring, or use password_env",
-            ) from exc
-        try:
-            value = keyring.get_password(service, user or hp.user)
-        except Exception as exc:
-            raise AuthenticationError(
-                f"keyring lookup of {hp.password_keyring!r} failed: {exc}",
-                entry=hp.password_keyring,
-            ) from exc
-        if not value:
-            raise AuthenticationError(
-                f"no keyring entry {hp.password_keyring!r} for user {user or hp.user!r}",
-                hint="store it with `keyring set SERVICE USER`, or use password_env",
-                entry=hp.password_keyring,
-            )
-        return str(value)
-    raise AuthenticationError(
-        f"no credential reference for host {hp.host or hp.url}",
-        hint="set password_env (an environment variable name) or password_keyring",
-    )
+    """The API password named by ``password_env`` or ``password_keyring`` (never a value);
+    read by :mod:`vmigrate_lib.credentials`, the same way as the SSH login's."""
+    return require_secret(SecretRef(
+        purpose=f"the vSphere API login {hp.user or '(no user)'} on {hp.host or hp.url}",
+        env=hp.password_env, keyring=hp.password_keyring, user=hp.user,
+        env_param="password_env", keyring_param="password_keyring"), environ)
 
 
 def endpoint(hp: HostParams) -> tuple[str, int, str]:
