@@ -263,11 +263,13 @@ def run_runbook(
     if kind not in RUNBOOK_PARAMETERS:
         raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
     cwd = Path(cwd or Path.cwd()).resolve()
-    for key in params:
-        if not isinstance(key, str) or len(key) > 80:
-            raise ParameterError(f"unknown parameter {shown(key)}",
-                                 hint="parameter names are the params schema's (see "
-                                 "examples/lab.yaml)", parameter=shown(key))
+    unknown = [k for k in params if not isinstance(k, str) or k not in RUNBOOK_PARAMETERS[kind]]
+    if unknown:  # named here, bounded: a file may hold thousands of keys
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ParameterError(f"unknown parameter {shown(unknown[0])}{more} for the {kind} runbook",
+                             hint="known parameters: "
+                             + ", ".join(sorted(RUNBOOK_PARAMETERS[kind])),
+                             parameter=shown(unknown[0]))
     checked = check_parameters(kind, injected(kind, params), base_dir=cwd)
     source = Path(runbook) if runbook else runbooks_dir() / f"{kind}.ipynb"
     if not source.exists():
