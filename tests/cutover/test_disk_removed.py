@@ -101,3 +101,4 @@ def test_new_disk_reusing_a_removed_disks_key_is_a_new_disk(tmp_path: Path) -> N
             close_migration(m)
     finally:
         lab_down(lab.root)
+

@@ -135,6 +135,12 @@ def _wrong_type(raw: bytes) -> bytes:
     return json.dumps(data).encode()
 
 
+def _bad_cutover(raw: bytes) -> bytes:
+    data = json.loads(raw)
+    data["cutover"] = {"attempt": 1, "status": "running", "steps": {"shutdown": "done"}}
+    return json.dumps(data).encode()
+
+
 def _newer(raw: bytes) -> bytes:
     data = json.loads(raw)
     data["version"] = 99
@@ -147,8 +153,9 @@ def _newer(raw: bytes) -> bytes:
     (lambda raw: b'{"cycles": 1,', "not JSON"),
     (_wrong_type, "state.cycles is 'three', not an integer"),
     (lambda raw: b"[]", "state is list, not an object"),
+    (_bad_cutover, "cutover.steps[shutdown] is str, not an object"),
     (_newer, "written by a newer vmigrate (state version 99"),
-], ids=["empty", "half", "torn", "wrong-type", "not-object", "newer-version"])
+], ids=["empty", "half", "torn", "wrong-type", "not-object", "cutover-step", "newer-version"])
 def test_bad_state_file_is_one_line_exit_2_and_changes_nothing(make_lab, damage, says) -> None:
     """A truncated, empty, wrong-typed or newer ``state.json``: ``status`` and ``sync``
     each print one line naming the file and what to do, exit 2, and change nothing

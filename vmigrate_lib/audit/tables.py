@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.state import CYCLE_RECORD_TYPES, cycle_records
 from ..errors import OperationError
 
 #: Journal record types that describe sync cycles, not steps.
-CYCLE_TYPES = frozenset({"cycle", "cycle_failed"})
+CYCLE_TYPES = frozenset(CYCLE_RECORD_TYPES)
 #: Journal record type the runbooks write after each cycle (planner's verdict).
 PREDICTION_TYPE = "prediction"
 #: Phases of a cycle, in the order they happen.
@@ -78,28 +79,24 @@ def cycles_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     recs = list(records)
     preds = predictions(recs)
     rows: list[dict[str, Any]] = []
-    for r in recs:
-        if r.get("type") not in CYCLE_TYPES:
-            continue
-        phases = r.get("phases") or {}
-        number = int(r.get("number", 0))
-        pred = preds.get(number, {})
+    for c in cycle_records(r for r in recs if r.get("type") in CYCLE_TYPES):
+        pred = preds.get(c.number, {})
         rows.append({
-            "cycle": number,
-            "kind": r.get("kind", ""),
-            "status": r.get("status", "ok" if r.get("type") == "cycle" else "failed"),
-            "started": _ts(r.get("started")),
-            "duration_s": float(r.get("duration") or 0.0),
-            "interval_s": r.get("interval"),
-            "bytes_changed": int(r.get("bytes_changed") or 0),
-            "bytes_sent": int(r.get("bytes_sent") or 0),
-            "bytes_read": int(r.get("bytes_read") or 0),
-            "bytes_zero": int(r.get("bytes_zero") or 0),
-            "extents": int(r.get("extents") or 0),
-            "throughput_Bps": float(r.get("throughput") or 0.0),
-            "certify": (r.get("certify") or {}).get("result", ""),
-            "resumed": bool(r.get("resumed", False)),
-            **{f"{p}_s": float(phases.get(p, 0.0)) for p in PHASES},
+            "cycle": c.number,
+            "kind": c.kind,
+            "status": c.status,
+            "started": _ts(c.started or None),
+            "duration_s": c.duration,
+            "interval_s": c.interval,
+            "bytes_changed": c.bytes_changed,
+            "bytes_sent": c.bytes_sent,
+            "bytes_read": c.bytes_read,
+            "bytes_zero": c.bytes_zero,
+            "extents": c.extents,
+            "throughput_Bps": c.throughput,
+            "certify": c.certify_result,
+            "resumed": c.resumed,
+            **{f"{p}_s": c.phase(p) for p in PHASES},
             "predicted_downtime_s": pred.get("predicted_downtime"),
             "budget_s": pred.get("budget"),
             "converged": pred.get("converged"),

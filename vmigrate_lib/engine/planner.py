@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..units import fmt_rate, fmt_secs
+from .state import CycleRecord, cycle_records
 
 #: Until a cutover measured them: a real guest's shutdown and boot-to-tools, seconds.
 DEFAULT_SHUTDOWN_S = 30.0
@@ -81,11 +82,6 @@ class Plan:
         )
 
 
-def _is_cycle(rec: Mapping[str, Any]) -> bool:
-    t = rec.get("type")
-    return (t == "cycle" or (t is None and "kind" in rec)) and rec.get("status", "ok") == "ok"
-
-
 def measured_timings(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Shutdown and boot seconds of the latest cutover that measured them."""
     out: dict[str, float] = {}
@@ -99,7 +95,7 @@ def measured_timings(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
-def _fit(deltas: Sequence[Mapping[str, Any]]) -> tuple[float, float | None]:
+def _fit(deltas: Sequence[CycleRecord]) -> tuple[float, float | None]:
     """bytes(W) = working set + rate x W, by least squares over varied intervals.
 
     A guest rewriting a hot set dirties all of it within any interval, then only
@@ -107,8 +103,8 @@ def _fit(deltas: Sequence[Mapping[str, Any]]) -> tuple[float, float | None]:
     would under-predict a short final window.  Needs intervals that differ
     (the shrinking cycles give them); returns (0, None) when they do not.
     """
-    xs = [float(c["interval"]) for c in deltas]
-    ys = [float(c.get("bytes_changed", 0)) for c in deltas]
+    xs = [c.interval or 0.0 for c in deltas]
+    ys = [float(c.bytes_changed) for c in deltas]
     if len(xs) < 3 or max(xs) < 1.5 * min(xs):
         return 0.0, None
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
@@ -122,37 +118,31 @@ def _fit(deltas: Sequence[Mapping[str, Any]]) -> tuple[float, float | None]:
     return base, rate
 
 
-def _tracked(c: Mapping[str, Any]) -> bool:
-    """A hash-compare cycle's bytes are differences, not writes per interval: no rate."""
-    return all(d.get("mode") == "tracked" for d in c.get("disks", []))
+def _throughput(cycles: Sequence[CycleRecord]) -> float:
+    recent = [c for c in cycles if c.phase("copy") > 0
+              and c.bytes_changed > 0][-THROUGHPUT_WINDOW:]
+    secs = sum(c.phase("copy") for c in recent)
+    return sum(float(c.bytes_changed) for c in recent) / secs if secs > 0 else 0.0
 
 
-def _throughput(cycles: Sequence[Mapping[str, Any]]) -> float:
-    recent = [c for c in cycles if c.get("phases", {}).get("copy", 0) > 0
-              and c.get("bytes_changed", 0) > 0][-THROUGHPUT_WINDOW:]
-    secs = sum(float(c["phases"]["copy"]) for c in recent)
-    return sum(float(c["bytes_changed"]) for c in recent) / secs if secs > 0 else 0.0
-
-
-def _overhead(cycles: Sequence[Mapping[str, Any]]) -> float:
+def _overhead(cycles: Sequence[CycleRecord]) -> float:
     """Snapshot and change query: what every cycle pays whatever it copies.
 
     Not the snapshot removal: on a running guest it consolidates the writes made
     during the cycle, but the final cycle runs on a stopped one.
     """
-    recent = [c for c in cycles if c.get("kind") in ("delta", "final")][-RATE_WINDOW:]
-    parts = [sum(float(c.get("phases", {}).get(k, 0.0)) for k in ("snapshot", "query"))
-             for c in recent]
+    recent = [c for c in cycles if c.kind in ("delta", "final")][-RATE_WINDOW:]
+    parts = [c.phase("snapshot") + c.phase("query") for c in recent]
     return statistics.median(parts) if parts else 0.0
 
 
-def _certify_rate(cycles: Sequence[Mapping[str, Any]]) -> float:
+def _certify_rate(cycles: Sequence[CycleRecord]) -> float:
     """Bytes per second of the "changed" certify (both sides read and hashed)."""
-    recent = [c for c in cycles if c.get("certify_mode") == "changed"
-              and c.get("phases", {}).get("certify", 0) > 0 and c.get("bytes_changed", 0) > 0]
+    recent = [c for c in cycles if c.certify_mode == "changed"
+              and c.phase("certify") > 0 and c.bytes_changed > 0]
     recent = recent[-THROUGHPUT_WINDOW:]
-    secs = sum(float(c["phases"]["certify"]) for c in recent)
-    return sum(float(c["bytes_changed"]) for c in recent) / secs if secs > 0 else 0.0
+    secs = sum(c.phase("certify") for c in recent)
+    return sum(float(c.bytes_changed) for c in recent) / secs if secs > 0 else 0.0
 
 
 def plan(
@@ -175,15 +165,15 @@ def plan(
     """
     records = list(cycles)
     timed = measured_timings(records)
-    cyc = [c for c in records if _is_cycle(c)]
+    cyc = [c for c in cycle_records(records) if c.ok]
     shutdown, s_src = _pick(timed.get("shutdown_s"), shutdown_s, DEFAULT_SHUTDOWN_S)
     boot, b_src = _pick(timed.get("boot_s"), boot_s, DEFAULT_BOOT_S)
 
-    deltas = [c for c in cyc if c.get("kind") == "delta" and (c.get("interval") or 0) > 0
-              and _tracked(c)]
+    # a hash-compare cycle's bytes are differences, not writes per interval: no rate
+    deltas = [c for c in cyc if c.kind == "delta" and (c.interval or 0) > 0 and c.tracked]
     recent = deltas[-RATE_WINDOW:]
-    interval_sum = sum(float(c["interval"]) for c in recent)
-    dirty = sum(float(c.get("bytes_changed", 0)) for c in recent) / interval_sum if recent else 0.0
+    interval_sum = sum(c.interval or 0.0 for c in recent)
+    dirty = sum(float(c.bytes_changed) for c in recent) / interval_sum if recent else 0.0
     working_set, rate = _fit(deltas[-FIT_WINDOW:])
     if rate is not None:
         dirty = rate
@@ -195,10 +185,10 @@ def plan(
     overhead = _overhead(cyc)
 
     last = cyc[-1] if cyc else None
-    if last is not None and now is not None and last.get("snapshot_at"):
-        age = max(0.0, now - float(last["snapshot_at"]))
+    if last is not None and now is not None and last.snapshot_at:
+        age = max(0.0, now - last.snapshot_at)
     else:
-        age = float(last.get("duration", 0.0)) if last else 0.0
+        age = last.duration if last else 0.0
     window = age + shutdown
     final_bytes = working_set + dirty * window
     cert_rate = _certify_rate(cyc) if certify == "changed" else 0.0
@@ -211,7 +201,7 @@ def plan(
     have_data = bool(recent) and thr > 0
     converged = have_data and downtime <= budget
     will_converge = converged or not have_data or (dirty < thr and fixed < budget)
-    last_interval = float(recent[-1]["interval"]) if recent else target_interval * 4
+    last_interval = (recent[-1].interval or 0.0) if recent else target_interval * 4
     next_interval = target_interval if converged else max(target_interval, last_interval * SHRINK)
     advice = _advice(have_data, converged, will_converge, dirty, thr, downtime, budget,
                      fixed, next_interval, bool(cyc))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,8 +92,9 @@ _WRONG = object()
 def _bad(path: str, what: str) -> StateCorrupt:
     return StateCorrupt(
         f"{path} is not a valid vmigrate state: {what}",
-        hint="restore it from a backup (or from git/your archive); to start this migration "
-        "afresh, move the workspace away and run vmigrate sync (a new seed)",
+        hint="restore it from a backup; or start afresh: move the "
+        "workspace away, remove the destination folder (or choose another dest_name), run "
+        "vmigrate sync (a new seed)",
         path=path, problem=what,
     )
 
@@ -189,6 +190,119 @@ class InProgress:
             started=r.float_("started"), committed=r.bool_("committed"),
             snapshot_removed=r.bool_("snapshot_removed"),
         )
+
+
+@dataclass
+class StepRecord:
+    """One cutover step: how often it ran, when, and how it ended."""
+
+    status: str = "pending"  #: pending | running | done | failed
+    runs: int = 0
+    start: float | None = None
+    end: float | None = None
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status, "runs": self.runs, "start": self.start,
+                                "end": self.end}
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+    @classmethod
+    def from_json(cls, data: object, where: str, path: str) -> StepRecord:
+        r = _Reader(data, where, path)
+        return cls(status=r.str_("status", "pending"), runs=r.int_("runs"),
+                   start=r.float_("start", None), end=r.float_("end", None),
+                   error=r.obj("error"))
+
+
+#: Fields of the cutover record that are timestamps (epoch seconds) or None.
+_CO_TIMES = ("started", "ended", "sync_age", "shutdown_requested_at", "alice_off_at",
+             "register_started_at", "bob_ready_at")
+_CO_FLAGS = ("hard_poweroff", "registering", "registered", "bob_powered_on")
+_CO_TEXTS = ("reason", "operator", "certify", "bob_uuid", "bob_ip")
+_CO_OBJECTS = ("options", "prediction", "measured", "go", "final_cycle")
+
+
+@dataclass
+class CutoverRecord:
+    """One cutover attempt, step by step: what a killed cutover resumes from."""
+
+    attempt: int
+    status: str  #: running | probes_failed | rolling_back | rolled_back | aborted | done
+    step: str = ""
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+    reason: str | None = None
+    operator: str | None = None
+    options: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  #: earlier attempts
+    warnings: list[str] = field(default_factory=list)
+    prediction: dict[str, Any] | None = None
+    go: dict[str, Any] | None = None
+    sync_age: float | None = None
+    shutdown_requested_at: float | None = None
+    hard_poweroff: bool = False
+    alice_off_at: float | None = None
+    cycles_before_final: int | None = None
+    final_cycle: dict[str, Any] | None = None
+    certify: str | None = None
+    files_copied: list[str] = field(default_factory=list)
+    register_started_at: float | None = None
+    registering: bool = False
+    registered: bool = False
+    bob_uuid: str | None = None
+    bob_powered_on: bool = False
+    bob_ready_at: float | None = None
+    bob_ip: str | None = None
+    probes: list[dict[str, Any]] | None = None
+    measured: dict[str, Any] | None = None
+
+    def step_record(self, name: str) -> StepRecord:
+        return self.steps.setdefault(name, StepRecord())
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "attempt": self.attempt, "status": self.status, "step": self.step,
+            "steps": {k: v.to_json() for k, v in self.steps.items()},
+            "history": list(self.history), "warnings": list(self.warnings),
+            "files_copied": list(self.files_copied),
+            "cycles_before_final": self.cycles_before_final, "probes": self.probes,
+        }
+        for name in (*_CO_TIMES, *_CO_FLAGS, *_CO_TEXTS, *_CO_OBJECTS):
+            body[name] = getattr(self, name)
+        return body
+
+    @classmethod
+    def from_json(cls, data: object, path: str) -> CutoverRecord:
+        r = _Reader(data, "cutover", path)
+        steps = r.obj("steps") or {}
+        lists: dict[str, list[Any] | None] = {}
+        for name in ("history", "warnings", "files_copied", "probes"):
+            value = r.data.get(name)
+            if value is not None and not isinstance(value, list):
+                raise _bad(path, f"cutover.{name} is {value!r}, not a list")
+            lists[name] = value
+        rec = cls(
+            attempt=r.int_("attempt"), status=r.str_("status"), step=r.str_("step", "") or "",
+            steps={str(k): StepRecord.from_json(v, f"cutover.steps[{k}]", path)
+                   for k, v in steps.items()},
+            history=list(lists["history"] or []),
+            warnings=[str(w) for w in lists["warnings"] or []],
+            files_copied=[str(f) for f in lists["files_copied"] or []],
+            probes=lists["probes"], cycles_before_final=r.int_("cycles_before_final", None),
+        )
+        for n in _CO_TIMES:
+            setattr(rec, n, r.float_(n, None))
+        for n in _CO_FLAGS:
+            setattr(rec, n, r.bool_(n))
+        for n in _CO_TEXTS:
+            setattr(rec, n, r.str_(n, None))
+        for n in _CO_OBJECTS:
+            setattr(rec, n, r.obj(n))
+        return rec
 
 
 @dataclass
@@ -328,8 +442,7 @@ class MigrationState:
         ip_raw = r.data.get("in_progress")
         co = r.obj("cutover")
         if co is not None:
-            cr = _Reader(co, "cutover", path)
-            cr.int_("attempt"), cr.str_("status"), cr.obj("steps")
+            CutoverRecord.from_json(co, path)  # checks its fields
         dest = r.obj("dest") or {}
         state = cls(
             migration_id=mid, identity=identity, created=r.float_("created"),
@@ -389,3 +502,127 @@ def parse(raw: bytes, path: str) -> tuple[MigrationState, list[str]]:
                    f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))}): truncated or "
                    "edited") from exc
     return MigrationState.from_json(data, path)
+
+
+# --- the journal's cycle records --------------------------------------------------------
+
+
+def _num(value: object, default: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value)
+
+
+def _int(value: object, default: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return int(value)
+
+
+@dataclass
+class CycleDisk:
+    """What one cycle did to one disk."""
+
+    key: int
+    mode: str  #: full | tracked | hash
+    reason: str = ""
+    bytes_changed: int = 0
+    extents: int = 0
+    bytes_read: int = 0
+    bytes_sent: int = 0
+    bytes_zero: int = 0
+    resumed_from: int = 0
+    change_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CycleDisk:
+        cid = data.get("change_id")
+        return cls(
+            key=_int(data.get("key")), mode=str(data.get("mode", "")),
+            reason=str(data.get("reason", "")), bytes_changed=_int(data.get("bytes_changed")),
+            extents=_int(data.get("extents")), bytes_read=_int(data.get("bytes_read")),
+            bytes_sent=_int(data.get("bytes_sent")), bytes_zero=_int(data.get("bytes_zero")),
+            resumed_from=_int(data.get("resumed_from")),
+            change_id=cid if isinstance(cid, str) else None,
+        )
+
+
+#: Journal record types that carry a cycle.
+CYCLE_RECORD_TYPES = ("cycle", "cycle_failed")
+
+
+@dataclass
+class CycleRecord:
+    """One cycle as the journal keeps it (``cycle`` or ``cycle_failed``); the planner,
+    the audit tables and the cutover read these fields, never the raw keys."""
+
+    number: int
+    kind: str  #: seed | delta | final
+    status: str = "ok"  #: ok | failed | interrupted
+    started: float = 0.0
+    duration: float = 0.0
+    interval: float | None = None  #: seconds since the previous cycle's snapshot
+    snapshot_at: float | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    disks: list[CycleDisk] = field(default_factory=list)
+    certify_mode: str = ""
+    certify: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
+    bytes_changed: int = 0
+    bytes_read: int = 0
+    bytes_sent: int = 0
+    bytes_zero: int = 0
+    extents: int = 0
+    throughput: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def certify_result(self) -> str:
+        return str(self.certify.get("result", ""))
+
+    @property
+    def tracked(self) -> bool:
+        """Every disk copied tracked changes: its bytes are writes per interval."""
+        return all(d.mode == "tracked" for d in self.disks)
+
+    def phase(self, name: str) -> float:
+        return self.phases.get(name, 0.0)
+
+    @classmethod
+    def from_json(cls, rec: Mapping[str, Any]) -> CycleRecord | None:
+        """A journal record as a cycle; None when it is not one.
+
+        Journals of every vintage are evidence, so a missing or odd field reads
+        as its default instead of failing the whole audit.  A record without a
+        ``type`` but with a ``kind`` is a cycle (as :func:`run_cycle` returns it).
+        """
+        t = rec.get("type")
+        if not (t in CYCLE_RECORD_TYPES or (t is None and "kind" in rec)):
+            return None
+        phases = rec.get("phases") if isinstance(rec.get("phases"), dict) else {}
+        disks = rec.get("disks") if isinstance(rec.get("disks"), list) else []
+        cert = rec.get("certify")
+        interval, snap = rec.get("interval"), rec.get("snapshot_at")
+        return cls(
+            number=_int(rec.get("number")), kind=str(rec.get("kind", "")),
+            status=str(rec.get("status", "failed" if t == "cycle_failed" else "ok")),
+            started=_num(rec.get("started")), duration=_num(rec.get("duration")),
+            interval=None if interval is None else _num(interval),
+            snapshot_at=None if snap is None else _num(snap),
+            phases={str(k): _num(v) for k, v in (phases or {}).items()},
+            disks=[CycleDisk.from_json(d) for d in (disks or []) if isinstance(d, dict)],
+            certify_mode=str(rec.get("certify_mode", "")),
+            certify=dict(cert) if isinstance(cert, dict) else {},
+            resumed=bool(rec.get("resumed", False)),
+            bytes_changed=_int(rec.get("bytes_changed")), bytes_read=_int(rec.get("bytes_read")),
+            bytes_sent=_int(rec.get("bytes_sent")), bytes_zero=_int(rec.get("bytes_zero")),
+            extents=_int(rec.get("extents")), throughput=_num(rec.get("throughput")),
+        )
+
+
+def cycle_records(records: Iterable[Mapping[str, Any]]) -> list[CycleRecord]:
+    """The cycles among journal records, in journal order."""
+    return [c for c in (CycleRecord.from_json(r) for r in records) if c is not None]
