@@ -87,7 +87,10 @@ def tree(root: Path) -> tuple[dict[str, tuple[int, int]], set[str]]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A folder an operator works in: someone's documents and a lab folder beside."""
+    """A folder an operator works in: someone's documents, a lab folder beside, and this
+    migration's workspace from an earlier run (its journal must not change either)."""
+    (tmp_path / "ws").mkdir(mode=0o700)
+    (tmp_path / "ws" / "journal.jsonl").write_text('{"type": "migration_created"}\n')
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "thesis.tex").write_text("not vmigrate's")
     (tmp_path / "lab" / "hosts" / "esx-b" / "datastores" / "datastore1").mkdir(parents=True)
