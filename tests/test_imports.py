@@ -19,7 +19,8 @@ The check reads the source with :mod:`ast` (nothing is imported):
   reached through an object or inheritance.  The check cannot know an object's type,
   so a private access whose name this module also defines is not seen
   (``other._send`` beside a local ``def _send``); dunders and namedtuple's public
-  ``_replace``/``_asdict``/``_fields``/``_make`` are not private.
+  ``_replace``/``_asdict``/``_fields``/``_make`` are not private.  A private key of
+  ``obj.__dict__[...]`` (an attribute stashed behind the class's back) counts too.
 
 What only running the code shows (not checked): names built at run time
 (``import_module(f"{__package__}.{name}")``, ``getattr(obj, "_x")``).
@@ -185,6 +186,15 @@ class _Visitor(ast.NodeVisitor):
                 if _is_private(alias.name):
                     self.facts.private.add(f"from {source} import {alias.name}")
 
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        # obj.__dict__["_x"]: a private attribute stashed or read behind the class's back
+        key = node.slice
+        if (isinstance(node.value, ast.Attribute) and node.value.attr == "__dict__"
+                and isinstance(key, ast.Constant) and isinstance(key.value, str)
+                and _is_private(key.value) and key.value not in self.defined):
+            self.facts.private.add(f"{ast.unparse(node.value)}[{key.value!r}]")
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -298,13 +308,15 @@ def test_dataplane_has_no_allowed_offender() -> None:
 
 
 def test_allow_list_has_no_stale_entry(facts: dict[str, ModuleFacts]) -> None:
-    """An allow-listed offender that was fixed is removed from the list (it only shrinks)."""
-    stale = [e for e in ALLOWED_CYCLE_EDGES if e[1] not in facts.get(e[0], ModuleFacts()).runtime]
+    """An allow-listed offender that was fixed is removed from the list (it only shrinks).
+
+    Entries of a module not in this tree are skipped: a module another change is
+    still adding (``faces/cli_claim.py``) must not fail the commits before it.
+    """
     graph = runtime_graph(facts)
-    in_cycle = {e for c in cycles(graph) for e in
-                [(m, t) for m in c for t in graph[m] if t in c]}
-    stale += [e for e in ALLOWED_CYCLE_EDGES if e not in in_cycle and e not in stale]
-    stale += [e for e in ALLOWED_PRIVATE if e[1] not in facts.get(e[0], ModuleFacts()).private]
+    in_cycle = {(m, t) for c in cycles(graph) for m in c for t in graph[m] if t in c}
+    stale = [e for e in ALLOWED_CYCLE_EDGES if e[0] in facts and e not in in_cycle]
+    stale += [e for e in ALLOWED_PRIVATE if e[0] in facts and e[1] not in facts[e[0]].private]
     assert not stale, f"fixed offenders still allow-listed in {__file__}: {sorted(stale)}"
 
 
@@ -361,8 +373,10 @@ def test_checker_sees_private_names(tmp_path: Path) -> None:
                 "class B(A):\n    def go(self, ds, t):\n"
                 "        self._mine = 2\n        a._helper()\n        ds._w.write()\n"
                 "        super()._send()\n        self._mine\n        self.__dict__\n"
-                "        t._replace(x=1)\n        return self._w\n",
+                "        t._replace(x=1)\n        self.__dict__['_comp'] = 1\n"
+                "        return self._w\n",
     })
     assert facts["pkg.a"].private == set()
     assert facts["pkg.b"].private == {
-        "from pkg.a import _helper", "pkg.a._helper", "ds._w", "super()._send", "self._w"}
+        "from pkg.a import _helper", "pkg.a._helper", "ds._w", "super()._send", "self._w",
+        "self.__dict__['_comp']"}
