@@ -68,7 +68,7 @@ def test_full_migration_with_writing_guest(lab: Lab, mig: Migration, listener: i
     assert done["measured"]["downtime_s"] == res.downtime
     assert done["predicted"]["predicted_downtime"] == res.predicted
     assert list(mig.workspace.journal.records("cutover_measured"))
-    assert mig.workspace.state.cutover["registered"] is True
+    assert mig.workspace.state.cutover.registered is True
     # done is done: running it again changes nothing
     assert run_cutover(mig, CutoverOptions(**FAST)).status == "done"
 
@@ -83,7 +83,7 @@ def test_no_go_changes_nothing_and_force_is_recorded(lab: Lab, mig: Migration) -
     with Watch(lab):
         res = run_cutover(mig, CutoverOptions(budget=0.01, force=True, **FAST))
     assert res.status == "done"
-    assert mig.workspace.state.cutover["go"]["forced"] is True
+    assert mig.workspace.state.cutover.go["forced"] is True
     assert any("--force" in w for w in res.warnings)
 
 
@@ -94,12 +94,12 @@ def test_shutdown_timeout_rolls_back_then_hard_poweroff(
     with Watch(lab), pytest.raises(CutoverError, match="rolled back"):
         run_cutover(mig, CutoverOptions(shutdown_timeout=0.5, **FAST))
     assert_alice_back(lab)
-    assert mig.workspace.state.cutover["status"] == "rolled_back"
+    assert mig.workspace.state.cutover.status == "rolled_back"
     with Watch(lab):
         res = run_cutover(mig, CutoverOptions(shutdown_timeout=0.5, allow_hard_poweroff=True,
                                               **FAST))
     assert res.status == "done" and res.attempt == 2
-    assert mig.workspace.state.cutover["hard_poweroff"] is True
+    assert mig.workspace.state.cutover.hard_poweroff is True
     # a pulled plug: Alice's ack map is a lower bound, and Bob has every acked block
     assert_bob_has_every_acked_block(lab)
     assert_identical(lab)
@@ -183,7 +183,7 @@ def test_probe_fails_stops_and_rollback_needs_consent(lab: Lab, mig: Migration) 
             run_cutover(mig, CutoverOptions(probes=(closed,), probe_host="127.0.0.1",
                                             probe_timeout=0.5, **FAST))
         assert lab.bob_on() and not lab.alice_on()  # stopped: the operator decides
-        assert mig.workspace.state.cutover["status"] == "probes_failed"
+        assert mig.workspace.state.cutover.status == "probes_failed"
         with pytest.raises(RollbackRefused) as ei:
             run_rollback(mig)
         assert ei.value.exit_code == 2 and lab.bob_on()
@@ -198,5 +198,6 @@ def test_probe_command(lab: Lab, mig: Migration) -> None:
     res = run_cutover(mig, CutoverOptions(probe_command='sh -c "test -n \\"$VMIGRATE_VM\\""',
                                           **FAST))
     assert res.status == "done"
-    assert res.record["probes"][0]["ok"] is True
+    assert res.record is not None and res.record.probes
+    assert res.record.probes[0]["ok"] is True
     assert lab.b.power_state("bob") == PowerState.ON

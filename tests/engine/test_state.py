@@ -304,9 +304,11 @@ print("OK")
 
 
 def test_journal_short_write_fails_loudly(tmp_path: Path) -> None:
-    """A write the kernel cuts short (here: the file size limit, RLIMIT_FSIZE, makes
-    write(2) return fewer bytes, then EFBIG) is continued and then fails with one
-    clear error, instead of leaving a torn record behind silently."""
+    """A write the kernel cuts short is continued, and a write that cannot go on fails
+    with one clear error instead of leaving a torn record behind silently.  The
+    short write is real: under RLIMIT_FSIZE, write(2) writes up to the limit and
+    returns that count, and the next write fails with EFBIG (man 2 write, man 2
+    setrlimit; SIGXFSZ ignored).  A full datastore or NFS share behaves alike."""
     jpath = tmp_path / "journal.jsonl"
     jpath.write_text('{"ts": 1.0, "type": "preflight"}\n')
     r = subprocess.run([sys.executable, "-c", _SHORT_WRITE, str(jpath)],

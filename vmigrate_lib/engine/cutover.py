@@ -1,8 +1,8 @@
 """The cutover state machine: go/no-go, shutdown, final sync, register, power on, probe.
 
 Each step is journaled (type ``step``: name, status, start, end) and recorded in
-``state["cutover"]``, so a killed run resumes from the recorded step.  The
-rules that keep Alice's data safe:
+``state.cutover`` (a typed ``CutoverRecord``), so a killed run resumes from the
+recorded step.  The rules that keep Alice's data safe:
 
 * any failure before Bob is ready rolls back by itself: Bob off and
   unregistered (his files stay), Alice powered on again, untouched;
@@ -30,6 +30,7 @@ from .context import Migration
 from .cutover_rollback import rollback
 from .cutover_steps import CutoverOptions, StepContext
 from .planner import MEASURED_TYPE
+from .state import CutoverRecord, StepRecord
 
 #: Test hook: ``<before|after>:<step>[:raise]`` kills the process (or raises) there.
 FAULT_ENV = "VMIGRATE_CUTOVER_FAULT"
@@ -56,7 +57,7 @@ class CutoverResult:
     predicted: float | None = None  #: the planner's prediction at go/no-go, seconds
     parts: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    record: dict[str, Any] = field(default_factory=dict)  #: ``state["cutover"]``
+    record: CutoverRecord | None = None  #: the attempt's record in ``state.json``
 
 
 def _fault(when: str, step: str) -> None:
@@ -68,31 +69,32 @@ def _fault(when: str, step: str) -> None:
         os._exit(137)
 
 
-def _result(co: dict[str, Any]) -> CutoverResult:
-    meas = co.get("measured") or {}
+def _result(co: CutoverRecord) -> CutoverResult:
+    meas = co.measured or {}
     return CutoverResult(
-        status=str(co.get("status")), attempt=int(co.get("attempt", 0)),
-        downtime=meas.get("downtime_s"), predicted=(co.get("prediction") or {}).get(
+        status=co.status, attempt=co.attempt,
+        downtime=meas.get("downtime_s"), predicted=(co.prediction or {}).get(
             "predicted_downtime"),
         parts={k: v for k, v in meas.items() if isinstance(v, (int, float))},
-        warnings=list(co.get("warnings", [])), record=co,
+        warnings=list(co.warnings), record=co,
     )
 
 
-def _begin(m: Migration, opts: CutoverOptions) -> dict[str, Any]:
+def _begin(m: Migration, opts: CutoverOptions) -> CutoverRecord:
     state = m.workspace.state
-    co: dict[str, Any] | None = state.cutover
-    if co is not None and co.get("status") in ("running", "probes_failed", "rolling_back", "done"):
-        if co.get("status") != "rolling_back":
-            m.workspace.journal.append("cutover_resumed", attempt=co["attempt"], step=co.get("step"))
+    co = state.cutover
+    if co is not None and co.status in ("running", "probes_failed", "rolling_back", "done"):
+        if co.status != "rolling_back":
+            m.workspace.journal.append("cutover_resumed", attempt=co.attempt, step=co.step)
         return co
-    attempt = int((co or {}).get("attempt", 0)) + 1
-    co = {"attempt": attempt, "status": "running", "step": STEPS[0][0], "steps": {},
-          "started": time.time(), "options": opts.to_dict(),
-          "operator": m.params.operator, "history": (co or {}).get("history", [])}
-    if state.cutover:
-        co["history"].append({k: state.cutover.get(k) for k in
-                              ("attempt", "status", "step", "started", "ended", "reason")})
+    prev = co
+    attempt = (prev.attempt if prev else 0) + 1
+    co = CutoverRecord(attempt=attempt, status="running", step=STEPS[0][0],
+                       started=time.time(), options=opts.to_dict(), operator=m.params.operator,
+                       history=list(prev.history) if prev else [])
+    if prev is not None:
+        co.history.append({"attempt": prev.attempt, "status": prev.status, "step": prev.step,
+                           "started": prev.started, "ended": prev.ended, "reason": prev.reason})
     state.cutover = co
     m.workspace.save()
     m.workspace.journal.append("cutover_start", attempt=attempt, options=opts.to_dict(),
@@ -110,49 +112,50 @@ def run_cutover(m: Migration, opts: CutoverOptions | None = None) -> CutoverResu
         raise CutoverNoGo(f"no migration in workspace {m.workspace.root}", hint="run vmigrate sync first")
     m.workspace.init(m.identity())
     co = _begin(m, opts)
-    if co["status"] == "done":
+    if co.status == "done":
         return _result(co)
     ctx = StepContext(m, opts, co)
-    if co["status"] == "rolling_back":
-        rollback(ctx, reason=str(co.get("reason", "resumed rollback")), auto=True)
-        raise CutoverError(f"attempt {co['attempt']} had failed and is now rolled back: "
-                           f"{co.get('reason')}", hint="run vmigrate cutover again for a new attempt",
-                           attempt=co["attempt"])
-    co["status"] = "running"
+    if co.status == "rolling_back":
+        rollback(ctx, reason=co.reason or "resumed rollback", auto=True)
+        raise CutoverError(f"attempt {co.attempt} had failed and is now rolled back: "
+                           f"{co.reason}", hint="run vmigrate cutover again for a new attempt",
+                           attempt=co.attempt)
+    co.status = "running"
     for name, func in STEPS:
-        rec = co["steps"].setdefault(name, {"status": "pending"})
-        if rec["status"] == "done" and not (name == "go_no_go" and "shutdown" not in co["steps"]):
+        rec = co.step_record(name)
+        if rec.status == "done" and not (name == "go_no_go" and "shutdown" not in co.steps):
             continue
         _run_step(ctx, name, func, rec)
     return _finish(ctx)
 
 
 def _run_step(c: StepContext, name: str, func: Callable[[StepContext], None],
-              rec: dict[str, Any]) -> None:
+              rec: StepRecord) -> None:
     m, co = c.m, c.co
     _fault("before", name)
-    co["step"] = name
-    rec.update(status="running", start=time.time(), end=None)
-    rec["runs"] = int(rec.get("runs", 0)) + 1
+    co.step = name
+    rec.status, rec.start, rec.end = "running", time.time(), None
+    rec.runs += 1
     m.workspace.save()
-    m.workspace.journal.append("step", attempt=co["attempt"], name=name, status="started",
-                               start=rec["start"])
+    m.workspace.journal.append("step", attempt=co.attempt, name=name, status="started",
+                               start=rec.start)
     m.reporter.event("step", name=name, status="started")
     try:
         func(c)
     except BaseException as exc:
-        rec.update(status="failed", end=time.time(), error=steps.describe(exc))
+        rec.status, rec.end, rec.error = "failed", time.time(), steps.describe(exc)
         m.workspace.save()
-        m.workspace.journal.append("step", attempt=co["attempt"], name=name, status="failed",
-                                   start=rec["start"], end=rec["end"], error=rec["error"])
+        m.workspace.journal.append("step", attempt=co.attempt, name=name, status="failed",
+                                   start=rec.start, end=rec.end, error=rec.error)
         _on_failure(c, name, exc)
         raise  # _on_failure raises its own error when it decides; this is for interrupts
-    rec.update(status="done", end=time.time())
+    start = rec.start or time.time()
+    end = rec.end = time.time()
+    rec.status = "done"
     m.workspace.save()
-    m.workspace.journal.append("step", attempt=co["attempt"], name=name, status="done",
-                               start=rec["start"], end=rec["end"],
-                               seconds=rec["end"] - rec["start"])
-    m.reporter.event("step", name=name, status="done", seconds=round(rec["end"] - rec["start"], 3))
+    m.workspace.journal.append("step", attempt=co.attempt, name=name, status="done",
+                               start=start, end=end, seconds=end - start)
+    m.reporter.event("step", name=name, status="done", seconds=round(end - start, 3))
     _fault("after", name)
 
 
@@ -160,21 +163,22 @@ def _on_failure(c: StepContext, name: str, exc: BaseException) -> None:
     """Decide: stay (interrupt), stop (no-go, probes) or roll back (anything before ready)."""
     co = c.co
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
-        c.m.workspace.journal.append("cutover_interrupted", attempt=co["attempt"], step=name)
+        c.m.workspace.journal.append("cutover_interrupted", attempt=co.attempt, step=name)
         raise Interrupted(f"cutover interrupted at step {name}",
                           hint="run vmigrate cutover to continue, or vmigrate rollback",
                           step=name) from exc
     if name == "go_no_go":
-        co.update(status="aborted", ended=time.time(), reason=steps.describe(exc).get("message"))
+        co.status, co.ended = "aborted", time.time()
+        co.reason = str(steps.describe(exc).get("message"))
         c.save()
-        c.m.workspace.journal.append("cutover_aborted", attempt=co["attempt"], error=steps.describe(exc))
+        c.m.workspace.journal.append("cutover_aborted", attempt=co.attempt, error=steps.describe(exc))
         if isinstance(exc, VmigrateError):
             raise exc
         raise CutoverNoGo(f"go/no-go failed: {exc}") from exc
-    if isinstance(exc, ProbeFailed) or co.get("bob_ready_at"):
-        co["status"] = "probes_failed"
+    if isinstance(exc, ProbeFailed) or co.bob_ready_at:
+        co.status = "probes_failed"
         c.save()
-        c.m.workspace.journal.append("cutover_stopped", attempt=co["attempt"], step=name,
+        c.m.workspace.journal.append("cutover_stopped", attempt=co.attempt, step=name,
                                      error=steps.describe(exc))
         raise exc
     cause = steps.describe(exc)
@@ -190,28 +194,28 @@ def _on_failure(c: StepContext, name: str, exc: BaseException) -> None:
 
 def _finish(c: StepContext) -> CutoverResult:
     m, co = c.m, c.co
-    if co.get("status") != "done":
-        req = float(co["shutdown_requested_at"])
-        off = float(co.get("alice_off_at", req))
-        reg = float(co.get("register_started_at", off))
-        ready = float(co["bob_ready_at"])
-        resumed = any(int(s.get("runs", 1)) > 1 for n, s in co["steps"].items() if n != "go_no_go")
+    if co.status != "done":
+        req = float(co.shutdown_requested_at or 0.0)
+        off = co.alice_off_at if co.alice_off_at is not None else req
+        reg = co.register_started_at if co.register_started_at is not None else off
+        ready = float(co.bob_ready_at or 0.0)
+        resumed = any(s.runs > 1 for n, s in co.steps.items() if n != "go_no_go")
         meas = {"downtime_s": ready - req, "shutdown_s": off - req, "final_copy_s": reg - off,
                 "boot_s": ready - reg}
-        pred = co.get("prediction") or {}
-        co["measured"] = meas
+        pred = co.prediction or {}
+        co.measured = meas
         warning = release_after_cutover(m)  # Alice is free for another migration (claim.py)
         if warning:
-            co.setdefault("warnings", []).append(warning)
-        co.update(status="done", step="done", ended=time.time())
+            co.warnings.append(warning)
+        co.status, co.step, co.ended = "done", "done", time.time()
         m.workspace.save()
-        if not resumed and not co.get("hard_poweroff"):
-            m.workspace.journal.append(MEASURED_TYPE, attempt=co["attempt"], **meas)
+        if not resumed and not co.hard_poweroff:
+            m.workspace.journal.append(MEASURED_TYPE, attempt=co.attempt, **meas)
         m.workspace.journal.append(
-            "cutover_done", attempt=co["attempt"], measured=meas, resumed=resumed,
+            "cutover_done", attempt=co.attempt, measured=meas, resumed=resumed,
             predicted={k: pred.get(k) for k in ("predicted_downtime", "shutdown", "final_copy",
                                                  "boot", "final_bytes")},
-            forced=(co.get("go") or {}).get("forced", False), warnings=co.get("warnings", []))
+            forced=(co.go or {}).get("forced", False), warnings=list(co.warnings))
         m.reporter.event("phase", phase="cutover done",
                          detail=f"downtime {fmt_secs(meas['downtime_s'])} (predicted "
                                 f"{fmt_secs(float(pred.get('predicted_downtime') or 0.0))})")
@@ -228,15 +232,15 @@ def run_rollback(m: Migration, *, confirm_data_loss: bool = False) -> CutoverRes
         raise CutoverNoGo("no cutover was started in this workspace: nothing to roll back",
                           hint="Alice was never stopped by vmigrate")
     ctx = StepContext(m, CutoverOptions(**_stored_opts(co)), co)
-    if co.get("status") in ("rolled_back", "aborted"):
+    if co.status in ("rolled_back", "aborted"):
         return _result(co)
     rollback(ctx, reason="requested by the operator", auto=False,
              confirm_data_loss=confirm_data_loss)
     return _result(co)
 
 
-def _stored_opts(co: dict[str, Any]) -> dict[str, Any]:
-    raw = dict(co.get("options") or {})
+def _stored_opts(co: CutoverRecord) -> dict[str, Any]:
+    raw = dict(co.options or {})
     raw["probes"] = tuple(raw.get("probes") or ())
     known = CutoverOptions.__dataclass_fields__
     return {k: v for k, v in raw.items() if k in known}

@@ -19,27 +19,27 @@ from .cutover_steps import StepContext, bob_is_ours, describe
 
 def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool = False) -> None:
     m, co = c.m, c.co
-    if co.get("bob_ready_at") and not auto and not confirm_data_loss:
+    if co.bob_ready_at and not auto and not confirm_data_loss:
         raise RollbackRefused(
-            f"{c.bob} has been running since {time.ctime(float(co['bob_ready_at']))}: "
+            f"{c.bob} has been running since {time.ctime(float(co.bob_ready_at))}: "
             f"rolling back loses every write made on him",
-            vm=c.bob, ready_at=co["bob_ready_at"])
-    first = co.get("status") != "rolling_back"
-    co.update(status="rolling_back", reason=reason)
+            vm=c.bob, ready_at=co.bob_ready_at)
+    first = co.status != "rolling_back"
+    co.status, co.reason = "rolling_back", reason
     c.save()
     if first:
-        m.workspace.journal.append("rollback_start", attempt=co["attempt"], reason=reason,
+        m.workspace.journal.append("rollback_start", attempt=co.attempt, reason=reason,
                                    auto=auto, confirmed_data_loss=confirm_data_loss)
     m.reporter.event("phase", phase="rollback", detail=reason)
     _sub(c, "rollback_bob_off", _bob_off)
     _sub(c, "rollback_unregister", _unregister)
     _sub(c, "rollback_alice_on", _alice_on)
-    if co.get("bob_ready_at"):
+    if co.bob_ready_at:
         c.note(f"rolled back after {c.bob} was ready: writes made on {c.bob} are lost")
-    co.update(status="rolled_back", ended=time.time())
+    co.status, co.ended = "rolled_back", time.time()
     c.save()
-    m.workspace.journal.append("cutover_rolled_back", attempt=co["attempt"], reason=reason,
-                               warnings=co.get("warnings", []))
+    m.workspace.journal.append("cutover_rolled_back", attempt=co.attempt, reason=reason,
+                               warnings=list(co.warnings))
 
 
 def _sub(c: StepContext, name: str, func: object) -> None:
@@ -48,16 +48,16 @@ def _sub(c: StepContext, name: str, func: object) -> None:
     try:
         func(c)
     except VmigrateError as exc:
-        c.m.workspace.journal.append("step", attempt=c.co["attempt"], name=name, status="failed",
+        c.m.workspace.journal.append("step", attempt=c.co.attempt, name=name, status="failed",
                                      start=t0, end=time.time(), error=describe(exc))
         raise
-    c.m.workspace.journal.append("step", attempt=c.co["attempt"], name=name, status="done",
+    c.m.workspace.journal.append("step", attempt=c.co.attempt, name=name, status="done",
                                  start=t0, end=time.time())
 
 
 def _bob_off(c: StepContext) -> None:
     m = c.m
-    if not (c.co.get("registering") or c.co.get("registered")) or not bob_is_ours(c):
+    if not (c.co.registering or c.co.registered) or not bob_is_ours(c):
         return
     if m.dest.power_state(c.bob) != PowerState.OFF:
         m.dest.power_off(c.bob)
@@ -68,14 +68,14 @@ def _bob_off(c: StepContext) -> None:
 
 def _unregister(c: StepContext) -> None:
     m, state = c.m, c.m.workspace.state
-    if c.co.get("bob_powered_on"):
+    if c.co.bob_powered_on:
         for key in state.disks:
             state.mark_untrusted(key, f"{c.bob} ran on the copy during cutover attempt "
-                                 f"{c.co['attempt']}; his writes are not in the change ids")
-    if (c.co.get("registering") or c.co.get("registered")) and bob_is_ours(c):
+                                 f"{c.co.attempt}; his writes are not in the change ids")
+    if (c.co.registering or c.co.registered) and bob_is_ours(c):
         m.dest.unregister_vm(c.bob)
-    c.co["registered"] = False
-    c.co["registering"] = False
+    c.co.registered = False
+    c.co.registering = False
     c.save()
 
 

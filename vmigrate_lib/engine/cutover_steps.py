@@ -1,6 +1,6 @@
 """The steps of a cutover, each idempotent: run it again and it finishes or does nothing.
 
-Every step reads and writes ``state["cutover"]`` (the record ``co``), saving it
+Every step reads and writes ``state.cutover`` (the typed record ``co``), saving it
 before any action whose effect a crash could hide (``shutdown_requested_at``
 before asking the guest, ``registering`` before registering, ``bob_powered_on``
 before powering on), so a re-run knows what may have happened.
@@ -24,6 +24,7 @@ from .converge import journal_plan
 from .cycle import run_cycle
 from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
+from .state import CutoverRecord
 
 #: Files of a VM's folder that never travel: disks travel by sync; these are
 #: the host's runtime state (logs, locks, swap, change maps, snapshot deltas).
@@ -96,7 +97,7 @@ class CutoverOptions:
 class StepContext:
     m: Migration
     opts: CutoverOptions
-    co: dict[str, Any]
+    co: CutoverRecord
 
     @property
     def alice(self) -> str:
@@ -114,8 +115,8 @@ class StepContext:
         self.m.workspace.save()
 
     def note(self, text: str) -> None:
-        self.co.setdefault("warnings", []).append(text)
-        self.m.workspace.journal.append("warning", attempt=self.co.get("attempt"), message=text)
+        self.co.warnings.append(text)
+        self.m.workspace.journal.append("warning", attempt=self.co.attempt, message=text)
         self.m.reporter.event("warning", message=text)
 
 
@@ -142,7 +143,7 @@ def go_no_go(c: StepContext) -> None:
     """Predicted downtime within budget, last sync recent, destination free, copy trusted."""
     m, state = c.m, c.m.workspace.state
     p = current_plan(m, c.opts, c.budget)
-    c.co["prediction"] = p.to_dict()
+    c.co.prediction = p.to_dict()
     reasons: list[str] = []
     if not state.seeded:
         raise CutoverNoGo("nothing has been synced yet", hint="run vmigrate sync first")
@@ -150,7 +151,7 @@ def go_no_go(c: StepContext) -> None:
         reasons.append(f"predicted downtime {fmt_secs(p.predicted_downtime)} exceeds the "
                        f"{fmt_secs(c.budget)} budget ({p.advice})")
     age = time.time() - (state.last_snapshot_at or 0.0)
-    c.co["sync_age"] = age
+    c.co.sync_age = age
     if age > c.opts.max_sync_age:
         reasons.append(f"the last sync is {fmt_secs(age)} old (at most "
                        f"{fmt_secs(c.opts.max_sync_age)} allowed)")
@@ -159,12 +160,12 @@ def go_no_go(c: StepContext) -> None:
     if untrusted:
         reasons.append(f"the copy of disk(s) {', '.join(untrusted)} is not proven: "
                        + "; ".join(untrusted.values()))
-    if m.dest.vm_exists(c.bob) and not (c.co.get("registered") and bob_is_ours(c)):
+    if m.dest.vm_exists(c.bob) and not (c.co.registered and bob_is_ours(c)):
         raise CutoverNoGo(f"a VM named {c.bob} is already registered on {m.params.destination.host}",
                           hint="the destination must be free; remove that VM or choose dest_name",
                           vm=c.bob)
     take_claim(m, m.vm())  # one migration per source VM: another's claim is a no-go (claim.py)
-    c.co["go"] = {"reasons": reasons, "forced": bool(reasons) and c.opts.force}
+    c.co.go = {"reasons": reasons, "forced": bool(reasons) and c.opts.force}
     m.reporter.event("phase", phase="go/no-go", detail=p.summary())
     if reasons and not c.opts.force:
         raise CutoverNoGo("no-go: " + "; ".join(reasons), reasons=reasons,
@@ -176,8 +177,8 @@ def go_no_go(c: StepContext) -> None:
 def shutdown(c: StepContext) -> None:
     """Graceful guest shutdown, timed; hard power-off only if allowed; confirm off."""
     m, src, vm = c.m, c.m.source, c.alice
-    if "shutdown_requested_at" not in c.co:
-        c.co["shutdown_requested_at"] = time.time()
+    if c.co.shutdown_requested_at is None:
+        c.co.shutdown_requested_at = time.time()
         c.save()
     if src.power_state(vm) != PowerState.OFF:
         m.reporter.event("phase", phase="shutdown", detail=f"asking {vm}'s guest to shut down")
@@ -196,12 +197,12 @@ def shutdown(c: StepContext) -> None:
                 step="shutdown", vm=vm)
         c.note(f"{vm} did not shut down within {fmt_secs(c.opts.shutdown_timeout)}: "
                "hard power-off (allowed by the operator)")
-        c.co["hard_poweroff"] = True
+        c.co.hard_poweroff = True
         c.save()
         src.power_off(vm)
     if src.power_state(vm) != PowerState.OFF:
         raise CutoverError(f"{vm} is still powered on after power-off", step="shutdown", vm=vm)
-    c.co["alice_off_at"] = time.time()
+    c.co.alice_off_at = time.time()
 
 
 def final_sync(c: StepContext) -> None:
@@ -210,14 +211,16 @@ def final_sync(c: StepContext) -> None:
     if m.source.power_state(c.alice) != PowerState.OFF:
         raise CutoverError(f"{c.alice} is powered on: the final sync needs her stopped",
                            step="final_sync")
-    before = c.co.setdefault("cycles_before_final", state.cycles)
+    if c.co.cycles_before_final is None:
+        c.co.cycles_before_final = state.cycles
+    before = c.co.cycles_before_final
     c.save()
     if state.cycles > before and state.last_cycle_kind == "final":
         rec = next((r for r in m.workspace.journal.records("cycle")
                     if r.get("number") == state.cycles), {})
     else:
         rec = run_cycle(m, kind="final", certify=c.opts.certify).record
-    c.co["final_cycle"] = {"number": rec.get("number", state.cycles),
+    c.co.final_cycle = {"number": rec.get("number", state.cycles),
                            "bytes_changed": rec.get("bytes_changed"),
                            "duration": rec.get("duration"),
                            "certify": rec.get("certify")}
@@ -226,13 +229,13 @@ def final_sync(c: StepContext) -> None:
 def certify(c: StepContext) -> None:
     """The final cycle certified what the operator asked; prove it is recorded as identical."""
     if c.opts.certify == "none":
-        c.co["certify"] = "skipped"
+        c.co.certify = "skipped"
         return
-    result = ((c.co.get("final_cycle") or {}).get("certify") or {}).get("result")
+    result = ((c.co.final_cycle or {}).get("certify") or {}).get("result")
     if result != "identical":
         rec = run_cycle(c.m, kind="final", certify="full").record  # raises on a mismatch
         result = (rec.get("certify") or {}).get("result")
-    c.co["certify"] = result
+    c.co.certify = result
 
 
 def copy_files(c: StepContext) -> None:
@@ -264,7 +267,7 @@ def copy_files(c: StepContext) -> None:
     out = m.dest.prepare_config_files(c.bob, vm, files, renames)
     for target, data in out.items():
         dst.write_file(f"{m.dest_folder}/{target}", data)
-    c.co["files_copied"] = list(out)
+    c.co.files_copied = list(out)
     if skipped:
         c.note(f"not copied (larger than {MAX_SMALL_FILE >> 20} MiB): {', '.join(skipped)}")
 
@@ -272,13 +275,13 @@ def copy_files(c: StepContext) -> None:
 def register(c: StepContext) -> None:
     """Register Bob on B from the files in his folder (idempotent on the host)."""
     m = c.m
-    c.co["register_started_at"] = c.co.get("register_started_at") or time.time()
-    c.co["registering"] = True
+    c.co.register_started_at = c.co.register_started_at or time.time()
+    c.co.registering = True
     c.save()
     info = m.dest.register_vm(c.bob, m.dest_datastore_name, m.dest_folder, m.vm(),
                               network_map=dict(c.opts.network_map) or None)
-    c.co["registered"] = True
-    c.co["bob_uuid"] = info.uuid
+    c.co.registered = True
+    c.co.bob_uuid = info.uuid
 
 
 def power_on(c: StepContext) -> None:
@@ -287,7 +290,7 @@ def power_on(c: StepContext) -> None:
     if m.source.power_state(c.alice) != PowerState.OFF:
         raise CutoverError(f"{c.alice} is powered on: refusing to power on {c.bob}",
                            step="power_on")
-    c.co["bob_powered_on"] = True
+    c.co.bob_powered_on = True
     c.save()
     m.dest.power_on(c.bob)
 
@@ -295,20 +298,20 @@ def power_on(c: StepContext) -> None:
 def wait_ready(c: StepContext) -> None:
     """Until Bob is ready (lab: his boot check verified every acknowledged block)."""
     info = c.m.dest.wait_ready(c.bob, c.opts.ready_timeout)
-    c.co["bob_ready_at"] = time.time()
-    c.co["bob_ip"] = info.guest_ip
+    c.co.bob_ready_at = time.time()
+    c.co.bob_ip = info.guest_ip
 
 
 def probes(c: StepContext) -> None:
     """TCP ports and the optional command; failure leaves Bob running for the operator."""
     if not c.opts.probes and not c.opts.probe_command:
-        c.co["probes"] = []
+        c.co.probes = []
         return
-    host = c.opts.probe_host or c.co.get("bob_ip")
+    host = c.opts.probe_host or c.co.bob_ip
     env = {"VMIGRATE_VM": c.bob, "VMIGRATE_VM_IP": str(host or "")}
     results = run_probes(host, c.opts.probes, c.opts.probe_command, env=env,
                          deadline_s=c.opts.probe_timeout)
-    c.co["probes"] = [r.to_dict() for r in results]
+    c.co.probes = [r.to_dict() for r in results]
     bad = [r for r in results if not r.ok]
     if bad:
         raise ProbeFailed(

@@ -175,7 +175,7 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
     ours_at_dest = ds.stat(m.dest_folder) is not None and owned_by(ds, m.dest_folder, mid)
     creator = other_pending(ds, m.dest_folder, mid)
     if m.dest.vm_exists(p.target_name) and not (
-            state is not None and (state.cutover or {}).get("registered")):
+            state is not None and state.cutover is not None and state.cutover.registered):
         add(
             "destination name", False, f"a VM named {p.target_name} already exists on {p.destination.host}",
             DestinationExists(

@@ -322,8 +322,7 @@ class MigrationState:
     #: copies of removed disks whose key a new disk reused: kept, never written again
     retired: list[DiskState] = field(default_factory=list)
     in_progress: InProgress | None = None
-    #: the cutover record (steps, timings, flags), owned by :mod:`.cutover`
-    cutover: dict[str, Any] | None = None
+    cutover: CutoverRecord | None = None
 
     # --- reading --------------------------------------------------------------------
     def disk(self, key: int, path: str) -> DiskState | None:
@@ -395,7 +394,7 @@ class MigrationState:
             "disks": {str(k): d.to_json() for k, d in sorted(self.disks.items())},
             "retired": [d.to_json() for d in self.retired],
             "in_progress": None if self.in_progress is None else self.in_progress.to_json(),
-            "cutover": self.cutover,
+            "cutover": None if self.cutover is None else self.cutover.to_json(),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -440,9 +439,7 @@ class MigrationState:
         retired = [DiskState.from_json(v, str(_Reader(v, "retired[]", path).int_("key")), path)
                    for v in retired_raw]
         ip_raw = r.data.get("in_progress")
-        co = r.obj("cutover")
-        if co is not None:
-            CutoverRecord.from_json(co, path)  # checks its fields
+        co = r.data.get("cutover")
         dest = r.obj("dest") or {}
         state = cls(
             migration_id=mid, identity=identity, created=r.float_("created"),
@@ -451,7 +448,7 @@ class MigrationState:
             last_cycle_kind=r.str_("last_cycle_kind", None),
             dest={str(k): str(v) for k, v in dest.items()}, disks=disks, retired=retired,
             in_progress=None if ip_raw is None else InProgress.from_json(ip_raw, path),
-            cutover=co,
+            cutover=None if co is None else CutoverRecord.from_json(co, path),
         )
         if version >= 2:
             notes += state._check_digests(r.data)

@@ -40,10 +40,10 @@ def cmd_abandon(args: argparse.Namespace) -> int:
             raise ParameterError(f"workspace {m.workspace.root} holds no migration: nothing to abandon",
                                  hint="check --params / --workspace", workspace=str(m.workspace.root))
         with m.workspace:
-            co = m.workspace.state.cutover or {}
-            if co.get("status") in ("running", "rolling_back", "probes_failed"):
+            co = m.workspace.state.cutover
+            if co is not None and co.status in ("running", "rolling_back", "probes_failed"):
                 raise ParameterError(
-                    f"a cutover of this migration is {co.get('status')}; it cannot be abandoned now",
+                    f"a cutover of this migration is {co.status}; it cannot be abandoned now",
                     hint="finish it (vmigrate cutover) or roll it back (vmigrate rollback) first")
             vm = m.vm()
             mid = m.workspace.state.migration_id
