@@ -126,6 +126,30 @@ def test_hand_edited_checkpoint_is_detected_and_the_disk_hash_compared(make_lab)
                 if s.name.startswith(VMIGRATE_SNAPSHOT_PREFIX)]
 
 
+def test_edit_of_one_disk_marks_only_that_disk(make_lab) -> None:
+    """Two disks; someone sets disk 2001's change id in ``state.json`` back to an
+    earlier, still valid generation (the host accepts it, so nothing else would
+    notice).  Only that disk's digest differs, so only disk 2001 is
+    hash-compared; disk 2000 keeps its tracked delta."""
+    lab = make_lab(power_on=False)
+    params = lab.write_params()
+    r = lab.cli("sync", "-p", str(params), "--cycles", "2")
+    assert r.returncode == 0, r.stderr
+    state_path = _ws(lab) / "state.json"
+    data = json.loads(state_path.read_text())
+    epoch, gen = data["disks"]["2001"]["change_id"].split("/")
+    assert int(gen) >= 2
+    data["disks"]["2001"]["change_id"] = f"{epoch}/{int(gen) - 1}"
+    state_path.write_text(json.dumps(data, indent=2))
+    r = lab.cli("sync", "-p", str(params), "--cycles", "1")
+    assert r.returncode == 0, r.stderr
+    modes = {d["key"]: d["mode"] for d in _journal(lab, "cycle")[-1]["disks"]}
+    assert modes == {2000: "tracked", 2001: "hash"}, modes
+    notes = [c["detail"] for c in _journal(lab, "state_checked")]
+    assert len(notes) == 1 and "disk(s) 2001 will be hash-compared" in notes[0], notes
+    assert _same(lab, "alice-flat.vmdk") and _same(lab, "alice_1-flat.vmdk")
+
+
 # --- bad state files: one line, exit 2, nothing changed ------------------------------
 
 
