@@ -25,9 +25,9 @@ The check reads the source with :mod:`ast` (nothing is imported):
 What only running the code shows (not checked): names built at run time
 (``import_module(f"{__package__}.{name}")``, ``getattr(obj, "_x")``).
 
-Today's offenders outside ``dataplane/`` are allow-listed below, each with the item that
-removes it, so that CI stays green and any *new* offender fails; an entry that no
-longer occurs fails too, so the list only shrinks.  ``dataplane/`` has none.
+Offenders being removed may be allow-listed below, each with the item that removes it,
+so that CI stays green and any *new* offender fails; an entry that no longer occurs
+fails too, so the list only shrinks.  Today it is empty.
 """
 
 from __future__ import annotations
@@ -47,24 +47,12 @@ PACKAGE = "vmigrate_lib"
 #: and vSphere's API docs call "moid"; pyVmomi has no other accessor).
 NOT_PRIVATE = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults", "_moId"})
 
-_F = f"{PACKAGE}.faces"
-
 #: Runtime import edges (importer, imported) that close a cycle today, outside dataplane/.
-ALLOWED_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset({
-    # issue 10 item 2: faces - cli_cutover imports cli's helpers back (faces/common.py)
-    (f"{_F}.cli_cutover", f"{_F}.cli"),
-})
+#: Empty: faces/ and audit/ were the last (issue 10 item 2, faces/common.py).
+ALLOWED_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset()
 
-#: Private-name uses (module, what) today, outside dataplane/.
-ALLOWED_PRIVATE: frozenset[tuple[str, str]] = frozenset({
-    # issue 10 item 2: faces - cli's helpers made public in faces/common.py
-    (f"{_F}.cli_claim", f"from {_F}.cli import _open"),
-    (f"{_F}.cli_cutover", f"from {_F}.cli import _load"),
-    (f"{_F}.cli_cutover", f"from {_F}.cli import _open"),
-    (f"{_F}.cli_runbook", f"from {_F}.cli import _overrides"),
-    # issue 10 item 2: audit - compare uses plots' private figure helper
-    (f"{PACKAGE}.audit.compare", f"from {PACKAGE}.audit.plots import _figure"),
-})
+#: Private-name uses (module, what) today, outside dataplane/.  Empty since issue 10 item 2.
+ALLOWED_PRIVATE: frozenset[tuple[str, str]] = frozenset()
 
 
 # --------------------------------------------------------------------------- the checker

@@ -59,7 +59,7 @@ def test_every_package_and_the_package_data_ship(monkeypatch: pytest.MonkeyPatch
     this (editable) install reads them where they are. tests/test_wheel.py proves the wheel."""
     from importlib.resources import files
 
-    from vmigrate_lib.audit.runner import RUNBOOKS_ENV, runbooks_dir
+    from vmigrate_lib.faces.papermill_runner import RUNBOOKS_ENV, runbooks_dir
 
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapped: dict[str, str] = tool["package-dir"]

@@ -124,7 +124,7 @@ def test_wheel_installed_outside_the_checkout_runs_the_sync_runbook(tmp_path: Pa
     probe = _run([str(python), "-c", (
         "import json, vmigrate_lib\n"
         "from jupyter_client.kernelspec import KernelSpecManager\n"
-        "from vmigrate_lib.audit.runner import runbooks_dir\n"
+        "from vmigrate_lib.faces.papermill_runner import runbooks_dir\n"
         "print(json.dumps({'lib': vmigrate_lib.__file__, 'runbooks': str(runbooks_dir()),\n"
         "                  'kernels': KernelSpecManager().find_kernel_specs()}))")],
         cwd=work, env=env)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +133,37 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ssh_mode": ("relay", "direct", "auto"),
     "ssh_compress": ("", "zlib", "zstd", "auto"),
 }
+#: Allowed values of the fields that take a word (the CLI's choices come from here too).
+CHOICES = _CHOICES
 _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
               "max_sync_age", "probe_timeout", "ready_timeout", "expected_shutdown",
               "expected_boot"}
+#: Fields holding a duration in seconds (written ``90s``, ``5m``, ``1h`` in a file).
+DURATIONS = frozenset(_DURATIONS)
 _RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16), "ssh_port": (1, 65535)}
 _CHANGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{1,63}\Z")
 #: Never in a file: each run decides (CLI flag, runbook parameter).
 _PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutover --force "
                      "(vmigrate run cutover --force, or the cutover runbook's force "
                      "parameter), never in a params file"}
+
+
+_SECTIONS: dict[str, type] = {"": MigrationParams, "sync": SyncParams, "cutover": CutoverParams}
+
+
+def default_of(section: str, name: str) -> Any:
+    """The schema's default of ``section.name`` (``""``: top level): the one place defaults
+    live, which the CLI's help reads (``default_of("cutover", "max_sync_age")`` -> 600.0)."""
+    for f in fields(_SECTIONS[section]):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            break
+    raise KeyError(f"{section}.{name} has no default in the parameter schema")
 
 
 def _convert(section: str, name: str, value: Any, default: Any) -> Any:

@@ -66,6 +66,19 @@ def parse_duration(value: str | int | float) -> float:
                    "duration in seconds")
 
 
+def fmt_duration(s: float) -> str:
+    """Seconds as a params file writes them, and :func:`parse_duration` reads back:
+    600.0 -> '10m', 5400.0 -> '90m', 7200.0 -> '2h', 2.5 -> '2.5s'."""
+    def num(x: float) -> str:  # no exponent ('1e+06' is not a duration)
+        return f"{x:.3f}".rstrip("0").rstrip(".")
+
+    if s >= 3600 and s % 3600 == 0:
+        return f"{num(s / 3600)}h"
+    if s >= 60 and s % 60 == 0:
+        return f"{num(s / 60)}m"
+    return f"{num(s)}s"
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -8,7 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from vmigrate_lib.audit.runner import pick_kernel
+from vmigrate_lib.faces.papermill_runner import pick_kernel
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "runbooks").glob("*.ipynb")) + sorted((REPO / "notebooks").glob("*.ipynb"))

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from vmigrate_lib.audit.evidence import MANIFEST, verify, verify_or_raise
-from vmigrate_lib.audit.runner import pick_kernel, run_runbook, runbooks_dir
 from vmigrate_lib.audit.tables import read_journal
 from vmigrate_lib.errors import ParameterError
+from vmigrate_lib.faces.papermill_runner import pick_kernel, run_runbook, runbooks_dir
 
 SECRET_VALUE = "s3cr3t-Value-0f-the-t3st"  #: the value conftest's params reference
 

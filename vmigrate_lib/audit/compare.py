@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .evidence import MANIFEST, verify
-from .plots import _figure
+from .plots import new_figure
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -52,7 +52,7 @@ def runs_frame(folders: Iterable[Path]) -> pd.DataFrame:
 
 def downtime_figure(runs: pd.DataFrame) -> Figure:
     """Predicted vs actual downtime of each cutover run."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     cut = runs[runs["runbook"] == "cutover"] if not runs.empty else runs
     if cut.empty:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 import pandas as pd
+from IPython import get_ipython
 
 from ..engine.progress import LineReporter, Reporter, format_event
 from ..units import fmt_bytes, fmt_rate, fmt_secs
@@ -43,10 +44,6 @@ def ipd() -> Any:
 def is_headless() -> bool:
     """True under the runner (papermill) or outside a Jupyter kernel."""
     if os.environ.get(HEADLESS_ENV) == "1":
-        return True
-    try:
-        from IPython import get_ipython
-    except ImportError:
         return True
     ip = get_ipython()
     return ip is None or "IPKernelApp" not in getattr(ip, "config", {})
@@ -173,12 +170,7 @@ class Dashboard(Reporter):
 
 def make_dashboard(title: str, *, budget: float | None = None,
                    history: Iterable[Mapping[str, Any]] = ()) -> Reporter:
-    """A :class:`Dashboard`, or plain lines when ipywidgets or a kernel are missing."""
-    try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
-    except ImportError:
-        return LineReporter()
+    """A :class:`Dashboard`, or plain lines outside an IPython kernel."""
     if get_ipython() is None:
         return LineReporter()
     dash = Dashboard(title, budget=budget, history=history)

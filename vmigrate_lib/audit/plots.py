@@ -22,7 +22,8 @@ from .tables import PHASES, AuditError
 _MIB = 1024.0 * 1024.0
 
 
-def _figure(width: float = 6.4, height: float = 3.6) -> Figure:
+def new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
+    """A figure drawn off screen (Agg, no pyplot state): safe in threads and headless runs."""
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -35,7 +36,7 @@ def _empty(ax: object, text: str) -> None:
 def _per_cycle(cycles: pd.DataFrame, ylabel: str, title: str,
                draw: Callable[[Any], None]) -> Figure:
     """One axes over the cycles, with the common frame (and a note when there are none)."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     if cycles.empty:
         _empty(ax, "no cycles yet")
@@ -97,7 +98,7 @@ def _predicted(ax: Any, cycles: pd.DataFrame) -> bool:
 def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
              actual: float | None = None) -> Figure:
     """Predicted downtime after each cycle against the budget, and the actual one."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     drawn = _predicted(ax, cycles)
     if budget is None and not cycles.empty and cycles["budget_s"].notna().any():
@@ -123,7 +124,7 @@ def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
 
 def dashboard_figure(cycles: pd.DataFrame, *, budget: float | None = None) -> Figure:
     """The live plot: delta size and duration per cycle, predicted downtime vs budget."""
-    fig = _figure(9.0, 3.4)
+    fig = new_figure(9.0, 3.4)
     ax1, ax3 = fig.subplots(1, 2)
     if cycles.empty:
         _empty(ax1, "waiting for the first cycle")

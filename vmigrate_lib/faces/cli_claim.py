@@ -9,15 +9,16 @@ be the one the claim shows, so a live migration is never released by accident.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
+from ..engine.claim import release_claim
 from ..errors import ParameterError
-
-WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+from ..session import close_migration
+from .common import WithParams, open_from_args
 
 
 def register(sub: Any, with_params: WithParams) -> None:
+    """Add ``abandon`` and ``release-claim``."""
     p = with_params(sub.add_parser(
         "abandon", help="give up this migration: release its claim on the source VM"))
     p.set_defaults(func=cmd_abandon)
@@ -29,11 +30,7 @@ def register(sub: Any, with_params: WithParams) -> None:
 
 
 def cmd_abandon(args: argparse.Namespace) -> int:
-    from ..engine.claim import release_claim
-    from ..session import close_migration
-    from .cli import _open
-
-    m = _open(args)
+    m = open_from_args(args)
     try:
         state = m.workspace.current
         if state is None:
@@ -58,11 +55,7 @@ def cmd_abandon(args: argparse.Namespace) -> int:
 
 
 def cmd_release_claim(args: argparse.Namespace) -> int:
-    from ..engine.claim import release_claim
-    from ..session import close_migration
-    from .cli import _open
-
-    m = _open(args)
+    m = open_from_args(args)
     try:
         vm = m.vm()
         why = "stale claim released by the operator"

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import params as params_mod
+from ..audit.evidence import verify_or_raise
 from ..errors import ParameterError
 from ..paramfile import read_params_file
-
-WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+from .common import WithParams, overrides, positive_duration_arg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .. import params as params_mod
-    from ..audit.runner import run_runbook
-    from .cli import _overrides
+    # papermill and pandas take seconds to import: only this command needs them
+    from .papermill_runner import run_runbook
 
     # read strictly here; run_runbook checks the parameters (the runbook's own check)
     # before it archives anything or starts a kernel
-    raw = params_mod.merge(read_params_file(Path(args.params)), _overrides(args))
+    raw = params_mod.merge(read_params_file(Path(args.params)), overrides(args))
     if "force" in raw:
         raise ParameterError("parameter force does not belong in a params file",
                              hint="overriding a no-go is decided per run: vmigrate run "
@@ -53,23 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
-    from ..audit.evidence import verify_or_raise
-
     report = verify_or_raise(Path(args.dir))
     print(f"evidence {args.dir} verified: {report.checked} files match the manifest")
     return 0
-
-
-def _timeout(text: str) -> float:
-    from ..units import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def register(sub: Any, with_params: WithParams) -> None:
@@ -77,7 +62,7 @@ def register(sub: Any, with_params: WithParams) -> None:
     p = with_params(sub.add_parser(
         "run", help="execute a runbook (papermill) and archive its evidence"))
     p.add_argument("runbook", choices=["sync", "cutover"])
-    p.add_argument("--timeout", type=_timeout, default=None,
+    p.add_argument("--timeout", type=positive_duration_arg, default=None,
                    help="per-cell execution timeout (e.g. 30m); a timeout fails the run")
     p.add_argument("--kernel", default=None,
                    help="Jupyter kernel name (default: vmigrate, else python3)")

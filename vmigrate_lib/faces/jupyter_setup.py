@@ -19,8 +19,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from ..audit.runner import KERNEL_HISTORY_OFF, KERNEL_NAME
 from ..errors import InputError, VmigrateError
+from .papermill_runner import KERNEL_HISTORY_OFF, KERNEL_NAME
 
 DISPLAY_NAME = "Python (vmigrate)"
 SETTINGS_PACKAGE = "vmigrate_lib.jupyter_settings"

@@ -1,4 +1,5 @@
-"""What the runbook cells call: parameter checks, the sync loop, audit outputs.
+"""The notebook face: what the runbook cells call (parameter checks, the sync loop,
+the cutover, audit outputs, display).
 
 The notebooks stay thin (one call per step) so that what runs under papermill,
 by hand in JupyterLab and in the tests is the same library code.  papermill
@@ -8,7 +9,8 @@ parameters cell declared and stops on anything unknown or malformed.
 
 A runbook's parameters are the params file's top-level keys (one schema,
 :mod:`vmigrate_lib.params`, for the CLI and both runbooks), plus ``force`` for
-the cutover runbook: a per-run decision that no params file may carry.
+the cutover runbook: a per-run decision that no params file may carry.  This
+module drives the engine; :mod:`vmigrate_lib.audit` only reads what it records.
 """
 
 from __future__ import annotations
@@ -18,17 +20,32 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from ..audit import plots
+from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles
+from ..audit.tables import (
+    PREDICTION_TYPE,
+    cutover_summary,
+    cycles_frame,
+    read_journal,
+    save_frames,
+    steps_frame,
+)
 from ..engine.context import Migration
+from ..engine.converge import run_until_converged
+from ..engine.cutover import run_cutover
+from ..engine.cutover_steps import CutoverOptions, current_plan
+from ..engine.cycle import CycleOutcome
+from ..engine.planner import Plan
+from ..engine.preflight import PreflightReport, run_preflight
 from ..engine.progress import Reporter
+from ..engine.workspace import Workspace
 from ..errors import ParameterError
 from ..params import MigrationParams, validate
-from . import plots
-from .tables import PREDICTION_TYPE, cycles_frame, save_frames, steps_frame
-
-if TYPE_CHECKING:
-    from ..engine.preflight import PreflightReport
+from ..session import close_migration, open_migration
 
 #: MIME type of the machine-readable result a runbook displays; the runner reads it.
 RESULT_MIME = "application/vnd.vmigrate.result+json"
@@ -113,8 +130,9 @@ def check_parameters(kind: str, given: Mapping[str, Any],
                              hint="name the person running this change", parameter="operator")
     force = given.get("force")
     force = False if force is None else force
-    if not isinstance(force, bool):
-        raise ParameterError(f"parameter force must be True or False, got {force!r}",
+    if not isinstance(force, bool):  # the rejected value is never repeated
+        raise ParameterError("parameter force must be True or False",
+                             hint="write force = True to go on a no-go, else leave it out",
                              parameter="force")
     return RunbookParams(kind, migration, force)
 
@@ -136,8 +154,6 @@ def validate_parameters(kind: str, namespace: Mapping[str, Any],
 
 def open_run(run: RunbookParams, reporter: Reporter) -> Migration:
     """Connect both hosts and load the workspace (nothing is changed yet)."""
-    from ..session import open_migration
-
     return open_migration(run.migration, reporter)
 
 
@@ -182,10 +198,6 @@ def sync_until_converged(m: Migration, run: RunbookParams,
     """Seed if needed, then delta cycles on the planner's advice until a cutover fits the
     budget: the loop of ``vmigrate sync --until-converged`` (``sync.max_cycles``,
     ``sync.target_interval``).  ``report``: the preflight step's (not run again)."""
-    from ..engine.converge import run_until_converged
-    from ..engine.cycle import CycleOutcome
-    from ..engine.planner import Plan
-
     p = run.migration
     last: list[Prediction] = []
 
@@ -214,35 +226,23 @@ def sync_until_converged(m: Migration, run: RunbookParams,
 # --- cutover ---------------------------------------------------------------------------------
 
 
-def cutover_options(run: RunbookParams) -> Any:
+def cutover_options(run: RunbookParams) -> CutoverOptions:
     """The engine's CutoverOptions: the ``cutover`` section, and this run's ``force``."""
-    from ..engine.cutover_steps import CutoverOptions
-
     return CutoverOptions.from_params(run.migration.cutover,
                                       budget=run.migration.downtime_budget, force=run.force)
 
 
 def show_plan(m: Migration, run: RunbookParams) -> dict[str, Any]:
     """What go/no-go will see: the planner's prediction now, and the cycles so far."""
-    from ..engine.cutover_steps import current_plan
-    from .tables import read_journal
-
     p = current_plan(m, cutover_options(run), run.migration.downtime_budget)
     print(p.summary(), flush=True)
     print(p.advice, flush=True)
-    try:
-        from .dashboard import ipd, readable_cycles
-
-        ipd().display(readable_cycles(cycles_frame(read_journal(m.workspace.journal.path))))
-    except ImportError:
-        pass
+    ipd().display(readable_cycles(cycles_frame(read_journal(m.workspace.journal.path))))
     return p.to_dict()
 
 
 def cutover(m: Migration, run: RunbookParams) -> dict[str, Any]:
     """Run (or resume) the cutover under the workspace lock; returns its result record."""
-    from ..engine.cutover import run_cutover
-
     note_run(m, run)
     with m.workspace:
         res = run_cutover(m, cutover_options(run))
@@ -263,6 +263,7 @@ class AuditOutputs:
 
 
 def audit_folder(workspace: Path) -> Path:
+    """``<workspace>/audit``: the plain CSV/PNG copies a hand run leaves."""
     return Path(workspace) / "audit"
 
 
@@ -271,9 +272,7 @@ def save_audit(workspace: Path, *, budget: float | None = None,
                folder: Path | None = None) -> AuditOutputs:
     """Write cycles/steps CSV and the four figures to ``<workspace>/audit`` (or ``folder``)
     and display them: the evidence keeps plain files beside every widget."""
-    from .tables import cutover_summary, read_journal
-
-    records = read_journal(Path(workspace) / "journal.jsonl")
+    records = read_journal(Workspace(workspace).journal.path)
     if actual_downtime is None:
         done = cutover_summary(records)
         actual_downtime = done.get("actual_downtime_s") if done else None
@@ -289,8 +288,6 @@ def save_audit(workspace: Path, *, budget: float | None = None,
     files = save_frames({"cycles": cycles, "steps": steps}, folder)
     files += plots.save_figures(figs, folder)
     if show:
-        from .dashboard import ipd
-
         d = ipd()
         d.display(d.Markdown("**Cycles**"))
         d.display(cycles)
@@ -307,12 +304,7 @@ def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]
               "operator": run.migration.operator, **data}
     text = json.dumps(result, sort_keys=True, default=str)
     print(f"RESULT {text}", flush=True)
-    try:
-        from .dashboard import ipd
-
-        ipd().display({RESULT_MIME: json.loads(text), "text/plain": text}, raw=True)
-    except ImportError:
-        pass
+    ipd().display({RESULT_MIME: json.loads(text), "text/plain": text}, raw=True)
     return result
 
 
@@ -321,11 +313,8 @@ def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]
 
 def dashboard(run: RunbookParams) -> Reporter:
     """Show the live dashboard, seeded with the cycles already in the workspace journal."""
-    from .dashboard import make_dashboard
-    from .tables import read_journal
-
     p = run.migration
-    history = read_journal(Path(p.workspace) / "journal.jsonl")
+    history = read_journal(Workspace(p.workspace).journal.path)
     title = f"{run.kind}: {p.vm} -> {p.target_name} ({run.change_id})"
     return make_dashboard(title, budget=p.downtime_budget, history=history)
 
@@ -334,17 +323,8 @@ def preflight(m: Migration) -> PreflightReport:
     """Run preflight (changes nothing) and show its checks as a table; raise on failure.
 
     Pass the report on to :func:`sync_until_converged`, which then does not run it again."""
-    import pandas as pd
-
-    from ..engine.preflight import run_preflight
-
     report = run_preflight(m, raise_on_failure=False)
-    try:
-        from .dashboard import ipd
-
-        ipd().display(pd.DataFrame(report.to_dict()["checks"]))
-    except ImportError:
-        pass
+    ipd().display(pd.DataFrame(report.to_dict()["checks"]))
     err = report.first_error()
     if err is not None:
         raise err
@@ -353,14 +333,10 @@ def preflight(m: Migration) -> PreflightReport:
 
 def finish(reporter: Reporter) -> None:
     """Plain table and PNG beside the widget (no-op for a plain-line reporter)."""
-    from .dashboard import Dashboard
-
     if isinstance(reporter, Dashboard):
         reporter.finish()
 
 
 def close(m: Migration) -> None:
     """Close both hosts' connections and data-plane handles."""
-    from ..session import close_migration
-
     close_migration(m)

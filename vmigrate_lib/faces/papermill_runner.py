@@ -27,17 +27,19 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TextIO
 
+import papermill as pm
 import yaml
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillExecutionError
 
 from .. import errors
-from ..errors import InputError, ParameterError, VmigrateError
-from ..fsfaults import disk_full
-from ..paramfile import shown
-from .dashboard import HEADLESS_ENV
-from .evidence import (
+from ..audit.dashboard import HEADLESS_ENV
+from ..audit.evidence import (
     EvidenceError,
     make_private,
     private_dirs,
@@ -45,8 +47,19 @@ from .evidence import (
     write_manifest,
     write_private,
 )
-from .provenance import environment, git_info, redact, secret_refs
-from .runbook import RESULT_MIME, RUNBOOK_PARAMETERS, check_parameters, save_audit
+from ..audit.provenance import environment, git_info, redact, secret_refs
+from ..engine.workspace import Workspace
+from ..errors import InputError, ParameterError, VmigrateError
+from ..fsfaults import disk_full
+from ..paramfile import shown
+from ..units import parse_duration
+from .notebook import (
+    RESULT_MIME,
+    RUNBOOK_PARAMETERS,
+    RunbookParams,
+    check_parameters,
+    save_audit,
+)
 
 #: Name of the kernel set-up installs (jupyter/install.sh); python3 is the fallback.
 KERNEL_NAME = "vmigrate"
@@ -85,15 +98,11 @@ def runbooks_dir() -> Path:
     env = os.environ.get(RUNBOOKS_ENV)
     if env:
         return Path(env)
-    from importlib.resources import files
-
     return Path(str(files("vmigrate_lib.runbooks")))
 
 
 def pick_kernel(name: str | None = None) -> str:
     """The named kernel if installed, else ``vmigrate``, else ``python3``."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
     specs = KernelSpecManager().find_kernel_specs()
     if name:
         if name not in specs:
@@ -111,8 +120,6 @@ def pick_kernel(name: str | None = None) -> str:
 def history_off_args(kernel: str) -> list[str]:
     """The :data:`KERNEL_HISTORY_OFF` arguments the kernel's spec does not already give
     (a traitlets option given twice kills the kernel at start)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
     argv = KernelSpecManager().get_kernel_spec(kernel).argv
     given = {a.split("=", 1)[0] for a in argv}
     return [a for a in KERNEL_HISTORY_OFF if a.split("=", 1)[0] not in given]
@@ -129,7 +136,7 @@ def _slug(text: str) -> str:
 
 def evidence_root(workspace: Path) -> Path:
     """``<workspace>/evidence`` (the workspace as the checked parameters resolve it)."""
-    return (Path(workspace) / "evidence").resolve()
+    return Workspace(workspace).evidence_dir.resolve()
 
 
 def _new_folder(root: Path, kind: str, change: Any, *, own_root: bool) -> Path:
@@ -257,48 +264,96 @@ def run_runbook(
     stream: TextIO | None = None,
     runbook: Path | None = None,
 ) -> RunResult:
-    """Execute the ``kind`` runbook with ``params`` and archive everything; never raises
-    for a failing run (the result says failed), only for refused parameters (nothing
-    written, no kernel started) or when no archive can be written."""
-    if kind not in RUNBOOK_PARAMETERS:
-        raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
+    """Execute the ``kind`` runbook with ``params`` under papermill and archive the run.
+
+    A pipeline (compare papermill's ``execute_notebook``): check the parameters
+    (:func:`_validate`), make a new private evidence folder (:func:`_prepare_folder`),
+    execute (:func:`_execute`), archive what the run produced (:func:`_archive`),
+    redact and seal it with a manifest (:func:`_seal`) and journal where it went
+    (:func:`_journal_archived`).
+
+    Parameters
+    ----------
+    kind
+        ``sync`` or ``cutover``: which runbook (``<runbooks_dir()>/<kind>.ipynb``).
+    params
+        The runbook's parameters: the params file's top-level keys, and ``force`` for a
+        cutover.  Checked with the runbook's own check before anything is written or a
+        kernel starts; keys not given are injected as None ("not given").
+    params_file
+        The YAML file ``params`` came from, if any: archived verbatim beside them.
+    cwd
+        Where the kernel runs and relative paths (the workspace) resolve; default: here.
+    out_root
+        Where run folders go; default ``<workspace>/evidence`` (then made 0700 too; a
+        folder the operator names is never tightened, only the run folder in it).
+    kernel_name
+        A Jupyter kernel; default ``vmigrate``, else ``python3`` (:func:`pick_kernel`).
+    cell_timeout
+        Seconds one cell may run; a longer one fails the run as ``timeout``.  None: no limit.
+    stream
+        Where the cells' output is echoed while they run (None: nowhere).
+    runbook
+        Another notebook to run instead of the shipped one (tests, a site's own copy).
+
+    Returns the :class:`RunResult` (status ok | failed | timeout, the folder, the exit
+    code): a failing run does not raise.  Raises :class:`ParameterError` /
+    :class:`InputError` for refused parameters, an unknown kernel or a missing runbook
+    (nothing written, no kernel started), and :class:`LocalDiskFull` or
+    :class:`EvidenceError` when no archive can be written.
+    """
     cwd = Path(cwd or Path.cwd()).resolve()
-    unknown = [k for k in params if not isinstance(k, str) or k not in RUNBOOK_PARAMETERS[kind]]
-    if unknown:  # named here, bounded: a file may hold thousands of keys
-        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise ParameterError(f"unknown parameter {shown(unknown[0])}{more} for the {kind} runbook",
-                             hint="known parameters: "
-                             + ", ".join(sorted(RUNBOOK_PARAMETERS[kind])),
-                             parameter=shown(unknown[0]))
-    checked = check_parameters(kind, injected(kind, params), base_dir=cwd)
+    checked = _validate(kind, params, cwd)
     source = Path(runbook) if runbook else runbooks_dir() / f"{kind}.ipynb"
     if not source.exists():
         raise InputError(f"runbook {source} not found", hint=f"set ${RUNBOOKS_ENV}")
     kernel = pick_kernel(kernel_name)
+    ws = Workspace(checked.migration.workspace)
     try:
-        return _execute(kind, params, checked.migration.workspace, source, kernel,
-                        params_file=params_file, cwd=cwd, out_root=out_root,
-                        cell_timeout=cell_timeout, stream=stream)
+        folder = _prepare_folder(kind, params, params_file, out_root, ws)
+        offset = ws.journal.path.stat().st_size if ws.journal.path.exists() else 0
+        run = _execute(kind, params, source, folder, kernel, cwd=cwd,
+                       cell_timeout=cell_timeout, stream=stream)
+        notes = _archive(folder, kind, params, source, kernel, ws, offset)
+        record = {
+            "runbook": kind, "status": run.status, "started": run.started, "ended": run.ended,
+            "duration_s": round(run.ended - run.started, 3), "error": run.error,
+            "result": run.result, "change_id": params.get("change_id"),
+            "operator": params.get("operator"), "kernel": kernel, "cwd": str(cwd),
+            "params_file": str(params_file or ""), "journal_offset": offset,
+            "cell_timeout": cell_timeout, **notes,
+        }
+        redactions, manifest = _seal(folder, record, params)
+        _journal_archived(ws, kind, run.status, folder, manifest)
     except OSError as exc:
         full = disk_full(exc)
         if full is None:
             raise
         raise full from exc
+    return RunResult(kind, run.status, folder, run.exit_code, run.error, run.result, redactions)
 
 
-def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path, kernel: str,
-             *, params_file: Path | None, cwd: Path, out_root: Path | None,
-             cell_timeout: float | None, stream: TextIO | None) -> RunResult:
-    """Run papermill into a new private evidence folder, then archive and seal it."""
-    import papermill as pm
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
+def _validate(kind: str, params: Mapping[str, Any], cwd: Path) -> RunbookParams:
+    """The runbook's own parameter check, run here first; unknown names are named bounded
+    (a file may hold thousands of keys)."""
+    if kind not in RUNBOOK_PARAMETERS:
+        raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
+    unknown = [k for k in params if not isinstance(k, str) or k not in RUNBOOK_PARAMETERS[kind]]
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ParameterError(f"unknown parameter {shown(unknown[0])}{more} for the {kind} runbook",
+                             hint="known parameters: "
+                             + ", ".join(sorted(RUNBOOK_PARAMETERS[kind])),
+                             parameter=shown(unknown[0]))
+    return check_parameters(kind, injected(kind, params), base_dir=cwd)
 
-    root = Path(out_root) if out_root else evidence_root(workspace)
+
+def _prepare_folder(kind: str, params: Mapping[str, Any], params_file: Path | None,
+                    out_root: Path | None, ws: Workspace) -> Path:
+    """A new private run folder holding the parameters (and the params file) as given;
+    if even they cannot be written, no half folder stays."""
+    root = Path(out_root) if out_root else evidence_root(ws.root)
     folder = _new_folder(root, kind, params.get("change_id"), own_root=out_root is None)
-    journal = workspace / "journal.jsonl"
-    offset = journal.stat().st_size if journal.exists() else 0
-
     try:
         write_private(folder / "parameters.yaml", yaml.safe_dump(
             json.loads(json.dumps(dict(params), default=str)), sort_keys=True).encode())
@@ -308,6 +363,28 @@ def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path
     except OSError:
         shutil.rmtree(folder, ignore_errors=True)  # nothing ran yet: no half archive stays
         raise
+    return folder
+
+
+@dataclass
+class Execution:
+    """How papermill's run ended: status ok | failed | timeout, and the error if any."""
+
+    status: str
+    started: float
+    ended: float
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "ok" else int((self.error or {}).get("exit_code", 1))
+
+
+def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, kernel: str,
+             *, cwd: Path, cell_timeout: float | None, stream: TextIO | None) -> Execution:
+    """Run papermill into ``folder/<kind>.ipynb``; classify how it ended, and mark the
+    notebook failed where papermill does not (timeout, dead kernel, interrupt)."""
     out_nb = folder / f"{kind}.ipynb"
     started = time.time()
     status, error = "ok", None
@@ -340,14 +417,20 @@ def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path
     ended = time.time()
     if not out_nb.exists():  # papermill failed before writing anything
         nbformat = _nbf()
-        nb = nbformat.read(source, as_version=4)
-        nbformat.write(nb, out_nb)
+        nbformat.write(nbformat.read(source, as_version=4), out_nb)
         mark_failed(out_nb, source, params, status, str((error or {}).get("message")))
+    return Execution(status, started, ended, error, read_result(out_nb))
 
+
+def _archive(folder: Path, kind: str, params: Mapping[str, Any], source: Path, kernel: str,
+             ws: Workspace, offset: int) -> dict[str, Any]:
+    """HTML export, the journal slice this run appended, the audit CSV/PNG, versions and
+    the runbook's commit; returns notes for ``run.json`` (what could not be made)."""
     notes: dict[str, Any] = {}
-    html_error = export_html(out_nb, folder / f"{kind}.html")
+    html_error = export_html(folder / f"{kind}.ipynb", folder / f"{kind}.html")
     if html_error:
         notes["html_export_error"] = html_error
+    journal = ws.journal.path
     slice_bytes = b""
     if journal.exists():
         with open(journal, "rb") as f:
@@ -355,41 +438,45 @@ def _execute(kind: str, params: Mapping[str, Any], workspace: Path, source: Path
             slice_bytes = f.read()
     (folder / "journal.jsonl").write_bytes(slice_bytes)
     if journal.exists():
-        budget = params.get("downtime_budget")
         try:
-            from ..units import parse_duration
-
-            b = parse_duration(budget) if isinstance(budget, (int, float, str)) else None
-        except ValueError:
-            b = None
-        try:
-            save_audit(journal.parent, budget=b, show=False, folder=folder / "audit")
+            save_audit(ws.root, budget=_budget(params), show=False, folder=folder / "audit")
         except VmigrateError as exc:
             notes["audit_error"] = exc.one_line()
     (folder / "environment.json").write_text(json.dumps(environment(kernel), indent=2))
     (folder / "git.json").write_text(json.dumps(git_info(source), indent=2))
+    return notes
 
-    result = read_result(out_nb)
-    exit_code = 0 if status == "ok" else int((error or {}).get("exit_code", 1))
-    run = {
-        "runbook": kind, "status": status, "started": started, "ended": ended,
-        "duration_s": round(ended - started, 3), "error": error, "result": result,
-        "change_id": params.get("change_id"), "operator": params.get("operator"),
-        "kernel": kernel, "cwd": str(cwd), "params_file": str(params_file or ""),
-        "journal_offset": offset, "cell_timeout": cell_timeout, **notes,
-    }
-    (folder / "run.json").write_text(json.dumps(run, indent=2, default=str))
-    if status != "ok":
-        (folder / "FAILED").write_text(f"{status}: {(error or {}).get('message', '')}\n")
+
+def _budget(params: Mapping[str, Any]) -> float | None:
+    """The downtime budget for the audit plot, if the parameters give a readable one."""
+    budget = params.get("downtime_budget")
+    if not isinstance(budget, (int, float, str)):
+        return None
+    try:
+        return parse_duration(budget)
+    except ValueError:
+        return None
+
+
+def _seal(folder: Path, record: dict[str, Any], params: Mapping[str, Any]
+          ) -> tuple[dict[str, int], Path]:
+    """Write ``run.json`` (and ``FAILED``), redact the referenced secrets' values from
+    every file, make the folder private and write the manifest last."""
+    (folder / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    if record["status"] != "ok":
+        (folder / "FAILED").write_text(
+            f"{record['status']}: {(record['error'] or {}).get('message', '')}\n")
     redactions = redact(folder, secret_refs(params))
     if redactions:
-        run["redactions"] = redactions
-        (folder / "run.json").write_text(json.dumps(run, indent=2, default=str))
+        record["redactions"] = redactions
+        (folder / "run.json").write_text(json.dumps(record, indent=2, default=str))
     make_private(folder)
-    manifest = write_manifest(folder)
-    if (journal.parent / "state.json").exists():
-        from ..engine.workspace import Journal
+    return redactions, write_manifest(folder)
 
-        Journal(journal).append("evidence_archived", runbook=kind, status=status,
-                                folder=str(folder), manifest_sha256=sha256_file(manifest))
-    return RunResult(kind, status, folder, exit_code, error, result, redactions)
+
+def _journal_archived(ws: Workspace, kind: str, status: str, folder: Path,
+                      manifest: Path) -> None:
+    """Note the sealed folder in the workspace's journal (if the run made a migration)."""
+    if ws.state_path.exists():
+        ws.journal.append("evidence_archived", runbook=kind, status=status,
+                          folder=str(folder), manifest_sha256=sha256_file(manifest))
