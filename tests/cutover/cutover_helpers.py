@@ -1,36 +1,30 @@
-"""Fixtures and checks of the cutover tests: a real lab with a writing Alice, synced.
-
-Not a ``conftest.py`` (see tests/lab/lab_helpers.py): test modules import what
-they use.  ``Watch`` polls both VMs' power state in a thread for the whole test,
+"""Checks of the cutover tests: a real lab with a writing Alice (fixtures in
+tests/cutover/conftest.py).  ``Watch`` polls both VMs' power state in a thread for the whole test,
 so "never two copies powered on" is checked all the time, not only at the end.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from tests.fsproof import sha
 from vmigrate_lib import params as params_mod
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.engine.context import Migration
-from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
+from vmigrate_lib.lab.lifecycle import create_vm, lab_up
 from vmigrate_lib.lab.verify import verify_copy
 from vmigrate_lib.lab.workload import WorkloadSpec
-from vmigrate_lib.session import close_migration, open_migration
+from vmigrate_lib.session import open_migration
 
 MiB = 1 << 20
 DISKS = ((2000, "alice-flat.vmdk", "bob-flat.vmdk"), (2001, "alice_1-flat.vmdk", "bob_1-flat.vmdk"))
@@ -79,13 +73,6 @@ def make_lab(tmp_path: Path, rate: float = 2.0, disks: tuple[int, ...] = (16 * M
     return Lab(root, pf, a, b)
 
 
-@pytest.fixture(name="lab")
-def lab_fixture(tmp_path: Path) -> Iterator[Lab]:
-    lb = make_lab(tmp_path)
-    yield lb
-    lab_down(lb.root, timeout=5)
-
-
 def open_idle_bob(lb: Lab) -> Migration:
     """A migration whose Bob does not write once started, so his disks can be compared."""
     m = open_migration(lb.params())
@@ -93,51 +80,55 @@ def open_idle_bob(lb: Lab) -> Migration:
     return m
 
 
-@pytest.fixture(name="mig")
-def mig_fixture(lab: Lab) -> Iterator[Migration]:
-    """Alice synced (seed + 2 deltas) while writing; the workspace lock is held."""
-    m = open_idle_bob(lab)
-    try:
-        with m.workspace:
-            run_cycles(m, 3, interval=0.3)
-            yield m
-    finally:
-        close_migration(m)
-
-
 class Watch:
-    """Polls both power states; ``both`` counts the samples where both were on."""
+    """Polls both power states in a thread for the whole ``with`` block.
 
-    def __init__(self, lb: Lab) -> None:
+    Only samples that read both states count: reading a VM that is being
+    unregistered can raise, and a watcher that counted those would pass with no
+    evidence at all.  On entry it waits for a first good sample (the watch is live
+    before the action starts); on exit it asserts that no good sample saw both VMs
+    on, that at least ``min_samples`` were good, and that at most
+    ``max_error_rate`` of the attempts raised (the first errors are shown)."""
+
+    def __init__(self, lb: Lab, min_samples: int = 10, max_error_rate: float = 0.1) -> None:
         self.lb = lb
+        self.min_samples = min_samples
+        self.max_error_rate = max_error_rate
         self.both = 0
-        self.samples = 0
+        self.samples = 0  # good samples: both states read
+        self.errors: list[str] = []
+        self._first = threading.Event()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.lb.alice_on() and self.lb.bob_on():
-                    self.both += 1
-            except Exception:
-                pass
-            self.samples += 1
-            time.sleep(0.005)
+                both_on = self.lb.alice_on() and self.lb.bob_on()
+            except Exception as exc:  # counted against the tolerated error rate
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            else:
+                self.samples += 1
+                self.both += both_on
+                self._first.set()
+            self._stop.wait(0.005)
 
     def __enter__(self) -> Watch:
         self._t.start()
+        if not self._first.wait(30):
+            self._stop.set()
+            raise AssertionError(f"the watch never read both power states: {self.errors[:3]}")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
-        assert self.samples > 0
+        attempts = self.samples + len(self.errors)
         assert self.both == 0, f"both VMs were powered on in {self.both} samples"
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+        assert self.samples >= self.min_samples, (
+            f"only {self.samples} good samples (need {self.min_samples}); errors: {self.errors[:3]}")
+        assert len(self.errors) <= self.max_error_rate * attempts, (
+            f"{len(self.errors)} of {attempts} samples raised: {self.errors[:3]}")
 
 
 def assert_bob_has_every_acked_block(lb: Lab, *, exact: bool | None = None) -> None:
@@ -172,6 +163,6 @@ def cli(lb: Lab, *args: str, env: dict[str, str] | None = None,
 
 
 def journal(lb: Lab, type_: str | None = None) -> list[dict[str, Any]]:
-    from vmigrate_lib.engine.workspace import Journal
+    from vmigrate_lib.engine.workspace import Workspace
 
-    return list(Journal(lb.params().workspace / "journal.jsonl").records(type_))
+    return list(Workspace(lb.params().workspace).journal.records(type_))

@@ -16,6 +16,7 @@ import yaml
 
 from vmigrate_lib.audit.evidence import MANIFEST, verify, verify_or_raise
 from vmigrate_lib.audit.tables import read_journal
+from vmigrate_lib.engine.workspace import Workspace
 from vmigrate_lib.errors import ParameterError
 from vmigrate_lib.faces.papermill_runner import pick_kernel, run_runbook, runbooks_dir
 
@@ -83,7 +84,7 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     done = steps[(steps["type"] == "step") & (steps["status"] == "done")]["step"].tolist()
     assert done[:3] == ["go_no_go", "shutdown", "final_sync"] and done[-1] == "probes"
     # the workspace journal records every archive with its manifest digest
-    ws = read_journal(lab / "workspaces" / "alice" / "journal.jsonl")
+    ws = read_journal(Workspace(lab / "workspaces" / "alice").journal.path)
     archived = [r for r in ws if r["type"] == "evidence_archived"]
     assert [a["status"] for a in archived] == ["ok", "ok"]
 
