@@ -1,30 +1,42 @@
 """The CLI, killed between any two cutover steps, resumes (or rolls back) cleanly.
 
-The cutover runs in a subprocess; ``VMIGRATE_CUTOVER_FAULT=after:<step>`` makes
-it ``os._exit`` right after a step was recorded, as a kill -9 would.
+The cutover runs in a subprocess: ``cutover_killer.py`` (a test-only entry point)
+runs the CLI with a cutover hook that calls ``os._exit`` right after a step was
+recorded, as a kill -9 would.  Production code has no switch for it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from cutover_helpers import (  # type: ignore[import-not-found]
+
+from tests.cutover.cutover_helpers import (
     Lab,
     Watch,
     assert_alice_back,
     assert_bob_has_every_acked_block,
     cli,
     journal,
-    lab_fixture,  # noqa: F401 - fixture "lab"
 )
-
-from vmigrate_lib.engine.cutover import FAULT_ENV, STEP_NAMES
+from vmigrate_lib.engine.cutover import STEP_NAMES
 from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.session import close_migration, open_migration
 
 FAST = ("--shutdown-time", "1s", "--boot-time", "1s")
+KILLER = Path(__file__).with_name("cutover_killer.py")
+
+
+def killed_cli(lb: Lab, spec: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI through the test-only entry point that dies at ``spec`` (``after:<step>``)."""
+    return subprocess.run(
+        [sys.executable, str(KILLER), spec, *args, "--params", str(lb.params_file)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
 
 
 @pytest.fixture(name="synced")
@@ -54,7 +66,7 @@ def assert_migrated(lb: Lab) -> None:
 @pytest.mark.parametrize("step", [s for s in STEP_NAMES if s != "done"])
 def test_killed_after_step_resumes(synced: Lab, step: str) -> None:
     with Watch(synced):
-        r = cli(synced, "cutover", *FAST, env={FAULT_ENV: f"after:{step}"})
+        r = killed_cli(synced, f"after:{step}", "cutover", *FAST)
         assert r.returncode == 137, r.stderr
         co = state(synced)["cutover"]
         assert isinstance(co, dict) and co["steps"][step]["status"] == "done"
@@ -72,7 +84,7 @@ def test_killed_after_step_resumes(synced: Lab, step: str) -> None:
 
 def test_killed_after_shutdown_then_rollback(synced: Lab) -> None:
     with Watch(synced):
-        assert cli(synced, "cutover", *FAST, env={FAULT_ENV: "after:shutdown"}).returncode == 137
+        assert killed_cli(synced, "after:shutdown", "cutover", *FAST).returncode == 137
         assert not synced.alice_on()
         r = cli(synced, "rollback")
         assert r.returncode == 0, r.stderr
@@ -85,7 +97,7 @@ def test_killed_after_shutdown_then_rollback(synced: Lab) -> None:
 
 def test_killed_after_ready_rollback_needs_consent(synced: Lab) -> None:
     with Watch(synced):
-        assert cli(synced, "cutover", *FAST, env={FAULT_ENV: "after:wait_ready"}).returncode == 137
+        assert killed_cli(synced, "after:wait_ready", "cutover", *FAST).returncode == 137
         r = cli(synced, "rollback")
         assert r.returncode == 2 and "yes-lose-bob-writes" in r.stderr
         assert synced.bob_on()
@@ -93,6 +105,21 @@ def test_killed_after_ready_rollback_needs_consent(synced: Lab) -> None:
         assert r.returncode == 0, r.stderr
     assert "lost" in r.stdout
     assert_alice_back(synced)
+
+
+def test_no_environment_variable_stops_a_cutover(synced: Lab) -> None:
+    """An operator's shell (or a Jupyter kernel) that carries the old test switch
+    ``VMIGRATE_CUTOVER_FAULT`` runs a whole cutover: production code reads no test
+    switch from the environment (before: ``os._exit(137)`` right after the shutdown,
+    Alice stopped and the CLI gone without a word).  The lab only; the switch was
+    host-independent."""
+    env = {**os.environ, "VMIGRATE_CUTOVER_FAULT": "after:shutdown"}
+    with Watch(synced):
+        r = subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", "cutover", *FAST,
+                            "--params", str(synced.params_file)],
+                           capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert r.returncode == 0, (r.returncode, r.stdout + r.stderr)
+    assert_migrated(synced)
 
 
 def test_cli_no_go_exits_2_and_plan(synced: Lab) -> None:

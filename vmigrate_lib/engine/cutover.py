@@ -16,11 +16,10 @@ beside the planner's prediction (``cutover_measured``), so the next plan uses it
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import CutoverError, CutoverNoGo, Interrupted, ProbeFailed, VmigrateError
 from ..units import fmt_secs
@@ -31,9 +30,6 @@ from .cutover_rollback import rollback
 from .cutover_steps import CutoverOptions, StepContext
 from .planner import MEASURED_TYPE
 from .state import CutoverRecord, StepRecord
-
-#: Test hook: ``<before|after>:<step>[:raise]`` kills the process (or raises) there.
-FAULT_ENV = "VMIGRATE_CUTOVER_FAULT"
 
 STEPS: tuple[tuple[str, Callable[[StepContext], None]], ...] = (
     ("go_no_go", steps.go_no_go),
@@ -49,6 +45,22 @@ STEPS: tuple[tuple[str, Callable[[StepContext], None]], ...] = (
 STEP_NAMES = tuple(name for name, _ in STEPS) + ("done",)
 
 
+@dataclass(frozen=True)
+class CutoverHooks:
+    """Callables run around every step, given the step's name: a seam for callers that
+    must act between steps (tests kill the process there, as a crash would).
+
+    ``before_step`` runs before the step is recorded as started; ``after_step`` after
+    it is recorded as done.  Nothing installs hooks but the caller of
+    :func:`run_cutover`: no environment variable or setting reaches them."""
+
+    before_step: Callable[[str], None] | None = None
+    after_step: Callable[[str], None] | None = None
+
+
+NO_HOOKS = CutoverHooks()
+
+
 @dataclass
 class CutoverResult:
     status: str  #: done | probes_failed | rolled_back
@@ -58,15 +70,6 @@ class CutoverResult:
     parts: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     record: CutoverRecord | None = None  #: the attempt's record in ``state.json``
-
-
-def _fault(when: str, step: str) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    parts = spec.split(":")
-    if len(parts) >= 2 and parts[0] == when and parts[1] == step:
-        if len(parts) > 2 and parts[2] == "raise":
-            raise CutoverError(f"injected fault {when} {step}", step=step)
-        os._exit(137)
 
 
 def _result(co: CutoverRecord) -> CutoverResult:
@@ -102,10 +105,12 @@ def _begin(m: Migration, opts: CutoverOptions) -> CutoverRecord:
     return co
 
 
-def run_cutover(m: Migration, opts: CutoverOptions | None = None) -> CutoverResult:
+def run_cutover(m: Migration, opts: CutoverOptions | None = None, *,
+                hooks: CutoverHooks | None = None) -> CutoverResult:
     """Run (or resume) the cutover; the caller holds the workspace lock.
 
     Without ``opts``: the params file's ``cutover`` section as it stands.
+    ``hooks`` run around every step (see :class:`CutoverHooks`).
     """
     opts = opts or CutoverOptions.from_params(m.params.cutover)
     if not m.workspace.exists:
@@ -123,16 +128,23 @@ def run_cutover(m: Migration, opts: CutoverOptions | None = None) -> CutoverResu
     co.status = "running"
     for name, func in STEPS:
         rec = co.step_record(name)
-        if rec.status == "done" and not (name == "go_no_go" and "shutdown" not in co.steps):
+        if rec.status == "done" and not _decided_again(co, name):
             continue
-        _run_step(ctx, name, func, rec)
+        _run_step(ctx, name, func, rec, hooks or NO_HOOKS)
     return _finish(ctx)
 
 
+def _decided_again(co: CutoverRecord, name: str) -> bool:
+    """A go/no-go that passed is taken again on a resume until Alice was asked to stop:
+    until then nothing was changed, and the decision must be fresh."""
+    return name == "go_no_go" and "shutdown" not in co.steps
+
+
 def _run_step(c: StepContext, name: str, func: Callable[[StepContext], None],
-              rec: StepRecord) -> None:
+              rec: StepRecord, hooks: CutoverHooks) -> None:
     m, co = c.m, c.co
-    _fault("before", name)
+    if hooks.before_step is not None:
+        hooks.before_step(name)
     co.step = name
     rec.status, rec.start, rec.end = "running", time.time(), None
     rec.runs += 1
@@ -148,7 +160,6 @@ def _run_step(c: StepContext, name: str, func: Callable[[StepContext], None],
         m.workspace.journal.append("step", attempt=co.attempt, name=name, status="failed",
                                    start=rec.start, end=rec.end, error=rec.error)
         _on_failure(c, name, exc)
-        raise  # _on_failure raises its own error when it decides; this is for interrupts
     start = rec.start or time.time()
     end = rec.end = time.time()
     rec.status = "done"
@@ -156,11 +167,13 @@ def _run_step(c: StepContext, name: str, func: Callable[[StepContext], None],
     m.workspace.journal.append("step", attempt=co.attempt, name=name, status="done",
                                start=start, end=end, seconds=end - start)
     m.reporter.event("step", name=name, status="done", seconds=round(end - start, 3))
-    _fault("after", name)
+    if hooks.after_step is not None:
+        hooks.after_step(name)
 
 
-def _on_failure(c: StepContext, name: str, exc: BaseException) -> None:
-    """Decide: stay (interrupt), stop (no-go, probes) or roll back (anything before ready)."""
+def _on_failure(c: StepContext, name: str, exc: BaseException) -> NoReturn:
+    """Decide: stay (interrupt), stop (no-go, probes) or roll back (anything before ready).
+    Always raises."""
     co = c.co
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         c.m.workspace.journal.append("cutover_interrupted", attempt=co.attempt, step=name)
@@ -246,5 +259,5 @@ def _stored_opts(co: CutoverRecord) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k in known}
 
 
-__all__ = ["FAULT_ENV", "STEP_NAMES", "CutoverOptions", "CutoverResult", "run_cutover",
+__all__ = ["STEP_NAMES", "CutoverHooks", "CutoverOptions", "CutoverResult", "run_cutover",
            "run_rollback"]

@@ -35,8 +35,11 @@ from .workload import BlockPicker, TokenBucket, WorkloadSpec
 
 log = logging.getLogger("vmlab.guest")
 
-#: Fault injection for tests: the guest dies (like a host crash) after N grains consolidated.
-FAULT_ENV = "VMLAB_FAULT_CONSOLIDATE_AFTER"
+#: Lab only, for tests (tests/lab/test_snapshots.py): the lab guest dies (like a host
+#: crash) after N grains consolidated.  Read by the lab's guest process only, never by
+#: the engine or a real host's code; the name says "test only" so that nobody sets it
+#: by accident in an operator's shell.
+FAULT_ENV = "VMIGRATE_LAB_TEST_ONLY_FAULT_CONSOLIDATE_AFTER"
 
 
 class Guest:
