@@ -80,7 +80,7 @@ def test_fmt_duration_reads_back(seconds: float) -> None:
 
 
 def test_cutover_help_names_the_schema_defaults(capsys: pytest.CaptureFixture[str]) -> None:
-    """The cutover flags' help shows the params schema's defaults (one place: params.py)."""
+    """The cutover flags' help shows the params schema's defaults (one place: vmigrate_lib/params)."""
     with pytest.raises(SystemExit):
         cli.main(["cutover", "--help"])
     out = " ".join(capsys.readouterr().out.split())

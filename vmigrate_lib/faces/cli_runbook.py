@@ -17,7 +17,7 @@ from typing import Any
 from .. import params as params_mod
 from ..audit.evidence import verify_or_raise
 from ..errors import ParameterError
-from ..paramfile import read_params_file
+from ..params.paramfile import read_params_file
 from .common import WithParams, overrides, positive_duration_arg
 
 

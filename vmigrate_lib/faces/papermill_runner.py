@@ -51,7 +51,7 @@ from ..audit.provenance import environment, git_info, redact, secret_refs
 from ..engine.workspace import Workspace
 from ..errors import InputError, ParameterError, VmigrateError
 from ..fsfaults import disk_full
-from ..paramfile import shown
+from ..params.paramfile import shown
 from ..units import parse_duration
 from .notebook import (
     RESULT_MIME,

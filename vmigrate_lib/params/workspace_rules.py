@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 #: What vmigrate puts in a workspace (engine/workspace.py and the runner).
 OWN_NAMES = frozenset({"state.json", "journal.jsonl", ".lock", "evidence", "audit"})

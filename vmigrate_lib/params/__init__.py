@@ -1,5 +1,9 @@
 """Migration parameters: one schema for the CLI's YAML file and the runbooks.
 
+The package: this schema (sections, defaults, :func:`validate`), ``paramfile``
+(reading a file strictly), ``hostrefs`` (host names and secret references) and
+``workspace_rules`` (which folder may be a workspace).
+
 papermill checks nothing about parameters, so every face validates through
 :func:`validate` (names, types, ranges, the workspace folder) before anything is
 touched or archived and before any kernel starts.  Secrets are never values
@@ -15,10 +19,10 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError
+from ..errors import ParameterError
+from ..units import parse_duration, parse_size
 from .hostrefs import NAME, REFERENCE_HINT, check_field, check_host, check_text, is_secret_key
 from .paramfile import read_params_file, shown
-from .units import parse_duration, parse_size
 from .workspace_rules import ESXI_DATASTORES, check_workspace
 
 

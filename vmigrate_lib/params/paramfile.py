@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 MAX_BYTES = 1 << 20  #: a params file is a few dozen lines; 1 MiB is a wrong file
 MAX_NODES = 20_000  #: values after alias expansion (a full example file has ~100)

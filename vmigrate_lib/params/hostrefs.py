@@ -15,8 +15,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from .credentials import parse_keyring_ref
-from .errors import ParameterError
+from ..credentials import parse_keyring_ref
+from ..errors import ParameterError
 
 #: A lab host or datastore, a VM: a name, never a path (``\Z``: no trailing newline).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
