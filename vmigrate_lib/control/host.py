@@ -1,19 +1,22 @@
 """The control-plane interface the engine drives: one host (ESXi, vCenter, lab).
 
 The engine knows only this interface and :class:`vmigrate_lib.dataplane.Datastore`;
-implementations live beside it (``lab``, later ``vsphere``) and convert their own
-faults into :mod:`vmigrate_lib.errors` at their boundary.
+implementations live beside it (``lab``, ``vsphere``) and convert their own faults
+into :mod:`vmigrate_lib.errors` at their boundary.  Optional capabilities have a
+default here (as pyinfra's connectors declare theirs), so the engine calls them on
+any host and never asks which implementation it has.
 """
 
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from ..errors import OperationError, VmigrateError
+from ..errors import VmigrateError
 from ..extents import Extent
 
 if TYPE_CHECKING:
@@ -97,6 +100,12 @@ class HostCheck:
 #: Every snapshot vmigrate creates starts with this, so that it never touches others'.
 VMIGRATE_SNAPSHOT_PREFIX = "vmigrate-"
 
+#: A VMware VM folder's runtime state, never copied to a new VM: logs, locks, swap,
+#: suspended memory and snapshot memory, change-tracking files, snapshot deltas
+#: (VMware vSphere documentation, "Virtual Machine Files").
+VMWARE_RUNTIME_SUFFIXES = (".log", ".lck", ".vswp", ".vmem", ".vmsn", "-ctk.vmdk",
+                           "-delta.vmdk", "-sesparse.vmdk")
+
 
 class Host(abc.ABC):
     """One hypervisor host (or a vCenter scoped to one host) and its datastores."""
@@ -178,12 +187,30 @@ class Host(abc.ABC):
     ) -> VmInfo:
         """Register a VM from disk files already in ``[datastore] folder``."""
 
-    def resize_disk(self, vm: str, disk_key: int, new_capacity: int) -> VmInfo:
-        """Grow one of the VM's disks (tests and rehearsals; the engine never resizes)."""
-        raise OperationError(
-            f"resizing a disk is not supported on {type(self).__name__}",
-            hint="extend the disk with the host's own tools", vm=vm, disk_key=disk_key,
-        )
+    # --- optional capabilities: each has a default that works on any host ------------
+    #: seconds between power-state reads in the default :meth:`wait_powered_off`
+    power_poll_interval: float = 1.0
+
+    def wait_powered_off(self, vm: str, timeout: float) -> bool:
+        """Wait until ``vm`` is powered off, at most ``timeout`` seconds (after
+        :meth:`shutdown_guest`); True once it is off, False at the deadline.
+
+        The default reads :meth:`power_state` every :attr:`power_poll_interval`;
+        a host with a cheaper way (or a rate limit) overrides it."""
+        deadline = time.monotonic() + timeout
+        while self.power_state(vm) != PowerState.OFF:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(self.power_poll_interval, left))
+        return True
+
+    def is_runtime_file(self, name: str) -> bool:
+        """Whether a file of a VM's folder (base name) is this host's runtime state:
+        logs, locks, swap, change maps, snapshot deltas.  Never copied to a new VM.
+
+        The default knows VMware's (:data:`VMWARE_RUNTIME_SUFFIXES`)."""
+        return name.endswith(VMWARE_RUNTIME_SUFFIXES)
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
         """Host-specific preconditions for moving ``vm``, checked by preflight.

@@ -24,7 +24,7 @@ from ..lab.acks import ack_path
 from ..lab.changes import changed_areas
 from ..lab.handle import VmHandle, log_tail
 from ..lab.inventory import Inventory
-from ..lab.layout import VMX_SUFFIX, LabLayout
+from ..lab.layout import RUNTIME_SUFFIXES, VMX_SUFFIX, LabLayout
 from ..lab.power import child_running, kill_guest, spawn_guest
 from ..lab.registration import config_for_copy, guest_ip_for
 from ..lab.vmconfig import SnapshotRecord, VmConfig
@@ -33,14 +33,18 @@ from .host import DiskInfo, Host, PowerState, SnapshotInfo, VmInfo
 
 if TYPE_CHECKING:
     from ..dataplane.datastore import Datastore
+    from ..dataplane.sshconfig import SshSettings
 
 
 class LabHost(Host):
     """One lab host: ``<root>/hosts/<host>``."""
 
+    #: reading a lab VM's power state is a local lock check: cheap to poll often
+    power_poll_interval = 0.05
+
     def __init__(
         self, root: Path | str, host: str, *, register_workload: WorkloadSpec | None = None,
-        datastore_ssh: Any = None,
+        datastore_ssh: SshSettings | None = None,
     ) -> None:
         self.layout = LabLayout(Path(root).resolve())
         self.name = host
@@ -262,6 +266,10 @@ class LabHost(Host):
 
     def shutdown_guest(self, vm: str) -> None:
         self.handle(vm).guest("shutdown", 10.0)
+
+    def is_runtime_file(self, name: str) -> bool:
+        """VMware's runtime files and the lab's own (:data:`~vmigrate_lib.lab.layout.RUNTIME_SUFFIXES`)."""
+        return super().is_runtime_file(name) or name.endswith(RUNTIME_SUFFIXES)
 
     def set_workload(self, vm: str, spec: WorkloadSpec) -> None:
         """Change a VM's workload (live if it runs); e.g. ``rate_mb_s=0`` to quiesce it."""

@@ -12,7 +12,7 @@ from ..extents import Extent
 from .agent import protocol as proto
 from .agent.hashing import HASH_FUNCS
 from .agentchannel import AgentChannel
-from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat
+from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat, StreamSummary
 from .transport import Transport
 
 
@@ -43,8 +43,13 @@ class AgentDatastore(Datastore):
 
     @property
     def last_summary(self) -> dict[str, Any]:
-        """The last stream's summary (bytes sent, holes, read; ``wire`` for a push)."""
+        """The last stream's summary as the agent sent it (bytes sent, holes, read;
+        ``wire`` for a push)."""
         return self.channel.summary
+
+    def last_read_summary(self) -> StreamSummary | None:
+        """The last stream's summary (see :meth:`Datastore.last_read_summary`)."""
+        return summary_of(self.channel.summary) if self.channel.summary else None
 
     def close(self) -> None:
         """Ask the agent to quit, then drop the transport.  Never raises for a dead peer."""
@@ -170,6 +175,12 @@ class AgentWriter(ExtentWriter):
         if not self.closed:
             self.closed = True
             self.channel.disconnect()
+
+
+def summary_of(raw: dict[str, Any]) -> StreamSummary:
+    """A stream's END payload (``sent``, ``holes``, ``read``, ``wire``) as a StreamSummary."""
+    return StreamSummary(sent=int(raw.get("sent", 0)), holes=int(raw.get("holes", 0)),
+                         read=int(raw.get("read", 0)), wire=int(raw.get("wire", 0)))
 
 
 def sync_write(channel: AgentChannel, ftype: int, path: str) -> int:

@@ -8,9 +8,9 @@ bytes and digests cross the wire.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from ..extents import Extent
 
@@ -34,6 +34,41 @@ class BlockDigest(NamedTuple):
     offset: int
     length: int
     digest: bytes
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What one read or push stream cost, as the source agent counted it."""
+
+    sent: int = 0  #: data bytes carried
+    holes: int = 0  #: bytes carried as holes (a frame header each)
+    read: int = 0  #: bytes the source agent read from the disk
+    wire: int = 0  #: bytes on the wire between the agents (a push); 0 when not counted
+
+
+#: How disk bytes travel between two datastores: through this machine, host to host,
+#: or direct when it works, else relay.
+TransferMode = Literal["relay", "direct", "auto"]
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """Whether one data path works, and why (a sentence for the operator)."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class TransferModes:
+    """For preflight: the mode the operator asked for and which data paths work."""
+
+    requested: TransferMode
+    relay: PathCheck
+    direct: PathCheck
+    #: what the operator can do when direct mode is requested and does not work
+    #: (in the implementation's own terms, e.g. its settings)
+    direct_hint: str = ""
 
 
 class ExtentWriter(abc.ABC):
@@ -126,6 +161,38 @@ class Datastore(abc.ABC):
     @abc.abstractmethod
     def algorithms(self) -> list[str]:
         """Hash algorithms the agent offers, best first."""
+
+    # --- optional capabilities: each default says "not supported" -----------------------
+    def transfer_modes(self, dst: Datastore) -> TransferModes | None:
+        """Which data paths to ``dst`` work and which one is requested; changes nothing.
+
+        None (the default): this datastore offers no choice, bytes are relayed
+        through this process and there is nothing to check beforehand."""
+        return None
+
+    def push_extents(
+        self,
+        src_path: str,
+        dst: Datastore,
+        dst_path: str,
+        extents: Sequence[Extent],
+        *,
+        checkpoint_bytes: int,
+        on_checkpoint: Callable[[int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> StreamSummary | None:
+        """Stream ``extents`` of ``src_path`` into ``dst`` without this process in the data
+        path (the source's agent writes to the destination's itself), reporting each
+        offset the destination made durable to ``on_checkpoint``.
+
+        None (the default): not supported for this pair; the caller relays
+        (:meth:`read_extents` into ``dst``'s :meth:`open_writer`)."""
+        return None
+
+    def last_read_summary(self) -> StreamSummary | None:
+        """What the last :meth:`read_extents` stream cost as the agent counted it
+        (bytes read from the disk); None (the default) when it cannot say."""
+        return None
 
     def close(self) -> None:
         """Stop the agent."""

@@ -25,18 +25,6 @@ class CopyStats:
     extents: int = 0
     seconds: float = 0.0
 
-    @property
-    def throughput(self) -> float:
-        return self.bytes_planned / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, other: CopyStats) -> None:
-        self.bytes_planned += other.bytes_planned
-        self.bytes_read += other.bytes_read
-        self.bytes_sent += other.bytes_sent
-        self.bytes_zero += other.bytes_zero
-        self.extents += other.extents
-        self.seconds += other.seconds
-
 
 def copy_extents(
     src: Datastore,
@@ -50,27 +38,43 @@ def copy_extents(
     on_checkpoint: Callable[[int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> CopyStats:
-    """Copy ``extents`` (sorted, merged) and return what it cost."""
+    """Copy ``extents`` (sorted, merged) and return what it cost.
+
+    The source datastore streams to the destination itself when it can
+    (:meth:`Datastore.push_extents`); otherwise this process relays."""
     stats = CopyStats(bytes_planned=total(extents), extents=len(extents))
     if not extents:
         return stats
     t0 = time.monotonic()
-    # Direct mode (SSH data plane): the source agent streams to the destination
-    # itself and reports acknowledged offsets; None means "relay through here".
-    push = getattr(src, "push_extents", None)
-    if push is not None:
-        pushed = push(src_path, dst, dst_path, extents, checkpoint_bytes=checkpoint_bytes,
-                      on_checkpoint=on_checkpoint, on_progress=on_progress)
-        if pushed is not None:
-            stats.bytes_sent = int(pushed["sent"])
-            stats.bytes_zero = int(pushed["holes"])
-            stats.bytes_read = int(pushed["read"])
-            stats.seconds = time.monotonic() - t0
-            return stats
-    done = 0
-    since_ckpt = 0
-    last_ckpt = t0
-    reached = 0
+    pushed = src.push_extents(src_path, dst, dst_path, extents, checkpoint_bytes=checkpoint_bytes,
+                              on_checkpoint=on_checkpoint, on_progress=on_progress)
+    if pushed is not None:
+        stats.bytes_sent, stats.bytes_zero, stats.bytes_read = pushed.sent, pushed.holes, pushed.read
+    else:
+        _relay(src, src_path, dst, dst_path, extents, stats, checkpoint_bytes=checkpoint_bytes,
+               checkpoint_seconds=checkpoint_seconds, on_checkpoint=on_checkpoint,
+               on_progress=on_progress)
+    stats.seconds = time.monotonic() - t0
+    return stats
+
+
+def _relay(
+    src: Datastore,
+    src_path: str,
+    dst: Datastore,
+    dst_path: str,
+    extents: Sequence[Extent],
+    stats: CopyStats,
+    *,
+    checkpoint_bytes: int,
+    checkpoint_seconds: float,
+    on_checkpoint: Callable[[int], None] | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Read from the source's agent, write into the destination's, through this process;
+    the destination acknowledges durable writes every ``checkpoint_bytes`` (or seconds)."""
+    done = since_ckpt = reached = 0
+    last_ckpt = time.monotonic()
     with dst.open_writer(dst_path) as writer:
         for chunk in src.read_extents(src_path, extents):
             writer.write(chunk)
@@ -92,9 +96,7 @@ def copy_extents(
                 since_ckpt = 0
                 last_ckpt = now
         writer.close()
-    summary = getattr(src, "last_summary", {}) or {}
-    stats.bytes_read = int(summary.get("read", stats.bytes_sent))
+    summary = src.last_read_summary()
+    stats.bytes_read = summary.read if summary is not None else stats.bytes_sent
     if on_checkpoint is not None:
         on_checkpoint(reached)
-    stats.seconds = time.monotonic() - t0
-    return stats

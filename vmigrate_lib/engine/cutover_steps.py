@@ -26,11 +26,6 @@ from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
 from .state import CutoverRecord
 
-#: Files of a VM's folder that never travel: disks travel by sync; these are
-#: the host's runtime state (logs, locks, swap, change maps, snapshot deltas).
-SKIP_SUFFIXES = (".log", ".lck", ".lock", ".pid", ".vswp", ".vmem", ".vmsn", "-ctk.vmdk",
-                 "-ctk.bin", "-delta.bin", "-delta.map", "-delta.vmdk", "-sesparse.vmdk",
-                 ".sock", "boot.json")
 #: Bigger files are not "small config files": they are skipped and said so.
 MAX_SMALL_FILE = 64 << 20
 
@@ -186,9 +181,7 @@ def shutdown(c: StepContext) -> None:
             src.shutdown_guest(vm)
         except PowerError:
             pass  # it went off in between: confirmed below
-        deadline = time.monotonic() + c.opts.shutdown_timeout
-        while src.power_state(vm) != PowerState.OFF and time.monotonic() < deadline:
-            time.sleep(0.05)
+        src.wait_powered_off(vm, c.opts.shutdown_timeout)  # the host polls as it can afford
     if src.power_state(vm) != PowerState.OFF:
         if not c.opts.allow_hard_poweroff:
             raise CutoverError(
@@ -240,8 +233,9 @@ def certify(c: StepContext) -> None:
 
 def copy_files(c: StepContext) -> None:
     """Copy Alice's small non-disk files into Bob's folder, as the destination host makes
-    them (:meth:`Host.prepare_config_files`: ESXi's .vmx and disk descriptors rewritten
-    to name Bob's files; the lab's nvram and ack maps renamed)."""
+    them (:meth:`Host.prepare_config_files`: e.g. a .vmx and disk descriptors rewritten
+    to name Bob's files).  Never the source host's runtime state
+    (:meth:`Host.is_runtime_file`): disks travel by sync, the rest is the host's."""
     m = c.m
     vm = m.vm()
     src = m.src_ds(vm.datastore)
@@ -252,7 +246,7 @@ def copy_files(c: StepContext) -> None:
     skipped = []
     for name in src.listdir(vm.folder):
         path = f"{vm.folder}/{name}"
-        if name in renames or name.startswith(".") or name.endswith(SKIP_SUFFIXES) \
+        if name in renames or name.startswith(".") or m.source.is_runtime_file(name) \
                 or name == OWNER_MARKER:
             continue
         st = src.stat(path)

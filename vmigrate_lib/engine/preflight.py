@@ -1,16 +1,20 @@
 """Preflight: every precondition of a migration, checked before anything changes.
 
-Each check yields a line (name, ok, detail); the first failing check's error is
-raised after all checks that can run have run, so the operator sees the whole
-picture at once and nothing on either host was touched.
+The checks are a table (:data:`CHECKS`) of named functions ``(m, ctx) -> Iterable[Check]``
+run in order; each yields its lines (name, ok, detail, error).  A failing line marked
+``blocks`` stops the later checks (they need what it found missing); the first
+failure's error is raised after every check that could run has run, so the operator
+sees the whole picture at once and nothing on either host was touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, VmInfo
+from ..dataplane.datastore import Datastore, TransferModes
 from ..errors import (
     ChangeTrackingOff,
     DatastoreNotFound,
@@ -37,6 +41,8 @@ class Check:
     ok: bool
     detail: str
     error: VmigrateError | None = None
+    #: when this line fails, the later checks do not run (they need what is missing)
+    blocks: bool = False
 
 
 @dataclass
@@ -44,7 +50,6 @@ class PreflightReport:
     checks: list[Check] = field(default_factory=list)
     vm: VmInfo | None = None
     bytes_needed: int = 0
-    tracking: dict[int, bool] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +66,28 @@ class PreflightReport:
         }
 
 
+@dataclass
+class PreflightContext:
+    """What earlier checks found, for the later ones (and the report)."""
+
+    report: PreflightReport
+    dest_ds: Datastore | None = None  #: the destination datastore, once found
+    ours_at_dest: bool = False  #: Bob's folder exists and is this migration's
+
+    @property
+    def vm(self) -> VmInfo:
+        assert self.report.vm is not None, "the source VM check runs first"
+        return self.report.vm
+
+    @property
+    def ds(self) -> Datastore:
+        assert self.dest_ds is not None, "the destination datastore check runs first"
+        return self.dest_ds
+
+
+CheckFunc = Callable[[Migration, PreflightContext], Iterable[Check]]
+
+
 def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightReport:
     """Check everything; raise the first failure (after reporting all).
 
@@ -68,47 +95,60 @@ def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightRe
     to another migration until the identity check has passed).
     """
     report = PreflightReport()
-
-    def add(name: str, ok: bool, detail: str, error: VmigrateError | None = None) -> None:
-        report.checks.append(Check(name, ok, detail, error))
-        m.reporter.event("check", name=name, ok=ok, detail=detail)
-
-    try:
-        _checks(m, report, add)
-    except NotFoundError as exc:  # nothing further can be checked without it
-        add("found", False, exc.one_line(), exc)
+    for check in _run_checks(m, PreflightContext(report)):
+        report.checks.append(check)
+        m.reporter.event("check", name=check.name, ok=check.ok, detail=check.detail)
     err = report.first_error()
     if err is not None and raise_on_failure:
         raise err
     return report
 
 
-def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
-    p = m.params
-    vm = m.vm()
-    report.vm = vm
-    add("source VM", True, f"{vm.name} on {vm.host}, {vm.power.value}, {len(vm.disks)} disk(s)")
+def _run_checks(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """Every check of :data:`CHECKS` in order, until a failing line that blocks."""
+    try:
+        for _name, func in CHECKS:
+            for check in func(m, ctx):
+                yield check
+                if check.blocks and not check.ok:
+                    return
+    except NotFoundError as exc:  # nothing further can be checked without it
+        yield Check("found", False, exc.one_line(), exc)
+
+
+# --- the checks, in the order they run ------------------------------------------------
+
+
+def source_vm(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """Alice exists and has disks (VmNotFound ends preflight: nothing else can be checked)."""
+    vm = ctx.report.vm = m.vm()
+    yield Check("source VM", True,
+                f"{vm.name} on {vm.host}, {vm.power.value}, {len(vm.disks)} disk(s)")
     if not vm.disks:
-        add("disks", False, "the VM has no disks", DiskMismatch(f"VM {vm.name} has no disks"))
-        return
+        yield Check("disks", False, "the VM has no disks",
+                    DiskMismatch(f"VM {vm.name} has no disks"), blocks=True)
     for d in vm.disks:
-        add(f"disk {d.key}", True, f"{d.label} {d.ds_path} {fmt_bytes(d.capacity)}")
+        yield Check(f"disk {d.key}", True, f"{d.label} {d.ds_path} {fmt_bytes(d.capacity)}")
 
-    # what this host's implementation needs to move the VM (e.g. vSphere: disk placement)
-    for check in m.source.migration_checks(vm):
-        add(check.name, check.ok, check.detail, check.error)
 
-    # change tracking
+def host_specific(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """What this host's implementation needs to move the VM (vSphere: disk placement)."""
+    for c in m.source.migration_checks(ctx.vm):
+        yield Check(c.name, c.ok, c.detail, c.error)
+
+
+def change_tracking(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """CBT on, or allowed to be enabled, or hash-compare accepted."""
+    p, vm = m.params, ctx.vm
     mode = p.sync.change_tracking
-    for d in vm.disks:
-        report.tracking[d.key] = d.cbt_enabled
     off = [d for d in vm.disks if not d.cbt_enabled]
     if mode == "hash":
-        add("change tracking", True, "not used: hash-compare every cycle (sync.change_tracking=hash)")
+        yield Check("change tracking", True,
+                    "not used: hash-compare every cycle (sync.change_tracking=hash)")
     elif not off:
-        add("change tracking", True, "on for every disk")
+        yield Check("change tracking", True, "on for every disk")
     elif mode == "require" and not p.sync.allow_enable_cbt:
-        add(
+        yield Check(
             "change tracking", False, f"off for {len(off)} disk(s)",
             ChangeTrackingOff(
                 f"change tracking is off on VM {vm.name} and sync.change_tracking=require",
@@ -118,11 +158,16 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
             ),
         )
     elif p.sync.allow_enable_cbt:
-        add("change tracking", True, f"off for {len(off)} disk(s): will be enabled (allowed)")
+        yield Check("change tracking", True,
+                    f"off for {len(off)} disk(s): will be enabled (allowed)")
     else:
-        add("change tracking", True, f"off for {len(off)} disk(s): hash-compare will be used")
+        yield Check("change tracking", True,
+                    f"off for {len(off)} disk(s): hash-compare will be used")
 
-    # snapshots: only this migration's own leftovers are ours to remove
+
+def snapshots(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """No snapshot but this migration's own leftovers (which the next cycle removes)."""
+    vm = ctx.vm
     snaps = m.source.list_snapshots(vm.name)
     claimed = m.workspace.current
     mid = claimed.migration_id if claimed is not None else None
@@ -134,7 +179,7 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
         others = [s.name for s in foreign if s.is_vmigrate]
         why = (" (another vmigrate migration of this VM is running or was interrupted: "
                "finish or clean it from its own workspace)" if others else "")
-        add(
+        yield Check(
             "snapshots", False, f"other snapshots present: {names}",
             StraySnapshots(
                 f"VM {vm.name} has snapshots this migration did not make: {names}{why}",
@@ -142,132 +187,169 @@ def _checks(m: Migration, report: PreflightReport, add: Any) -> None:
             ),
         )
     elif ours:
-        add("snapshots", True, f"{len(ours)} leftover snapshot(s) of this migration: "
-            "the next cycle removes them")
+        yield Check("snapshots", True, f"{len(ours)} leftover snapshot(s) of this migration: "
+                    "the next cycle removes them")
     else:
-        add("snapshots", True, "none")
+        yield Check("snapshots", True, "none")
 
-    # one migration per source VM: another migration's claim is refused and named
+
+def source_claim(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """One migration per source VM: another migration's claim is refused and named."""
+    vm = ctx.vm
     claim = read_claim(m, vm)
     if claim is not None and claim.get("migration_id") != own_id(m):
-        add("source claim", False, f"claimed by {describe(claim)}", claimed_error(m, vm, claim))
+        yield Check("source claim", False, f"claimed by {describe(claim)}",
+                    claimed_error(m, vm, claim))
     else:
-        add("source claim", True, "claimed by this migration" if claim else
-            f"free: the first sync claims it ([{vm.datastore}] {claim_path(vm)})")
+        yield Check("source claim", True, "claimed by this migration" if claim else
+                    f"free: the first sync claims it ([{vm.datastore}] {claim_path(vm)})")
 
-    # destination
-    dest_ds_name = m.dest_datastore_name
-    if dest_ds_name not in m.dest.datastores():
-        add(
-            "destination datastore", False, f"{dest_ds_name!r} not found on {p.destination.host}",
+
+def destination_datastore(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """The destination datastore exists (every later check reads it)."""
+    p, name = m.params, m.dest_datastore_name
+    if name not in m.dest.datastores():
+        yield Check(
+            "destination datastore", False, f"{name!r} not found on {p.destination.host}",
             DatastoreNotFound(
-                f"datastore {dest_ds_name!r} not found on host {p.destination.host}",
+                f"datastore {name!r} not found on host {p.destination.host}",
                 hint=f"available: {', '.join(m.dest.datastores()) or 'none'}",
-                datastore=dest_ds_name,
+                datastore=name,
             ),
+            blocks=True,
         )
         return
-    ds = m.dst_ds()
-    _transfer_mode(m, vm, ds, add)
+    ctx.dest_ds = m.dst_ds()
+
+
+def transfer_mode(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """The data path each source datastore would use to the destination, when the data
+    plane offers a choice (:meth:`Datastore.transfer_modes`); a requested mode that
+    cannot work fails here."""
+    dst = ctx.ds
+    for name in dict.fromkeys(d.datastore for d in ctx.vm.disks):
+        modes = m.src_ds(name).transfer_modes(dst)
+        if modes is not None:
+            yield _mode_line(m, f"[{name}] -> [{dst.name}]", modes)
+
+
+def _mode_line(m: Migration, where: str, modes: TransferModes) -> Check:
+    """One preflight line from what the data plane says about the data paths."""
+    wanted, relay, direct = modes.requested, modes.relay, modes.direct
+    src_host, dst_host = m.params.source.host, m.params.destination.host
+    direct_txt = (f"direct possible: {direct.detail}" if direct.ok
+                  else f"direct not possible: {direct.detail}")
+    relay_txt = "relay possible" if relay.ok else f"relay not possible: {relay.detail}"
+    if wanted == "direct" and not direct.ok:
+        return Check("transfer mode", False, f"{where}: direct requested, {direct_txt}",
+                     PreflightError(
+                         f"direct mode is requested but {src_host} cannot stream to {dst_host} "
+                         f"itself: {direct.detail}", hint=modes.direct_hint or None,
+                         mode="direct"))
+    if not relay.ok and not (wanted != "relay" and direct.ok):
+        return Check("transfer mode", False, f"{where}: {wanted} requested, {relay_txt}",
+                     PreflightError(f"no data path from {src_host} to {dst_host}: "
+                                    f"{relay.detail}", mode=wanted))
+    if wanted == "relay":
+        return Check("transfer mode", True,
+                     f"{where}: relay (requested) through this machine; {direct_txt}")
+    if wanted == "direct":
+        return Check("transfer mode", True,
+                     f"{where}: direct (requested), {direct.detail}; {relay_txt}")
+    used = "direct" if direct.ok else "relay"
+    return Check("transfer mode", True, f"{where}: auto -> {used}; {direct_txt}; {relay_txt}")
+
+
+def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """No other VM called Bob, and Bob's folder free or this migration's own."""
+    p, ds, folder = m.params, ctx.ds, m.dest_folder
     state = m.workspace.current
     mid = state.migration_id if state is not None else None
-    marker = read_marker(ds, f"{m.dest_folder}/{OWNER_MARKER}")
-    ours_at_dest = ds.stat(m.dest_folder) is not None and owned_by(ds, m.dest_folder, mid)
-    creator = other_pending(ds, m.dest_folder, mid)
-    if m.dest.vm_exists(p.target_name) and not (
-            state is not None and state.cutover is not None and state.cutover.registered):
-        add(
-            "destination name", False, f"a VM named {p.target_name} already exists on {p.destination.host}",
+    marker = read_marker(ds, f"{folder}/{OWNER_MARKER}")
+    ctx.ours_at_dest = ds.stat(folder) is not None and owned_by(ds, folder, mid)
+    creator = other_pending(ds, folder, mid)
+    registered_by_us = state is not None and state.cutover is not None and state.cutover.registered
+    if m.dest.vm_exists(p.target_name) and not registered_by_us:
+        yield Check(
+            "destination name", False,
+            f"a VM named {p.target_name} already exists on {p.destination.host}",
             DestinationExists(
                 f"a VM named {p.target_name} already exists on host {p.destination.host}",
                 vm=p.target_name, host=p.destination.host,
             ),
+            blocks=True,
         )
         return
-    if not ours_at_dest and (ds.stat(m.dest_folder) is not None or creator is not None):
+    if not ctx.ours_at_dest and (ds.stat(folder) is not None or creator is not None):
         owner = (f" (made by migration {marker.get('migration_id')})" if marker else
                  f" (being made by migration {creator})" if creator else "")
-        add(
-            "destination folder", False, f"[{dest_ds_name}] {m.dest_folder} already exists{owner}",
+        name = m.dest_datastore_name
+        yield Check(
+            "destination folder", False, f"[{name}] {folder} already exists{owner}",
             DestinationExists(
-                f"the destination folder [{dest_ds_name}] {m.dest_folder} already exists{owner}",
+                f"the destination folder [{name}] {folder} already exists{owner}",
                 hint="choose another dest_name, use the workspace of that migration, "
                 "or remove the folder yourself if it is not needed",
-                folder=m.dest_folder, datastore=dest_ds_name,
+                folder=folder, datastore=name,
             ),
+            blocks=True,
         )
         return
-    add("destination name", True, f"{p.target_name} is free on {p.destination.host}" + (
-        " (copy in progress from this workspace)" if ours_at_dest else ""))
+    yield Check("destination name", True, f"{p.target_name} is free on {p.destination.host}" + (
+        " (copy in progress from this workspace)" if ctx.ours_at_dest else ""))
 
-    # disk sizes at the destination, and space
+
+def destination_disks(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """Copies already there have a size the sync can continue from; counts the bytes
+    still to copy (``report.bytes_needed``)."""
     needed = 0
-    for d in vm.disks:
+    for d in ctx.vm.disks:
         src_stat = m.src_ds(d.datastore).stat(d.path)
         src_alloc = src_stat.allocated if src_stat else d.capacity
-        dst_stat = ds.stat(m.dest_disk_path(d)) if ours_at_dest else None
+        dst_stat = ctx.ds.stat(m.dest_disk_path(d)) if ctx.ours_at_dest else None
         if dst_stat is not None and dst_stat.size != d.capacity:
             err = size_mismatch(m, d, dst_stat.size)
             if err is not None:
-                add(
+                yield Check(
                     f"destination disk {d.key}", False,
                     f"{m.dest_disk_path(d)} is {fmt_bytes(dst_stat.size)}, "
-                    f"source is {fmt_bytes(d.capacity)}", err,
+                    f"source is {fmt_bytes(d.capacity)}", err, blocks=True,
                 )
                 return
-            add(f"destination disk {d.key}", True,
-                f"{growth(d, dst_stat.size)}: the copy grows and is hash-compared next cycle")
+            yield Check(f"destination disk {d.key}", True,
+                        f"{growth(d, dst_stat.size)}: the copy grows and is hash-compared "
+                        "next cycle")
         needed += max(0, src_alloc - (dst_stat.allocated if dst_stat else 0))
-    free = ds.free_space()
-    report.bytes_needed = needed
+    ctx.report.bytes_needed = needed
+
+
+def destination_space(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """Room for what is still to copy, plus :data:`SPACE_MARGIN`."""
+    p, needed, name = m.params, ctx.report.bytes_needed, m.dest_datastore_name
+    free = ctx.ds.free_space()
     if needed * (1 + SPACE_MARGIN) > free:
-        add(
+        yield Check(
             "destination space", False, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free",
             InsufficientSpace(
-                f"datastore {dest_ds_name} on {p.destination.host} has {fmt_bytes(free)} free, "
+                f"datastore {name} on {p.destination.host} has {fmt_bytes(free)} free, "
                 f"the copy needs {fmt_bytes(needed * (1 + SPACE_MARGIN))}",
-                needed=needed, free=free, datastore=dest_ds_name,
+                needed=needed, free=free, datastore=name,
             ),
         )
-        return
-    add("destination space", True, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free")
+    else:
+        yield Check("destination space", True, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free")
 
 
-def _transfer_mode(m: Migration, vm: VmInfo, dst: Any, add: Any) -> None:
-    """Data path over SSH: relay through this machine, or direct host to host.
-
-    Only when both datastores can say (``transfer_modes``, duck-typed: the engine
-    never imports the SSH data plane); a requested mode that cannot work fails here.
-    """
-    for name in dict.fromkeys(d.datastore for d in vm.disks):
-        src = m.src_ds(name)
-        probe = getattr(src, "transfer_modes", None)
-        if probe is None or getattr(dst, "transfer_modes", None) is None:
-            continue
-        r = probe(dst)
-        wanted = r["requested"]
-        (relay_ok, relay_why), (direct_ok, direct_why) = r["relay"], r["direct"]
-        direct_txt = f"direct possible: {direct_why}" if direct_ok else f"direct not possible: {direct_why}"
-        relay_txt = "relay possible" if relay_ok else f"relay not possible: {relay_why}"
-        where = f"[{name}] -> [{dst.name}]"
-        if wanted == "direct" and not direct_ok:
-            add("transfer mode", False, f"{where}: direct requested, {direct_txt}", PreflightError(
-                f"source.ssh_mode is direct but {m.params.source.host} cannot stream to "
-                f"{m.params.destination.host} itself: {direct_why}",
-                hint="give the source host a route to the destination (source.ssh_direct_key, "
-                "source.ssh_direct_known_hosts: paths on the source host), or use ssh_mode "
-                "relay or auto",
-                mode="direct",
-            ))
-        elif not relay_ok and not (wanted != "relay" and direct_ok):
-            add("transfer mode", False, f"{where}: {wanted} requested, {relay_txt}", PreflightError(
-                f"no data path from {m.params.source.host} to {m.params.destination.host}: "
-                f"{relay_why}", mode=wanted,
-            ))
-        elif wanted == "relay":
-            add("transfer mode", True, f"{where}: relay (requested) through this machine; {direct_txt}")
-        elif wanted == "direct":
-            add("transfer mode", True, f"{where}: direct (requested), {direct_why}; {relay_txt}")
-        else:
-            used = "direct" if direct_ok else "relay"
-            add("transfer mode", True, f"{where}: auto -> {used}; {direct_txt}; {relay_txt}")
+#: Every check, in order.  A check may rely on what the ones before it found (``ctx``).
+CHECKS: tuple[tuple[str, CheckFunc], ...] = (
+    ("source VM", source_vm),
+    ("host specific", host_specific),
+    ("change tracking", change_tracking),
+    ("snapshots", snapshots),
+    ("source claim", source_claim),
+    ("destination datastore", destination_datastore),
+    ("transfer mode", transfer_mode),
+    ("destination name", destination_name),
+    ("destination disks", destination_disks),
+    ("destination space", destination_space),
+)

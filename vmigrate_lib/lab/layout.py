@@ -26,6 +26,12 @@ LAB_DIRNAME = ".vmigrate-lab"
 #: Suffix of a VM's config file (VMware's ``.vmx``, as JSON).
 VMX_SUFFIX = ".vmx.json"
 
+#: A lab VM folder's runtime state, never copied to a new VM: change maps and snapshot
+#: deltas (``-ctk.bin``, ``-delta.bin``, ``-delta.map``), the guest's power lock, pid,
+#: control socket, log and boot report, and the folder's own lock.
+RUNTIME_SUFFIXES = ("-ctk.bin", "-delta.bin", "-delta.map", ".lock", ".pid", ".sock", ".log",
+                    "boot.json")
+
 
 def default_root() -> Path:
     """The lab root used when none is given: ``./.vmigrate-lab``."""

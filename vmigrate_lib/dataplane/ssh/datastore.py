@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ...errors import TransportError
 from ...extents import Extent
 from ..agentchannel import AgentChannel
-from ..client import AgentDatastore
-from ..datastore import BlockDigest, Chunk, Datastore, ExtentWriter
+from ..client import AgentDatastore, summary_of
+from ..datastore import (
+    BlockDigest,
+    Chunk,
+    Datastore,
+    ExtentWriter,
+    PathCheck,
+    StreamSummary,
+    TransferMode,
+    TransferModes,
+)
 from .direct import DirectMode, check_modes
 from .transport import SshTransport
 from .writer import ResilientWriter
@@ -197,16 +206,21 @@ class SshAgentDatastore(AgentDatastore):
         """Can this host reach ``dst``'s host over SSH and start its agent there?"""
         return self.direct.probe(dst)
 
-    def transfer_modes(self, dst: Datastore) -> dict[str, Any]:
-        """For preflight (duck-typed): the requested mode and which data paths work.
+    def transfer_modes(self, dst: Datastore) -> TransferModes | None:
+        """The requested mode and which data paths to ``dst`` work (None when ``dst``
+        is not reached over SSH: then bytes are relayed, there is no choice).
 
-        ``{"requested": "relay"|"direct"|"auto", "relay": (ok, why), "direct": (ok, why)}``;
-        changes nothing (the direct probe starts and stops an agent on the peer).
+        Changes nothing (the direct probe starts and stops an agent on the peer).
         """
-        out: dict[str, Any] = {"requested": self.settings.mode}
-        for c in check_modes(self, dst):
-            out[c.mode] = (c.ok, c.detail)
-        return out
+        if not isinstance(dst, SshAgentDatastore):
+            return None
+        checks = {c.mode: PathCheck(c.ok, c.detail) for c in check_modes(self, dst)}
+        return TransferModes(
+            requested=cast(TransferMode, self.settings.mode), relay=checks["relay"], direct=checks["direct"],
+            direct_hint="give the source host a route to the destination (source.ssh_direct_key, "
+            "source.ssh_direct_known_hosts: paths on the source host), or use ssh_mode relay "
+            "or auto",
+        )
 
     def push_extents(
         self,
@@ -215,11 +229,12 @@ class SshAgentDatastore(AgentDatastore):
         dst_path: str,
         extents: Sequence[Extent],
         *,
-        checkpoint_bytes: int = 64 * 1024 * 1024,
+        checkpoint_bytes: int,
         on_checkpoint: Callable[[int], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> dict[str, int] | None:
-        """Direct mode when in use for this pair (the copier looks for this method), else None."""
-        return self.direct.push(src_path, dst, dst_path, extents,
-                                checkpoint_bytes=checkpoint_bytes, on_checkpoint=on_checkpoint,
-                                on_progress=on_progress)
+    ) -> StreamSummary | None:
+        """Direct mode when in use for this pair (see :class:`DirectMode`), else None."""
+        pushed = self.direct.push(src_path, dst, dst_path, extents,
+                                  checkpoint_bytes=checkpoint_bytes, on_checkpoint=on_checkpoint,
+                                  on_progress=on_progress)
+        return None if pushed is None else summary_of(pushed)
