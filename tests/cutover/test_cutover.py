@@ -7,16 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cutover_helpers import (  # type: ignore[import-not-found]
+
+from tests.cutover.cutover_helpers import (
     Lab,
     Watch,
     assert_alice_back,
     assert_bob_has_every_acked_block,
     assert_identical,
-    lab_fixture,  # noqa: F401 - fixture "lab"
-    mig_fixture,  # noqa: F401 - fixture "mig"
 )
-
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.engine import transfer as transfer_mod
 from vmigrate_lib.engine.context import Migration

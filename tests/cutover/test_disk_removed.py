@@ -6,12 +6,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from cutover_helpers import (  # type: ignore[import-not-found]
+
+from tests.cutover.cutover_helpers import (
     make_lab,
     open_idle_bob,
-    sha,
 )
-
+from tests.fsproof import sha
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover
 from vmigrate_lib.engine.cycle import run_cycle
 from vmigrate_lib.engine.sync import run_cycles

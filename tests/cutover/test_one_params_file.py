@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import yaml
-from cutover_helpers import (  # type: ignore[import-not-found]
+
+from tests.cutover.cutover_helpers import (
     Lab,
     Watch,
     assert_bob_has_every_acked_block,
     cli,
     journal,
-    lab_fixture,  # noqa: F401 - fixture "lab"
 )
 
 FAST = ("--shutdown-time", "1s", "--boot-time", "1s")

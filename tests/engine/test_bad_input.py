@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from treeprint import tree_fingerprint
 
+from tests.fsproof import tree_fingerprint
 from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm
 

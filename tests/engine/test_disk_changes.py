@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
-from test_bad_input import _run_and_check_unchanged  # type: ignore[import-not-found]
-from treeprint import files_equal
 
+from tests.engine.test_bad_input import _run_and_check_unchanged
+from tests.fsproof import files_equal
 from vmigrate_lib.engine.cycle import run_cycle
 from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.errors import ParameterError, SnapshotError

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from treeprint import tree_fingerprint
+
+from tests.fsproof import tree_fingerprint
 
 SECRET = "Hunter2-S3cret"
 HEAD = ("vm: alice\nchange_id: CHG-1\noperator: tester\nworkspace: ws\n"

@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-from treeprint import files_equal
 
+from tests.fsproof import files_equal
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 from vmigrate_lib.engine.cycle import run_cycle
 from vmigrate_lib.engine.sync import run_cycles

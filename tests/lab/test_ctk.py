@@ -9,13 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
-    alice_fixture,
-    alice_off_fixture,
-    host_a_fixture,
-    host_b_fixture,
-    lab_root_fixture,
-)
 
 from vmigrate_lib.control.host import ALL_ALLOCATED, CBT_GRAIN
 from vmigrate_lib.control.lab import LabHost

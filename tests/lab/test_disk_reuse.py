@@ -10,17 +10,13 @@ verified); what the lab keeps is the rule: existing files are never reused.
 from __future__ import annotations
 
 import pytest
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
+
+from tests.fsproof import sha
+from tests.lab.lab_helpers import (
     MiB,
-    alice_fixture,
-    alice_off_fixture,
-    host_a_fixture,
-    lab_root_fixture,
-    sha,
     wait_off,
     wait_writes,
 )
-
 from vmigrate_lib.control.lab import LabHost
 
 

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
-    alice_fixture,
-    alice_off_fixture,
-    host_a_fixture,
-    host_b_fixture,
-    lab_root_fixture,
+from tests.lab.lab_helpers import (
     wait_off,
     wait_writes,
 )
-
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.acks import AckMap

@@ -26,11 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
-    alice_off_fixture,
-    host_a_fixture,
-    lab_root_fixture,
-)
 
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost

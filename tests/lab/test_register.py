@@ -7,15 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
-    alice_fixture,
-    alice_off_fixture,
-    host_a_fixture,
-    host_b_fixture,
-    lab_root_fixture,
+
+from tests.lab.lab_helpers import (
     wait_off,
 )
-
 from vmigrate_lib.control.host import PowerState, VmInfo
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.errors import DestinationExists, DiskMismatch, LabError, PowerError

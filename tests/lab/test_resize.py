@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
+
+from tests.lab.lab_helpers import (
     MiB,
-    alice_fixture,
-    alice_off_fixture,
-    host_a_fixture,
-    lab_root_fixture,
     wait_writes,
 )
-
 from vmigrate_lib.control.host import ALL_ALLOCATED
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.errors import ChangeIdInvalid, LabError, ParameterError, SnapshotError
@@ -71,7 +67,7 @@ def test_grow_live_refusals_and_boot(host_a: LabHost, alice: str) -> None:
     st = host_a.guest_status(alice)
     assert st is not None and st["state"] == "running"
     host_a.shutdown_guest(alice)
-    from lab_helpers import wait_off
+    from tests.lab.lab_helpers import wait_off
 
     wait_off(host_a, alice)
     host_a.power_on(alice)
@@ -89,7 +85,7 @@ def test_add_and_remove_disk_live(host_a: LabHost, alice: str) -> None:
     assert [x.key for x in vm.disks] == [2000, 2002]
     assert (host_a.vm_dir(alice) / "alice_1-flat.vmdk").exists()  # files stay
     wait_writes(host_a, alice, 200)
-    from lab_helpers import wait_off
+    from tests.lab.lab_helpers import wait_off
 
     host_a.shutdown_guest(alice)
     wait_off(host_a, alice)

@@ -5,18 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from lab_helpers import (  # noqa: F401 - pytest fixtures, used by name
-    alice_fixture,
-    alice_off_fixture,
+
+from tests.fsproof import sha
+from tests.lab.lab_helpers import (
     delta_grains,
-    host_a_fixture,
-    host_b_fixture,
-    lab_root_fixture,
     quiesce,
-    sha,
     wait_writes,
 )
-
 from vmigrate_lib.control.host import CBT_GRAIN, PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.errors import SnapshotError

@@ -22,10 +22,10 @@ Cleanup: ``Topology`` is a context manager and also registered with atexit;
 ``cleanup_stale()`` (called on every ``create()``) removes namespaces, links and
 processes left by runs whose pid no longer exists.  By hand::
 
-    python tests/peers/netns.py up            # build a,b and wait (Ctrl-C cleans)
-    python tests/peers/netns.py list
-    python tests/peers/netns.py cleanup       # stale (dead-pid) leftovers only
-    python tests/peers/netns.py cleanup --all # every vmg-* namespace and vg* link
+    python -m tests.peers.netns up            # build a,b and wait (Ctrl-C cleans)
+    python -m tests.peers.netns list
+    python -m tests.peers.netns cleanup       # stale (dead-pid) leftovers only
+    python -m tests.peers.netns cleanup --all # every vmg-* namespace and vg* link
 
 Only the root user can do this; ``available()`` says why not otherwise.
 """
@@ -51,14 +51,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from netns_probe import (
+from tests.peers.netns_probe import (
     IP,
     TC,
     NetnsError,
-    _run,
     available,
     netem_supported,
     parse_rate,
+    run_cmd,
 )
 
 #: 10.213.N.0/24 for N in this range.
@@ -101,12 +101,12 @@ def _global_lock() -> Iterator[None]:
 
 def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    p = _run([IP, "-4", "-j", "addr", "show"], check=False)
+    p = run_cmd([IP, "-4", "-j", "addr", "show"], check=False)
     if p.returncode == 0 and p.stdout.strip():
         for link in json.loads(p.stdout):
             for a in link.get("addr_info", []):
                 nets.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
-    p = _run([IP, "-4", "-j", "route", "show", "table", "all"], check=False)
+    p = run_cmd([IP, "-4", "-j", "route", "show", "table", "all"], check=False)
     if p.returncode == 0 and p.stdout.strip():
         for r in json.loads(p.stdout):
             dst = r.get("dst", "")
@@ -133,13 +133,13 @@ def _pick_subnet() -> ipaddress.IPv4Network:
 
 
 def _netns_list() -> list[str]:
-    p = _run([IP, "netns", "list"], check=False)
+    p = run_cmd([IP, "netns", "list"], check=False)
     return [line.split()[0] for line in p.stdout.splitlines() if line.strip()]
 
 
 def _kill_netns_pids(ns: str, timeout: float = 3.0) -> None:
     def pids() -> list[int]:
-        p = _run([IP, "netns", "pids", ns], check=False)
+        p = run_cmd([IP, "netns", "pids", ns], check=False)
         return [int(x) for x in p.stdout.split() if x.isdigit()]
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -156,11 +156,11 @@ def _kill_netns_pids(ns: str, timeout: float = 3.0) -> None:
 
 def _delete_netns(ns: str) -> None:
     _kill_netns_pids(ns)
-    _run([IP, "netns", "del", ns], check=False)
+    run_cmd([IP, "netns", "del", ns], check=False)
 
 
 def _root_links() -> list[str]:
-    p = _run([IP, "-j", "link", "show"], check=False)
+    p = run_cmd([IP, "-j", "link", "show"], check=False)
     if p.returncode != 0 or not p.stdout.strip():
         return []
     return [link["ifname"] for link in json.loads(p.stdout)]
@@ -181,7 +181,7 @@ def cleanup_stale(all_runs: bool = False) -> list[str]:
     for ifname in _root_links():
         m = _LINK_RE.match(ifname.split("@")[0])
         if m and (all_runs or not _pid_alive(int(m["pid"]))):
-            _run([IP, "link", "del", ifname.split("@")[0]], check=False)
+            run_cmd([IP, "link", "del", ifname.split("@")[0]], check=False)
             removed.append(f"link {ifname}")
     return removed
 
@@ -266,26 +266,26 @@ class Topology:
                 self.subnet = str(net)
                 hosts = list(net.hosts())
                 self.root_ip = str(hosts[0])
-                _run([IP, "link", "add", self.bridge, "type", "bridge"])
+                run_cmd([IP, "link", "add", self.bridge, "type", "bridge"])
                 self._created = True
-                _run([IP, "addr", "add", f"{self.root_ip}/{net.prefixlen}", "dev", self.bridge])
-                _run([IP, "link", "set", self.bridge, "up"])
+                run_cmd([IP, "addr", "add", f"{self.root_ip}/{net.prefixlen}", "dev", self.bridge])
+                run_cmd([IP, "link", "set", self.bridge, "up"])
             for role in self.roles:
                 ns = f"vmg-{pid_s}-{k_s}-{role}"
                 root_if = f"vg{pid_s}k{k_s}{role}"
                 ip = str(net.network_address + HOST_OCTETS[role])
                 link = Link(role=role, netns=ns, ip=ip, root_if=root_if)
                 self.links[role] = link
-                _run([IP, "netns", "add", ns])
+                run_cmd([IP, "netns", "add", ns])
                 tmp_peer = f"vg{pid_s}k{k_s}{role}p"
-                _run([IP, "link", "add", root_if, "type", "veth", "peer", "name", tmp_peer])
-                _run([IP, "link", "set", tmp_peer, "netns", ns])
-                _run([IP, "-n", ns, "link", "set", tmp_peer, "name", "eth0"])
-                _run([IP, "link", "set", root_if, "master", self.bridge])
-                _run([IP, "link", "set", root_if, "up"])
-                _run([IP, "-n", ns, "link", "set", "lo", "up"])
-                _run([IP, "-n", ns, "addr", "add", f"{ip}/{net.prefixlen}", "dev", "eth0"])
-                _run([IP, "-n", ns, "link", "set", "eth0", "up"])
+                run_cmd([IP, "link", "add", root_if, "type", "veth", "peer", "name", tmp_peer])
+                run_cmd([IP, "link", "set", tmp_peer, "netns", ns])
+                run_cmd([IP, "-n", ns, "link", "set", tmp_peer, "name", "eth0"])
+                run_cmd([IP, "link", "set", root_if, "master", self.bridge])
+                run_cmd([IP, "link", "set", root_if, "up"])
+                run_cmd([IP, "-n", ns, "link", "set", "lo", "up"])
+                run_cmd([IP, "-n", ns, "addr", "add", f"{ip}/{net.prefixlen}", "dev", "eth0"])
+                run_cmd([IP, "-n", ns, "link", "set", "eth0", "up"])
                 self.shape(role, self.rate, self.delay)
             self._wait_reachable()
         except BaseException:
@@ -300,7 +300,7 @@ class Topology:
         for link in self.links.values():
             while True:
                 p = (
-                    _run(
+                    run_cmd(
                         [IP, "netns", "exec", link.netns, "ping", "-c1", "-W1", self.root_ip],
                         check=False,
                     )
@@ -318,9 +318,9 @@ class Topology:
     def close(self) -> None:
         for link in list(self.links.values()):
             _delete_netns(link.netns)  # also destroys both veth ends
-            _run([IP, "link", "del", link.root_if], check=False)
+            run_cmd([IP, "link", "del", link.root_if], check=False)
         if self._created:
-            _run([IP, "link", "del", self.bridge], check=False)
+            run_cmd([IP, "link", "del", self.bridge], check=False)
             self._created = False
         self.links.clear()
         with _live_lock:
@@ -345,8 +345,8 @@ class Topology:
 
     def qdiscs(self, role: str) -> str:
         link = self.links[role]
-        out = _run([TC, "qdisc", "show", "dev", link.root_if]).stdout
-        out += _run([IP, "netns", "exec", link.netns, TC, "qdisc", "show", "dev", "eth0"]).stdout
+        out = run_cmd([TC, "qdisc", "show", "dev", link.root_if]).stdout
+        out += run_cmd([IP, "netns", "exec", link.netns, TC, "qdisc", "show", "dev", "eth0"]).stdout
         return out
 
     # -- shaping
@@ -367,7 +367,7 @@ class Topology:
                 f"kernel has no sch_netem: delay {delay} not applied to link {role}", stacklevel=2
             )
         for prefix, dev in (([], link.root_if), ([IP, "netns", "exec", link.netns], "eth0")):
-            _run([*prefix, TC, "qdisc", "del", "dev", dev, "root"], check=False)
+            run_cmd([*prefix, TC, "qdisc", "del", "dev", dev, "root"], check=False)
             if rate is None and not use_netem:
                 continue
             if use_netem:
@@ -380,7 +380,7 @@ class Topology:
                 bps = parse_rate(rate) // 8
                 burst = max(32 * 1024, bps // 500)  # >= 2 ms worth, >= 32 KiB
                 args = ["tbf", "rate", str(rate), "burst", str(burst), "latency", "50ms"]
-            _run([*prefix, TC, "qdisc", "add", "dev", dev, "root", *args])
+            run_cmd([*prefix, TC, "qdisc", "add", "dev", dev, "root", *args])
         link.delay_applied = use_netem
         return link
 
@@ -390,7 +390,7 @@ class Topology:
             "subnet": self.subnet,
             "bridge": self.bridge,
             "root_ip": self.root_ip,
-            "hosts": {r: vars(l) for r, l in self.links.items()},
+            "hosts": {r: vars(link) for r, link in self.links.items()},
         }
 
 
@@ -403,7 +403,7 @@ def list_resources() -> list[str]:
 def _main(argv: Iterable[str]) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="netns.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tests.peers.netns", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build a topology and wait until Ctrl-C")
     up.add_argument("--roles", default="a,b")

@@ -24,7 +24,7 @@ class NetnsError(RuntimeError):
 
 
 
-def _run(
+def run_cmd(
     argv: Sequence[str], check: bool = True, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
     p = subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=timeout)
@@ -74,21 +74,21 @@ def _probe() -> tuple[bool, str]:
         return False, "ssh-keygen not found (install openssh-client)"
     probe = f"vmg-{os.getpid()}-999-probe"
     try:
-        p = _run([IP, "netns", "add", probe], check=False)
+        p = run_cmd([IP, "netns", "add", probe], check=False)
         if p.returncode != 0:
             return False, f"'ip netns add' failed: {p.stderr.strip()}"
         ifa, ifb = f"vg{os.getpid()}k999x", f"vg{os.getpid()}k999y"
-        p = _run([IP, "link", "add", ifa, "type", "veth", "peer", "name", ifb], check=False)
+        p = run_cmd([IP, "link", "add", ifa, "type", "veth", "peer", "name", ifb], check=False)
         if p.returncode != 0:
             return False, f"cannot create veth pairs: {p.stderr.strip()}"
-        _run([IP, "link", "del", ifa], check=False)
+        run_cmd([IP, "link", "del", ifa], check=False)
         br = f"vg{os.getpid()}k999z"
-        p = _run([IP, "link", "add", br, "type", "bridge"], check=False)
+        p = run_cmd([IP, "link", "add", br, "type", "bridge"], check=False)
         if p.returncode != 0:
             return False, f"cannot create a bridge: {p.stderr.strip()}"
-        _run([IP, "link", "del", br], check=False)
+        run_cmd([IP, "link", "del", br], check=False)
     finally:
-        _run([IP, "netns", "del", probe], check=False)
+        run_cmd([IP, "netns", "del", probe], check=False)
     return True, ""
 
 
@@ -101,8 +101,8 @@ def netem_supported() -> bool:
     if _netem_cache is None:
         ns = f"vmg-{os.getpid()}-998-netem"
         try:
-            _run([IP, "netns", "add", ns])
-            p = _run(
+            run_cmd([IP, "netns", "add", ns])
+            p = run_cmd(
                 [
                     IP,
                     "netns",
@@ -124,5 +124,5 @@ def netem_supported() -> bool:
         except NetnsError:
             _netem_cache = False
         finally:
-            _run([IP, "netns", "del", ns], check=False)
+            run_cmd([IP, "netns", "del", ns], check=False)
     return _netem_cache

@@ -25,10 +25,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 from vmigrate_lib.errors import ChangeIdInvalid, VmigrateError
 from vmigrate_lib.lab.ctk import ChangeTracker
 from vmigrate_lib.lab.disk import allocated_extents

@@ -18,8 +18,8 @@ filesystem, so any folder can serve as a host's datastore.
 
 By hand (root)::
 
-    python tests/peers/sshd.py up            # netns a,b + sshd each; prints ssh commands
-    python tests/peers/sshd.py up --loopback # one sshd on 127.0.0.1
+    python -m tests.peers.sshd up            # netns a,b + sshd each; prints ssh commands
+    python -m tests.peers.sshd up --loopback # one sshd on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
-if TYPE_CHECKING:
-    pass
+from tests.peers.sshhost import (  # re-exported: the fixtures import them from here
+    SshHost,
+    SshKeyPair,
+    fingerprint_sha256,
+    known_hosts_lines,
+    write_known_hosts,
+)
 
 SSHD = "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -55,14 +60,6 @@ PRIVSEP_DIR = "/run/sshd"
 class SshdError(RuntimeError):
     pass
 
-
-from sshhost import (  # noqa: E402  (re-exported: the fixtures import them from here)
-    SshHost,
-    SshKeyPair,
-    fingerprint_sha256,
-    known_hosts_lines,
-    write_known_hosts,
-)
 
 __all__ = ["SshHost", "SshKeyPair", "SshdError", "SshdServer", "fingerprint_sha256",
            "known_hosts_lines", "start_sshd", "write_known_hosts"]
@@ -330,10 +327,9 @@ def cleanup_stale_dirs() -> list[str]:
 def _main(argv: Sequence[str]) -> int:
     import argparse
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import netns as netns_mod
+    from tests.peers import netns as netns_mod
 
-    ap = argparse.ArgumentParser(prog="sshd.py")
+    ap = argparse.ArgumentParser(prog="python -m tests.peers.sshd")
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start sshd peers and wait until Ctrl-C")
     up.add_argument("--loopback", action="store_true")

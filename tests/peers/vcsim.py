@@ -1,6 +1,6 @@
 """The vSphere API simulator (govmomi) as a test peer: build it, run it.
 
-    from vcsim import build_vcsim, run_vcsim   # tests/peers on sys.path
+    from tests.peers.vcsim import build_vcsim, run_vcsim
 
     with run_vcsim(model="esx", qcda_cmd=qcda_command(extents_json)) as sim:
         si = SmartConnect(host=sim.host, port=sim.port, user=sim.user,

@@ -15,77 +15,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-_PEERS = Path(__file__).resolve().parents[1] / "peers"
-if str(_PEERS) not in sys.path:
-    sys.path.insert(0, str(_PEERS))
-
-import netns as peers_netns
-import sshd as peers_sshd
-import sshusers
-from netns import Link, Topology
-from sshd import SshdServer, SshHost, SshKeyPair
+from tests.peers import netns as peers_netns
+from tests.peers import sshd as peers_sshd
+from tests.peers import sshusers
+from tests.peers.netns import Link, Topology
+from tests.peers.sshd import SshdServer, SshHost, SshKeyPair
+from tests.ssh.sshdp import SshHosts
 
 DEFAULT_RATE = "1gbit"
 DEFAULT_DELAY = "1ms"
-
-
-@dataclass
-class SshHosts:
-    """Hosts a, b (each an sshd in its own namespace) on one shaped bridge.
-
-    ``hosts["a"]`` / ``hosts.a``: SshHost as reached from the test process (root ns).
-    ``hosts.peer("a", "b")``: SshHost for b as reached *from host a* (direct mode):
-    peer key + a known_hosts listing every host; use it in commands run on a.
-    """
-
-    topology: Topology
-    servers: dict[str, SshdServer]
-    client_key: SshKeyPair
-    peer_key: SshKeyPair
-    known_hosts_path: str  # every host's key
-    workdir: str
-    _peer_hosts: dict[str, SshHost] = field(default_factory=dict)
-
-    def __getitem__(self, role: str) -> SshHost:
-        return self.servers[role].host
-
-    @property
-    def a(self) -> SshHost:
-        return self["a"]
-
-    @property
-    def b(self) -> SshHost:
-        return self["b"]
-
-    @property
-    def roles(self) -> list[str]:
-        return list(self.servers)
-
-    def peer(self, src: str, dst: str) -> SshHost:
-        """How ``src`` reaches ``dst``: same address/port, peer key, shared known_hosts."""
-        assert src in self.servers and dst in self.servers
-        return replace(
-            self[dst], key_path=self.peer_key.path, known_hosts_path=self.known_hosts_path
-        )
-
-    def run(self, role: str, command: str, **kw: Any) -> subprocess.CompletedProcess[Any]:
-        """Run a shell command on ``role`` over OpenSSH from the root namespace."""
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        kw.setdefault("timeout", 120)
-        check = kw.pop("check", False)
-        return subprocess.run(self[role].ssh_argv(command), check=check, **kw)
 
 
 @pytest.fixture(scope="session")

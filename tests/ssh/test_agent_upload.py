@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sshusers
-from sshd import SshHost
-from sshdp import MiB, settings_for
 
+from tests.peers import sshusers
+from tests.peers.sshd import SshHost
+from tests.ssh.sshdp import MiB, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.transport import agent_zipapp

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import sshd as peers_sshd
-from sshd import SshHost
-from sshdp import MiB, garbage, kill_session, make_disk, settings_for
 
+from tests.peers import sshd as peers_sshd
+from tests.peers.sshd import SshHost
+from tests.ssh.sshdp import MiB, garbage, kill_session, make_disk, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.sshconfig import DirectRoute
@@ -28,7 +28,7 @@ from vmigrate_lib.errors import NoSpaceLeft, SshHostUnreachable, TransportError
 from vmigrate_lib.extents import Extent, clip
 
 if TYPE_CHECKING:
-    from conftest import SshHosts
+    from tests.ssh.sshdp import SshHosts
 
 SIZE = 48 * MiB
 

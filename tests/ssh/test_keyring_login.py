@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filekeyring import file_keyring
-from sshd import SshHost
-from sshdp import settings_for
 
+from tests.peers.filekeyring import file_keyring
+from tests.peers.sshd import SshHost
+from tests.ssh.sshdp import settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.errors import AuthenticationError
 

@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 MiB = 1 << 20
 DISKS = ((2000, "alice-flat.vmdk", "bob-flat.vmdk"), (2001, "alice_1-flat.vmdk", "bob_1-flat.vmdk"))
 
-if TYPE_CHECKING:  # the fixture's type only: every conftest module is named "conftest"
-    from conftest import SshHosts
+if TYPE_CHECKING:
+    from tests.ssh.sshdp import SshHosts
 
 
 def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path, **extra: Any) -> dict[str, Any]:

@@ -10,15 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import netns as peers_netns  # tests/peers, put on sys.path by conftest
 import paramiko
 import pytest
-import sshd as peers_sshd
-from netns import Link
-from sshd import SshHost, SshKeyPair
+
+from tests.peers import netns as peers_netns
+from tests.peers import sshd as peers_sshd
+from tests.peers.netns import Link
+from tests.peers.sshd import SshHost, SshKeyPair
 
 if TYPE_CHECKING:
-    from conftest import SshHosts
+    from tests.ssh.sshdp import SshHosts
 
 MB = 1024 * 1024
 SIZE = 50 * MB

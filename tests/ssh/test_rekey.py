@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 import pytest
-from sshd import SshHost
-from sshdp import MiB, settings_for
 
+from tests.peers.sshd import SshHost
+from tests.ssh.sshdp import MiB, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.sshconfig import RFC4344_AES_BYTES, RFC4344_PACKETS, SshSettings

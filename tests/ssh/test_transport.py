@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sshd import SshHost, SshKeyPair, known_hosts_lines
-from sshdp import MiB, garbage, make_disk, settings_for
 
+from tests.peers.sshd import SshHost, SshKeyPair, known_hosts_lines
+from tests.ssh.sshdp import MiB, garbage, make_disk, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore, check_modes
 from vmigrate_lib.dataplane.sshconfig import DirectRoute, SshSettings, parse_target
@@ -22,7 +22,7 @@ from vmigrate_lib.extents import Extent
 from vmigrate_lib.params import HostParams
 
 if TYPE_CHECKING:
-    from conftest import SshHosts
+    from tests.ssh.sshdp import SshHosts
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sshd as peers_sshd
 import yaml
 
+from tests.peers import sshd as peers_sshd
 from vmigrate_lib.dataplane.ssh.connection import SshConnection
 from vmigrate_lib.dataplane.sshconfig import SshSettings
 from vmigrate_lib.errors import SshHostUnreachable, TransportError

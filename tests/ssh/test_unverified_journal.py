@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sshd import SshHost
 
+from tests.peers.sshd import SshHost
 from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 

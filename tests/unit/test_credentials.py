@@ -20,14 +20,12 @@ from typing import Any
 
 import pytest
 
+from tests.peers.filekeyring import file_keyring
 from vmigrate_lib.control.vsphere.connection import resolve_password as api_password
 from vmigrate_lib.dataplane.sshconfig import SshSettings
 from vmigrate_lib.dataplane.sshconfig import resolve_password as ssh_password
 from vmigrate_lib.errors import AuthenticationError, ParameterError
 from vmigrate_lib.params import HostParams, validate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from filekeyring import file_keyring
 
 SECRET = "Hunter2-S3cret"
 VC_SECRET = "Vc-Pa55-Secret"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -14,11 +13,7 @@ from typing import Any
 
 import pytest
 
-_PEERS = Path(__file__).resolve().parents[1] / "peers"
-if str(_PEERS) not in sys.path:
-    sys.path.insert(0, str(_PEERS))
-
-import vcsim as vcsim_peer
+from tests.peers import vcsim as vcsim_peer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,8 +78,8 @@ def ssh_pair() -> Iterator[tuple[Any, Any, str]]:
     (kind "netns"), as tests/ssh's ``ssh_hosts``; otherwise one sshd on
     127.0.0.1 serving both (kind "loopback").  Namespaces share the file
     system, so a simulator's datastore folder is reachable from either sshd."""
-    import netns as peers_netns
-    import sshd as peers_sshd
+    from tests.peers import netns as peers_netns
+    from tests.peers import sshd as peers_sshd
 
     if not os.access(peers_sshd.SSHD, os.X_OK):
         pytest.skip(f"{peers_sshd.SSHD} not found (install openssh-server)")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import vcsim as vcsim_peer
-import vsim
-from filekeyring import file_keyring
 
+from tests.peers import vcsim as vcsim_peer
+from tests.peers.filekeyring import file_keyring
+from tests.vsphere import vsim
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.errors import AuthenticationError
 

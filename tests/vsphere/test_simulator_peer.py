@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import vcsim as vcsim_peer
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import SoapStubAdapter, vim, vmodl
+
+from tests.peers import vcsim as vcsim_peer
 
 KiB = 1024
 

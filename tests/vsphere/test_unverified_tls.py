@@ -17,9 +17,9 @@ import logging
 import ssl
 
 import pytest
-import vcsim as vcsim_peer
-import vsim
 
+from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
 from vmigrate_lib.control.vsphere.connection import Connection
 from vmigrate_lib.trust import TrustListener
 

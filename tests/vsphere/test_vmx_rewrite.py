@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import vsim
 
+from tests.vsphere import vsim
 from vmigrate_lib.control.host import DiskInfo, PowerState, VmInfo
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.control.vsphere import vmxfiles

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vcsim as vcsim_peer
-import vsim
 import yaml
 from pyVim.task import WaitForTask
 
+from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
 from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
 
 MiB = 1 << 20

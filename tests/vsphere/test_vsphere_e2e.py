@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vcsim as vcsim_peer
-import vsim
 from pyVim.task import WaitForTask
 
+from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration

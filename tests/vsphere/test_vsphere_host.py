@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import vcsim as vcsim_peer
-import vsim
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
+from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
 from vmigrate_lib.control.factory import open_host
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import CBT_STUN_SNAPSHOT, VsphereHost

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import vcsim as vcsim_peer
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
+from tests.peers import vcsim as vcsim_peer
 from vmigrate_lib.dataplane.transport import LocalTransport
 from vmigrate_lib.lab.ctk import ChangeTracker
 from vmigrate_lib.params import HostParams

@@ -1,15 +1,16 @@
 """File-system proofs for tests: a tree fingerprint (a refused command changed
-nothing) and a chunked byte compare (a copy is identical)."""
+nothing), a chunked byte compare and a chunked digest (a copy is identical)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 
 def tree_fingerprint(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under root with size and mtime: 'nothing changed' means this is equal."""
-    out = {}
+    out: dict[str, tuple[int, int]] = {}
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             p = Path(dirpath) / f
@@ -30,3 +31,12 @@ def files_equal(a: Path, b: Path, chunk: int = 4 << 20) -> bool:
                 return False
             if not x:
                 return True
+
+
+def sha(path: Path, chunk: int = 4 << 20) -> str:
+    """SHA-256 of a file, read in chunks (disks are too big to hold in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
