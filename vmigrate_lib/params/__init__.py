@@ -20,6 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParameterError
+from ..modes import (
+    ALGORITHMS,
+    CERTIFY_MODES,
+    CHANGE_TRACKING,
+    HOST_TYPES,
+    HOSTS_KINDS,
+    SSH_COMPRESS,
+    SSH_MODES,
+    Algorithm,
+    CertifyMode,
+    ChangeTracking,
+    HostsKind,
+    HostType,
+    SshCompress,
+    SshMode,
+    pick,
+)
 from ..units import parse_duration, parse_size
 from .hostrefs import NAME, REFERENCE_HINT, check_field, check_host, check_text, is_secret_key
 from .paramfile import read_params_file, shown
@@ -30,7 +47,7 @@ from .workspace_rules import ESXI_DATASTORES, check_workspace
 class HostParams:
     """How to reach one host.  ``type`` picks the control-plane implementation."""
 
-    type: str = "lab"
+    type: HostType = "lab"
     host: str = ""
     datastore: str = ""  #: destination datastore (empty: the VM's own / the first one)
     lab_root: str = ".vmigrate-lab"
@@ -52,8 +69,8 @@ class HostParams:
     datastore_root: str = "/vmfs/volumes"  #: vSphere: where the SSH host mounts datastores
     allow_unknown_host_key: bool = False  #: accept a host key not in known_hosts (logged)
     # SSH data plane (a lab host with url ssh://..., an ESXi host's datastores)
-    ssh_mode: str = "relay"  #: relay | direct | auto; read on the *source* host
-    ssh_compress: str = ""  #: "" (off) | zlib | zstd | auto
+    ssh_mode: SshMode = "relay"  #: relay | direct | auto; read on the *source* host
+    ssh_compress: SshCompress = ""  #: "" (off) | zlib | zstd | auto
     bwlimit: int = 0  #: cap on this host's SSH data, bytes per second ("50MB"); 0: none
     ssh_direct_key: str = ""  #: direct mode: key *on the source host* authorized on the destination
     ssh_direct_known_hosts: str = ""  #: direct mode: known_hosts *on the source host*
@@ -61,12 +78,12 @@ class HostParams:
 
 @dataclass(frozen=True)
 class SyncParams:
-    change_tracking: str = "auto"  #: auto | require | hash
+    change_tracking: ChangeTracking = "auto"  #: auto | require | hash
     allow_enable_cbt: bool = False
-    certify: str = "changed"  #: none | changed | full (each cycle; the seed always full)
+    certify: CertifyMode = "changed"  #: none | changed | full (each cycle; the seed always full)
     hash_block: int = 64 * 1024
     certify_block: int = 1024 * 1024
-    algorithm: str = "auto"
+    algorithm: Algorithm = "auto"
     interval: float = 0.0  #: pause between delta cycles, seconds (vmigrate sync --cycles N)
     checkpoint_bytes: int = 64 * 1024 * 1024
     parallel_disks: int = 2  #: disks copied (and hash-compared) at the same time, 1..16
@@ -84,7 +101,7 @@ class CutoverParams:
 
     shutdown_timeout: float = 300.0  #: graceful guest shutdown may take this long, seconds
     allow_hard_poweroff: bool = False  #: after the timeout: power off hard (else roll back)
-    certify: str = "changed"  #: none | changed | full, on the final delta
+    certify: CertifyMode = "changed"  #: none | changed | full, on the final delta
     max_sync_age: float = 600.0  #: go/no-go: the last sync at most this old, seconds
     probes: tuple[int, ...] = ()  #: TCP ports on the new VM that must accept a connection
     probe_command: str = ""  #: a command that must exit 0 ($VMIGRATE_VM, $VMIGRATE_VM_IP)
@@ -107,7 +124,7 @@ class MigrationParams:
     operator: str = ""
     downtime_budget: float = 120.0
     change_id: str = ""  #: the change ticket (CHG-12345); the runbooks require it
-    hosts: str = ""  #: lab | real; empty: not said (the runbooks infer it from the types)
+    hosts: HostsKind = ""  #: lab | real; empty: not said (the runbooks infer it from the types)
     sync: SyncParams = field(default_factory=SyncParams)
     cutover: CutoverParams = field(default_factory=CutoverParams)
 
@@ -116,7 +133,7 @@ class MigrationParams:
         return self.dest_name or self.vm
 
     @property
-    def host_kind(self) -> str:
+    def host_kind(self) -> HostsKind:
         """``hosts`` as given, else lab when both sides are lab hosts, else real."""
         if self.hosts:
             return self.hosts
@@ -130,12 +147,12 @@ class MigrationParams:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "type": ("lab", "vsphere"),
-    "change_tracking": ("auto", "require", "hash"),
-    "certify": ("none", "changed", "full"),
-    "algorithm": ("auto", "xxh3_128", "blake3", "sha1", "sha256", "blake2b", "md5"),
-    "ssh_mode": ("relay", "direct", "auto"),
-    "ssh_compress": ("", "zlib", "zstd", "auto"),
+    "type": HOST_TYPES,
+    "change_tracking": CHANGE_TRACKING,
+    "certify": CERTIFY_MODES,
+    "algorithm": ALGORITHMS,
+    "ssh_mode": SSH_MODES,
+    "ssh_compress": SSH_COMPRESS,
 }
 #: Allowed values of the fields that take a word (the CLI's choices come from here too).
 CHOICES = _CHOICES
@@ -210,9 +227,7 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
             value = str(value)
             check_field(where, name, value)
             check_text(where, value, multiline=name == "probe_command")
-            if name in _CHOICES and value not in _CHOICES[name]:
-                raise ValueError(f"must be one of {', '.join(_CHOICES[name]) or '(empty)'}")
-            return value
+            return pick(_CHOICES[name], value) if name in _CHOICES else value
     except ValueError as exc:
         raise ParameterError(f"parameter {where}: {exc}", parameter=where) from exc
     return value
@@ -326,9 +341,10 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
             hint="give the change ticket, e.g. CHG-12345 (letters, digits, . _ / -)",
             parameter="change_id",
         )
-    hosts = top.get("hosts") or ""
-    if not isinstance(hosts, str) or hosts not in ("", "lab", "real"):
-        raise ParameterError("parameter hosts must be lab or real", parameter="hosts")
+    try:
+        hosts = pick(HOSTS_KINDS, top.get("hosts") or "")
+    except ValueError:
+        raise ParameterError("parameter hosts must be lab or real", parameter="hosts") from None
     for side, hp in (("source", source), ("destination", dest)):
         if hosts and (hp.type == "lab") != (hosts == "lab"):
             raise ParameterError(
