@@ -31,7 +31,7 @@ from vmigrate_lib.errors import (
 )
 
 #: Lab timings are sub-second; the planner gets them as parameters until measured.
-FAST = {"shutdown_s": 1.0, "boot_s": 1.0}
+FAST: dict[str, Any] = {"shutdown_s": 1.0, "boot_s": 1.0}
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ default wait reads the power state once a second, the engine's old loop every 50
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.cutover.cutover_helpers import Lab, Watch, assert_bob_has_every_acked_block
@@ -16,7 +18,7 @@ from vmigrate_lib.control.host import Host, PowerState
 from vmigrate_lib.engine.context import Migration
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover
 
-FAST = {"shutdown_s": 1.0, "boot_s": 1.0}
+FAST: dict[str, Any] = {"shutdown_s": 1.0, "boot_s": 1.0}
 
 
 def test_runtime_files_are_the_hosts_to_name(lab: Lab) -> None:

@@ -61,6 +61,10 @@ from tests.peers.netns_probe import (
     run_cmd,
 )
 
+# available/netem_supported/parse_rate/NetnsError are re-exported: callers need one module.
+__all__ = ["HOST_OCTETS", "SUBNET_BASE", "Link", "NetnsError", "Topology", "available",
+           "cleanup_stale", "list_resources", "netem_supported", "parse_rate"]
+
 #: 10.213.N.0/24 for N in this range.
 SUBNET_BASE = "10.213"
 HOST_OCTETS = {"a": 11, "b": 12, "c": 13, "d": 14}
