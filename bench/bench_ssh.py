@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "tests" / "peers"))
+sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the tests.peers package
 
-import netns as peers_netns  # noqa: E402
-import sshd as peers_sshd  # noqa: E402
-from sshd import SshHost, SshKeyPair  # noqa: E402
-
+from tests.peers import netns as peers_netns  # noqa: E402
+from tests.peers import sshd as peers_sshd  # noqa: E402
+from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
 from vmigrate_lib.dataplane import open_ssh_datastore  # noqa: E402
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore  # noqa: E402
 from vmigrate_lib.dataplane.sshconfig import RFC4344_AES_BYTES, DirectRoute, SshSettings  # noqa: E402

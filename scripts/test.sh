@@ -9,9 +9,11 @@ cd "$repo"
 sh scripts/setup.sh
 echo "== building the vSphere simulator peer"
 sh tests/peers/build_vcsim.sh
-echo "== mypy --strict"
+echo "== mypy --strict (vmigrate_lib)"
 .venv/bin/mypy
+echo "== mypy (tests: every body checked, see pyproject's tests.* override)"
+.venv/bin/mypy -p tests
 echo "== ruff"
-.venv/bin/ruff check vmigrate_lib
+.venv/bin/ruff check vmigrate_lib tests bench
 echo "== pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
