@@ -15,6 +15,7 @@ from typing import Any
 
 from ..credentials import SecretRef, resolve_secret
 from ..errors import ParameterError
+from ..modes import SSH_COMPRESS, SSH_MODES
 from ..params import HostParams
 
 MiB = 1024 * 1024
@@ -32,9 +33,6 @@ DEFAULT_CIPHERS: tuple[str, ...] = (
 RFC4344_AES_BYTES = 2**32 * 16
 #: RFC 4344 3.1: at least every 2**32 packets (the sequence number wraps); 2**31 keeps margin.
 RFC4344_PACKETS = 2**31
-
-MODES = ("relay", "direct", "auto")
-CODECS = ("", "zlib", "zstd", "auto")
 
 
 @dataclass(frozen=True)
@@ -119,12 +117,13 @@ class SshSettings:
     def __post_init__(self) -> None:
         if not self.host:
             raise ParameterError("SSH settings need a host", parameter="host")
-        if self.mode not in MODES:
-            raise ParameterError(f"data path mode must be one of {', '.join(MODES)}, got {self.mode!r}",
+        if self.mode not in SSH_MODES:
+            raise ParameterError(f"data path mode must be one of {', '.join(SSH_MODES)}, got {self.mode!r}",
                                  parameter="mode")
-        if self.compress not in CODECS:
+        if self.compress not in SSH_COMPRESS:
             raise ParameterError(
-                f"compression must be one of zlib, zstd, auto or empty, got {self.compress!r}",
+                f"compression must be one of {', '.join(c for c in SSH_COMPRESS if c)} or empty, "
+                f"got {self.compress!r}",
                 parameter="compress")
         if self.fingerprint and not self.fingerprint.startswith(("SHA256:", "MD5:")):
             raise ParameterError(
