@@ -8,6 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
+from tests.runbooks.notebook_tables import displayed_table
 from vmigrate_lib.faces.papermill_runner import pick_kernel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,5 +40,6 @@ def test_walkthrough_then_comparison(tmp_path: Path) -> None:
     pm.execute_notebook(str(REPO / "notebooks" / "compare-evidence.ipynb"), str(cmp_out),
                         parameters={"evidence_root": str(tmp_path / "rh")}, kernel_name=kernel,
                         cwd=str(tmp_path), progress_bar=False)
-    table = nbformat.read(cmp_out, 4).cells[4].outputs[0]["data"]["text/plain"]
-    assert "cutover" in table and "sync" in table and "False" not in table.split("verified")[1][:200]
+    runs = displayed_table(nbformat.read(cmp_out, 4).cells, "runs_frame(")
+    assert sorted(r["runbook"] for r in runs) == ["cutover", "sync"], runs
+    assert [r["verified"] for r in runs] == ["True", "True"], runs
