@@ -24,10 +24,22 @@ def wait_writes(host: LabHost, vm: str, more: int) -> None:
         time.sleep(0.05)
 
 
+def wait_disk_writes(host: LabHost, vm: str, disk_key: int, more: int = 1) -> None:
+    """Wait until the guest has started ``more`` writes to one disk after this call (its
+    sequence counter for that disk), instead of sleeping and hoping it wrote."""
+    st = host.guest_status(vm)
+    assert st is not None
+    target = st["next_seq"][str(disk_key)] + more
+    deadline = time.monotonic() + 20
+    while (st := host.guest_status(vm)) is not None and st["next_seq"][str(disk_key)] < target:
+        assert time.monotonic() < deadline, f"guest does not write to disk {disk_key}"
+        time.sleep(0.02)
+
+
 def quiesce(host: LabHost, vm: str) -> None:
-    """Stop the workload (the guest keeps running) so the disk content is steady."""
+    """Stop the workload (the guest keeps running) so the disk content is steady: when
+    set_workload returns no write is under way (tests/lab/test_quiesce.py)."""
     host.set_workload(vm, WorkloadSpec(rate_mb_s=0, ack_interval=0.2))
-    time.sleep(0.1)
 
 
 def delta_grains(vmdir: Path, stem: str = "alice") -> list[int]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.lab.lab_helpers import (
-    wait_off,
-)
+from tests.lab.lab_helpers import wait_disk_writes, wait_off
 from vmigrate_lib.control.host import PowerState, VmInfo
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.errors import DestinationExists, DiskMismatch, LabError, PowerError
@@ -57,7 +54,7 @@ def test_good_copy_boots_on_host_b(host_a: LabHost, host_b: LabHost, alice: str)
 
 
 def test_corrupted_copy_fails_its_boot_check(host_a: LabHost, host_b: LabHost, alice: str) -> None:
-    time.sleep(0.3)
+    wait_disk_writes(host_a, alice, 2000, 20)  # acknowledged blocks to corrupt
     info, dst = copy_alice(host_a, host_b, alice, "bob")
     acks = AckMap.load(dst / "acks-2000.bin")
     index = sorted(acks.seqs)[len(acks.seqs) // 2]
@@ -86,7 +83,7 @@ def test_stale_copy_missing_the_last_writes_is_detected(
     shutil.copyfile(
         host_a.vm_dir(alice) / "alice-flat.vmdk", dst / "alice-flat.vmdk"
     )  # live, early
-    time.sleep(0.5)
+    wait_disk_writes(host_a, alice, 2000)  # a write that started after the copy
     host_a.shutdown_guest(alice)
     wait_off(host_a, alice)
     report = verify_copy(dst / "alice-flat.vmdk", host_a.ack_path(alice, 2000))

@@ -124,7 +124,7 @@ class Guest:
             di, bi = picker.next()
             bs = spec.block_size
             with self.stun:
-                if geometry != self.geometry:  # disks changed since the pick: pick again
+                if geometry != self.geometry or spec is not self.spec:  # changed: pick again
                     continue
                 disk = self.machine.disks[di]
                 seq = self.next_seq[di]
@@ -201,7 +201,8 @@ class Guest:
                     raise ParameterError("the block size of a running guest cannot change")
                 m.config.workload = spec
                 m.save()
-                self.spec = spec
+                with self.stun:  # a block being written lands first; none starts after
+                    self.spec = spec
                 return {"ok": True}
             if cmd == "flush_acks":
                 self.persist_acks(clean=False)
