@@ -41,6 +41,18 @@ def f(p: MigrationParams) -> bool:
 def f(p: MigrationParams) -> bool:
     return p.source.ssh_mode in ("relay", "dirct") and p.source.ssh_mode == "dirct"  # ERROR
 """, "Non-overlapping equality check"),
+    "cutover status typo": (
+        """
+from vmigrate_lib.engine.state import CutoverRecord
+def f(co: CutoverRecord) -> bool:
+    return co.status == "rolledback"  # ERROR
+""", "Non-overlapping equality check"),
+    "step status typo": (
+        """
+from vmigrate_lib.engine.state import StepRecord
+def f(rec: StepRecord) -> None:
+    rec.status = "finished"  # ERROR
+""", "Incompatible types in assignment"),
 }
 
 
@@ -52,7 +64,10 @@ def _mypy(tmp_path: Path, snippets: dict[str, tuple[str, str]]) -> dict[str, lis
         path.write_text(HEADER + textwrap.dedent(body))
         files[name] = path
     proc = subprocess.run(
+        # a cache of its own: a shared one replays a cached snippet's errors under the
+        # path it had in an earlier run
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+         "--cache-dir", str(tmp_path / ".mypy_cache"),
          "--config-file", str(ROOT / "pyproject.toml"), *map(str, files.values())],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
@@ -73,7 +88,7 @@ def test_a_typo_fails_mypy(name: str, reports: dict[str, list[str]]) -> None:
     marked = HEADER.count("\n") + textwrap.dedent(body).splitlines().index(
         next(ln for ln in textwrap.dedent(body).splitlines() if ln.endswith("# ERROR"))) + 1
     errors = reports[name]
-    assert errors, f"{name}: mypy accepted the typo"
+    assert errors, f"{name}: mypy accepted the typo: {reports}"
     lines = {int(m.group(1)) for e in errors if (m := re.search(r"\.py:(\d+):", e))}
     assert lines == {marked}, errors
     assert any(fragment in e for e in errors), errors

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ..errors import CutoverError, CutoverNoGo, Interrupted, ProbeFailed, VmigrateError
+from ..modes import CutoverStatus
 from ..units import fmt_secs
 from . import cutover_steps as steps
 from .claim import release_after_cutover
@@ -63,7 +64,7 @@ NO_HOOKS = CutoverHooks()
 
 @dataclass
 class CutoverResult:
-    status: str  #: done | probes_failed | rolled_back
+    status: CutoverStatus  #: done | probes_failed | rolled_back
     attempt: int
     downtime: float | None = None  #: measured, seconds
     predicted: float | None = None  #: the planner's prediction at go/no-go, seconds

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StateCorrupt
+from ..modes import CUTOVER_STATUSES, STEP_STATUSES, CutoverStatus, StepStatus, W
 
 #: The schema written by this code.  1: vmigrate 0.x (no digest, never checked).
 STATE_VERSION = 2
@@ -66,6 +67,14 @@ class _Reader:
 
     def str_(self, key: str, default: str | None = "") -> Any:
         return self._get(key, (str,), default, "a string")
+
+    def word_(self, key: str, words: tuple[W, ...], default: W | None = None) -> W:
+        """One of ``words`` (a status): anything else is a corrupt state, said in one line."""
+        value = self._get(key, (str,), default, "a string")
+        for word in words:
+            if value == word:
+                return word
+        raise _bad(self.path, f"{self.where}.{key} is {value!r}, not one of {', '.join(words)}")
 
     def int_(self, key: str, default: int | None = 0) -> Any:
         return self._get(key, (int,), default, "an integer")
@@ -196,7 +205,7 @@ class InProgress:
 class StepRecord:
     """One cutover step: how often it ran, when, and how it ended."""
 
-    status: str = "pending"  #: pending | running | done | failed
+    status: StepStatus = "pending"
     runs: int = 0
     start: float | None = None
     end: float | None = None
@@ -212,7 +221,7 @@ class StepRecord:
     @classmethod
     def from_json(cls, data: object, where: str, path: str) -> StepRecord:
         r = _Reader(data, where, path)
-        return cls(status=r.str_("status", "pending"), runs=r.int_("runs"),
+        return cls(status=r.word_("status", STEP_STATUSES, "pending"), runs=r.int_("runs"),
                    start=r.float_("start", None), end=r.float_("end", None),
                    error=r.obj("error"))
 
@@ -230,7 +239,7 @@ class CutoverRecord:
     """One cutover attempt, step by step: what a killed cutover resumes from."""
 
     attempt: int
-    status: str  #: running | probes_failed | rolling_back | rolled_back | aborted | done
+    status: CutoverStatus
     step: str = ""
     steps: dict[str, StepRecord] = field(default_factory=dict)
     started: float | None = None
@@ -286,7 +295,7 @@ class CutoverRecord:
                 raise _bad(path, f"cutover.{name} is {value!r}, not a list")
             lists[name] = value
         rec = cls(
-            attempt=r.int_("attempt"), status=r.str_("status"), step=r.str_("step", "") or "",
+            attempt=r.int_("attempt"), status=r.word_("status", CUTOVER_STATUSES), step=r.str_("step", "") or "",
             steps={str(k): StepRecord.from_json(v, f"cutover.steps[{k}]", path)
                    for k, v in steps.items()},
             history=list(lists["history"] or []),
