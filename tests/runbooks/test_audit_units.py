@@ -11,6 +11,7 @@ import pytest
 from vmigrate_lib.audit.dashboard import Dashboard
 from vmigrate_lib.audit.evidence import EvidenceTampered, verify, verify_or_raise, write_manifest
 from vmigrate_lib.audit.provenance import REDACTED, redact, secret_refs
+from vmigrate_lib.engine.progress import CycleEnded, CycleStarted, PredictionMade, StepChanged
 from vmigrate_lib.errors import ParameterError
 from vmigrate_lib.faces.cli import main
 from vmigrate_lib.faces.notebook import check_parameters, given_parameters
@@ -151,15 +152,16 @@ def test_dashboard_prints_one_line_per_cycle_and_updates() -> None:
     out = io.StringIO()
     dash = Dashboard("t", budget=60.0, stream=out, headless=True, min_interval=0)
     first_png = dash.plot.value
-    dash.event("cycle_start", number=1, kind="seed")
+    dash.event(CycleStarted(number=1, kind="seed"))
     dash.progress(50, 100, 1e6)
     assert dash.bar.value == 0.5 and "at 1.0 MB/s" in dash.bytes_label.value
     rec = {"number": 1, "kind": "seed", "duration": 1.0, "bytes_changed": 1 << 20,
            "bytes_sent": 1 << 20, "throughput": 1e6, "phases": {"copy": 1.0}, "status": "ok",
            "started": 1.0, "certify": {"result": "identical"}}
-    dash.event("cycle_end", **rec)
-    dash.event("prediction", cycle=1, predicted_downtime=42.0, budget=60.0, converged=True)
-    dash.event("step", name="shutdown", status="done")
+    dash.event(CycleEnded(rec))
+    dash.event(PredictionMade({"cycle": 1, "predicted_downtime": 42.0, "budget": 60.0,
+                               "converged": True}))
+    dash.event(StepChanged(name="shutdown", status="done"))
     assert dash.cycles_drawn == 1 and dash.plot.value != first_png
     assert "seed" in dash.table.value and "42.0 s" in dash.table.value
     assert "shutdown" in dash.steps.value

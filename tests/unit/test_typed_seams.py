@@ -53,6 +53,18 @@ from vmigrate_lib.engine.state import StepRecord
 def f(rec: StepRecord) -> None:
     rec.status = "finished"  # ERROR
 """, "Incompatible types in assignment"),
+    "event kind typo": (
+        """
+from vmigrate_lib.engine.progress import Reporter
+def f(r: Reporter) -> None:
+    r.event("phse", phase="wait")  # ERROR
+""", "Unexpected keyword argument"),
+    "event matched by a misspelled kind": (
+        """
+from vmigrate_lib.engine.progress import Event, PhaseReached
+def f(ev: Event) -> bool:
+    return isinstance(ev, PhaseReached) and ev.detial == "x"  # ERROR
+""", "has no attribute"),
 }
 
 

@@ -19,7 +19,19 @@ from typing import Any, TextIO
 import pandas as pd
 from IPython import get_ipython
 
-from ..engine.progress import LineReporter, Reporter, format_event
+from ..engine.progress import (
+    CycleEnded,
+    CycleFailed,
+    CycleStarted,
+    DiskPlanned,
+    Event,
+    LineReporter,
+    PhaseReached,
+    PredictionMade,
+    Reporter,
+    event_info,
+    format_event,
+)
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from . import plots
 from .tables import CYCLE_TYPES, PREDICTION_TYPE, cycles_frame
@@ -107,28 +119,28 @@ class Dashboard(Reporter):
         self._redraw()
 
     # --- Reporter ------------------------------------------------------------------------
-    def event(self, kind: str, /, **info: Any) -> None:
+    def event(self, ev: Event, /) -> None:
         """Print the plain line, then update the widgets."""
-        self.lines.event(kind, **info)
-        text = format_event(kind, info).strip()
+        self.lines.event(ev)
+        text = format_event(ev).strip()
         self.status.value = f"<b>{html.escape(self.title)}</b>: {html.escape(text)}"
-        if kind == "cycle_end":
-            self.records.append({"type": "cycle", **info})
+        if isinstance(ev, CycleEnded):
+            self.records.append({"type": "cycle", **ev.record})
             self.bar.value = 1.0
             self.bar.bar_style = "success"
             self._redraw()
-        elif kind == "cycle_failed":
-            self.records.append({"type": "cycle_failed", **info})
+        elif isinstance(ev, CycleFailed):
+            self.records.append({"type": "cycle_failed", **event_info(ev)})
             self.bar.bar_style = "danger"
             self._redraw()
-        elif kind == PREDICTION_TYPE:
-            self.records.append({"type": PREDICTION_TYPE, **info})
+        elif isinstance(ev, PredictionMade):
+            self.records.append({"type": PREDICTION_TYPE, **ev.record})
             self._redraw()
-        elif kind == "cycle_start":
+        elif isinstance(ev, CycleStarted):
             self.bar.value = 0.0
             self.bar.bar_style = "info"
             self.bytes_label.value = "starting"
-        elif kind not in ("phase", "disk"):
+        elif not isinstance(ev, (PhaseReached, DiskPlanned)):
             self._step_lines.append(text)
             self.steps.value = "<pre>" + html.escape("\n".join(self._step_lines[-15:])) + "</pre>"
 

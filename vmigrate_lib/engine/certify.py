@@ -18,6 +18,7 @@ from .changeset import DiskPlan
 from .compare import CompareResult, compare, pick_algorithm
 from .context import Migration
 from .copier import copy_extents
+from .progress import PhaseReached
 
 
 def rate_progress(m: Migration, planned: int) -> Callable[[int], None]:
@@ -51,7 +52,7 @@ def certify_disks(
         if extents is not None and not extents:
             summary["disks"][str(disk.key)] = {"result": "identical", "blocks": 0, "bytes": 0}
             continue
-        m.reporter.event("phase", phase="certify", detail=f"disk {disk.key} ({mode}, {algo})")
+        m.reporter.event(PhaseReached(phase="certify", detail=f"disk {disk.key} ({mode}, {algo})"))
         res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
                       size=disk.capacity, extents=extents,
                       on_progress=rate_progress(m, total(extents) if extents else disk.capacity))

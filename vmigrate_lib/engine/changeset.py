@@ -21,14 +21,16 @@ from dataclasses import dataclass, replace
 from ..control.host import ALL_ALLOCATED, VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
 from ..errors import ChangeIdInvalid
 from ..extents import Extent, clip, normalize, total, union
+from ..modes import DiskMode
 from .context import Migration
+from .progress import DiskPlanned, PhaseReached
 from .state import DiskState, InProgress
 
 
 @dataclass
 class DiskPlan:
     disk: DiskInfo
-    mode: str  #: full | tracked | hash
+    mode: DiskMode
     extents: list[Extent]
     reason: str = ""
     resumed_from: int = 0
@@ -41,7 +43,7 @@ def clean_stale(m: Migration) -> InProgress | None:
     vm = m.params.vm
     for s in m.source.list_snapshots(vm):
         if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-"):
-            m.reporter.event("phase", phase="cleanup", detail=f"removing stale snapshot {s.name}")
+            m.reporter.event(PhaseReached(phase="cleanup", detail=f"removing stale snapshot {s.name}"))
             m.source.remove_snapshot(vm, s.id)
             m.workspace.journal.append("stale_snapshot_removed", snapshot=s.name)
     if ip is None:
@@ -110,6 +112,6 @@ def plan_disk(
                 plan.extents = union(early, clip(plan.extents, x, cap))
                 plan.resumed_from = x
                 plan.reason += f"; resumed at {x}"
-    m.reporter.event("disk", key=disk.key, mode=plan.mode, bytes=total(plan.extents),
-                     extents=len(plan.extents), reason=plan.reason)
+    m.reporter.event(DiskPlanned(key=disk.key, mode=plan.mode, bytes=total(plan.extents),
+                                 extents=len(plan.extents), reason=plan.reason))
     return plan

@@ -16,6 +16,7 @@ from .context import Migration
 from .cycle import CycleOutcome, run_cycle
 from .planner import DEFAULT_TARGET_INTERVAL, Plan, plan
 from .preflight import PreflightReport
+from .progress import PhaseReached
 from .sync import start
 from .workspace import Journal
 
@@ -69,7 +70,7 @@ def run_until_converged(
             last = res.outcomes[-1].record
             pause = max(0.0, res.plans[-1].next_interval - float(last.get("duration", 0.0)))
             if pause > 0:
-                m.reporter.event("phase", phase="wait", detail=f"{pause:.1f} s until next cycle")
+                m.reporter.event(PhaseReached(phase="wait", detail=f"{pause:.1f} s until next cycle"))
                 sleep(pause)
         res.outcomes.append(run_cycle(m))
         p = journal_plan(m.workspace.journal, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
@@ -77,7 +78,7 @@ def run_until_converged(
                          certify=m.params.cutover.certify)
         res.plans.append(p)
         m.workspace.journal.append("plan", cycle=res.outcomes[-1].record.get("number"), **p.to_dict())
-        m.reporter.event("phase", phase="plan", detail=p.summary())
+        m.reporter.event(PhaseReached(phase="plan", detail=p.summary()))
         if on_plan is not None:
             on_plan(res.outcomes[-1], p)
         if p.converged:

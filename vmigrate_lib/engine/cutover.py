@@ -30,6 +30,7 @@ from .context import Migration
 from .cutover_rollback import rollback
 from .cutover_steps import CutoverOptions, StepContext
 from .planner import MEASURED_TYPE
+from .progress import PhaseReached, StepChanged
 from .state import CutoverRecord, StepRecord
 
 STEPS: tuple[tuple[str, Callable[[StepContext], None]], ...] = (
@@ -152,7 +153,7 @@ def _run_step(c: StepContext, name: str, func: Callable[[StepContext], None],
     m.workspace.save()
     m.workspace.journal.append("step", attempt=co.attempt, name=name, status="started",
                                start=rec.start)
-    m.reporter.event("step", name=name, status="started")
+    m.reporter.event(StepChanged(name=name, status="started"))
     try:
         func(c)
     except BaseException as exc:
@@ -167,7 +168,7 @@ def _run_step(c: StepContext, name: str, func: Callable[[StepContext], None],
     m.workspace.save()
     m.workspace.journal.append("step", attempt=co.attempt, name=name, status="done",
                                start=start, end=end, seconds=end - start)
-    m.reporter.event("step", name=name, status="done", seconds=round(end - start, 3))
+    m.reporter.event(StepChanged(name=name, status="done", seconds=round(end - start, 3)))
     if hooks.after_step is not None:
         hooks.after_step(name)
 
@@ -230,9 +231,9 @@ def _finish(c: StepContext) -> CutoverResult:
             predicted={k: pred.get(k) for k in ("predicted_downtime", "shutdown", "final_copy",
                                                  "boot", "final_bytes")},
             forced=(co.go or {}).get("forced", False), warnings=list(co.warnings))
-        m.reporter.event("phase", phase="cutover done",
-                         detail=f"downtime {fmt_secs(meas['downtime_s'])} (predicted "
-                                f"{fmt_secs(float(pred.get('predicted_downtime') or 0.0))})")
+        m.reporter.event(PhaseReached(phase="cutover done",
+                                      detail=f"downtime {fmt_secs(meas['downtime_s'])} (predicted "
+                                             f"{fmt_secs(float(pred.get('predicted_downtime') or 0.0))})"))
     return _result(co)
 
 

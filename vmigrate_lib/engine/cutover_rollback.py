@@ -15,6 +15,7 @@ import time
 from ..control.host import PowerState
 from ..errors import CutoverError, PowerError, RollbackRefused, VmigrateError
 from .cutover_steps import StepContext, bob_is_ours, describe
+from .progress import PhaseReached
 
 
 def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool = False) -> None:
@@ -30,7 +31,7 @@ def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool
     if first:
         m.workspace.journal.append("rollback_start", attempt=co.attempt, reason=reason,
                                    auto=auto, confirmed_data_loss=confirm_data_loss)
-    m.reporter.event("phase", phase="rollback", detail=reason)
+    m.reporter.event(PhaseReached(phase="rollback", detail=reason))
     _sub(c, "rollback_bob_off", _bob_off)
     _sub(c, "rollback_unregister", _unregister)
     _sub(c, "rollback_alice_on", _alice_on)

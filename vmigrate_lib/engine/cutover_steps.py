@@ -24,6 +24,7 @@ from .converge import journal_plan
 from .cycle import run_cycle
 from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
+from .progress import PhaseReached, WarningRaised
 from .state import CutoverRecord
 
 #: Bigger files are not "small config files": they are skipped and said so.
@@ -112,7 +113,7 @@ class StepContext:
     def note(self, text: str) -> None:
         self.co.warnings.append(text)
         self.m.workspace.journal.append("warning", attempt=self.co.attempt, message=text)
-        self.m.reporter.event("warning", message=text)
+        self.m.reporter.event(WarningRaised(message=text))
 
 
 def current_plan(m: Migration, opts: CutoverOptions, budget: float) -> Plan:
@@ -161,7 +162,7 @@ def go_no_go(c: StepContext) -> None:
                           vm=c.bob)
     take_claim(m, m.vm())  # one migration per source VM: another's claim is a no-go (claim.py)
     c.co.go = {"reasons": reasons, "forced": bool(reasons) and c.opts.force}
-    m.reporter.event("phase", phase="go/no-go", detail=p.summary())
+    m.reporter.event(PhaseReached(phase="go/no-go", detail=p.summary()))
     if reasons and not c.opts.force:
         raise CutoverNoGo("no-go: " + "; ".join(reasons), reasons=reasons,
                           predicted_downtime=p.predicted_downtime, budget=c.budget)
@@ -176,7 +177,7 @@ def shutdown(c: StepContext) -> None:
         c.co.shutdown_requested_at = time.time()
         c.save()
     if src.power_state(vm) != PowerState.OFF:
-        m.reporter.event("phase", phase="shutdown", detail=f"asking {vm}'s guest to shut down")
+        m.reporter.event(PhaseReached(phase="shutdown", detail=f"asking {vm}'s guest to shut down"))
         try:
             src.shutdown_guest(vm)
         except PowerError:

@@ -24,6 +24,7 @@ from .changeset import clean_stale, plan_disk
 from .compare import CompareResult
 from .context import Migration
 from .destination import prepare_destination
+from .progress import CycleEnded, CycleFailed, CycleStarted, PhaseReached
 from .state import DiskState, InProgress
 from .transfer import copy_disks
 
@@ -48,7 +49,7 @@ def run_cycle(
         "number": number, "kind": kind, "started": time.time(), "phases": {},
         "disks": [], "certify_mode": certify_mode, "resumed": False,
     }
-    m.reporter.event("cycle_start", number=number, kind=kind)
+    m.reporter.event(CycleStarted(number=number, kind=kind))
     phases: dict[str, float] = rec["phases"]
 
     t = time.monotonic()
@@ -69,7 +70,7 @@ def run_cycle(
     ))
     ws.save()
     phases["snapshot"] = time.monotonic() - t
-    m.reporter.event("phase", phase="snapshot", detail=f"{snap.name} in {phases['snapshot']:.2f} s")
+    m.reporter.event(PhaseReached(phase="snapshot", detail=f"{snap.name} in {phases['snapshot']:.2f} s"))
     failed: BaseException | None = None
     try:
         _same_disks(m, disks)
@@ -168,11 +169,11 @@ def _finish_record(m: Migration, rec: dict[str, Any], failed: BaseException | No
     if failed is None:
         rec["status"] = "ok"
         m.workspace.journal.append("cycle", **rec)
-        m.reporter.event("cycle_end", **rec)
+        m.reporter.event(CycleEnded(dict(rec)))
     else:
         rec["status"] = "interrupted" if isinstance(failed, KeyboardInterrupt) else "failed"
         rec["error"] = (failed.to_dict() if isinstance(failed, VmigrateError)
                         else {"error": type(failed).__name__, "message": str(failed)})
         m.workspace.journal.append("cycle_failed", **rec)
-        m.reporter.event("cycle_failed", number=rec["number"], status=rec["status"],
-                         error=rec["error"].get("message"))
+        m.reporter.event(CycleFailed(number=rec["number"], status=rec["status"],
+                                     error=rec["error"].get("message")))

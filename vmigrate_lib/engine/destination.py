@@ -33,6 +33,7 @@ from ..errors import DestinationExists, DiskMismatch, VmigrateError
 from ..units import fmt_bytes
 from .claim import take_claim
 from .context import OWNER_MARKER, Migration
+from .progress import PhaseReached
 
 
 def size_mismatch(m: Migration, d: DiskInfo, dest_size: int) -> DiskMismatch | None:
@@ -194,7 +195,7 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
             ds.grow_disk(path, d.capacity)
             journal.append("disk_grown", disk=d.key, path=path, dest_size=size,
                            capacity=d.capacity, detail=why)
-            m.reporter.event("phase", phase="destination", detail=f"disk {d.key}: {why}")
+            m.reporter.event(PhaseReached(phase="destination", detail=f"disk {d.key}: {why}"))
     current = {d.key for d in vm.disks}
     for key, gone in state.disks.items():
         if key not in current and gone.removed is None:
@@ -205,6 +206,6 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
                 detail="the disk is no longer on the source VM; its copy is kept, not synced, "
                 "and not attached to the destination VM",
             )
-            m.reporter.event("phase", phase="destination",
-                             detail=f"disk {key} was removed from {vm.name}; its copy is kept")
+            m.reporter.event(PhaseReached(phase="destination",
+                                          detail=f"disk {key} was removed from {vm.name}; its copy is kept"))
     m.workspace.save()

@@ -30,6 +30,7 @@ from ..units import fmt_bytes
 from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
 from .destination import growth, other_pending, owned_by, read_marker, size_mismatch
+from .progress import CheckReported
 
 #: Keep this much free on the destination beyond what the copy needs.
 SPACE_MARGIN = 0.02
@@ -97,7 +98,7 @@ def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightRe
     report = PreflightReport()
     for check in _run_checks(m, PreflightContext(report)):
         report.checks.append(check)
-        m.reporter.event("check", name=check.name, ok=check.ok, detail=check.detail)
+        m.reporter.event(CheckReported(name=check.name, ok=check.ok, detail=check.detail))
     err = report.first_error()
     if err is not None and raise_on_failure:
         raise err

@@ -1,23 +1,135 @@
 """How long work shows progress: the engine reports, the faces display.
 
-The engine calls a :class:`Reporter`; the CLI plugs in a progress bar, the
-runbooks an ipywidgets dashboard, headless runs one plain line per step.
+The engine calls a :class:`Reporter` with one :data:`Event` dataclass per kind of
+step; the CLI plugs in a progress bar, the runbooks an ipywidgets dashboard,
+headless runs one plain line per step.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal, TextIO
 
+from ..modes import CycleStatus, DiskMode
 from ..units import fmt_bytes, fmt_rate, fmt_secs
+
+
+@dataclass(frozen=True)
+class CycleStarted:
+    kind_: ClassVar[str] = "cycle_start"
+    number: int
+    kind: str  #: seed | delta | final
+
+
+@dataclass(frozen=True)
+class PhaseReached:
+    """A named stage inside a cycle or a cutover (snapshot, certify, wait, rollback...)."""
+
+    kind_: ClassVar[str] = "phase"
+    phase: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DiskPlanned:
+    """What one disk's copy will move, and why."""
+
+    kind_: ClassVar[str] = "disk"
+    key: int
+    mode: DiskMode
+    bytes: int
+    extents: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CycleEnded:
+    """A committed cycle; ``record`` is its journal record (what the audit tables read)."""
+
+    kind_: ClassVar[str] = "cycle_end"
+    record: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CycleFailed:
+    kind_: ClassVar[str] = "cycle_failed"
+    number: int
+    status: CycleStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckReported:
+    """One preflight check's verdict."""
+
+    kind_: ClassVar[str] = "check"
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StepChanged:
+    """A cutover step started or finished."""
+
+    kind_: ClassVar[str] = "step"
+    name: str
+    status: Literal["started", "done"]
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class WarningRaised:
+    kind_: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass(frozen=True)
+class PredictionMade:
+    """The planner's prediction after a cycle; ``record`` as the journal keeps it."""
+
+    kind_: ClassVar[str] = "prediction"
+    record: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SyncFinished:
+    kind_: ClassVar[str] = "sync_done"
+    cycles: int
+    converged: bool
+
+
+@dataclass(frozen=True)
+class CutoverFinished:
+    """The cutover's outcome as the runbook shows it (``result``: status, downtime...)."""
+
+    kind_: ClassVar[str] = "cutover_result"
+    result: Mapping[str, Any]
+
+
+#: Everything the engine (and the runbooks' glue) reports: one frozen dataclass per kind, so
+#: a misspelled kind or field fails mypy where the event is made and where it is matched.
+Event = (CycleStarted | PhaseReached | DiskPlanned | CycleEnded | CycleFailed | CheckReported
+         | StepChanged | WarningRaised | PredictionMade | SyncFinished | CutoverFinished)
+
+
+def event_info(ev: Event) -> dict[str, Any]:
+    """An event's fields as one flat mapping (a record-carrying event: its record)."""
+    if isinstance(ev, (CycleEnded, PredictionMade)):
+        return dict(ev.record)
+    if isinstance(ev, CutoverFinished):
+        return dict(ev.result)
+    return {f.name: getattr(ev, f.name) for f in fields(ev)}
 
 
 class Reporter:
     """No-op base: subclasses override what they show."""
 
-    def event(self, kind: str, /, **info: Any) -> None:
-        """A step happened (cycle_start, phase, disk, cycle_end, step, warning, ...)."""
+    def event(self, ev: Event, /) -> None:
+        """A step happened (see :data:`Event`)."""
 
     def progress(self, done: int, total: int, rate: float) -> None:
         """Bytes of the current copy or hash pass."""
@@ -35,8 +147,8 @@ class LineReporter(Reporter):
         stamp = time.strftime("%H:%M:%S")
         print(f"[{stamp}] {text}", file=self.stream, flush=True)
 
-    def event(self, kind: str, /, **info: Any) -> None:
-        self._line(format_event(kind, info))
+    def event(self, ev: Event, /) -> None:
+        self._line(format_event(ev))
 
     def progress(self, done: int, total: int, rate: float) -> None:
         now = time.monotonic()
@@ -47,18 +159,16 @@ class LineReporter(Reporter):
         self._line(f"  {pct:5.1f}%  {fmt_bytes(done)} of {fmt_bytes(total)}  {fmt_rate(rate)}")
 
 
-def format_event(kind: str, info: dict[str, Any]) -> str:
+def format_event(ev: Event) -> str:
     """A readable sentence for an engine event."""
-    if kind == "cycle_start":
-        return f"cycle {info.get('number')} ({info.get('kind')}) started"
-    if kind == "phase":
-        return f"  {info.get('phase')}: {info.get('detail', '')}".rstrip(": ")
-    if kind == "disk":
-        return (
-            f"  disk {info.get('key')} {info.get('mode')}: {fmt_bytes(info.get('bytes', 0))} "
-            f"in {info.get('extents', 0)} extents"
-        )
-    if kind == "cycle_end":
+    if isinstance(ev, CycleStarted):
+        return f"cycle {ev.number} ({ev.kind}) started"
+    if isinstance(ev, PhaseReached):
+        return f"  {ev.phase}: {ev.detail}".rstrip(": ")
+    if isinstance(ev, DiskPlanned):
+        return f"  disk {ev.key} {ev.mode}: {fmt_bytes(ev.bytes)} in {ev.extents} extents"
+    if isinstance(ev, CycleEnded):
+        info = ev.record
         cert = info.get("certify") or {}
         verdict = cert.get("result", "not certified")
         return (
@@ -67,11 +177,11 @@ def format_event(kind: str, info: dict[str, Any]) -> str:
             f"sent {fmt_bytes(info.get('bytes_sent', 0))}, "
             f"{fmt_rate(info.get('throughput', 0.0))}, certify {verdict}"
         )
-    if kind == "check":
-        mark = "ok  " if info.get("ok") else "FAIL"
-        return f"  [{mark}] {info.get('name')}: {info.get('detail', '')}"
-    details = ", ".join(f"{k}={_short(v)}" for k, v in info.items())
-    return f"{kind}: {details}" if details else kind
+    if isinstance(ev, CheckReported):
+        mark = "ok  " if ev.ok else "FAIL"
+        return f"  [{mark}] {ev.name}: {ev.detail}"
+    details = ", ".join(f"{k}={_short(v)}" for k, v in event_info(ev).items() if v is not None)
+    return f"{ev.kind_}: {details}" if details else ev.kind_
 
 
 def _short(value: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from .context import Migration
 from .cycle import CycleOutcome, run_cycle
 from .preflight import PreflightReport, run_preflight
+from .progress import PhaseReached
 
 
 def start(m: Migration, report: PreflightReport | None = None) -> None:
@@ -26,7 +27,7 @@ def start(m: Migration, report: PreflightReport | None = None) -> None:
         if any(not d.cbt_enabled for d in vm.disks):
             m.source.enable_change_tracking(vm.name)
             m.workspace.journal.append("cbt_enabled", vm=vm.name)
-            m.reporter.event("phase", phase="change tracking", detail="enabled")
+            m.reporter.event(PhaseReached(phase="change tracking", detail="enabled"))
 
 
 def run_cycles(
@@ -44,7 +45,7 @@ def run_cycles(
     done: list[CycleOutcome] = []
     for i in range(cycles):
         if i and pause > 0:
-            m.reporter.event("phase", phase="wait", detail=f"{pause:.0f} s until next cycle")
+            m.reporter.event(PhaseReached(phase="wait", detail=f"{pause:.0f} s until next cycle"))
             sleep(pause)
         done.append(run_cycle(m))
         if should_stop is not None and should_stop([o.record for o in done]):

@@ -22,6 +22,7 @@ from .changeset import DiskPlan
 from .compare import compare, pick_algorithm
 from .context import Migration
 from .copier import CopyStats, copy_extents
+from .progress import DiskPlanned, PhaseReached
 
 
 @dataclass
@@ -102,14 +103,14 @@ def _copy_disk(
     hashed = 0.0
     if plan.mode == "hash":
         algo = pick_algorithm(src, dst, m.params.sync.algorithm)
-        m.reporter.event("phase", phase="hash-compare", detail=f"disk {disk.key} with {algo}")
+        m.reporter.event(PhaseReached(phase="hash-compare", detail=f"disk {disk.key} with {algo}"))
         res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
                       algorithm=algo, size=disk.capacity,
                       on_progress=progress.callback(disk.key, disk.capacity, stop))
         hashed = res.seconds
         plan.extents = res.mismatches
-        m.reporter.event("disk", key=disk.key, mode="hash", bytes=total(plan.extents),
-                         extents=len(plan.extents), reason=f"{res.blocks} blocks compared")
+        m.reporter.event(DiskPlanned(key=disk.key, mode="hash", bytes=total(plan.extents),
+                                     extents=len(plan.extents), reason=f"{res.blocks} blocks compared"))
     ws = m.workspace
 
     def checkpoint(offset: int) -> None:

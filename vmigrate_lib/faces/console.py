@@ -8,7 +8,7 @@ import sys
 import warnings
 from typing import Any, TextIO
 
-from ..engine.progress import LineReporter, Reporter, format_event
+from ..engine.progress import Event, LineReporter, Reporter, format_event
 
 
 class BarReporter(Reporter):
@@ -25,9 +25,9 @@ class BarReporter(Reporter):
             self._bar.close()
             self._bar = None
 
-    def event(self, kind: str, /, **info: Any) -> None:
+    def event(self, ev: Event, /) -> None:
         self._close_bar()
-        print(format_event(kind, info), flush=True)
+        print(format_event(ev), flush=True)
 
     def progress(self, done: int, total: int, rate: float) -> None:
         if self._bar is None or self._bar.total != total:

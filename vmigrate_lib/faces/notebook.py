@@ -41,7 +41,7 @@ from ..engine.cutover_steps import CutoverOptions, current_plan
 from ..engine.cycle import CycleOutcome
 from ..engine.planner import Plan
 from ..engine.preflight import PreflightReport, run_preflight
-from ..engine.progress import Reporter
+from ..engine.progress import CutoverFinished, PredictionMade, Reporter, SyncFinished
 from ..engine.workspace import Workspace
 from ..errors import ParameterError
 from ..params import MigrationParams, validate
@@ -207,7 +207,7 @@ def sync_until_converged(m: Migration, run: RunbookParams,
         pred = Prediction(int(outcome.record.get("number", 0)), plan.predicted_downtime,
                           p.downtime_budget, plan.converged, plan.advice)
         m.workspace.journal.append(PREDICTION_TYPE, **pred.to_record())
-        m.reporter.event(PREDICTION_TYPE, **pred.to_record())
+        m.reporter.event(PredictionMade(pred.to_record()))
         last.append(pred)
 
     with m.workspace:
@@ -219,7 +219,7 @@ def sync_until_converged(m: Migration, run: RunbookParams,
     pred = last[-1] if last else None
     result = SyncResult(len(res.outcomes), total, res.stopped_because == "converged", pred,
                         res.stopped_because)
-    m.reporter.event("sync_done", cycles=result.cycles_run, converged=result.converged)
+    m.reporter.event(SyncFinished(cycles=result.cycles_run, converged=result.converged))
     return result
 
 
@@ -249,7 +249,7 @@ def cutover(m: Migration, run: RunbookParams) -> dict[str, Any]:
     out = {"status": res.status, "attempt": res.attempt, "downtime_s": res.downtime,
            "predicted_downtime_s": res.predicted, "parts": res.parts,
            "warnings": res.warnings}
-    m.reporter.event("cutover_result", **{k: v for k, v in out.items() if k != "parts"})
+    m.reporter.event(CutoverFinished({k: v for k, v in out.items() if k != "parts"}))
     return out
 
 
