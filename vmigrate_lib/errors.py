@@ -12,6 +12,7 @@ exceptions (OSError, paramiko, pyVmomi, ...) are converted at the boundary with
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -282,3 +283,17 @@ class ProbeFailed(CutoverError):
 class Interrupted(OperationError):
     exit_code = 130
     default_hint = "the run was interrupted; a re-run resumes from the recorded state"
+
+
+# --- below the boundary: OS errors with details, converted where they are caught -----
+
+
+class PartialWrite(OSError):
+    """A write that stopped part-way (:mod:`vmigrate_lib.atomicfile`): ``written`` of
+    ``total`` bytes reached ``filename``.  An :class:`OSError`, so that code catching
+    file-system errors still does; the caller turns it into its own error."""
+
+    def __init__(self, err: int, filename: str, written: int, total: int) -> None:
+        super().__init__(err, os.strerror(err), filename)
+        self.written = written
+        self.total = total

@@ -19,6 +19,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomicfile import write_atomic
 from ..errors import OperationError
 
 MANIFEST = "MANIFEST.sha256"
@@ -74,15 +75,9 @@ def private_dirs(path: Path, *, tighten: bool = False) -> Path:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (created 0600, never through a symlink)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600 & ~current_umask())
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+    """Write a file only its owner can read (0600 or the umask's stricter choice, never
+    through a symlink), atomically: a reader or a crash finds the old file or the new one."""
+    write_atomic(path, data, mode=0o600)
 
 
 def make_private(folder: Path) -> None:

@@ -9,7 +9,6 @@ event in the journal (fsynced).  The folder is made 0700 and its files 0600
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -20,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import OperationError, WorkspaceMismatch
+from ..atomicfile import write_all, write_atomic
+from ..errors import OperationError, PartialWrite, WorkspaceMismatch
 from .state import STATE_VERSION, MigrationState, parse
 
 __all__ = ["STATE_VERSION", "Journal", "Workspace"]
@@ -29,40 +29,28 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+def _write_failed(exc: PartialWrite) -> OperationError:
+    return OperationError(
+        f"could not write {exc.filename}: {exc.strerror} "
+        f"({exc.written} of {exc.total} bytes written)",
+        hint="free space or raise the file size limit on the workspace's filesystem, "
+        "then re-run: it resumes", path=str(exc.filename), errno=exc.errno,
+    )
+
+
 def _write_all(fd: int, data: bytes, path: Path) -> None:
-    """Write every byte: a short write is continued; no progress at all fails loudly."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except OSError as exc:
-            raise OperationError(
-                f"could not write {path}: {os.strerror(exc.errno or errno.EIO)} "
-                f"({len(data) - len(view)} of {len(data)} bytes written)",
-                hint="free space or raise the file size limit on the workspace's filesystem, "
-                "then re-run: it resumes", path=str(path), errno=exc.errno,
-            ) from exc
-        if n <= 0:
-            raise OperationError(f"could not write {path}: the write made no progress",
-                                 hint="check the workspace's filesystem, then re-run",
-                                 path=str(path))
-        view = view[n:]
+    """Write every byte (short writes continued); a write that fails is one clear error."""
+    try:
+        write_all(fd, data, path)
+    except PartialWrite as exc:
+        raise _write_failed(exc) from exc
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
-        _write_all(fd, data, tmp)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        write_atomic(path, data, mode=FILE_MODE)
+    except PartialWrite as exc:
+        raise _write_failed(exc) from exc
 
 
 class Journal:

@@ -19,6 +19,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ..atomicfile import write_atomic
 from ..errors import InputError, VmigrateError
 from .papermill_runner import KERNEL_HISTORY_OFF, KERNEL_NAME
 
@@ -70,9 +71,8 @@ def write_lab_settings(prefix: Path, settings: dict[str, Any]) -> Path:
     """Replace the overrides file atomically (a crash leaves the old one or the new one)."""
     target = settings_file(prefix)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    # JupyterLab's settings are not secret: readable as the umask allows, as before
+    write_atomic(target, (json.dumps(settings, indent=2) + "\n").encode("utf-8"), mode=0o666)
     return target
 
 

@@ -13,8 +13,8 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomicfile import write_atomic
 from ..errors import LabError
-from .layout import atomic_write_bytes
 
 _MAGIC = b"VMLACK01"
 _HEAD = struct.Struct("<8sIIBxxxQ")
@@ -63,7 +63,7 @@ class AckMap:
         return cls(key, bs, bool(clean), seqs)
 
     def save(self, path: Path) -> None:
-        atomic_write_bytes(path, self.to_bytes())
+        write_atomic(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: Path) -> AckMap:
