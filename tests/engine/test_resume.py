@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from tests.engine.state_watch import wait_state
+from tests.fsproof import files_equal
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 
 MiB = 1 << 20
@@ -30,20 +31,17 @@ def _kill_when_checkpointed(lab, params, min_offset: int, disks: int = 1) -> dic
          "--cycles", "5"],
         cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
+    def checkpointed(state: dict) -> bool:
+        ip = state.get("in_progress") or {}
+        started = [v for v in (ip.get("checkpoints") or {}).values() if min_offset <= v]
+        return len(started) >= disks and not ip.get("committed")
+
     try:
-        while time.monotonic() < deadline:
-            ip = (_state(lab) or {}).get("in_progress") or {}
-            cks = ip.get("checkpoints") or {}
-            started = [v for v in cks.values() if min_offset <= v]
-            if len(started) >= disks and not ip.get("committed"):
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return ip
-            if proc.poll() is not None:
-                raise AssertionError(f"sync ended before it could be killed: {proc.stderr.read()}")
-            time.sleep(0.002)
-        raise AssertionError("no checkpoint seen")
+        state = wait_state(lab.workdir / "ws" / "state.json", checkpointed,
+                           running=lambda: proc.poll() is None)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return state["in_progress"]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -86,9 +84,8 @@ def test_killed_seed_resumes_from_checkpoint_and_ends_identical(make_lab, parall
     r = lab.cli("sync", "-p", str(params), "--cycles", "1")
     assert r.returncode == 0, r.stderr
     for name in ("alice-flat.vmdk", "alice_1-flat.vmdk"):
-        src = (lab.ds_dir("esx-a") / "alice" / name).read_bytes()
-        dst = (lab.ds_dir("esx-b") / "alice" / name).read_bytes()
-        assert src == dst, name
+        assert files_equal(lab.ds_dir("esx-a") / "alice" / name,
+                           lab.ds_dir("esx-b") / "alice" / name), name
 
 
 def test_interrupt_removes_snapshot_and_keeps_state(make_lab) -> None:
@@ -98,12 +95,9 @@ def test_interrupt_removes_snapshot_and_keeps_state(make_lab) -> None:
         [sys.executable, "-m", "vmigrate_lib.faces.cli", "sync", "-p", str(params)],
         cwd=lab.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        cks = ((_state(lab) or {}).get("in_progress") or {}).get("checkpoints") or {}
-        if cks:
-            break
-        time.sleep(0.002)
+    wait_state(lab.workdir / "ws" / "state.json",
+               lambda s: bool((s.get("in_progress") or {}).get("checkpoints")),
+               running=lambda: proc.poll() is None)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -113,6 +107,5 @@ def test_interrupt_removes_snapshot_and_keeps_state(make_lab) -> None:
     assert ip["snapshot_removed"] and not ip["committed"]
     r = lab.cli("sync", "-p", str(params), "--cycles", "1")
     assert r.returncode == 0, r.stderr
-    src = (lab.ds_dir("esx-a") / "alice" / "alice-flat.vmdk").read_bytes()
-    dst = (lab.ds_dir("esx-b") / "alice" / "alice-flat.vmdk").read_bytes()
-    assert src == dst
+    assert files_equal(lab.ds_dir("esx-a") / "alice" / "alice-flat.vmdk",
+                       lab.ds_dir("esx-b") / "alice" / "alice-flat.vmdk")
