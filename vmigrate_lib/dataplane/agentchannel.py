@@ -12,12 +12,12 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ..errors import AgentError, NoSpaceLeft, TransportError
 from .agent import protocol as proto
+from .retry import NO_RETRY, RetryEvent, Retrying, RetryPolicy, lost_connection
 from .transport import Transport
 
 log = logging.getLogger("vmigrate.ssh")
@@ -40,20 +40,18 @@ def choose_codec(want: str, offered: list[str]) -> str | None:
 class AgentChannel:
     """Frames to and from one agent, started through ``transport`` on demand.
 
-    ``retries``/``backoff``/``backoff_max`` bound :meth:`pause` (0 retries: a lost
-    connection is final).  ``compress`` asks for a codec (see :func:`choose_codec`),
+    ``retry`` bounds the reconnects of :meth:`retrying` (the default, 0 retries: a
+    lost connection is final).  ``compress`` asks for a codec (see :func:`choose_codec`),
     chosen again at every new handshake.  ``reconnects`` and ``events`` record what
     happened, for the journal.
     """
 
-    def __init__(self, datastore: str, transport: Transport, *, retries: int = 0,
-                 backoff: float = 1.0, backoff_max: float = 15.0, compress: str = "",
+    def __init__(self, datastore: str, transport: Transport, *,
+                 retry: RetryPolicy = NO_RETRY, compress: str = "",
                  compress_level: int | None = None) -> None:
         self.datastore = datastore
         self.transport = transport
-        self.retries = retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
+        self.retry = retry
         self.compress = compress
         self.compress_level = compress_level
         self.codec: str | None = None  #: the codec chosen at the last handshake
@@ -244,20 +242,23 @@ class AgentChannel:
         self._busy = False
 
     # --- reconnects -------------------------------------------------------------------
-    def pause(self, attempt: int, exc: BaseException, what: str) -> None:
-        """Back off before reconnect ``attempt`` (1-based), or give up past the limit."""
-        if attempt > self.retries:
-            if self.retries:
-                raise TransportError(
-                    f"{what} on datastore {self.datastore}: gave up after {self.retries} "
-                    f"reconnects ({exc})",
-                    datastore=self.datastore, transport=self.transport.description,
-                ) from exc
-            raise exc
-        pause = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
+    def retrying(self, what: str,
+                 retry_if: Callable[[BaseException], bool] = lost_connection) -> Retrying:
+        """Attempts of one request or stream under this channel's policy; each reconnect
+        is counted, logged and recorded in :attr:`events`; giving up after ``retries``
+        reconnects is a :class:`TransportError` naming this datastore."""
+        return Retrying(self.retry, what, retry_if=retry_if, on_retry=self._reconnecting,
+                        gave_up=self._gave_up)
+
+    def _reconnecting(self, ev: RetryEvent) -> None:
         self.reconnects += 1
-        self.events.append({"event": "reconnect", "what": what, "attempt": attempt,
-                            "pause": pause, "error": str(exc), "at": time.time()})
-        log.warning("%s on %s: %s; reconnect %d/%d in %.1f s", what, self.datastore, exc,
-                    attempt, self.retries, pause)
-        time.sleep(pause)
+        self.events.append({"event": "reconnect", "what": ev.what, "attempt": ev.attempt,
+                            "pause": ev.pause, "error": str(ev.error), "at": ev.at})
+        log.warning("%s on %s: %s; reconnect %d/%d in %.1f s", ev.what, self.datastore,
+                    ev.error, ev.attempt, ev.retries, ev.pause)
+
+    def _gave_up(self, what: str, exc: BaseException, retries: int) -> TransportError:
+        return TransportError(
+            f"{what} on datastore {self.datastore}: gave up after {retries} reconnects ({exc})",
+            datastore=self.datastore, transport=self.transport.description,
+        )

@@ -6,7 +6,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from ...errors import TransportError
 from ...extents import Extent
 from ..agentchannel import AgentChannel
 from ..client import AgentDatastore, summary_of
@@ -20,6 +19,7 @@ from ..datastore import (
     TransferMode,
     TransferModes,
 )
+from ..retry import RetryPolicy
 from .direct import DirectMode, check_modes
 from .transport import SshTransport
 from .writer import ResilientWriter
@@ -107,7 +107,7 @@ class SshAgentDatastore(AgentDatastore):
     def __init__(self, name: str, transport: SshTransport) -> None:
         s = transport.settings
         super().__init__(name, transport, AgentChannel(
-            name, transport, retries=s.retries, backoff=s.backoff, backoff_max=s.backoff_max,
+            name, transport, retry=RetryPolicy.from_settings(s),
             compress=s.compress, compress_level=s.compress_level))
         self.settings = s
         self.direct = DirectMode(self, transport)
@@ -128,15 +128,11 @@ class SshAgentDatastore(AgentDatastore):
         return self.channel.codec
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                return super().call(op, **args)
-            except TransportError as exc:
-                if op not in IDEMPOTENT_OPS and not (op == "write_file" and not args.get("exclusive")):
-                    raise
-                attempt += 1
-                self.channel.pause(attempt, exc, f"{op} lost its connection")
+        """One request; an idempotent one is repeated after a lost connection."""
+        once = super().call
+        if op not in IDEMPOTENT_OPS and not (op == "write_file" and not args.get("exclusive")):
+            return once(op, **args)
+        return self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
 
     def close(self) -> None:
         """Say goodbye to the agent (if it is still there), then close the SSH connection."""
@@ -151,27 +147,26 @@ class SshAgentDatastore(AgentDatastore):
         remaining = [Extent(e.start, e.length) for e in extents]
         k = 0
         summary = {"sent": 0, "holes": 0, "read": 0}
-        attempt = 0
-        while True:
+        retry = self.channel.retrying("read stream lost its connection")
+        for attempt in retry:
+            if attempt.retried_after is not None:
+                self.channel.events.append({"event": "resume", "what": "read", "path": path,
+                                            "extents_left": len(remaining) - k})
             got = {"sent": 0, "holes": 0}
-            try:
+            with attempt:
                 for chunk in _prefetch(super().read_extents(path, remaining[k:]), self.prefetch_bytes):
                     yield chunk
                     got["holes" if chunk.data is None else "sent"] += chunk.length
                     remaining, k = _remaining(remaining, k, chunk.offset, chunk.offset + chunk.length)
-                    attempt = 0
+                    retry.progressed()
                 for key in summary:
                     summary[key] += int(self.channel.summary.get(key, 0))
                 self.channel.summary = summary
                 return
-            except TransportError as exc:
-                summary["sent"] += got["sent"]
-                summary["holes"] += got["holes"]
-                summary["read"] += got["sent"]
-                attempt += 1
-                self.channel.pause(attempt, exc, "read stream lost its connection")
-                self.channel.events.append({"event": "resume", "what": "read", "path": path,
-                                            "extents_left": len(remaining) - k})
+            # the connection was lost: count what this stream delivered
+            summary["sent"] += got["sent"]
+            summary["holes"] += got["holes"]
+            summary["read"] += got["sent"]
 
     def hash_blocks(
         self, path: str, block_size: int, algorithm: str, extents: Iterable[Extent] | None = None
@@ -186,17 +181,13 @@ class SshAgentDatastore(AgentDatastore):
         else:
             remaining = [Extent(e.start, e.length) for e in extents]
         k = 0
-        attempt = 0
-        while True:
-            try:
+        retry = self.channel.retrying("hash stream lost its connection")
+        for attempt in retry:
+            with attempt:
                 for d in super().hash_blocks(path, block_size, algorithm, remaining[k:]):
                     yield d
                     remaining, k = _remaining(remaining, k, d.offset, d.offset + d.length)
-                    attempt = 0
-                return
-            except TransportError as exc:
-                attempt += 1
-                self.channel.pause(attempt, exc, "hash stream lost its connection")
+                    retry.progressed()
 
     def open_writer(self, path: str) -> ExtentWriter:
         return ResilientWriter(self.channel, path)

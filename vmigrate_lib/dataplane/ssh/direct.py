@@ -115,8 +115,16 @@ class DirectMode:
         summary = {"sent": 0, "holes": 0, "read": 0, "wire": 0}
         acked = 0
         done_before = 0
-        attempt = 0
-        while True:
+        retry = channel.retrying("direct push lost a connection", retry_if=resumable)
+        for attempt in retry:
+            lost = attempt.retried_after
+            if isinstance(lost, AgentError):  # resume from the last acknowledged offset
+                if lost.fields.get("agent_acked_offset"):
+                    acked = max(acked, int(lost.fields["agent_acked_offset"]))
+                done_before += sum(e.length for e in clip(remaining, 0, acked))
+                remaining = clip(remaining, acked, 2**63)
+                channel.events.append({"event": "resume", "what": "push", "path": src_path,
+                                       "from_offset": acked})
             req: dict[str, Any] = {
                 "op": "push", "path": src_path, "dest_path": dst_path,
                 "extents": [[e.start, e.length] for e in remaining],
@@ -128,13 +136,13 @@ class DirectMode:
                 req["compress"] = "zlib" if settings.compress == "auto" else settings.compress
             if settings.bwlimit:
                 req["bwlimit"] = settings.bwlimit
-            try:
+            with attempt:
                 for ftype, _payload, arg in channel.stream(req):
                     if ftype != proto.ACK:
                         raise AgentError(f"unexpected frame {ftype} in push stream",
                                          datastore=self.src.name)
                     acked = arg
-                    attempt = 0
+                    retry.progressed()
                     if on_checkpoint is not None:
                         on_checkpoint(arg)
                     if on_progress is not None:
@@ -142,24 +150,17 @@ class DirectMode:
                                     planned)
                 for key in summary:
                     summary[key] += int(channel.summary.get(key, 0))
-                return summary
-            except AgentError as exc:
-                # the controller lost A, or A lost B (its ssh died): both resume from
-                # the last acknowledged offset; a full disk or a refused path do not
-                retryable = isinstance(exc, TransportError) or (
-                    bool(exc.fields.get("agent_peer")) and not isinstance(exc, NoSpaceLeft)
-                    and exc.fields.get("agent_errname") in (None, "", "EPIPE", "ECONNRESET"))
-                if not retryable:
-                    raise
-                if exc.fields.get("agent_acked_offset"):
-                    acked = max(acked, int(exc.fields["agent_acked_offset"]))
-                done = sum(e.length for e in clip(remaining, 0, acked))
-                done_before += done
-                remaining = clip(remaining, acked, 2**63)
-                attempt += 1
-                channel.pause(attempt, exc, "direct push lost a connection")
-                channel.events.append({"event": "resume", "what": "push", "path": src_path,
-                                       "from_offset": acked})
+        return summary
+
+
+def resumable(exc: BaseException) -> bool:
+    """A broken push that resumes from the last acknowledged offset: this machine lost
+    the source agent, or the source agent lost the destination's (its ssh died); a full
+    disk or a refused path do not."""
+    return isinstance(exc, TransportError) or (
+        isinstance(exc, AgentError) and bool(exc.fields.get("agent_peer"))
+        and not isinstance(exc, NoSpaceLeft)
+        and exc.fields.get("agent_errname") in (None, "", "EPIPE", "ECONNRESET"))
 
 
 # --------------------------------------------------------------------------- preflight

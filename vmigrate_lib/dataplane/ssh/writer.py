@@ -27,7 +27,8 @@ class ResilientWriter(ExtentWriter):
         self.pending_bytes = 0
         self.acked_base = 0  #: bytes acknowledged by streams before the current one
         self.closed = False
-        self.failures = 0
+        #: reconnects since the last acknowledged checkpoint (a new one counts from one)
+        self.retry = channel.retrying("write stream lost its connection")
         self.compressor: proto.Compressor | None = None  #: made at the first compressed chunk
         channel.open_write(path)  # no blind retry: we replay
 
@@ -44,24 +45,25 @@ class ResilientWriter(ExtentWriter):
         ch.send_frame(proto.DATA, data, chunk.offset, flags)
 
     def _recover(self, exc: TransportError) -> None:
-        """Reconnect (bounded, with backoff) and replay the unacknowledged chunks."""
-        last: BaseException = exc
-        while True:
-            self.failures += 1
-            try:
-                self.channel.pause(self.failures, last, "write stream lost its connection")
-            except BaseException:
+        """Reconnect (bounded, with backoff) and replay the unacknowledged chunks.
+
+        Out of reconnects (or interrupted), the writer is closed; an agent's refusal to
+        reopen leaves it to :meth:`abort`.
+        """
+        try:
+            self.retry.failed(exc)
+            for attempt in self.retry:
+                with attempt:
+                    self.channel.open_write(self.path)
+                    for c in self.pending:
+                        self._send(c)
+                    self.channel.events.append({"event": "resume", "what": "write",
+                                                "path": self.path,
+                                                "replayed_bytes": self.pending_bytes})
+        except BaseException as stop:
+            if isinstance(stop, TransportError) or not isinstance(stop, Exception):
                 self.closed = True
-                raise
-            try:
-                self.channel.open_write(self.path)
-                for c in self.pending:
-                    self._send(c)
-                self.channel.events.append({"event": "resume", "what": "write", "path": self.path,
-                                            "replayed_bytes": self.pending_bytes})
-                return
-            except TransportError as again:
-                last = again
+            raise
 
     def write(self, chunk: Chunk) -> None:
         self.pending.append(chunk)
@@ -85,7 +87,7 @@ class ResilientWriter(ExtentWriter):
                 raise
             self.pending.clear()
             self.pending_bytes = 0
-            self.failures = 0
+            self.retry.progressed()
             return self.acked_base + acked
 
     def checkpoint(self) -> int:
