@@ -37,8 +37,14 @@ T = TypeVar("T")
 log = logging.getLogger("vmigrate.vsphere")
 
 DEFAULT_PORT = 443
-#: Socket timeout of every API call (QueryChangedDiskAreas on a big disk is the slowest).
+#: Longest wait for the answer to one API call (pyVmomi's ``httpConnectionTimeout``, the
+#: socket timeout of each request; QueryChangedDiskAreas on a big disk is the slowest).
+#: Without it a half-open connection (host down, firewall idle drop, vCenter failover)
+#: blocks a call forever: pyVmomi's ``connectionPoolTimeout`` only expires idle pooled
+#: connections (pyVmomi SoapAdapter.py; github.com/vmware/pyvmomi/issues/548).
 CALL_TIMEOUT = 300.0
+#: Idle pooled connections are dropped after this, below vCenter's and ESXi's idle limits.
+POOL_IDLE_TIMEOUT = 120.0
 #: Touch the session this often (vCenter's default idle timeout is 30 minutes).
 KEEPALIVE_INTERVAL = 300.0
 
@@ -119,7 +125,13 @@ class Connection:
         self.si: Any = self._connect()
         if not hp.verify_tls:
             self._report_unverified()
-        self.content: Any = self.si.RetrieveContent()
+        try:
+            self.content: Any = self.si.RetrieveContent()
+        except (OSError, http.client.HTTPException) as exc:
+            raise HostNotFound(
+                f"lost the vSphere API at {self.where} right after login: {exc or 'timed out'}",
+                host=self.host, port=self.port,
+            ) from exc
         self.relogins = 0
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
@@ -137,17 +149,50 @@ class Connection:
     def is_vcenter(self) -> bool:
         return bool(self.content.about.apiType == "VirtualCenter")
 
+    def _smart_connect(self) -> Any:
+        """SmartConnect, bounded: its version probe (``vimServiceVersions.xml``) opens
+        a connection without any timeout (pyVim/connect.py ``__GetElementTree``), so it
+        runs in a worker thread that is abandoned, and its session closed should it ever
+        log in, after ``call_timeout``; every later request has the socket timeout."""
+        box: dict[str, Any] = {}
+        gave_up = threading.Event()
+
+        def run() -> None:
+            try:
+                si = SmartConnect(
+                    host=self.host,
+                    port=self.port,
+                    path=self.path,
+                    user=self.user,
+                    pwd=self._password,
+                    sslContext=tls_context(self.hp.verify_tls),
+                    httpConnectionTimeout=self._call_timeout,
+                    connectionPoolTimeout=POOL_IDLE_TIMEOUT,
+                )
+            except BaseException as exc:
+                box["error"] = exc
+                return
+            if gave_up.is_set():
+                try:
+                    Disconnect(si)
+                except Exception:
+                    pass
+                return
+            box["si"] = si
+
+        worker = threading.Thread(target=run, name="vsphere-connect", daemon=True)
+        worker.start()
+        worker.join(self._call_timeout)
+        if worker.is_alive():
+            gave_up.set()
+            raise TimeoutError(f"no answer within {self._call_timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["si"]
+
     def _connect(self) -> Any:
         try:
-            return SmartConnect(
-                host=self.host,
-                port=self.port,
-                path=self.path,
-                user=self.user,
-                pwd=self._password,
-                sslContext=tls_context(self.hp.verify_tls),
-                connectionPoolTimeout=self._call_timeout,
-            )
+            return self._smart_connect()
         except vim.fault.InvalidLogin as exc:
             raise AuthenticationError(
                 f"the vSphere host {self.where} rejected user {self.user!r}: wrong user or password",
@@ -172,7 +217,7 @@ class Connection:
             ) from exc
         except (socket.gaierror, ConnectionError, TimeoutError) as exc:
             raise HostNotFound(
-                f"cannot reach the vSphere API at {self.where}: {exc}",
+                f"cannot reach the vSphere API at {self.where}: {exc or 'timed out'}",
                 hint="check the host name, the port and that the host is up and reachable",
                 host=self.host,
                 port=self.port,
@@ -221,7 +266,7 @@ class Connection:
                 ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 raise HostNotFound(
-                    f"lost the vSphere API at {self.where}: {exc}", host=self.host
+                    f"lost the vSphere API at {self.where}: {exc or 'timed out'}", host=self.host
                 ) from exc
             self.relogins += 1
 
@@ -237,12 +282,23 @@ class Connection:
             except vmodl.MethodFault as exc:
                 raise map_fault(exc, what, **fields) from exc
             except (OSError, http.client.HTTPException, ExpatError) as exc:
-                raise HostApiError(
-                    f"{what} failed: connection to {self.where} lost or answer unreadable ({exc})",
-                    hint="check the network to the host, then re-run: it resumes",
-                    **fields,
-                ) from exc
+                raise self.lost(exc, what, **fields) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def lost(self, exc: BaseException, what: str, **fields: Any) -> HostApiError:
+        """The error for a call whose connection failed: no answer in time, or gone."""
+        if isinstance(exc, TimeoutError):
+            return HostApiError(
+                f"{what} failed: no answer from {self.where} within "
+                f"{self._call_timeout:g} s (host down or connection lost)",
+                hint="check the host and the network to it, then re-run: it resumes",
+                timeout=self._call_timeout, **fields,
+            )
+        return HostApiError(
+            f"{what} failed: connection to {self.where} lost or answer unreadable ({exc})",
+            hint="check the network to the host, then re-run: it resumes",
+            **fields,
+        )
 
     def _keepalive_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):

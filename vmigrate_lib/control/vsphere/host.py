@@ -10,9 +10,13 @@ injectable so tests can serve a simulator's datastore folder with a local agent.
 
 from __future__ import annotations
 
+import functools
+import http.client
 import importlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from xml.parsers.expat import ExpatError
 
 from ...errors import DiskMismatch, ParameterError, PowerError, SnapshotError
 from ...extents import Extent
@@ -20,7 +24,7 @@ from ...params import HostParams
 from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
 from . import cbt, inventory, power, register, snapshots, vmxfiles
 from ._vmomi import vim
-from .connection import KEEPALIVE_INTERVAL, Connection
+from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
 from .paths import VMFS_ROOT, datastore_root
 
 if TYPE_CHECKING:
@@ -53,6 +57,35 @@ def open_ssh_datastore(hp: HostParams, name: str, root: str) -> Datastore:
     return ds
 
 
+_C = TypeVar("_C", bound=type)
+
+#: Methods whose failures are not the API connection's (the SSH data plane, teardown).
+_UNGUARDED = {"open_datastore", "close"}
+
+
+def _guard_api(cls: _C) -> _C:
+    """Every public method of ``cls``: a connection that fails or stops answering
+    outside :meth:`Connection.call` (pyVmomi reads a managed object's property on
+    attribute access, e.g. ``vm.name`` in a message) is a one-line
+    :class:`HostApiError` too, never a raw socket error."""
+    for name, fn in list(vars(cls).items()):
+        if name.startswith("_") or name in _UNGUARDED or not inspect.isfunction(fn):
+            continue
+
+        def wrap(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def run(self: VsphereHost, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return fn(self, *args, **kwargs)
+                except (OSError, http.client.HTTPException, ExpatError) as exc:
+                    raise self.conn.lost(exc, name.replace("_", " ")) from exc
+            return run
+
+        setattr(cls, name, wrap(fn, name))
+    return cls
+
+
+@_guard_api
 class VsphereHost(Host):
     """One ESXi host, directly or through a vCenter (``host`` names it there)."""
 
@@ -68,11 +101,13 @@ class VsphereHost(Host):
         task_timeout: float = 300.0,
         snapshot_timeout: float = snapshots.CREATE_TIMEOUT,
         datastore_root: str = VMFS_ROOT,
+        call_timeout: float = CALL_TIMEOUT,
     ) -> None:
         self.hp = hp
         #: where the SSH host mounts datastores by name (ESXi: /vmfs/volumes)
         self.datastore_root = datastore_root
-        self.conn = Connection(hp, password=password, keepalive=keepalive)
+        self.conn = Connection(hp, password=password, keepalive=keepalive,
+                               call_timeout=call_timeout)
         try:
             self.host_ref: Any | None = inventory.find_host_system(self.conn, hp.host)
             self.name = hp.host or (
