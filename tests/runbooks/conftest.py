@@ -34,7 +34,7 @@ def params(lab: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "vm": "alice",
         "hosts": "lab",
         "source": {"type": "lab", "host": "esx-a", "lab_root": ".vmigrate-lab",
-                   "password_env": SECRET_ENV},
+                   "ssh_password_env": SECRET_ENV},
         "destination": {"type": "lab", "host": "esx-b", "lab_root": ".vmigrate-lab"},
         "workspace": "workspaces/alice",
         "downtime_budget": "2m",

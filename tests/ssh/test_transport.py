@@ -19,7 +19,7 @@ from vmigrate_lib.dataplane.sshconfig import DirectRoute, SshSettings, parse_tar
 from vmigrate_lib.engine.copier import copy_extents
 from vmigrate_lib.errors import AgentError, AuthenticationError, HostKeyError, ParameterError
 from vmigrate_lib.extents import Extent
-from vmigrate_lib.params import HostParams
+from vmigrate_lib.params import LabHostParams, VsphereHostParams
 
 if TYPE_CHECKING:
     from tests.ssh.sshdp import SshHosts
@@ -167,15 +167,14 @@ def test_bandwidth_cap(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
 
 
 def test_settings_from_host_params() -> None:
-    hp = HostParams(type="lab", host="esx1", url="ssh://admin@10.0.0.5:2222",
-                    ssh_key="/k", ssh_fingerprint="SHA256:abc", password_env="API_PW",
-                    ssh_password_env="SSH_PW")
+    hp = LabHostParams(host="esx1", url="ssh://admin@10.0.0.5:2222",
+                       ssh_key="/k", ssh_fingerprint="SHA256:abc", ssh_password_env="SSH_PW")
     s = SshSettings.from_host_params(hp, mode="direct")
     assert (s.host, s.port, s.user, s.key_filename, s.fingerprint, s.mode) == (
         "10.0.0.5", 2222, "admin", "/k", "SHA256:abc", "direct")
     # the API's password reference is never offered to sshd: only the SSH login's own
     assert s.password_env == "SSH_PW"
-    no_ssh_pw = SshSettings.from_host_params(HostParams(host="h", password_env="API_PW"))
+    no_ssh_pw = SshSettings.from_host_params(VsphereHostParams(host="h", password_env="API_PW"))
     assert no_ssh_pw.password_env == "" and no_ssh_pw.password_keyring == ""
     assert parse_target("[fe80::1]:22") == ("fe80::1", "root", 22)
     with pytest.raises(ParameterError):
@@ -236,9 +235,9 @@ def test_lab_datastores_over_ssh(ssh_loopback: SshHost, tmp_path: Path) -> None:
     ds_dir.mkdir(parents=True)
     (ds_dir / "f").write_bytes(b"hello")
     h = ssh_loopback
-    hp = HostParams(type="lab", host="esx1", lab_root=str(tmp_path / "lab"),
-                    url=f"ssh://{h.user}@{h.ip}:{h.port}", ssh_key=h.key_path,
-                    ssh_known_hosts=h.known_hosts_path)
+    hp = LabHostParams(host="esx1", lab_root=str(tmp_path / "lab"),
+                       url=f"ssh://{h.user}@{h.ip}:{h.port}", ssh_key=h.key_path,
+                       ssh_known_hosts=h.known_hosts_path)
     host = open_host(hp)
     ds = host.open_datastore("ds1")
     try:

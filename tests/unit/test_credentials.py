@@ -25,7 +25,7 @@ from vmigrate_lib.control.vsphere.connection import resolve_password as api_pass
 from vmigrate_lib.dataplane.sshconfig import SshSettings
 from vmigrate_lib.dataplane.sshconfig import resolve_password as ssh_password
 from vmigrate_lib.errors import AuthenticationError, ParameterError
-from vmigrate_lib.params import HostParams, validate
+from vmigrate_lib.params import VsphereHostParams, validate
 
 SECRET = "Hunter2-S3cret"
 VC_SECRET = "Vc-Pa55-Secret"
@@ -81,7 +81,7 @@ def test_missing_entry_names_parameter_and_user_not_the_reference(kr: Any) -> No
     assert err.fields["parameter"] == "ssh_password_keyring" and err.fields["user"] == "nobody"
     assert "keyring set SERVICE nobody" in err.hint
     assert "vmigrate-esx" not in _messages(err) and SECRET not in _messages(err)
-    hp = HostParams(type="vsphere", host="vc", user="u", password_keyring="Pasted-Secret-9")
+    hp = VsphereHostParams(host="vc", user="u", password_keyring="Pasted-Secret-9")
     with pytest.raises(AuthenticationError) as exc:
         api_password(hp)
     assert exc.value.fields["parameter"] == "password_keyring"
@@ -93,8 +93,8 @@ def test_empty_or_unset_variable_is_refused(side: str, monkeypatch: pytest.Monke
     """Before: SSH accepted an empty variable (and offered sshd an empty password)."""
     def resolve() -> str | None:
         if side == "api":
-            return api_password(HostParams(type="vsphere", host="vc", user="u",
-                                           password_env="VMG_CRED_PW"))
+            return api_password(VsphereHostParams(host="vc", user="u",
+                                                  password_env="VMG_CRED_PW"))
         return ssh_password(SshSettings(host="esx-a", password_env="VMG_CRED_PW"))
 
     param = "password_env" if side == "api" else "ssh_password_env"
@@ -120,8 +120,8 @@ def test_backend_failure_never_quotes_the_store(kr: Any) -> None:
     that line.  Before: the API path put the backend's text in its message (the secret)."""
     Path(kr.file_path).write_text(f"{SECRET}\n[vmigrate-vc]\nu = x\n")
     with pytest.raises(AuthenticationError) as exc:
-        api_password(HostParams(type="vsphere", host="vc", user="u",
-                                password_keyring="vmigrate-vc"))
+        api_password(VsphereHostParams(host="vc", user="u",
+                                       password_keyring="vmigrate-vc"))
     assert "failed with MissingSectionHeaderError" in exc.value.message
     assert SECRET not in _messages(exc.value)
     with pytest.raises(AuthenticationError) as exc:

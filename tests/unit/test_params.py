@@ -246,7 +246,8 @@ def _refused(raw: dict, words: str, base_dir: Path | None = None) -> str:
      "source.ssh_key holds key material"),
     ({"ssh_key": f"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ{SECRET}" * 8},
      "source.ssh_key holds key material"),
-    ({"password_env": SECRET}, "source.password_env must name an environment variable"),
+    ({"type": "vsphere", "password_env": SECRET},
+     "source.password_env must name an environment variable"),
     ({"type": "vsphere", "user": f"administrator@vsphere.local:{SECRET}"},
      "source.user: a user name has no ':'"),
     ({"ssh_user": f"root:{SECRET}"}, "source.ssh_user: a user name has no ':'"),
@@ -363,3 +364,41 @@ def test_params_file_too_large(tmp_path: Path) -> None:
     f.write_bytes(b"# " + b"x" * (2 << 20) + b"\nvm: alice\n")
     with pytest.raises(ParameterError, match="larger than"):
         load(f)
+
+
+@pytest.mark.parametrize("side, key, value, kind", [
+    ("source", "verify_tls", False, "lab"),
+    ("source", "password_env", "VC_PW", "lab"),
+    ("destination", "datastore_root", "/mnt", "lab"),
+    ("source", "lab_root", "my-lab-dir", "vsphere"),
+])
+def test_a_key_of_another_host_kind_is_refused(side: str, key: str, value: object,
+                                                 kind: str) -> None:
+    """A host section takes only its kind's keys (HostParams is a tagged union): a
+    vSphere-only key on a lab host, or lab_root on a vSphere host, is refused in one line
+    naming the key and the kind.  Before: accepted silently (one flat HostParams), so
+    ``verify_tls: false`` on a lab host looked like a setting and did nothing."""
+    host = {"type": kind, "host": "esx-a" if kind == "lab" else "esx1.example.org"}
+    raw = {**BASE, side: {**host, key: value}}
+    if kind == "vsphere":
+        raw = {**raw, "source": {**host, key: value}, "destination": dict(host)}
+    with pytest.raises(ParameterError) as exc:
+        validate(raw)
+    msg = str(exc.value)
+    assert f"{side}.{key}" in msg and f"a {kind} host" in msg and "\n" not in msg
+    assert exc.value.fields["parameter"] == f"{side}.{key}"
+    assert str(value) not in msg.replace(f"{side}.{key}", "")
+
+
+def test_each_host_kind_keeps_its_keys() -> None:
+    """The same YAML keys as before: a lab host's lab_root and SSH keys, a vSphere host's
+    API keys; ``type`` selects the kind and mypy narrows by it."""
+    p = validate({**BASE, "source": {"type": "lab", "host": "esx-a", "lab_root": "lab",
+                                     "url": "ssh://root@10.0.0.11:22", "ssh_mode": "auto"},
+                  "destination": {"type": "vsphere", "host": "esx1.example.org",
+                                  "user": "root", "password_env": "VC_PW",
+                                  "verify_tls": False, "datastore_root": "/vmfs/volumes"}})
+    assert type(p.source).__name__ == "LabHostParams" and p.source.lab_root == "lab"
+    assert type(p.destination).__name__ == "VsphereHostParams"
+    assert p.destination.type == "vsphere" and p.destination.verify_tls is False
+    assert p.to_dict()["destination"]["password_env"] == "VC_PW"

@@ -65,6 +65,11 @@ from vmigrate_lib.engine.progress import Event, PhaseReached
 def f(ev: Event) -> bool:
     return isinstance(ev, PhaseReached) and ev.detial == "x"  # ERROR
 """, "has no attribute"),
+    "a vSphere key read from any host": (
+        """
+def f(p: MigrationParams) -> bool:
+    return p.source.verify_tls  # ERROR
+""", 'Item "LabHostParams"'),
 }
 
 

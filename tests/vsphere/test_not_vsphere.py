@@ -31,7 +31,7 @@ pytest.importorskip("pyVmomi")
 
 from vmigrate_lib.control.vsphere.connection import Connection
 from vmigrate_lib.errors import NotVsphereEndpoint
-from vmigrate_lib.params import HostParams
+from vmigrate_lib.params import HostParams, VsphereHostParams
 
 
 class _Html(http.server.BaseHTTPRequestHandler):
@@ -85,8 +85,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
 
 
 def _hp(port: int) -> HostParams:
-    return HostParams(type="vsphere", url=f"https://127.0.0.1:{port}/sdk", user="u",
-                      password_env="H1_NOT_VSPHERE_PW", verify_tls=False)
+    return VsphereHostParams(url=f"https://127.0.0.1:{port}/sdk", user="u",
+                             password_env="H1_NOT_VSPHERE_PW", verify_tls=False)
 
 
 def test_connection_says_not_vsphere(server: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ from pyVmomi import vim
 from tests.peers import vcsim as vcsim_peer
 from vmigrate_lib.dataplane.transport import LocalTransport
 from vmigrate_lib.lab.ctk import ChangeTracker
-from vmigrate_lib.params import HostParams
+from vmigrate_lib.params import HostParams, VsphereHostParams
 
 PW_ENV = "VMIGRATE_TEST_VC_PW"
 QCDA_LAB = Path(vcsim_peer.PEERS) / "qcda_lab.py"
@@ -37,7 +37,7 @@ def host_params(sim: vcsim_peer.VcsimInfo, **kw: Any) -> HostParams:
         "password_env": PW_ENV, "verify_tls": False,  # Go's test certificate
     }
     values.update(kw)
-    return HostParams(**values)
+    return VsphereHostParams(**values)
 
 
 def qcda_lab_command(roots: dict[str, Path], page: int = 1 << 20, log: Path | None = None) -> str:

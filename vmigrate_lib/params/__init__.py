@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ParameterError
 from ..modes import (
@@ -32,7 +32,6 @@ from ..modes import (
     CertifyMode,
     ChangeTracking,
     HostsKind,
-    HostType,
     SshCompress,
     SshMode,
     pick,
@@ -44,19 +43,14 @@ from .workspace_rules import ESXI_DATASTORES, check_workspace
 
 
 @dataclass(frozen=True)
-class HostParams:
-    """How to reach one host.  ``type`` picks the control-plane implementation."""
+class _HostBase:
+    """What every kind of host takes: its name, the datastore, and how SSH reaches it."""
 
-    type: HostType = "lab"
     host: str = ""
     datastore: str = ""  #: destination datastore (empty: the VM's own / the first one)
-    lab_root: str = ".vmigrate-lab"
-    # vSphere / SSH (used by later implementations; references only, never secrets)
+    #: lab: ssh://[user@]host[:port] serves the lab's datastores over SSH (empty: local
+    #: folders); vSphere: the API's https URL (empty: https://host)
     url: str = ""
-    user: str = ""
-    password_env: str = ""
-    password_keyring: str = ""
-    verify_tls: bool = True
     ssh_user: str = "root"
     ssh_port: int = 22
     ssh_key: str = ""
@@ -66,7 +60,6 @@ class HostParams:
     #: offered to an ESXi host's sshd.  Empty: key file or ssh-agent only.
     ssh_password_env: str = ""
     ssh_password_keyring: str = ""
-    datastore_root: str = "/vmfs/volumes"  #: vSphere: where the SSH host mounts datastores
     allow_unknown_host_key: bool = False  #: accept a host key not in known_hosts (logged)
     # SSH data plane (a lab host with url ssh://..., an ESXi host's datastores)
     ssh_mode: SshMode = "relay"  #: relay | direct | auto; read on the *source* host
@@ -74,6 +67,33 @@ class HostParams:
     bwlimit: int = 0  #: cap on this host's SSH data, bytes per second ("50MB"); 0: none
     ssh_direct_key: str = ""  #: direct mode: key *on the source host* authorized on the destination
     ssh_direct_known_hosts: str = ""  #: direct mode: known_hosts *on the source host*
+
+
+@dataclass(frozen=True)
+class LabHostParams(_HostBase):
+    """A host of the embedded lab (``type: lab``): a folder, maybe served over SSH."""
+
+    type: Literal["lab"] = "lab"
+    lab_root: str = ".vmigrate-lab"
+
+
+@dataclass(frozen=True)
+class VsphereHostParams(_HostBase):
+    """An ESXi host or vCenter (``type: vsphere``): the API through pyVmomi, disks over SSH.
+    References only, never secrets."""
+
+    type: Literal["vsphere"] = "vsphere"
+    user: str = ""
+    password_env: str = ""
+    password_keyring: str = ""
+    verify_tls: bool = True
+    datastore_root: str = "/vmfs/volumes"  #: where the SSH host mounts datastores
+
+
+#: How to reach one host, tagged by ``type``: ``hp.type == "lab"`` narrows it for mypy.
+HostParams = LabHostParams | VsphereHostParams
+_HOST_KINDS: dict[str, type[LabHostParams] | type[VsphereHostParams]] = {
+    "lab": LabHostParams, "vsphere": VsphereHostParams}
 
 
 @dataclass(frozen=True)
@@ -117,8 +137,8 @@ class CutoverParams:
 @dataclass(frozen=True)
 class MigrationParams:
     vm: str
-    source: HostParams
-    destination: HostParams
+    source: LabHostParams | VsphereHostParams
+    destination: LabHostParams | VsphereHostParams
     workspace: Path
     dest_name: str = ""
     operator: str = ""
@@ -285,7 +305,7 @@ def _section(
         f = known[key]
         default = f.default
         values[key] = _convert(section, key, value, default)
-    if cls is HostParams:
+    if isinstance(cls, type) and issubclass(cls, _HostBase):
         check_host(section, values)
     for key in required:
         if not values.get(key):
@@ -293,6 +313,29 @@ def _section(
                 f"missing parameter {section + '.' if section else ''}{key}", parameter=key
             )
     return cls(**values)
+
+
+def _host_section(side: str, raw: Any) -> HostParams:
+    """One host's section as the kind its ``type`` names (default lab); a key another
+    kind takes is refused in one line naming the key and the kind."""
+    kind = _convert(side, "type", raw.get("type", "lab") if isinstance(raw, Mapping) else "lab",
+                    "")
+    cls = _HOST_KINDS[kind]
+    if isinstance(raw, Mapping):
+        mine = {f.name for f in fields(cls)}
+        for key in raw:
+            other = next((c for k, c in _HOST_KINDS.items()
+                          if k != kind and key in {f.name for f in fields(c)}), None)
+            if key not in mine and other is not None:
+                # a pasted secret is refused as one first (without repeating it)
+                _convert(side, key, raw[key], other.__dataclass_fields__[key].default)
+                raise ParameterError(
+                    f"parameter {side}.{key} does not apply to a {kind} host "
+                    f"({side}.type is {kind})",
+                    hint=f"remove it, or set {side}.type: {other.type} if the host is one",
+                    parameter=f"{side}.{key}")
+    host: HostParams = _section(cls, side, raw, required=("host",))
+    return host
 
 
 def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationParams:
@@ -324,9 +367,9 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
                 hint="use letters, digits, '.', '_' and '-' (at most 80), on one line",
                 parameter=key,
             )
-    source = _section(HostParams, "source", top["source"], required=("host",))
-    dest = _section(HostParams, "destination", top["destination"], required=("host",))
-    if dest.ssh_mode != HostParams.ssh_mode:
+    source = _host_section("source", top["source"])
+    dest = _host_section("destination", top["destination"])
+    if dest.ssh_mode != _HostBase.ssh_mode:
         raise ParameterError(
             "parameter destination.ssh_mode has no effect: the transfer mode is the source's",
             hint="set source.ssh_mode (relay, direct or auto) instead",
@@ -384,8 +427,9 @@ def _check_workspace(workspace: Path, hosts: tuple[HostParams, ...],
                      base_dir: Path | None) -> None:
     """The workspace is vmigrate's, new or empty; never in a lab or on a datastore."""
     base = base_dir or Path.cwd()
-    labs = [base / hp.lab_root for hp in hosts if hp.type == "lab"]
-    stores = {ESXI_DATASTORES, *(Path(hp.datastore_root) for hp in hosts if hp.type != "lab")}
+    labs = [base / hp.lab_root for hp in hosts if isinstance(hp, LabHostParams)]
+    stores = {ESXI_DATASTORES,
+              *(Path(hp.datastore_root) for hp in hosts if isinstance(hp, VsphereHostParams))}
     check_workspace(base / workspace, labs, stores)
 
 

@@ -28,7 +28,7 @@ from ...errors import (
     NotVsphereEndpoint,
     ParameterError,
 )
-from ...params import HostParams
+from ...params import VsphereHostParams
 from ...trust import TrustNotice, notify
 from ._vmomi import Disconnect, SmartConnect, vim, vmodl
 from .tasks import map_fault
@@ -49,7 +49,7 @@ POOL_IDLE_TIMEOUT = 120.0
 KEEPALIVE_INTERVAL = 300.0
 
 
-def resolve_password(hp: HostParams, environ: dict[str, str] | None = None) -> str:
+def resolve_password(hp: VsphereHostParams, environ: dict[str, str] | None = None) -> str:
     """The API password named by ``password_env`` or ``password_keyring`` (never a value);
     read by :mod:`vmigrate_lib.credentials`, the same way as the SSH login's."""
     return require_secret(SecretRef(
@@ -58,7 +58,7 @@ def resolve_password(hp: HostParams, environ: dict[str, str] | None = None) -> s
         env_param="password_env", keyring_param="password_keyring"), environ)
 
 
-def endpoint(hp: HostParams) -> tuple[str, int, str]:
+def endpoint(hp: VsphereHostParams) -> tuple[str, int, str]:
     """(host, port, path) from ``url`` (``https://vc:443/sdk``) or else ``host``."""
     if hp.url:
         u = urllib.parse.urlsplit(hp.url if "//" in hp.url else f"https://{hp.url}")
@@ -108,7 +108,7 @@ class Connection:
 
     def __init__(
         self,
-        hp: HostParams,
+        hp: VsphereHostParams,
         *,
         password: str | None = None,
         keepalive: float | None = KEEPALIVE_INTERVAL,

@@ -20,7 +20,7 @@ from xml.parsers.expat import ExpatError
 
 from ...errors import DiskMismatch, ParameterError, PowerError, SnapshotError
 from ...extents import Extent
-from ...params import HostParams
+from ...params import HostParams, VsphereHostParams
 from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
 from . import cbt, inventory, power, register, snapshots, vmxfiles
 from ._vmomi import vim
@@ -91,7 +91,7 @@ class VsphereHost(Host):
 
     def __init__(
         self,
-        hp: HostParams,
+        hp: VsphereHostParams,
         *,
         transport_factory: TransportFactory | None = None,
         password: str | None = None,
