@@ -20,6 +20,7 @@ from vmigrate_lib import params as params_mod
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.engine.context import Migration
+from vmigrate_lib.engine.state import CutoverRecord
 from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm, lab_up
 from vmigrate_lib.lab.verify import verify_copy
@@ -166,3 +167,10 @@ def journal(lb: Lab, type_: str | None = None) -> list[dict[str, Any]]:
     from vmigrate_lib.engine.workspace import Workspace
 
     return list(Workspace(lb.params().workspace).journal.records(type_))
+
+
+def cutover_record(m: Migration) -> CutoverRecord:
+    """The migration's cutover record; fails when no cutover has started."""
+    rec = m.workspace.state.cutover
+    assert rec is not None, "no cutover record in state.json"
+    return rec

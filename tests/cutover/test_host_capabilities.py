@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.cutover.cutover_helpers import Lab, Watch, assert_bob_has_every_acked_block
+from tests.cutover.cutover_helpers import (
+    Lab,
+    Watch,
+    assert_bob_has_every_acked_block,
+    cutover_record,
+)
 from vmigrate_lib.control.host import Host, PowerState
 from vmigrate_lib.engine.context import Migration
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover
@@ -49,7 +54,7 @@ def test_cutover_asks_the_source_host_which_files_stay(
     with Watch(lab):
         res = run_cutover(mig, CutoverOptions(**FAST))
     assert res.status == "done"
-    copied = set(mig.workspace.state.cutover.files_copied or [])
+    copied = set(cutover_record(mig).files_copied or [])
     assert "notes.txt" in copied and (lab.bob_dir / "notes.txt").read_bytes() == b"the operator's"
     assert "scratch.state" not in copied and not (lab.bob_dir / "scratch.state").exists()
     assert not [n for n in copied if n.endswith(("-ctk.bin", "-delta.bin", ".lock", "boot.json"))]

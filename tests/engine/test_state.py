@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.state_watch import wait_state
+from tests.fsproof import files_equal
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 
 MiB = 1 << 20
@@ -50,15 +52,7 @@ def _journal(lab, type_: str) -> list[dict]:
 
 def _same(lab, name: str) -> bool:
     """Alice's disk file and Bob's copy hold the same bytes (chunked)."""
-    a = lab.ds_dir("esx-a") / "alice" / name
-    b = lab.ds_dir("esx-b") / "alice" / name
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            ca, cb = fa.read(4 * MiB), fb.read(4 * MiB)
-            if ca != cb:
-                return False
-            if not ca:
-                return True
+    return files_equal(lab.ds_dir("esx-a") / "alice" / name, lab.ds_dir("esx-b") / "alice" / name)
 
 
 def _kill_mid_copy(lab, params: Path, kind: str, min_offset: int, below: int) -> dict:
@@ -69,19 +63,17 @@ def _kill_mid_copy(lab, params: Path, kind: str, min_offset: int, below: int) ->
          "--cycles", "1"],
         cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
+    def in_range(state: dict) -> bool:
+        ip = state.get("in_progress") or {}
+        x = (ip.get("checkpoints") or {}).get("2000", 0)
+        return ip.get("kind") == kind and min_offset <= x < below and not ip.get("committed")
+
     try:
-        while time.monotonic() < deadline:
-            ip = _read_state(lab).get("in_progress") or {}
-            x = (ip.get("checkpoints") or {}).get("2000", 0)
-            if ip.get("kind") == kind and min_offset <= x < below and not ip.get("committed"):
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return ip
-            if proc.poll() is not None:
-                raise AssertionError(f"sync ended before it could be killed: {proc.stderr.read()}")
-            time.sleep(0.001)
-        raise AssertionError("no checkpoint in range seen")
+        state = wait_state(_ws(lab) / "state.json", in_range, timeout=120,
+                           running=lambda: proc.poll() is None)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return state["in_progress"]
     finally:
         if proc.poll() is None:
             proc.kill()

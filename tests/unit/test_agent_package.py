@@ -33,15 +33,15 @@ def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
             )
             for child in node.body:
                 visit(child, guarded or catches)
-            for child in node.handlers + node.orelse + node.finalbody:
-                visit(child, guarded)
+            for other in (*node.handlers, *node.orelse, *node.finalbody):
+                visit(other, guarded)
             return
         if isinstance(node, ast.Import):
             out.extend((a.name.split(".")[0], guarded) for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             out.append((node.module.split(".")[0], guarded))
-        for child in ast.iter_child_nodes(node):
-            visit(child, guarded)
+        for sub in ast.iter_child_nodes(node):
+            visit(sub, guarded)
 
     visit(tree, False)
     return out

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
-from pyVmomi import SoapStubAdapter, vim, vmodl
+from pyVmomi import vim, vmodl
+from pyVmomi.SoapAdapter import SoapStubAdapter
 
 from tests.peers import vcsim as vcsim_peer
 
@@ -108,7 +109,7 @@ def test_wrong_credentials_give_invalid_login(vcsim: vcsim_peer.VcsimInfo) -> No
 def test_cbt_snapshot_lifecycle(si: Any, qcda_source: Any) -> None:
     qcda_source.write(changeId="52 aa bb/7", extents={})
     vm = all_vms(si)[0]
-    assert vm.snapshot is None  # unset property (the peer fixes a simulator crash here)
+    assert not vm.snapshot  # None: unset property (the peer fixes a simulator crash here)
     assert not vm.config.changeTrackingEnabled
 
     snap = cbt_snapshot(vm)
@@ -179,9 +180,10 @@ def test_invalid_change_id_gives_fault(
     disk = disks_of(snap.config)[0]
     with pytest.raises(fault) as err:
         vm.QueryChangedDiskAreas(snap, disk.key, 0, "52 00/999")
-    assert "invalid change id" in err.value.msg
+    value: Any = err.value  # a vmodl fault: msg, invalidProperty
+    assert "invalid change id" in value.msg
     if fault_name == "InvalidArgument":
-        assert err.value.invalidProperty == "changeId"
+        assert value.invalidProperty == "changeId"
 
 
 def test_query_checks_what_the_simulator_knows(si: Any, vcsim: Any) -> None:

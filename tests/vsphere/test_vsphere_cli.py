@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from pyVim.task import WaitForTask
+from pyVmomi import vim
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
@@ -154,7 +155,7 @@ def write(flat: Path, offset: int, data: bytes) -> None:
 
 def power(sim: vcsim_peer.VcsimInfo, name: str) -> str:
     with vsim.pyvmomi(sim) as si:
-        vms = [v for v in vsim.objects(si, vsim.vim.VirtualMachine) if v.name == name]
+        vms = [v for v in vsim.objects(si, vim.VirtualMachine) if v.name == name]
         return str(vms[0].runtime.powerState) if vms else "absent"
 
 

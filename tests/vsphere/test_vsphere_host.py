@@ -290,7 +290,7 @@ def _nic_networks(si: Any, name: str) -> list[str]:
     out = []
     for d in vsim.vm(si, name).config.hardware.device:
         if isinstance(d, vim.vm.device.VirtualEthernetCard):
-            b = d.backing
+            b: Any = d.backing  # a distributed port or a network backing
             out.append(pgs[b.port.portgroupKey] if hasattr(b, "port") else b.deviceName)
     return out
 

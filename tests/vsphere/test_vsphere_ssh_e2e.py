@@ -144,11 +144,12 @@ def test_seed_deltas_cutover_over_ssh(env: Env) -> None:
         assert guest.done.is_set()
         assert res.status == "done", res.record
         co = res.record
-        assert not co["go"]["forced"] and co["certify"] == "identical"
-        assert co["final_cycle"]["certify"]["result"] == "identical"
+        assert co is not None and co.go is not None and co.final_cycle is not None
+        assert not co.go["forced"] and co.certify == "identical"
+        assert co.final_cycle["certify"]["result"] == "identical"
         final = next(r for r in m.workspace.journal.records("cycle") if r.get("kind") == "final")
         assert [d["bytes_changed"] for d in final["disks"]] == [GRAIN, GRAIN]
-        assert sorted(co["files_copied"]) == [
+        assert sorted(co.files_copied) == [
             "bob-ctk.bin.snapshots.json", "bob.nvram", "bob.vmdk", "bob.vmx", "bob.vmxf",
             "bob_1-ctk.bin.snapshots.json", "bob_1.vmdk"]  # the .json: qcda_lab's, travels
         assert m.source.power_state("alice") == PowerState.OFF

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from ..errors import VmigrateError
 from ..extents import Extent
@@ -251,7 +251,7 @@ class Host(abc.ABC):
     def close(self) -> None:
         """Release sessions and agents."""
 
-    def __enter__(self) -> Host:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
