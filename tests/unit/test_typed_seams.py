@@ -3,8 +3,8 @@
 Each snippet below is code a contributor could write against vmigrate_lib; the test
 runs the project's own mypy (strict, the pyproject settings) over it and expects the
 one error its marker line names.  Before modes, statuses and events were types
-(plain ``str`` fields, ``Reporter.event(kind: str, **info)``, one flat ``HostParams``)
-every snippet type-checked.  Nothing here needs a real ESXi/vCenter host: it is a
+(plain ``str`` fields, ``Reporter.event(kind: str, **info)``, one flat ``HostParams``,
+``open_ssh_datastore(settings: object)``) every snippet type-checked.  Nothing here needs a real ESXi/vCenter host: it is a
 property of the source, not of a run.
 """
 
@@ -70,6 +70,12 @@ def f(ev: Event) -> bool:
 def f(p: MigrationParams) -> bool:
     return p.source.verify_tls  # ERROR
 """, 'Item "LabHostParams"'),
+    "an SSH datastore opened without SshSettings": (
+        """
+from vmigrate_lib.dataplane import open_ssh_datastore
+def f(p: MigrationParams) -> None:
+    open_ssh_datastore("ds1", "/vmfs/volumes/ds1", p.source)  # ERROR
+""", "incompatible type"),
 }
 
 

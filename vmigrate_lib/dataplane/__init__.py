@@ -1,6 +1,13 @@
 """Data plane: datastore access through a small stdlib-only agent."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat
+
+if TYPE_CHECKING:  # the type only: importing it at run time is the caller's choice
+    from .sshconfig import SshSettings
 
 __all__ = [
     "BlockDigest", "Chunk", "Datastore", "ExtentWriter", "FileStat", "open_local_datastore",
@@ -16,14 +23,11 @@ def open_local_datastore(name: str, root: str) -> Datastore:
     return AgentDatastore(name, LocalTransport(root))
 
 
-def open_ssh_datastore(name: str, root: str, settings: object) -> Datastore:
-    """A datastore folder ``root`` on an SSH host (``settings``: an ``SshSettings``).
+def open_ssh_datastore(name: str, root: str, settings: SshSettings) -> Datastore:
+    """A datastore folder ``root`` on an SSH host.
 
     paramiko is imported only here, so local use and the engine never need it.
     """
     from .ssh import open_ssh_datastore as _open
-    from .sshconfig import SshSettings
 
-    if not isinstance(settings, SshSettings):
-        raise TypeError(f"settings must be SshSettings, not {type(settings).__name__}")
     return _open(name, root, settings)

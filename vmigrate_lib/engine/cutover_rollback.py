@@ -11,6 +11,7 @@ re-run after a crash at any point.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..control.host import PowerState
 from ..errors import CutoverError, PowerError, RollbackRefused, VmigrateError
@@ -43,8 +44,7 @@ def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool
                                warnings=list(co.warnings))
 
 
-def _sub(c: StepContext, name: str, func: object) -> None:
-    assert callable(func)
+def _sub(c: StepContext, name: str, func: Callable[[StepContext], None]) -> None:
     t0 = time.time()
     try:
         func(c)

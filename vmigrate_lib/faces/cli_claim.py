@@ -9,15 +9,14 @@ be the one the claim shows, so a live migration is never released by accident.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..engine.claim import release_claim
 from ..errors import ParameterError
 from ..session import close_migration
-from .common import WithParams, open_from_args
+from .common import Subcommands, WithParams, open_from_args
 
 
-def register(sub: Any, with_params: WithParams) -> None:
+def register(sub: Subcommands, with_params: WithParams) -> None:
     """Add ``abandon`` and ``release-claim``."""
     p = with_params(sub.add_parser(
         "abandon", help="give up this migration: release its claim on the source VM"))

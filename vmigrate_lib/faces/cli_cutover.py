@@ -12,7 +12,6 @@ recorded, re-run resumes).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..engine.cutover import CutoverOptions, run_cutover, run_rollback
 from ..errors import ParameterError
@@ -20,10 +19,10 @@ from ..params import CHOICES, MigrationParams
 from ..session import close_migration
 from ..units import fmt_secs
 from .cli_plan import budget_of, planner_flags
-from .common import WithParams, duration_arg, from_file, open_from_args, port_arg
+from .common import Subcommands, WithParams, duration_arg, from_file, open_from_args, port_arg
 
 
-def register(sub: Any, with_params: WithParams) -> None:
+def register(sub: Subcommands, with_params: WithParams) -> None:
     """Add ``cutover`` and ``rollback``."""
     p = with_params(sub.add_parser("cutover", help="switch to the copy: stop, final sync, start"))
     planner_flags(p)

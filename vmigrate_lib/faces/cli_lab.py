@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from ..lab import lifecycle
-from .common import WithParams
+from .common import Subcommands, WithParams
 
 
-def register(sub: Any, with_params: WithParams) -> None:
+def register(sub: Subcommands, with_params: WithParams) -> None:
     """Add ``lab`` (it takes no params file)."""
     lab = sub.add_parser("lab", help="the embedded lab hypervisor")
     lab.add_argument("lab_cmd", choices=["up", "status", "down"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ..engine.converge import journal_plan
 from ..engine.planner import Plan
@@ -17,7 +16,7 @@ from ..engine.workspace import Workspace
 from ..errors import ParameterError
 from ..params import MigrationParams
 from ..units import fmt_bytes, fmt_rate, fmt_secs
-from .common import WithParams, duration_arg, from_file, load_params, rate_arg
+from .common import Subcommands, WithParams, duration_arg, from_file, load_params, rate_arg
 
 
 def planner_flags(p: argparse.ArgumentParser, when: str = "") -> None:
@@ -35,7 +34,7 @@ def planner_flags(p: argparse.ArgumentParser, when: str = "") -> None:
                         f"({from_file('cutover', 'expected_boot')})")
 
 
-def register(sub: Any, with_params: WithParams) -> None:
+def register(sub: Subcommands, with_params: WithParams) -> None:
     """Add ``plan``."""
     p = with_params(sub.add_parser("plan", help="predicted downtime of a cutover now"))
     planner_flags(p)

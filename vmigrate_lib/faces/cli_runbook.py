@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from .. import params as params_mod
 from ..audit.evidence import verify_or_raise
 from ..errors import ParameterError
 from ..params.paramfile import read_params_file
-from .common import WithParams, overrides, positive_duration_arg
+from .common import Subcommands, WithParams, overrides, positive_duration_arg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -57,7 +56,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, with_params: WithParams) -> None:
+def register(sub: Subcommands, with_params: WithParams) -> None:
     """Add ``run`` and ``evidence`` to the ``vmigrate`` parser."""
     p = with_params(sub.add_parser(
         "run", help="execute a runbook (papermill) and archive its evidence"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ..engine.converge import run_until_converged
 from ..engine.cycle import run_cycle
@@ -22,6 +21,7 @@ from ..session import close_migration
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from .cli_plan import budget_of, estimates, planner_flags, print_plan
 from .common import (
+    Subcommands,
     WithParams,
     duration_arg,
     from_file,
@@ -32,7 +32,7 @@ from .common import (
 from .console import table
 
 
-def register(sub: Any, with_params: WithParams) -> None:
+def register(sub: Subcommands, with_params: WithParams) -> None:
     """Add ``preflight``, ``sync``, ``certify`` and ``status``."""
     p = with_params(sub.add_parser("preflight", help="check everything, change nothing"))
     p.set_defaults(func=cmd_preflight)

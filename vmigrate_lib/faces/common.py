@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -25,6 +25,13 @@ from .console import make_reporter
 
 #: Adds ``--params``, ``--set``, ``--workspace`` and ``--vm`` to a subcommand's parser.
 WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+
+
+class Subcommands(Protocol):
+    """Where a command module registers its commands: what ``add_subparsers()`` returns
+    (argparse's own class for it is private)."""
+
+    def add_parser(self, name: str, /, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def with_params(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
