@@ -14,10 +14,10 @@ message repeats a value, since a rejected value may be a pasted secret.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..errors import ParameterError
 from ..modes import (
@@ -191,6 +191,7 @@ _PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutov
                      "parameter), never in a params file"}
 
 
+_S = TypeVar("_S")  #: a section's dataclass
 _SECTIONS: dict[str, type] = {"": MigrationParams, "sync": SyncParams, "cutover": CutoverParams}
 
 
@@ -281,9 +282,7 @@ def _network_map(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _section(
-    cls: Callable[..., Any], section: str, raw: Any, required: tuple[str, ...] = ()
-) -> Any:
+def _section(cls: type[_S], section: str, raw: Any, required: tuple[str, ...] = ()) -> _S:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -334,8 +333,7 @@ def _host_section(side: str, raw: Any) -> HostParams:
                     f"({side}.type is {kind})",
                     hint=f"remove it, or set {side}.type: {other.type} if the host is one",
                     parameter=f"{side}.{key}")
-    host: HostParams = _section(cls, side, raw, required=("host",))
-    return host
+    return _section(cls, side, raw, required=("host",))
 
 
 def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationParams:
