@@ -52,6 +52,14 @@ class CompareResult:
     def identical(self) -> bool:
         return not self.mismatches and self.source_digest == self.dest_digest
 
+    def mismatch(self, offset: int, length: int) -> None:
+        """Record a differing block, merged with the one before when adjacent."""
+        last = self.mismatches[-1] if self.mismatches else None
+        if last is not None and last.end == offset:
+            self.mismatches[-1] = Extent(last.start, last.length + length)
+        else:
+            self.mismatches.append(Extent(offset, length))
+
     def summary(self) -> dict[str, object]:
         return {
             "result": "identical" if self.identical else "MISMATCH",
@@ -108,11 +116,7 @@ def compare(
             result.blocks += 1
             result.bytes_hashed += da.length
             if da.digest != db.digest:
-                last = result.mismatches[-1] if result.mismatches else None
-                if last is not None and last.end == da.offset:
-                    result.mismatches[-1] = Extent(last.start, last.length + da.length)
-                else:
-                    result.mismatches.append(Extent(da.offset, da.length))
+                result.mismatch(da.offset, da.length)
             if on_progress is not None and result.blocks % 256 == 0:
                 on_progress(result.bytes_hashed)
         if next(stream_b, None) is not None:

@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..extents import total
 from .certify import certify_disks
-from .changeset import clean_stale, plan_disk
+from .changeset import DiskPlan, clean_stale, plan_disk
 from .compare import CompareResult
 from .context import Migration
 from .destination import prepare_destination
@@ -38,70 +38,33 @@ class CycleOutcome:
 def run_cycle(
     m: Migration, kind: str = "delta", *, certify: str | None = None, repair: bool = False
 ) -> CycleOutcome:
-    """Run one cycle and record it; the snapshot is removed whatever happens."""
-    ws, p = m.workspace, m.params
-    state = ws.state  # raises WorkspaceMismatch when no migration claimed it
-    if not state.seeded:
-        kind = "seed"
-    number = state.cycles + 1
-    certify_mode = "full" if kind == "seed" else (certify or p.sync.certify)
-    rec: dict[str, Any] = {
-        "number": number, "kind": kind, "started": time.time(), "phases": {},
-        "disks": [], "certify_mode": certify_mode, "resumed": False,
-    }
-    m.reporter.event(CycleStarted(number=number, kind=kind))
-    phases: dict[str, float] = rec["phases"]
+    """Run one cycle and record it; the snapshot is removed whatever happens.
 
-    t = time.monotonic()
-    resume = clean_stale(m)
-    rec["resumed"] = resume is not None
-    vm = m.vm()
-    disks = list(vm.disks)
-    prepare_destination(m, vm)
-    snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-c{number}"
-    snap = m.source.create_snapshot(vm.name, snap_name, description="vmigrate sync cycle")
-    rec["snapshot_at"] = time.time()
-    prev = state.last_snapshot_at
-    rec["interval"] = rec["snapshot_at"] - prev if prev else None
-    state.begin_cycle(InProgress(
-        number=number, kind=kind, snapshot_id=snap.id, snapshot_name=snap.name,
-        snap_change_ids={str(k): v for k, v in snap.change_ids.items()},
-        started=rec["started"],
-    ))
-    ws.save()
-    phases["snapshot"] = time.monotonic() - t
-    m.reporter.event(PhaseReached(phase="snapshot", detail=f"{snap.name} in {phases['snapshot']:.2f} s"))
+    The steps: open the record (:func:`_new_record`), take the snapshot after cleaning
+    up a killed run's (:func:`_take_snapshot`), plan each disk (:mod:`.changeset`), copy
+    (:func:`_copy`), certify (:mod:`.certify`), commit the new change ids; then, whatever
+    happened, remove the snapshot and journal the record (``cycle`` or ``cycle_failed``).
+    ``kind`` is ``delta`` or ``final`` (a first cycle is always ``seed``); ``certify``
+    overrides ``sync.certify``; ``repair`` lets certify rewrite differing blocks.
+    """
+    rec = _new_record(m, kind, certify)
+    resume, disks, snap = _take_snapshot(m, rec)
+    phases: dict[str, float] = rec["phases"]
     failed: BaseException | None = None
     try:
         _same_disks(m, disks)
         t = time.monotonic()
         plans = [plan_disk(m, snap, d, resume) for d in disks]
         phases["query"] = time.monotonic() - t
+        _copy(m, snap, plans, rec)
         t = time.monotonic()
-        hash_seconds = 0.0
-        for r in copy_disks(m, snap, plans):
-            hash_seconds += r.hash_seconds
-            rec["disks"].append({
-                "key": r.plan.disk.key, "mode": r.plan.mode, "reason": r.plan.reason,
-                "bytes_changed": total(r.plan.extents), "extents": len(r.plan.extents),
-                "bytes_read": r.stats.bytes_read, "bytes_sent": r.stats.bytes_sent,
-                "bytes_zero": r.stats.bytes_zero, "resumed_from": r.plan.resumed_from,
-                "change_id": snap.change_ids.get(r.plan.disk.key),
-            })
-        wall = time.monotonic() - t
-        if m.params.sync.parallel_disks > 1 and len(plans) > 1:
-            hash_seconds = min(hash_seconds, wall)  # hashes overlapped: count their wall time
-        phases["copy"] = wall - hash_seconds
-        if hash_seconds:
-            phases["hash"] = hash_seconds
-        t = time.monotonic()
-        results = certify_disks(m, snap, plans, certify_mode, repair, rec)
+        results = certify_disks(m, snap, plans, rec["certify_mode"], repair, rec)
         phases["certify"] = time.monotonic() - t
         _commit(m, snap, disks, rec)
         return CycleOutcome(rec, results)
     except KeyboardInterrupt as exc:
         failed = exc
-        raise Interrupted(f"cycle {number} interrupted", cycle=number) from exc
+        raise Interrupted(f"cycle {rec['number']} interrupted", cycle=rec["number"]) from exc
     except BaseException as exc:
         failed = exc
         raise
@@ -110,6 +73,71 @@ def run_cycle(
         _remove_snapshot(m, snap, failed)
         phases["cleanup"] = time.monotonic() - t
         _finish_record(m, rec, failed)
+
+
+def _new_record(m: Migration, kind: str, certify: str | None) -> dict[str, Any]:
+    """The cycle's journal record, filled as it runs (a first cycle is a seed, certified
+    in full)."""
+    state = m.workspace.state  # raises WorkspaceMismatch when no migration claimed it
+    if not state.seeded:
+        kind = "seed"
+    number = state.cycles + 1
+    m.reporter.event(CycleStarted(number=number, kind=kind))
+    return {
+        "number": number, "kind": kind, "started": time.time(), "phases": {}, "disks": [],
+        "certify_mode": "full" if kind == "seed" else (certify or m.params.sync.certify),
+        "resumed": False,
+    }
+
+
+def _take_snapshot(
+    m: Migration, rec: dict[str, Any]
+) -> tuple[InProgress | None, list[DiskInfo], SnapshotInfo]:
+    """Clean up a killed run's leftovers (its checkpoints are the resume point), prepare
+    Bob's folder, then freeze Alice's disks; the snapshot is recorded before anything
+    else can fail, so a crash leaves it findable."""
+    ws, state = m.workspace, m.workspace.state
+    t = time.monotonic()
+    resume = clean_stale(m)
+    rec["resumed"] = resume is not None
+    vm = m.vm()
+    prepare_destination(m, vm)
+    snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-c{rec['number']}"
+    snap = m.source.create_snapshot(vm.name, snap_name, description="vmigrate sync cycle")
+    rec["snapshot_at"] = time.time()
+    prev = state.last_snapshot_at
+    rec["interval"] = rec["snapshot_at"] - prev if prev else None
+    state.begin_cycle(InProgress(
+        number=rec["number"], kind=rec["kind"], snapshot_id=snap.id, snapshot_name=snap.name,
+        snap_change_ids={str(k): v for k, v in snap.change_ids.items()},
+        started=rec["started"],
+    ))
+    ws.save()
+    took = rec["phases"]["snapshot"] = time.monotonic() - t
+    m.reporter.event(PhaseReached(phase="snapshot", detail=f"{snap.name} in {took:.2f} s"))
+    return resume, list(vm.disks), snap
+
+
+def _copy(m: Migration, snap: SnapshotInfo, plans: list[DiskPlan], rec: dict[str, Any]) -> None:
+    """Copy (or hash-compare) every disk; one line per disk in the record, and the copy
+    and hash times apart."""
+    t = time.monotonic()
+    hash_seconds = 0.0
+    for r in copy_disks(m, snap, plans):
+        hash_seconds += r.hash_seconds
+        rec["disks"].append({
+            "key": r.plan.disk.key, "mode": r.plan.mode, "reason": r.plan.reason,
+            "bytes_changed": total(r.plan.extents), "extents": len(r.plan.extents),
+            "bytes_read": r.stats.bytes_read, "bytes_sent": r.stats.bytes_sent,
+            "bytes_zero": r.stats.bytes_zero, "resumed_from": r.plan.resumed_from,
+            "change_id": snap.change_ids.get(r.plan.disk.key),
+        })
+    wall = time.monotonic() - t
+    if m.params.sync.parallel_disks > 1 and len(plans) > 1:
+        hash_seconds = min(hash_seconds, wall)  # hashes overlapped: count their wall time
+    rec["phases"]["copy"] = wall - hash_seconds
+    if hash_seconds:
+        rec["phases"]["hash"] = hash_seconds
 
 
 def _same_disks(m: Migration, disks: list[DiskInfo]) -> None:

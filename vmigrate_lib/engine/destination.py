@@ -145,17 +145,26 @@ def _claim_folder(m: Migration, vm: VmInfo, ds: Datastore) -> None:
 
 
 def prepare_destination(m: Migration, vm: VmInfo) -> None:
-    """Create Bob's folder, owner marker and sparse disks where missing; grow grown ones."""
+    """Create Bob's folder, owner marker and sparse disks where missing; grow grown ones;
+    note the disks Alice no longer has.  Every check runs before the first change."""
     ds = m.dst_ds()
-    state = m.workspace.state
-    journal = m.workspace.journal
-    folder = m.dest_folder
     take_claim(m, vm)  # one migration per source VM, before anything is made for it
     _claim_folder(m, vm, ds)
-    state.dest = {"datastore": ds.name, "folder": folder}
+    m.workspace.state.dest = {"datastore": ds.name, "folder": m.dest_folder}
+    sizes = _check_copies(m, vm, ds)
+    for d in vm.disks:
+        _make_copy(m, ds, d, sizes[d.key])
+    _note_removed(m, vm)
+    m.workspace.save()
+
+
+def _check_copies(m: Migration, vm: VmInfo, ds: Datastore) -> dict[int, int | None]:
+    """Each disk's copy size (None: none yet); raises before any change when a new disk
+    would land on a kept copy or a copy has a size no cycle left."""
+    state = m.workspace.state
     kept = state.kept_copies()
-    sizes = {}
-    for d in vm.disks:  # every check before the first change
+    sizes: dict[int, int | None] = {}
+    for d in vm.disks:
         if state.disk(d.key, d.path) is None and m.dest_disk_path(d) in kept:
             raise DiskMismatch(
                 f"new source disk {d.key} ({d.path}) would be copied to "
@@ -170,37 +179,46 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
             if err is not None:
                 raise err
         sizes[d.key] = None if st is None else st.size
-    for d in vm.disks:
-        path = m.dest_disk_path(d)
-        if d.key in state.disks and state.disk(d.key, d.path) is None:
-            old = state.disks[d.key]
-            state.disk_entry(d.key, d.path)  # a new disk: the old one's record is retired
-            journal.append("disk_key_reused", disk=d.key, path=d.path, old_path=old.path,
-                           kept_copy=old.dest_path,
-                           detail="a new disk reuses the key of another; it is a new copy")
-        ds_state = state.disk(d.key, d.path)
-        if ds_state is not None and ds_state.removed is not None:
-            ds_state.removed = None
-            ds_state.recheck = f"disk {d.key} is back after it was removed"
-            journal.append("disk_returned", disk=d.key, path=d.path)
-        size = sizes[d.key]
-        if size is None:
-            ds.create_disk(path, d.capacity)
-            if ds_state is not None and ds_state.seeded:
-                ds_state.recheck = f"copy {path} was missing; created empty"
-        elif size < d.capacity:
-            why = growth(d, size)
-            state.disk_entry(d.key, d.path).recheck = why
-            m.workspace.save()  # first: a crash after the grow still hash-compares the disk
-            ds.grow_disk(path, d.capacity)
-            journal.append("disk_grown", disk=d.key, path=path, dest_size=size,
-                           capacity=d.capacity, detail=why)
-            m.reporter.event(PhaseReached(phase="destination", detail=f"disk {d.key}: {why}"))
+    return sizes
+
+
+def _make_copy(m: Migration, ds: Datastore, d: DiskInfo, size: int | None) -> None:
+    """One disk's copy: its record (a reused key retires the old one, a returned disk is
+    rechecked), then the file created empty or grown sparsely."""
+    state, journal = m.workspace.state, m.workspace.journal
+    path = m.dest_disk_path(d)
+    if d.key in state.disks and state.disk(d.key, d.path) is None:
+        old = state.disks[d.key]
+        state.disk_entry(d.key, d.path)  # a new disk: the old one's record is retired
+        journal.append("disk_key_reused", disk=d.key, path=d.path, old_path=old.path,
+                       kept_copy=old.dest_path,
+                       detail="a new disk reuses the key of another; it is a new copy")
+    ds_state = state.disk(d.key, d.path)
+    if ds_state is not None and ds_state.removed is not None:
+        ds_state.removed = None
+        ds_state.recheck = f"disk {d.key} is back after it was removed"
+        journal.append("disk_returned", disk=d.key, path=d.path)
+    if size is None:
+        ds.create_disk(path, d.capacity)
+        if ds_state is not None and ds_state.seeded:
+            ds_state.recheck = f"copy {path} was missing; created empty"
+    elif size < d.capacity:
+        why = growth(d, size)
+        state.disk_entry(d.key, d.path).recheck = why
+        m.workspace.save()  # first: a crash after the grow still hash-compares the disk
+        ds.grow_disk(path, d.capacity)
+        journal.append("disk_grown", disk=d.key, path=path, dest_size=size,
+                       capacity=d.capacity, detail=why)
+        m.reporter.event(PhaseReached(phase="destination", detail=f"disk {d.key}: {why}"))
+
+
+def _note_removed(m: Migration, vm: VmInfo) -> None:
+    """A disk no longer on Alice: its copy is kept (journaled once), not synced."""
     current = {d.key for d in vm.disks}
-    for key, gone in state.disks.items():
+    for key, gone in m.workspace.state.disks.items():
         if key not in current and gone.removed is None:
             gone.removed = time.time()
-            journal.append(
+            m.workspace.journal.append(
                 "disk_removed", disk=key, source_path=gone.path,
                 dest_path=gone.dest_path,
                 detail="the disk is no longer on the source VM; its copy is kept, not synced, "
@@ -208,4 +226,3 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
             )
             m.reporter.event(PhaseReached(phase="destination",
                                           detail=f"disk {key} was removed from {vm.name}; its copy is kept"))
-    m.workspace.save()

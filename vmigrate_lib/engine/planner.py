@@ -168,28 +168,14 @@ def plan(
     cyc = [c for c in cycle_records(records) if c.ok]
     shutdown, s_src = _pick(timed.get("shutdown_s"), shutdown_s, DEFAULT_SHUTDOWN_S)
     boot, b_src = _pick(timed.get("boot_s"), boot_s, DEFAULT_BOOT_S)
-
-    # a hash-compare cycle's bytes are differences, not writes per interval: no rate
-    deltas = [c for c in cyc if c.kind == "delta" and (c.interval or 0) > 0 and c.tracked]
-    recent = deltas[-RATE_WINDOW:]
-    interval_sum = sum(c.interval or 0.0 for c in recent)
-    dirty = sum(float(c.bytes_changed) for c in recent) / interval_sum if recent else 0.0
-    working_set, rate = _fit(deltas[-FIT_WINDOW:])
-    if rate is not None:
-        dirty = rate
+    recent, dirty, working_set = _dirty_rate(cyc)
     if throughput_override is not None and throughput_override > 0:
         thr, t_src = float(throughput_override), "override"
     else:
         thr = _throughput(cyc)
         t_src = "measured" if thr > 0 else "none"
     overhead = _overhead(cyc)
-
-    last = cyc[-1] if cyc else None
-    if last is not None and now is not None and last.snapshot_at:
-        age = max(0.0, now - last.snapshot_at)
-    else:
-        age = last.duration if last else 0.0
-    window = age + shutdown
+    window = _age(cyc, now) + shutdown
     final_bytes = working_set + dirty * window
     cert_rate = _certify_rate(cyc) if certify == "changed" else 0.0
     if cert_rate > 0:
@@ -212,6 +198,27 @@ def plan(
         budget=budget, converged=converged, will_converge=will_converge,
         next_interval=next_interval, advice=advice, cycles_used=len(recent),
     )
+
+
+def _dirty_rate(cyc: list[CycleRecord]) -> tuple[list[CycleRecord], float, float]:
+    """The delta cycles the rate comes from, the dirty rate (bytes/s) and the working set
+    (bytes rewritten whatever the interval), from the hot-set fit when it has one."""
+    # a hash-compare cycle's bytes are differences, not writes per interval: no rate
+    deltas = [c for c in cyc if c.kind == "delta" and (c.interval or 0) > 0 and c.tracked]
+    recent = deltas[-RATE_WINDOW:]
+    interval_sum = sum(c.interval or 0.0 for c in recent)
+    dirty = sum(float(c.bytes_changed) for c in recent) / interval_sum if recent else 0.0
+    working_set, rate = _fit(deltas[-FIT_WINDOW:])
+    return recent, (rate if rate is not None else dirty), working_set
+
+
+def _age(cyc: list[CycleRecord], now: float | None) -> float:
+    """Seconds the final delta covers before the shutdown: since the last snapshot when
+    ``now`` is given, else the last cycle's duration (a cutover right after it)."""
+    last = cyc[-1] if cyc else None
+    if last is not None and now is not None and last.snapshot_at:
+        return max(0.0, now - last.snapshot_at)
+    return last.duration if last else 0.0
 
 
 def _pick(measured: float | None, given: float | None, default: float) -> tuple[float, str]:
