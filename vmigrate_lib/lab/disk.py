@@ -73,10 +73,6 @@ class VirtualDisk:
     def capacity(self) -> int:
         return self.cfg.capacity
 
-    @property
-    def in_delta(self) -> bool:
-        return self._delta is not None
-
     def has_delta_files(self) -> bool:
         return self.delta_path.exists() or self.map_path.exists()
 
