@@ -10,9 +10,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from ..extents import Extent
+from ..modes import SshMode
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class StreamSummary:
 
 
 #: How disk bytes travel between two datastores: through this machine, host to host,
-#: or direct when it works, else relay.
-TransferMode = Literal["relay", "direct", "auto"]
+#: or direct when it works, else relay (the params' ``ssh_mode`` words).
+TransferMode = SshMode
 
 
 @dataclass(frozen=True)
