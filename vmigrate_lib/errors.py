@@ -172,6 +172,16 @@ class StraySnapshots(PreflightError):
     default_hint = "remove or consolidate the other snapshots first (they are not vmigrate's)"
 
 
+class DiskChainError(PreflightError):
+    """The VM runs on a delta disk (a snapshot chain), so its flat base file is stale."""
+
+    default_hint = (
+        "consolidate the VM's disks first (vSphere Client: Snapshots > Consolidate), "
+        "or let vmigrate run ConsolidateVMDisks_Task before its first snapshot "
+        "(VsphereHost allow_consolidate)"
+    )
+
+
 class ChangeTrackingOff(PreflightError):
     default_hint = "enable change tracking, or allow the hash-compare fallback"
 

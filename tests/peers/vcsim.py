@@ -57,6 +57,24 @@ class VcsimInfo:
     ready: dict[str, Any] = field(default_factory=dict)  # the whole ready line
     log_path: Path | None = None  # simulator's stderr
 
+    def control(self, **request: Any) -> None:
+        """Change the simulated host the way only a real host's history would
+        (``op="disk"``: put a disk on a delta; ``op="slow"``: removals that keep
+        running); see tests/peers/README.md.  Raises on a refused request."""
+        import ssl
+        import urllib.request
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        scheme = "https" if self.url.startswith("https") else "http"
+        req = urllib.request.Request(
+            f"{scheme}://{self.host}:{self.port}/vmigrate-test",
+            data=json.dumps(request).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            resp.read()
+
     def log_tail(self, n: int = 4000) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""

@@ -8,6 +8,8 @@
 //     the VM as task.info.entity, as ESXi does (the simulator reports the
 //     snapshot, which pyvmomi cannot deserialize as a ManagedEntity);
 //   - snapshot disks of a VM with change tracking on get a backing changeId;
+//   - delta chains, ConsolidateVMDisks_Task and slow snapshot removal that
+//     keeps running after the call returned (chains.go);
 //   - methods listed in the -restrict-file (read at every call, so a test can
 //     change it live) answer RestrictedVersion with free ESXi's licence message.
 //
@@ -226,6 +228,10 @@ type qcdaHandler struct {
 }
 
 func (h *qcdaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/vmigrate-test" {
+		serveControl(w, r)
+		return
+	}
 	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
 		h.next.ServeHTTP(w, r)
 		return
@@ -246,6 +252,12 @@ func (h *qcdaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			})
 			return
 		}
+	}
+	if bytes.Contains(body, []byte("Snapshot_Task")) || bytes.Contains(body, []byte("ConsolidateVMDisks_Task")) {
+		if method, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil && h.snapshotCall(w, r, method) {
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if bytes.Contains(body, []byte("Fetch")) {
 		h.serveFetch(w, r)

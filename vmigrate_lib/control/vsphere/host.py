@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from xml.parsers.expat import ExpatError
 
-from ...errors import DiskMismatch, ParameterError, PowerError, SnapshotError
+from ...errors import DiskChainError, DiskMismatch, ParameterError, PowerError, SnapshotError
 from ...extents import Extent
 from ...params import HostParams, VsphereHostParams
 from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
@@ -102,6 +102,8 @@ class VsphereHost(Host):
         snapshot_timeout: float = snapshots.CREATE_TIMEOUT,
         datastore_root: str = VMFS_ROOT,
         call_timeout: float = CALL_TIMEOUT,
+        snapshot_remove_timeout: float = snapshots.REMOVE_TIMEOUT,
+        allow_consolidate: bool = False,
     ) -> None:
         self.hp = hp
         #: where the SSH host mounts datastores by name (ESXi: /vmfs/volumes)
@@ -116,6 +118,12 @@ class VsphereHost(Host):
             self._transport_factory = transport_factory
             self.task_timeout = task_timeout
             self.snapshot_timeout = snapshot_timeout
+            #: removal and consolidation: long under write load; a longer one is waited
+            #: for by the next run (it goes on on the host)
+            self.snapshot_remove_timeout = snapshot_remove_timeout
+            #: a VM found running on a delta is consolidated before the first snapshot
+            #: (ConsolidateVMDisks_Task) instead of refused
+            self.allow_consolidate = allow_consolidate
             self._vm_folder = (
                 register.resolve_entity(self.conn, vm_folder, vim.Folder, "VM folder")
                 if vm_folder
@@ -178,7 +186,10 @@ class VsphereHost(Host):
 
         Refuses, changing nothing, while the VM has snapshots."""
         ref = self.vm_ref(vm)
+        snapshots.wait_running(self.conn, ref, vm, self.snapshot_remove_timeout)
         snapshots.require_no_snapshots(self.conn, ref, VMIGRATE_SNAPSHOT_PREFIX)
+        snapshots.require_flat(self.conn, ref, vm, self.allow_consolidate,
+                               self.snapshot_remove_timeout)
         if cbt.enable(self.conn, ref, self.task_timeout) and (
             power.state(self.conn, ref) == PowerState.ON
         ):
@@ -186,7 +197,7 @@ class VsphereHost(Host):
                 self.conn, ref, CBT_STUN_SNAPSHOT, "vmigrate: start change tracking", False,
                 self.snapshot_timeout,
             )
-            snapshots.remove(self.conn, ref, snap.id, self.snapshot_timeout)
+            snapshots.remove(self.conn, ref, snap.id, self.snapshot_remove_timeout)
         return inventory.vm_info(self.conn, ref)
 
     def query_changed_areas(
@@ -215,12 +226,17 @@ class VsphereHost(Host):
     ) -> SnapshotInfo:
         """Refuses, changing nothing, while any snapshot exists (the base would be a delta)."""
         ref = self.vm_ref(vm)
+        snapshots.wait_running(self.conn, ref, vm, self.snapshot_remove_timeout)
         snapshots.require_no_snapshots(self.conn, ref, VMIGRATE_SNAPSHOT_PREFIX)
+        snapshots.require_flat(self.conn, ref, vm, self.allow_consolidate,
+                               self.snapshot_remove_timeout)
         return snapshots.create(self.conn, ref, name, description, quiesce, self.snapshot_timeout)
 
-    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float = 600.0) -> None:
-        """Remove and consolidate; a snapshot already gone counts as removed (re-runs)."""
-        snapshots.remove(self.conn, self.vm_ref(vm), snapshot_id, timeout)
+    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float | None = None) -> None:
+        """Remove and consolidate; a snapshot already gone counts as removed (re-runs).
+        ``timeout``: default ``snapshot_remove_timeout``."""
+        snapshots.remove(self.conn, self.vm_ref(vm), snapshot_id,
+                         self.snapshot_remove_timeout if timeout is None else timeout)
 
     # --- power ---------------------------------------------------------------------------
     def power_state(self, vm: str) -> PowerState:
@@ -258,12 +274,30 @@ class VsphereHost(Host):
         return inventory.vm_info(self.conn, ref)
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
-        """Every disk in the VM's folder: the cutover rebuilds Bob's from that folder."""
+        """No disk on a delta (the base would be stale), every disk in the VM's folder
+        (the cutover rebuilds Bob's from that folder)."""
+        return [self._chain_check(vm), self._placement_check(vm)]
+
+    def _chain_check(self, vm: VmInfo) -> HostCheck:
+        needed, deltas = snapshots.chain_problems(self.conn, self.vm_ref(vm.name))
+        if not needed and not deltas:
+            return HostCheck("disk chain", True, "every disk on its base file")
+        what = (f"on a delta: {', '.join(d.descriptor for d in deltas)}" if deltas
+                else "consolidation needed (runtime.consolidationNeeded)")
+        if self.allow_consolidate:
+            return HostCheck("disk chain", True,
+                             f"{what}: consolidated before the first snapshot (allowed)")
+        err = (snapshots.chain_error(vm.name, deltas) if deltas else DiskChainError(
+            f"VM {vm.name} needs disk consolidation (runtime.consolidationNeeded): its disks "
+            f"may run on a delta the snapshot tree no longer shows", vm=vm.name))
+        return HostCheck("disk chain", False, what, err)
+
+    def _placement_check(self, vm: VmInfo) -> HostCheck:
         outside = vmxfiles.disks_outside_folder(vm)
         if not outside:
-            return [HostCheck("disk placement", True, f"all disks in [{vm.datastore}] {vm.folder}")]
+            return HostCheck("disk placement", True, f"all disks in [{vm.datastore}] {vm.folder}")
         listed = ", ".join(outside)
-        return [HostCheck(
+        return HostCheck(
             "disk placement", False, f"outside the VM's folder: {listed}",
             DiskMismatch(
                 f"disks of VM {vm.name} are outside its folder [{vm.datastore}] {vm.folder}: "
@@ -272,7 +306,7 @@ class VsphereHost(Host):
                 "copies the VM's own folder",
                 vm=vm.name, disks=outside,
             ),
-        )]
+        )
 
     def prepare_config_files(
         self,

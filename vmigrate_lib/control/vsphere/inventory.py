@@ -17,7 +17,7 @@ from ...errors import DatastoreNotFound, HostApiError, VmAmbiguous, VmNotFound
 from ..host import DiskInfo, PowerState, VmInfo
 from ._vmomi import vim, vmodl
 from .connection import Connection
-from .paths import flat_path, is_delta, parse_ds_path
+from .paths import flat_path, parse_ds_path
 
 KiB = 1024
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -36,10 +36,19 @@ class DiskDetail:
     mode: str  #: persistent | independent_persistent | independent_nonpersistent | ...
     change_id: str | None
     backing_type: str
+    #: the backing's parent (``backing.parent.fileName``): set when this file is a delta
+    #: of a snapshot chain, whatever its name; empty for a base disk
+    parent: str = ""
 
     @property
     def independent(self) -> bool:
         return self.mode.startswith("independent")
+
+    @property
+    def is_delta(self) -> bool:
+        """Whether the current backing is a delta: told by ``backing.parent``, never by the
+        ``-00000N.vmdk`` name (a consolidated or cloned base may keep such a name)."""
+        return bool(self.parent)
 
 
 def collect(conn: Connection, obj_type: Any, props: list[str], root: Any = None) -> list[tuple[Any, dict[str, Any]]]:
@@ -156,6 +165,7 @@ def disk_details(config: Any) -> list[DiskDetail]:
                 mode=str(getattr(b, "diskMode", "") or "persistent"),
                 change_id=getattr(b, "changeId", None) or None,
                 backing_type=type(b).__name__,
+                parent=str(getattr(getattr(b, "parent", None), "fileName", "") or ""),
             )
         )
     return out
@@ -170,8 +180,6 @@ def to_disk_info(d: DiskDetail, cbt: bool) -> DiskInfo:
             disk=d.key,
         )
     ds, path = parse_ds_path(d.base_descriptor)
-    if is_delta(path):
-        raise HostApiError(f"{d.label}: cannot find the base of {d.base_descriptor}", disk=d.key)
     return DiskInfo(
         key=d.key,
         label=d.label,

@@ -1,0 +1,84 @@
+"""Two simulated ESXi hosts with real disk data, for engine-level vSphere tests.
+
+Alice (one thin 4 MiB disk, two written grains, change tracking from the lab's
+tracker behind QueryChangedDiskAreas) runs on the source simulator; the
+destination has an empty datastore.  Datastores are local folders served by a
+local agent (LocalTransport), as in test_vsphere_e2e.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyVim.task import WaitForTask
+
+from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
+from vmigrate_lib.control.vsphere import VsphereHost
+from vmigrate_lib.engine.context import Migration
+from vmigrate_lib.engine.workspace import Workspace
+from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
+from vmigrate_lib.params import MigrationParams, SyncParams
+
+MiB = 1 << 20
+CAP = 4 * MiB
+
+
+@dataclass
+class SimEnv:
+    src: vcsim_peer.VcsimInfo
+    dst: vcsim_peer.VcsimInfo
+    root: Path
+    tmp: Path
+    disk: vsim.Disk
+
+    def source(self, **kw: Any) -> VsphereHost:
+        return VsphereHost(vsim.host_params(self.src), keepalive=None,
+                           transport_factory=vsim.local_transports({"srcds": self.root / "srcds"}),
+                           **kw)
+
+    def migration(self, source_kw: dict[str, Any] | None = None, **sync: Any) -> Migration:
+        s = self.source(**(source_kw or {}))
+        d = VsphereHost(vsim.host_params(self.dst, datastore="dstds"), keepalive=None,
+                        transport_factory=vsim.local_transports({"dstds": self.root / "dstds"}))
+        params = MigrationParams(
+            vm="alice", dest_name="bob", source=s.hp, destination=d.hp,
+            workspace=self.tmp / "ws", downtime_budget=300.0, sync=SyncParams(**sync))
+        ws = Workspace(params.workspace)
+        ws.load()
+        return Migration(params=params, source=s, dest=d, workspace=ws)
+
+    @property
+    def bob_flat(self) -> Path:
+        return self.root / "dstds" / "bob" / "bob-flat.vmdk"
+
+
+@contextmanager
+def sim_env(tmp: Path, binary: Path) -> Iterator[SimEnv]:
+    root = tmp / "volumes"
+    src_dir, dst_dir = root / "srcds", root / "dstds"
+    src_dir.mkdir(parents=True)
+    dst_dir.mkdir()
+    qcda = vsim.qcda_lab_command({"srcds": src_dir}, page=2 * MiB)
+    with vcsim_peer.run_vcsim(qcda_cmd=qcda, binary=binary) as src, \
+            vcsim_peer.run_vcsim(binary=binary) as dst:
+        with vsim.pyvmomi(src) as si:
+            vsim.create_datastore(si, "srcds", src_dir)
+            vm = vsim.create_vm(si, "alice", "srcds", CAP)
+            WaitForTask(vm.PowerOnVM_Task())
+        with vsim.pyvmomi(dst) as si:
+            vsim.create_datastore(si, "dstds", dst_dir)
+        flat = src_dir / "alice" / "alice-flat.vmdk"
+        os.truncate(flat, CAP)
+        ctk = src_dir / "alice" / "alice-ctk.bin"
+        ChangeTracker.create(ctk, CAP).close()
+        disk = vsim.Disk(flat, ctk)
+        for off in (0, 2 * MiB):
+            disk.write(off, random.Random(off).randbytes(GRAIN))
+        yield SimEnv(src, dst, root, tmp, disk)
