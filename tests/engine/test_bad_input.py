@@ -8,25 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fsproof import tree_fingerprint
+from tests.engine.refusals import run_and_check_unchanged
 from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm
 
 MiB = 1 << 20
-
-
-def _run_and_check_unchanged(lab, *args: str) -> str:
-    before = tree_fingerprint(lab.workdir)
-    r = lab.cli(*args)
-    after = tree_fingerprint(lab.workdir)
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    # one error line; other lines may only be one-line library warnings
-    lines = [x for x in r.stderr.strip().splitlines() if not x.startswith("vmigrate: warning: ")]
-    assert len(lines) == 1 and lines[0].startswith("vmigrate: error: "), r.stderr
-    assert "Traceback" not in r.stderr
-    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    assert not changed, f"files changed: {sorted(changed)}"
-    return lines[0]
 
 
 @pytest.fixture
@@ -37,20 +23,20 @@ def lab(make_lab):
 @pytest.mark.parametrize("command", ["preflight", "sync"])
 def test_unknown_vm(lab, command: str) -> None:
     params = lab.write_params(vm="carol")
-    line = _run_and_check_unchanged(lab, command, "-p", str(params))
+    line = run_and_check_unchanged(lab, command, "-p", str(params))
     assert "no VM 'carol'" in line and "check the VM name" in line
 
 
 def test_unknown_host(lab) -> None:
     params = lab.write_params(destination={"host": "esx-z"})
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "esx-z" in line
 
 
 def test_destination_vm_already_exists(lab) -> None:
     create_vm(LabLayout(lab.root), "esx-b", "datastore1", "alice", [8 * MiB], fill=0.0)
     params = lab.write_params()
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "already exists" in line and "esx-b" in line
 
 
@@ -58,7 +44,7 @@ def test_destination_folder_left_by_someone_else(lab) -> None:
     (lab.ds_dir("esx-b") / "alice").mkdir()
     (lab.ds_dir("esx-b") / "alice" / "notes.txt").write_text("not ours")
     params = lab.write_params()
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "[datastore1] alice already exists" in line
 
 
@@ -70,7 +56,7 @@ def test_not_enough_space(lab, tmp_path: Path) -> None:
         pytest.skip("cannot mount tmpfs here")
     try:
         params = lab.write_params()
-        line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+        line = run_and_check_unchanged(lab, "sync", "-p", str(params))
         assert "free" in line and "needs" in line
     finally:
         subprocess.run(["umount", "-l", str(small)])
@@ -82,14 +68,14 @@ def test_disk_size_mismatch(lab) -> None:
     assert r.returncode == 0, r.stderr
     dst = lab.ds_dir("esx-b") / "alice" / "alice_1-flat.vmdk"
     os.truncate(dst, 16 * MiB)
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "alice_1-flat.vmdk" in line and str(16 * MiB) in line
 
 
 def test_stray_snapshot(lab) -> None:
     lab.host().create_snapshot("alice", "backup-tool-nightly")
     params = lab.write_params()
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "backup-tool-nightly" in line
 
 
@@ -97,7 +83,7 @@ def test_workspace_of_another_migration(lab) -> None:
     params = lab.write_params()
     assert lab.cli("sync", "-p", str(params)).returncode == 0
     other = lab.write_params(lab.workdir / "other.yaml", dest_name="bob")
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(other))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(other))
     assert "belongs to another migration" in line
 
 
@@ -115,7 +101,7 @@ def test_workspace_of_another_migration(lab) -> None:
 def test_malformed_params_file(lab, text: str, words: str) -> None:
     bad = lab.workdir / "bad.yaml"
     bad.write_text(text)
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(bad))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(bad))
     assert words in line
     assert "s3cr3t-value" not in line
 
@@ -130,7 +116,7 @@ def test_snapshot_of_another_vmigrate_migration(lab) -> None:
     """Another migration's leftover is not ours to remove: refused, named, nothing changed."""
     lab.host().create_snapshot("alice", "vmigrate-0123456789ab-c3")
     params = lab.write_params()
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "vmigrate-0123456789ab-c3" in line and "another vmigrate migration" in line
 
 
@@ -141,6 +127,6 @@ def test_certify_before_any_sync(lab) -> None:
     then the command exited 2.  Nothing here depends on the host being real.
     """
     params = lab.write_params()
-    line = _run_and_check_unchanged(lab, "certify", "-p", str(params))
+    line = run_and_check_unchanged(lab, "certify", "-p", str(params))
     assert "nothing to certify yet" in line and "run vmigrate sync first" in line
     assert not (lab.workdir / "ws").exists()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.engine.test_bad_input import _run_and_check_unchanged
+from tests.engine.refusals import run_and_check_unchanged
 from tests.fsproof import files_equal
 from vmigrate_lib.engine.cycle import run_cycle
 from vmigrate_lib.engine.sync import run_cycles
@@ -126,7 +126,7 @@ def test_copy_larger_than_source_is_refused_and_nothing_changes(make_lab) -> Non
     dst = lab.ds_dir("esx-b") / "alice" / "alice_1-flat.vmdk"
     with open(dst, "r+b") as f:  # as if the source had shrunk below its copy
         f.truncate(40 * MiB)
-    line = _run_and_check_unchanged(lab, "sync", "-p", str(params))
+    line = run_and_check_unchanged(lab, "sync", "-p", str(params))
     assert "larger than its source" in line and "alice_1-flat.vmdk" in line
 
 
