@@ -31,9 +31,15 @@ def hooks_for(spec: str) -> cutover.CutoverHooks:
     return cutover.CutoverHooks(**{f"{when}_step": die})
 
 
+#: the name under which the CLI's cutover command calls the engine
+CALLED_AS = "run_cutover"
+
+
 def main(argv: list[str]) -> int:
     hooks = hooks_for(argv[0])
-    cli_cutover.run_cutover = functools.partial(cutover.run_cutover, hooks=hooks)
+    if getattr(cli_cutover, CALLED_AS, None) is not cutover.run_cutover:
+        raise SystemExit(f"cutover_killer: faces.cli_cutover no longer calls {CALLED_AS}")
+    setattr(cli_cutover, CALLED_AS, functools.partial(cutover.run_cutover, hooks=hooks))
     return cli.main(argv[1:])
 
 
