@@ -20,5 +20,7 @@ def open_host(hp: HostParams) -> Host:
             ssh = SshSettings.from_host_params(hp)
         return LabHost(Path(hp.lab_root), hp.host, datastore_ssh=ssh)
     if hp.type == "vsphere":
-        return VsphereHost(hp, datastore_root=hp.datastore_root)
+        return VsphereHost(hp, datastore_root=hp.datastore_root, call_timeout=hp.api_timeout,
+                           snapshot_remove_timeout=hp.snapshot_remove_timeout,
+                           allow_consolidate=hp.allow_consolidate)
     raise ParameterError(f"unknown host type {hp.type!r}", parameter="type")

@@ -88,6 +88,14 @@ class VsphereHostParams(_HostBase):
     password_keyring: str = ""
     verify_tls: bool = True
     datastore_root: str = "/vmfs/volumes"  #: where the SSH host mounts datastores
+    #: longest wait for one API answer, seconds: a host that stops answering fails the call
+    api_timeout: float = 300.0
+    #: snapshot removal (consolidation) may take this long, seconds; one still running
+    #: then goes on on the host and the next run waits for it
+    snapshot_remove_timeout: float = 7200.0
+    #: a VM found running on a delta disk: ConsolidateVMDisks_Task before the first
+    #: snapshot (else refused at preflight)
+    allow_consolidate: bool = False
 
 
 #: How to reach one host, tagged by ``type``: ``hp.type == "lab"`` narrows it for mypy.
@@ -179,8 +187,11 @@ CHOICES = _CHOICES
 _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
+              "api_timeout", "snapshot_remove_timeout",
               "max_sync_age", "probe_timeout", "ready_timeout", "expected_shutdown",
               "expected_boot"}
+#: Durations that 0 would break (a zero socket timeout fails every API call).
+_POSITIVE_DURATIONS = {"api_timeout", "snapshot_remove_timeout"}
 #: Fields holding a duration in seconds (written ``90s``, ``5m``, ``1h`` in a file).
 DURATIONS = frozenset(_DURATIONS)
 _RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16), "ssh_port": (1, 65535)}
@@ -226,7 +237,10 @@ def _convert(section: str, name: str, value: Any, default: Any) -> Any:
                 return parse_size(text) if text else 0
             return parse_size(value)
         if name in _DURATIONS:
-            return parse_duration(value)
+            seconds = parse_duration(value)
+            if seconds <= 0 and name in _POSITIVE_DURATIONS:
+                raise ValueError("must be more than 0 seconds")
+            return seconds
         if name == "probes":
             return _ports(value)
         if name == "network_map":

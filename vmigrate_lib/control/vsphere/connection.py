@@ -142,6 +142,11 @@ class Connection:
             self._keepalive.start()
 
     @property
+    def call_timeout(self) -> float:
+        """Longest wait for one API answer, seconds (the socket timeout of each request)."""
+        return self._call_timeout
+
+    @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
 
