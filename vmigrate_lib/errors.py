@@ -178,7 +178,7 @@ class DiskChainError(PreflightError):
     default_hint = (
         "consolidate the VM's disks first (vSphere Client: Snapshots > Consolidate), "
         "or let vmigrate run ConsolidateVMDisks_Task before its first snapshot "
-        "(VsphereHost allow_consolidate)"
+        "(source.allow_consolidate: true)"
     )
 
 

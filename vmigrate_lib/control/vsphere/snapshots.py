@@ -195,7 +195,7 @@ def wait_removal(conn: Connection, task: Any, timeout: float, what: str, name: s
     except TimeoutExpired as exc:
         raise TimeoutExpired(
             f"{exc.message}; it goes on on the host and the next run waits for it",
-            hint="re-run later (or raise snapshot_remove_timeout); writes during a long "
+            hint="re-run later (or raise source.snapshot_remove_timeout); writes during a long "
             "consolidation slow it down",
             **exc.fields,
         ) from exc
