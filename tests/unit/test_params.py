@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vmigrate_lib.errors import ParameterError
-from vmigrate_lib.params import load, merge, validate
+from vmigrate_lib.params import LabHostParams, VsphereHostParams, load, merge, validate
 from vmigrate_lib.units import parse_duration, parse_size
 
 BASE = {
@@ -207,6 +207,7 @@ def test_transfer_mode_belongs_to_the_source() -> None:
 def test_ssh_password_references_are_separate_from_the_api_password() -> None:
     p = validate({**BASE, "source": {"type": "vsphere", "host": "esx-a", "url": "https://vc",
                                      "password_env": "VC_PW", "ssh_password_env": "ESX_SSH_PW"}})
+    assert isinstance(p.source, VsphereHostParams)
     assert (p.source.password_env, p.source.ssh_password_env) == ("VC_PW", "ESX_SSH_PW")
     assert p.source.datastore_root == "/vmfs/volumes"
 
@@ -316,7 +317,7 @@ def test_references_and_names_that_are_fine() -> None:
         "type": "vsphere", "host": "root@esx-a.example.org:2222", "url": "https://vc/sdk",
         "password_env": "VC_PASSWORD", "ssh_password_env": "_ESX_PW2",
         "ssh_key": "~/.ssh/id_ed25519", "datastore": "datastore 1 (ssd)"}})
-    assert p.source.password_env == "VC_PASSWORD"
+    assert isinstance(p.source, VsphereHostParams) and p.source.password_env == "VC_PASSWORD"
     p = validate({**BASE, "source": {"host": "esx-a", "url": "ssh://migrate@[fd00::1]:2222/"}})
     assert p.source.url.endswith(":2222/")
 
@@ -398,7 +399,7 @@ def test_each_host_kind_keeps_its_keys() -> None:
                   "destination": {"type": "vsphere", "host": "esx1.example.org",
                                   "user": "root", "password_env": "VC_PW",
                                   "verify_tls": False, "datastore_root": "/vmfs/volumes"}})
-    assert type(p.source).__name__ == "LabHostParams" and p.source.lab_root == "lab"
-    assert type(p.destination).__name__ == "VsphereHostParams"
+    assert isinstance(p.source, LabHostParams) and p.source.lab_root == "lab"
+    assert isinstance(p.destination, VsphereHostParams)
     assert p.destination.type == "vsphere" and p.destination.verify_tls is False
     assert p.to_dict()["destination"]["password_env"] == "VC_PW"

@@ -31,7 +31,7 @@ pytest.importorskip("pyVmomi")
 
 from vmigrate_lib.control.vsphere.connection import Connection
 from vmigrate_lib.errors import NotVsphereEndpoint
-from vmigrate_lib.params import HostParams, VsphereHostParams
+from vmigrate_lib.params import VsphereHostParams
 
 
 class _Html(http.server.BaseHTTPRequestHandler):
@@ -84,7 +84,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     srv.server_close()
 
 
-def _hp(port: int) -> HostParams:
+def _hp(port: int) -> VsphereHostParams:
     return VsphereHostParams(url=f"https://127.0.0.1:{port}/sdk", user="u",
                              password_env="H1_NOT_VSPHERE_PW", verify_tls=False)
 

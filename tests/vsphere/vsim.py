@@ -23,13 +23,13 @@ from pyVmomi import vim
 from tests.peers import vcsim as vcsim_peer
 from vmigrate_lib.dataplane.transport import LocalTransport
 from vmigrate_lib.lab.ctk import ChangeTracker
-from vmigrate_lib.params import HostParams, VsphereHostParams
+from vmigrate_lib.params import VsphereHostParams
 
 PW_ENV = "VMIGRATE_TEST_VC_PW"
 QCDA_LAB = Path(vcsim_peer.PEERS) / "qcda_lab.py"
 
 
-def host_params(sim: vcsim_peer.VcsimInfo, **kw: Any) -> HostParams:
+def host_params(sim: vcsim_peer.VcsimInfo, **kw: Any) -> VsphereHostParams:
     """Params for the simulator; the password goes through an environment variable."""
     os.environ[PW_ENV] = sim.password
     values: dict[str, Any] = {
