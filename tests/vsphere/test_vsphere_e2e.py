@@ -140,7 +140,8 @@ def test_seed_deltas_and_cutover(env: Env) -> None:
     try:
         src, dst = m.source, m.dest
         assert isinstance(src, VsphereHost) and isinstance(dst, VsphereHost)
-        assert src.shutdown_and_wait("alice", timeout=30) is True
+        src.shutdown_guest("alice")
+        assert src.wait_powered_off("alice", timeout=30) is True
         with m.workspace:
             final = run_cycle(m, "final")
         assert final.record["kind"] == "final"

@@ -15,7 +15,7 @@ from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
 from vmigrate_lib.control.factory import open_host
 from vmigrate_lib.control.host import PowerState
-from vmigrate_lib.control.vsphere import CBT_STUN_SNAPSHOT, VsphereHost
+from vmigrate_lib.control.vsphere import CBT_STUN_SNAPSHOT, VsphereHost, inventory
 from vmigrate_lib.errors import (
     AuthenticationError,
     CertificateError,
@@ -114,9 +114,10 @@ def test_read_disks_and_datastore(host: VsphereHost) -> None:
     assert detail.mode == "persistent" and not detail.independent
     assert detail.descriptor == f"[LocalDS_0] {VM0}/disk1.vmdk"
     assert host.datastores() == ["LocalDS_0"]
-    assert host.datastore_free_space("LocalDS_0") > 0
+    ds = inventory.datastore_ref(host.conn, host.host_ref, "LocalDS_0")
+    assert inventory.free_space(host.conn, ds) > 0
     with pytest.raises(DatastoreNotFound, match="available: LocalDS_0"):
-        host.datastore_free_space("nope")
+        inventory.datastore_ref(host.conn, host.host_ref, "nope")
 
 
 def test_vm_not_found(host: VsphereHost) -> None:
@@ -183,7 +184,8 @@ def test_foreign_snapshots_detected_and_never_stacked(host: VsphereHost, si: Any
     vm = vsim.vm(si, VM0)
     vsim.snapshot(si, vm, "nightly")
     vsim.snapshot(si, vm, "before-upgrade")
-    assert [s.name for s in host.foreign_snapshots(VM0)] == ["nightly", "before-upgrade"]
+    assert [s.name for s in host.list_snapshots(VM0) if not s.is_vmigrate] == [
+        "nightly", "before-upgrade"]
     with pytest.raises(StraySnapshots, match="nightly, before-upgrade"):
         host.create_snapshot(VM0, "vmigrate-x")
     assert len(host.list_snapshots(VM0)) == 2  # nothing changed
@@ -244,7 +246,8 @@ def test_power_cycle_and_shutdown(host: VsphereHost) -> None:
     assert host.power_state(VM0) == PowerState.OFF
     host.power_off(VM0)  # already off: done
     host.power_on(VM0)
-    assert host.shutdown_and_wait(VM0, timeout=10) is True
+    host.shutdown_guest(VM0)
+    assert host.wait_powered_off(VM0, timeout=10) is True
     assert host.power_state(VM0) == PowerState.OFF
     host.shutdown_guest(VM0)  # off: nothing to do
 
@@ -328,7 +331,7 @@ def test_leftover_stun_snapshot_is_vmigrates(host: VsphereHost, si: Any) -> None
     must not touch.  (Before: the constant's prefix was asserted, true by
     construction.)  The simulator keeps snapshot names as given, as ESXi does."""
     vsim.snapshot(si, vsim.vm(si, VM0), CBT_STUN_SNAPSHOT)
-    assert host.foreign_snapshots(VM0) == []
+    assert [s for s in host.list_snapshots(VM0) if not s.is_vmigrate] == []
     assert [s.is_vmigrate for s in host.list_snapshots(VM0)] == [True]
     with pytest.raises(SnapshotError, match="still has vmigrate snapshot"):
         host.enable_change_tracking(VM0)

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import functools
 import http.client
-import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from xml.parsers.expat import ExpatError
 
-from ...errors import DiskChainError, DiskMismatch, ParameterError, PowerError, SnapshotError
+from ...dataplane import ssh as ssh_dataplane
+from ...dataplane.sshconfig import SshSettings
+from ...errors import (
+    DiskChainError,
+    DiskMismatch,
+    ParameterError,
+    PowerError,
+    SnapshotError,
+    TimeoutExpired,
+)
 from ...extents import Extent
 from ...params import HostParams, VsphereHostParams
 from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
@@ -39,22 +47,8 @@ CBT_STUN_SNAPSHOT = f"{VMIGRATE_SNAPSHOT_PREFIX}cbt-stun"
 
 
 def open_ssh_datastore(hp: HostParams, name: str, root: str) -> Datastore:
-    """The datastore through the SSH data plane to the ESXi host (``dataplane.ssh``).
-
-    Imported when first needed, so the control plane works (and is tested)
-    without paramiko or an SSH server."""
-    try:
-        ssh: Any = importlib.import_module("vmigrate_lib.dataplane.ssh")
-        sshconfig: Any = importlib.import_module("vmigrate_lib.dataplane.sshconfig")
-    except ImportError as exc:
-        raise ParameterError(
-            "the SSH data plane is not available in this build: cannot read ESXi datastores",
-            hint="install a vmigrate with vmigrate_lib.dataplane.ssh (needs paramiko)",
-            parameter="type",
-        ) from exc
-    settings = sshconfig.SshSettings.from_host_params(hp)
-    ds: Datastore = ssh.open_ssh_datastore(name, root, settings)
-    return ds
+    """The datastore through the SSH data plane to the ESXi host (``dataplane.ssh``)."""
+    return ssh_dataplane.open_ssh_datastore(name, root, SshSettings.from_host_params(hp))
 
 
 _C = TypeVar("_C", bound=type)
@@ -148,9 +142,6 @@ class VsphereHost(Host):
         ref = self.vm_ref(vm)
         return self.conn.call(lambda: inventory.disk_details(ref.config), f"reading VM {vm}")
 
-    def datastore_free_space(self, name: str) -> int:
-        return inventory.free_space(self.conn, inventory.datastore_ref(self.conn, self.host_ref, name))
-
     def _require_host(self, what: str) -> Any:
         if self.host_ref is None:
             raise ParameterError(
@@ -217,10 +208,6 @@ class VsphereHost(Host):
     def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
         return snapshots.list_snapshots(self.conn, self.vm_ref(vm))
 
-    def foreign_snapshots(self, vm: str) -> list[SnapshotInfo]:
-        """Snapshots other tools (or people) made: vmigrate never touches them."""
-        return [s for s in self.list_snapshots(vm) if not s.is_vmigrate]
-
     def create_snapshot(
         self, vm: str, name: str, description: str = "", quiesce: bool = False
     ) -> SnapshotInfo:
@@ -251,10 +238,14 @@ class VsphereHost(Host):
     def shutdown_guest(self, vm: str) -> None:
         power.shutdown_guest(self.conn, self.vm_ref(vm))
 
-    def shutdown_and_wait(self, vm: str, timeout: float, hard_fallback: bool = False) -> bool:
-        """Guest shutdown, wait up to ``timeout``; hard power-off then if allowed.
-        True when the guest stopped by itself."""
-        return power.shutdown_and_wait(self.conn, self.vm_ref(vm), timeout, hard_fallback)
+    def wait_powered_off(self, vm: str, timeout: float) -> bool:
+        """The VM is looked up once, then its power state read every 0.5 s
+        (:func:`power.wait_off`), not the engine's rate."""
+        try:
+            power.wait_off(self.conn, self.vm_ref(vm), timeout)
+        except TimeoutExpired:
+            return False
+        return True
 
     # --- registration and readiness -------------------------------------------------------
     def register_vm(

@@ -58,20 +58,6 @@ def wait_off(conn: Connection, vm: Any, timeout: float) -> None:
         time.sleep(_POLL)
 
 
-def shutdown_and_wait(conn: Connection, vm: Any, timeout: float, hard_fallback: bool) -> bool:
-    """Graceful shutdown, then wait; hard power-off after ``timeout`` if allowed.
-    Returns True when the guest shut down by itself."""
-    try:
-        shutdown_guest(conn, vm)
-        wait_off(conn, vm, timeout)
-        return True
-    except (TimeoutExpired, PowerError):
-        if not hard_fallback:
-            raise
-    power_off(conn, vm, timeout)
-    return False
-
-
 def guest_ready(conn: Connection, vm: Any) -> tuple[bool, dict[str, Any]]:
     """Tools running, an IP, a green heartbeat: (ready, what was seen)."""
 
@@ -125,7 +111,6 @@ __all__ = [
     "guest_ready",
     "power_off",
     "power_on",
-    "shutdown_and_wait",
     "shutdown_guest",
     "state",
     "wait_off",
