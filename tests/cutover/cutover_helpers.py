@@ -9,12 +9,12 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests import labkit
 from tests.fsproof import sha
 from vmigrate_lib import params as params_mod
 from vmigrate_lib.control.host import PowerState
@@ -31,15 +31,18 @@ MiB = 1 << 20
 DISKS = ((2000, "alice-flat.vmdk", "bob-flat.vmdk"), (2001, "alice_1-flat.vmdk", "bob_1-flat.vmdk"))
 
 
-@dataclass
-class Lab:
-    root: Path
-    params_file: Path
-    a: LabHost
-    b: LabHost
+class Lab(labkit.Lab):
+    """The shared lab (tests/labkit.py) with Alice writing on esx-a and a params file
+    for her migration to Bob on esx-b; ``params()`` reads that file."""
 
-    def params(self) -> params_mod.MigrationParams:
-        return params_mod.load(self.params_file)
+    def __init__(self, root: Path, params_file: Path) -> None:
+        super().__init__(root)
+        self.params_file = params_file
+        self.a, self.b = LabHost(root, "esx-a"), LabHost(root, "esx-b")
+
+    def params(self, **over: Any) -> params_mod.MigrationParams:
+        """The params file as the CLI reads it (``over``: the shared Lab's own params)."""
+        return super().params(**over) if over else params_mod.load(self.params_file)
 
     @property
     def alice_dir(self) -> Path:
@@ -61,7 +64,7 @@ def make_lab(tmp_path: Path, rate: float = 2.0, disks: tuple[int, ...] = (16 * M
     lab_up(root, vm="", power_on=False)
     create_vm(LabLayout(root), "esx-a", "datastore1", "alice", disks,
               workload=WorkloadSpec(rate_mb_s=rate, ack_interval=0.2), fill=0.25)
-    a, b = LabHost(root, "esx-a"), LabHost(root, "esx-b")
+    a = LabHost(root, "esx-a")
     a.power_on("alice")
     a.wait_ready("alice", 30)
     pf = tmp_path / "params.yaml"
@@ -71,7 +74,7 @@ def make_lab(tmp_path: Path, rate: float = 2.0, disks: tuple[int, ...] = (16 * M
         "destination": {"type": "lab", "host": "esx-b", "lab_root": str(root)},
         "workspace": str(tmp_path / "ws"),
     }))
-    return Lab(root, pf, a, b)
+    return Lab(root, pf)
 
 
 def open_idle_bob(lb: Lab) -> Migration:
