@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyVmomi import vim
@@ -50,8 +51,9 @@ def disk_backing(env: SimEnv) -> tuple[int, str, str | None, bool]:
     with vsim.pyvmomi(env.src) as si:
         vm = vsim.vm(si, "alice")
         d = next(x for x in vm.config.hardware.device if isinstance(x, vim.vm.device.VirtualDisk))
-        parent = d.backing.parent.fileName if d.backing.parent is not None else None
-        return d.key, d.backing.fileName, parent, bool(vm.runtime.consolidationNeeded)
+        backing: Any = d.backing  # a flat or sparse file backing: fileName, parent
+        parent = backing.parent.fileName if backing.parent is not None else None
+        return d.key, backing.fileName, parent, bool(vm.runtime.consolidationNeeded)
 
 
 def put_on_delta(env: SimEnv, consolidation_needed: bool) -> str:
