@@ -256,8 +256,8 @@ class LicenseRestricted(OperationError):
     """The host's licence forbids API writes (free ESXi: snapshot, power, reconfigure)."""
 
     default_hint = (
-        "the free ESXi licence refuses API writes; use the SSH control plane "
-        "(vim-cmd over SSH, host type esxi-shell) or license the host"
+        "the free ESXi licence refuses API writes: license the host (an SSH-only control "
+        "plane with vim-cmd, for free ESXi, is not built yet)"
     )
 
 
