@@ -94,8 +94,10 @@ class Watch:
     on, that at least ``min_samples`` were good, and that at most
     ``max_error_rate`` of the attempts raised (the first errors are shown)."""
 
-    def __init__(self, lb: Lab, min_samples: int = 10, max_error_rate: float = 0.1) -> None:
+    def __init__(self, lb: Lab, min_samples: int = 10, max_error_rate: float = 0.1,
+                 first_sample_within: float = 30.0) -> None:
         self.lb = lb
+        self.first_sample_within = first_sample_within
         self.min_samples = min_samples
         self.max_error_rate = max_error_rate
         self.both = 0
@@ -119,7 +121,7 @@ class Watch:
 
     def __enter__(self) -> Watch:
         self._t.start()
-        if not self._first.wait(30):
+        if not self._first.wait(self.first_sample_within):
             self._stop.set()
             raise AssertionError(f"the watch never read both power states: {self.errors[:3]}")
         return self

@@ -34,7 +34,8 @@ def test_every_sample_raising_fails(lab: Lab, monkeypatch: pytest.MonkeyPatch) -
         raise LabError("bob is being unregistered")
 
     monkeypatch.setattr(lab, "bob_on", unreadable)
-    with pytest.raises(AssertionError, match="never read both power states"), Watch(lab):
+    with pytest.raises(AssertionError, match="never read both power states"), \
+            Watch(lab, first_sample_within=2.0):
         pass
 
 
