@@ -21,6 +21,7 @@ import datetime as dt
 import importlib
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import shutil
@@ -233,7 +234,11 @@ def export_html(nb_path: Path, html_path: Path) -> str | None:
     """HTML export (PNG inlined); returns an error text instead of failing the archive."""
     try:
         nbconvert: Any = importlib.import_module("nbconvert")
-        body, _ = nbconvert.HTMLExporter().from_notebook_node(
+        # nbconvert adds a generic alt text to every plot itself and then logs a warning
+        # per export; an operator can do nothing about it, so its own logger stays quiet.
+        quiet = logging.getLogger("vmigrate.nbconvert")
+        quiet.setLevel(logging.ERROR)
+        body, _ = nbconvert.HTMLExporter(log=quiet).from_notebook_node(
             _nbf().read(nb_path, as_version=4))
         html_path.write_text(body, encoding="utf-8")
     except Exception as exc:  # the archive must be written even if the export breaks
