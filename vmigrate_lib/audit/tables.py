@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..engine.state import CYCLE_RECORD_TYPES, cycle_records
+from ..engine.cycle_records import CYCLE_RECORD_TYPES, cycle_records
 from ..errors import OperationError
 
 #: Journal record types that describe sync cycles, not steps.

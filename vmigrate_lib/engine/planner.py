@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..units import fmt_rate, fmt_secs
-from .state import CycleRecord, cycle_records
+from .cycle_records import CycleRecord, cycle_records
 
 #: Until a cutover measured them: a real guest's shutdown and boot-to-tools, seconds.
 DEFAULT_SHUTDOWN_S = 30.0
