@@ -18,7 +18,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "vmigrate_lib"
 #: What a view may read from the engine: typed records, the journal, the Reporter interface.
-ENGINE_READS = {"vmigrate_lib.engine.state", "vmigrate_lib.engine.workspace",
+ENGINE_READS = {"vmigrate_lib.engine.state", "vmigrate_lib.engine.cycle_records",
+                "vmigrate_lib.engine.workspace",
                 "vmigrate_lib.engine.progress"}
 
 
