@@ -59,8 +59,26 @@ class SimEnv:
         return self.root / "dstds" / "bob" / "bob-flat.vmdk"
 
 
+@dataclass
+class SimPair:
+    """A source simulator with Alice powered on (disks with written grains) and an
+    empty destination simulator; datastores are folders under ``root``."""
+
+    src: vcsim_peer.VcsimInfo
+    dst: vcsim_peer.VcsimInfo
+    root: Path
+    disks: list[vsim.Disk]
+
+
 @contextmanager
-def sim_env(tmp: Path, binary: Path) -> Iterator[SimEnv]:
+def sim_pair(tmp: Path, binary: Path, *, cap: int = CAP, disks: int = 1,
+             offsets: tuple[int, ...] = (0, 2 * MiB), rng: random.Random | None = None,
+             esxi_files: bool = False) -> Iterator[SimPair]:
+    """The set-up every engine-level simulator test shares, written once.
+
+    Each disk gets one random grain at each of ``offsets`` (from ``rng``, or seeded by
+    the offset); ``esxi_files`` also writes the ``.vmx``/descriptors an ESXi folder has.
+    """
     root = tmp / "volumes"
     src_dir, dst_dir = root / "srcds", root / "dstds"
     src_dir.mkdir(parents=True)
@@ -70,15 +88,26 @@ def sim_env(tmp: Path, binary: Path) -> Iterator[SimEnv]:
             vcsim_peer.run_vcsim(binary=binary) as dst:
         with vsim.pyvmomi(src) as si:
             vsim.create_datastore(si, "srcds", src_dir)
-            vm = vsim.create_vm(si, "alice", "srcds", CAP)
+            vm = vsim.create_vm(si, "alice", "srcds", cap, disks=disks)
             WaitForTask(vm.PowerOnVM_Task())
         with vsim.pyvmomi(dst) as si:
             vsim.create_datastore(si, "dstds", dst_dir)
-        flat = src_dir / "alice" / "alice-flat.vmdk"
-        os.truncate(flat, CAP)
-        ctk = src_dir / "alice" / "alice-ctk.bin"
-        ChangeTracker.create(ctk, CAP).close()
-        disk = vsim.Disk(flat, ctk)
-        for off in (0, 2 * MiB):
-            disk.write(off, random.Random(off).randbytes(GRAIN))
-        yield SimEnv(src, dst, root, tmp, disk)
+        if esxi_files:
+            vsim.write_esxi_files(src_dir / "alice", "alice", cap, disks=disks)
+        made = []
+        for stem in ["alice"] + [f"alice_{i}" for i in range(1, disks)]:
+            flat = src_dir / "alice" / f"{stem}-flat.vmdk"
+            os.truncate(flat, cap)
+            ctk = src_dir / "alice" / f"{stem}-ctk.bin"
+            ChangeTracker.create(ctk, cap).close()
+            disk = vsim.Disk(flat, ctk)
+            for off in offsets:
+                disk.write(off, (rng or random.Random(off)).randbytes(GRAIN))
+            made.append(disk)
+        yield SimPair(src, dst, root, made)
+
+
+@contextmanager
+def sim_env(tmp: Path, binary: Path) -> Iterator[SimEnv]:
+    with sim_pair(tmp, binary) as p:
+        yield SimEnv(p.src, p.dst, p.root, tmp, p.disks[0])

@@ -25,8 +25,6 @@ connection (fast error) or leaves it half-open (this case).
 
 from __future__ import annotations
 
-import os
-import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVim.task import WaitForTask
 
 from tests.peers import vcsim as vcsim_peer
 from tests.peers.stallproxy import StallProxy
 from tests.vsphere import vsim
+from tests.vsphere.simenv import sim_pair
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration
@@ -48,7 +46,6 @@ from vmigrate_lib.engine.progress import Event, Reporter, event_info
 from vmigrate_lib.engine.sync import run_cycles, start
 from vmigrate_lib.engine.workspace import Workspace
 from vmigrate_lib.errors import HostApiError, HostNotFound, VmigrateError
-from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
 from vmigrate_lib.params import MigrationParams, SyncParams
 from vmigrate_lib.session import close_migration
 
@@ -119,29 +116,9 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, vcsim_binary: Path) -> Iterator[Env]:
-    root = tmp_path / "volumes"
-    src_dir, dst_dir = root / "srcds", root / "dstds"
-    src_dir.mkdir(parents=True)
-    dst_dir.mkdir()
-    qcda = vsim.qcda_lab_command({"srcds": src_dir}, page=2 * MiB)
-    with vcsim_peer.run_vcsim(qcda_cmd=qcda, binary=vcsim_binary) as src, \
-            vcsim_peer.run_vcsim(binary=vcsim_binary) as dst, \
-            StallProxy(src.host, src.port) as sp, StallProxy(dst.host, dst.port) as dp:
-        with vsim.pyvmomi(src) as si:
-            vsim.create_datastore(si, "srcds", src_dir)
-            vm = vsim.create_vm(si, "alice", "srcds", CAP)
-            WaitForTask(vm.PowerOnVM_Task())
-        with vsim.pyvmomi(dst) as si:
-            vsim.create_datastore(si, "dstds", dst_dir)
-        vsim.write_esxi_files(src_dir / "alice", "alice", CAP)
-        flat = src_dir / "alice" / "alice-flat.vmdk"
-        os.truncate(flat, CAP)
-        ctk = src_dir / "alice" / "alice-ctk.bin"
-        ChangeTracker.create(ctk, CAP).close()
-        disk = vsim.Disk(flat, ctk)
-        for off in (0, 2 * MiB):
-            disk.write(off, random.Random(off).randbytes(GRAIN))
-        yield Env(src, dst, sp, dp, root, tmp_path)
+    with sim_pair(tmp_path, vcsim_binary, esxi_files=True) as p, \
+            StallProxy(p.src.host, p.src.port) as sp, StallProxy(p.dst.host, p.dst.port) as dp:
+        yield Env(p.src, p.dst, sp, dp, p.root, tmp_path)
 
 
 def assert_one_line(exc: VmigrateError, host_port: int) -> None:

@@ -26,17 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVim.task import WaitForTask
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
+from tests.vsphere.simenv import sim_pair
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover
 from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.engine.workspace import Workspace
-from vmigrate_lib.lab.ctk import GRAIN, ChangeTracker
+from vmigrate_lib.lab.ctk import GRAIN
 from vmigrate_lib.params import MigrationParams, SyncParams
 from vmigrate_lib.session import close_migration
 
@@ -75,32 +75,9 @@ class Env:
 @pytest.fixture
 def env(tmp_path: Path, vcsim_binary: Path, ssh_pair: tuple[Any, Any, str]) -> Iterator[Env]:
     os.chmod(tmp_path, 0o755)
-    root = tmp_path / "volumes"
-    src_dir, dst_dir = root / "srcds", root / "dstds"
-    src_dir.mkdir(parents=True)
-    dst_dir.mkdir()
-    qcda = vsim.qcda_lab_command({"srcds": src_dir}, page=2 * MiB)
-    with vcsim_peer.run_vcsim(qcda_cmd=qcda, binary=vcsim_binary) as src, \
-            vcsim_peer.run_vcsim(binary=vcsim_binary) as dst:
-        with vsim.pyvmomi(src) as si:
-            vsim.create_datastore(si, "srcds", src_dir)
-            vm = vsim.create_vm(si, "alice", "srcds", CAP, disks=2)
-            WaitForTask(vm.PowerOnVM_Task())
-        with vsim.pyvmomi(dst) as si:
-            vsim.create_datastore(si, "dstds", dst_dir)
-        vsim.write_esxi_files(src_dir / "alice", "alice", CAP, disks=2)
-        disks = []
-        rng = random.Random(7)
-        for stem in ("alice", "alice_1"):
-            flat = src_dir / "alice" / f"{stem}-flat.vmdk"
-            os.truncate(flat, CAP)
-            ctk = src_dir / "alice" / f"{stem}-ctk.bin"
-            ChangeTracker.create(ctk, CAP).close()
-            d = vsim.Disk(flat, ctk)
-            for off in (0, 3 * MiB, CAP - GRAIN):
-                d.write(off, rng.randbytes(GRAIN))
-            disks.append(d)
-        yield Env(src, dst, ssh_pair[0], ssh_pair[1], root, disks, tmp_path)
+    with sim_pair(tmp_path, vcsim_binary, cap=CAP, disks=2, offsets=(0, 3 * MiB, CAP - GRAIN),
+                  rng=random.Random(7), esxi_files=True) as p:
+        yield Env(p.src, p.dst, ssh_pair[0], ssh_pair[1], p.root, p.disks, tmp_path)
 
 
 def test_seed_deltas_cutover_over_ssh(env: Env) -> None:
