@@ -41,15 +41,43 @@ class FileOps(object):
         return {"data": base64.b64encode(data).decode("ascii")}
 
     def op_write_file(self, req):
+        """Write whole (temporary file, fsync, rename); ``exclusive`` never replaces a file.
+
+        Exclusive means atomic: the complete temporary file is hard-linked to its name
+        (``link`` fails with EEXIST when the name exists), so two agents racing for one
+        claim cannot both win, and no reader ever sees half a file.  Where the file
+        system has no hard links, ``O_EXCL`` creation gives the same exclusivity.
+        """
         full = self.path(req["path"])
-        if req.get("exclusive") and os.path.exists(full):
-            raise OSError(errno.EEXIST, "file exists", req["path"])
+        data = base64.b64decode(req["data"])
         tmp = full + ".tmp-{}".format(os.getpid())
         with open(tmp, "wb") as f:
-            f.write(base64.b64decode(req["data"]))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.rename(tmp, full)
+        if not req.get("exclusive"):
+            os.rename(tmp, full)
+            return {"ok": True}
+        try:
+            os.link(tmp, full)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                                 errno.EMLINK, errno.ENOSYS):
+                os.remove(tmp)
+                raise
+            os.remove(tmp)
+            return self._create_exclusive(full, data)
+        os.remove(tmp)
+        return {"ok": True}
+
+    @staticmethod
+    def _create_exclusive(full, data):
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         return {"ok": True}
 
     def op_create_disk(self, req):
