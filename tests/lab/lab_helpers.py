@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import struct
 import time
 from pathlib import Path
 
-from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.host import CBT_GRAIN, PowerState
 from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.dataplane.agent.deltaformats import open_delta
 from vmigrate_lib.lab.workload import WorkloadSpec
 
 MiB = 1 << 20
@@ -42,9 +42,23 @@ def quiesce(host: LabHost, vm: str) -> None:
     host.set_workload(vm, WorkloadSpec(rate_mb_s=0, ack_interval=0.2))
 
 
+def delta_files(vmdir: Path, stem: str = "alice") -> list[Path]:
+    """The disk's snapshot delta files (descriptor and SEsparse extent), if any."""
+    return sorted(vmdir.glob(f"{stem}-[0-9][0-9][0-9][0-9][0-9][0-9]*.vmdk"))
+
+
+def delta_content(vmdir: Path, stem: str = "alice") -> list[tuple[int, bytes]]:
+    """(guest offset, bytes) of every area the open SEsparse delta holds, read by the
+    agent's reader (a file the lab wrote, read by code that did not write it)."""
+    (extent,) = vmdir.glob(f"{stem}-[0-9][0-9][0-9][0-9][0-9][0-9]-sesparse.vmdk")
+    with open_delta(str(extent)) as delta:
+        return [(off, delta.read(off, n)) for off, n, _kind in delta.extents()]
+
+
 def delta_grains(vmdir: Path, stem: str = "alice") -> list[int]:
-    raw = (vmdir / f"{stem}-delta.map").read_bytes()
-    return [g for (g,) in struct.iter_unpack("<I", raw)]
+    """The 64 KiB (CBT) grains holding delta data."""
+    return sorted({g for off, data in delta_content(vmdir, stem)
+                   for g in range(off // CBT_GRAIN, (off + len(data) - 1) // CBT_GRAIN + 1)})
 
 
 def wait_off(host: LabHost, vm: str, timeout: float = 20) -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from tests.fsproof import sha
 from tests.lab.lab_helpers import (
+    delta_content,
+    delta_files,
     delta_grains,
     quiesce,
     wait_writes,
@@ -33,7 +35,7 @@ def test_snapshot_freezes_base_while_guest_writes(host_a: LabHost, alice: str) -
     st = host_a.guest_status(alice)
     assert st is not None and st["delta_grains"] > 0 and st["snapshot"]["name"] == "vmigrate-1"
     host_a.remove_snapshot(alice, snap.id)
-    assert not (vmdir / "alice-delta.bin").exists() and not (vmdir / "alice-delta.map").exists()
+    assert not delta_files(vmdir) and not (vmdir / "alice.vmdk").exists()
     wait_writes(host_a, alice, 50)
     assert host_a.list_snapshots(alice) == []
 
@@ -45,13 +47,11 @@ def test_consolidation_moves_delta_into_base_and_marks_ctk(host_a: LabHost, alic
     quiesce(host_a, alice)
     grains = sorted(set(delta_grains(vmdir)))
     assert grains
-    delta = (vmdir / "alice-delta.bin").read_bytes()
+    delta = delta_content(vmdir)
     host_a.remove_snapshot(alice, s1.id)
     base = (vmdir / "alice-flat.vmdk").read_bytes()
-    for g in grains:
-        assert (
-            base[g * CBT_GRAIN : (g + 1) * CBT_GRAIN] == delta[g * CBT_GRAIN : (g + 1) * CBT_GRAIN]
-        )
+    for off, data in delta:
+        assert base[off : off + len(data)] == data
     s2 = host_a.create_snapshot(alice, "vmigrate-2")
     got = list(host_a.query_changed_areas(alice, s2, KEY, s1.change_ids[KEY]))
     assert got == from_blocks(grains, CBT_GRAIN)
@@ -72,7 +72,7 @@ def test_crash_mid_consolidation_is_finished_at_power_on(
     quiesce(host_a, vm)
     grains = sorted(set(delta_grains(vmdir)))
     assert len(grains) > 3
-    delta = (vmdir / "alice-delta.bin").read_bytes()
+    delta = delta_content(vmdir)
     with pytest.raises(SnapshotError):
         host_a.remove_snapshot(vm, s1.id)  # the guest dies after 3 grains
     deadline = time.monotonic() + 10
@@ -81,17 +81,15 @@ def test_crash_mid_consolidation_is_finished_at_power_on(
         time.sleep(0.05)
     cfg = VmConfig.load(vmdir / "alice.vmx.json")
     assert [s.state for s in cfg.snapshots] == ["removing"]
-    assert (vmdir / "alice-delta.map").exists()
+    assert delta_files(vmdir)
 
     host_a.power_on(vm)  # boot finishes the consolidation first
     host_a.wait_ready(vm, 30)
     assert host_a.list_snapshots(vm) == []
-    assert not (vmdir / "alice-delta.map").exists()
+    assert not delta_files(vmdir)
     base = (vmdir / "alice-flat.vmdk").read_bytes()
-    for g in grains:
-        assert (
-            base[g * CBT_GRAIN : (g + 1) * CBT_GRAIN] == delta[g * CBT_GRAIN : (g + 1) * CBT_GRAIN]
-        )
+    for off, data in delta:
+        assert base[off : off + len(data)] == data
     boot = host_a.guest_status(vm)
     assert boot is not None and boot["boot"]["ok"]
 
@@ -111,7 +109,7 @@ def test_remove_again_finishes_an_interrupted_consolidation_offline(
     host_a.power_off(vm)
     host_a.remove_snapshot(vm, s1.id)  # VM off: the files are consolidated here
     assert host_a.list_snapshots(vm) == []
-    assert not (host_a.vm_dir(vm) / "alice-delta.bin").exists()
+    assert not delta_files(host_a.vm_dir(vm))
 
 
 def test_foreign_snapshot_is_listed_and_blocks_a_second_one(host_a: LabHost, alice: str) -> None:
@@ -131,7 +129,7 @@ def test_foreign_snapshot_is_listed_and_blocks_a_second_one(host_a: LabHost, ali
 def test_snapshot_of_a_powered_off_vm(host_a: LabHost, alice_off: str) -> None:
     vmdir = host_a.vm_dir(alice_off)
     snap = host_a.create_snapshot(alice_off, "vmigrate-1")
-    assert (vmdir / "alice-delta.map").exists()
+    assert delta_files(vmdir)
     assert host_a.power_state(alice_off) == PowerState.OFF
     host_a.power_on(alice_off)  # a VM may run on its snapshot
     host_a.wait_ready(alice_off, 30)

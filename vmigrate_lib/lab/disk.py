@@ -1,27 +1,33 @@
 """One virtual disk of a lab VM: a sparse flat file, its CBT map and a snapshot delta.
 
 While a snapshot exists the flat file is the frozen point in time that the data
-plane copies, so it must not change: guest writes go to ``-delta.bin`` instead,
-copy-on-write per 64 KiB grain, and each grain taken over is appended to
-``-delta.map`` *after* its base copy landed in the delta, so a crash never
-leaves a mapped grain without its data.  Removing the snapshot copies the delta
-grains back (consolidation) and marks them in the CBT map.
+plane copies, so it must not change: guest writes go to the snapshot's delta
+instead, written as ESXi writes it on VMFS-6, an SEsparse file with its VMware
+descriptor (``alice-00000N.vmdk`` + ``alice-00000N-sesparse.vmdk``, parent
+``alice.vmdk`` over the flat file; :mod:`.sesparse`), copy-on-write per 4 KiB
+grain, each grain's data landing before its table entry.  Removing the snapshot
+copies the delta back (consolidation) and marks its 64 KiB CBT grains.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import struct
+import re
 from pathlib import Path
 
+from ..atomicfile import write_atomic
 from ..errors import LabError
 from ..extents import Extent, align, from_blocks, normalize
 from .ctk import GRAIN, ChangeTracker
 from .layout import disk_stem
+from .sesparse import GRAIN as DELTA_GRAIN
+from .sesparse import SeSparseFile, descriptor, new_cid, read_cid
 from .vmconfig import DiskConfig
 
-_U32 = struct.Struct("<I")
+#: VMware's parentCID of a disk without a parent
+NO_PARENT = 0xFFFFFFFF
+_PER_CBT = GRAIN // DELTA_GRAIN
 
 
 def allocated_extents(fd: int, size: int) -> list[Extent]:
@@ -49,18 +55,19 @@ class VirtualDisk:
     def __init__(self, vmdir: Path, cfg: DiskConfig, ctk: ChangeTracker | None) -> None:
         self.cfg = cfg
         self.ctk = ctk
-        stem = disk_stem(cfg.file)
+        self.vmdir = vmdir
+        self.stem = disk_stem(cfg.file)
         self.base_path = vmdir / cfg.file
-        self.delta_path = vmdir / f"{stem}-delta.bin"
-        self.map_path = vmdir / f"{stem}-delta.map"
         try:
             self._base = os.open(self.base_path, os.O_RDWR)
         except OSError as exc:
             raise LabError(
                 f"cannot open disk {self.base_path}: {exc}", path=str(self.base_path)
             ) from exc
-        self._delta: int | None = None
-        self._map: int | None = None
+        self._delta: SeSparseFile | None = None
+        #: descriptor of the open delta (``alice-00000N.vmdk``), the top of the chain
+        self.top: Path | None = None
+        #: 64 KiB grains (CBT's) holding at least one delta grain
         self.delta_grains: set[int] = set()
         #: grains written to the delta while a consolidation pass runs (re-copied under stun)
         self.redirty: set[int] | None = None
@@ -73,49 +80,56 @@ class VirtualDisk:
     def capacity(self) -> int:
         return self.cfg.capacity
 
+    @property
+    def base_descriptor(self) -> Path:
+        return self.vmdir / f"{self.stem}.vmdk"
+
+    def delta_files(self) -> list[Path]:
+        """This disk's snapshot files in the folder (descriptors and SEsparse extents)."""
+        pattern = re.compile(re.escape(self.stem) + r"-[0-9]{6}(-sesparse)?\.vmdk")
+        return sorted(self.vmdir / n for n in os.listdir(self.vmdir) if pattern.fullmatch(n))
+
     def has_delta_files(self) -> bool:
-        return self.delta_path.exists() or self.map_path.exists()
+        return bool(self.delta_files()) or self.base_descriptor.exists()
 
     # --- snapshot delta ------------------------------------------------------------
-    def start_delta(self) -> None:
-        """Begin a new snapshot's delta from clean, empty files."""
+    def start_delta(self, number: int) -> None:
+        """Begin snapshot ``number``'s delta from clean, empty files."""
         self.drop_delta()
-        self.open_delta()
+        self.open_delta(number)
 
-    def open_delta(self) -> None:
-        """Start (or resume) redirecting writes to the delta; loads the grain map."""
+    def open_delta(self, number: int) -> None:
+        """Start (or resume) redirecting writes to the delta; loads its grain map."""
         if self._delta is not None:
             return
-        self._delta = os.open(self.delta_path, os.O_RDWR | os.O_CREAT, 0o644)
-        os.ftruncate(self._delta, self.capacity)
-        self._map = os.open(self.map_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        raw = os.pread(self._map, os.fstat(self._map).st_size, 0)
-        whole = len(raw) - len(raw) % 4
-        if whole != len(raw):  # torn append after a crash: the grain was never mapped
-            os.ftruncate(self._map, whole)
-        self.delta_grains = {g for (g,) in _U32.iter_unpack(raw[:whole])}
+        top = self.vmdir / f"{self.stem}-{number:06d}.vmdk"
+        extent = top.with_name(f"{self.stem}-{number:06d}-sesparse.vmdk")
+        if extent.exists():
+            self._delta = SeSparseFile.open(extent)
+        else:
+            self._delta = SeSparseFile.create(extent, self.capacity)
+        if not top.exists():
+            base = self.base_descriptor
+            if not base.exists():
+                write_atomic(base, descriptor(cid=new_cid(), parent_cid=NO_PARENT,
+                                              create_type="vmfs", extent=self.cfg.file,
+                                              capacity=self.capacity))
+            write_atomic(top, descriptor(cid=new_cid(), parent_cid=read_cid(base),
+                                         create_type="seSparse", extent=extent.name,
+                                         capacity=self.capacity, parent_hint=base.name))
+        self.top = top
+        self.delta_grains = {g // _PER_CBT for g in self._delta.slots}
 
     def drop_delta(self) -> None:
         """Forget the delta (after consolidation, or leftovers of an unfinished create)."""
-        for fd in (self._delta, self._map):
-            if fd is not None:
-                os.close(fd)
-        self._delta = self._map = None
+        if self._delta is not None:
+            self._delta.close()
+        self._delta = self.top = None
         self.delta_grains = set()
         self.redirty = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.map_path)  # map first: without it the delta means nothing
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.delta_path)
-
-    def _take_grain(self, g: int) -> None:
-        assert self._delta is not None and self._map is not None
-        off = g * GRAIN
-        data = os.pread(self._base, GRAIN, off)
-        if data.strip(b"\0"):
-            os.pwrite(self._delta, data, off)
-        os.write(self._map, _U32.pack(g))
-        self.delta_grains.add(g)
+        for path in (*self.delta_files(), self.base_descriptor):  # descriptors first
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def copy_back(self, grains: list[int] | set[int]) -> None:
         """Consolidation step: delta grains -> base (idempotent)."""
@@ -123,7 +137,7 @@ class VirtualDisk:
         for g in sorted(grains):
             off = g * GRAIN
             n = min(GRAIN, self.capacity - off)
-            os.pwrite(self._base, os.pread(self._delta, n, off), off)
+            os.pwrite(self._base, self.read(off, n), off)
 
     # --- geometry --------------------------------------------------------------------
     def grow(self, capacity: int) -> None:
@@ -152,24 +166,29 @@ class VirtualDisk:
                 self.ctk.mark(offset, len(data))
             os.pwrite(self._base, data, offset)
             return
-        for g in range(offset // GRAIN, (end - 1) // GRAIN + 1):
-            if g not in self.delta_grains:
-                self._take_grain(g)
-            if self.redirty is not None:
-                self.redirty.add(g)
-        os.pwrite(self._delta, data, offset)
+        if self.redirty is not None:
+            self.redirty.update(range(offset // GRAIN, (end - 1) // GRAIN + 1))
+        new = self._delta.write(offset, data, self._read_base)
+        self.delta_grains.update(g // _PER_CBT for g in new)
+
+    def _read_base(self, offset: int, length: int) -> bytes:
+        return os.pread(self._base, length, offset).ljust(length, b"\0")
 
     def read(self, offset: int, length: int) -> bytes:
         """The guest's view: delta grains where present, else the base."""
-        if self._delta is None or not self.delta_grains:
+        if self._delta is None or not self._delta.slots:
             return os.pread(self._base, length, offset)
         parts = []
         pos, end = offset, offset + length
         while pos < end:
-            g = pos // GRAIN
-            n = min(end, (g + 1) * GRAIN) - pos
-            fd = self._delta if g in self.delta_grains else self._base
-            parts.append(os.pread(fd, n, pos))
+            g = pos // DELTA_GRAIN
+            n = min(end, (g + 1) * DELTA_GRAIN) - pos
+            grain = self._delta.read_grain(g)
+            if grain is None:
+                parts.append(os.pread(self._base, n, pos))
+            else:
+                lo = pos - g * DELTA_GRAIN
+                parts.append(grain[lo : lo + n])
             pos += n
         return b"".join(parts)
 
@@ -181,17 +200,16 @@ class VirtualDisk:
         return normalize(base + from_blocks(self.delta_grains, GRAIN, self.capacity))
 
     def fsync(self) -> None:
-        for fd in (self._base, self._delta, self._map):
-            if fd is not None:
-                os.fsync(fd)
+        os.fsync(self._base)
+        if self._delta is not None:
+            self._delta.fsync()
         if self.ctk is not None:
             self.ctk.flush()
 
     def close(self) -> None:
-        for fd in (self._delta, self._map):
-            if fd is not None:
-                os.close(fd)
-        self._delta = self._map = None
+        if self._delta is not None:
+            self._delta.close()
+        self._delta = None
         os.close(self._base)
         if self.ctk is not None:
             self.ctk.close()

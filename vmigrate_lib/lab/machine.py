@@ -26,8 +26,13 @@ Stun = AbstractContextManager[Any]
 Progress = Callable[[int], None]
 
 
-#: the files of a disk: flat, change map, snapshot delta and its grain map
+#: the files of a disk: flat, change map, (older labs') snapshot delta and its grain map
 _DISK_FILE_SUFFIXES = ("-flat.vmdk", "-ctk.bin", "-delta.bin", "-delta.map")
+
+
+def snapshot_number(snap: SnapshotRecord) -> int:
+    """``snapshot-7`` -> 7: the number in the snapshot's delta file names (``-000007``)."""
+    return int(snap.id.rpartition("-")[2])
 
 
 class VmMachine:
@@ -86,7 +91,7 @@ class VmMachine:
                     d.drop_delta()
             return
         for d in self.disks:
-            d.open_delta()
+            d.open_delta(snapshot_number(snap))
         if snap.state == SNAP_REMOVING:
             self._consolidate(snap, contextlib.nullcontext(), on_progress)
             self.finished.add(snap.id)
@@ -106,7 +111,7 @@ class VmMachine:
         with stun or contextlib.nullcontext():
             try:
                 for d in self.disks:
-                    d.start_delta()
+                    d.start_delta(self.config.snapshot_counter + 1)
                 change_ids = {d.key: d.ctk.advance() for d in self.disks if d.ctk is not None}
                 self.config.snapshot_counter += 1
                 rec = SnapshotRecord(
