@@ -73,6 +73,20 @@ class NotFoundError(InputError):
     """Something the operator named does not exist."""
 
 
+class MigrationFinished(InputError):
+    """A sync or cutover was asked of a workspace whose migration is already cut over."""
+
+    default_hint = ("a finished migration is not synced or cut over again; to migrate the VM "
+                    "again, start a new migration in a new workspace")
+
+
+class ChangeMismatch(InputError):
+    """A runbook run names another change than the one the workspace's migration belongs to."""
+
+    default_hint = ("use a new workspace for a new migration, or give continue_change "
+                    "= '<the workspace's change>' to continue it under this change")
+
+
 class VmNotFound(NotFoundError):
     default_hint = "check the VM name (vmigrate lab status lists the lab's VMs)"
 

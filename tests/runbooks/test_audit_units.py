@@ -14,7 +14,7 @@ from vmigrate_lib.audit.provenance import REDACTED, redact, secret_refs
 from vmigrate_lib.engine.progress import CycleEnded, CycleStarted, PredictionMade, StepChanged
 from vmigrate_lib.errors import ParameterError
 from vmigrate_lib.faces.cli import main
-from vmigrate_lib.faces.notebook import check_parameters, given_parameters
+from vmigrate_lib.faces.runbook_params import check_parameters, given_parameters
 
 BASE: dict[str, Any] = {
     "vm": "alice", "hosts": "lab", "workspace": "ws", "change_id": "CHG-1", "operator": "me",
@@ -114,16 +114,18 @@ def test_cutover_parameters() -> None:
 
 
 def test_runbook_parameters_are_the_schema() -> None:
-    """Both runbooks take exactly the params file's keys (plus force for the cutover),
+    """Both runbooks take exactly the params file's keys (plus continue_change, and force
+    for the cutover),
     their parameters cells declare exactly those, and None means "not given"."""
     import nbformat
 
-    from vmigrate_lib.faces.notebook import RUNBOOK_PARAMETERS
     from vmigrate_lib.faces.papermill_runner import injected
+    from vmigrate_lib.faces.runbook_params import RUNBOOK_PARAMETERS
     from vmigrate_lib.params import MigrationParams
 
     schema = {f for f in MigrationParams.__dataclass_fields__}
-    assert {"sync": schema, "cutover": schema | {"force"}} == RUNBOOK_PARAMETERS
+    assert {"sync": schema | {"continue_change"},
+            "cutover": schema | {"force", "continue_change"}} == RUNBOOK_PARAMETERS
     repo = Path(__file__).resolve().parents[2]
     for kind, names in RUNBOOK_PARAMETERS.items():
         nb = nbformat.read(repo / "runbooks" / f"{kind}.ipynb", as_version=4)

@@ -14,10 +14,10 @@ import papermill as pm
 import pytest
 import yaml
 
-from vmigrate_lib.audit.evidence import MANIFEST, verify, verify_or_raise
+from vmigrate_lib.audit.evidence import MANIFEST, check_chain, verify, verify_or_raise
 from vmigrate_lib.audit.tables import read_journal
 from vmigrate_lib.engine.workspace import Workspace
-from vmigrate_lib.errors import ParameterError
+from vmigrate_lib.errors import MigrationFinished, ParameterError
 from vmigrate_lib.faces.papermill_runner import pick_kernel, run_runbook, runbooks_dir
 
 SECRET_VALUE = "s3cr3t-Value-0f-the-t3st"  #: the value conftest's params reference
@@ -87,6 +87,26 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     ws = read_journal(Workspace(lab / "workspaces" / "alice").journal.path)
     archived = [r for r in ws if r["type"] == "evidence_archived"]
     assert [a["status"] for a in archived] == ["ok", "ok"]
+    assert check_chain(cutover.folder).status == "chained"  # verify compares that digest
+    assert any(n.startswith("unsigned: no signing key") for n in cutover.notes)
+    # the result is a scrapbook scrap too (issue 14 item 8), read with scrapbook itself
+    import scrapbook as sb
+
+    scraps = sb.read_notebook(str(cutover.folder / "cutover.ipynb")).scraps
+    assert scraps["result"].data["status"] == "done"
+    assert scraps["result"].data == crun["result"]
+
+    # issue 14 item 4: once cut over, another sync or cutover is refused (exit 2), saying
+    # what happened and when, and nothing is archived.  Before: sync ran a delta cycle and
+    # cutover replayed the old result as a new "OK" archive.
+    before = sorted(cutover.folder.parent.iterdir())
+    for kind in ("sync", "cutover"):
+        with pytest.raises(MigrationFinished) as refused:
+            run_runbook(kind, params, cwd=lab)
+        line = refused.value.one_line()
+        assert "already cut over to alice on esx-b at 20" in line and "new workspace" in line
+        assert refused.value.exit_code == 2
+    assert sorted(cutover.folder.parent.iterdir()) == before
 
 
 def _history_rows(ipython_dir: Path) -> list[str]:
@@ -125,11 +145,13 @@ def test_failing_run_is_archived_and_marked_failed(lab: Path, params: dict[str, 
     assert nb.metadata["papermill"]["exception"] is True
     assert verify(res.folder).ok
     _assert_no_secret(res.folder)
-    # private: the evidence root, the run folder and its subfolders 0700, every file 0600
-    for p in [res.folder.parent, *res.folder.rglob("*"), res.folder]:
+    # private: the evidence root 0700; the sealed run folder read-only, 0500 folders and
+    # 0400 files (issue 14 item 1: before, 0700/0600 and writable by its owner)
+    assert stat.S_IMODE(res.folder.parent.stat().st_mode) == 0o700
+    for p in [*res.folder.rglob("*"), res.folder]:
         mode = stat.S_IMODE(p.lstat().st_mode)
         assert mode & 0o077 == 0, (p, oct(mode))
-        assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
+        assert mode == (0o500 if p.is_dir() else 0o400), (p, oct(mode))
     assert (res.folder / "params-file.yaml").read_bytes() == params_file.read_bytes()
     # no history database with cells in it (the kernel ran with history off)
     assert _history_rows(ipython_dir) == []

@@ -3,17 +3,23 @@
 ``MANIFEST.sha256`` uses ``sha256sum`` format (``<hex>  <path>``), so an
 auditor can check a copy with coreutils alone; :func:`verify` also reports
 files that were added or removed, which ``sha256sum -c`` does not.  The
-manifest proves integrity since sealing, not authorship: keep a copy of its
-digest elsewhere (the workspace journal records it) to detect a re-seal.
+manifest proves integrity since sealing, not authorship: the workspace journal
+records each manifest's digest (:func:`check_chain` compares it, so a re-sealed
+archive is detected) and ``MANIFEST.sha256.sig`` signs it (:mod:`.signing`).
 
 An archive is private: its folders are 0700 from the moment they exist (so no
 one else can reach a file while it is being written, whatever mode papermill or
 nbconvert give it) and every file is 0600, or stricter where the umask says so.
+Once sealed it is read-only (folders 0500, files 0400); root ignores modes, so
+the project's JupyterLab also refuses to save into it (:mod:`vmigrate_lib.faces.
+jupyter_contents`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ from ..atomicfile import write_atomic
 from ..errors import OperationError
 
 MANIFEST = "MANIFEST.sha256"
+SIGNATURE = "MANIFEST.sha256.sig"  #: ``ssh-keygen -Y sign`` of the manifest (not listed in it)
 
 
 class EvidenceError(OperationError):
@@ -91,6 +98,23 @@ def make_private(folder: Path) -> None:
                 os.chmod(p, fmode)
 
 
+def seal_read_only(folder: Path) -> None:
+    """Folders 0500, files 0400 (minus what the umask removes): the sealed archive."""
+    fmode = 0o400 & ~current_umask()
+    for dirpath, _dirs, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, fmode)
+        os.chmod(dirpath, 0o500)
+
+
+def is_sealed_archive(path: Path) -> bool:
+    """True if ``path`` is in (or is) a folder sealed by a manifest."""
+    probe = Path(path)
+    return any((folder / MANIFEST).is_file() for folder in (probe, *probe.parents))
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -108,7 +132,7 @@ def archive_files(folder: Path) -> list[str]:
         for name in filenames:
             p = Path(dirpath) / name
             rel = p.relative_to(folder).as_posix()
-            if rel == MANIFEST:
+            if rel in (MANIFEST, SIGNATURE):
                 continue
             if p.is_symlink():
                 raise EvidenceError(f"evidence archives hold no symlinks: {rel}", path=rel)
@@ -192,3 +216,61 @@ def verify_or_raise(folder: Path) -> VerifyReport:
             folder=str(folder), problems=problems,
         )
     return report
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The journal's record of an archive: ``chained`` (digests agree) or ``no journal``."""
+
+    status: str
+    journal: Path | None = None
+    when: float | None = None
+
+    def line(self) -> str:
+        if self.status == "chained":
+            at = dt.datetime.fromtimestamp(self.when or 0, dt.UTC).isoformat(timespec="seconds")
+            return f"chained: the manifest is the one {self.journal} recorded at {at}"
+        return ("not chained: no workspace journal found beside the archive (give "
+                "--journal WORKSPACE/journal.jsonl to check for a re-seal)")
+
+
+def check_chain(folder: Path, journal: Path | None = None) -> ChainCheck:
+    """Compare the manifest's digest with the journal's ``evidence_archived`` record of this
+    folder (by name; default journal ``<workspace>/journal.jsonl`` for ``<workspace>/evidence/
+    <run>``).  A different digest, or a journal without a record, is :class:`EvidenceTampered`:
+    someone re-sealed the archive, or the archive is not the workspace's."""
+    folder = Path(folder)
+    default = journal is None
+    journal = journal if journal is not None else folder.resolve().parent.parent / "journal.jsonl"
+    if default and not journal.is_file():
+        return ChainCheck("no journal")
+    try:
+        lines = journal.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise EvidenceTampered(f"cannot read journal {journal}: {exc.strerror}",
+                               folder=str(folder)) from exc
+    found: dict[str, object] | None = None
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if (isinstance(rec, dict) and rec.get("type") == "evidence_archived"
+                and Path(str(rec.get("folder", ""))).name == folder.resolve().name):
+            found = rec
+    if found is None:
+        raise EvidenceTampered(f"journal {journal} has no record of archive {folder.name}",
+                               folder=str(folder), hint="check this archive came from that "
+                               "workspace; an archive the journal does not know is unproven")
+    digest = sha256_file(folder / MANIFEST)
+    if found.get("manifest_sha256") != digest:
+        raise EvidenceTampered(
+            f"archive {folder.name} was re-sealed: its manifest is not the one the journal "
+            f"recorded (sha256 {str(found.get('manifest_sha256'))[:12]}..., now {digest[:12]}...)",
+            folder=str(folder), hint="use an untouched copy of the archive")
+    if found.get("signed") and not (folder / SIGNATURE).exists():
+        raise EvidenceTampered(f"archive {folder.name} was signed when sealed but its "
+                               f"{SIGNATURE} is gone", folder=str(folder),
+                               hint="use an untouched copy of the archive")
+    ts = found.get("ts")
+    return ChainCheck("chained", journal, float(ts) if isinstance(ts, (int, float)) else None)

@@ -45,14 +45,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.redactions:
         print(f"vmigrate: warning: secret values were found and redacted in "
               f"{', '.join(sorted(result.redactions))}", file=sys.stderr)
+    for note in result.notes:  # the signature's status, a runbook that differs from git
+        print(f"vmigrate: {'note' if note.startswith('signed') else 'warning'}: {note}",
+              file=sys.stderr)
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     print(f"evidence: {result.folder}")
     return result.exit_code
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
-    report = verify_or_raise(Path(args.dir))
-    print(f"evidence {args.dir} verified: {report.checked} files match the manifest")
+    from ..audit.evidence import check_chain
+    from ..audit.signing import check_signature
+
+    folder = Path(args.dir)
+    report = verify_or_raise(folder)
+    chain = check_chain(folder, Path(args.journal) if args.journal else None)
+    sig = check_signature(folder, Path(args.allowed_signers) if args.allowed_signers else None)
+    print(f"evidence {args.dir} verified: {report.checked} files match the manifest; "
+          f"{chain.line()}; {sig.line()}")
     return 0
 
 
@@ -74,4 +84,8 @@ def register(sub: Subcommands, with_params: WithParams) -> None:
     esub = e.add_subparsers(dest="evidence_cmd", required=True)
     v = esub.add_parser("verify", help="fail if any file differs from the manifest")
     v.add_argument("dir", help="a run's evidence folder")
+    v.add_argument("--allowed-signers", default=None, help="ssh-keygen allowed signers file "
+                   "naming who may seal evidence (default: $VMIGRATE_ALLOWED_SIGNERS)")
+    v.add_argument("--journal", default=None, help="the workspace journal that recorded the "
+                   "archive (default: <workspace>/journal.jsonl beside <workspace>/evidence)")
     v.set_defaults(func=cmd_evidence)

@@ -2,23 +2,17 @@
 the cutover, audit outputs, display).
 
 The notebooks stay thin (one call per step) so that what runs under papermill,
-by hand in JupyterLab and in the tests is the same library code.  papermill
-checks nothing about parameters (unknown ``-p`` names only warn), so the
-validation cell compares the notebook's globals against the names the
-parameters cell declared and stops on anything unknown or malformed.
-
-A runbook's parameters are the params file's top-level keys (one schema,
-:mod:`vmigrate_lib.params`, for the CLI and both runbooks), plus ``force`` for
-the cutover runbook: a per-run decision that no params file may carry.  This
-module drives the engine; :mod:`vmigrate_lib.audit` only reads what it records.
+by hand in JupyterLab and in the tests is the same library code.  The
+parameter cells' helpers live in :mod:`.runbook_params` (re-exported here for the
+notebooks' ``rb.``).  This module drives the engine; :mod:`vmigrate_lib.audit` only
+reads what it records.
 """
 
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,110 +37,16 @@ from ..engine.planner import Plan
 from ..engine.preflight import PreflightReport, run_preflight
 from ..engine.progress import CutoverFinished, PredictionMade, Reporter, SyncFinished
 from ..engine.workspace import Workspace
-from ..errors import ParameterError
-from ..params import MigrationParams, validate
 from ..session import close_migration, open_migration
+from .runbook_params import RunbookParams as RunbookParams
+from .runbook_params import baseline as baseline
+from .runbook_params import check_parameters as check_parameters
+from .runbook_params import validate_parameters as validate_parameters
 
 #: MIME type of the machine-readable result a runbook displays; the runner reads it.
 RESULT_MIME = "application/vnd.vmigrate.result+json"
-
-#: The params file's top-level keys: every runbook takes all of them.
-SCHEMA_KEYS: tuple[str, ...] = tuple(f.name for f in fields(MigrationParams))
-#: Parameter names each runbook accepts (its parameters cell declares exactly these).
-RUNBOOK_PARAMETERS: dict[str, frozenset[str]] = {
-    "sync": frozenset(SCHEMA_KEYS),
-    "cutover": frozenset((*SCHEMA_KEYS, "force")),
-}
-_IGNORED = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
-
-
-@dataclass(frozen=True)
-class RunbookParams:
-    """A runbook's checked parameters: the params file's, and the run's ``force``."""
-
-    kind: str
-    migration: MigrationParams
-    force: bool = False  #: cutover runbook only: go even on a no-go (recorded as forced)
-
-    @property
-    def change_id(self) -> str:
-        return self.migration.change_id
-
-    @property
-    def hosts(self) -> str:
-        return self.migration.host_kind
-
-    def summary(self) -> str:
-        p = self.migration
-        return (f"{self.kind} runbook for change {self.change_id} by {p.operator}: "
-                f"{p.vm} on {p.source.host} -> {p.target_name} on {p.destination.host} "
-                f"({self.hosts} hosts), workspace {p.workspace}, "
-                f"downtime budget {p.downtime_budget:.0f} s")
-
-
-def baseline(namespace: Mapping[str, Any]) -> frozenset[str]:
-    """Names defined before the parameters cell (call in the first cell)."""
-    return frozenset(namespace)
-
-
-def given_parameters(namespace: Mapping[str, Any], before: frozenset[str]) -> dict[str, Any]:
-    """The names the parameters cell and papermill's injected cell defined."""
-    return {
-        k: v for k, v in namespace.items()
-        if k not in before and not k.startswith("_") and k not in _IGNORED
-        and not isinstance(v, (types.ModuleType, types.FunctionType, type))
-    }
-
-
-def check_parameters(kind: str, given: Mapping[str, Any],
-                     base_dir: Path | None = None) -> RunbookParams:
-    """Check names, types and ranges of a runbook's parameters (or raise ParameterError).
-
-    Everything but ``force`` is the params schema's (:func:`vmigrate_lib.params.validate`);
-    a runbook also requires ``change_id`` and ``operator``.  A value of None (or "")
-    means "not given": the schema's default applies.
-    """
-    if kind not in RUNBOOK_PARAMETERS:
-        raise ParameterError(f"unknown runbook {kind!r}", hint="use sync or cutover")
-    known = RUNBOOK_PARAMETERS[kind]
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-            f"for the {kind} runbook",
-            hint=f"known parameters: {', '.join(sorted(known))}",
-            parameter=unknown[0],
-        )
-    raw = {k: v for k, v in given.items() if k != "force" and v is not None and v != ""}
-    migration = validate(raw, base_dir=base_dir)
-    if not migration.change_id:
-        raise ParameterError(
-            "missing parameter change_id",
-            hint="a runbook run belongs to a change: give its ticket, e.g. change_id: CHG-12345",
-            parameter="change_id",
-        )
-    if not migration.operator.strip():
-        raise ParameterError("parameter operator is empty",
-                             hint="name the person running this change", parameter="operator")
-    force = given.get("force")
-    force = False if force is None else force
-    if not isinstance(force, bool):  # the rejected value is never repeated
-        raise ParameterError("parameter force must be True or False",
-                             hint="write force = True to go on a no-go, else leave it out",
-                             parameter="force")
-    return RunbookParams(kind, migration, force)
-
-
-def validate_parameters(kind: str, namespace: Mapping[str, Any],
-                        before: frozenset[str]) -> RunbookParams:
-    """The validation cell: check, print one summary line, or stop with a clear message."""
-    try:
-        run = check_parameters(kind, given_parameters(namespace, before), base_dir=Path.cwd())
-    except ParameterError as exc:
-        print(f"PARAMETER ERROR: {exc.one_line()}", flush=True)
-        raise
-    print(run.summary(), flush=True)
-    return run
+#: scrapbook's MIME type for a JSON scrap (``sb.read_notebook(path).scraps`` reads it).
+SCRAP_MIME = "application/scrapbook.scrap.json+json"
 
 
 # --- opening and the sync loop ---------------------------------------------------------------
@@ -158,10 +58,12 @@ def open_run(run: RunbookParams, reporter: Reporter) -> Migration:
 
 
 def note_run(m: Migration, run: RunbookParams) -> None:
-    """Journal which change and operator this run belongs to (once the workspace exists)."""
+    """Journal which change and operator this run belongs to (once the workspace exists),
+    and the other change it continues, if ``continue_change`` said so."""
     if m.workspace.exists:
+        extra = {"continues": run.continue_change} if run.continue_change else {}
         m.workspace.journal.append("runbook", runbook=run.kind, change_id=run.change_id,
-                                   operator=run.migration.operator, hosts=run.hosts)
+                                   operator=run.migration.operator, hosts=run.hosts, **extra)
 
 
 @dataclass
@@ -299,12 +201,19 @@ def save_audit(workspace: Path, *, budget: float | None = None,
 
 
 def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Display the run's result as a machine-readable output (the runner keeps it)."""
+    """Display the run's result as a machine-readable output (the runner keeps it), which
+    is also a scrapbook scrap named ``result`` (scrapbook's own payload, version 1, so
+    ``sb.read_notebook(path).scraps["result"].data`` reads it without the kernel
+    importing scrapbook)."""
     result = {"runbook": run.kind, "change_id": run.change_id,
               "operator": run.migration.operator, **data}
     text = json.dumps(result, sort_keys=True, default=str)
     print(f"RESULT {text}", flush=True)
-    ipd().display({RESULT_MIME: json.loads(text), "text/plain": text}, raw=True)
+    plain = json.loads(text)
+    scrap = {"name": "result", "data": plain, "encoder": "json", "version": 1}
+    ipd().display({RESULT_MIME: plain, SCRAP_MIME: scrap, "text/plain": text},
+                  metadata={"scrapbook": {"name": "result", "data": True, "display": False}},
+                  raw=True)
     return result
 
 

@@ -1,30 +1,21 @@
 """Execute a runbook with papermill into an evidence folder, sealed by a manifest.
 
-One folder per run holds the executed notebook, its HTML export, the
-parameters, the journal slice the run appended, the audit CSV/PNG, the
-environment's versions and the runbook's git commit.  Failed runs are archived
-too; an execution timeout (which papermill does not mark) and a dead kernel
-are marked here.  Before sealing, every file is checked for the values of the
-secrets the parameters reference, and any occurrence is redacted and noted.
+One folder per run holds the executed notebook and what :mod:`.run_archive` adds
+(HTML, parameters, journal slice, audit CSV/PNG, versions, commit, manifest,
+signature).  Failed runs are archived too; an execution timeout (which papermill
+does not mark) and a dead kernel are marked here.
 
 The parameters are checked here, with the runbook's own check, before anything
 is archived and before a kernel starts: refused parameters (a pasted secret
 among them) leave no folder, no notebook and no kernel history behind.  The
-kernel runs with IPython's history database off, the archive is private (0700
-folders, 0600 files), and a full disk is one line (:class:`LocalDiskFull`).
+kernel runs with IPython's history database off, the archive is private and sealed
+read-only, and a full disk is one line (:class:`LocalDiskFull`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import importlib
-import importlib.metadata
-import json
-import logging
 import os
-import re
-import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,33 +24,31 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import papermill as pm
-import yaml
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
 from .. import errors
 from ..audit.dashboard import HEADLESS_ENV
-from ..audit.evidence import (
-    EvidenceError,
-    make_private,
-    private_dirs,
-    sha256_file,
-    write_manifest,
-    write_private,
-)
-from ..audit.provenance import environment, git_info, redact, secret_refs
 from ..engine.workspace import Workspace
 from ..errors import InputError, ParameterError, VmigrateError
 from ..fsfaults import disk_full
+from ..params import LabHostParams
 from ..params.paramfile import shown
-from ..units import parse_duration
-from .notebook import (
-    RESULT_MIME,
+from ..params.paths import project_root
+from .notebook import RESULT_MIME
+from .run_archive import (
+    archive_outputs,
+    journal_archived,
+    nbformat_module,
+    prepare_folder,
+    seal,
+)
+from .runbook_params import (
     RUNBOOK_PARAMETERS,
     RunbookParams,
     check_parameters,
-    save_audit,
+    check_workspace_use,
 )
 
 #: Name of the kernel set-up installs (jupyter/install.sh); python3 is the fallback.
@@ -83,6 +72,8 @@ class RunResult:
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     redactions: dict[str, int] = field(default_factory=dict)
+    #: what the operator should know: "unsigned: ...", "runbook differs from its commit"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -126,34 +117,6 @@ def history_off_args(kernel: str) -> list[str]:
     return [a for a in KERNEL_HISTORY_OFF if a.split("=", 1)[0] not in given]
 
 
-def _nbf() -> Any:
-    """``nbformat`` (untyped: kept behind ``Any`` for mypy --strict)."""
-    return importlib.import_module("nbformat")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "run"
-
-
-def evidence_root(workspace: Path) -> Path:
-    """``<workspace>/evidence`` (the workspace as the checked parameters resolve it)."""
-    return Workspace(workspace).evidence_dir.resolve()
-
-
-def _new_folder(root: Path, kind: str, change: Any, *, own_root: bool) -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{stamp}-{kind}-{_slug(str(change or 'nochange'))}"
-    private_dirs(root, tighten=own_root)
-    for i in range(1000):
-        folder = root / (base if i == 0 else f"{base}-{i}")
-        try:
-            folder.mkdir(mode=0o700)
-            return folder
-        except FileExistsError:
-            continue
-    raise EvidenceError(f"cannot create an evidence folder under {root}", folder=str(root))
-
-
 @contextlib.contextmanager
 def _headless_env() -> Iterator[None]:
     old = os.environ.get(HEADLESS_ENV)
@@ -177,7 +140,7 @@ def _exit_code_for(ename: str) -> int:
 def mark_failed(nb_path: Path, source: Path, params: Mapping[str, Any], status: str,
                 message: str) -> None:
     """Mark an executed notebook failed (papermill leaves timeouts and dead kernels unmarked)."""
-    nbformat = _nbf()
+    nbformat = nbformat_module()
 
     if nb_path.exists():
         nb = nbformat.read(nb_path, as_version=4)
@@ -216,7 +179,7 @@ def mark_failed(nb_path: Path, source: Path, params: Mapping[str, Any], status: 
 
 def read_result(nb_path: Path) -> dict[str, Any] | None:
     """The machine-readable result the runbook displayed, if it got that far."""
-    nbformat = _nbf()
+    nbformat = nbformat_module()
 
     if not nb_path.exists():
         return None
@@ -228,22 +191,6 @@ def read_result(nb_path: Path) -> dict[str, Any] | None:
             if RESULT_MIME in data:
                 found = dict(data[RESULT_MIME])
     return found
-
-
-def export_html(nb_path: Path, html_path: Path) -> str | None:
-    """HTML export (PNG inlined); returns an error text instead of failing the archive."""
-    try:
-        nbconvert: Any = importlib.import_module("nbconvert")
-        # nbconvert adds a generic alt text to every plot itself and then logs a warning
-        # per export; an operator can do nothing about it, so its own logger stays quiet.
-        quiet = logging.getLogger("vmigrate.nbconvert")
-        quiet.setLevel(logging.ERROR)
-        body, _ = nbconvert.HTMLExporter(log=quiet).from_notebook_node(
-            _nbf().read(nb_path, as_version=4))
-        html_path.write_text(body, encoding="utf-8")
-    except Exception as exc:  # the archive must be written even if the export breaks
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def injected(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,10 +219,11 @@ def run_runbook(
     """Execute the ``kind`` runbook with ``params`` under papermill and archive the run.
 
     A pipeline (compare papermill's ``execute_notebook``): check the parameters
-    (:func:`_validate`), make a new private evidence folder (:func:`_prepare_folder`),
-    execute (:func:`_execute`), archive what the run produced (:func:`_archive`),
-    redact and seal it with a manifest (:func:`_seal`) and journal where it went
-    (:func:`_journal_archived`).
+    (:func:`_validate`) and refuse a finished or another change's workspace, make a new
+    private evidence folder (:func:`.run_archive.prepare_folder`), execute
+    (:func:`_execute`), archive what the run produced (:func:`.run_archive.archive_outputs`),
+    redact, seal and sign it (:func:`.run_archive.seal`) and journal where it went
+    (:func:`.run_archive.journal_archived`).
 
     Parameters
     ----------
@@ -288,7 +236,10 @@ def run_runbook(
     params_file
         The YAML file ``params`` came from, if any: archived verbatim beside them.
     cwd
-        Where the kernel runs and relative paths (the workspace) resolve; default: here.
+        Where the kernel runs; default: here.  Relative paths (``workspace``, ``lab_root``)
+        resolve against the project root above the params file (else above ``cwd``;
+        :func:`vmigrate_lib.params.paths.project_root`) and are injected absolute, so a
+        hand run and this one mean the same folders.
     out_root
         Where run folders go; default ``<workspace>/evidence`` (then made 0700 too; a
         folder the operator names is never tightened, only the run folder in it).
@@ -308,34 +259,53 @@ def run_runbook(
     :class:`EvidenceError` when no archive can be written.
     """
     cwd = Path(cwd or Path.cwd()).resolve()
-    checked = _validate(kind, params, cwd)
+    base = (project_root(Path(params_file).resolve().parent, fallback=cwd) if params_file
+            else project_root(cwd))
+    checked = _validate(kind, params, base)
+    check_workspace_use(checked)
     source = Path(runbook) if runbook else runbooks_dir() / f"{kind}.ipynb"
     if not source.exists():
         raise InputError(f"runbook {source} not found", hint=f"set ${RUNBOOKS_ENV}")
     kernel = pick_kernel(kernel_name)
     ws = Workspace(checked.migration.workspace)
     try:
-        folder = _prepare_folder(kind, params, params_file, out_root, ws)
+        folder = prepare_folder(kind, params, params_file, out_root, ws)
         offset = ws.journal.path.stat().st_size if ws.journal.path.exists() else 0
-        run = _execute(kind, params, source, folder, kernel, cwd=cwd,
-                       cell_timeout=cell_timeout, stream=stream)
-        notes = _archive(folder, kind, params, source, kernel, ws, offset)
+        run = _execute(kind, absolute_paths(params, checked), source, folder, kernel,
+                       cwd=cwd, cell_timeout=cell_timeout, stream=stream)
+        notes = archive_outputs(folder, kind, params, source, kernel, ws, offset)
         record = {
             "runbook": kind, "status": run.status, "started": run.started, "ended": run.ended,
             "duration_s": round(run.ended - run.started, 3), "error": run.error,
             "result": run.result, "change_id": params.get("change_id"),
             "operator": params.get("operator"), "kernel": kernel, "cwd": str(cwd),
             "params_file": str(params_file or ""), "journal_offset": offset,
-            "cell_timeout": cell_timeout, **notes,
+            "base_dir": str(base), "cell_timeout": cell_timeout, **notes,
         }
-        redactions, manifest = _seal(folder, record, params)
-        _journal_archived(ws, kind, run.status, folder, manifest)
+        redactions, manifest, signed = seal(folder, record, params)
+        journal_archived(ws, kind, run.status, folder, manifest)
     except OSError as exc:
         full = disk_full(exc)
         if full is None:
             raise
         raise full from exc
-    return RunResult(kind, run.status, folder, run.exit_code, run.error, run.result, redactions)
+    said = [signed] + ([f"the {kind} runbook {source} differs from its committed version "
+                        "(git.json records it): review or commit the change"]
+                       if notes.get("runbook_modified") else [])
+    return RunResult(kind, run.status, folder, run.exit_code, run.error, run.result, redactions,
+                     said)
+
+
+def absolute_paths(params: Mapping[str, Any], checked: RunbookParams) -> dict[str, Any]:
+    """``params`` with ``workspace`` and lab hosts' ``lab_root`` as the check resolved them
+    (absolute), so the kernel's folder cannot change what they mean."""
+    out = dict(params)
+    out["workspace"] = str(checked.migration.workspace)
+    for side in ("source", "destination"):
+        hp = getattr(checked.migration, side)
+        if isinstance(hp, LabHostParams) and isinstance(out.get(side), Mapping):
+            out[side] = {**out[side], "lab_root": hp.lab_root}
+    return out
 
 
 def _validate(kind: str, params: Mapping[str, Any], cwd: Path) -> RunbookParams:
@@ -351,24 +321,6 @@ def _validate(kind: str, params: Mapping[str, Any], cwd: Path) -> RunbookParams:
                              + ", ".join(sorted(RUNBOOK_PARAMETERS[kind])),
                              parameter=shown(unknown[0]))
     return check_parameters(kind, injected(kind, params), base_dir=cwd)
-
-
-def _prepare_folder(kind: str, params: Mapping[str, Any], params_file: Path | None,
-                    out_root: Path | None, ws: Workspace) -> Path:
-    """A new private run folder holding the parameters (and the params file) as given;
-    if even they cannot be written, no half folder stays."""
-    root = Path(out_root) if out_root else evidence_root(ws.root)
-    folder = _new_folder(root, kind, params.get("change_id"), own_root=out_root is None)
-    try:
-        write_private(folder / "parameters.yaml", yaml.safe_dump(
-            json.loads(json.dumps(dict(params), default=str)), sort_keys=True).encode())
-        if params_file is not None:
-            write_private(folder / f"params-file{Path(params_file).suffix or '.yaml'}",
-                          Path(params_file).read_bytes())
-    except OSError:
-        shutil.rmtree(folder, ignore_errors=True)  # nothing ran yet: no half archive stays
-        raise
-    return folder
 
 
 @dataclass
@@ -421,67 +373,7 @@ def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, k
         mark_failed(out_nb, source, params, status, error["message"])
     ended = time.time()
     if not out_nb.exists():  # papermill failed before writing anything
-        nbformat = _nbf()
+        nbformat = nbformat_module()
         nbformat.write(nbformat.read(source, as_version=4), out_nb)
         mark_failed(out_nb, source, params, status, str((error or {}).get("message")))
     return Execution(status, started, ended, error, read_result(out_nb))
-
-
-def _archive(folder: Path, kind: str, params: Mapping[str, Any], source: Path, kernel: str,
-             ws: Workspace, offset: int) -> dict[str, Any]:
-    """HTML export, the journal slice this run appended, the audit CSV/PNG, versions and
-    the runbook's commit; returns notes for ``run.json`` (what could not be made)."""
-    notes: dict[str, Any] = {}
-    html_error = export_html(folder / f"{kind}.ipynb", folder / f"{kind}.html")
-    if html_error:
-        notes["html_export_error"] = html_error
-    journal = ws.journal.path
-    slice_bytes = b""
-    if journal.exists():
-        with open(journal, "rb") as f:
-            f.seek(offset)
-            slice_bytes = f.read()
-    (folder / "journal.jsonl").write_bytes(slice_bytes)
-    if journal.exists():
-        try:
-            save_audit(ws.root, budget=_budget(params), show=False, folder=folder / "audit")
-        except VmigrateError as exc:
-            notes["audit_error"] = exc.one_line()
-    (folder / "environment.json").write_text(json.dumps(environment(kernel), indent=2))
-    (folder / "git.json").write_text(json.dumps(git_info(source), indent=2))
-    return notes
-
-
-def _budget(params: Mapping[str, Any]) -> float | None:
-    """The downtime budget for the audit plot, if the parameters give a readable one."""
-    budget = params.get("downtime_budget")
-    if not isinstance(budget, (int, float, str)):
-        return None
-    try:
-        return parse_duration(budget)
-    except ValueError:
-        return None
-
-
-def _seal(folder: Path, record: dict[str, Any], params: Mapping[str, Any]
-          ) -> tuple[dict[str, int], Path]:
-    """Write ``run.json`` (and ``FAILED``), redact the referenced secrets' values from
-    every file, make the folder private and write the manifest last."""
-    (folder / "run.json").write_text(json.dumps(record, indent=2, default=str))
-    if record["status"] != "ok":
-        (folder / "FAILED").write_text(
-            f"{record['status']}: {(record['error'] or {}).get('message', '')}\n")
-    redactions = redact(folder, secret_refs(params))
-    if redactions:
-        record["redactions"] = redactions
-        (folder / "run.json").write_text(json.dumps(record, indent=2, default=str))
-    make_private(folder)
-    return redactions, write_manifest(folder)
-
-
-def _journal_archived(ws: Workspace, kind: str, status: str, folder: Path,
-                      manifest: Path) -> None:
-    """Note the sealed folder in the workspace's journal (if the run made a migration)."""
-    if ws.state_path.exists():
-        ws.journal.append("evidence_archived", runbook=kind, status=status,
-                          folder=str(folder), manifest_sha256=sha256_file(manifest))

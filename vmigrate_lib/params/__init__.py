@@ -39,6 +39,7 @@ from ..modes import (
 from ..units import parse_duration, parse_size
 from .hostrefs import NAME, REFERENCE_HINT, check_field, check_host, check_text, is_secret_key
 from .paramfile import read_params_file, shown
+from .paths import lab_root_under
 from .workspace_rules import ESXI_DATASTORES, check_workspace
 
 
@@ -381,6 +382,8 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
             )
     source = _host_section("source", top["source"])
     dest = _host_section("destination", top["destination"])
+    if base_dir is not None:  # relative lab roots: the project's, never the process's cwd
+        source, dest = lab_root_under(source, base_dir), lab_root_under(dest, base_dir)
     if dest.ssh_mode != _HostBase.ssh_mode:
         raise ParameterError(
             "parameter destination.ssh_mode has no effect: the transfer mode is the source's",
