@@ -259,6 +259,14 @@ class NoSpaceLeft(AgentError):
     default_hint = "free space on the destination datastore, then re-run: it resumes"
 
 
+class DeltaFormatUnknown(AgentError):
+    """A snapshot delta file the agent's reader does not understand (magic, version,
+    sizes, a table entry): never guessed at, the cycle cannot use it."""
+
+    default_hint = ("vmigrate reads SEsparse (VMFS-6) and vmfsSparse (VMFS-5) deltas as QEMU's "
+                    "vmdk driver does; use sync.change_tracking: hash for this VM")
+
+
 class LocalDiskFull(OperationError):
     """A local file system (workspace, journal, evidence) ran out of space or quota."""
 

@@ -7,12 +7,13 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..errors import AgentError, TransportError
+from ..errors import AgentError, DeltaFormatUnknown, TransportError
 from ..extents import Extent
 from .agent import protocol as proto
 from .agent.hashing import HASH_FUNCS
 from .agentchannel import AgentChannel
 from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat, StreamSummary
+from .deltas import DeltaExtents
 from .transport import Transport
 
 
@@ -98,6 +99,27 @@ class AgentDatastore(Datastore):
     def algorithms(self) -> list[str]:
         self.channel.connect()
         return list(self.hello.get("algorithms", []))
+
+    def delta_extents(self, path: str) -> DeltaExtents | None:
+        """The changed grains of a frozen snapshot delta (``-sesparse.vmdk``/``-delta.vmdk``)."""
+        self.channel.connect()
+        if "delta_formats" not in self.hello.get("features", []):
+            return None
+        try:
+            return DeltaExtents.from_answer(path, self.call("delta_extents", path=path))
+        except AgentError as exc:
+            if exc.fields.get("agent_error") == "DeltaFormatError":
+                raise DeltaFormatUnknown(exc.message, path=path) from exc
+            raise
+
+    def read_delta(self, path: str, offset: int, length: int) -> bytes:
+        """Guest bytes of a changed area, read from the delta file (at most 4 MiB)."""
+        data = base64.b64decode(self.call("read_delta", path=path, offset=offset,
+                                          length=length)["data"])
+        if len(data) != length:
+            raise AgentError(f"read_delta returned {len(data)} of {length} bytes",
+                             datastore=self.name, path=path)
+        return data
 
     # --- streams ---------------------------------------------------------------------
     def read_extents(self, path: str, extents: Iterable[Extent]) -> Iterator[Chunk]:

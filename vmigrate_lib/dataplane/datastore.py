@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from ..extents import Extent
 from ..modes import SshMode
+from .deltas import DeltaExtents
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,11 @@ class Datastore(abc.ABC):
 
         None (the default): not supported for this pair; the caller relays
         (:meth:`read_extents` into ``dst``'s :meth:`open_writer`)."""
+        return None
+
+    def delta_extents(self, path: str) -> DeltaExtents | None:
+        """The changed grains of a frozen snapshot delta file (SEsparse or vmfsSparse),
+        read where it lives; None (the default): this datastore cannot read deltas."""
         return None
 
     def last_read_summary(self) -> StreamSummary | None:

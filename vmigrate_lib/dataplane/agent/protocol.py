@@ -42,7 +42,7 @@ LENGTH = struct.Struct(">Q")
 # codec in "compression" never receives nor sends frames flagged with it).
 FLAG_ZLIB = 0x01
 FLAG_ZSTD = 0x02
-FEATURES = ["compress", "push", "probe_peer", "bwlimit"]
+FEATURES = ["compress", "push", "probe_peer", "bwlimit", "delta_formats"]
 
 
 def _codecs():

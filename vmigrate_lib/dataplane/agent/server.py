@@ -5,6 +5,7 @@ import os
 import sys
 
 from .hashing import HASHERS
+from .ops_delta import DeltaOps
 from .ops_files import FileOps
 from .ops_push import PushOps
 from .ops_stream import StreamOps
@@ -25,7 +26,7 @@ from .protocol import (
 )
 
 
-class Agent(FileOps, StreamOps, PushOps):
+class Agent(FileOps, StreamOps, PushOps, DeltaOps):
     """Serves one datastore folder on a pair of byte streams (stdin/stdout)."""
 
     def __init__(self, root, rfile, wfile, chunk=DEFAULT_CHUNK):
