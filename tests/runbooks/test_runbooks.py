@@ -90,7 +90,7 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     assert check_chain(cutover.folder).status == "chained"  # verify compares that digest
     assert any(n.startswith("unsigned: no signing key") for n in cutover.notes)
     # the result is a scrapbook scrap too (issue 14 item 8), read with scrapbook itself
-    import scrapbook as sb
+    import scrapbook as sb  # type: ignore[import-untyped]
 
     scraps = sb.read_notebook(str(cutover.folder / "cutover.ipynb")).scraps
     assert scraps["result"].data["status"] == "done"
