@@ -241,6 +241,14 @@ class PowerError(OperationError):
     default_hint = "check the VM's power state on the host"
 
 
+class ToolsUnavailable(PowerError):
+    """The guest cannot be asked anything: VMware Tools do not run in it (vSphere's
+    ``ToolsUnavailable`` fault of ``ShutdownGuest``)."""
+
+    default_hint = ("start VMware Tools in the guest, or allow a hard power-off "
+                    "(cutover.allow_hard_poweroff / --allow-hard-poweroff)")
+
+
 class TimeoutExpired(OperationError):
     default_hint = "the operation took longer than allowed; raise the timeout or check the host"
 
@@ -301,6 +309,16 @@ class LabError(OperationError):
 
 class CutoverError(OperationError):
     default_hint = "vmigrate cutover resumes from the recorded step; vmigrate rollback undoes it"
+
+
+class BobMayHaveServed(CutoverError):
+    """A cutover step failed after the new VM had run past the grace period: he may
+    have served writes, so nothing rolls back by itself; the operator decides."""
+
+    default_hint = (
+        "fix the cause and run vmigrate cutover again to resume, or vmigrate rollback "
+        "--yes-lose-bob-writes to go back to the source (writes made on the new VM are lost)"
+    )
 
 
 class ProbeFailed(CutoverError):

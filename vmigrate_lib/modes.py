@@ -25,8 +25,10 @@ DiskMode = Literal["full", "tracked", "hash"]  #: how one disk's extents were ch
 CycleKind = Literal["seed", "delta", "final"]
 CycleStatus = Literal["ok", "failed", "interrupted"]
 StepStatus = Literal["pending", "running", "done", "failed"]  #: a cutover step in state.json
-CutoverStatus = Literal["running", "probes_failed", "rolling_back", "rolled_back", "aborted",
-                        "done"]  #: a cutover attempt in state.json
+CutoverStatus = Literal["running", "probes_failed", "stopped", "rolling_back", "rolled_back",
+                        "aborted", "done"]  #: a cutover attempt in state.json
+#: params ``cutover.ready``: how Bob counts as ready (auto: tools if Alice runs them)
+ReadyMode = Literal["auto", "tools", "power-and-probes"]
 
 HOST_TYPES: tuple[HostType, ...] = get_args(HostType)
 HOSTS_KINDS: tuple[HostsKind, ...] = get_args(HostsKind)
@@ -40,6 +42,7 @@ CYCLE_KINDS: tuple[CycleKind, ...] = get_args(CycleKind)
 CYCLE_STATUSES: tuple[CycleStatus, ...] = get_args(CycleStatus)
 STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
 CUTOVER_STATUSES: tuple[CutoverStatus, ...] = get_args(CutoverStatus)
+READY_MODES: tuple[ReadyMode, ...] = get_args(ReadyMode)
 
 W = TypeVar("W", bound=str)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Self
 
-from ..errors import VmigrateError
+from ..errors import TimeoutExpired, VmigrateError
 from ..extents import Extent
 
 if TYPE_CHECKING:
@@ -85,6 +85,17 @@ class SnapshotInfo:
     @property
     def is_vmigrate(self) -> bool:
         return self.name.startswith(VMIGRATE_SNAPSHOT_PREFIX)
+
+
+@dataclass(frozen=True)
+class VmChange:
+    """Something done to a VM that change tracking may not show: a revert to a
+    snapshot, a disk extended or added, a reconfiguration of its disks or of change
+    tracking.  Read from the host's own history (vSphere: its events)."""
+
+    kind: str  #: revert | extend | reconfigure
+    at: float  #: when, seconds since the epoch
+    detail: str  #: one line, the host's words
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,29 @@ class Host(abc.ABC):
                 return False
             time.sleep(min(self.power_poll_interval, left))
         return True
+
+    def wait_running(self, vm: str, timeout: float) -> VmInfo:
+        """Readiness without VMware Tools: wait until ``vm`` is powered on, at most
+        ``timeout`` seconds; the probes then say whether its service works.
+
+        The default reads :meth:`power_state` every :attr:`power_poll_interval`; the
+        lab also waits for its boot check, which proves the copy."""
+        deadline = time.monotonic() + timeout
+        while self.power_state(vm) != PowerState.ON:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutExpired(f"VM {vm} was not powered on within {timeout:.0f} s",
+                                     vm=vm, timeout=timeout)
+            time.sleep(min(self.power_poll_interval, left))
+        return self.find_vm(vm)
+
+    def changes_since(self, vm: str, since: float) -> list[VmChange] | None:
+        """What was done to ``vm`` since ``since`` (epoch seconds) that its change
+        tracking may have missed: reverts, extends, disk reconfigurations.
+
+        None: this host cannot tell (the default); the engine then says so once per
+        cycle and relies on the late full certify."""
+        return None
 
     def is_runtime_file(self, name: str) -> bool:
         """Whether a file of a VM's folder (base name) is this host's runtime state:

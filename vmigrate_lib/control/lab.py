@@ -7,6 +7,7 @@ sync in one process and a cutover in another, days later, see the same lab.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,11 @@ from ..errors import (
     LabError,
     PowerError,
     SnapshotError,
+    TimeoutExpired,
+    ToolsUnavailable,
 )
 from ..extents import Extent
+from ..lab import events as vm_events
 from ..lab.acks import ack_path
 from ..lab.changes import changed_areas
 from ..lab.handle import VmHandle, log_tail
@@ -29,7 +33,7 @@ from ..lab.power import child_running, kill_guest, spawn_guest
 from ..lab.registration import config_for_copy, guest_ip_for
 from ..lab.vmconfig import SnapshotRecord, VmConfig
 from ..lab.workload import WorkloadSpec
-from .host import DiskInfo, Host, PowerState, SnapshotInfo, VmInfo
+from .host import DiskInfo, Host, PowerState, SnapshotInfo, VmChange, VmInfo
 
 if TYPE_CHECKING:
     from ..dataplane.datastore import Datastore
@@ -95,7 +99,7 @@ class LabHost(Host):
         cfg = h.config()
         st = h.status()
         power = PowerState.ON if st is not None or h.pid() is not None else PowerState.OFF
-        tools = st is not None and st.get("state") == "running"
+        tools = st is not None and st.get("state") == "running" and cfg.tools
         disks = tuple(
             DiskInfo(
                 key=d.key,
@@ -150,7 +154,13 @@ class LabHost(Host):
 
     def reset_change_tracking(self, vm: str) -> None:
         """Start a new CBT epoch (as after a storage vMotion): old change ids turn invalid."""
-        self.handle(vm).run("cbt_reset", lambda m: m.reset_change_tracking(), lambda r: None)
+        h = self.handle(vm)
+        h.run("cbt_reset", lambda m: m.reset_change_tracking(), lambda r: None)
+        vm_events.record(h.vmdir, "reconfigure", "change tracking reset")
+
+    def changes_since(self, vm: str, since: float) -> list[VmChange] | None:
+        """The lab VM's own history (:mod:`vmigrate_lib.lab.events`)."""
+        return vm_events.since(self.vm_dir(vm), since)
 
     def query_changed_areas(
         self, vm: str, snapshot: SnapshotInfo, disk_key: int, since: str
@@ -173,6 +183,7 @@ class LabHost(Host):
             key=disk_key,
             capacity=new_capacity,
         )
+        vm_events.record(self.vm_dir(vm), "extend", f"disk {disk_key} extended to {new_capacity}")
         return self.find_vm(vm)
 
     def add_disk(self, vm: str, capacity: int) -> DiskInfo:
@@ -181,6 +192,7 @@ class LabHost(Host):
             "disk_add", lambda m: m.add_disk(capacity).key, lambda r: int(r["key"]),
             capacity=capacity,
         )
+        vm_events.record(self.vm_dir(vm), "reconfigure", f"disk {key} added")
         return next(d for d in self.find_vm(vm).disks if d.key == key)
 
     def remove_disk(self, vm: str, disk_key: int) -> VmInfo:
@@ -188,6 +200,7 @@ class LabHost(Host):
         self.handle(vm).run(
             "disk_remove", lambda m: m.remove_disk(disk_key), lambda r: None, key=disk_key,
         )
+        vm_events.record(self.vm_dir(vm), "reconfigure", f"disk {disk_key} removed")
         return self.find_vm(vm)
 
     # --- snapshots ---------------------------------------------------------------------
@@ -265,7 +278,22 @@ class LabHost(Host):
             kill_guest(h.vmdir, timeout)
 
     def shutdown_guest(self, vm: str) -> None:
-        self.handle(vm).guest("shutdown", 10.0)
+        """As ``ShutdownGuest``: a guest without VMware Tools (``tools: false``) cannot
+        be asked, :class:`ToolsUnavailable` at once (a powered-off VM: PowerError)."""
+        h = self.handle(vm)
+        if h.pid() is not None and not h.config().tools:
+            raise ToolsUnavailable(f"guest shutdown of VM {vm} failed: VMware Tools are not "
+                                   "running in the guest", vm=vm)
+        h.guest("shutdown", 10.0)
+
+    def set_tools(self, vm: str, running: bool) -> None:
+        """Give the guest VMware Tools or take them away (live if it runs)."""
+
+        def offline(m: Any) -> None:
+            m.config.tools = running
+            m.save()
+
+        self.handle(vm).run("set_tools", offline, lambda r: None, tools=running)
 
     def is_runtime_file(self, name: str) -> bool:
         """VMware's runtime files and the lab's own (:data:`~vmigrate_lib.lab.layout.RUNTIME_SUFFIXES`)."""
@@ -305,6 +333,8 @@ class LabHost(Host):
                     f"a VM named {name!r} is already registered on {self.name}", vm=name
                 )
             cfg = config_for_copy(vmdir, name, source, network_map, self.register_workload)
+            if (vmdir / cfg_file).is_file():  # the source's config, copied: its guest's tools
+                cfg.tools = VmConfig.load(vmdir / cfg_file).tools
             cfg.save(vmdir / cfg_file)
             entries[name] = want
         return self.find_vm(name)
@@ -316,7 +346,20 @@ class LabHost(Host):
         self.inventory.remove(name)
 
     def wait_ready(self, vm: str, timeout: float) -> VmInfo:
-        """Wait for the boot check; a failed check (torn or missing blocks) raises LabError."""
+        """Wait for the boot check and VMware Tools (a guest with ``tools: false`` never
+        gets there, as on ESXi); a failed check (torn or missing blocks) raises LabError."""
+        if not self.config(vm).tools:
+            t0 = time.monotonic()
+            self.wait_running(vm, timeout)  # a failed boot check still says so first
+            time.sleep(max(0.0, timeout - (time.monotonic() - t0)))  # Tools never come
+            raise TimeoutExpired(f"VM {vm} was not ready within {timeout:.0f} s: no VMware "
+                                 "Tools running", vm=vm, timeout=timeout,
+                                 hint="check the guest's VMware Tools, or use cutover.ready: "
+                                 "power-and-probes with probes")
+        return self.wait_running(vm, timeout)
+
+    def wait_running(self, vm: str, timeout: float) -> VmInfo:
+        """Powered on and the boot check passed (it proves the copy; no Tools needed)."""
         h = self.handle(vm)
 
         def ready(st: dict[str, Any] | None) -> bool:

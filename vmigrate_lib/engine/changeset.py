@@ -57,16 +57,41 @@ def clean_stale(m: Migration) -> InProgress | None:
     return replace(ip, checkpoints=dict(ip.checkpoints), snap_change_ids=dict(ip.snap_change_ids))
 
 
+def cbt_doubt(m: Migration, rec: dict[str, object]) -> str:
+    """Why this cycle must not trust change tracking: what the host's history says was
+    done to the VM since the last cycle's snapshot (a revert, an extend, a disk or
+    change-tracking reconfiguration: known ways CBT misses writes, VMware KB 2090639,
+    KB 2136854).  Recorded in the cycle record (``cbt_history``) and journaled."""
+    state = m.workspace.state
+    if not state.seeded or state.last_snapshot_at is None:
+        return ""
+    changes = m.source.changes_since(m.params.vm, state.last_snapshot_at)
+    if changes is None:
+        rec["cbt_history"] = "unavailable"
+        return ""
+    rec["cbt_history"] = [{"kind": c.kind, "at": c.at, "detail": c.detail} for c in changes]
+    if not changes:
+        return ""
+    said = "; ".join(f"{c.kind}: {c.detail}" for c in changes[:3])
+    more = f" (+{len(changes) - 3} more)" if len(changes) > 3 else ""
+    reason = f"VM changed since the last cycle ({said}{more}): change tracking may miss writes"
+    m.workspace.journal.append("cbt_distrusted", reason=reason, changes=rec["cbt_history"])
+    return reason
+
+
 def _query(m: Migration, snap: SnapshotInfo, disk: DiskInfo, since: str) -> list[Extent]:
     return normalize(m.source.query_changed_areas(m.params.vm, snap, disk.key, since))
 
 
 def plan_disk(
-    m: Migration, snap: SnapshotInfo, disk: DiskInfo, resume: InProgress | None
+    m: Migration, snap: SnapshotInfo, disk: DiskInfo, resume: InProgress | None,
+    doubt: str = "",
 ) -> DiskPlan:
     """What to copy for one disk.  An untrusted copy is hash-compared before any rule
     (seed or resume) may trust a checkpoint: a failed certify or an edited state
-    never again decides what is "already there".
+    never again decides what is "already there".  ``doubt`` (the VM was reverted,
+    extended or reconfigured since the last cycle: :func:`cbt_doubt`) hash-compares
+    a seeded disk whatever its change id says.
     """
     dstate = m.workspace.state.disk(disk.key, disk.path) or DiskState(key=disk.key)
     base = dstate.change_id
@@ -89,6 +114,8 @@ def plan_disk(
         plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
     elif dstate.recheck:  # grown, returned or recreated: prove it by hashes
         plan = DiskPlan(disk, "hash", [], dstate.recheck)
+    elif doubt:
+        plan = DiskPlan(disk, "hash", [], doubt)
     elif not disk.cbt_enabled or not base:
         plan = DiskPlan(disk, "hash", [], "change tracking is off")
     else:

@@ -5,7 +5,10 @@ Each step is journaled (type ``step``: name, status, start, end) and recorded in
 recorded step.  The rules that keep Alice's data safe:
 
 * any failure before Bob is ready rolls back by itself: Bob off and
-  unregistered (his files stay), Alice powered on again, untouched;
+  unregistered (his files stay), Alice powered on again, untouched; but once
+  Bob has run past ``rollback_grace`` (he may have served writes, e.g. a guest
+  without Tools that never counts as ready) the cutover stops (``stopped``) and
+  the operator decides;
 * once Bob is ready he may have taken writes, so a failing probe only stops
   and tells; :func:`run_rollback` then needs ``confirm_data_loss``;
 * before every power-on the other copy is proven off: never two running.
@@ -21,7 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ..errors import CutoverError, CutoverNoGo, Interrupted, ProbeFailed, VmigrateError
+from ..errors import (
+    BobMayHaveServed,
+    CutoverError,
+    CutoverNoGo,
+    Interrupted,
+    ProbeFailed,
+    VmigrateError,
+)
 from ..modes import CutoverStatus
 from ..units import fmt_secs
 from . import cutover_steps as steps
@@ -88,7 +98,8 @@ def _result(co: CutoverRecord) -> CutoverResult:
 def _begin(m: Migration, opts: CutoverOptions) -> CutoverRecord:
     state = m.workspace.state
     co = state.cutover
-    if co is not None and co.status in ("running", "probes_failed", "rolling_back", "done"):
+    if co is not None and co.status in ("running", "probes_failed", "stopped", "rolling_back",
+                                        "done"):
         if co.status != "rolling_back":
             m.workspace.journal.append("cutover_resumed", attempt=co.attempt, step=co.step)
         return co
@@ -197,6 +208,8 @@ def _on_failure(c: StepContext, name: str, exc: BaseException) -> NoReturn:
                                      error=steps.describe(exc))
         raise exc
     cause = steps.describe(exc)
+    if c.bob_may_have_served():
+        _stop(c, name, exc)
     rollback(c, reason=f"step {name} failed: {cause.get('message')}", auto=True)
     # keep the cause's own advice (e.g. "use the SSH fallback" for a licence refusal)
     advice = f"{cause['hint']}; then " if cause.get("hint") else "fix the cause, then "
@@ -205,6 +218,21 @@ def _on_failure(c: StepContext, name: str, exc: BaseException) -> NoReturn:
         f"unchanged ({cause.get('message')})",
         hint=advice + "run vmigrate sync and vmigrate cutover again",
         step=name, cause=cause) from exc
+
+
+def _stop(c: StepContext, name: str, exc: BaseException) -> NoReturn:
+    """Bob has run past the grace period: never roll back by ourselves."""
+    co, ran = c.co, c.bob_ran_for() or 0.0
+    cause = steps.describe(exc)
+    co.status, co.reason = "stopped", f"step {name} failed: {cause.get('message')}"
+    c.save()
+    c.m.workspace.journal.append("cutover_stopped", attempt=co.attempt, step=name, error=cause,
+                                 bob_ran_s=round(ran, 1), grace_s=c.opts.rollback_grace)
+    raise BobMayHaveServed(
+        f"step {name} failed after {c.bob} had run {fmt_secs(ran)} (more than the "
+        f"{fmt_secs(c.opts.rollback_grace)} grace period): {c.bob} may have served writes, "
+        f"so nothing was rolled back ({cause.get('message')})",
+        step=name, cause=cause, vm=c.bob) from exc
 
 
 def _finish(c: StepContext) -> CutoverResult:
@@ -230,7 +258,8 @@ def _finish(c: StepContext) -> CutoverResult:
             "cutover_done", attempt=co.attempt, measured=meas, resumed=resumed,
             predicted={k: pred.get(k) for k in ("predicted_downtime", "shutdown", "final_copy",
                                                  "boot", "final_bytes")},
-            forced=(co.go or {}).get("forced", False), warnings=list(co.warnings))
+            forced=(co.go or {}).get("forced", False), ready=c.ready_mode,
+            warnings=list(co.warnings))
         m.reporter.event(PhaseReached(phase="cutover done",
                                       detail=f"downtime {fmt_secs(meas['downtime_s'])} (predicted "
                                              f"{fmt_secs(float(pred.get('predicted_downtime') or 0.0))})"))

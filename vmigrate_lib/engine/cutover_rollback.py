@@ -21,11 +21,12 @@ from .progress import PhaseReached
 
 def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool = False) -> None:
     m, co = c.m, c.co
-    if co.bob_ready_at and not auto and not confirm_data_loss:
+    if c.bob_may_have_served() and not auto and not confirm_data_loss:
+        since = co.bob_ready_at or co.bob_powered_on_at or time.time()
         raise RollbackRefused(
-            f"{c.bob} has been running since {time.ctime(float(co.bob_ready_at))}: "
+            f"{c.bob} has been running since {time.ctime(float(since))}: "
             f"rolling back loses every write made on him",
-            vm=c.bob, ready_at=co.bob_ready_at)
+            vm=c.bob, ready_at=co.bob_ready_at, powered_on_at=co.bob_powered_on_at)
     first = co.status != "rolling_back"
     co.status, co.reason = "rolling_back", reason
     c.save()
@@ -36,8 +37,8 @@ def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool
     _sub(c, "rollback_bob_off", _bob_off)
     _sub(c, "rollback_unregister", _unregister)
     _sub(c, "rollback_alice_on", _alice_on)
-    if co.bob_ready_at:
-        c.note(f"rolled back after {c.bob} was ready: writes made on {c.bob} are lost")
+    if c.bob_may_have_served():
+        c.note(f"rolled back after {c.bob} ran: writes made on {c.bob} are lost")
     co.status, co.ended = "rolled_back", time.time()
     c.save()
     m.workspace.journal.append("cutover_rolled_back", attempt=co.attempt, reason=reason,
@@ -90,7 +91,10 @@ def _alice_on(c: StepContext, attempts: int = 3) -> None:
         if m.source.power_state(c.alice) == PowerState.OFF:
             m.source.power_on(c.alice)
         try:
-            m.source.wait_ready(c.alice, c.opts.ready_timeout)
+            if c.ready_mode == "power-and-probes":  # as go/no-go chose: Tools may not run
+                m.source.wait_running(c.alice, c.opts.ready_timeout)
+            else:
+                m.source.wait_ready(c.alice, c.opts.ready_timeout)
             return
         except PowerError:
             continue  # she was still finishing a shutdown asked for earlier: start her again

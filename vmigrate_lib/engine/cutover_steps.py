@@ -15,12 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.host import PowerState
-from ..errors import CutoverError, CutoverNoGo, PowerError, ProbeFailed, VmigrateError
+from ..errors import (
+    CutoverError,
+    CutoverNoGo,
+    PowerError,
+    ProbeFailed,
+    ToolsUnavailable,
+    VmigrateError,
+)
 from ..params import CutoverParams
 from ..units import fmt_secs
 from .claim import take_claim
 from .context import OWNER_MARKER, Migration
 from .converge import journal_plan
+from .cutover_checks import full_certify_reason, readiness
 from .cycle import run_cycle
 from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
@@ -48,6 +56,9 @@ class CutoverOptions:
     probe_host: str | None = None  #: address to probe; None = the VM's reported IP
     probe_timeout: float = 60.0
     ready_timeout: float = 600.0
+    ready: str = "auto"  #: auto | tools | power-and-probes (how Bob counts as ready)
+    rollback_grace: float = 60.0  #: Bob ran longer: a failure stops, never rolls back itself
+    full_certify_within: int = 3  #: go/no-go: a whole-disk proof in the last N cycles (0: off)
     shutdown_s: float | None = DEFAULT_SHUTDOWN_S  #: planner: until a cutover measured it
     boot_s: float | None = DEFAULT_BOOT_S
     throughput_override: float | None = None
@@ -69,7 +80,9 @@ class CutoverOptions:
             "network_map": dict(params.network_map), "probes": tuple(params.probes),
             "probe_command": params.probe_command or None,
             "probe_host": params.probe_host or None, "probe_timeout": params.probe_timeout,
-            "ready_timeout": params.ready_timeout,
+            "ready_timeout": params.ready_timeout, "ready": params.ready,
+            "rollback_grace": params.rollback_grace,
+            "full_certify_within": params.full_certify_within,
             "shutdown_s": params.expected_shutdown, "boot_s": params.expected_boot,
         }
         for key, value in overrides.items():
@@ -106,6 +119,21 @@ class StepContext:
     @property
     def budget(self) -> float:
         return self.opts.budget if self.opts.budget is not None else self.m.params.downtime_budget
+
+    @property
+    def ready_mode(self) -> str:
+        """How Bob (and Alice on a rollback) counts as ready: decided at go/no-go."""
+        return str((self.co.go or {}).get("ready") or "tools")
+
+    def bob_ran_for(self) -> float | None:
+        """Seconds since Bob was powered on by this attempt (None: never)."""
+        at = self.co.bob_powered_on_at
+        return None if at is None or not self.co.bob_powered_on else time.time() - at
+
+    def bob_may_have_served(self) -> bool:
+        """Bob was ready, or has run past the grace period: he may have taken writes."""
+        ran = self.bob_ran_for()
+        return bool(self.co.bob_ready_at) or (ran is not None and ran > self.opts.rollback_grace)
 
     def save(self) -> None:
         self.m.workspace.save()
@@ -160,8 +188,12 @@ def go_no_go(c: StepContext) -> None:
         raise CutoverNoGo(f"a VM named {c.bob} is already registered on {m.params.destination.host}",
                           hint="the destination must be free; remove that VM or choose dest_name",
                           vm=c.bob)
-    take_claim(m, m.vm())  # one migration per source VM: another's claim is a no-go (claim.py)
-    c.co.go = {"reasons": reasons, "forced": bool(reasons) and c.opts.force}
+    vm = m.vm()
+    ready = readiness(vm, c.opts, reasons)  # raises when Alice cannot be stopped as asked
+    proof = full_certify_reason(m, c.opts.full_certify_within, reasons)
+    take_claim(m, vm)  # one migration per source VM: another's claim is a no-go (claim.py)
+    c.co.go = {"reasons": reasons, "forced": bool(reasons) and c.opts.force, **ready, **proof}
+    m.workspace.journal.append("go_decision", attempt=c.co.attempt, **c.co.go)
     m.reporter.event(PhaseReached(phase="go/no-go", detail=p.summary()))
     if reasons and not c.opts.force:
         raise CutoverNoGo("no-go: " + "; ".join(reasons), reasons=reasons,
@@ -176,21 +208,23 @@ def shutdown(c: StepContext) -> None:
     if c.co.shutdown_requested_at is None:
         c.co.shutdown_requested_at = time.time()
         c.save()
+    why = f"did not shut down within {fmt_secs(c.opts.shutdown_timeout)}"
     if src.power_state(vm) != PowerState.OFF:
         m.reporter.event(PhaseReached(phase="shutdown", detail=f"asking {vm}'s guest to shut down"))
         try:
             src.shutdown_guest(vm)
+            src.wait_powered_off(vm, c.opts.shutdown_timeout)  # the host polls as it can afford
+        except ToolsUnavailable as exc:  # nobody to ask: waiting would change nothing
+            why = f"has no VMware Tools running ({exc.message})"
         except PowerError:
-            pass  # it went off in between: confirmed below
-        src.wait_powered_off(vm, c.opts.shutdown_timeout)  # the host polls as it can afford
+            if src.power_state(vm) == PowerState.ON:  # else it went off in between: fine
+                raise
     if src.power_state(vm) != PowerState.OFF:
         if not c.opts.allow_hard_poweroff:
-            raise CutoverError(
-                f"{vm} did not shut down within {fmt_secs(c.opts.shutdown_timeout)}",
-                hint="raise --shutdown-timeout, or allow --allow-hard-poweroff",
-                step="shutdown", vm=vm)
-        c.note(f"{vm} did not shut down within {fmt_secs(c.opts.shutdown_timeout)}: "
-               "hard power-off (allowed by the operator)")
+            raise CutoverError(f"{vm} {why}",
+                               hint="raise --shutdown-timeout, or allow --allow-hard-poweroff",
+                               step="shutdown", vm=vm)
+        c.note(f"{vm} {why}: hard power-off (allowed by the operator)")
         c.co.hard_poweroff = True
         c.save()
         src.power_off(vm)
@@ -286,13 +320,19 @@ def power_on(c: StepContext) -> None:
         raise CutoverError(f"{c.alice} is powered on: refusing to power on {c.bob}",
                            step="power_on")
     c.co.bob_powered_on = True
+    c.co.bob_powered_on_at = c.co.bob_powered_on_at or time.time()
     c.save()
     m.dest.power_on(c.bob)
 
 
 def wait_ready(c: StepContext) -> None:
-    """Until Bob is ready (lab: his boot check verified every acknowledged block)."""
-    info = c.m.dest.wait_ready(c.bob, c.opts.ready_timeout)
+    """Until Bob is ready (lab: his boot check verified every acknowledged block): by
+    VMware Tools, or powered on when go/no-go chose ``power-and-probes`` (the probes
+    then decide)."""
+    if c.ready_mode == "power-and-probes":
+        info = c.m.dest.wait_running(c.bob, c.opts.ready_timeout)
+    else:
+        info = c.m.dest.wait_ready(c.bob, c.opts.ready_timeout)
     c.co.bob_ready_at = time.time()
     c.co.bob_ip = info.guest_ip
 

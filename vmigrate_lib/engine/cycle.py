@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..extents import total
 from .certify import certify_disks
-from .changeset import DiskPlan, clean_stale, plan_disk
+from .changeset import DiskPlan, cbt_doubt, clean_stale, plan_disk
 from .compare import CompareResult
 from .context import Migration
 from .destination import prepare_destination
@@ -54,7 +54,8 @@ def run_cycle(
     try:
         _same_disks(m, disks)
         t = time.monotonic()
-        plans = [plan_disk(m, snap, d, resume) for d in disks]
+        doubt = cbt_doubt(m, rec)
+        plans = [plan_disk(m, snap, d, resume, doubt) for d in disks]
         phases["query"] = time.monotonic() - t
         _copy(m, snap, plans, rec)
         t = time.monotonic()

@@ -228,7 +228,7 @@ class StepRecord:
 
 #: Fields of the cutover record that are timestamps (epoch seconds) or None.
 _CO_TIMES = ("started", "ended", "sync_age", "shutdown_requested_at", "alice_off_at",
-             "register_started_at", "bob_ready_at")
+             "register_started_at", "bob_powered_on_at", "bob_ready_at")
 _CO_FLAGS = ("hard_poweroff", "registering", "registered", "bob_powered_on")
 _CO_TEXTS = ("reason", "operator", "certify", "bob_uuid", "bob_ip")
 _CO_OBJECTS = ("options", "prediction", "measured", "go", "final_cycle")
@@ -264,6 +264,7 @@ class CutoverRecord:
     registered: bool = False
     bob_uuid: str | None = None
     bob_powered_on: bool = False
+    bob_powered_on_at: float | None = None  #: when vmigrate asked for Bob's power-on
     bob_ready_at: float | None = None
     bob_ip: str | None = None
     probes: list[dict[str, Any]] | None = None

@@ -37,7 +37,7 @@ def cmd_abandon(args: argparse.Namespace) -> int:
                                  hint="check --params / --workspace", workspace=str(m.workspace.root))
         with m.workspace:
             co = m.workspace.state.cutover
-            if co is not None and co.status in ("running", "rolling_back", "probes_failed"):
+            if co is not None and co.status in ("running", "rolling_back", "probes_failed", "stopped"):
                 raise ParameterError(
                     f"a cutover of this migration is {co.status}; it cannot be abandoned now",
                     hint="finish it (vmigrate cutover) or roll it back (vmigrate rollback) first")

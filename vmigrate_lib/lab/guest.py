@@ -204,6 +204,10 @@ class Guest:
                 with self.stun:  # a block being written lands first; none starts after
                     self.spec = spec
                 return {"ok": True}
+            if cmd == "set_tools":
+                m.config.tools = bool(req["tools"])
+                m.save()
+                return {"ok": True}
             if cmd == "flush_acks":
                 self.persist_acks(clean=False)
                 return {"ok": True}

@@ -71,6 +71,9 @@ class VmConfig:
     networks: list[str] = field(default_factory=lambda: ["VM Network"])
     guest_ip: str = ""
     snapshot_counter: int = 0
+    #: VMware Tools run in the guest: it answers a guest shutdown and reports its IP.
+    #: False plays an appliance or a guest without open-vm-tools.
+    tools: bool = True
 
     def disk(self, key: int) -> DiskConfig:
         for d in self.disks:
@@ -92,6 +95,7 @@ class VmConfig:
             "networks": list(self.networks),
             "guest_ip": self.guest_ip,
             "snapshot_counter": self.snapshot_counter,
+            "tools": self.tools,
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class VmConfig:
                 networks=[str(n) for n in d.get("networks", [])],
                 guest_ip=str(d.get("guest_ip", "")),
                 snapshot_counter=int(d.get("snapshot_counter", 0)),
+                tools=bool(d.get("tools", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LabError(f"VM config is malformed: {exc!r}") from exc

@@ -26,12 +26,14 @@ from ..modes import (
     CHANGE_TRACKING,
     HOST_TYPES,
     HOSTS_KINDS,
+    READY_MODES,
     SSH_COMPRESS,
     SSH_MODES,
     Algorithm,
     CertifyMode,
     ChangeTracking,
     HostsKind,
+    ReadyMode,
     SshCompress,
     SshMode,
     pick,
@@ -137,6 +139,14 @@ class CutoverParams:
     probe_host: str = ""  #: address to probe; empty: the VM's reported IP
     probe_timeout: float = 60.0
     ready_timeout: float = 600.0  #: until the new VM is ready (tools / IP; lab: boot check)
+    #: how the new VM counts as ready: tools (Tools, an IP, a heartbeat), power-and-probes
+    #: (powered on, then the probes), auto (tools when Alice runs Tools at go/no-go)
+    ready: ReadyMode = "auto"
+    #: once the new VM has run this long, a failure never rolls back by itself, seconds
+    rollback_grace: float = 60.0
+    #: go/no-go: a whole-disk certify within the last N cycles (outside the downtime;
+    #: vmigrate sync --certify full); 0: not required
+    full_certify_within: int = 3
     network_map: dict[str, str] = field(default_factory=dict)  #: source network -> destination
     #: the planner's estimates until a cutover (or a rehearsal) has measured them, seconds
     expected_shutdown: float = 30.0
@@ -179,6 +189,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "type": HOST_TYPES,
     "change_tracking": CHANGE_TRACKING,
     "certify": CERTIFY_MODES,
+    "ready": READY_MODES,
     "algorithm": ALGORITHMS,
     "ssh_mode": SSH_MODES,
     "ssh_compress": SSH_COMPRESS,
@@ -189,13 +200,14 @@ _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
               "api_timeout", "snapshot_remove_timeout",
-              "max_sync_age", "probe_timeout", "ready_timeout", "expected_shutdown",
-              "expected_boot"}
+              "max_sync_age", "probe_timeout", "ready_timeout", "rollback_grace",
+              "expected_shutdown", "expected_boot"}
 #: Durations that 0 would break (a zero socket timeout fails every API call).
 _POSITIVE_DURATIONS = {"api_timeout", "snapshot_remove_timeout"}
 #: Fields holding a duration in seconds (written ``90s``, ``5m``, ``1h`` in a file).
 DURATIONS = frozenset(_DURATIONS)
-_RANGES = {"max_cycles": (1, 1000), "parallel_disks": (1, 16), "ssh_port": (1, 65535)}
+_RANGES = {"max_cycles": (1, 1000), "full_certify_within": (0, 1000), "parallel_disks": (1, 16),
+           "ssh_port": (1, 65535)}
 _CHANGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{1,63}\Z")
 #: Never in a file: each run decides (CLI flag, runbook parameter).
 _PER_RUN = {"force": "overriding a no-go is decided per run: give vmigrate cutover --force "

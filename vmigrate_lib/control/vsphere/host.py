@@ -29,8 +29,16 @@ from ...errors import (
 )
 from ...extents import Extent
 from ...params import HostParams, VsphereHostParams
-from ..host import VMIGRATE_SNAPSHOT_PREFIX, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
-from . import cbt, inventory, power, register, snapshots, vmxfiles
+from ..host import (
+    VMIGRATE_SNAPSHOT_PREFIX,
+    Host,
+    HostCheck,
+    PowerState,
+    SnapshotInfo,
+    VmChange,
+    VmInfo,
+)
+from . import cbt, events, inventory, power, register, snapshots, vmxfiles
 from ._vmomi import vim
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
 from .paths import VMFS_ROOT, datastore_root
@@ -237,6 +245,10 @@ class VsphereHost(Host):
 
     def shutdown_guest(self, vm: str) -> None:
         power.shutdown_guest(self.conn, self.vm_ref(vm))
+
+    def changes_since(self, vm: str, since: float) -> list[VmChange] | None:
+        """From vCenter's event history (:mod:`.events`); None on a standalone ESXi."""
+        return events.changes_since(self.conn, self.vm_ref(vm), since)
 
     def wait_powered_off(self, vm: str, timeout: float) -> bool:
         """The VM is looked up once, then its power state read every 0.5 s

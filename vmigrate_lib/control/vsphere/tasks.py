@@ -20,6 +20,7 @@ from ...errors import (
     PowerError,
     SnapshotError,
     TimeoutExpired,
+    ToolsUnavailable,
     VmigrateError,
     VmNotFound,
 )
@@ -71,9 +72,8 @@ def map_fault(fault: BaseException, what: str, **fields: Any) -> VmigrateError:
             **fields,
         )
     if isinstance(fault, vim.fault.ToolsUnavailable):
-        return PowerError(
+        return ToolsUnavailable(
             f"{what} failed: VMware Tools are not running in the guest",
-            hint="start VMware Tools in the guest, or use a hard power-off",
             **fields,
         )
     if isinstance(fault, (vim.fault.ApplicationQuiesceFault, vim.fault.QuiesceDatastoreIOForHAFailed)):
