@@ -10,6 +10,8 @@
 //   - snapshot disks of a VM with change tracking on get a backing changeId;
 //   - delta chains, ConsolidateVMDisks_Task and slow snapshot removal that
 //     keeps running after the call returned (chains.go);
+//   - ShutdownGuest of a guest without VMware Tools answers ToolsUnavailable
+//     (tools.go);
 //   - methods listed in the -restrict-file (read at every call, so a test can
 //     change it live) answer RestrictedVersion with free ESXi's licence message.
 //
@@ -90,6 +92,7 @@ func main() {
 	// Wrap the handler before any client can connect: the ready line below
 	// is the first thing anybody learns about this server.
 	s.Config.Handler = &qcdaHandler{next: s.Config.Handler}
+	s.Config.Handler = &toolsHandler{next: s.Config.Handler} // tools.go
 
 	u := *s.URL
 	u.User = nil
