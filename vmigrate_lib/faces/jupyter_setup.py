@@ -4,8 +4,10 @@
 (``vmigrate``, running this Python, so a runbook imports the same vmigrate as the CLI)
 and merges the JupyterLab settings vmigrate ships (package data
 ``vmigrate_lib.jupyter_settings``: widget state saved with hand-run notebooks) into
-``<prefix>/share/jupyter/lab/settings/overrides.json``.  ``jupyter/install.sh`` calls it,
-and a wheel install runs it the same way: both read the settings through the package.
+``<prefix>/share/jupyter/lab/settings/overrides.json``, and makes the environment's
+Jupyter server keep sealed evidence read-only (:data:`SERVER_CONFIG`, see
+:mod:`.jupyter_contents`).  ``jupyter/install.sh`` calls it, and a wheel install runs it
+the same way: both read the settings through the package.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from .papermill_runner import KERNEL_HISTORY_OFF, KERNEL_NAME
 
 DISPLAY_NAME = "Python (vmigrate)"
 SETTINGS_PACKAGE = "vmigrate_lib.jupyter_settings"
+#: The server's contents manager: jupyter_server's own, with sealed evidence read-only.
+SERVER_CONFIG = {"ServerApp": {
+    "contents_manager_class": "vmigrate_lib.faces.jupyter_contents.SealedEvidenceContentsManager"}}
 
 
 def shipped_settings() -> dict[str, Any]:
@@ -76,6 +81,20 @@ def write_lab_settings(prefix: Path, settings: dict[str, Any]) -> Path:
     return target
 
 
+def server_config_file(prefix: Path) -> Path:
+    """vmigrate's drop-in of the environment's Jupyter server configuration."""
+    return prefix / "etc" / "jupyter" / "jupyter_server_config.d" / "vmigrate.json"
+
+
+def write_server_config(prefix: Path) -> Path:
+    """Write :data:`SERVER_CONFIG` (vmigrate's own file in the ``.d`` folder: replaced)."""
+    target = server_config_file(prefix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, (json.dumps(SERVER_CONFIG, indent=2) + "\n").encode("utf-8"),
+                 mode=0o666)
+    return target
+
+
 def install_kernel(prefix: Path) -> Path:
     """Install the ``vmigrate`` kernelspec (this Python) under ``prefix``; returns its folder."""
     proc = subprocess.run(
@@ -108,10 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         merged = merged_lab_settings(args.prefix)  # refused before anything is written
         kernel = install_kernel(args.prefix)
         settings = write_lab_settings(args.prefix, merged)
+        server = write_server_config(args.prefix)
     except VmigrateError as exc:
         print(f"vmigrate: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
-    print(f"kernel {KERNEL_NAME!r} installed in {kernel}; JupyterLab overrides in {settings}")
+    print(f"kernel {KERNEL_NAME!r} installed in {kernel}; JupyterLab overrides in {settings}; "
+          f"sealed evidence read-only in JupyterLab ({server})")
     return 0
 
 
