@@ -286,8 +286,8 @@ class LicenseRestricted(OperationError):
     """The host's licence forbids API writes (free ESXi: snapshot, power, reconfigure)."""
 
     default_hint = (
-        "the free ESXi licence refuses API writes: license the host (an SSH-only control "
-        "plane with vim-cmd, for free ESXi, is not built yet)"
+        "the free ESXi licence refuses API writes: set the host's type to esxi (vim-cmd "
+        "over SSH, works whatever the licence: examples/esxi.yaml), or license the host"
     )
 
 
@@ -295,6 +295,25 @@ class HostApiError(OperationError):
     """The vSphere API reported a fault vmigrate has no more specific error for."""
 
     default_hint = "check the host's task list and events for details, then re-run: it resumes"
+
+
+class VimCmdError(OperationError):
+    """A command of an ``esxi`` host (vim-cmd, vmkfstools) failed or reported a fault."""
+
+    default_hint = "run the command by hand on the host over SSH to see why, then re-run: it resumes"
+
+
+class VimCmdParseError(VimCmdError):
+    """An ESXi command printed something vmigrate does not understand: never guessed at."""
+
+    default_hint = ("this ESXi build prints something vmigrate was not built for: report the "
+                    "command and its output (the excerpt) with the host's version (vmware -v)")
+
+
+class UnsafeShellArgument(InputError):
+    """A name that cannot be passed safely to a command on an ESXi host's shell."""
+
+    default_hint = "rename it without control characters (newline, tab, NUL)"
 
 
 class CertifyMismatch(OperationError):

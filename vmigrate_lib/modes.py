@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal, TypeVar, get_args
 
-HostType = Literal["lab", "vsphere"]  #: params ``type``: which control plane
+HostType = Literal["lab", "vsphere", "esxi"]  #: params ``type``: which control plane
 HostsKind = Literal["", "lab", "real"]  #: params ``hosts``: "" (not said), a rehearsal or a change
 ChangeTracking = Literal["auto", "require", "hash"]  #: params ``sync.change_tracking``
 CertifyMode = Literal["none", "changed", "full"]  #: ``sync.certify``, ``cutover.certify``

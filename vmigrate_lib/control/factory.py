@@ -31,4 +31,8 @@ def open_host(hp: HostParams) -> Host:
         return VsphereHost(hp, datastore_root=hp.datastore_root, call_timeout=hp.api_timeout,
                            snapshot_remove_timeout=hp.snapshot_remove_timeout,
                            allow_consolidate=hp.allow_consolidate)
+    if hp.type == "esxi":
+        from .esxi import EsxiHost
+
+        return EsxiHost(hp)
     raise ParameterError(f"unknown host type {hp.type!r}", parameter="type")

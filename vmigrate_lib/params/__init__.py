@@ -101,10 +101,24 @@ class VsphereHostParams(_HostBase):
     allow_consolidate: bool = False
 
 
+@dataclass(frozen=True)
+class EsxiHostParams(_HostBase):
+    """A standalone ESXi host driven over SSH alone (``type: esxi``): its own commands
+    (vim-cmd, vmkfstools) for control, the same connection for the disks; no API URL, so
+    any licence, the free one included."""
+
+    type: Literal["esxi"] = "esxi"
+    datastore_root: str = "/vmfs/volumes"  #: where the host mounts datastores by name
+    #: longest wait for one command (vim-cmd, vmkfstools), seconds
+    command_timeout: float = 600.0
+    #: snapshot removal (consolidation) may take this long, seconds
+    snapshot_remove_timeout: float = 7200.0
+
+
 #: How to reach one host, tagged by ``type``: ``hp.type == "lab"`` narrows it for mypy.
-HostParams = LabHostParams | VsphereHostParams
-_HOST_KINDS: dict[str, type[LabHostParams] | type[VsphereHostParams]] = {
-    "lab": LabHostParams, "vsphere": VsphereHostParams}
+HostParams = LabHostParams | VsphereHostParams | EsxiHostParams
+_HOST_KINDS: dict[str, type[LabHostParams] | type[VsphereHostParams] | type[EsxiHostParams]] = {
+    "lab": LabHostParams, "vsphere": VsphereHostParams, "esxi": EsxiHostParams}
 
 
 @dataclass(frozen=True)
@@ -156,8 +170,8 @@ class CutoverParams:
 @dataclass(frozen=True)
 class MigrationParams:
     vm: str
-    source: LabHostParams | VsphereHostParams
-    destination: LabHostParams | VsphereHostParams
+    source: HostParams
+    destination: HostParams
     workspace: Path
     dest_name: str = ""
     operator: str = ""
@@ -199,11 +213,11 @@ CHOICES = _CHOICES
 _SIZES = {"hash_block", "certify_block", "checkpoint_bytes"}
 _RATES = {"bwlimit"}  #: sizes per second ("50MB", "50MB/s"); 0 or "" for no cap
 _DURATIONS = {"interval", "downtime_budget", "target_interval", "shutdown_timeout",
-              "api_timeout", "snapshot_remove_timeout",
+              "api_timeout", "snapshot_remove_timeout", "command_timeout",
               "max_sync_age", "probe_timeout", "ready_timeout", "rollback_grace",
               "expected_shutdown", "expected_boot"}
 #: Durations that 0 would break (a zero socket timeout fails every API call).
-_POSITIVE_DURATIONS = {"api_timeout", "snapshot_remove_timeout"}
+_POSITIVE_DURATIONS = {"api_timeout", "snapshot_remove_timeout", "command_timeout"}
 #: Fields holding a duration in seconds (written ``90s``, ``5m``, ``1h`` in a file).
 DURATIONS = frozenset(_DURATIONS)
 _RANGES = {"max_cycles": (1, 1000), "full_certify_within": (0, 1000), "parallel_disks": (1, 16),
@@ -456,7 +470,8 @@ def _check_workspace(workspace: Path, hosts: tuple[HostParams, ...],
     base = base_dir or Path.cwd()
     labs = [base / hp.lab_root for hp in hosts if isinstance(hp, LabHostParams)]
     stores = {ESXI_DATASTORES,
-              *(Path(hp.datastore_root) for hp in hosts if isinstance(hp, VsphereHostParams))}
+              *(Path(hp.datastore_root) for hp in hosts
+                if isinstance(hp, (VsphereHostParams, EsxiHostParams)))}
     check_workspace(base / workspace, labs, stores)
 
 

@@ -125,6 +125,11 @@ def check_host(side: str, values: Mapping[str, Any]) -> None:
                 f"parameter {side}.datastore: a datastore name has at most 80 characters "
                 "and no / [ ]", hint="give the name the host shows, e.g. datastore1",
                 parameter=f"{side}.datastore")
+    if kind == "esxi" and url and not url.startswith("ssh://"):
+        raise ParameterError(
+            f"parameter {side}.url: an esxi host has no API URL, only SSH",
+            hint="remove url (host names the SSH target), or write ssh://[user@]host[:port]; "
+            "for the vSphere API set type: vsphere", parameter=f"{side}.url")
     if url.startswith("ssh://"):
         _check_target(f"{side}.url", url, is_url=True)
     elif url:

@@ -1,0 +1,70 @@
+"""EsxiHost drives a lab host served as ESXi: vim-cmd over a real sshd, busybox shell.
+
+Proves, against real parts (sshd in a network namespace, busybox ``ash`` as the login
+shell, the lab's real snapshots and guest processes): inventory from ``getallvms`` +
+``get.config`` + ``get.guest``, snapshots created without memory, read back and
+removed, power on/off, unregister and register again, datastores under
+``/vmfs/volumes``, a disk made with ``vmkfstools``, and the agent reading a disk over
+the same SSH connection.  The peer prints what ESXi prints (fixture layouts, sources in
+tests/fixtures/vimcmd/SOURCES.md); ``get.config``'s exact text, vim-cmd's exit codes on
+faults and the licence exemption of vim-cmd's local session are what only a real ESXi
+host shows.
+"""
+
+from __future__ import annotations
+
+from tests.esxi.conftest import EsxiLab, MiB
+from vmigrate_lib.control.host import PowerState
+
+
+def test_inventory_power_and_snapshots(esxi_lab: EsxiLab) -> None:
+    with esxi_lab.host() as h:
+        assert h.vm_exists("alice") and not h.vm_exists("bob")
+        vm = h.find_vm("alice")
+        assert vm.power == PowerState.OFF and vm.datastore == "datastore1"
+        assert vm.folder == "alice" and [d.path for d in vm.disks] == ["alice/alice-flat.vmdk"]
+        assert vm.disks[0].capacity == 8 * MiB and not vm.disks[0].cbt_enabled
+        assert vm.uuid == esxi_lab.lab.host().find_vm("alice").uuid
+
+        h.power_on("alice")
+        assert h.power_state("alice") == PowerState.ON
+        assert esxi_lab.lab.host().power_state("alice") == PowerState.ON
+        snap = h.create_snapshot("alice", "vmigrate-t1", "cycle 1")
+        assert (snap.name, snap.description) == ("vmigrate-t1", "cycle 1")
+        assert snap.disk_paths == {2000: "alice/alice-flat.vmdk"}
+        assert [s.name for s in esxi_lab.lab.host().list_snapshots("alice")] == ["vmigrate-t1"]
+        assert [(s.id, s.name) for s in h.list_snapshots("alice")] == [(snap.id, "vmigrate-t1")]
+        h.remove_snapshot("alice", snap.id)
+        h.remove_snapshot("alice", snap.id)  # already gone: done (a re-run)
+        assert h.list_snapshots("alice") == [] == esxi_lab.lab.host().list_snapshots("alice")
+        h.power_off("alice")
+        h.power_off("alice")  # already off: nothing to do
+        assert esxi_lab.lab.host().power_state("alice") == PowerState.OFF
+    calls = [c[1] for c in esxi_lab.peer.calls() if c[0] == "vim-cmd"]
+    assert calls.count("vmsvc/snapshot.create") == 1 and calls.count("vmsvc/power.on") == 1
+    create = next(c for c in esxi_lab.peer.calls() if c[1:2] == ["vmsvc/snapshot.create"])
+    assert create[3:] == ["vmigrate-t1", "cycle 1", "0", "0"]  # no memory, no quiesce
+
+
+def test_unregister_register_datastores_and_disks(esxi_lab: EsxiLab) -> None:
+    with esxi_lab.host() as h:
+        assert h.datastores() == ["datastore1"]  # the VMFS UUID entry is not a name
+        vm = h.find_vm("alice")
+        h.unregister_vm("alice")
+        assert not h.vm_exists("alice") and not esxi_lab.lab.host().vm_exists("alice")
+        back = h.register_vm("alice", "datastore1", "alice", vm)
+        assert back.uuid == vm.uuid and h.vm_exists("alice")
+        assert h.register_vm("alice", "datastore1", "alice", vm).uuid == vm.uuid  # re-run
+        flat = h.create_disk("datastore1", "alice/extra.vmdk", 4 * MiB, "thin")
+        path = esxi_lab.lab.ds_dir("esx-a") / flat
+        assert flat == "alice/extra-flat.vmdk" and path.stat().st_size == 4 * MiB
+        assert (path.parent / "extra.vmdk").read_text().count('RW 8192 VMFS "extra-flat.vmdk"')
+        want = (esxi_lab.lab.ds_dir("esx-a") / "alice" / "alice-flat.vmdk").read_bytes()
+        with h.open_datastore("datastore1") as ds:  # the agent, on the same SSH connection
+            st = ds.stat("alice/alice-flat.vmdk")
+            got = bytearray(8 * MiB)
+            for c in ds.read_extents("alice/alice-flat.vmdk",
+                                     ds.allocated("alice/alice-flat.vmdk")):
+                got[c.offset:c.offset + c.length] = c.data or bytes(c.length)
+        assert st is not None and st.size == 8 * MiB
+        assert bytes(got) == want and any(want)

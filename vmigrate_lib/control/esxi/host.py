@@ -1,0 +1,309 @@
+"""EsxiHost: a standalone ESXi host driven over SSH alone, with ESXi's own commands.
+
+The control plane is ``vim-cmd`` (inventory, snapshots, power, questions,
+registration) and ``vmkfstools`` (new disks) on the same SSH connection as the
+data-plane agent, so nothing goes through the vSphere API: the free licence, which
+refuses every API write, does not apply (ghettoVCB and XSIBackup work this way).
+VMs are addressed by the vmid ``getallvms`` gives for their name, looked up again
+at every call (a vmid changes when a VM is registered anew).  vim-cmd has no
+changed-block query, so disks are reported without change tracking and the engine
+hash-compares them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from ...dataplane.ssh import SshConnection, open_ssh_datastore
+from ...dataplane.sshconfig import SshSettings
+from ...errors import (
+    ChangeIdInvalid,
+    DatastoreNotFound,
+    DestinationExists,
+    DiskChainError,
+    ParameterError,
+    PowerError,
+    SnapshotError,
+    TimeoutExpired,
+    VimCmdError,
+    VmAmbiguous,
+    VmNotFound,
+)
+from ...extents import Extent
+from ...params import EsxiHostParams
+from ..host import DiskInfo, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
+from . import vimcmd
+from .shell import EsxiShell, check_word
+
+if TYPE_CHECKING:
+    from ...dataplane.datastore import Datastore
+
+#: ``[datastore1] alice/alice.vmdk``
+_DS_PATH = re.compile(r"^\[(?P<ds>[^\]]+)\] (?P<path>.+)$")
+#: a snapshot delta's descriptor: ``alice-000001.vmdk`` (vSphere's naming)
+_DELTA = re.compile(r"-\d{6}\.vmdk$")
+#: VMFS volume UUIDs (``5f1a2b3c-aaaaaaaa-bbbb-001122334455``) beside the names
+_VMFS_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{12}$")
+PROVISIONING = ("thin", "zeroedthick", "eagerzeroedthick")
+
+
+def ds_path(text: str, command: str) -> tuple[str, str]:
+    m = _DS_PATH.match(text)
+    if m is None:
+        raise vimcmd.parse_error(command, text, "not a datastore path '[ds] folder/file'")
+    return m["ds"], m["path"]
+
+
+class EsxiHost(Host):
+    """One ESXi host over SSH (``type: esxi``)."""
+
+    def __init__(self, hp: EsxiHostParams, *, connection: SshConnection | None = None) -> None:
+        self.hp = hp
+        self.settings = SshSettings.from_host_params(hp)
+        self.conn = connection or SshConnection(self.settings)
+        self.shell = EsxiShell(self.conn, hp.command_timeout)
+        self.name = hp.host
+        self.datastore_root = hp.datastore_root
+        self.snapshot_remove_timeout = hp.snapshot_remove_timeout
+        self.conn.transport()  # a wrong address, key or host key is found now
+
+    # --- inventory -------------------------------------------------------------------
+    def _rows(self) -> list[vimcmd.VmRow]:
+        return vimcmd.parse_getallvms(self.shell.vim_cmd("vmsvc/getallvms").stdout)
+
+    def vmid(self, name: str) -> int:
+        rows = [r for r in self._rows() if r.name == name]
+        if not rows:
+            raise VmNotFound(f"no VM named {name!r} on ESXi host {self.name}", vm=name,
+                             host=self.name, hint="check the name: vim-cmd vmsvc/getallvms "
+                             "on the host lists the registered VMs")
+        if len(rows) > 1:
+            raise VmAmbiguous(f"{len(rows)} VMs are named {name!r} on {self.name}", vm=name,
+                              vmids=[r.vmid for r in rows],
+                              hint="rename all but one (their vmids are in the error's fields)")
+        return rows[0].vmid
+
+    def _vmodl(self, command: str, vmid: int, header: str | None = None) -> vimcmd.VmodlObject:
+        r = self.shell.vim_cmd(command, str(vmid))
+        return vimcmd.parse_vmodl(r.shown, r.stdout, header)
+
+    def _config(self, vmid: int) -> tuple[str, str, str, tuple[DiskInfo, ...]]:
+        """uuid, datastore, folder and disks from ``get.config``."""
+        cfg = self._vmodl("vmsvc/get.config", vmid)
+        cmd = f"vim-cmd vmsvc/get.config {vmid}"
+        vmx, uuid = cfg.get("files", vimcmd.VmodlObject("")).get("vmPathName"), cfg.get("uuid")
+        if not isinstance(vmx, str) or not isinstance(uuid, str):
+            raise vimcmd.parse_error(cmd, str(cfg.fields)[:200], "no files.vmPathName or uuid")
+        ds, vmx_path = ds_path(vmx, cmd)
+        devices = cfg.get("hardware", vimcmd.VmodlObject("")).get("device", [])
+        disks = tuple(self._disk(d, cmd) for d in devices
+                      if isinstance(d, vimcmd.VmodlObject) and d.type.endswith(".VirtualDisk"))
+        return uuid, ds, posixpath.dirname(vmx_path), disks
+
+    def find_vm(self, name: str) -> VmInfo:
+        vmid = self.vmid(name)
+        uuid, ds, folder, disks = self._config(vmid)
+        guest = self._vmodl("vmsvc/get.guest", vmid, "Guest information:")
+        tools = guest.get("toolsRunningStatus") == "guestToolsRunning"
+        ip = guest.get("ipAddress")
+        return VmInfo(name=name, uuid=uuid, host=self.name, power=self.power_state_of(vmid),
+                      datastore=ds, folder=folder, disks=disks,
+                      guest_ip=ip if tools and isinstance(ip, str) else None,
+                      tools_running=tools)
+
+    @staticmethod
+    def _disk(d: vimcmd.VmodlObject, cmd: str) -> DiskInfo:
+        backing = d.get("backing", vimcmd.VmodlObject(""))
+        name, key = backing.get("fileName"), d.get("key")
+        cap = d.get("capacityInBytes")
+        if not isinstance(name, str) or not isinstance(key, int) or not isinstance(cap, int):
+            raise vimcmd.parse_error(cmd, str(d.fields)[:200],
+                                     "a disk without key, backing.fileName or capacityInBytes")
+        ds, desc = ds_path(name, cmd)
+        flat = desc if desc.endswith("-flat.vmdk") else desc.removesuffix(".vmdk") + "-flat.vmdk"
+        label = d.get("deviceInfo", vimcmd.VmodlObject("")).get("label", f"disk {key}")
+        # vim-cmd has no changed-block query: reported off, so the engine hash-compares
+        return DiskInfo(key=key, label=str(label), datastore=ds, path=flat, capacity=cap,
+                        thin=bool(backing.get("thinProvisioned", False)), cbt_enabled=False)
+
+    def vm_exists(self, name: str) -> bool:
+        return any(r.name == name for r in self._rows())
+
+    def datastores(self) -> list[str]:
+        r = self.shell.run(["ls", "-1", self.datastore_root])
+        if r.rc != 0:
+            raise DatastoreNotFound(f"cannot list {self.datastore_root} on {self.name}: "
+                                    f"{r.stderr.strip()}", host=self.name)
+        return sorted(n for n in r.stdout.split("\n") if n and not _VMFS_UUID.match(n))
+
+    def open_datastore(self, name: str) -> Datastore:
+        """The datastore's folder through the agent, on this host's SSH connection."""
+        if name not in self.datastores():
+            raise DatastoreNotFound(f"no datastore {name!r} on ESXi host {self.name}",
+                                    datastore=name, host=self.name)
+        root = posixpath.join(self.datastore_root, name)
+        return open_ssh_datastore(name, root, self.settings, connection=self.conn)
+
+    def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """No disk running on a snapshot delta: the base vmigrate would read is stale."""
+        deltas = [d.path for d in vm.disks if _DELTA.search(d.path.removesuffix("-flat.vmdk")
+                                                            + ".vmdk")]
+        if not deltas:
+            return [HostCheck("disk chain", True, "every disk on its base file")]
+        return [HostCheck("disk chain", False, f"on a delta: {', '.join(deltas)}", DiskChainError(
+            f"disks of VM {vm.name} run on snapshot deltas ({', '.join(deltas)})",
+            hint="remove or consolidate the VM's snapshots on the host first "
+            "(vim-cmd vmsvc/snapshot.removeall <vmid>)", vm=vm.name, disks=deltas))]
+
+    # --- change tracking: none through vim-cmd ---------------------------------------
+    def enable_change_tracking(self, vm: str) -> VmInfo:
+        raise ChangeIdInvalid(
+            f"an esxi host cannot turn change tracking on for {vm} (vim-cmd has no such command)",
+            hint="set sync.change_tracking to hash or auto (hash-compare), or "
+            "sync.allow_enable_cbt: false", vm=vm)
+
+    def query_changed_areas(self, vm: str, snapshot: SnapshotInfo, disk_key: int,
+                            since: str) -> Iterator[Extent]:
+        raise ChangeIdInvalid(f"an esxi host has no changed-block query ({vm}, disk {disk_key})",
+                              hint="the engine hash-compares the disk instead", vm=vm)
+
+    # --- snapshots ------------------------------------------------------------------
+    def _snapshots(self, vmid: int) -> list[vimcmd.SnapshotRow]:
+        r = self.shell.vim_cmd("vmsvc/snapshot.get", str(vmid))
+        return vimcmd.parse_snapshots(r.stdout, vmid)
+
+    def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
+        return [SnapshotInfo(id=str(s.id), name=s.name, created=s.created,
+                             description=s.description)
+                for s in self._snapshots(self.vmid(vm))]
+
+    def create_snapshot(self, vm: str, name: str, description: str = "",
+                        quiesce: bool = False) -> SnapshotInfo:
+        """Without memory; refused, changing nothing, while any snapshot exists (the
+        frozen base would then be a delta).  Read back with ``snapshot.get``."""
+        vmid = self.vmid(vm)
+        disks = self._config(vmid)[3]
+        if self._snapshots(vmid):
+            raise SnapshotError(f"VM {vm} already has snapshots: vmigrate reads the base disk "
+                                "and needs it frozen by its own snapshot alone", vm=vm)
+        self.shell.vim_cmd("vmsvc/snapshot.create", str(vmid), check_word(name, "snapshot name"),
+                           check_word(description, "snapshot description"), "0",
+                           "1" if quiesce else "0")
+        made = [s for s in self._snapshots(vmid) if s.name == name]
+        if len(made) != 1:
+            raise SnapshotError(f"snapshot {name!r} of {vm} is not on the host after "
+                                "vim-cmd vmsvc/snapshot.create", vm=vm, snapshot=name)
+        s = made[0]
+        return SnapshotInfo(id=str(s.id), name=s.name, created=s.created,
+                            description=s.description,
+                            disk_paths={d.key: d.path for d in disks})
+
+    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float | None = None) -> None:
+        """Remove and consolidate; one already gone counts as removed (re-runs)."""
+        vmid = self.vmid(vm)
+        if not any(str(s.id) == snapshot_id for s in self._snapshots(vmid)):
+            return
+        wait = self.snapshot_remove_timeout if timeout is None else timeout
+        self.shell.vim_cmd("vmsvc/snapshot.remove", str(vmid), check_word(snapshot_id),
+                           timeout=wait)
+        if any(str(s.id) == snapshot_id for s in self._snapshots(vmid)):
+            raise SnapshotError(f"snapshot {snapshot_id} of {vm} is still there after "
+                                "vim-cmd vmsvc/snapshot.remove", vm=vm, snapshot_id=snapshot_id)
+
+    # --- power ------------------------------------------------------------------------
+    def power_state_of(self, vmid: int) -> PowerState:
+        return vimcmd.parse_power_state(
+            self.shell.vim_cmd("vmsvc/power.getstate", str(vmid)).stdout, vmid)
+
+    def power_state(self, vm: str) -> PowerState:
+        return self.power_state_of(self.vmid(vm))
+
+    def question(self, vm: str) -> vimcmd.Question | None:
+        """The question the VM waits on (``vmsvc/message``), if any."""
+        vmid = self.vmid(vm)
+        return vimcmd.parse_message(self.shell.vim_cmd("vmsvc/message", str(vmid)).stdout, vmid)
+
+    def power_on(self, vm: str, timeout: float = 120.0) -> None:
+        """``power.on``; a VM that stays off is an error naming the question it waits on."""
+        vmid = self.vmid(vm)
+        if self.power_state_of(vmid) == PowerState.ON:
+            return
+        self.shell.vim_cmd("vmsvc/power.on", str(vmid), timeout=timeout)
+        if self.power_state_of(vmid) != PowerState.ON:
+            q = self.question(vm)
+            raise PowerError(
+                f"VM {vm} did not power on" + (f": it asks {q.text!r}" if q else ""), vm=vm,
+                hint=f"answer it on the host: vim-cmd vmsvc/message {vmid} {q.id} <choice>"
+                if q else "see the VM's vmware.log on the host")
+
+    def power_off(self, vm: str, timeout: float = 120.0) -> None:
+        vmid = self.vmid(vm)
+        if self.power_state_of(vmid) != PowerState.OFF:
+            self.shell.vim_cmd("vmsvc/power.off", str(vmid), timeout=timeout)
+
+    def shutdown_guest(self, vm: str) -> None:
+        self.shell.vim_cmd("vmsvc/power.shutdown", str(self.vmid(vm)))
+
+    # --- registration and readiness -----------------------------------------------------
+    def register_vm(self, name: str, datastore: str, folder: str, source: VmInfo,
+                    network_map: Mapping[str, str] | None = None) -> VmInfo:
+        """``solo/registervm`` of ``[datastore] folder/<name>.vmx`` (written beforehand);
+        already registered from that file counts as done (re-runs)."""
+        vmx_rel = posixpath.join(folder, f"{name}.vmx")
+        for row in self._rows():
+            if row.name == name:
+                if (row.datastore, row.vmx) == (datastore, vmx_rel):
+                    return self.find_vm(name)
+                raise DestinationExists(f"a VM named {name!r} is already registered on "
+                                        f"{self.name}", vm=name)
+        vmx = posixpath.join(self.datastore_root, datastore, vmx_rel)
+        r = self.shell.vim_cmd("solo/registervm", check_word(vmx, "vmx path"),
+                               check_word(name, "VM name"))
+        vimcmd.parse_registered_id(r.stdout, vmx)
+        return self.find_vm(name)
+
+    def unregister_vm(self, name: str) -> None:
+        vmid = self.vmid(name)
+        if self.power_state_of(vmid) != PowerState.OFF:
+            raise PowerError(f"VM {name} is powered on; power it off before unregistering",
+                             vm=name)
+        self.shell.vim_cmd("vmsvc/unregister", str(vmid))
+
+    def wait_ready(self, vm: str, timeout: float) -> VmInfo:
+        """VMware Tools running and an IP (``get.guest``), polled every 2 s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.find_vm(vm)
+            if info.tools_running and info.guest_ip:
+                return info
+            if time.monotonic() >= deadline:
+                raise TimeoutExpired(f"VM {vm} has no running VMware Tools and IP after "
+                                     f"{timeout:.0f} s", vm=vm, timeout=timeout)
+            time.sleep(2.0)
+
+    # --- disks ---------------------------------------------------------------------------
+    def create_disk(self, datastore: str, path: str, capacity: int,
+                    provisioning: str = "thin") -> str:
+        """``vmkfstools -c <KiB>k -d <kind> /vmfs/volumes/<ds>/<path>`` (a ``.vmdk``
+        descriptor and its ``-flat.vmdk``); the flat file's datastore path."""
+        if provisioning not in PROVISIONING or capacity <= 0 or capacity % 1024:
+            raise ParameterError(f"a new disk needs a size in whole KiB and one of "
+                                 f"{', '.join(PROVISIONING)}", parameter="provisioning")
+        full = posixpath.join(self.datastore_root, datastore, path)
+        r = self.shell.run(["vmkfstools", "-c", f"{capacity // 1024}k", "-d", provisioning,
+                            check_word(full, "disk path")])
+        if r.rc != 0:
+            raise VimCmdError(f"{r.shown} failed (exit {r.rc}): {r.stderr.strip()[:300]}",
+                                hint="check the datastore's free space and that the folder "
+                                "exists", command=r.shown)
+        return path.removesuffix(".vmdk") + "-flat.vmdk"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+__all__ = ["PROVISIONING", "EsxiHost", "ds_path"]
