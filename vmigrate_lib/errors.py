@@ -267,6 +267,13 @@ class NoSpaceLeft(AgentError):
     default_hint = "free space on the destination datastore, then re-run: it resumes"
 
 
+class DigestMapInvalid(OperationError):
+    """Remembered destination digests that cannot stand for the destination (missing,
+    torn, edited, of another cycle): the cycle reads both sides instead, never fails."""
+
+    default_hint = "nothing to do: this cycle reads the destination's digests again"
+
+
 class DeltaFormatUnknown(AgentError):
     """A snapshot delta file the agent's reader does not understand (magic, version,
     sizes, a table entry): never guessed at, the cycle cannot use it."""

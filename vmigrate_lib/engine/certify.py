@@ -15,7 +15,7 @@ from ..control.host import SnapshotInfo
 from ..errors import CertifyMismatch
 from ..extents import align, total
 from .changeset import DiskPlan
-from .compare import CompareResult, compare, pick_algorithm
+from .compare import CompareResult, compare, forget_remembered, pick_algorithm
 from .context import Migration
 from .copier import copy_extents
 from .progress import PhaseReached
@@ -59,6 +59,7 @@ def certify_disks(
         if not res.identical and repair:
             m.workspace.journal.append("certify_mismatch", disk=disk.key, repairing=True,
                                        mismatches=[list(e) for e in res.mismatches[:1000]])
+            forget_remembered(m, disk.key)  # the repair rewrites the destination
             copy_extents(src, src_path, dst, dst_path, res.mismatches)
             res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
                           size=disk.capacity, extents=extents)

@@ -2,7 +2,9 @@
 
 Both agents hash where the data is, at the same time (each is its own process);
 the client only compares digests in lockstep, so memory stays constant whatever
-the disk size.
+the disk size.  A hash-compare cycle may instead compare the source with the
+destination's digests remembered from the last committed cycle
+(:mod:`.digestmap`): then only the source is read.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from ..control.host import DiskInfo
 from ..dataplane.datastore import Datastore
-from ..errors import AgentError
+from ..errors import AgentError, DigestMapInvalid
 from ..extents import Extent
+from .digestmap import DigestMap, DigestStore, MapKey
+
+if TYPE_CHECKING:
+    from .context import Migration
 
 #: Preference when both sides offer several: fast first, then stdlib fallbacks.
 PREFERENCE = ("xxh3_128", "blake3", "sha1", "sha256", "blake2b", "md5")
@@ -86,6 +94,7 @@ def compare(
     size: int,
     extents: Iterable[Extent] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    keep: bytearray | None = None,
 ) -> CompareResult:
     """Digest both files block by block and list the blocks that differ.
 
@@ -94,6 +103,7 @@ def compare(
     Without ``extents`` both sides digest ``[0, size)``: the disk's configured
     capacity, not the file's length (a flat file can be longer than its disk
     after a crash between growing the file and saving the configuration).
+    ``keep`` collects the source's block digests in order (a map to remember).
     """
     ext = [Extent(0, size)] if extents is None else list(extents)
     result = CompareResult(algorithm=algorithm, block_size=block_size)
@@ -113,6 +123,8 @@ def compare(
                 )
             root_a.update(da.digest)
             root_b.update(db.digest)
+            if keep is not None:
+                keep += da.digest
             result.blocks += 1
             result.bytes_hashed += da.length
             if da.digest != db.digest:
@@ -132,3 +144,96 @@ def compare(
     if on_progress is not None:
         on_progress(result.bytes_hashed)
     return result
+
+
+def compare_remembered(
+    src: Datastore,
+    src_path: str,
+    remembered: DigestMap,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    keep: bytearray | None = None,
+) -> CompareResult:
+    """The source's block digests against the destination's remembered ones: the
+    destination is not read.  Same result shape and roots as :func:`compare`."""
+    key = remembered.key
+    result = CompareResult(algorithm=key.algorithm, block_size=key.block)
+    t0 = time.monotonic()
+    root_a = hashlib.sha256()
+    stream = src.hash_blocks(src_path, key.block, key.algorithm, [Extent(0, key.size)])
+    try:
+        for i, da in enumerate(stream):
+            if i >= key.blocks() or da.offset != i * key.block:
+                raise AgentError("the source cut other blocks than the remembered map",
+                                 source_path=src_path, offset=da.offset)
+            root_a.update(da.digest)
+            if keep is not None:
+                keep += da.digest
+            result.blocks += 1
+            result.bytes_hashed += da.length
+            if da.digest != remembered.digest(i):
+                result.mismatch(da.offset, da.length)
+            if on_progress is not None and result.blocks % 256 == 0:
+                on_progress(result.bytes_hashed)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if result.blocks != key.blocks():
+        raise AgentError(f"the source has {result.blocks} blocks, the map {key.blocks()}",
+                         source_path=src_path)
+    result.seconds = time.monotonic() - t0
+    result.source_digest = root_a.hexdigest()
+    result.dest_digest = remembered.root()
+    if on_progress is not None:
+        on_progress(result.bytes_hashed)
+    return result
+
+
+@dataclass
+class HashOutcome:
+    """A disk's hash-compare: the result, and whether the destination was read."""
+
+    result: CompareResult
+    dest_read: bool
+    why_read: str = ""  #: why the remembered digests could not stand for the destination
+
+
+def hash_compare_disk(
+    m: Migration, disk: DiskInfo, src: Datastore, src_path: str, dst: Datastore, dst_path: str,
+    algorithm: str, on_progress: Callable[[int], None] | None = None,
+) -> HashOutcome:
+    """Hash-compare one disk for a cycle, from the remembered digests when they stand
+    for the destination (:mod:`.digestmap`), else reading both sides; then remember
+    the source's digests (the destination's once this cycle copied) for this cycle,
+    *before* anything is copied: only a commit of this cycle makes them usable."""
+    state = m.workspace.state
+    cycle = state.in_progress.number if state.in_progress is not None else state.cycles + 1
+    want = MapKey(disk.key, src_path, dst_path, algorithm, m.params.sync.hash_block,
+                  disk.capacity)
+    store = DigestStore(m.workspace.digests_dir)
+    ds = state.disks.get(disk.key)
+    keep = bytearray()
+    remembered: DigestMap | None = None
+    why = ""
+    try:
+        if ds is None or ds.untrusted or ds.recheck:
+            raise DigestMapInvalid("the disk's copy is to be proven by reading it")
+        remembered = store.load(want, ds.last_cycle)
+    except DigestMapInvalid as exc:
+        why = exc.message
+        m.workspace.journal.append("digest_map_unused", disk=disk.key, reason=why)
+    if remembered is not None:
+        res = compare_remembered(src, src_path, remembered, on_progress=on_progress, keep=keep)
+        outcome = HashOutcome(res, dest_read=False)
+    else:
+        res = compare(src, src_path, dst, dst_path, block_size=want.block, algorithm=algorithm,
+                      size=disk.capacity, on_progress=on_progress, keep=keep)
+        outcome = HashOutcome(res, dest_read=True, why_read=why)
+    store.save(DigestMap(want, cycle, len(keep) // max(1, res.blocks), bytes(keep)))
+    return outcome
+
+
+def forget_remembered(m: Migration, disk_key: int) -> None:
+    """Another path is about to write this destination disk: drop its remembered digests."""
+    DigestStore(m.workspace.digests_dir).forget(disk_key)

@@ -19,7 +19,7 @@ from ..dataplane.datastore import Datastore
 from ..errors import Interrupted
 from ..extents import total
 from .changeset import DiskPlan
-from .compare import compare, pick_algorithm
+from .compare import forget_remembered, hash_compare_disk, pick_algorithm
 from .context import Migration
 from .copier import CopyStats, copy_extents
 from .progress import DiskPlanned, PhaseReached
@@ -101,16 +101,23 @@ def _copy_disk(
     src_path = snap.disk_paths.get(disk.key, disk.path)
     dst_path = m.dest_disk_path(disk)
     hashed = 0.0
+    dest_reads = 0
     if plan.mode == "hash":
         algo = pick_algorithm(src, dst, m.params.sync.algorithm)
         m.reporter.event(PhaseReached(phase="hash-compare", detail=f"disk {disk.key} with {algo}"))
-        res = compare(src, src_path, dst, dst_path, block_size=m.params.sync.hash_block,
-                      algorithm=algo, size=disk.capacity,
-                      on_progress=progress.callback(disk.key, disk.capacity, stop))
+        outcome = hash_compare_disk(m, disk, src, src_path, dst, dst_path, algo,
+                                    progress.callback(disk.key, disk.capacity, stop))
+        res, dest_reads = outcome.result, int(outcome.dest_read)
         hashed = res.seconds
         plan.extents = res.mismatches
+        how = "" if outcome.dest_read else " against the destination's remembered digests"
+        if how:  # the cycle record says which digests stood for the destination
+            plan.reason = f"{plan.reason}; compared{how}"
         m.reporter.event(DiskPlanned(key=disk.key, mode="hash", bytes=total(plan.extents),
-                                     extents=len(plan.extents), reason=f"{res.blocks} blocks compared"))
+                                     extents=len(plan.extents),
+                                     reason=f"{res.blocks} blocks compared{how}"))
+    else:
+        forget_remembered(m, disk.key)  # this copy changes the destination another way
     ws = m.workspace
 
     def checkpoint(offset: int) -> None:
@@ -125,6 +132,6 @@ def _copy_disk(
         on_checkpoint=checkpoint, on_progress=lambda done, _total: report(done),
     )
     checkpoint(disk.capacity)
-    if plan.mode == "hash":
-        stats.bytes_read += 2 * disk.capacity  # both sides read whole for digests
+    if plan.mode == "hash":  # the source read whole for digests, the destination unless remembered
+        stats.bytes_read += (1 + dest_reads) * disk.capacity
     return DiskResult(plan, stats, hashed)

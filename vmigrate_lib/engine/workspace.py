@@ -105,6 +105,8 @@ class Workspace:
         self.state_path = self.root / "state.json"
         self.journal = Journal(self.root / "journal.jsonl")
         self.evidence_dir = self.root / "evidence"
+        #: remembered destination digests of hash-compare cycles (:mod:`.digestmap`)
+        self.digests_dir = self.root / "digests"
         self._lock: IO[bytes] | None = None
         self._state: MigrationState | None = None
         #: what the last load found (a migrated version, an edit behind vmigrate's back)
