@@ -22,6 +22,7 @@ import pytest
 from tests.fsproof import sha
 from tests.lab.lab_helpers import delta_files, wait_writes
 from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.errors import LabError
 from vmigrate_lib.lab.acks import ack_path
 from vmigrate_lib.lab.machine import VmMachine
 from vmigrate_lib.lab.sesparse import SeSparseFile, descriptor, new_cid
@@ -187,3 +188,19 @@ def test_a_crash_between_grain_data_and_table_entry_leaves_the_grain_unmapped(
     again.write(0, b"\x01" * 4096, lambda o, n: bytes(n))  # the leaked slot is reused
     assert again.slots == {0: 0}
     again.close()
+
+
+def test_a_live_snapshot_of_an_older_lab_is_refused_not_restarted(
+    host_a: LabHost, alice_off: str
+) -> None:
+    """A snapshot taken by a lab version that wrote ``-delta.bin``/``-delta.map``: opening
+    the VM refuses in one line naming the file, instead of starting an empty SEsparse
+    delta over it (which would drop every write that delta held)."""
+    vmdir = host_a.vm_dir(alice_off)
+    host_a.create_snapshot(alice_off, "vmigrate-1")
+    for path in delta_files(vmdir):
+        path.unlink()
+    (vmdir / "alice-delta.map").write_bytes(b"\x01\x00\x00\x00")
+    with pytest.raises(LabError, match=r"alice-delta\.map is a snapshot delta of an older lab"):
+        VmMachine.open(vmdir / "alice.vmx.json").close()
+    assert not delta_files(vmdir)

@@ -102,6 +102,10 @@ class VirtualDisk:
         """Start (or resume) redirecting writes to the delta; loads its grain map."""
         if self._delta is not None:
             return
+        old = self.vmdir / f"{self.stem}-delta.map"
+        if old.exists():  # an older lab's delta: starting a new one would lose its writes
+            raise LabError(f"{old} is a snapshot delta of an older lab version; remove the "
+                           "snapshot with that version, or recreate the lab", path=str(old))
         top = self.vmdir / f"{self.stem}-{number:06d}.vmdk"
         extent = top.with_name(f"{self.stem}-{number:06d}-sesparse.vmdk")
         if extent.exists():

@@ -77,6 +77,7 @@ class SeSparseFile:
         self._gd: set[int] = set()
         self._load()
         self._next = max(self.slots.values(), default=-1) + 1
+        self._size = os.fstat(fd).st_size
 
     # --- create / open -------------------------------------------------------------
     @classmethod
@@ -165,8 +166,9 @@ class SeSparseFile:
         at = self._grains_at + slot * GRAIN
         if whole.strip(b"\0"):
             os.pwrite(self._fd, whole, at)
-        if os.fstat(self._fd).st_size < at + GRAIN:
+        if self._size < at + GRAIN:
             os.ftruncate(self._fd, at + GRAIN)  # a zero grain stays a hole, inside the file
+            self._size = at + GRAIN
         t, j = divmod(g, GT_ENTRIES)
         os.pwrite(self._fd, struct.pack("<Q", encode_grain_entry(slot)),
                   self._gts_at + t * GT_BYTES + 8 * j)
