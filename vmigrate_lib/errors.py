@@ -165,6 +165,15 @@ class DestinationExists(PreflightError):
     )
 
 
+class IdentityConflict(PreflightError):
+    """Bob's name, or the source's retired name, is taken where it would be registered
+    (e.g. one vCenter for both hosts and no ``dest_name``)."""
+
+    default_hint = ("set dest_name to a new name (cutover.identity: new-name), or let the "
+                    "cutover rename the source and give Bob its name "
+                    "(cutover.identity: retire-source)")
+
+
 class MigrationClaimed(PreflightError):
     """Another vmigrate migration has claimed the source VM (one migration per source)."""
 
@@ -247,6 +256,14 @@ class ToolsUnavailable(PowerError):
 
     default_hint = ("start VMware Tools in the guest, or allow a hard power-off "
                     "(cutover.allow_hard_poweroff / --allow-hard-poweroff)")
+
+
+class MacMismatch(OperationError):
+    """A NIC of the registered copy does not have the source's MAC address (the guest
+    would see a new NIC and lose its network configuration)."""
+
+    default_hint = ("check the MAC addresses of both VMs in the vSphere Client; a generated "
+                    "MAC may have been regenerated on a conflict")
 
 
 class TimeoutExpired(OperationError):

@@ -42,6 +42,10 @@ CYCLE_KINDS: tuple[CycleKind, ...] = get_args(CycleKind)
 CYCLE_STATUSES: tuple[CycleStatus, ...] = get_args(CycleStatus)
 STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
 CUTOVER_STATUSES: tuple[CutoverStatus, ...] = get_args(CutoverStatus)
+#: params ``cutover.identity``: Bob under a name of his own (Alice stays as she is), or
+#: Alice renamed and parked at cutover so that Bob takes her name
+IdentityPolicy = Literal["new-name", "retire-source"]
+IDENTITY_POLICIES: tuple[IdentityPolicy, ...] = get_args(IdentityPolicy)
 READY_MODES: tuple[ReadyMode, ...] = get_args(ReadyMode)
 
 W = TypeVar("W", bound=str)

@@ -100,8 +100,9 @@ def create_vm(si: Any, name: str, ds: str, capacity: int, host: Any = None,
                 backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
                     fileName=f"[{ds}] {name}/{name}{suffix}.vmdk", diskMode="persistent",
                     thinProvisioned=True))))
+    # the MAC esxi_vmx writes, so that the API and the .vmx agree as on ESXi
     changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=vim.vm.device.VirtualE1000(
-        key=-100, backing=vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=network))))
+        key=-100, macAddress=ESXI_VMX_MAC, addressType="generated", backing=vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=network))))
     spec = vim.vm.ConfigSpec(name=name, files=vim.vm.FileInfo(vmPathName=f"[{ds}] {name}"),
                              memoryMB=64, numCPUs=1, guestId="otherGuest64", deviceChange=changes)
     task = dc.vmFolder.CreateVM_Task(config=spec, pool=host.parent.resourcePool, host=host)
@@ -140,6 +141,10 @@ def wait_for(pred: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+#: the generated MAC of ethernet0 in esxi_vmx and of the NIC create_vm adds
+ESXI_VMX_MAC = "00:0c:29:9d:00:01"
 
 
 def esxi_vmx(name: str, ds_uuid: str = "5f0c1d2e-aaaa0000-beef-0050569d0001", disks: int = 1) -> str:

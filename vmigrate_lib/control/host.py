@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import TimeoutExpired, VmigrateError
 from ..extents import Extent
@@ -64,6 +64,32 @@ class VmInfo:
     disks: tuple[DiskInfo, ...]
     guest_ip: str | None = None
     tools_running: bool = False
+    #: each NIC's MAC address, in device order (empty: the host does not say)
+    macs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetirePlan:
+    """How a source VM is retired at cutover, and put back by a rollback.
+
+    What the host found before changing anything: the engine saves it in the
+    workspace first, so a resumed retire or a rollback restores what was there,
+    never what a half-done retire left.  ``saved`` is the host's own (JSON):
+    vSphere keeps each NIC's start-connected flag, the autostart entry, the note."""
+
+    name: str  #: the VM's name before
+    new_name: str  #: its name while retired
+    vm_id: str  #: the host's stable id for it (vSphere: config.instanceUuid)
+    saved: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "new_name": self.new_name, "vm_id": self.vm_id,
+                "saved": dict(self.saved)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RetirePlan:
+        return cls(name=str(d["name"]), new_name=str(d["new_name"]), vm_id=str(d["vm_id"]),
+                   saved=dict(d.get("saved") or {}))
 
 
 @dataclass(frozen=True)
@@ -253,6 +279,21 @@ class Host(abc.ABC):
         disk in the VM's own folder), so that a VM that cannot be moved is
         refused before anything changes, not at cutover after Alice stopped."""
         return []
+
+    def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
+        """What retiring ``vm`` (off) would change, read without changing anything:
+        renamed ``new_name``, NICs not connected at power-on, out of autostart,
+        ``note`` in its annotation.  None: this host cannot retire a VM (the default;
+        preflight then refuses ``cutover.identity: retire-source``)."""
+        return None
+
+    def retire_vm(self, plan: RetirePlan) -> None:
+        """Apply ``plan`` (idempotent: a resumed cutover runs it again)."""
+        raise NotImplementedError(f"host {self.name} cannot retire a VM")
+
+    def restore_vm(self, plan: RetirePlan) -> None:
+        """Undo :meth:`retire_vm` from what ``plan`` saved (idempotent)."""
+        raise NotImplementedError(f"host {self.name} cannot retire a VM")
 
     def prepare_config_files(
         self,

@@ -132,11 +132,12 @@ def release_claim(m: Migration, vm: VmInfo, migration_id: str, why: str) -> bool
     return True
 
 
-def release_after_cutover(m: Migration) -> str | None:
-    """The cutover completed: release this migration's claim.  Returns a warning, never raises."""
+def release_after_cutover(m: Migration, name: str | None = None) -> str | None:
+    """The cutover completed: release this migration's claim (on the source VM, called
+    ``name`` now if it was renamed).  Returns a warning, never raises."""
     mid = own_id(m)
     try:
-        vm = m.vm()
+        vm = m.source.find_vm(name) if name else m.vm()
         if mid is not None:
             release_claim(m, vm, mid, "cutover done")
     except VmigrateError as exc:

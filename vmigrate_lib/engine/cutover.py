@@ -37,6 +37,7 @@ from ..units import fmt_secs
 from . import cutover_steps as steps
 from .claim import release_after_cutover
 from .context import Migration
+from .cutover_retire import retire_source
 from .cutover_rollback import rollback
 from .cutover_steps import CutoverOptions, StepContext
 from .planner import MEASURED_TYPE
@@ -49,6 +50,7 @@ STEPS: tuple[tuple[str, Callable[[StepContext], None]], ...] = (
     ("final_sync", steps.final_sync),
     ("certify", steps.certify),
     ("copy_files", steps.copy_files),
+    ("retire_source", retire_source),  # cutover.identity retire-source only
     ("register", steps.register),
     ("power_on", steps.power_on),
     ("wait_ready", steps.wait_ready),
@@ -247,7 +249,8 @@ def _finish(c: StepContext) -> CutoverResult:
                 "boot_s": ready - reg}
         pred = co.prediction or {}
         co.measured = meas
-        warning = release_after_cutover(m)  # Alice is free for another migration (claim.py)
+        # Alice is free for another migration (claim.py), under the name she has now
+        warning = release_after_cutover(m, c.alice_now)
         if warning:
             co.warnings.append(warning)
         co.status, co.step, co.ended = "done", "done", time.time()

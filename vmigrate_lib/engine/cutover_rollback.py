@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from ..control.host import PowerState
 from ..errors import CutoverError, PowerError, RollbackRefused, VmigrateError
+from .cutover_retire import restore_source
 from .cutover_steps import StepContext, bob_is_ours, describe
 from .progress import PhaseReached
 
@@ -36,6 +37,7 @@ def rollback(c: StepContext, *, reason: str, auto: bool, confirm_data_loss: bool
     m.reporter.event(PhaseReached(phase="rollback", detail=reason))
     _sub(c, "rollback_bob_off", _bob_off)
     _sub(c, "rollback_unregister", _unregister)
+    _sub(c, "rollback_restore_source", restore_source)  # her name, NICs, autostart
     _sub(c, "rollback_alice_on", _alice_on)
     if c.bob_may_have_served():
         c.note(f"rolled back after {c.bob} ran: writes made on {c.bob} are lost")

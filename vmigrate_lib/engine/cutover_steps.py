@@ -30,6 +30,7 @@ from .context import OWNER_MARKER, Migration
 from .converge import journal_plan
 from .cutover_checks import full_certify_reason, readiness
 from .cycle import run_cycle
+from .identity import name_goes_at_cutover
 from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
 from .progress import PhaseReached, WarningRaised
@@ -121,6 +122,13 @@ class StepContext:
         return self.opts.budget if self.opts.budget is not None else self.m.params.downtime_budget
 
     @property
+    def alice_now(self) -> str:
+        """Alice's name on the source host now: her retired name from the retire step
+        until a rollback restores it (``cutover.identity: retire-source``)."""
+        r = self.co.retire
+        return str(r["new_name"]) if r and r.get("state") == "retired" else self.alice
+
+    @property
     def ready_mode(self) -> str:
         """How Bob (and Alice on a rollback) counts as ready: decided at go/no-go."""
         return str((self.co.go or {}).get("ready") or "tools")
@@ -184,7 +192,8 @@ def go_no_go(c: StepContext) -> None:
     if untrusted:
         reasons.append(f"the copy of disk(s) {', '.join(untrusted)} is not proven: "
                        + "; ".join(untrusted.values()))
-    if m.dest.vm_exists(c.bob) and not (c.co.registered and bob_is_ours(c)):
+    if m.dest.vm_exists(c.bob) and not (c.co.registered and bob_is_ours(c)) \
+            and not name_goes_at_cutover(m):  # retire-source: Alice's own, freed at cutover
         raise CutoverNoGo(f"a VM named {c.bob} is already registered on {m.params.destination.host}",
                           hint="the destination must be free; remove that VM or choose dest_name",
                           vm=c.bob)
@@ -307,7 +316,8 @@ def register(c: StepContext) -> None:
     c.co.register_started_at = c.co.register_started_at or time.time()
     c.co.registering = True
     c.save()
-    info = m.dest.register_vm(c.bob, m.dest_datastore_name, m.dest_folder, m.vm(),
+    info = m.dest.register_vm(c.bob, m.dest_datastore_name, m.dest_folder,
+                              m.source.find_vm(c.alice_now),
                               network_map=dict(c.opts.network_map) or None)
     c.co.registered = True
     c.co.bob_uuid = info.uuid
@@ -316,8 +326,8 @@ def register(c: StepContext) -> None:
 def power_on(c: StepContext) -> None:
     """Power Bob on, after proving Alice is off: never two copies running."""
     m = c.m
-    if m.source.power_state(c.alice) != PowerState.OFF:
-        raise CutoverError(f"{c.alice} is powered on: refusing to power on {c.bob}",
+    if m.source.power_state(c.alice_now) != PowerState.OFF:
+        raise CutoverError(f"{c.alice_now} is powered on: refusing to power on {c.bob}",
                            step="power_on")
     c.co.bob_powered_on = True
     c.co.bob_powered_on_at = c.co.bob_powered_on_at or time.time()

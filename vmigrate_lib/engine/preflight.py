@@ -30,6 +30,7 @@ from ..units import fmt_bytes
 from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
 from .destination import growth, other_pending, owned_by, read_marker, size_mismatch
+from .identity import alice_at_dest, identity_checks
 from .progress import CheckReported
 
 #: Keep this much free on the destination beyond what the copy needs.
@@ -261,6 +262,13 @@ def _mode_line(m: Migration, where: str, modes: TransferModes) -> Check:
     return Check("transfer mode", True, f"{where}: auto -> {used}; {direct_txt}; {relay_txt}")
 
 
+def identity(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """``cutover.identity`` can work here: Bob's name, the source retired or kept
+    (:mod:`.identity`)."""
+    for c in identity_checks(m, ctx.vm):
+        yield Check(c.name, c.ok, c.detail, c.error)
+
+
 def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """No other VM called Bob, and Bob's folder free or this migration's own."""
     p, ds, folder = m.params, ctx.ds, m.dest_folder
@@ -270,7 +278,8 @@ def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     ctx.ours_at_dest = ds.stat(folder) is not None and owned_by(ds, folder, mid)
     creator = other_pending(ds, folder, mid)
     registered_by_us = state is not None and state.cutover is not None and state.cutover.registered
-    if m.dest.vm_exists(p.target_name) and not registered_by_us:
+    # Alice herself under Bob's name (one vCenter): the identity line has judged it
+    if m.dest.vm_exists(p.target_name) and not registered_by_us and alice_at_dest(m) is None:
         yield Check(
             "destination name", False,
             f"a VM named {p.target_name} already exists on {p.destination.host}",
@@ -350,6 +359,7 @@ CHECKS: tuple[tuple[str, CheckFunc], ...] = (
     ("source claim", source_claim),
     ("destination datastore", destination_datastore),
     ("transfer mode", transfer_mode),
+    ("identity", identity),
     ("destination name", destination_name),
     ("destination disks", destination_disks),
     ("destination space", destination_space),

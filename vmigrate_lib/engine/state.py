@@ -231,7 +231,7 @@ _CO_TIMES = ("started", "ended", "sync_age", "shutdown_requested_at", "alice_off
              "register_started_at", "bob_powered_on_at", "bob_ready_at")
 _CO_FLAGS = ("hard_poweroff", "registering", "registered", "bob_powered_on")
 _CO_TEXTS = ("reason", "operator", "certify", "bob_uuid", "bob_ip")
-_CO_OBJECTS = ("options", "prediction", "measured", "go", "final_cycle")
+_CO_OBJECTS = ("options", "prediction", "measured", "go", "final_cycle", "retire")
 
 
 @dataclass
@@ -269,6 +269,9 @@ class CutoverRecord:
     bob_ip: str | None = None
     probes: list[dict[str, Any]] | None = None
     measured: dict[str, Any] | None = None
+    #: cutover.identity retire-source: the source's RetirePlan (saved before anything
+    #: changes) and ``state``: planned | retired | restored
+    retire: dict[str, Any] | None = None
 
     def step_record(self, name: str) -> StepRecord:
         return self.steps.setdefault(name, StepRecord())

@@ -26,6 +26,7 @@ from ..modes import (
     CHANGE_TRACKING,
     HOST_TYPES,
     HOSTS_KINDS,
+    IDENTITY_POLICIES,
     READY_MODES,
     SSH_COMPRESS,
     SSH_MODES,
@@ -33,6 +34,7 @@ from ..modes import (
     CertifyMode,
     ChangeTracking,
     HostsKind,
+    IdentityPolicy,
     ReadyMode,
     SshCompress,
     SshMode,
@@ -165,6 +167,11 @@ class CutoverParams:
     #: the planner's estimates until a cutover (or a rehearsal) has measured them, seconds
     expected_shutdown: float = 30.0
     expected_boot: float = 60.0
+    #: new-name: Bob is registered under dest_name (or the VM's name), which must be free
+    #: where he is registered, and the source stays as it is; retire-source: at cutover
+    #: the source is renamed <vm>-retired-<change_id>, its NICs do not connect at
+    #: power-on, it leaves autostart (a rollback undoes all three), and Bob takes its name
+    identity: IdentityPolicy = "new-name"
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm": ALGORITHMS,
     "ssh_mode": SSH_MODES,
     "ssh_compress": SSH_COMPRESS,
+    "identity": IDENTITY_POLICIES,
 }
 #: Allowed values of the fields that take a word (the CLI's choices come from here too).
 CHOICES = _CHOICES
@@ -418,6 +426,11 @@ def validate(raw: Mapping[str, Any], base_dir: Path | None = None) -> MigrationP
         )
     sync = _section(SyncParams, "sync", top.get("sync"))
     cutover = _section(CutoverParams, "cutover", top.get("cutover"))
+    if cutover.identity == "retire-source" and top.get("dest_name") not in (None, "", top["vm"]):
+        raise ParameterError(
+            "parameter dest_name: with cutover.identity retire-source the copy takes the "
+            "source's name", hint="remove dest_name, or set cutover.identity: new-name",
+            parameter="dest_name")
     change_id = top.get("change_id") or ""
     if change_id and (not isinstance(change_id, str) or not _CHANGE_ID.match(change_id)):
         raise ParameterError(

@@ -87,12 +87,14 @@ func main() {
 	}
 
 	simulator.Map.AddHandler(&registryHook{})
+	setupIdentity() // identity.go
 
 	s := m.Service.NewServer()
 	// Wrap the handler before any client can connect: the ready line below
 	// is the first thing anybody learns about this server.
 	s.Config.Handler = &qcdaHandler{next: s.Config.Handler}
 	s.Config.Handler = &toolsHandler{next: s.Config.Handler} // tools.go
+	s.Config.Handler = &identityHandler{next: s.Config.Handler} // identity.go
 
 	u := *s.URL
 	u.User = nil

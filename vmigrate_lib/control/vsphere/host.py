@@ -38,7 +38,7 @@ from ..host import (
     VmChange,
     VmInfo,
 )
-from . import cbt, events, inventory, power, register, snapshots, vmxfiles
+from . import cbt, events, inventory, macs, power, register, retire, snapshots, vmxfiles
 from ._vmomi import vim
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
 from .paths import VMFS_ROOT, datastore_root
@@ -46,6 +46,7 @@ from .paths import VMFS_ROOT, datastore_root
 if TYPE_CHECKING:
     from ...dataplane.datastore import Datastore
     from ...dataplane.transport import Transport
+    from ..host import RetirePlan
 
 #: (datastore name, root the agent serves, e.g. ``/vmfs/volumes/ds1``) -> transport
 TransportFactory = Callable[[str, str], "Transport"]
@@ -274,7 +275,7 @@ class VsphereHost(Host):
             self.conn, host, name, datastore, folder, network_map,
             self._vm_folder, self._pool, self.task_timeout,
         )
-        return inventory.vm_info(self.conn, ref)
+        return register.verify_macs(self.conn, ref, name, source)
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
         """No disk on a delta (the base would be stale), every disk in the VM's folder
@@ -319,7 +320,18 @@ class VsphereHost(Host):
         renames: Mapping[str, str],
     ) -> dict[str, bytes]:
         """Bob's ``<name>.vmx`` and disk descriptors naming his files (:mod:`.vmxfiles`)."""
-        return vmxfiles.prepare(name, source, files, renames)
+        return macs.static_in(vmxfiles.prepare, name, source, files, renames)
+
+    # --- retiring the source (cutover.identity: retire-source; :mod:`.retire`) ---------
+    def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
+        """Reads her NICs' start-connected flags, autostart entry and annotation."""
+        return retire.plan(self.conn, self.vm_ref(vm), new_name, note)
+
+    def retire_vm(self, plan: RetirePlan) -> None:
+        retire.apply(self.conn, plan, self.task_timeout)
+
+    def restore_vm(self, plan: RetirePlan) -> None:
+        retire.restore(self.conn, plan, self.task_timeout)
 
     def unregister_vm(self, name: str) -> None:
         ref = self.vm_ref(name)

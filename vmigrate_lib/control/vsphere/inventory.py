@@ -215,6 +215,8 @@ def vm_info(conn: Connection, vm: Any) -> VmInfo:
             disks=disks,
             guest_ip=(str(guest.ipAddress) if guest is not None and guest.ipAddress else None),
             tools_running=bool(guest is not None and guest.toolsRunningStatus == "guestToolsRunning"),
+            macs=tuple(str(d.macAddress or "").lower() for d in config.hardware.device
+                       if isinstance(d, vim.vm.device.VirtualEthernetCard)),
         )
 
     return conn.call(run, f"reading VM {getattr(vm, '_moId', vm)}")

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import DestinationExists, HostApiError, NotFoundError, VmigrateError
+from ...errors import DestinationExists, HostApiError, MacMismatch, NotFoundError, VmigrateError
+from ..host import VmInfo
+from . import macs
 from ._vmomi import vim
 from .connection import Connection
-from .inventory import collect, datastore_ref
+from .inventory import collect, datastore_ref, vm_info
 from .paths import ds_path
 from .tasks import wait_task
 
@@ -175,6 +177,19 @@ def map_networks(
     return len(changes)
 
 
+def verify_macs(conn: Connection, vm: Any, name: str, source: VmInfo) -> VmInfo:
+    """Bob as registered, once his NICs are proven to carry the source's MACs
+    (:mod:`.macs`); on a mismatch he is unregistered again (files kept) and
+    :class:`MacMismatch` raised, before anything powers him on."""
+    info = vm_info(conn, vm)
+    try:
+        macs.check(name, info.macs, source.macs, source.name)
+    except MacMismatch:
+        unregister(conn, vm)
+        raise
+    return info
+
+
 def unregister(conn: Connection, vm: Any) -> None:
     conn.call(lambda: vm.UnregisterVM(), f"unregistering VM {vm.name}", vm=vm.name)
 
@@ -187,4 +202,5 @@ __all__ = [
     "register",
     "resolve_entity",
     "unregister",
+    "verify_macs",
 ]
