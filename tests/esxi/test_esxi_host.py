@@ -13,8 +13,11 @@ host shows.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.esxi.conftest import EsxiLab, MiB
 from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.errors import DiskChainError, PowerError
 
 
 def test_inventory_power_and_snapshots(esxi_lab: EsxiLab) -> None:
@@ -68,3 +71,33 @@ def test_unregister_register_datastores_and_disks(esxi_lab: EsxiLab) -> None:
                 got[c.offset:c.offset + c.length] = c.data or bytes(c.length)
         assert st is not None and st.size == 8 * MiB
         assert bytes(got) == want and any(want)
+
+
+def test_disk_chain_checks_and_a_question_at_power_on(esxi_lab: EsxiLab) -> None:
+    """``get.filelayout``/``get.runtime`` feed the preflight's disk-chain line; a question
+    (``vmsvc/message``) holding power-on is named, with how to answer it."""
+    peer = esxi_lab.peer
+    with esxi_lab.host() as h:
+        vm = h.find_vm("alice")
+        assert h.disk_chains("alice") == {2000: ["[datastore1] alice/alice.vmdk"]}
+        (line,) = h.migration_checks(vm)
+        assert (line.name, line.ok) == ("disk chain", True)
+        snap = h.create_snapshot("alice", "vmigrate-x", "")
+        assert h.disk_chains("alice")[2000][1:] == ["[datastore1] alice/alice-000001.vmdk"]
+        assert h.migration_checks(vm)[0].ok  # a snapshot's delta: the snapshot check judges
+        h.remove_snapshot("alice", snap.id)
+        peer.override("consolidationNeeded", "alice", True)
+        (line,) = h.migration_checks(vm)
+        assert not line.ok and isinstance(line.error, DiskChainError)
+        assert "consolidation needed" in line.error.message
+
+        peer.override("question", "alice", ["_vmx1", "This virtual machine might have been "
+                                             "moved or copied."])
+        with pytest.raises(PowerError, match="might have been moved or copied") as info:
+            h.power_on("alice")
+        assert f"vim-cmd vmsvc/message {h.vmid('alice')} _vmx1 <choice>" in info.value.hint
+        h.shell.vim_cmd("vmsvc/message", str(h.vmid("alice")), "_vmx1", "1")
+        assert h.question("alice") is None
+        h.power_on("alice")
+        assert h.power_state("alice") == PowerState.ON
+        h.power_off("alice")

@@ -58,6 +58,14 @@ class EsxiPeer:
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
+    def override(self, kind: str, vm: str, value: object) -> None:
+        """Make the host show ``kind`` for ``vm``: ``question`` ([id, text]: a question
+        holds power-on until answered) or ``consolidationNeeded`` (True)."""
+        p = self.workdir / "overrides.json"
+        data = json.loads(p.read_text()) if p.exists() else {}
+        data.setdefault(kind, {})[vm] = value
+        p.write_text(json.dumps(data))
+
     def host_params(self, **over: object) -> dict[str, object]:
         """A params file's ``source``/``destination`` section for this host."""
         h = self.host

@@ -122,7 +122,8 @@ class Peer:
             if state == PowerState.ON:
                 return fault("InvalidPowerState", "The attempted operation cannot be performed "
                              "in the current state (Powered on).")
-            self.lab.power_on(vm)
+            if vm not in self.overrides().get("question", {}):  # a question holds it off
+                self.lab.power_on(vm)
         elif verb == "off":
             print("Powering off VM:")
             if state == PowerState.OFF:
@@ -178,6 +179,65 @@ class Peer:
                     "         },"]
         out += ["      ],", "   },", "}"]
         print("\n".join(out))
+        return 0
+
+    def overrides(self) -> dict[str, Any]:
+        """What a test set for this host (``overrides.json`` beside the ids): a pending
+        question per VM, consolidationNeeded per VM."""
+        p = self.ids.path.with_name("overrides.json")
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def get_filelayout(self, vm: str) -> int:
+        """The VM's FileInfo and FileLayout (*guess*: Apache VCL's reader shows both types
+        and these fields; the header lines are not known).  A disk's chain is its base
+        descriptor then one ``-00000N.vmdk`` per snapshot, as ESXi names deltas."""
+        info = self.lab.find_vm(vm)
+        n = len(self.lab.list_snapshots(vm))
+        where = f"[{info.datastore}] {info.folder}"
+        out = ["VM files:", "(vim.vm.FileInfo) {", f"   vmPathName = {q(f'{where}/{vm}.vmx')},",
+               f"   snapshotDirectory = {q(where)},", f"   logDirectory = {q(where)},", "}",
+               "File layout:", "(vim.vm.FileLayout) {", "   configFile = (string) [",
+               f"      {q(vm + '.nvram')}", "   ],", "   logFile = (string) [",
+               "      \"vmware.log\"", "   ],", "   disk = (vim.vm.FileLayout.DiskLayout) ["]
+        for d in info.disks:
+            stem = d.path.removesuffix("-flat.vmdk")
+            files = [f"{stem}.vmdk"] + [f"{stem}-{k:06d}.vmdk" for k in range(1, n + 1)]
+            out += ["      (vim.vm.FileLayout.DiskLayout) {", f"         key = {d.key},",
+                    "         diskFile = (string) ["]
+            out += [f"            {q(f'[{d.datastore}] {f}')}," for f in files]
+            out += ["         ],", "      },"]
+        out += ["   ],", "   snapshot = <unset>,", "   swapFile = <unset>", "}"]
+        print("\n".join(out))
+        return 0
+
+    def get_runtime(self, vm: str) -> int:
+        """A vim.vm.RuntimeInfo (*guess* at the header; fields: the vSphere API's)."""
+        power = {PowerState.ON: "poweredOn", PowerState.OFF: "poweredOff",
+                 PowerState.SUSPENDED: "suspended"}[self.lab.power_state(vm)]
+        needed = bool(self.overrides().get("consolidationNeeded", {}).get(vm))
+        print("Runtime information:\n(vim.vm.RuntimeInfo) {\n   connectionState = \"connected\",\n"
+              f"   powerState = {q(power)},\n   question = <unset>,\n"
+              f"   consolidationNeeded = {'true' if needed else 'false'},\n}}")
+        return 0
+
+    def message(self, vm: str, args: list[str]) -> int:
+        """``No message.`` or the pending question (header: Apache VCL's and scripts'
+        ``Virtual machine message <id>:``; the choice lines are a *guess*)."""
+        questions = self.overrides().get("question", {})
+        if vm not in questions:
+            print("No message.")
+            return 0
+        qid, text = questions[vm]
+        if args:  # an answer: <id> <choice>
+            if args[0] != qid:
+                return fault("NotFound", f"No message with id {args[0]}")
+            p = self.ids.path.with_name("overrides.json")
+            data = self.overrides()
+            del data["question"][vm]
+            p.write_text(json.dumps(data))
+            return 0
+        print(f"Virtual machine message {qid}:\n{text}\n   0. Cancel (Cancel)\n"
+              "   1. I _Moved It (I _Moved It)\n   2. I _Copied It (I _Copied It)")
         return 0
 
     # --- snapshots: fixture 7.0/snapshot.get-two.txt -----------------------------------
@@ -263,7 +323,9 @@ def main(argv: list[str]) -> int:
         "vmsvc/snapshot.create": lambda vm, a: peer.snapshot_create(vm, a),
         "vmsvc/snapshot.remove": lambda vm, a: peer.snapshot_remove(vm, a[0]),
         "vmsvc/unregister": lambda vm, a: peer.unregister(vm),
-        "vmsvc/message": lambda vm, a: print("No message.") or 0,
+        "vmsvc/get.filelayout": lambda vm, a: peer.get_filelayout(vm),
+        "vmsvc/get.runtime": lambda vm, a: peer.get_runtime(vm),
+        "vmsvc/message": lambda vm, a: peer.message(vm, a),
     }
     if cmd not in by_vm or not args:
         print(f"Unknown command: '{cmd}'", file=sys.stderr)  # guess at ESXi's wording

@@ -148,16 +148,47 @@ class EsxiHost(Host):
         root = posixpath.join(self.datastore_root, name)
         return open_ssh_datastore(name, root, self.settings, connection=self.conn)
 
+    def disk_chains(self, vm: str) -> dict[int, list[str]]:
+        """Each disk's files, base descriptor first (``get.filelayout``'s DiskLayout)."""
+        vmid = self.vmid(vm)
+        r = self.shell.vim_cmd("vmsvc/get.filelayout", str(vmid))
+        layout = next((o for o in vimcmd.parse_vmodl_objects(r.shown, r.stdout)
+                       if o.type == "vim.vm.FileLayout"), None)
+        if layout is None:
+            raise vimcmd.parse_error(r.shown, r.stdout, "no vim.vm.FileLayout")
+        chains: dict[int, list[str]] = {}
+        for d in layout.get("disk", []):
+            files = d.get("diskFile") if isinstance(d, vimcmd.VmodlObject) else None
+            if not isinstance(files, list) or not isinstance(d.get("key"), int):
+                raise vimcmd.parse_error(r.shown, r.stdout, "a DiskLayout without key or diskFile")
+            chains[d.get("key")] = [str(f) for f in files]
+        return chains
+
+    def consolidation_needed(self, vm: str) -> bool:
+        """``get.runtime``'s ``consolidationNeeded``: the disks may run on a delta the
+        snapshot tree no longer shows (a removal whose consolidation failed)."""
+        vmid = self.vmid(vm)
+        rt = self._vmodl("vmsvc/get.runtime", vmid)
+        return rt.get("consolidationNeeded") is True
+
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
-        """No disk running on a snapshot delta: the base vmigrate would read is stale."""
-        deltas = [d.path for d in vm.disks if _DELTA.search(d.path.removesuffix("-flat.vmdk")
-                                                            + ".vmdk")]
-        if not deltas:
-            return [HostCheck("disk chain", True, "every disk on its base file")]
-        return [HostCheck("disk chain", False, f"on a delta: {', '.join(deltas)}", DiskChainError(
-            f"disks of VM {vm.name} run on snapshot deltas ({', '.join(deltas)})",
-            hint="remove or consolidate the VM's snapshots on the host first "
-            "(vim-cmd vmsvc/snapshot.removeall <vmid>)", vm=vm.name, disks=deltas))]
+        """No disk on a delta that no snapshot explains, no consolidation pending: the
+        base vmigrate reads would be stale (real-esxi.md F1).  A delta under a snapshot
+        (this migration's leftover) is the preflight's snapshot check's to judge."""
+        snaps = self.list_snapshots(vm.name)
+        deltas = [f for chain in self.disk_chains(vm.name).values() for f in chain[1:]
+                  if _DELTA.search(f)]
+        if self.consolidation_needed(vm.name):
+            why = "consolidation needed (get.runtime consolidationNeeded)"
+        elif deltas and not snaps:
+            why = f"on a delta no snapshot explains: {', '.join(deltas)}"
+        else:
+            return [HostCheck("disk chain", True, "every disk on its base file" if not deltas
+                              else f"deltas of {len(snaps)} snapshot(s)")]
+        return [HostCheck("disk chain", False, why, DiskChainError(
+            f"VM {vm.name}: {why}; vmigrate would read a stale base disk",
+            hint="consolidate the VM's disks on the host first (vSphere Client: Snapshots > "
+            "Consolidate), then run again", vm=vm.name, disks=deltas))]
 
     # --- change tracking: none through vim-cmd ---------------------------------------
     def enable_change_tracking(self, vm: str) -> VmInfo:

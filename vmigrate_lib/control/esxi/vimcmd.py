@@ -151,6 +151,25 @@ def parse_vmodl(command: str, text: str, header: str | None = None) -> VmodlObje
     return obj
 
 
+def parse_vmodl_objects(command: str, text: str) -> list[VmodlObject]:
+    """Every data object ``text`` prints, each after at most one line ending in ``:``
+    (``get.filelayout`` prints the VM's FileInfo and its FileLayout: Apache VCL's reader
+    of it, cited in tests/fixtures/vimcmd/SOURCES.md, keys its result by both types)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    reader = _Lines(lines, command, text)
+    objects: list[VmodlObject] = []
+    while reader.i < len(lines):
+        line = reader.next()
+        m = _OPEN_OBJ.match(line)
+        if m is not None:
+            objects.append(_object(m.group("type"), reader))
+        elif not line.endswith(":") or line.startswith("("):
+            raise reader.error("expected a '(type) {' data object")
+    if not objects:
+        raise parse_error(command, text, "no data object")
+    return objects
+
+
 def find_fault(command: str, text: str) -> VimCmdFault | None:
     """The fault printed in ``text`` (alone or after a progress line such as
     ``Powering off VM:``), or None when there is none."""
@@ -336,6 +355,6 @@ def parse_registered_id(text: str, vmx: str) -> int | None:
     raise parse_error(f"vim-cmd solo/registervm {vmx}", text, "expected the new VM's id")
 
 
-__all__ = ["Question", "SnapshotRow", "VimCmdFault", "VmRow", "VmodlObject", "find_fault", "parse_error",
-           "parse_getallvms", "parse_message", "parse_power_state", "parse_registered_id", "parse_snapshots",
-           "parse_vmodl"]
+__all__ = ["Question", "SnapshotRow", "VimCmdFault", "VmRow", "VmodlObject", "find_fault",
+           "parse_error", "parse_getallvms", "parse_message", "parse_power_state",
+           "parse_registered_id", "parse_snapshots", "parse_vmodl", "parse_vmodl_objects"]
