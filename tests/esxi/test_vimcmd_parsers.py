@@ -136,3 +136,25 @@ def test_unknown_output_is_an_error_naming_the_command(reader: object, text: str
 def test_registered_id() -> None:
     assert vimcmd.parse_registered_id("104\n", "/v/x.vmx") == 104
     assert vimcmd.parse_registered_id("", "/v/x.vmx") is None
+
+
+def test_several_objects_and_questions() -> None:
+    """get.filelayout prints a FileInfo and a FileLayout (Apache VCL reads both); a header
+    line may precede each.  ``vmsvc/message``: 'No message.' or 'Virtual machine message
+    <id>:' (Apache VCL and the scripts in SOURCES.md match exactly these)."""
+    text = ("VM files:\n(vim.vm.FileInfo) {\n   vmPathName = \"[ds] a/a.vmx\",\n}\n"
+            "(vim.vm.FileLayout) {\n   disk = (vim.vm.FileLayout.DiskLayout) [\n"
+            "      (vim.vm.FileLayout.DiskLayout) {\n         key = 2000,\n"
+            "         diskFile = (string) [\n            \"[ds] a/a.vmdk\",\n"
+            "            \"[ds] a/a-000001.vmdk\"\n         ],\n      }\n   ],\n}\n")
+    info, layout = vimcmd.parse_vmodl_objects("c", text)
+    assert info.get("vmPathName") == "[ds] a/a.vmx"
+    assert layout.get("disk")[0].get("diskFile") == ["[ds] a/a.vmdk", "[ds] a/a-000001.vmdk"]
+    with pytest.raises(VimCmdParseError, match="expected a"):
+        vimcmd.parse_vmodl_objects("c", text + "stray words\n")
+    assert vimcmd.parse_message("No message.\n", 3) is None
+    q = vimcmd.parse_message("Virtual machine message 0:\nThis virtual machine might have "
+                             "been moved or copied.\n", 3)
+    assert q is not None and q.id == "0" and "moved or copied" in q.text
+    with pytest.raises(VimCmdParseError, match="vmsvc/message 3"):
+        vimcmd.parse_message("Something else\n", 3)
