@@ -20,6 +20,7 @@ import pytest
 
 from tests.labkit import Lab
 from vmigrate_lib.engine import cutover_checks
+from vmigrate_lib.engine.converge import run_until_converged
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover
 from vmigrate_lib.engine.cycle import run_cycle
 from vmigrate_lib.engine.sync import run_cycles
@@ -79,5 +80,26 @@ def test_go_no_go_wants_a_recent_whole_disk_proof(make_lab: Callable[..., Lab]) 
             reasons: list[str] = []
             got = cutover_checks.full_certify_reason(m, 2, reasons)
             assert reasons == [] and got["full_certify_cycle"] == proof.record["number"]
+    finally:
+        close_migration(m)
+
+
+def test_until_converged_ends_with_a_whole_disk_proof(make_lab: Callable[..., Lab]) -> None:
+    """Converged with a stale proof (the seed, 3 cycles ago, full_certify_within=2): the
+    loop runs one more cycle certified in full before it stops, so go/no-go finds it
+    (before: it stopped at the first converged plan and go/no-go said no)."""
+    lab = make_lab(rate_mb_s=0.5)
+    m = open_migration(lab.params(cutover={"full_certify_within": 2}))
+    try:
+        with m.workspace:
+            run_cycles(m, 3, interval=0.2)
+            res = run_until_converged(m, budget=600.0, max_cycles=5, shutdown_s=1.0, boot_s=1.0,
+                                      sleep=lambda s: None)
+            assert res.stopped_because == "converged"
+            modes = [o.record["certify"]["mode"] for o in res.outcomes]
+            assert modes == ["changed", "full"], modes
+            reasons: list[str] = []
+            cutover_checks.full_certify_reason(m, 2, reasons)
+            assert reasons == []
     finally:
         close_migration(m)

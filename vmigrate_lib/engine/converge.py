@@ -2,7 +2,9 @@
 
 The loop never cuts over by itself (ProxCenter does; our operators asked to
 choose the moment): it stops when a cutover now would fit the budget, when the
-numbers show it never will, or after ``max_cycles``; each plan is journaled.
+numbers show it never will, or after ``max_cycles``; each plan is journaled.  Converged with no whole-disk
+proof among the last ``cutover.full_certify_within`` cycles, it runs one more cycle
+certified in full first (while the VM runs), so that go/no-go finds one.
 ``vmigrate sync --until-converged`` and the sync runbook both run this loop.
 """
 
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .context import Migration
+from .cutover_checks import proof_is_stale
 from .cycle import CycleOutcome, run_cycle
 from .planner import DEFAULT_TARGET_INTERVAL, Plan, plan
 from .preflight import PreflightReport
@@ -65,6 +68,7 @@ def run_until_converged(
     """
     start(m, report)
     res = ConvergeResult()
+    want_full = proved = False  # once: the late whole-disk proof go/no-go wants (cutover_checks)
     for _ in range(max_cycles):
         if res.plans:
             last = res.outcomes[-1].record
@@ -72,7 +76,8 @@ def run_until_converged(
             if pause > 0:
                 m.reporter.event(PhaseReached(phase="wait", detail=f"{pause:.1f} s until next cycle"))
                 sleep(pause)
-        res.outcomes.append(run_cycle(m))
+        res.outcomes.append(run_cycle(m, certify="full" if want_full else None))
+        proved, want_full = proved or want_full, False
         p = journal_plan(m.workspace.journal, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
                          throughput_override=throughput_override, target_interval=target_interval,
                          certify=m.params.cutover.certify)
@@ -81,6 +86,10 @@ def run_until_converged(
         m.reporter.event(PhaseReached(phase="plan", detail=p.summary()))
         if on_plan is not None:
             on_plan(res.outcomes[-1], p)
+        if p.converged and not proved \
+                and proof_is_stale(m, m.params.cutover.full_certify_within):
+            want_full = True  # one more cycle, certified whole while the VM runs
+            continue
         if p.converged:
             res.stopped_because = "converged"
             return res

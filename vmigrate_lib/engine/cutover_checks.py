@@ -64,12 +64,17 @@ def last_whole_disk_proof(m: Migration) -> int | None:
     return best
 
 
+def proof_is_stale(m: Migration, within: int) -> bool:
+    """Would go/no-go say "no whole-disk certify in the last ``within`` cycles" now?"""
+    last = last_whole_disk_proof(m)
+    return within > 0 and (last is None or m.workspace.state.cycles - last >= within)
+
+
 def full_certify_reason(m: Migration, within: int, reasons: list[str]) -> dict[str, Any]:
     """Adds a no-go reason when no cycle among the last ``within`` proved whole disks."""
     last = last_whole_disk_proof(m)
-    cycles = m.workspace.state.cycles
-    since = None if last is None else cycles - last
-    if within > 0 and (since is None or since >= within):
+    since = None if last is None else m.workspace.state.cycles - last
+    if proof_is_stale(m, within):
         told = "never" if last is None else f"last in cycle {last}, {since} cycles ago"
         reasons.append(f"no whole-disk certify in the last {within} cycle(s) ({told}): change "
                        "tracking may have missed writes; run vmigrate certify while the VM runs")
