@@ -23,6 +23,7 @@ from tests.cutover.cutover_helpers import (
     Watch,
     assert_alice_back,
     assert_bob_has_every_acked_block,
+    cli,
     cutover_record,
     journal,
 )
@@ -115,3 +116,16 @@ def test_failure_within_grace_still_rolls_back(lab: Lab, mig: Migration) -> None
                     hooks=CutoverHooks(before_step=bob_without_tools))
     assert cutover_record(mig).status == "rolled_back"
     assert_alice_back(lab)
+
+
+def test_cli_no_tools_is_one_line_exit_2(lab: Lab) -> None:
+    """Through the CLI: exit 2, one line naming the cause and the flag that decides, Alice
+    still running (the engine's no-go, at the boundary)."""
+    lab.a.set_tools("alice", False)
+    assert cli(lab, "sync", "--cycles", "1").returncode == 0
+    r = cli(lab, "cutover", "--ready", "power-and-probes", "--rollback-grace", "30s")
+    assert r.returncode == 2, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "no VMware Tools" in lines[0], r.stderr
+    assert "--allow-hard-poweroff" in lines[0]
+    assert lab.alice_on() and not lab.b.vm_exists("bob")

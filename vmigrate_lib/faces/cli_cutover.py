@@ -54,6 +54,12 @@ def register(sub: Subcommands, with_params: WithParams) -> None:
                    help=from_file("cutover", "probe_timeout"))
     p.add_argument("--ready-timeout", type=duration_arg, default=None,
                    help=from_file("cutover", "ready_timeout"))
+    p.add_argument("--ready", choices=CHOICES["ready"], default=None,
+                   help="how the new VM counts as ready: VMware Tools, or powered on and the "
+                   f"probes; auto: from the source's Tools ({from_file('cutover', 'ready')})")
+    p.add_argument("--rollback-grace", type=duration_arg, default=None,
+                   help="once the new VM ran this long a failure stops instead of rolling back "
+                   f"({from_file('cutover', 'rollback_grace')})")
     p.set_defaults(func=cmd_cutover)
 
     p = with_params(sub.add_parser("rollback", help="back to the source VM"))
@@ -75,7 +81,8 @@ def cutover_options(args: argparse.Namespace, params: MigrationParams) -> Cutove
         max_sync_age=args.max_sync_age, shutdown_timeout=args.shutdown_timeout,
         allow_hard_poweroff=args.allow_hard_poweroff, certify=args.certify, network_map=nets,
         probes=args.probe_port, probe_command=args.probe_command, probe_host=args.probe_host,
-        probe_timeout=args.probe_timeout, ready_timeout=args.ready_timeout,
+        probe_timeout=args.probe_timeout, ready_timeout=args.ready_timeout, ready=args.ready,
+        rollback_grace=args.rollback_grace,
         shutdown_s=args.shutdown_time, boot_s=args.boot_time,
         throughput_override=args.throughput)
 
