@@ -258,6 +258,22 @@ class ToolsUnavailable(PowerError):
                     "(cutover.allow_hard_poweroff / --allow-hard-poweroff)")
 
 
+class PowerOnQuestion(PowerError):
+    """The VM stopped at a question while powering on (vSphere ``runtime.question``) that
+    vmigrate does not answer on its own.  Fields: ``question`` (id, text, choices)."""
+
+    default_hint = ("read the question on the destination host; fix what it asks about, "
+                    "then run vmigrate cutover again")
+
+
+class NicNotConnected(PowerError):
+    """A network adapter of a VM that has just powered on is not connected (e.g. a
+    distributed port still bound to another VM).  Fields: ``nics``."""
+
+    default_hint = ("check the adapter's port group and port on the destination host, "
+                    "connect it in the vSphere Client, then run vmigrate cutover again")
+
+
 class MacMismatch(OperationError):
     """A NIC of the registered copy does not have the source's MAC address (the guest
     would see a new NIC and lose its network configuration)."""

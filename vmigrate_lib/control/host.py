@@ -315,6 +315,12 @@ class Host(abc.ABC):
         descriptors to name Bob's files."""
         return {renames.get(n, n): data for n, data in files.items()}
 
+    def take_notes(self) -> list[str]:
+        """What this host changed on its own since the last call, each one line for the
+        journal: vSphere notes a CD/DVD image Bob cannot reach set not to connect, a
+        ``workingDir`` dropped, a power-on question it answered.  The default has none."""
+        return []
+
     @abc.abstractmethod
     def unregister_vm(self, name: str) -> None:
         """Remove a VM from the inventory, keeping its files."""

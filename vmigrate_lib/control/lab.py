@@ -33,7 +33,7 @@ from ..lab.power import child_running, kill_guest, spawn_guest
 from ..lab.registration import config_for_copy, guest_ip_for
 from ..lab.vmconfig import SnapshotRecord, VmConfig
 from ..lab.workload import WorkloadSpec
-from .host import DiskInfo, Host, PowerState, SnapshotInfo, VmChange, VmInfo
+from .host import DiskInfo, Host, PowerState, RetirePlan, SnapshotInfo, VmChange, VmInfo
 
 if TYPE_CHECKING:
     from ..dataplane.datastore import Datastore
@@ -338,6 +338,38 @@ class LabHost(Host):
             cfg.save(vmdir / cfg_file)
             entries[name] = want
         return self.find_vm(name)
+
+    # --- retiring the source (cutover.identity: retire-source) ---------------------------
+    def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
+        """A lab VM has a name to give up (inventory and config) but no NIC link state
+        and no autostart: the rename is the whole retire."""
+        return RetirePlan(name=vm, new_name=new_name, vm_id=self.config(vm).uuid,
+                          saved={"note": note})
+
+    def retire_vm(self, plan: RetirePlan) -> None:
+        self._rename(plan, plan.name, plan.new_name)
+
+    def restore_vm(self, plan: RetirePlan) -> None:
+        self._rename(plan, plan.new_name, plan.name)
+
+    def _rename(self, plan: RetirePlan, old: str, new: str) -> None:
+        """Inventory entry, then config name (a re-run finishes either); only the VM
+        the plan names (its uuid) is renamed."""
+        with self.inventory.locked() as entries:
+            if new not in entries:
+                if VmHandle(self.inventory.locate(old)).config().uuid != plan.vm_id:
+                    raise DestinationExists(f"VM {old} on {self.name} is not the VM vmigrate "
+                                            f"retired ({plan.vm_id})", vm=old)
+                entries[new] = entries.pop(old)
+        h = self.handle(new)
+        if h.config().uuid != plan.vm_id:
+            raise DestinationExists(f"a VM named {new!r} is already registered on {self.name}",
+                                    vm=new)
+        with h.locked():
+            cfg = h.config()
+            if cfg.name != new:
+                cfg.name = new
+                cfg.save(h.loc.config_path)
 
     def unregister_vm(self, name: str) -> None:
         h = self.handle(name)

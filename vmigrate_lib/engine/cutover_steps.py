@@ -308,6 +308,8 @@ def copy_files(c: StepContext) -> None:
     c.co.files_copied = list(out)
     if skipped:
         c.note(f"not copied (larger than {MAX_SMALL_FILE >> 20} MiB): {', '.join(skipped)}")
+    for text in m.dest.take_notes():  # e.g. an ISO Bob cannot reach, set not to connect
+        c.note(text)
 
 
 def register(c: StepContext) -> None:
@@ -332,7 +334,11 @@ def power_on(c: StepContext) -> None:
     c.co.bob_powered_on = True
     c.co.bob_powered_on_at = c.co.bob_powered_on_at or time.time()
     c.save()
-    m.dest.power_on(c.bob)
+    try:
+        m.dest.power_on(c.bob)
+    finally:
+        for text in m.dest.take_notes():  # e.g. a power-on question the host answered
+            c.note(text)
 
 
 def wait_ready(c: StepContext) -> None:

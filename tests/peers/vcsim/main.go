@@ -12,6 +12,8 @@
 //     keeps running after the call returned (chains.go);
 //   - ShutdownGuest of a guest without VMware Tools answers ToolsUnavailable
 //     (tools.go);
+//   - power-on questions and AnswerVM, distributed ports read from a
+//     registered .vmx, NICs connected at power-on (questions.go);
 //   - methods listed in the -restrict-file (read at every call, so a test can
 //     change it live) answer RestrictedVersion with free ESXi's licence message.
 //
@@ -95,6 +97,7 @@ func main() {
 	s.Config.Handler = &qcdaHandler{next: s.Config.Handler}
 	s.Config.Handler = &toolsHandler{next: s.Config.Handler} // tools.go
 	s.Config.Handler = &identityHandler{next: s.Config.Handler} // identity.go
+	s.Config.Handler = &questionHandler{next: s.Config.Handler} // questions.go
 
 	u := *s.URL
 	u.User = nil

@@ -109,6 +109,7 @@ class VsphereHost(Host):
         allow_consolidate: bool = False,
     ) -> None:
         self.hp = hp
+        self._notes: list[str] = []  # for take_notes: what this host changed on its own
         #: where the SSH host mounts datastores by name (ESXi: /vmfs/volumes)
         self.datastore_root = datastore_root
         self.conn = Connection(hp, password=password, keepalive=keepalive,
@@ -239,7 +240,9 @@ class VsphereHost(Host):
         return power.state(self.conn, self.vm_ref(vm))
 
     def power_on(self, vm: str, timeout: float = 120.0) -> None:
-        power.power_on(self.conn, self.vm_ref(vm), timeout)
+        """Answers the "moved or copied" question, reports any other one at once
+        (:mod:`.questions`), then checks that each NIC connected."""
+        power.power_on(self.conn, self.vm_ref(vm), timeout, self._notes, check_nics=True)
 
     def power_off(self, vm: str, timeout: float = 120.0) -> None:
         power.power_off(self.conn, self.vm_ref(vm), timeout)
@@ -319,8 +322,21 @@ class VsphereHost(Host):
         files: Mapping[str, bytes],
         renames: Mapping[str, str],
     ) -> dict[str, bytes]:
-        """Bob's ``<name>.vmx`` and disk descriptors naming his files (:mod:`.vmxfiles`)."""
-        return macs.static_in(vmxfiles.prepare, name, source, files, renames)
+        """Bob's ``<name>.vmx`` and disk descriptors naming his files (:mod:`.vmxfiles`);
+        files this host cannot reach are disconnected or dropped, with a note."""
+        return macs.static_in(vmxfiles.prepare, name, source, files, renames,
+                              self._volumes(), self._notes)
+
+    def _volumes(self) -> list[str]:
+        """The datastores this host mounts, by name and by volume UUID (summary.url)."""
+        refs = inventory.datastore_refs(self.conn, self.host_ref)
+        urls = self.conn.call(lambda: [str(d.summary.url or "") for d in refs.values()],
+                              "reading datastore URLs")
+        return [*refs, *(u.rstrip("/").rsplit("/", 1)[-1] for u in urls if u)]
+
+    def take_notes(self) -> list[str]:
+        notes, self._notes[:] = list(self._notes), []
+        return notes
 
     # --- retiring the source (cutover.identity: retire-source; :mod:`.retire`) ---------
     def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:

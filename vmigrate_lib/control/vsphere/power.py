@@ -11,23 +11,35 @@ from typing import Any
 
 from ...errors import PowerError, TimeoutExpired
 from ..host import PowerState
+from . import questions
 from ._vmomi import vim
 from .connection import Connection
 from .tasks import wait_task
 
 _POLL = 0.5
+#: seconds a NIC may take to show connected after the power-on task ended (a guess)
+NIC_GRACE = 5.0
 
 
 def state(conn: Connection, vm: Any) -> PowerState:
     return PowerState(conn.call(lambda: str(vm.runtime.powerState), f"reading VM {vm.name}"))
 
 
-def power_on(conn: Connection, vm: Any, timeout: float) -> None:
+def power_on(conn: Connection, vm: Any, timeout: float, notes: list[str] | None = None,
+             check_nics: bool = False) -> None:
+    """Power on, answering or reporting a question the VM asks meanwhile
+    (:func:`.questions.wait_power_on`; what was answered goes to ``notes``); with
+    ``check_nics``, then require every NIC set to connect at power-on to be connected."""
     if state(conn, vm) == PowerState.ON:
         return
     what = f"powering on VM {vm.name}"
     task = conn.call(lambda: vm.PowerOnVM_Task(), what)
-    conn.call(lambda: wait_task(task, timeout, what, vm=vm.name), what)
+    questions.wait_power_on(conn, vm, task, timeout, what, notes if notes is not None else [])
+    if check_nics:
+        deadline = time.monotonic() + NIC_GRACE
+        while questions.disconnected_nics(conn, vm) and time.monotonic() < deadline:
+            time.sleep(_POLL)
+        questions.check_nics(conn, vm)
 
 
 def power_off(conn: Connection, vm: Any, timeout: float) -> None:

@@ -134,15 +134,14 @@ def register(
                 path=vmx,
             ) from exc.__cause__
         raise
-    if wanted:
+    try:  # always: DVS NICs are re-bound even when no network is renamed
+        map_networks(conn, vm, host, nets, wanted, timeout)
+    except VmigrateError:
         try:
-            map_networks(conn, vm, host, nets, wanted, timeout)
+            conn.call(lambda: vm.UnregisterVM(), f"unregistering {name} after a failure")
         except VmigrateError:
-            try:
-                conn.call(lambda: vm.UnregisterVM(), f"unregistering {name} after a failure")
-            except VmigrateError:
-                pass
-            raise
+            pass
+        raise
     return vm
 
 
@@ -150,7 +149,12 @@ def map_networks(
     conn: Connection, vm: Any, host: Any, nets: Mapping[str, Any], wanted: Mapping[str, str],
     timeout: float,
 ) -> int:
-    """Re-point NICs from source network names to destination networks; returns NICs changed."""
+    """Re-point NICs from source network names to destination networks, and re-bind
+    every distributed-switch NIC to its port group without a port key (the ``.vmx``
+    carries Alice's ``ethernetN.dvs.portId``, a port that stays hers under one
+    vCenter; with only ``portgroupKey`` and ``switchUuid`` the switch picks a free
+    port: vSphere API reference, DistributedVirtualSwitchPortConnection).
+    Returns the NICs changed."""
 
     def plan() -> list[Any]:
         changes = []
@@ -158,8 +162,10 @@ def map_networks(
             if not isinstance(dev, vim.vm.device.VirtualEthernetCard):
                 continue
             current = nic_network_name(dev, host)
-            target = wanted.get(current or "")
-            if target is None or target == current:
+            target = wanted.get(current or "", current)
+            port = getattr(dev.backing, "port", None)
+            bound = bool(port is not None and port.portKey)
+            if target is None or target not in nets or (target == current and not bound):
                 continue
             dev.backing = network_backing(nets[target])
             changes.append(

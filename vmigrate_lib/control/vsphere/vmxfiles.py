@@ -9,7 +9,12 @@ descriptor ``.vmdk`` of each disk must name Bob's files, not Alice's:
   ``sched.swap.derivedName`` (a path on Alice's datastore) is dropped; change
   tracking is turned off (``ctkEnabled``), since the ``-ctk.vmdk`` files do not
   travel; ``uuid.action = "keep"`` keeps Alice's BIOS UUID and MAC addresses
-  without the "moved or copied?" question that would block the power-on.
+  without the "moved or copied?" question that would block the power-on;
+  files Bob cannot reach on the destination (:mod:`.vmxpaths`): a CD/DVD or
+  floppy image not copied and not on a datastore B mounts is set not to
+  connect at power-on, ``workingDir``/``sched.swap.dir`` naming Alice's folder
+  or a datastore B lacks are dropped (ESXi uses the VM's folder), other
+  ``/vmfs/volumes`` paths into Alice's folder name Bob's; each with a note.
 * descriptor ``.vmdk``: extent lines name Bob's ``-flat.vmdk``;
   ``changeTrackPath`` is dropped.
 * anything else (``.nvram``, ``.vmxf``, ``.vmsd``): renamed, content unchanged.
@@ -21,11 +26,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from ...errors import HostApiError
 from ..host import VmInfo
 from .paths import flat_path
+from .vmxpaths import Reach, in_source_folder, plan_rewrites
 
 DESCRIPTOR_MAGIC = b"# Disk DescriptorFile"
 #: Descriptors are a few hundred bytes; anything bigger is a data file.
@@ -52,13 +58,33 @@ def _newline(text: str) -> str:
     return "\r\n" if "\r\n" in text else "\n"
 
 
-def rewrite_vmx(data: bytes, name: str, renames: Mapping[str, str]) -> bytes:
-    """Alice's ``.vmx`` -> Bob's (see the module docstring for the rules)."""
+def _entries(lines: list[str]) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        m = _VMX_LINE.match(line.strip())
+        if m is not None:
+            out[m.group("key").lower()] = m.group("value")
+    return out
+
+
+def rewrite_vmx(
+    data: bytes, name: str, renames: Mapping[str, str], reach: Reach | None = None,
+    notes: list[str] | None = None,
+) -> bytes:
+    """Alice's ``.vmx`` -> Bob's (see the module docstring for the rules); what was changed
+    beyond renaming is appended to ``notes`` with the reason (:mod:`.vmxpaths`)."""
     text = _decode(data)
     nl = _newline(text)
+    lines = text.splitlines()
+    entries = _entries(lines)
+    renamed = {k for k, v in entries.items() if v and _basename(v) in renames
+               and (reach is None or in_source_folder(v, reach))}
+    reach = reach or Reach(source_folder="", copied=frozenset(renames))
+    plan = plan_rewrites(entries, reach, skip=renamed | _DROP_VMX_KEYS)
+    forced = {k.lower(): (k, v) for rw in plan.values() for k, v in rw.extra}
     out: list[str] = []
     have_display = have_uuid_action = False
-    for line in text.splitlines():
+    for line in lines:
         m = _VMX_LINE.match(line.strip())
         if m is None:
             out.append(line)
@@ -73,9 +99,19 @@ def rewrite_vmx(data: bytes, name: str, renames: Mapping[str, str]) -> bytes:
             value, have_uuid_action = "keep", True
         elif low == "ctkenabled" or low.endswith(".ctkenabled"):
             value = "FALSE"
-        elif value and _basename(value) in renames:
+        elif low in renamed:
             value = renames[_basename(value)]
+        elif low in forced:
+            value = forced.pop(low)[1]
+        elif low in plan:
+            rw = plan[low]
+            if notes is not None and rw.note:
+                notes.append(rw.note)
+            if rw.value is None:
+                continue
+            value = rw.value
         out.append(f'{key} = "{value}"')
+    out += [f'{k} = "{v}"' for k, v in forced.values()]
     if not have_display:
         out.append(f'displayName = "{name}"')
     if not have_uuid_action:
@@ -138,9 +174,12 @@ def disks_outside_folder(source: VmInfo) -> list[str]:
 
 
 def prepare(
-    name: str, source: VmInfo, files: Mapping[str, bytes], renames: Mapping[str, str]
+    name: str, source: VmInfo, files: Mapping[str, bytes], renames: Mapping[str, str],
+    dest_volumes: Collection[str] | None = None, notes: list[str] | None = None,
 ) -> dict[str, bytes]:
-    """Bob's files from Alice's: see :meth:`Host.prepare_config_files`."""
+    """Bob's files from Alice's: see :meth:`Host.prepare_config_files`.  ``dest_volumes``:
+    the datastore names and volume UUIDs the destination host mounts (None: unknown, only
+    copied files count as reachable); what was changed and why goes to ``notes``."""
     vmx = vmx_file(source, files)
     renames = {**renames, vmx: f"{name}.vmx"}  # RegisterVM reads folder/<name>.vmx
     missing = []
@@ -160,7 +199,9 @@ def prepare(
     for n, data in files.items():
         target = renames.get(n, n)
         if n == vmx:
-            data = rewrite_vmx(data, name, renames)
+            reach = Reach(source.folder, frozenset(renames),
+                          None if dest_volumes is None else frozenset(dest_volumes))
+            data = rewrite_vmx(data, name, renames, reach, notes)
         elif n.endswith(".vmdk") and is_descriptor(data):
             data = rewrite_descriptor(data, renames)
         out[target] = data
