@@ -40,6 +40,7 @@ from ..host import (
 )
 from . import cbt, events, inventory, macs, power, register, retire, snapshots, vmxfiles
 from ._vmomi import vim
+from .licence import licence_check
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
 from .paths import VMFS_ROOT, datastore_root
 
@@ -281,6 +282,12 @@ class VsphereHost(Host):
         return register.verify_macs(self.conn, ref, name, source)
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """The licence first (a free one refuses every write: issue 12 item 2), then the
+        VM's own checks (:meth:`_migration_checks`)."""
+        return [licence_check(self.conn, self.vm_ref(vm.name), vm.name),
+                *self._migration_checks(vm)]
+
+    def _migration_checks(self, vm: VmInfo) -> list[HostCheck]:
         """No disk on a delta (the base would be stale), every disk in the VM's folder
         (the cutover rebuilds Bob's from that folder)."""
         return [self._chain_check(vm), self._placement_check(vm)]
