@@ -62,8 +62,9 @@ def test_full_migration_with_writing_guest(lab: Lab, mig: Migration, listener: i
     assert res.predicted is not None
     assert res.parts["shutdown_s"] + res.parts["final_copy_s"] + res.parts["boot_s"] == \
         pytest.approx(res.downtime)
-    assert steps_done(mig) == ["go_no_go", "shutdown", "final_sync", "certify", "copy_files",
-                               "register", "power_on", "wait_ready", "probes"]
+    assert steps_done(mig) == ["go_no_go", "predelta", "shutdown", "final_sync", "certify",
+                               "copy_files", "retire_source", "register", "power_on",
+                               "wait_ready", "probes"]
     done = list(mig.workspace.journal.records("cutover_done"))[-1]
     assert done["measured"]["downtime_s"] == res.downtime
     assert done["predicted"]["predicted_downtime"] == res.predicted

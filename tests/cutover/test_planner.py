@@ -32,7 +32,7 @@ def test_certify_rate_adds_to_the_final_copy() -> None:
     hist[-1]["phases"]["certify"] = 10 * MB * 10 / (200 * MB)  # certify at 200 MB/s
     p = plan(hist, budget=60, shutdown_s=1, boot_s=1)
     q = plan(hist, budget=60, shutdown_s=1, boot_s=1, certify="none")
-    assert p.final_copy - q.final_copy == pytest.approx(p.final_bytes / (200 * MB))
+    assert p.overhead - q.overhead == pytest.approx(p.final_bytes / (200 * MB))
 
 
 def test_dirty_at_or_above_throughput_wont_converge_with_advice() -> None:
@@ -50,15 +50,17 @@ def test_equal_rates_also_wont_converge() -> None:
 
 
 def test_converges_as_interval_shrinks() -> None:
+    """On a link twice the dirty rate: a long last cycle leaves a final delta too big for the
+    budget even after one more delta; shrinking the interval brings it within."""
     ints = [80.0, 40.0, 20.0, 10.0, 5.0]
-    hist = history(10 * MB, 100 * MB, ints[:1])
-    p = plan(hist, budget=32, shutdown_s=10, boot_s=20, target_interval=5)
-    # final window = last duration + shutdown; snapshot + query (0.5 s) count, cleanup not
-    assert p.will_converge
-    assert p.predicted_downtime == pytest.approx(10 + 20 + 0.5 + 10 * MB * p.window / (100 * MB))
+    hist = history(10 * MB, 20 * MB, ints[:1])
+    p = plan(hist, budget=8, shutdown_s=2, boot_s=2, target_interval=5)
+    # final window = the pre-shutdown delta + shutdown; snapshot + query (0.5 s) count
+    assert p.will_converge and p.predelta
+    assert p.predicted_downtime == pytest.approx(2 + 2 + 0.5 + 10 * MB * p.window / (20 * MB))
     assert p.next_interval == pytest.approx(40.0)
-    assert not p.converged and p.predicted_downtime > 32
-    p2 = plan(history(10 * MB, 100 * MB, ints), budget=32, shutdown_s=10, boot_s=20,
+    assert not p.converged and p.predicted_downtime > 8
+    p2 = plan(history(10 * MB, 20 * MB, ints), budget=8, shutdown_s=2, boot_s=2,
               target_interval=5)
     assert p2.converged and "converged" in p2.advice
     assert p2.next_interval == 5.0
@@ -103,12 +105,20 @@ def test_no_data_yet() -> None:
     assert not p.converged and "delta cycle" in p.advice
 
 
-def test_now_extends_the_final_window() -> None:
+def test_a_sync_long_ago_gets_one_more_delta_before_the_shutdown() -> None:
+    """The final delta holds every write since the last snapshot; when that is long ago the
+    cutover runs one more delta cycle first (predelta), and the window is that cycle's
+    duration plus the shutdown.  A sync seconds old (PREDELTA_FRESH_S) is left as it is."""
     hist = history(10 * MB, 100 * MB, [10])
-    early = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 5)
+    fresh = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 0.5)
+    early = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 8)
     late = plan(hist, budget=60, shutdown_s=1, boot_s=1, now=1000 + 500)
-    assert late.final_bytes > early.final_bytes
-    assert late.window == pytest.approx(501)
+    assert not fresh.predelta and fresh.window == pytest.approx(0.5 + 1)
+    assert early.predelta and late.predelta
+    # the delta copies 500 s of writes at 100 MB/s, after its 0.2 s of query and clean-up
+    assert late.predelta_s == pytest.approx(0.2 + 500 * 10 * MB / (100 * MB))
+    assert late.window == pytest.approx(late.predelta_s + 1)
+    assert late.final_bytes > early.final_bytes > fresh.final_bytes
 
 
 def test_working_set_fit_from_shrinking_intervals() -> None:

@@ -82,7 +82,7 @@ def test_sync_then_cutover_against_the_lab(lab: Path, params: dict[str, Any]) ->
     assert crun["result"]["downtime_s"] > 0  # no upper bound: a loaded runner is slow
     steps = pd.read_csv(cutover.folder / "audit" / "steps.csv")
     done = steps[(steps["type"] == "step") & (steps["status"] == "done")]["step"].tolist()
-    assert done[:3] == ["go_no_go", "shutdown", "final_sync"] and done[-1] == "probes"
+    assert done[:4] == ["go_no_go", "predelta", "shutdown", "final_sync"] and done[-1] == "probes"
     # the workspace journal records every archive with its manifest digest
     ws = read_journal(Workspace(lab / "workspaces" / "alice").journal.path)
     archived = [r for r in ws if r["type"] == "evidence_archived"]

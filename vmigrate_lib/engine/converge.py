@@ -2,7 +2,9 @@
 
 The loop never cuts over by itself (ProxCenter does; our operators asked to
 choose the moment): it stops when a cutover now would fit the budget, when the
-numbers show it never will, or after ``max_cycles``; each plan is journaled.  Converged with no whole-disk
+numbers show it never will (the guest dirties faster than the link copies, or the
+deltas stopped shrinking: at most :data:`.dirty.TREND_CYCLES` cycles after they
+did), or after ``max_cycles``; each plan is journaled.  Converged with no whole-disk
 proof among the last ``cutover.full_certify_within`` cycles, it runs one more cycle
 certified in full first (while the VM runs), so that go/no-go finds one.
 ``vmigrate sync --until-converged`` and the sync runbook both run this loop.
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from .context import Migration
 from .cutover_checks import proof_is_stale
 from .cycle import CycleOutcome, run_cycle
-from .planner import DEFAULT_TARGET_INTERVAL, Plan, plan
+from .planner import DEFAULT_TARGET_INTERVAL, MEASURED_TYPE, Plan, plan
 from .preflight import PreflightReport
 from .progress import PhaseReached
 from .sync import start
@@ -39,9 +41,10 @@ def journal_plan(journal: Journal, *, budget: float, shutdown_s: float | None = 
                  boot_s: float | None = None, throughput_override: float | None = None,
                  target_interval: float = DEFAULT_TARGET_INTERVAL,
                  certify: str = "changed") -> Plan:
-    """The planner over this workspace's journal (cycles and measured cutovers), as of now."""
+    """The planner over this workspace's journal (cycles, and earlier cutovers' steps and
+    measured timings), as of now."""
     records = [r for r in journal.records()
-               if r.get("type") in ("cycle", "cutover_measured")]
+               if r.get("type") in ("cycle", "step", MEASURED_TYPE)]
     return plan(records, budget=budget, shutdown_s=shutdown_s, boot_s=boot_s,
                 throughput_override=throughput_override, target_interval=target_interval,
                 now=time.time(), certify=certify)

@@ -37,6 +37,7 @@ from ..units import fmt_secs
 from . import cutover_steps as steps
 from .claim import release_after_cutover
 from .context import Migration
+from .cutover_predelta import predelta
 from .cutover_retire import retire_source
 from .cutover_rollback import rollback
 from .cutover_steps import CutoverOptions, StepContext
@@ -46,6 +47,7 @@ from .state import CutoverRecord, StepRecord
 
 STEPS: tuple[tuple[str, Callable[[StepContext], None]], ...] = (
     ("go_no_go", steps.go_no_go),
+    ("predelta", predelta),  # one more delta right before Alice stops, if planned
     ("shutdown", steps.shutdown),
     ("final_sync", steps.final_sync),
     ("certify", steps.certify),

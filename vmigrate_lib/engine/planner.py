@@ -2,45 +2,52 @@
 
 Downtime = shutdown + final delta / throughput + boot-to-ready (ProxCenter's
 model, QEMU's "pending < bandwidth x downtime limit").  Everything is derived
-from the journal's ``cycle`` records, so a runbook tomorrow sees the same plan:
+from the journal (``cycle`` records, and ``cutover_measured`` and ``step`` records
+of earlier cutovers), so a runbook tomorrow sees the same plan:
 
-* dirty rate  = bytes changed per second of snapshot-to-snapshot interval (the
-  last few tracked delta cycles); when intervals vary, a fit of
-  bytes = working set + rate x interval, since a hot set is dirtied whole in
-  any interval and only the rest grows with time;
+* dirty bytes of a window = working set + rate x window (:mod:`.dirty`: CBT counts
+  64 KiB grains, so short windows dirty more per second than long ones; a
+  rehearsal's final cycle measures a short window);
+* the final window = everything written from the last snapshot until Alice is
+  off: the time since that snapshot, the go/no-go and the shutdown; or, when one
+  more delta cycle right before the shutdown shortens it (the cutover's
+  ``predelta`` step, as Veeam's planned failover runs an incremental before
+  stopping the VM), that cycle's duration and the shutdown;
 * throughput  = bytes changed / seconds of copy (the last few cycles, weighted by
   bytes; the operator may override a badly measured one, as in QEMU);
-* overhead    = snapshot and query of a cycle, plus certifying the final delta at
-  the measured certify rate;
-* shutdown and boot = measured by earlier cutovers (``cutover_measured`` journal
-  records, e.g. a rehearsal that was rolled back), else the given parameters.
+* the final phase's fixed cost = what a rehearsal measured (snapshot, query,
+  commit, clean-up, configuration files), else snapshot and query of a cycle;
+  plus certifying the final delta at the measured certify rate;
+* shutdown and boot = measured by earlier cutovers (:mod:`.cutover_timings`),
+  else the given parameters.
 
+"Won't converge" is said when the guest dirties faster than the link copies, or
+as soon as :data:`.dirty.TREND_CYCLES` back-to-back deltas stop shrinking.
 The planner is pure: records in, :class:`Plan` out; no clock unless ``now`` is given.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..units import fmt_rate, fmt_secs
+from ..units import fmt_bytes, fmt_rate, fmt_secs
+from .cutover_timings import MEASURED_TYPE, CutoverTimings, cutover_timings, measured_timings
 from .cycle_records import CycleRecord, cycle_records
+from .dirty import RATE_WINDOW, DirtyModel, Trend, dirty_model, final_windows, trend
 
 #: Until a cutover measured them: a real guest's shutdown and boot-to-tools, seconds.
 DEFAULT_SHUTDOWN_S = 30.0
 DEFAULT_BOOT_S = 60.0
-#: Cycles the rates are averaged over (recent ones describe the cutover best).
-RATE_WINDOW = 3
-FIT_WINDOW = 6
 THROUGHPUT_WINDOW = 5
 #: The interval the planner shrinks toward, seconds (a cycle every few seconds).
 DEFAULT_TARGET_INTERVAL = 5.0
 #: Each step shrinks the interval by this factor until the target.
 SHRINK = 0.5
-#: The journal record type with the timings a cutover measured.
-MEASURED_TYPE = "cutover_measured"
+#: A last snapshot at most this old is "seconds old": no delta cycle before the shutdown.
+PREDELTA_FRESH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class Plan:
     shutdown: float
     shutdown_source: str  #: "measured" | "parameter" | "default"
     final_copy: float
-    overhead: float  #: non-copy part of final_copy (snapshot, query, certify)
+    overhead: float  #: non-copy part of final_copy (fixed cost, certify)
     boot: float
     boot_source: str
     predicted_downtime: float
@@ -66,6 +73,11 @@ class Plan:
     next_interval: float
     advice: str
     cycles_used: int
+    predelta: bool = False  #: the cutover runs one more delta cycle before the shutdown
+    predelta_s: float = 0.0  #: its predicted duration from its snapshot, seconds
+    dirty_source: str = "none"  #: fit | rate | none (see :mod:`.dirty`)
+    recent_deltas: tuple[float, ...] = ()  #: bytes of the last back-to-back delta cycles
+    stalled: bool = False  #: those deltas stopped shrinking
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,47 +94,15 @@ class Plan:
         )
 
 
-def measured_timings(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Shutdown and boot seconds of the latest cutover that measured them."""
-    out: dict[str, float] = {}
-    for rec in records:
-        if rec.get("type") != MEASURED_TYPE:
-            continue
-        for key in ("shutdown_s", "boot_s"):
-            value = rec.get(key)
-            if isinstance(value, (int, float)) and value >= 0:
-                out[key] = float(value)
-    return out
-
-
-def _fit(deltas: Sequence[CycleRecord]) -> tuple[float, float | None]:
-    """bytes(W) = working set + rate x W, by least squares over varied intervals.
-
-    A guest rewriting a hot set dirties all of it within any interval, then only
-    its cold writes grow with time: through-origin rates from long intervals
-    would under-predict a short final window.  Needs intervals that differ
-    (the shrinking cycles give them); returns (0, None) when they do not.
-    """
-    xs = [c.interval or 0.0 for c in deltas]
-    ys = [float(c.bytes_changed) for c in deltas]
-    if len(xs) < 3 or max(xs) < 1.5 * min(xs):
-        return 0.0, None
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    rate = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    if rate <= 0:
-        return 0.0, None
-    base = my - rate * mx
-    if base <= 0:
-        return 0.0, None
-    return base, rate
-
-
 def _throughput(cycles: Sequence[CycleRecord]) -> float:
     recent = [c for c in cycles if c.phase("copy") > 0
               and c.bytes_changed > 0][-THROUGHPUT_WINDOW:]
     secs = sum(c.phase("copy") for c in recent)
     return sum(float(c.bytes_changed) for c in recent) / secs if secs > 0 else 0.0
+
+
+def _recent_deltas(cycles: Sequence[CycleRecord]) -> list[CycleRecord]:
+    return [c for c in cycles if c.kind in ("delta", "final")][-RATE_WINDOW:]
 
 
 def _overhead(cycles: Sequence[CycleRecord]) -> float:
@@ -131,8 +111,15 @@ def _overhead(cycles: Sequence[CycleRecord]) -> float:
     Not the snapshot removal: on a running guest it consolidates the writes made
     during the cycle, but the final cycle runs on a stopped one.
     """
-    recent = [c for c in cycles if c.kind in ("delta", "final")][-RATE_WINDOW:]
-    parts = [c.phase("snapshot") + c.phase("query") for c in recent]
+    parts = [c.phase("snapshot") + c.phase("query") for c in _recent_deltas(cycles)]
+    return statistics.median(parts) if parts else 0.0
+
+
+def _tail(cycles: Sequence[CycleRecord]) -> float:
+    """Seconds a delta cycle runs after its snapshot besides copying and certifying
+    (query, commit, clean-up with the consolidation of a running guest's writes)."""
+    parts = [max(0.0, c.duration - c.phase("snapshot") - c.phase("copy") - c.phase("certify")
+                 - c.phase("hash")) for c in _recent_deltas(cycles) if c.kind == "delta"]
     return statistics.median(parts) if parts else 0.0
 
 
@@ -143,6 +130,43 @@ def _certify_rate(cycles: Sequence[CycleRecord]) -> float:
     recent = recent[-THROUGHPUT_WINDOW:]
     secs = sum(c.phase("certify") for c in recent)
     return sum(float(c.bytes_changed) for c in recent) / secs if secs > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Costs:
+    """Seconds per byte moved and certified, and what a cycle costs whatever it moves."""
+
+    thr: float
+    cert_rate: float
+    tail: float  #: of a delta cycle, after its snapshot
+    final_fixed: float  #: of the final phase
+
+    def move(self, nbytes: float) -> float:
+        copy = nbytes / self.thr if self.thr > 0 else float("inf")
+        return copy + (nbytes / self.cert_rate if self.cert_rate > 0 else 0.0)
+
+
+@dataclass(frozen=True)
+class _Final:
+    predelta: bool
+    predelta_s: float
+    window: float
+    final_bytes: float
+    final_copy: float
+
+
+def _final(model: DirtyModel, costs: _Costs, age: float, shutdown: float) -> _Final:
+    """The final delta: its window, with or without one more delta cycle before the shutdown.
+
+    ``age`` is the time from the last snapshot to the shutdown request without that
+    cycle.  The cycle runs when it is shorter than ``age`` (it then shortens the window); a
+    last snapshot at most :data:`PREDELTA_FRESH_S` old is left as it is."""
+    pre_s = costs.tail + costs.move(model.bytes_in(age))
+    predelta = model.source != "none" and age > PREDELTA_FRESH_S and pre_s < age
+    window = (pre_s if predelta else age) + shutdown
+    final_bytes = model.bytes_in(window)
+    return _Final(predelta=predelta, predelta_s=pre_s if predelta else 0.0, window=window,
+                  final_bytes=final_bytes, final_copy=costs.final_fixed + costs.move(final_bytes))
 
 
 def plan(
@@ -164,52 +188,46 @@ def plan(
     measured certify rate ("full" is not predicted: it depends on disk sizes).
     """
     records = list(cycles)
-    timed = measured_timings(records)
+    timed = cutover_timings(records)
     cyc = [c for c in cycle_records(records) if c.ok]
-    shutdown, s_src = _pick(timed.get("shutdown_s"), shutdown_s, DEFAULT_SHUTDOWN_S)
-    boot, b_src = _pick(timed.get("boot_s"), boot_s, DEFAULT_BOOT_S)
-    recent, dirty, working_set = _dirty_rate(cyc)
+    shutdown, s_src = _pick(timed.shutdown, shutdown_s, DEFAULT_SHUTDOWN_S)
+    boot, b_src = _pick(timed.boot, boot_s, DEFAULT_BOOT_S)
+    model = dirty_model(cyc, final_windows(records))
     if throughput_override is not None and throughput_override > 0:
         thr, t_src = float(throughput_override), "override"
     else:
         thr = _throughput(cyc)
         t_src = "measured" if thr > 0 else "none"
-    overhead = _overhead(cyc)
-    window = _age(cyc, now) + shutdown
-    final_bytes = working_set + dirty * window
-    cert_rate = _certify_rate(cyc) if certify == "changed" else 0.0
-    if cert_rate > 0:
-        overhead += final_bytes / cert_rate
-    final_copy = overhead + (final_bytes / thr if thr > 0 else float("inf"))
-    downtime = shutdown + final_copy + boot
-    fixed = shutdown + boot + overhead
-
-    have_data = bool(recent) and thr > 0
+    costs = _costs(cyc, timed, thr, certify)
+    fin = _final(model, costs, _age(cyc, now) + (timed.decide or 0.0), shutdown)
+    downtime = shutdown + fin.final_copy + boot
+    fixed = shutdown + boot + costs.final_fixed
+    tr = trend(cyc)
+    have_data = model.source != "none" and thr > 0
     converged = have_data and downtime <= budget
-    will_converge = converged or not have_data or (dirty < thr and fixed < budget)
-    last_interval = (recent[-1].interval or 0.0) if recent else target_interval * 4
+    will_converge = converged or not have_data or (
+        model.rate < thr and fixed < budget and not tr.stalled)
+    last_interval = tr.intervals[-1] if tr.intervals else target_interval * 4
     next_interval = target_interval if converged else max(target_interval, last_interval * SHRINK)
-    advice = _advice(have_data, converged, will_converge, dirty, thr, downtime, budget,
-                     fixed, next_interval, bool(cyc))
+    advice = _advice(_Verdict(have_data, converged, will_converge, bool(cyc)), model, thr,
+                     downtime, budget, fixed, next_interval, tr)
     return Plan(
-        dirty_rate=dirty, working_set=working_set, throughput=thr, throughput_source=t_src, final_bytes=final_bytes,
-        window=window, shutdown=shutdown, shutdown_source=s_src, final_copy=final_copy,
-        overhead=overhead, boot=boot, boot_source=b_src, predicted_downtime=downtime,
-        budget=budget, converged=converged, will_converge=will_converge,
-        next_interval=next_interval, advice=advice, cycles_used=len(recent),
+        dirty_rate=model.rate, working_set=model.working_set, throughput=thr,
+        throughput_source=t_src, final_bytes=fin.final_bytes, window=fin.window,
+        shutdown=shutdown, shutdown_source=s_src, final_copy=fin.final_copy,
+        overhead=fin.final_copy - fin.final_bytes / thr if thr > 0 else costs.final_fixed,
+        boot=boot, boot_source=b_src, predicted_downtime=downtime, budget=budget,
+        converged=converged, will_converge=will_converge, next_interval=next_interval,
+        advice=advice, cycles_used=len(model.points), predelta=fin.predelta,
+        predelta_s=fin.predelta_s, dirty_source=model.source, recent_deltas=tr.deltas,
+        stalled=tr.stalled,
     )
 
 
-def _dirty_rate(cyc: list[CycleRecord]) -> tuple[list[CycleRecord], float, float]:
-    """The delta cycles the rate comes from, the dirty rate (bytes/s) and the working set
-    (bytes rewritten whatever the interval), from the hot-set fit when it has one."""
-    # a hash-compare cycle's bytes are differences, not writes per interval: no rate
-    deltas = [c for c in cyc if c.kind == "delta" and (c.interval or 0) > 0 and c.tracked]
-    recent = deltas[-RATE_WINDOW:]
-    interval_sum = sum(c.interval or 0.0 for c in recent)
-    dirty = sum(float(c.bytes_changed) for c in recent) / interval_sum if recent else 0.0
-    working_set, rate = _fit(deltas[-FIT_WINDOW:])
-    return recent, (rate if rate is not None else dirty), working_set
+def _costs(cyc: list[CycleRecord], timed: CutoverTimings, thr: float, certify: str) -> _Costs:
+    cert_rate = _certify_rate(cyc) if certify == "changed" else 0.0
+    fixed = timed.final_fixed if timed.final_fixed is not None else _overhead(cyc)
+    return _Costs(thr=thr, cert_rate=cert_rate, tail=_tail(cyc), final_fixed=fixed)
 
 
 def _age(cyc: list[CycleRecord], now: float | None) -> float:
@@ -229,14 +247,20 @@ def _pick(measured: float | None, given: float | None, default: float) -> tuple[
     return default, "default"
 
 
-def _advice(
-    have_data: bool, converged: bool, will_converge: bool, dirty: float, thr: float,
-    downtime: float, budget: float, fixed: float, next_interval: float, seeded: bool,
-) -> str:
-    if not have_data:
-        return ("run the seed first (vmigrate sync)" if not seeded else
+@dataclass(frozen=True)
+class _Verdict:
+    have_data: bool
+    converged: bool
+    will_converge: bool
+    seeded: bool
+
+
+def _advice(v: _Verdict, model: DirtyModel, thr: float, downtime: float, budget: float,
+            fixed: float, next_interval: float, tr: Trend) -> str:
+    if not v.have_data:
+        return ("run the seed first (vmigrate sync)" if not v.seeded else
                 "run at least one delta cycle so dirty rate and throughput can be measured")
-    if converged:
+    if v.converged:
         return (f"converged: a cutover now takes about {fmt_secs(downtime)}, within the "
                 f"{fmt_secs(budget)} budget; run vmigrate cutover when the window opens "
                 f"(keep syncing every {fmt_secs(next_interval)} until then)")
@@ -244,15 +268,22 @@ def _advice(
         return (f"shutdown, boot and cycle overhead alone take {fmt_secs(fixed)}, more than the "
                 f"{fmt_secs(budget)} budget: ask for a bigger window, or measure shutdown and "
                 "boot in a rehearsal (they may be faster than assumed)")
-    if not will_converge:
-        return (f"won't converge: the guest dirties {fmt_rate(dirty)}, at or above the "
-                f"{fmt_rate(thr)} vmigrate copies, so every cycle falls behind. Choose a "
-                f"bigger window (a cutover now takes about {fmt_secs(downtime)}), more "
-                "bandwidth (or --throughput if the measurement is wrong), or a quieter hour")
+    choose = (f"Choose a bigger window (a cutover now takes about {fmt_secs(downtime)}), more "
+              "bandwidth (or --throughput if the measurement is wrong), or a quieter hour")
+    if not v.will_converge and tr.stalled and model.rate < thr:
+        deltas = ", ".join(fmt_bytes(d) for d in tr.deltas)
+        secs = ", ".join(fmt_secs(s) for s in tr.intervals)
+        return (f"won't converge: the last {len(tr.deltas)} deltas did not shrink ({deltas} "
+                f"after {secs}): each cycle takes as long as the guest needs to dirty the "
+                f"next one (dirty {fmt_rate(model.rate)}, copied at {fmt_rate(thr)}, plus each "
+                f"cycle's fixed cost). " + choose)
+    if not v.will_converge:
+        return (f"won't converge: the guest dirties {fmt_rate(model.rate)}, at or above the "
+                f"{fmt_rate(thr)} vmigrate copies, so every cycle falls behind. " + choose)
     return (f"not yet: a cutover now takes about {fmt_secs(downtime)}, over the "
             f"{fmt_secs(budget)} budget; sync again in {fmt_secs(next_interval)} "
             "(shorter intervals leave a smaller final delta)")
 
 
 __all__ = ["DEFAULT_BOOT_S", "DEFAULT_SHUTDOWN_S", "DEFAULT_TARGET_INTERVAL", "MEASURED_TYPE",
-           "Plan", "measured_timings", "plan"]
+           "PREDELTA_FRESH_S", "Plan", "measured_timings", "plan"]
