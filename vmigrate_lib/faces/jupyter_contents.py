@@ -8,7 +8,8 @@ contents manager (jupyter_server's default, :class:`AsyncLargeFileManager`, plus
 check) reports every file inside a folder sealed by ``MANIFEST.sha256`` as
 ``writable: false`` (JupyterLab then shows the notebook read-only, and neither
 autosaves it nor creates a checkpoint: its ``canSave`` is false), and refuses any
-save, checkpoint, rename or delete there with HTTP 403, whatever the client.
+save, checkpoint, rename or delete there with HTTP 403, whatever the client; listing
+checkpoints there finds none (and creates no ``.ipynb_checkpoints/``).
 
 ``python -m vmigrate_lib.faces.jupyter_setup`` makes it the environment's contents
 manager (``<prefix>/etc/jupyter/jupyter_server_config.d/vmigrate.json``).
@@ -59,6 +60,23 @@ class SealedEvidenceContentsManager(AsyncLargeFileManager):
         self._refuse(path, "checkpointed")
         made: dict[str, Any] = await super().create_checkpoint(path)  # type: ignore[no-untyped-call]
         return made
+
+    async def list_checkpoints(self, path: str) -> list[dict[str, Any]]:
+        """None in sealed evidence (jupyter_server's FileCheckpoints would create an
+        ``.ipynb_checkpoints/`` folder there just to list it)."""
+        if self._sealed(path):
+            return []
+        found: list[dict[str, Any]] = await super().list_checkpoints(  # type: ignore[no-untyped-call]
+            path)
+        return found
+
+    async def restore_checkpoint(self, checkpoint_id: str, path: str) -> None:
+        self._refuse(path, "restored from a checkpoint")
+        await super().restore_checkpoint(checkpoint_id, path)  # type: ignore[no-untyped-call]
+
+    async def delete_checkpoint(self, checkpoint_id: str, path: str) -> None:
+        self._refuse(path, "changed")
+        await super().delete_checkpoint(checkpoint_id, path)  # type: ignore[no-untyped-call]
 
     async def delete_file(self, path: str) -> None:
         self._refuse(path, "deleted")

@@ -82,16 +82,30 @@ def write_lab_settings(prefix: Path, settings: dict[str, Any]) -> Path:
 
 
 def server_config_file(prefix: Path) -> Path:
-    """vmigrate's drop-in of the environment's Jupyter server configuration."""
-    return prefix / "etc" / "jupyter" / "jupyter_server_config.d" / "vmigrate.json"
+    """The environment's Jupyter server configuration (jupyter_server reads only extension
+    switches from ``jupyter_server_config.d/``, so the setting goes into the file itself)."""
+    return prefix / "etc" / "jupyter" / "jupyter_server_config.json"
 
 
 def write_server_config(prefix: Path) -> Path:
-    """Write :data:`SERVER_CONFIG` (vmigrate's own file in the ``.d`` folder: replaced)."""
+    """Merge :data:`SERVER_CONFIG` into the file (other settings kept; a file that is not
+    a JSON object is refused, as the lab settings are)."""
     target = server_config_file(prefix)
+    hint = "fix or remove that file, then run this again"
+    current: dict[str, Any] = {}
+    if target.exists():
+        try:
+            loaded = json.loads(target.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read Jupyter server settings {target}: {exc}", hint=hint,
+                             path=str(target)) from exc
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("ServerApp", {}), dict):
+            raise InputError(f"Jupyter server settings {target} is not a JSON object of "
+                             "objects", hint=hint, path=str(target))
+        current = loaded
+    current.setdefault("ServerApp", {}).update(SERVER_CONFIG["ServerApp"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, (json.dumps(SERVER_CONFIG, indent=2) + "\n").encode("utf-8"),
-                 mode=0o666)
+    write_atomic(target, (json.dumps(current, indent=2) + "\n").encode("utf-8"), mode=0o666)
     return target
 
 
