@@ -34,7 +34,7 @@ from tests.vsphere.vpxenv import (
     vpx_env,
 )
 from vmigrate_lib.control.host import RetirePlan
-from vmigrate_lib.control.vsphere import VsphereHost, macs
+from vmigrate_lib.control.vsphere import VsphereHost, macs, vmxfiles
 from vmigrate_lib.engine.cutover import CutoverHooks, CutoverOptions, run_cutover, run_rollback
 from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import run_cycles
@@ -45,6 +45,7 @@ from vmigrate_lib.errors import (
     Interrupted,
     MacMismatch,
     ParameterError,
+    VmigrateError,
 )
 from vmigrate_lib.session import close_migration
 
@@ -93,6 +94,15 @@ def test_new_name_in_one_vcenter_says_what_to_choose(env: VpxEnv) -> None:
     lines, err = preflight_lines(env, **{"cutover.identity": "new-name", "dest_name": "alice-b"})
     assert err is None, err
     assert "alice keeps her name" in lines["identity"] and "MAC" in lines["identity"]
+
+
+def test_name_taken_elsewhere_in_the_vcenter_names_its_host(env: VpxEnv) -> None:
+    """Bob's name taken by another VM of the same vCenter: the line names the host that
+    VM is on (before: the destination host, DC0_C0_H0, where it is not)."""
+    _lines, err = preflight_lines(env, **{"cutover.identity": "new-name",
+                                          "dest_name": "DC0_H0_VM0"})
+    assert err is not None
+    assert "a VM named DC0_H0_VM0 already exists on host DC0_H0" in err.one_line()
 
 
 def test_retire_source_with_another_dest_name_is_refused(env: VpxEnv) -> None:
@@ -255,11 +265,12 @@ def test_regenerated_mac_is_caught_and_static_mac_kept(env: VpxEnv) -> None:
     MAC (vCenter resolves the conflict): register_vm says so (MacMismatch) and leaves
     nothing registered.  Made static (macs.make_static, as the cutover writes Bob's
     .vmx), the MAC is kept, and with ``checkMACAddress = "FALSE"`` the static MAC
-    outside 00:50:56:00-3F powers on (the peer refuses it without, as ESXi 5.1+ does)."""
+    outside 00:50:56:00-3F powers on; without it the peer refuses the power-on, as
+    ESXi 5.1+ does."""
     src = env.host(env.params().source)
     alice = src.find_vm("alice")
-    vmx = (env.root / "srcds" / "alice" / "alice.vmx").read_bytes().replace(
-        b'displayName = "alice"', b'displayName = "bob"')
+    vmx = vmxfiles.rewrite_vmx((env.root / "srcds" / "alice" / "alice.vmx").read_bytes(), "bob",
+                               {})  # as the cutover writes it, but the MAC as it was
     host = _register_copy(env, vmx)
     with pytest.raises(MacMismatch, match=f"not alice's {alice.macs[0]}"):
         host.register_vm("bob", "dstds", "bob", alice)
@@ -268,4 +279,32 @@ def test_regenerated_mac_is_caught_and_static_mac_kept(env: VpxEnv) -> None:
     (env.root / "dstds" / "bob" / "bob.vmx").write_bytes(macs.make_static(vmx))
     bob = host.register_vm("bob", "dstds", "bob", alice)
     assert bob.macs == alice.macs
-    host.power_on("bob")  # ethernet0.checkMACAddress = "FALSE": allowed, as on ESXi
+    host.power_on("bob")  # ethernet0.checkMACAddress = "FALSE": allowed
+    host.power_off("bob")
+    host.unregister_vm("bob")
+    no_check = macs.make_static(vmx).replace(b'ethernet0.checkMACAddress = "FALSE"\n', b"")
+    (env.root / "dstds" / "bob" / "bob.vmx").write_bytes(no_check)
+    host.register_vm("bob", "dstds", "bob", alice)
+    with pytest.raises(VmigrateError, match="is not an allowed static Ethernet address"):
+        host.power_on("bob")
+
+
+def test_make_static() -> None:
+    """Every present NIC with a MAC becomes static with it (generated, vpx or already
+    static), the generated keys go, CRLF stays CRLF, a MAC in the static range needs
+    no checkMACAddress."""
+    vmx = (b'ethernet0.present = "TRUE"\r\nethernet0.addressType = "vpx"\r\n'
+           b'ethernet0.generatedAddress = "00:50:56:8a:01:02"\r\n'
+           b'ethernet0.generatedAddressOffset = "0"\r\nethernet1.present = "TRUE"\r\n'
+           b'ethernet1.addressType = "static"\r\nethernet1.address = "00:50:56:01:02:03"\r\n'
+           b'ethernet2.present = "FALSE"\r\nethernet2.generatedAddress = "00:0c:29:00:00:09"\r\n')
+    out = macs.make_static(vmx).decode()
+    assert "\r\n" in out and "generatedAddress" not in out.replace("ethernet2.generated", "")
+    assert 'ethernet0.addressType = "static"' in out
+    assert 'ethernet0.address = "00:50:56:8a:01:02"' in out
+    assert 'ethernet0.checkMACAddress = "FALSE"' in out
+    assert 'ethernet1.address = "00:50:56:01:02:03"' in out
+    assert "ethernet1.checkMACAddress" not in out
+    assert 'ethernet2.generatedAddress = "00:0c:29:00:00:09"' in out  # not present: as it was
+    assert macs.vmx_macs(out) == {"ethernet0": "00:50:56:8a:01:02",
+                                  "ethernet1": "00:50:56:01:02:03"}

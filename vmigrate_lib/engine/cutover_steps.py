@@ -30,7 +30,7 @@ from .context import OWNER_MARKER, Migration
 from .converge import journal_plan
 from .cutover_checks import full_certify_reason, readiness
 from .cycle import run_cycle
-from .identity import name_goes_at_cutover
+from .identity import name_goes_at_cutover, registered_where
 from .planner import DEFAULT_BOOT_S, DEFAULT_SHUTDOWN_S, Plan
 from .probes import run_probes
 from .progress import PhaseReached, WarningRaised
@@ -194,7 +194,7 @@ def go_no_go(c: StepContext) -> None:
                        + "; ".join(untrusted.values()))
     if m.dest.vm_exists(c.bob) and not (c.co.registered and bob_is_ours(c)) \
             and not name_goes_at_cutover(m):  # retire-source: Alice's own, freed at cutover
-        raise CutoverNoGo(f"a VM named {c.bob} is already registered on {m.params.destination.host}",
+        raise CutoverNoGo(f"a VM named {c.bob} is already registered {registered_where(m, c.bob)}",
                           hint="the destination must be free; remove that VM or choose dest_name",
                           vm=c.bob)
     vm = m.vm()

@@ -63,6 +63,15 @@ def name_goes_at_cutover(m: Migration) -> bool:
     return m.params.cutover.identity == "retire-source" and alice_at_dest(m) is not None
 
 
+def registered_where(m: Migration, name: str) -> str:
+    """Where the destination's inventory has a VM called ``name``: "on host X" (the host
+    it runs on, which under one vCenter need not be the destination host)."""
+    try:
+        return f"on host {m.dest.find_vm(name).host}"
+    except VmigrateError:
+        return f"in the inventory of {_where(m)}"
+
+
 def _where(m: Migration) -> str:
     d = m.params.destination
     return getattr(d, "url", "") or d.host
@@ -117,4 +126,5 @@ def _retire_check(m: Migration, vm: VmInfo) -> HostCheck:
         "address(es), made static; vmigrate rollback restores her")
 
 
-__all__ = ["alice_at_dest", "identity_checks", "name_goes_at_cutover", "retire_note", "retired_name"]
+__all__ = ["alice_at_dest", "identity_checks", "name_goes_at_cutover", "registered_where",
+           "retire_note", "retired_name"]

@@ -30,7 +30,7 @@ from ..units import fmt_bytes
 from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
 from .destination import growth, other_pending, owned_by, read_marker, size_mismatch
-from .identity import alice_at_dest, identity_checks
+from .identity import alice_at_dest, identity_checks, registered_where
 from .progress import CheckReported
 
 #: Keep this much free on the destination beyond what the copy needs.
@@ -282,9 +282,9 @@ def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     if m.dest.vm_exists(p.target_name) and not registered_by_us and alice_at_dest(m) is None:
         yield Check(
             "destination name", False,
-            f"a VM named {p.target_name} already exists on {p.destination.host}",
+            f"a VM named {p.target_name} already exists {registered_where(m, p.target_name)}",
             DestinationExists(
-                f"a VM named {p.target_name} already exists on host {p.destination.host}",
+                f"a VM named {p.target_name} already exists {registered_where(m, p.target_name)}",
                 vm=p.target_name, host=p.destination.host,
             ),
             blocks=True,
