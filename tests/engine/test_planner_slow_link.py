@@ -19,9 +19,11 @@ the deltas stop shrinking (at most :data:`TREND_CYCLES` delta cycles), with the
 measured deltas in its advice, instead of "will converge" until ``max_cycles``
 (issue 13: 10 cycles over 6 minutes, 316 -> 388 MiB, every cycle "will converge").
 Before the fix the loop ran to ``max cycles`` with every plan saying it would
-converge.  What only a real ESXi host shows: VMware's CBT grain size on that
-datastore (64 KiB here, as in the VDDK documentation's QueryChangedDiskAreas
-examples) and the real guest's write pattern.
+converge.  What only a real ESXi host shows: the size of the areas its CBT reports
+for a 4 KiB write (64 KiB is the lab's grain; VMware's VDDK guide says only that
+QueryChangedDiskAreas returns "the sectors that changed",
+https://docs.vmware.com/en/VMware-vSphere/8.0/vsphere-vddk-programming-guide/GUID-A2102D6D-63E2-4C20-A09B-8B23C4053C2F.html;
+issue 13 measured 11-13 MB/s tracked for 5 MB/s written), and a real guest's writes.
 """
 
 from __future__ import annotations

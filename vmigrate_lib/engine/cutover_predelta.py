@@ -5,7 +5,7 @@ since the last sync, the go/no-go and the shutdown.  When the last sync is older
 than a delta cycle would take, one more cycle while she still runs leaves only
 its own duration and the shutdown to the final cycle, which runs with her off
 (Veeam's planned failover does the same: an incremental run, then the shutdown,
-then a second incremental).  The go/no-go's prediction decided it
+then a second incremental; helpcenter.veeam.com/docs/backup/vsphere/planned_failover.html).  The go/no-go's prediction decided it
 (:attr:`.planner.Plan.predelta`) and priced the downtime with it; this step does
 what was predicted.  A last sync only seconds old is left as it is.
 """
