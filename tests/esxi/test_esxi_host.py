@@ -17,7 +17,7 @@ import pytest
 
 from tests.esxi.conftest import EsxiLab, MiB
 from vmigrate_lib.control.host import PowerState
-from vmigrate_lib.errors import DiskChainError, PowerError
+from vmigrate_lib.errors import DiskChainError, PowerError, PowerOnQuestion
 
 
 def test_inventory_power_and_snapshots(esxi_lab: EsxiLab) -> None:
@@ -93,7 +93,7 @@ def test_disk_chain_checks_and_a_question_at_power_on(esxi_lab: EsxiLab) -> None
 
         peer.override("question", "alice", ["_vmx1", "This virtual machine might have been "
                                              "moved or copied."])
-        with pytest.raises(PowerError, match="might have been moved or copied") as info:
+        with pytest.raises(PowerOnQuestion, match="might have been moved or copied") as info:
             h.power_on("alice")
         assert f"vim-cmd vmsvc/message {h.vmid('alice')} _vmx1 <choice>" in info.value.hint
         h.shell.vim_cmd("vmsvc/message", str(h.vmid("alice")), "_vmx1", "1")
@@ -101,3 +101,5 @@ def test_disk_chain_checks_and_a_question_at_power_on(esxi_lab: EsxiLab) -> None
         h.power_on("alice")
         assert h.power_state("alice") == PowerState.ON
         h.power_off("alice")
+        with pytest.raises(PowerError, match="InvalidPowerState"):  # the fault, mapped
+            h.shutdown_guest("alice")

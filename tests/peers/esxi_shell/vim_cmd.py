@@ -131,7 +131,10 @@ class Peer:
                              "in the current state (Powered off).")
             self.lab.power_off(vm)
         else:  # shutdown: asks the guest through VMware Tools
-            if not self.lab.config(vm).tools or state != PowerState.ON:
+            if state != PowerState.ON:
+                return fault("InvalidPowerState", "The attempted operation cannot be performed "
+                             "in the current state (Powered off).")
+            if not self.lab.config(vm).tools:
                 return fault("ToolsUnavailable", "Cannot complete operation because VMware "
                              "Tools is not running in this virtual machine.")
             self.lab.shutdown_guest(vm)

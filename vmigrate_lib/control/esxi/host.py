@@ -27,6 +27,7 @@ from ...errors import (
     DiskChainError,
     ParameterError,
     PowerError,
+    PowerOnQuestion,
     SnapshotError,
     TimeoutExpired,
     VimCmdError,
@@ -266,10 +267,14 @@ class EsxiHost(Host):
         self.shell.vim_cmd("vmsvc/power.on", str(vmid), timeout=timeout)
         if self.power_state_of(vmid) != PowerState.ON:
             q = self.question(vm)
-            raise PowerError(
-                f"VM {vm} did not power on" + (f": it asks {q.text!r}" if q else ""), vm=vm,
-                hint=f"answer it on the host: vim-cmd vmsvc/message {vmid} {q.id} <choice>"
-                if q else "see the VM's vmware.log on the host")
+            if q is None:
+                raise PowerError(f"VM {vm} did not power on", vm=vm,
+                                 hint="see the VM's vmware.log on the host")
+            raise PowerOnQuestion(
+                f"VM {vm} did not power on: it asks {q.text!r}", vm=vm,
+                question={"id": q.id, "text": q.text},
+                hint=f"answer it on the host (vim-cmd vmsvc/message {vmid} {q.id} <choice>; "
+                f"vim-cmd vmsvc/message {vmid} lists the choices), then run again")
 
     def power_off(self, vm: str, timeout: float = 120.0) -> None:
         vmid = self.vmid(vm)

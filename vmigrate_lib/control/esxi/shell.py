@@ -26,6 +26,7 @@ from ...errors import (
     LicenseRestricted,
     PowerError,
     TimeoutExpired,
+    ToolsUnavailable,
     TransportError,
     UnsafeShellArgument,
     VimCmdError,
@@ -133,6 +134,8 @@ def fault_error(r: Result, fault: VimCmdFault) -> VmigrateError:
     if fault.name == "NotFound":
         return VmNotFound(text, hint="the VM was unregistered or its id changed: run again "
                           "(vmigrate looks it up by name each time)", **fields)
+    if fault.name == "ToolsUnavailable":
+        return ToolsUnavailable(text, **fields)
     if fault.name == "InvalidPowerState":
         return PowerError(text, **fields)
     if fault.name == "RestrictedVersion":
