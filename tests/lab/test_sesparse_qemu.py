@@ -21,8 +21,11 @@ import pytest
 
 from tests.fsproof import sha
 from tests.lab.lab_helpers import delta_files, wait_writes
+from vmigrate_lib.control.host import CBT_GRAIN
 from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.dataplane.agent.deltaformats import open_delta
 from vmigrate_lib.errors import LabError
+from vmigrate_lib.extents import from_blocks
 from vmigrate_lib.lab.acks import ack_path
 from vmigrate_lib.lab.machine import VmMachine
 from vmigrate_lib.lab.sesparse import SeSparseFile, descriptor, new_cid
@@ -204,3 +207,96 @@ def test_a_live_snapshot_of_an_older_lab_is_refused_not_restarted(
     with pytest.raises(LabError, match=r"alice-delta\.map is a snapshot delta of an older lab"):
         VmMachine.open(vmdir / "alice.vmx.json").close()
     assert not delta_files(vmdir)
+
+
+def _grains64(path: Path) -> list[int]:
+    with open_delta(str(path)) as delta:
+        return sorted({g for off, n, _k in delta.extents()
+                       for g in range(off // CBT_GRAIN, (off + n - 1) // CBT_GRAIN + 1)})
+
+
+def test_a_chain_kept_between_snapshots_reads_in_qemu_and_consolidates(
+    host_a: LabHost, alice: str, tmp_path: Path
+) -> None:
+    """The snapshot-delta mode's shape on a writing guest: three snapshots kept on top of
+    each other (``keep_older``); each older delta, frozen by the next snapshot, holds
+    exactly what change tracking reports between the two snapshots; removing the
+    oldest merges its delta into the flat file while the guest writes the top and
+    points the next delta at ``alice.vmdk``; QEMU reads the remaining chain with every
+    acknowledged block exact; removing the rest leaves the flat file with them all.
+    Before: a second snapshot was always refused ("one snapshot per VM")."""
+    vmdir = host_a.vm_dir(alice)
+    snaps = [host_a.create_snapshot(alice, "c1")]
+    for name in ("c2", "c3"):
+        wait_writes(host_a, alice, 200)
+        older = snaps[-1]
+        snaps.append(host_a.create_snapshot(alice, name, keep_older=True))
+        # asked at once: a later write to the same grain moves its generation on
+        tracked = list(host_a.query_changed_areas(alice, snaps[-1], 2000,
+                                                  older.change_ids[2000]))
+        frozen = _grains64(vmdir / f"alice-{int(older.id.rpartition('-')[2]):06d}-sesparse.vmdk")
+        assert frozen and tracked == from_blocks(frozen, CBT_GRAIN, 16 * MiB)
+    n1, n2, n3 = (int(s.id.rpartition("-")[2]) for s in snaps)
+    wait_writes(host_a, alice, 200)
+    host_a.remove_snapshot(alice, snaps[0].id)  # the oldest, while the guest writes the top
+    assert not (vmdir / f"alice-{n1:06d}.vmdk").exists()
+    assert 'parentFileNameHint="alice.vmdk"' in (vmdir / f"alice-{n2:06d}.vmdk").read_text()
+    host_a.shutdown_guest(alice)
+    assert host_a.wait_powered_off(alice, 30)
+    raw = qemu_raw(vmdir / f"alice-{n3:06d}.vmdk", tmp_path / "top.raw")
+    report = verify_copy(raw, ack_path(vmdir, 2000))
+    assert report.ok and report.exact and report.acked > 0, report.problems()
+    same = qemu_img("compare", "-f", "vmdk", "-F", "raw", vmdir / f"alice-{n3:06d}.vmdk",
+                    lab_view(vmdir / "alice.vmx.json", 2000, tmp_path / "lab.raw"))
+    assert same.returncode == 0, same.stdout + same.stderr
+    host_a.remove_snapshot(alice, snaps[2].id)  # the top, into the delta below (VM off)
+    raw = qemu_raw(vmdir / f"alice-{n2:06d}.vmdk", tmp_path / "two.raw")
+    assert verify_copy(raw, ack_path(vmdir, 2000)).ok
+    host_a.remove_snapshot(alice, snaps[1].id)
+    assert not delta_files(vmdir) and host_a.list_snapshots(alice) == []
+    flat = verify_copy(vmdir / "alice-flat.vmdk", ack_path(vmdir, 2000))
+    assert flat.ok and flat.exact, flat.problems()
+
+
+def test_removing_an_older_snapshot_resumes_after_a_crash(
+    host_a: LabHost, alice_off: str, tmp_path: Path
+) -> None:
+    """A removal of the oldest of two snapshots cut after half its grains were merged into
+    the flat file (state ``removing`` on disk, as a crash leaves it): opening the VM
+    finishes it; the guest's view is what it was before the removal began, and QEMU
+    reads the remaining chain as that view."""
+    vmdir = host_a.vm_dir(alice_off)
+    config = vmdir / "alice.vmx.json"
+    rng = random.Random(5)
+    m = VmMachine.open(config)
+    try:
+        s1 = m.create_snapshot("c1")
+        disk = next(d for d in m.disks if d.key == 2000)
+        for _ in range(60):
+            disk.write(rng.randrange(0, 4000) * 4096, rng.randbytes(4096))
+        m.create_snapshot("c2", keep_older=True)
+        for _ in range(60):
+            disk.write(rng.randrange(0, 4000) * 4096, rng.randbytes(4096))
+        before = disk.read(0, disk.capacity)
+        s1.state = "removing"
+        m.save()
+        half = sorted(disk.chain.layers[0].file.slots)[::2]
+        disk.chain.merge(0, half)  # ... and the process dies here
+        m.fsync()
+    finally:
+        for d in m.disks:
+            d.chain.close()
+    m = VmMachine.open(config)  # finishes the removal
+    try:
+        assert [s.name for s in m.config.snapshots] == ["c2"]
+        disk = next(d for d in m.disks if d.key == 2000)
+        assert len(disk.chain.layers) == 1 and disk.read(0, disk.capacity) == before
+        top = disk.top
+        assert top is not None
+    finally:
+        m.close()
+    assert not (vmdir / f"alice-{int(s1.id.rpartition('-')[2]):06d}-sesparse.vmdk").exists()
+    expect = tmp_path / "before.raw"
+    expect.write_bytes(before)
+    same = qemu_img("compare", "-f", "vmdk", "-F", "raw", top, expect)
+    assert same.returncode == 0, same.stdout + same.stderr

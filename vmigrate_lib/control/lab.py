@@ -210,17 +210,21 @@ class LabHost(Host):
         return [self._snapshot_info(h, cfg, s) for s in cfg.snapshots]
 
     def create_snapshot(
-        self, vm: str, name: str, description: str = "", quiesce: bool = False
+        self, vm: str, name: str, description: str = "", quiesce: bool = False,
+        keep_older: bool = False,
     ) -> SnapshotInfo:
-        """``quiesce`` is accepted and ignored: the lab guest has no file system to quiesce."""
+        """``quiesce`` is accepted and ignored: the lab guest has no file system to quiesce.
+        ``keep_older`` (lab only, for now) puts the snapshot on top of existing ones (a
+        chain of SEsparse deltas); without it a second snapshot is refused."""
         h = self.handle(vm)
         try:
             rec = h.run(
                 "snapshot_create",
-                lambda m: m.create_snapshot(name, description),
+                lambda m: m.create_snapshot(name, description, keep_older=keep_older),
                 lambda r: SnapshotRecord.from_dict(r["snapshot"]),
                 name=name,
                 description=description,
+                keep_older=keep_older,
             )
         except (SnapshotError, PowerError):
             raise

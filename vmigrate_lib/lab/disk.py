@@ -11,22 +11,17 @@ copies the delta back (consolidation) and marks its 64 KiB CBT grains.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 from pathlib import Path
 
-from ..atomicfile import write_atomic
 from ..errors import LabError
 from ..extents import Extent, align, from_blocks, normalize
 from .ctk import GRAIN, ChangeTracker
+from .deltachain import DeltaChain
 from .layout import disk_stem
 from .sesparse import GRAIN as DELTA_GRAIN
-from .sesparse import SeSparseFile, descriptor, new_cid, read_cid
 from .vmconfig import DiskConfig
 
-#: VMware's parentCID of a disk without a parent
-NO_PARENT = 0xFFFFFFFF
 _PER_CBT = GRAIN // DELTA_GRAIN
 
 
@@ -50,13 +45,12 @@ def ctk_path(vmdir: Path, cfg: DiskConfig) -> Path:
 
 
 class VirtualDisk:
-    """Reads and writes of the guest's view of one disk (base, or base + delta)."""
+    """Reads and writes of the guest's view of one disk (base, or base + its deltas)."""
 
     def __init__(self, vmdir: Path, cfg: DiskConfig, ctk: ChangeTracker | None) -> None:
         self.cfg = cfg
         self.ctk = ctk
         self.vmdir = vmdir
-        self.stem = disk_stem(cfg.file)
         self.base_path = vmdir / cfg.file
         try:
             self._base = os.open(self.base_path, os.O_RDWR)
@@ -64,11 +58,7 @@ class VirtualDisk:
             raise LabError(
                 f"cannot open disk {self.base_path}: {exc}", path=str(self.base_path)
             ) from exc
-        self._delta: SeSparseFile | None = None
-        #: descriptor of the open delta (``alice-00000N.vmdk``), the top of the chain
-        self.top: Path | None = None
-        #: 64 KiB grains (CBT's) holding at least one delta grain
-        self.delta_grains: set[int] = set()
+        self.chain = DeltaChain(vmdir, disk_stem(cfg.file), cfg.file, cfg.capacity, self._base)
         #: grains written to the delta while a consolidation pass runs (re-copied under stun)
         self.redirty: set[int] | None = None
 
@@ -81,67 +71,34 @@ class VirtualDisk:
         return self.cfg.capacity
 
     @property
-    def base_descriptor(self) -> Path:
-        return self.vmdir / f"{self.stem}.vmdk"
+    def top(self) -> Path | None:
+        """Descriptor of the delta the guest writes (``alice-00000N.vmdk``), if any."""
+        return self.chain.top.descriptor if self.chain.top is not None else None
 
-    def delta_files(self) -> list[Path]:
-        """This disk's snapshot files in the folder (descriptors and SEsparse extents)."""
-        pattern = re.compile(re.escape(self.stem) + r"-[0-9]{6}(-sesparse)?\.vmdk")
-        return sorted(self.vmdir / n for n in os.listdir(self.vmdir) if pattern.fullmatch(n))
+    @property
+    def delta_grains(self) -> set[int]:
+        """64 KiB grains (CBT's) holding at least one grain of the top delta."""
+        top = self.chain.top
+        return {g // _PER_CBT for g in top.file.slots} if top is not None else set()
 
     def has_delta_files(self) -> bool:
-        return bool(self.delta_files()) or self.base_descriptor.exists()
+        return self.chain.has_files()
 
-    # --- snapshot delta ------------------------------------------------------------
-    def start_delta(self, number: int) -> None:
-        """Begin snapshot ``number``'s delta from clean, empty files."""
-        self.drop_delta()
-        self.open_delta(number)
-
+    # --- snapshot deltas -------------------------------------------------------------
     def open_delta(self, number: int) -> None:
-        """Start (or resume) redirecting writes to the delta; loads its grain map."""
-        if self._delta is not None:
-            return
-        old = self.vmdir / f"{self.stem}-delta.map"
-        if old.exists():  # an older lab's delta: starting a new one would lose its writes
-            raise LabError(f"{old} is a snapshot delta of an older lab version; remove the "
-                           "snapshot with that version, or recreate the lab", path=str(old))
-        top = self.vmdir / f"{self.stem}-{number:06d}.vmdk"
-        extent = top.with_name(f"{self.stem}-{number:06d}-sesparse.vmdk")
-        if extent.exists():
-            self._delta = SeSparseFile.open(extent)
-        else:
-            self._delta = SeSparseFile.create(extent, self.capacity)
-        if not top.exists():
-            base = self.base_descriptor
-            if not base.exists():
-                write_atomic(base, descriptor(cid=new_cid(), parent_cid=NO_PARENT,
-                                              create_type="vmfs", extent=self.cfg.file,
-                                              capacity=self.capacity))
-            write_atomic(top, descriptor(cid=new_cid(), parent_cid=read_cid(base),
-                                         create_type="seSparse", extent=extent.name,
-                                         capacity=self.capacity, parent_hint=base.name))
-        self.top = top
-        self.delta_grains = {g // _PER_CBT for g in self._delta.slots}
+        """Start (or resume) redirecting writes to snapshot ``number``'s delta, on top."""
+        self.chain.push(number)
 
     def drop_delta(self) -> None:
-        """Forget the delta (after consolidation, or leftovers of an unfinished create)."""
-        if self._delta is not None:
-            self._delta.close()
-        self._delta = self.top = None
-        self.delta_grains = set()
+        """No snapshot left: forget every delta (leftovers of an unfinished create too)."""
+        self.chain.clear()
         self.redirty = None
-        for path in (*self.delta_files(), self.base_descriptor):  # descriptors first
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
 
     def copy_back(self, grains: list[int] | set[int]) -> None:
-        """Consolidation step: delta grains -> base (idempotent)."""
-        assert self._delta is not None
-        for g in sorted(grains):
-            off = g * GRAIN
-            n = min(GRAIN, self.capacity - off)
-            os.pwrite(self._base, self.read(off, n), off)
+        """Consolidation step: the top delta's grains within these 64 KiB grains -> its
+        parent (the flat file or the delta below); idempotent."""
+        self.chain.merge(len(self.chain.layers) - 1,
+                         (g * _PER_CBT + i for g in grains for i in range(_PER_CBT)))
 
     # --- geometry --------------------------------------------------------------------
     def grow(self, capacity: int) -> None:
@@ -150,7 +107,7 @@ class VirtualDisk:
         Only without a snapshot (no delta).  The map is replaced by a larger one
         in a new epoch, so no change id from before the resize can be used.
         """
-        assert self._delta is None, "resize with a snapshot delta"
+        assert not self.chain.layers, "resize with a snapshot delta"
         os.ftruncate(self._base, capacity)
         os.fsync(self._base)
         if self.ctk is not None:
@@ -165,55 +122,37 @@ class VirtualDisk:
         end = offset + len(data)
         if offset < 0 or end > self.capacity:
             raise LabError("write beyond the end of the disk", disk_key=self.key, offset=offset)
-        if self._delta is None:
+        if not self.chain.layers:
             if self.ctk is not None:  # mark first: a crash in between over-reports, never misses
                 self.ctk.mark(offset, len(data))
             os.pwrite(self._base, data, offset)
             return
         if self.redirty is not None:
             self.redirty.update(range(offset // GRAIN, (end - 1) // GRAIN + 1))
-        new = self._delta.write(offset, data, self._read_base)
-        self.delta_grains.update(g // _PER_CBT for g in new)
-
-    def _read_base(self, offset: int, length: int) -> bytes:
-        return os.pread(self._base, length, offset).ljust(length, b"\0")
+        self.chain.write(offset, data)
 
     def read(self, offset: int, length: int) -> bytes:
-        """The guest's view: delta grains where present, else the base."""
-        if self._delta is None or not self._delta.slots:
+        """The guest's view: the highest delta holding each grain, else the base."""
+        if not self.chain.layers:
             return os.pread(self._base, length, offset)
-        parts = []
-        pos, end = offset, offset + length
-        while pos < end:
-            g = pos // DELTA_GRAIN
-            n = min(end, (g + 1) * DELTA_GRAIN) - pos
-            grain = self._delta.read_grain(g)
-            if grain is None:
-                parts.append(os.pread(self._base, n, pos))
-            else:
-                lo = pos - g * DELTA_GRAIN
-                parts.append(grain[lo : lo + n])
-            pos += n
-        return b"".join(parts)
+        return self.chain.read(offset, length)
 
     def allocated(self) -> list[Extent]:
-        """Allocated areas of the guest's view (base allocation plus delta grains)."""
+        """Allocated areas of the guest's view (base allocation plus every delta's grains)."""
         base = allocated_extents(self._base, self.capacity)
-        if not self.delta_grains:
+        grains = {g // _PER_CBT for la in self.chain.layers for g in la.file.slots}
+        if not grains:
             return base
-        return normalize(base + from_blocks(self.delta_grains, GRAIN, self.capacity))
+        return normalize(base + from_blocks(grains, GRAIN, self.capacity))
 
     def fsync(self) -> None:
         os.fsync(self._base)
-        if self._delta is not None:
-            self._delta.fsync()
+        self.chain.fsync()
         if self.ctk is not None:
             self.ctk.flush()
 
     def close(self) -> None:
-        if self._delta is not None:
-            self._delta.close()
-        self._delta = None
+        self.chain.close()
         os.close(self._base)
         if self.ctk is not None:
             self.ctk.close()

@@ -164,7 +164,8 @@ class Guest:
             t0 = time.monotonic()
             if cmd == "snapshot_create":
                 rec = m.create_snapshot(
-                    str(req["name"]), str(req.get("description", "")), self.stun
+                    str(req["name"]), str(req.get("description", "")), self.stun,
+                    keep_older=bool(req.get("keep_older", False)),
                 )
                 return {"ok": True, "snapshot": rec.to_dict(), "stun_s": time.monotonic() - t0}
             if cmd == "snapshot_remove":

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from ..errors import LabError, ParameterError, SnapshotError
+from . import snapshots
 from .acks import AckMap, ack_path
 from .ctk import ChangeTracker
 from .disk import VirtualDisk, ctk_path
@@ -28,11 +28,6 @@ Progress = Callable[[int], None]
 
 #: the files of a disk: flat, change map, (older labs') snapshot delta and its grain map
 _DISK_FILE_SUFFIXES = ("-flat.vmdk", "-ctk.bin", "-delta.bin", "-delta.map")
-
-
-def snapshot_number(snap: SnapshotRecord) -> int:
-    """``snapshot-7`` -> 7: the number in the snapshot's delta file names (``-000007``)."""
-    return int(snap.id.rpartition("-")[2])
 
 
 class VmMachine:
@@ -83,55 +78,19 @@ class VmMachine:
         self.config.save(self.config_path)
 
     def recover(self, on_progress: Progress | None = None) -> None:
-        """Resume the delta of a live snapshot, finish a consolidation, drop leftovers."""
-        snap = self.snapshot
-        if snap is None:
-            for d in self.disks:
-                if d.has_delta_files():  # create never finished, or removal did
-                    d.drop_delta()
-            return
-        for d in self.disks:
-            d.open_delta(snapshot_number(snap))
-        if snap.state == SNAP_REMOVING:
-            self._consolidate(snap, contextlib.nullcontext(), on_progress)
-            self.finished.add(snap.id)
+        """Resume the deltas of live snapshots, finish a consolidation, drop leftovers."""
+        snapshots.recover(self, on_progress)
 
-    # --- snapshots -------------------------------------------------------------------
+    # --- snapshots (:mod:`.snapshots`) -------------------------------------------------
     def create_snapshot(
-        self, name: str, description: str = "", stun: Stun | None = None
+        self, name: str, description: str = "", stun: Stun | None = None,
+        keep_older: bool = False,
     ) -> SnapshotRecord:
-        """Freeze the base files; from now on writes land in the deltas."""
-        if self.config.snapshots:
-            raise SnapshotError(
-                f"VM {self.config.name} already has snapshot {self.config.snapshots[0].name!r}; "
-                "the lab keeps one snapshot per VM",
-                vm=self.config.name,
-                existing=[s.name for s in self.config.snapshots],
-            )
-        with stun or contextlib.nullcontext():
-            try:
-                for d in self.disks:
-                    d.start_delta(self.config.snapshot_counter + 1)
-                change_ids = {d.key: d.ctk.advance() for d in self.disks if d.ctk is not None}
-                self.config.snapshot_counter += 1
-                rec = SnapshotRecord(
-                    id=f"snapshot-{self.config.snapshot_counter}",
-                    name=name,
-                    created=time.time(),
-                    description=description,
-                    change_ids=change_ids,
-                )
-                self.config.snapshots.append(rec)
-                self.save()
-                for d in self.disks:
-                    if d.ctk is not None:
-                        d.ctk.flush()
-            except OSError as exc:
-                self.config.snapshots.clear()
-                for d in self.disks:
-                    d.drop_delta()
-                raise SnapshotError(f"snapshot of {self.config.name} failed: {exc}") from exc
-        return rec
+        """Freeze the current view; from now on writes land in a new top delta.  Refused
+        while a snapshot exists unless ``keep_older`` (a chain, as the snapshot-delta mode
+        keeps)."""
+        return snapshots.create(self, name, description, stun or contextlib.nullcontext(),
+                                keep_older)
 
     def remove_snapshot(
         self, snapshot_id: str, stun: Stun | None = None, on_progress: Progress | None = None
@@ -149,38 +108,7 @@ class VmMachine:
         if snap.state != SNAP_REMOVING:
             snap.state = SNAP_REMOVING
             self.save()
-        return self._consolidate(snap, stun or contextlib.nullcontext(), on_progress)
-
-    def _consolidate(self, snap: SnapshotRecord, stun: Stun, on_progress: Progress | None) -> float:
-        """Copy delta grains to the base in a pass the guest runs through, then a short stun.
-
-        Every step is idempotent: a crash anywhere leaves the snapshot in state
-        ``removing`` with its delta intact, and the next attempt copies again.
-        """
-        with stun:
-            plan = {d.key: sorted(d.delta_grains) for d in self.disks}
-            for d in self.disks:
-                d.redirty = set()
-        copied = 0
-        for d in self.disks:
-            for g in plan[d.key]:
-                d.copy_back([g])
-                copied += 1
-                if on_progress is not None:
-                    on_progress(copied)
-        t0 = time.monotonic()
-        with stun:
-            for d in self.disks:
-                late = (d.redirty or set()) | (d.delta_grains - set(plan[d.key]))
-                d.copy_back(late)
-                if d.ctk is not None:
-                    d.ctk.mark_grains(sorted(d.delta_grains))
-                d.fsync()
-            self.config.snapshots = [s for s in self.config.snapshots if s.id != snap.id]
-            self.save()
-            for d in self.disks:
-                d.drop_delta()
-            return time.monotonic() - t0
+        return snapshots.remove(self, snap, stun or contextlib.nullcontext(), on_progress)
 
     # --- disks (geometry) --------------------------------------------------------------
     def _no_snapshot(self, what: str) -> None:
