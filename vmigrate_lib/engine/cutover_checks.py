@@ -64,16 +64,23 @@ def last_whole_disk_proof(m: Migration) -> int | None:
     return best
 
 
+def cycles_since(m: Migration, last: int) -> int:
+    """Cycles after ``last``, not counting a cutover's own pre-shutdown delta (predelta):
+    a go/no-go taken again on a resume finds the proof as the first one did."""
+    own = {r.get("cycle") for r in m.workspace.journal.records("predelta") if r.get("ran")}
+    return sum(1 for n in range(last + 1, m.workspace.state.cycles + 1) if n not in own)
+
+
 def proof_is_stale(m: Migration, within: int) -> bool:
     """Would go/no-go say "no whole-disk certify in the last ``within`` cycles" now?"""
     last = last_whole_disk_proof(m)
-    return within > 0 and (last is None or m.workspace.state.cycles - last >= within)
+    return within > 0 and (last is None or cycles_since(m, last) >= within)
 
 
 def full_certify_reason(m: Migration, within: int, reasons: list[str]) -> dict[str, Any]:
     """Adds a no-go reason when no cycle among the last ``within`` proved whole disks."""
     last = last_whole_disk_proof(m)
-    since = None if last is None else m.workspace.state.cycles - last
+    since = None if last is None else cycles_since(m, last)
     if proof_is_stale(m, within):
         told = "never" if last is None else f"last in cycle {last}, {since} cycles ago"
         reasons.append(f"no whole-disk certify in the last {within} cycle(s) ({told}): change "
