@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -9,6 +10,7 @@ import papermill as pm
 import pytest
 
 from tests.runbooks.notebook_tables import displayed_table
+from vmigrate_lib.audit.evidence import write_manifest
 from vmigrate_lib.faces.papermill_runner import pick_kernel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,3 +45,29 @@ def test_walkthrough_then_comparison(tmp_path: Path) -> None:
     runs = displayed_table(nbformat.read(cmp_out, 4).cells, "runs_frame(")
     assert sorted(r["runbook"] for r in runs) == ["cutover", "sync"], runs
     assert [r["verified"] for r in runs] == ["True", "True"], runs
+
+
+def test_compare_evidence_finds_the_project_archives_by_default(tmp_path: Path) -> None:
+    """Run by hand, the comparison notebook's kernel runs in ``notebooks/``; with its
+    default parameters it finds the archives under the project's ``workspaces/``.  Before:
+    its default ``evidence_root = "workspaces"`` meant ``notebooks/workspaces``, and it
+    showed an empty table and "no cutover runs" without a word (issue 14 item 8)."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "runbooks").mkdir()  # a project as a checkout is: runbooks/ beside notebooks/
+    folder = project / "workspaces" / "alice" / "evidence" / "20261130T000000Z-sync-CHG-1"
+    (folder / "audit").mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"runbook": "sync", "status": "ok",
+                                                 "change_id": "CHG-1", "result": {}}))
+    (folder / "audit" / "cycles.csv").write_text(
+        "cycle,bytes_changed,status,throughput_Bps\n1,1048576,ok,5000000\n")
+    write_manifest(folder)
+    out = tmp_path / "compare.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "compare-evidence.ipynb"), str(out),
+                        kernel_name=pick_kernel(), cwd=str(project / "notebooks"),
+                        progress_bar=False)
+    cells = nbformat.read(out, 4).cells
+    texts = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    assert f"1 archived run(s) under {project / 'workspaces'}" in texts
+    runs = displayed_table(cells, "runs_frame(")
+    assert [(r["run"], r["verified"]) for r in runs] == [(folder.name, "True")], runs
