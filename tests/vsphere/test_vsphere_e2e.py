@@ -152,7 +152,9 @@ def test_seed_deltas_and_cutover(env: Env) -> None:
             dst.register_vm("alice", "dstds", "alice", src.find_vm("alice"))
         # The .vmx travels with the disks (another step's job); the simulator also
         # wants the .nvram and vmware.log there to register.
-        for f in ("alice.vmx", "alice.nvram", "vmware.log"):
+        # The .vmx names Alice's NIC, whose MAC register_vm checks Bob kept.
+        (env.dst_dir / "alice" / "alice.vmx").write_text(vsim.esxi_vmx("alice"))
+        for f in ("alice.nvram", "vmware.log"):
             (env.dst_dir / "alice" / f).touch()
         bob = dst.register_vm("alice", "dstds", "alice", src.find_vm("alice"))
         assert bob.datastore == "dstds" and bob.power == PowerState.OFF
