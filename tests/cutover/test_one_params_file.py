@@ -56,6 +56,10 @@ def test_one_params_file_for_every_face(lab: Lab, tmp_path: Path) -> None:
     assert result["change_id"] == "CHG-ONE-FILE" and result["result"]["cycles_run"] == 1
     assert len(journal(lab, "preflight")) == 3  # CLI sync x2 and the runbook: once each
 
+    # go/no-go wants a whole-disk proof in the last 3 cycles (cutover.full_certify_within,
+    # issue 11 item 8): the seed was 3 cycles ago, so prove it while Alice runs
+    r = cli(lab, "certify")
+    assert r.returncode == 0, r.stderr
     # the cutover: the file's cutover section, with one flag on top
     with Watch(lab):
         r = cli(lab, "cutover", "--certify", "changed", *FAST)

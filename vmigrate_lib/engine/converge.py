@@ -6,7 +6,8 @@ numbers show it never will (the guest dirties faster than the link copies, or th
 deltas stopped shrinking: at most :data:`.dirty.TREND_CYCLES` cycles after they
 did), or after ``max_cycles``; each plan is journaled.  Converged with no whole-disk
 proof among the last ``cutover.full_certify_within`` cycles, it runs one more cycle
-certified in full first (while the VM runs), so that go/no-go finds one.
+certified in full first (while the VM runs; beyond ``max_cycles`` if need be), so
+that go/no-go finds one.
 ``vmigrate sync --until-converged`` and the sync runbook both run this loop.
 """
 
@@ -72,7 +73,7 @@ def run_until_converged(
     start(m, report)
     res = ConvergeResult()
     want_full = proved = False  # once: the late whole-disk proof go/no-go wants (cutover_checks)
-    for _ in range(max_cycles):
+    while len(res.outcomes) < max_cycles or want_full:  # the proof may be one cycle more
         if res.plans:
             last = res.outcomes[-1].record
             pause = max(0.0, res.plans[-1].next_interval - float(last.get("duration", 0.0)))
