@@ -205,6 +205,29 @@ class DiskChainError(PreflightError):
     )
 
 
+class UnsupportedDisk(PreflightError):
+    """A disk vmigrate cannot copy from a snapshot's frozen flat file: independent
+    (never in a snapshot), multi-writer (cannot be snapshotted), an RDM (a LUN, not a
+    file), or a vSAN/vVol object (no -flat.vmdk on a file system)."""
+
+    default_hint = ("change the disk to a persistent, unshared flat VMDK on a VMFS or NFS "
+                    "datastore (see docs/real-hosts.md), or move the VM another way")
+
+
+class HostNotPrepared(PreflightError):
+    """A host lacks what the migration needs from it: an API privilege, the SSH
+    service, a firewall rule, support for the VM's hardware version."""
+
+    default_hint = "prepare the host as docs/real-hosts.md lists, then run preflight again"
+
+
+class VmMoved(PreflightError):
+    """The VM no longer runs on the configured source host (DRS, vMotion)."""
+
+    default_hint = ("set source.host to the host the VM runs on, or move it back (set its DRS "
+                    "automation to manual for the migration)")
+
+
 class ChangeTrackingOff(PreflightError):
     default_hint = "enable change tracking, or allow the hash-compare fallback"
 

@@ -16,7 +16,9 @@ from typing import Literal, TypeVar, get_args
 
 HostType = Literal["lab", "vsphere", "esxi"]  #: params ``type``: which control plane
 HostsKind = Literal["", "lab", "real"]  #: params ``hosts``: "" (not said), a rehearsal or a change
-ChangeTracking = Literal["auto", "require", "hash"]  #: params ``sync.change_tracking``
+#: params ``sync.change_tracking``: auto/require use the host's CBT, hash compares block
+#: digests, snapshot-delta reads the grains of the previous cycle's kept snapshot's delta
+ChangeTracking = Literal["auto", "require", "hash", "snapshot-delta"]
 CertifyMode = Literal["none", "changed", "full"]  #: ``sync.certify``, ``cutover.certify``
 Algorithm = Literal["auto", "xxh3_128", "blake3", "sha1", "sha256", "blake2b", "md5"]
 SshMode = Literal["relay", "direct", "auto"]  #: how the source's disks reach the destination
@@ -29,6 +31,9 @@ CutoverStatus = Literal["running", "probes_failed", "stopped", "rolling_back", "
                         "aborted", "done"]  #: a cutover attempt in state.json
 #: params ``cutover.ready``: how Bob counts as ready (auto: tools if Alice runs them)
 ReadyMode = Literal["auto", "tools", "power-and-probes"]
+#: a disk's provisioning, as ``vmkfstools -d`` names it (VMware vSphere Storage,
+#: "Supported Disk Formats"); read from Alice, given to Bob's copy
+DiskFormat = Literal["thin", "zeroedthick", "eagerzeroedthick"]
 
 HOST_TYPES: tuple[HostType, ...] = get_args(HostType)
 HOSTS_KINDS: tuple[HostsKind, ...] = get_args(HostsKind)
@@ -47,6 +52,7 @@ CUTOVER_STATUSES: tuple[CutoverStatus, ...] = get_args(CutoverStatus)
 IdentityPolicy = Literal["new-name", "retire-source"]
 IDENTITY_POLICIES: tuple[IdentityPolicy, ...] = get_args(IdentityPolicy)
 READY_MODES: tuple[ReadyMode, ...] = get_args(ReadyMode)
+DISK_FORMATS: tuple[DiskFormat, ...] = get_args(DiskFormat)
 
 W = TypeVar("W", bound=str)
 

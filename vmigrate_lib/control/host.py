@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import TimeoutExpired, VmigrateError
 from ..extents import Extent
+from ..modes import DiskFormat
 
 if TYPE_CHECKING:
     from ..dataplane.datastore import Datastore
@@ -46,6 +47,8 @@ class DiskInfo:
     capacity: int  #: bytes
     thin: bool = True
     cbt_enabled: bool = False
+    #: how the disk is provisioned; Bob's copy is created the same way where the host can
+    provisioning: DiskFormat = "thin"
 
     @property
     def ds_path(self) -> str:
@@ -66,6 +69,7 @@ class VmInfo:
     tools_running: bool = False
     #: each NIC's MAC address, in device order (empty: the host does not say)
     macs: tuple[str, ...] = ()
+    hardware_version: str = ""  #: VMware ``config.version``, e.g. ``vmx-13``; "" if none
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,21 @@ class Host(abc.ABC):
                                      vm=vm, timeout=timeout)
             time.sleep(min(self.power_poll_interval, left))
         return self.find_vm(vm)
+
+    #: whether :meth:`create_snapshot_on_top` and :meth:`snapshot_deltas` work here: the
+    #: ``snapshot-delta`` change tracking keeps the previous cycle's snapshot open
+    keeps_snapshot_chain: bool = False
+
+    def create_snapshot_on_top(self, vm: str, name: str, description: str = "") -> SnapshotInfo:
+        """A snapshot without memory on top of vmigrate's existing ones (which it keeps),
+        so the delta below is frozen; any other snapshot refuses it.  ``disk_paths``
+        still names the base disk, frozen only once the older snapshots are removed."""
+        raise NotImplementedError(f"host {self.name} cannot keep a snapshot chain")
+
+    def snapshot_deltas(self, vm: str, snapshot_id: str) -> dict[int, str]:
+        """Per disk key, the descriptor of the delta written after ``snapshot_id`` was
+        taken (``[ds] alice/alice-000001.vmdk``): frozen once a newer snapshot exists."""
+        raise NotImplementedError(f"host {self.name} cannot keep a snapshot chain")
 
     def changes_since(self, vm: str, since: float) -> list[VmChange] | None:
         """What was done to ``vm`` since ``since`` (epoch seconds) that its change

@@ -9,10 +9,19 @@ from typing import Any
 
 from ..errors import AgentError, DeltaFormatUnknown, TransportError
 from ..extents import Extent
+from ..modes import DiskFormat
 from .agent import protocol as proto
 from .agent.hashing import HASH_FUNCS
 from .agentchannel import AgentChannel
-from .datastore import BlockDigest, Chunk, Datastore, ExtentWriter, FileStat, StreamSummary
+from .datastore import (
+    BlockDigest,
+    Chunk,
+    Datastore,
+    ExtentWriter,
+    FileStat,
+    StorageProbe,
+    StreamSummary,
+)
 from .deltas import DeltaExtents
 from .transport import Transport
 
@@ -84,8 +93,18 @@ class AgentDatastore(Datastore):
             "write_file", path=path, data=base64.b64encode(data).decode(), exclusive=exclusive
         )
 
-    def create_disk(self, path: str, size: int) -> None:
-        self.call("create_disk", path=path, size=size)
+    def create_disk(self, path: str, size: int, provisioning: DiskFormat = "thin") -> None:
+        self.call("create_disk", path=path, size=size, format=provisioning)
+
+    def storage_probe(self) -> StorageProbe | None:
+        """From the agent's HELLO (``storage``: its probe of the served folder)."""
+        self.channel.connect()
+        s = self.hello.get("storage")
+        if not isinstance(s, dict):
+            return None
+        return StorageProbe(seek_data=s.get("seek_data"), punch_hole=s.get("punch_hole"),
+                            python=str(self.hello.get("python", "")),
+                            vmkfstools=bool(s.get("vmkfstools")), detail=str(s.get("error", "")))
 
     def grow_disk(self, path: str, size: int) -> None:
         self.call("grow_disk", path=path, size=size)

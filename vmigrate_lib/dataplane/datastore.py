@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..extents import Extent
-from ..modes import SshMode
+from ..modes import DiskFormat, SshMode
 from .deltas import DeltaExtents
 
 
@@ -51,6 +51,26 @@ class StreamSummary:
 #: How disk bytes travel between two datastores: through this machine, host to host,
 #: or direct when it works, else relay (the params' ``ssh_mode`` words).
 TransferMode = SshMode
+
+
+@dataclass(frozen=True)
+class StorageProbe:
+    """What the datastore's file system was found to do (the agent's probe at start):
+    each None when it could not be probed."""
+
+    seek_data: bool | None  #: SEEK_DATA skips holes (else every area reads as data)
+    punch_hole: bool | None  #: punching a hole frees space and reads back zeros
+    python: str = ""  #: the agent's Python version on that host
+    vmkfstools: bool = False  #: disks can be created provisioned (thick) as the source's
+    detail: str = ""  #: why it could not be probed
+
+    def describe(self) -> str:
+        """One phrase for preflight."""
+        def yn(v: bool | None) -> str:
+            return "unknown" if v is None else "yes" if v else "no"
+        text = (f"python {self.python or '?'}, SEEK_DATA {yn(self.seek_data)}, "
+                f"hole punching {yn(self.punch_hole)}, vmkfstools {yn(self.vmkfstools)}")
+        return f"{text} ({self.detail})" if self.detail else text
 
 
 @dataclass(frozen=True)
@@ -132,8 +152,9 @@ class Datastore(abc.ABC):
         """A small file, written atomically (temp file + rename)."""
 
     @abc.abstractmethod
-    def create_disk(self, path: str, size: int) -> None:
-        """A new sparse disk file; fails if it exists."""
+    def create_disk(self, path: str, size: int, provisioning: DiskFormat = "thin") -> None:
+        """A new disk file; fails if it exists.  Provisioned as ``provisioning`` where the
+        host can (ESXi: ``vmkfstools -c -d``), else sparse (allocated on write)."""
 
     @abc.abstractmethod
     def grow_disk(self, path: str, size: int) -> None:
@@ -194,6 +215,12 @@ class Datastore(abc.ABC):
     def delta_extents(self, path: str) -> DeltaExtents | None:
         """The changed grains of a frozen snapshot delta file (SEsparse or vmfsSparse),
         read where it lives; None (the default): this datastore cannot read deltas."""
+        return None
+
+    def storage_probe(self) -> StorageProbe | None:
+        """What the file system under this datastore does (SEEK_DATA, hole punching,
+        provisioned disk creation), for preflight and the space check; None (the
+        default) when this data plane cannot say."""
         return None
 
     def last_read_summary(self) -> StreamSummary | None:

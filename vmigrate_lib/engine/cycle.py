@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo
+from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo, VmInfo
 from ..errors import (
     Interrupted,
     OperationError,
@@ -91,6 +91,15 @@ def _new_record(m: Migration, kind: str, certify: str | None) -> dict[str, Any]:
     }
 
 
+def _recheck(m: Migration, vm: VmInfo) -> None:
+    """What may have changed since preflight (:meth:`Host.recheck`: DRS moved the VM, a
+    disk was reconfigured, a storage vMotion moved its files): the first failing line
+    stops the cycle before its snapshot, nothing changed."""
+    for c in m.source.recheck(vm):
+        if not c.ok and c.error is not None:
+            raise c.error
+
+
 def _take_snapshot(
     m: Migration, rec: dict[str, Any]
 ) -> tuple[InProgress | None, list[DiskInfo], SnapshotInfo]:
@@ -102,6 +111,7 @@ def _take_snapshot(
     resume = clean_stale(m)
     rec["resumed"] = resume is not None
     vm = m.vm()
+    _recheck(m, vm)
     prepare_destination(m, vm)
     snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-c{rec['number']}"
     snap = m.source.create_snapshot(vm.name, snap_name, description="vmigrate sync cycle")

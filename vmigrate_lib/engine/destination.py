@@ -199,7 +199,7 @@ def _make_copy(m: Migration, ds: Datastore, d: DiskInfo, size: int | None) -> No
         ds_state.recheck = f"disk {d.key} is back after it was removed"
         journal.append("disk_returned", disk=d.key, path=d.path)
     if size is None:
-        ds.create_disk(path, d.capacity)
+        ds.create_disk(path, d.capacity, d.provisioning)
         if ds_state is not None and ds_state.seeded:
             ds_state.recheck = f"copy {path} was missing; created empty"
     elif size < d.capacity:

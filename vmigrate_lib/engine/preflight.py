@@ -10,82 +10,26 @@ sees the whole picture at once and nothing on either host was touched.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
-from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, VmInfo
-from ..dataplane.datastore import Datastore, TransferModes
+from ..control.host import VMIGRATE_SNAPSHOT_PREFIX
+from ..dataplane.datastore import TransferModes
 from ..errors import (
     ChangeTrackingOff,
     DatastoreNotFound,
     DestinationExists,
     DiskMismatch,
-    InsufficientSpace,
     NotFoundError,
     PreflightError,
     StraySnapshots,
-    VmigrateError,
 )
 from ..units import fmt_bytes
 from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
-from .destination import growth, other_pending, owned_by, read_marker, size_mismatch
+from .destination import other_pending, owned_by, read_marker
 from .identity import alice_at_dest, identity_checks, registered_where
+from .preflight_model import Check, PreflightContext, PreflightReport
+from .preflight_space import SPACE_MARGIN, destination_disks, destination_space, storage
 from .progress import CheckReported
-
-#: Keep this much free on the destination beyond what the copy needs.
-SPACE_MARGIN = 0.02
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    error: VmigrateError | None = None
-    #: when this line fails, the later checks do not run (they need what is missing)
-    blocks: bool = False
-
-
-@dataclass
-class PreflightReport:
-    checks: list[Check] = field(default_factory=list)
-    vm: VmInfo | None = None
-    bytes_needed: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    def first_error(self) -> VmigrateError | None:
-        return next((c.error for c in self.checks if c.error is not None), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
-            "bytes_needed": self.bytes_needed,
-        }
-
-
-@dataclass
-class PreflightContext:
-    """What earlier checks found, for the later ones (and the report)."""
-
-    report: PreflightReport
-    dest_ds: Datastore | None = None  #: the destination datastore, once found
-    ours_at_dest: bool = False  #: Bob's folder exists and is this migration's
-
-    @property
-    def vm(self) -> VmInfo:
-        assert self.report.vm is not None, "the source VM check runs first"
-        return self.report.vm
-
-    @property
-    def ds(self) -> Datastore:
-        assert self.dest_ds is not None, "the destination datastore check runs first"
-        return self.dest_ds
-
 
 CheckFunc = Callable[[Migration, PreflightContext], Iterable[Check]]
 
@@ -134,8 +78,10 @@ def source_vm(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
 
 
 def host_specific(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
-    """What this host's implementation needs to move the VM (vSphere: disk placement)."""
-    for c in m.source.migration_checks(ctx.vm):
+    """What each host's implementation needs: the source to move the VM (vSphere: disk
+    types, chain and placement, privileges, SSH, the VM's host), the destination to
+    receive it (vSphere: hardware version, SSH, privileges)."""
+    for c in [*m.source.migration_checks(ctx.vm), *m.dest.destination_checks(ctx.vm)]:
         yield Check(c.name, c.ok, c.detail, c.error)
 
 
@@ -309,47 +255,6 @@ def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
         " (copy in progress from this workspace)" if ctx.ours_at_dest else ""))
 
 
-def destination_disks(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
-    """Copies already there have a size the sync can continue from; counts the bytes
-    still to copy (``report.bytes_needed``)."""
-    needed = 0
-    for d in ctx.vm.disks:
-        src_stat = m.src_ds(d.datastore).stat(d.path)
-        src_alloc = src_stat.allocated if src_stat else d.capacity
-        dst_stat = ctx.ds.stat(m.dest_disk_path(d)) if ctx.ours_at_dest else None
-        if dst_stat is not None and dst_stat.size != d.capacity:
-            err = size_mismatch(m, d, dst_stat.size)
-            if err is not None:
-                yield Check(
-                    f"destination disk {d.key}", False,
-                    f"{m.dest_disk_path(d)} is {fmt_bytes(dst_stat.size)}, "
-                    f"source is {fmt_bytes(d.capacity)}", err, blocks=True,
-                )
-                return
-            yield Check(f"destination disk {d.key}", True,
-                        f"{growth(d, dst_stat.size)}: the copy grows and is hash-compared "
-                        "next cycle")
-        needed += max(0, src_alloc - (dst_stat.allocated if dst_stat else 0))
-    ctx.report.bytes_needed = needed
-
-
-def destination_space(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
-    """Room for what is still to copy, plus :data:`SPACE_MARGIN`."""
-    p, needed, name = m.params, ctx.report.bytes_needed, m.dest_datastore_name
-    free = ctx.ds.free_space()
-    if needed * (1 + SPACE_MARGIN) > free:
-        yield Check(
-            "destination space", False, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free",
-            InsufficientSpace(
-                f"datastore {name} on {p.destination.host} has {fmt_bytes(free)} free, "
-                f"the copy needs {fmt_bytes(needed * (1 + SPACE_MARGIN))}",
-                needed=needed, free=free, datastore=name,
-            ),
-        )
-    else:
-        yield Check("destination space", True, f"needs {fmt_bytes(needed)}, {fmt_bytes(free)} free")
-
-
 #: Every check, in order.  A check may rely on what the ones before it found (``ctx``).
 CHECKS: tuple[tuple[str, CheckFunc], ...] = (
     ("source VM", source_vm),
@@ -359,8 +264,12 @@ CHECKS: tuple[tuple[str, CheckFunc], ...] = (
     ("source claim", source_claim),
     ("destination datastore", destination_datastore),
     ("transfer mode", transfer_mode),
+    ("storage", storage),
     ("identity", identity),
     ("destination name", destination_name),
     ("destination disks", destination_disks),
     ("destination space", destination_space),
 )
+
+__all__ = ["CHECKS", "SPACE_MARGIN", "Check", "CheckFunc", "PreflightContext", "PreflightReport",
+           "run_preflight"]

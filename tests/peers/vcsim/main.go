@@ -10,6 +10,8 @@
 //   - snapshot disks of a VM with change tracking on get a backing changeId;
 //   - delta chains, ConsolidateVMDisks_Task and slow snapshot removal that
 //     keeps running after the call returned (chains.go);
+//   - disk modes, RDMs, datastore types, privileges per user, SSH service
+//     and firewall state, a VM moved by DRS (realhost.go);
 //   - ShutdownGuest of a guest without VMware Tools answers ToolsUnavailable
 //     (tools.go);
 //   - power-on questions and AnswerVM, distributed ports read from a
@@ -89,12 +91,13 @@ func main() {
 	}
 
 	simulator.Map.AddHandler(&registryHook{})
+	setupRealHost() // realhost.go
 	setupIdentity() // identity.go
 
 	s := m.Service.NewServer()
 	// Wrap the handler before any client can connect: the ready line below
 	// is the first thing anybody learns about this server.
-	s.Config.Handler = &qcdaHandler{next: s.Config.Handler}
+	s.Config.Handler = &qcdaHandler{next: &realHostHandler{next: s.Config.Handler}}
 	s.Config.Handler = &toolsHandler{next: s.Config.Handler} // tools.go
 	s.Config.Handler = &identityHandler{next: s.Config.Handler} // identity.go
 	s.Config.Handler = &questionHandler{next: s.Config.Handler} // questions.go

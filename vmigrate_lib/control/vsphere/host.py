@@ -38,7 +38,7 @@ from ..host import (
     VmChange,
     VmInfo,
 )
-from . import cbt, events, inventory, macs, power, register, retire, snapshots, vmxfiles
+from . import cbt, checks, events, inventory, macs, power, register, retire, snapshots, vmxfiles
 from ._vmomi import vim
 from .licence import licence_check
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
@@ -288,9 +288,39 @@ class VsphereHost(Host):
                 *self._migration_checks(vm)]
 
     def _migration_checks(self, vm: VmInfo) -> list[HostCheck]:
-        """No disk on a delta (the base would be stale), every disk in the VM's folder
-        (the cutover rebuilds Bob's from that folder)."""
-        return [self._chain_check(vm), self._placement_check(vm)]
+        """The VM on this host; disks a snapshot freezes as flat files (:mod:`.checks`);
+        no disk on a delta (the base would be stale); every disk in the VM's folder on
+        one datastore (the cutover rebuilds Bob's from that folder); the API user's
+        privileges; the SSH service, and the outbound SSH rule direct mode needs."""
+        ref = self.vm_ref(vm.name)
+        out = self.recheck(vm)
+        out[2:2] = [self._chain_check(vm), checks.disk_datastores(vm)]
+        out.append(checks.privileges(self.conn, ref, checks.SOURCE_PRIVILEGES, f"VM {vm.name}"))
+        if self.host_ref is not None:
+            out.append(checks.ssh_service(self.conn, self.host_ref, self.name))
+            if self.hp.ssh_mode != "relay":
+                out.append(checks.ssh_client_rule(self.conn, self.host_ref, self.name,
+                                                  self.hp.ssh_mode))
+        return out
+
+    def destination_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """This host can run the VM's hardware version, serves SSH, and the API user may
+        register and power on a VM here."""
+        host = self.host_ref
+        if host is None:
+            return []
+        return [checks.hardware_version(self.conn, host, self.name, vm.hardware_version),
+                checks.ssh_service(self.conn, host, self.name),
+                checks.privileges(self.conn, host, checks.DEST_PRIVILEGES, f"host {self.name}")]
+
+    def recheck(self, vm: VmInfo) -> list[HostCheck]:
+        """Before every cycle: the VM still on this host (DRS), its disks still
+        copyable (a reconfiguration) and in its folder (a storage vMotion)."""
+        host_name = str(self.host_ref.name) if self.host_ref is not None else ""
+        details = self.disk_details(vm.name)
+        return [checks.running_host(vm, host_name),
+                checks.disk_kinds(details, checks.datastore_types(self.conn), vm.name),
+                self._placement_check(vm)]
 
     def _chain_check(self, vm: VmInfo) -> HostCheck:
         needed, deltas = snapshots.chain_problems(self.conn, self.vm_ref(vm.name))

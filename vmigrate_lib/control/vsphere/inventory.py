@@ -14,6 +14,7 @@ from typing import Any
 from xml.parsers.expat import ExpatError
 
 from ...errors import DatastoreNotFound, HostApiError, VmAmbiguous, VmNotFound
+from ...modes import DiskFormat
 from ..host import DiskInfo, PowerState, VmInfo
 from ._vmomi import vim, vmodl
 from .connection import Connection
@@ -39,10 +40,27 @@ class DiskDetail:
     #: the backing's parent (``backing.parent.fileName``): set when this file is a delta
     #: of a snapshot chain, whatever its name; empty for a base disk
     parent: str = ""
+    sharing: str = ""  #: ``backing.sharing``: sharingNone | sharingMultiWriter ("" unset)
+    eagerly_scrub: bool = False  #: ``backing.eagerlyScrub``: eager-zeroed thick
+    #: an RDM's compatibility mode (physicalMode | virtualMode); "" for a file disk
+    rdm_mode: str = ""
+    #: ``backing.backingObjectId``: set for a vSAN or vVol object (no flat file)
+    backing_object_id: str = ""
 
     @property
     def independent(self) -> bool:
         return self.mode.startswith("independent")
+
+    @property
+    def multi_writer(self) -> bool:
+        return self.sharing == "sharingMultiWriter"
+
+    @property
+    def provisioning(self) -> DiskFormat:
+        """As ``vmkfstools -d`` names it: thin, lazily (zeroedthick) or eagerly zeroed thick."""
+        if self.thin:
+            return "thin"
+        return "eagerzeroedthick" if self.eagerly_scrub else "zeroedthick"
 
     @property
     def is_delta(self) -> bool:
@@ -166,19 +184,23 @@ def disk_details(config: Any) -> list[DiskDetail]:
                 change_id=getattr(b, "changeId", None) or None,
                 backing_type=type(b).__name__,
                 parent=str(getattr(getattr(b, "parent", None), "fileName", "") or ""),
+                sharing=str(getattr(b, "sharing", "") or ""),
+                eagerly_scrub=bool(getattr(b, "eagerlyScrub", False)),
+                rdm_mode=str(getattr(b, "compatibilityMode", "") or "") if _is_rdm(b) else "",
+                backing_object_id=str(getattr(b, "backingObjectId", "") or ""),
             )
         )
     return out
 
 
+def _is_rdm(backing: Any) -> bool:
+    return isinstance(backing, vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo)
+
+
 def to_disk_info(d: DiskDetail, cbt: bool) -> DiskInfo:
-    """The engine's view: base flat file relative to its datastore."""
-    if not d.backing_type.endswith("FlatVer2BackingInfo"):
-        raise HostApiError(
-            f"{d.label} has a {d.backing_type} backing; vmigrate copies flat VMDK disks only",
-            hint="convert the disk to a flat (thin or thick) VMDK first",
-            disk=d.key,
-        )
+    """The engine's view: base flat file relative to its datastore.  Any backing is
+    listed (an RDM too, by its mapping file): preflight's disk checks
+    (:mod:`.checks`) refuse what cannot be copied, in one line, exit 2."""
     ds, path = parse_ds_path(d.base_descriptor)
     return DiskInfo(
         key=d.key,
@@ -188,6 +210,7 @@ def to_disk_info(d: DiskDetail, cbt: bool) -> DiskInfo:
         capacity=d.capacity,
         thin=d.thin,
         cbt_enabled=cbt,
+        provisioning=d.provisioning,
     )
 
 
@@ -217,6 +240,7 @@ def vm_info(conn: Connection, vm: Any) -> VmInfo:
             tools_running=bool(guest is not None and guest.toolsRunningStatus == "guestToolsRunning"),
             macs=tuple(str(d.macAddress or "").lower() for d in config.hardware.device
                        if isinstance(d, vim.vm.device.VirtualEthernetCard)),
+            hardware_version=str(config.version or ""),
         )
 
     return conn.call(run, f"reading VM {getattr(vm, '_moId', vm)}")

@@ -8,6 +8,8 @@ package travels as one zipapp (``vmigrate_lib.dataplane.transport.agent_zipapp``
     protocol    frames, constants, compression flags (the client imports it too)
     hashing     block digests (xxhash/blake3 when importable, hashlib always)
     sparse      allocated regions (SEEK_DATA), zero grains, hole punching
+    probe       what the served file system does (SEEK_DATA, punch, vmkfstools), at HELLO
+    vmkfs       disks created provisioned as the source's (vmkfstools -c -d)
     ops_files   small one-request operations (stat, listdir, files, disks)
     ops_stream  read / write / hash streams
     ops_push    direct mode: push to a peer agent started over ssh, probe_peer

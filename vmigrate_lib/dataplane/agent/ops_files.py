@@ -6,6 +6,7 @@ import os
 import stat as stat_mod
 
 from .sparse import data_regions
+from .vmkfs import create_with_vmkfstools, descriptor_of
 
 
 class FileOps(object):
@@ -81,7 +82,14 @@ class FileOps(object):
         return {"ok": True}
 
     def op_create_disk(self, req):
+        """A new disk file: with ``format`` (thin | zeroedthick | eagerzeroedthick) and
+        ``vmkfstools`` on this host, provisioned as that format (:mod:`.vmkfs`);
+        otherwise sparse (``ftruncate``), i.e. allocated on write."""
         full = self.path(req["path"])
+        fmt = req.get("format")
+        tool = getattr(self, "storage", {}).get("vmkfstools")
+        if fmt and tool and descriptor_of(full):
+            return create_with_vmkfstools(tool, full, int(req["size"]), fmt)
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(fd, int(req["size"]))

@@ -114,7 +114,9 @@ class StreamOps(object):
     def op_write(self, req):
         """Receive DATA/HOLE frames into a file until END; FLUSH makes them durable."""
         full = self.path(req["path"])
-        flags = os.O_WRONLY | (os.O_CREAT if req.get("create") else 0)
+        # read-write: a hole in a thick file is written only where it does not read as
+        # zeros already (sparse.write_zeros)
+        flags = os.O_RDWR | (os.O_CREAT if req.get("create") else 0)
         fd = os.open(full, flags, 0o600)
         written = holes = 0
         acked = 0

@@ -9,6 +9,7 @@ from .ops_delta import DeltaOps
 from .ops_files import FileOps
 from .ops_push import PushOps
 from .ops_stream import StreamOps
+from .probe import probe_storage
 from .protocol import (
     CODECS,
     DEFAULT_CHUNK,
@@ -34,6 +35,9 @@ class Agent(FileOps, StreamOps, PushOps, DeltaOps):
         self.rfile = rfile
         self.wfile = wfile
         self.chunk = chunk
+        #: what the folder's file system does (SEEK_DATA, hole punching, vmkfstools),
+        #: probed at HELLO
+        self.storage = {}
 
     # framing helpers
     def send(self, ftype, payload=b"", arg=0, flags=0):
@@ -62,6 +66,7 @@ class Agent(FileOps, StreamOps, PushOps, DeltaOps):
                 PROTOCOL_VERSION, hello.get("version"))})
             self.wfile.flush()
             return 3
+        self.storage = probe_storage(self.root)
         self.send_json(HELLO, {
             "version": PROTOCOL_VERSION,
             "agent": "vmigrate-agent",
@@ -71,6 +76,7 @@ class Agent(FileOps, StreamOps, PushOps, DeltaOps):
             "algorithms": [name for name, _ in HASHERS],
             "compression": sorted(CODECS),
             "features": FEATURES,
+            "storage": self.storage,
         })
         self.wfile.flush()
         while True:

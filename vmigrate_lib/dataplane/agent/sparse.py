@@ -7,12 +7,16 @@ from .protocol import DATA, HOLE, LENGTH, ZERO_GRAIN
 
 
 def data_regions(fd, start, end):
-    """Allocated [start, length] regions of a file between start and end."""
+    """Allocated [start, length] regions of a file between start and end (all of it
+    where the system has no SEEK_DATA)."""
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    if seek_data is None or seek_hole is None:
+        return [[start, end - start]] if end > start else []
     out = []
     pos = start
     while pos < end:
         try:
-            data = os.lseek(fd, pos, os.SEEK_DATA)
+            data = os.lseek(fd, pos, seek_data)
         except OSError as exc:
             if exc.errno == errno.ENXIO:
                 break
@@ -21,7 +25,7 @@ def data_regions(fd, start, end):
             raise
         if data >= end:
             break
-        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        hole = min(os.lseek(fd, data, seek_hole), end)
         out.append([data, hole - data])
         pos = hole
     return out
@@ -63,25 +67,39 @@ def _punch_hole_func():
             func = libc.fallocate
             func.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
             _PUNCH = func
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):  # no ctypes on a trimmed Python
             _PUNCH = False
     return _PUNCH
 
 
-def write_zeros(fd, offset, length):
-    """Make [offset, offset+length) read as zeros: punch a hole, or write zeros."""
-    size = os.fstat(fd).st_size
-    if offset + length > size:
-        os.ftruncate(fd, offset + length)
+def punch_hole(fd, offset, length):
+    """fallocate(KEEP_SIZE | PUNCH_HOLE); False where the system or file system cannot."""
     punch = _punch_hole_func()
-    if punch:
-        if punch(fd, 0x01 | 0x02, offset, length) == 0:  # KEEP_SIZE | PUNCH_HOLE
-            return
+    return bool(punch) and punch(fd, 0x01 | 0x02, offset, length) == 0
+
+
+def is_thick(st):
+    """A file allocated over its whole size (a thick disk from ``vmkfstools``)."""
+    return st.st_size > 0 and st.st_blocks * 512 >= st.st_size
+
+
+def write_zeros(fd, offset, length):
+    """Make [offset, offset+length) read as zeros: punch a hole, or write zeros.
+
+    A thick file stays thick: no hole is punched in it, and only the parts that do
+    not read as zeros already are written (a fresh zeroed thick disk is not rewritten)."""
+    st = os.fstat(fd)
+    if offset + length > st.st_size:
+        os.ftruncate(fd, offset + length)
+    thick = is_thick(st)
+    if not thick and punch_hole(fd, offset, length):
+        return
     zero = bytes(min(length, 1 << 20))
     pos, end = offset, offset + length
     while pos < end:
         n = min(len(zero), end - pos)
-        pwrite_all(fd, zero[:n], pos)
+        if not (thick and os.pread(fd, n, pos) == zero[:n]):
+            pwrite_all(fd, zero[:n], pos)
         pos += n
 
 
