@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,11 +133,13 @@ def run_vcsim(
     binary: Path | None = None,
     ready_timeout: float = 30.0,
     restrict_file: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[VcsimInfo]:
     """Start a simulator on 127.0.0.1 (free port), yield once it is ready,
     stop it on exit. user="" accepts any non-empty credentials.
     ``restrict_file``: methods listed there (one a line, read at every call)
-    are refused as by a free ESXi licence (RestrictedVersion)."""
+    are refused as by a free ESXi licence (RestrictedVersion).  ``extra_args``: more
+    flags of the Go peer (e.g. ``-licence-edition free``)."""
     exe = binary or build_vcsim()
     args = [
         str(exe),
@@ -156,6 +158,7 @@ def run_vcsim(
         args += ["-qcda-cmd", qcda_cmd]
     if restrict_file is not None:
         args += ["-restrict-file", str(restrict_file)]
+    args += list(extra_args)
 
     fd, log_name = tempfile.mkstemp(prefix="vcsim-", suffix=".log")
     log_path = Path(log_name)

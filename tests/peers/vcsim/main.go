@@ -12,10 +12,10 @@
 //     keeps running after the call returned (chains.go);
 //   - disk modes, RDMs, datastore types, privileges per user, SSH service
 //     and firewall state, a VM moved by DRS (realhost.go);
-//   - ShutdownGuest of a guest without VMware Tools answers ToolsUnavailable
-//     (tools.go);
 //   - power-on questions and AnswerVM, distributed ports read from a
 //     registered .vmx, NICs connected at power-on (questions.go);
+//   - ShutdownGuest of a guest without VMware Tools answers ToolsUnavailable
+//     (tools.go);
 //   - methods listed in the -restrict-file (read at every call, so a test can
 //     change it live) answer RestrictedVersion with free ESXi's licence message.
 //
@@ -67,6 +67,7 @@ func main() {
 	useTLS := flag.Bool("tls", false, "serve HTTPS with Go's built-in test certificate")
 	flag.StringVar(&qcdaCmd, "qcda-cmd", "", "shell command answering QueryChangedDiskAreas (JSON on stdin and stdout)")
 	flag.StringVar(&restrictFile, "restrict-file", "", "file listing method names (one a line) refused as by a free ESXi licence")
+	flag.StringVar(&licenceEdition, "licence-edition", "", "the licence the host reports: free, eval-expired or none (licence.go)")
 	flag.Parse()
 
 	var m *simulator.Model
@@ -91,16 +92,17 @@ func main() {
 	}
 
 	simulator.Map.AddHandler(&registryHook{})
-	setupRealHost() // realhost.go
 	setupIdentity() // identity.go
+	setupRealHost() // realhost.go
+	setupLicence()  // licence.go
 
 	s := m.Service.NewServer()
 	// Wrap the handler before any client can connect: the ready line below
 	// is the first thing anybody learns about this server.
 	s.Config.Handler = &qcdaHandler{next: &realHostHandler{next: s.Config.Handler}}
-	s.Config.Handler = &toolsHandler{next: s.Config.Handler} // tools.go
 	s.Config.Handler = &identityHandler{next: s.Config.Handler} // identity.go
 	s.Config.Handler = &questionHandler{next: s.Config.Handler} // questions.go
+	s.Config.Handler = &toolsHandler{next: s.Config.Handler}    // tools.go
 
 	u := *s.URL
 	u.User = nil
