@@ -36,7 +36,7 @@ from ..fsfaults import disk_full
 from ..params import LabHostParams
 from ..params.paramfile import shown
 from ..params.paths import project_root
-from .notebook import RESULT_MIME
+from .executed import mark_failed, read_result
 from .run_archive import (
     archive_outputs,
     journal_archived,
@@ -135,62 +135,6 @@ def _exit_code_for(ename: str) -> int:
     if isinstance(cls, type) and issubclass(cls, VmigrateError):
         return int(cls.exit_code)
     return 2 if ename == "ParameterError" else 1
-
-
-def mark_failed(nb_path: Path, source: Path, params: Mapping[str, Any], status: str,
-                message: str) -> None:
-    """Mark an executed notebook failed (papermill leaves timeouts and dead kernels unmarked)."""
-    nbformat = nbformat_module()
-
-    if nb_path.exists():
-        nb = nbformat.read(nb_path, as_version=4)
-    else:
-        nb = nbformat.read(source, as_version=4)
-    pm = nb.metadata.setdefault("papermill", {})
-    pm["exception"] = True
-    pm["status"] = status
-    # papermill marks the interrupted cell and every later one "completed": the cell
-    # that was running is the last one that has a start time; later ones never ran.
-    running = None
-    for idx, cell in enumerate(nb.cells):
-        if cell.metadata.get("papermill", {}).get("start_time"):
-            running = idx
-    for idx, cell in enumerate(nb.cells):
-        cmeta = dict(cell.metadata.get("papermill", {}))
-        if running is not None and idx > running:
-            cmeta["status"] = "pending"
-        elif idx == running:
-            cmeta["status"] = "failed"
-            cmeta["exception"] = True
-            if cell.cell_type == "code":
-                cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename="CellTimeoutError" if status == "timeout" else "RunFailed",
-                    evalue=message, traceback=[message]))
-        cell.metadata["papermill"] = cmeta
-    where = f" in cell {running}" if running is not None else ""
-    banner = nbformat.v4.new_markdown_cell(
-        f'<span style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; '
-        f'font-size:2em;">RUN {status.upper()}{where}: {message}</span>')
-    banner.metadata["tags"] = ["papermill-error-cell-tag", "vmigrate-run-failed"]
-    banner["id"] = "vmigrate-failed-banner"
-    nb.cells.insert(0, banner)
-    nbformat.write(nb, nb_path)
-
-
-def read_result(nb_path: Path) -> dict[str, Any] | None:
-    """The machine-readable result the runbook displayed, if it got that far."""
-    nbformat = nbformat_module()
-
-    if not nb_path.exists():
-        return None
-    nb = nbformat.read(nb_path, as_version=4)
-    found: dict[str, Any] | None = None
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if RESULT_MIME in data:
-                found = dict(data[RESULT_MIME])
-    return found
 
 
 def injected(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
