@@ -299,6 +299,19 @@ class Host(abc.ABC):
         refused before anything changes, not at cutover after Alice stopped."""
         return []
 
+    def destination_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """Preconditions for receiving ``vm`` on this (destination) host, checked by
+        preflight: the default has none; vSphere checks the hardware version, the SSH
+        service and the API user's privileges for registering and powering on."""
+        return []
+
+    def recheck(self, vm: VmInfo) -> list[HostCheck]:
+        """What may have changed since preflight, checked before every cycle's snapshot
+        (a failing line's error stops the cycle, nothing changed): vSphere checks that
+        the VM still runs on this host (DRS) and its disks are still in its folder
+        (a storage vMotion moves them).  The default has nothing to recheck."""
+        return []
+
     def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
         """What retiring ``vm`` (off) would change, read without changing anything:
         renamed ``new_name``, NICs not connected at power-on, out of autostart,
