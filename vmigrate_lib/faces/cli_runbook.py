@@ -46,8 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"vmigrate: warning: secret values were found and redacted in "
               f"{', '.join(sorted(result.redactions))}", file=sys.stderr)
     for note in result.notes:  # the signature's status, a runbook that differs from git
-        print(f"vmigrate: {'note' if note.startswith('signed') else 'warning'}: {note}",
-              file=sys.stderr)
+        plain = note.startswith(("signed", "unsigned: no signing key"))
+        print(f"vmigrate: {'note' if plain else 'warning'}: {note}", file=sys.stderr)
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     print(f"evidence: {result.folder}")
     return result.exit_code
