@@ -20,8 +20,11 @@ import pytest
 import yaml
 
 from tests.cutover.cutover_helpers import Lab, cli
-from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.host import Host, PowerState, RetirePlan
+from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import run_cycles
+from vmigrate_lib.errors import PreflightError
 from vmigrate_lib.session import close_migration, open_migration
 
 FAST = ("--shutdown-time", "1s", "--boot-time", "1s")
@@ -29,12 +32,17 @@ KILLER = Path(__file__).with_name("cutover_killer.py")
 RETIRED = "alice-retired-CHG-7"
 
 
-@pytest.fixture(name="retiring")
-def retiring_fixture(lab: Lab) -> Lab:
+def retire_params(lab: Lab) -> Lab:
     raw = yaml.safe_load(lab.params_file.read_text())
     raw.pop("dest_name")
     raw.update(change_id="CHG-7", cutover={"identity": "retire-source"})
     lab.params_file.write_text(yaml.safe_dump(raw))
+    return lab
+
+
+@pytest.fixture(name="retiring")
+def retiring_fixture(lab: Lab) -> Lab:
+    retire_params(lab)
     m = open_migration(lab.params())
     try:
         with m.workspace:
@@ -54,6 +62,29 @@ def cutover_state(lb: Lab) -> dict[str, Any]:
     data = json.loads((Path(lb.params().workspace) / "state.json").read_text())
     co: dict[str, Any] = data["cutover"]
     return co
+
+
+class CannotRetire(LabHost):
+    """A host without the capability: the Host interface's default."""
+
+    def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
+        return Host.retire_plan(self, vm, new_name, note)
+
+
+def test_host_that_cannot_retire_is_refused_at_preflight(lab: Lab) -> None:
+    """retire-source asked of a host type without the capability: preflight's identity
+    line refuses it with the alternative, before anything changes."""
+    m = open_migration(retire_params(lab).params())
+    try:
+        m.source = CannotRetire(lab.root, "esx-a")
+        report = run_preflight(m, raise_on_failure=False)
+    finally:
+        close_migration(m)
+    err = report.first_error()
+    assert isinstance(err, PreflightError)
+    assert "retire-source needs a source host that can rename a VM" in err.one_line()
+    assert "cutover.identity: new-name and a dest_name" in err.one_line()
+    assert lab.alice_on() and lab.a.vm_exists("alice")
 
 
 def test_preflight_says_what_retire_does(retiring: Lab) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from pyVim.task import WaitForTask
+from pyVmomi import vim
 
 from tests.vsphere import vsim
 from tests.vsphere.vpxenv import (
@@ -60,7 +61,7 @@ def env(tmp_path: Path, vcsim_binary: Path) -> Iterator[VpxEnv]:
         yield e
 
 
-def preflight_lines(env: VpxEnv, **top: Any) -> tuple[dict[str, str], Exception | None]:
+def preflight_lines(env: VpxEnv, **top: Any) -> tuple[dict[str, str], VmigrateError | None]:
     m = env.migration(env.params(**top))
     try:
         report = run_preflight(m, raise_on_failure=False)
@@ -157,7 +158,7 @@ def _assert_restored(si: Any, alice_mac: str) -> None:
     assert nic_facts(alice) == [(alice_mac, "generated", True)]
     assert autostart(alice) == [("alice", 1, "powerOn")]
     assert alice.config.annotation == NOTE
-    assert [v.name for v in vsim.objects(si, vsim.vim.VirtualMachine)
+    assert [v.name for v in vsim.objects(si, vim.VirtualMachine)
             if v.name.startswith("alice")] == ["alice"]
 
 
@@ -248,6 +249,36 @@ def test_kill_after_retire_step_resumes(env: VpxEnv) -> None:
         _cutover(env, hooks=CutoverHooks(after_step=die))
     res = _cutover(env)
     assert res.status == "done" and res.record.steps["retire_source"].runs == 1
+
+
+class MacsAsGenerated(VsphereHost):
+    """A destination that writes Bob's .vmx without making the MACs static (as vmigrate
+    did before): vCenter then regenerates the conflicting MAC."""
+
+    def prepare_config_files(self, name: str, source: Any, files: Any, renames: Any) -> Any:
+        return vmxfiles.prepare(name, source, files, renames)
+
+
+def test_mac_changed_at_registration_rolls_back_before_power_on(env: VpxEnv) -> None:
+    """Bob registered with another MAC than Alice's: the register step fails with
+    MacMismatch before any power-on, and the cutover rolls back by itself: Bob
+    unregistered, Alice's name, NIC flag and autostart restored, Alice running.
+    Before: Bob booted with a regenerated MAC (a new NIC for his guest, no IP)."""
+    with vsim.pyvmomi(env.sim) as si:
+        alice_mac = nic_facts(vsim.vm(si, "alice"))[0][0]
+    _sync(env)
+    m = env.migration(dest=MacsAsGenerated)
+    try:
+        with vsim.GuestStarter(env.sim, "alice", after_power_off=True), m.workspace, \
+                pytest.raises(CutoverError, match="failed at step register and was rolled back"):
+            run_cutover(m, OPTS)
+        co = m.workspace.state.cutover
+        assert co is not None and not co.bob_powered_on
+        assert "MAC address" in str(co.reason)
+    finally:
+        close_migration(m)
+    with vsim.pyvmomi(env.sim) as si:
+        _assert_restored(si, alice_mac)
 
 
 def _register_copy(env: VpxEnv, vmx: bytes) -> VsphereHost:

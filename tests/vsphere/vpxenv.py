@@ -60,20 +60,23 @@ class VpxEnv:
     def params(self, **top: Any) -> MigrationParams:
         return validate(self.raw(**top))
 
-    def host(self, hp: VsphereHostParams, **kw: Any) -> VsphereHost:
+    def host(self, hp: VsphereHostParams | Any, cls: type[VsphereHost] = VsphereHost,
+             **kw: Any) -> VsphereHost:
         roots = {"srcds": self.root / "srcds", "dstds": self.root / "dstds"}
-        return VsphereHost(hp, keepalive=None, transport_factory=vsim.local_transports(roots),
-                           **kw)
+        return cls(hp, keepalive=None, transport_factory=vsim.local_transports(roots), **kw)
 
     def migration(self, params: MigrationParams | None = None,
-                  source: type[VsphereHost] = VsphereHost) -> Migration:
+                  source: type[VsphereHost] = VsphereHost,
+                  dest: type[VsphereHost] = VsphereHost) -> Migration:
+        """A migration from the params (default: the example's), with these host classes
+        (a test's subclass plays a host that fails or behaves otherwise)."""
         p = params or self.params()
-        roots = {"srcds": self.root / "srcds", "dstds": self.root / "dstds"}
-        s = source(p.source, keepalive=None,  # type: ignore[arg-type]
-                   transport_factory=vsim.local_transports(roots))
+        assert isinstance(p.source, VsphereHostParams)
+        assert isinstance(p.destination, VsphereHostParams)
         ws = Workspace(p.workspace)
         ws.load()
-        return Migration(params=p, source=s, dest=self.host(p.destination), workspace=ws)  # type: ignore[arg-type]
+        return Migration(params=p, source=self.host(p.source, source),
+                         dest=self.host(p.destination, dest), workspace=ws)
 
     def control(self, **request: Any) -> None:
         """The peer's identity control (tests/peers/vcsim/identity.go)."""
@@ -89,10 +92,11 @@ def host_named(si: Any, name: str) -> Any:
     return next(h for h in vsim.objects(si, vim.HostSystem) if h.name == name)
 
 
-def nic_facts(vm: Any) -> list[tuple[str, str, bool]]:
+def nic_facts(vm: Any) -> list[tuple[Any, Any, Any]]:
     """(MAC, addressType, startConnected) of each NIC."""
-    return [(d.macAddress, d.addressType, d.connectable.startConnected)
-            for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    nics: list[Any] = [d for d in vm.config.hardware.device
+                       if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    return [(d.macAddress, d.addressType, d.connectable.startConnected) for d in nics]
 
 
 def autostart(vm: Any) -> list[tuple[str, int, str]]:
