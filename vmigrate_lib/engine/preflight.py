@@ -211,8 +211,8 @@ def _mode_line(m: Migration, where: str, modes: TransferModes) -> Check:
 def identity(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """``cutover.identity`` can work here: Bob's name, the source retired or kept
     (:mod:`.identity`)."""
-    for c in identity_checks(m, ctx.vm):
-        yield Check(c.name, c.ok, c.detail, c.error)
+    for c in identity_checks(m, ctx.vm):  # a refusal blocks: Bob's name is not settled
+        yield Check(c.name, c.ok, c.detail, c.error, blocks=not c.ok)
 
 
 def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
