@@ -28,7 +28,7 @@ from ..lab.acks import ack_path
 from ..lab.changes import changed_areas
 from ..lab.handle import VmHandle, log_tail
 from ..lab.inventory import Inventory
-from ..lab.layout import RUNTIME_SUFFIXES, VMX_SUFFIX, LabLayout
+from ..lab.layout import RUNTIME_SUFFIXES, VMX_SUFFIX, LabLayout, disk_stem
 from ..lab.power import child_running, kill_guest, spawn_guest
 from ..lab.registration import config_for_copy, guest_ip_for
 from ..lab.vmconfig import SnapshotRecord, VmConfig
@@ -231,6 +231,23 @@ class LabHost(Host):
         except LabError as exc:
             raise SnapshotError(f"snapshot of {vm} failed: {exc.message}", vm=vm) from exc
         return self._snapshot_info(h, h.config(), rec)
+
+    keeps_snapshot_chain = True
+
+    def create_snapshot_on_top(self, vm: str, name: str, description: str = "") -> SnapshotInfo:
+        """A snapshot over the existing ones (the lab chains SEsparse deltas)."""
+        others = [s.name for s in self.list_snapshots(vm) if not s.is_vmigrate]
+        if others:
+            raise SnapshotError(f"VM {vm} has snapshots vmigrate did not make: "
+                                f"{', '.join(others)}", vm=vm, existing=others)
+        return self.create_snapshot(vm, name, description, keep_older=True)
+
+    def snapshot_deltas(self, vm: str, snapshot_id: str) -> dict[int, str]:
+        """Snapshot ``snapshot-N``'s delta of each disk is ``<stem>-00000N.vmdk``."""
+        h = self.handle(vm)
+        number = int(snapshot_id.rpartition("-")[2])
+        where = f"[{h.loc.datastore}] {h.loc.folder}"
+        return {d.key: f"{where}/{disk_stem(d.file)}-{number:06d}.vmdk" for d in h.config().disks}
 
     def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float = 600.0) -> None:
         h = self.handle(vm)

@@ -7,6 +7,9 @@ The plan per disk is one of:
 * ``hash``    - block digests on both sides, copy the blocks that differ (no
   trustworthy change id: tracking off, reset epoch, failed certify, Bob ran).
 
+With ``sync.change_tracking: snapshot-delta`` a seeded disk's ``tracked`` extents are
+the grains of the kept snapshot's delta (:mod:`.snapdelta`), hash when there is none.
+
 A run killed mid-copy leaves ``in_progress`` in ``state.json`` with, per disk,
 the offset up to which the destination acknowledged durable writes (X) and the
 change id of the snapshot being copied (S0).  The next run removes the stale
@@ -22,6 +25,7 @@ from ..control.host import ALL_ALLOCATED, VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, Sn
 from ..errors import ChangeIdInvalid
 from ..extents import Extent, clip, normalize, total, union
 from ..modes import DiskMode
+from . import snapdelta
 from .context import Migration
 from .progress import DiskPlanned, PhaseReached
 from .state import DiskState, InProgress
@@ -41,8 +45,10 @@ def clean_stale(m: Migration) -> InProgress | None:
     state = m.workspace.state
     ip = state.in_progress
     vm = m.params.vm
+    kept = snapdelta.kept_name(m)  # snapshot-delta: the last committed cycle's stays
     for s in m.source.list_snapshots(vm):
-        if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-"):
+        if s.name.startswith(f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-") \
+                and s.name != kept:
             m.reporter.event(PhaseReached(phase="cleanup", detail=f"removing stale snapshot {s.name}"))
             m.source.remove_snapshot(vm, s.id)
             m.workspace.journal.append("stale_snapshot_removed", snapshot=s.name)
@@ -116,6 +122,10 @@ def plan_disk(
         plan = DiskPlan(disk, "hash", [], dstate.recheck)
     elif doubt:
         plan = DiskPlan(disk, "hash", [], doubt)
+    elif m.params.sync.change_tracking == snapdelta.MODE:
+        found, why = snapdelta.changed(m, snap, disk)
+        plan = DiskPlan(disk, "hash" if found is None else "tracked", found or [], why)
+        resume = None  # the kept delta holds every write since the last committed cycle
     elif not disk.cbt_enabled or not base:
         plan = DiskPlan(disk, "hash", [], "change tracking is off")
     else:

@@ -19,6 +19,7 @@ from ..errors import (
     VmigrateError,
 )
 from ..extents import total
+from . import snapdelta
 from .certify import certify_disks
 from .changeset import DiskPlan, cbt_doubt, clean_stale, plan_disk
 from .compare import CompareResult
@@ -56,6 +57,7 @@ def run_cycle(
         t = time.monotonic()
         doubt = cbt_doubt(m, rec)
         plans = [plan_disk(m, snap, d, resume, doubt) for d in disks]
+        snapdelta.release_older(m, snap)  # snapshot-delta: the base is now frozen at snap
         phases["query"] = time.monotonic() - t
         _copy(m, snap, plans, rec)
         t = time.monotonic()
@@ -71,7 +73,8 @@ def run_cycle(
         raise
     finally:
         t = time.monotonic()
-        _remove_snapshot(m, snap, failed)
+        if not snapdelta.keep(m, snap, rec["kind"], failed):
+            _remove_snapshot(m, snap, failed)
         phases["cleanup"] = time.monotonic() - t
         _finish_record(m, rec, failed)
 
@@ -114,7 +117,7 @@ def _take_snapshot(
     _recheck(m, vm)
     prepare_destination(m, vm)
     snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-c{rec['number']}"
-    snap = m.source.create_snapshot(vm.name, snap_name, description="vmigrate sync cycle")
+    snap = snapdelta.take_snapshot(m, vm.name, snap_name)
     rec["snapshot_at"] = time.time()
     prev = state.last_snapshot_at
     rec["interval"] = rec["snapshot_at"] - prev if prev else None

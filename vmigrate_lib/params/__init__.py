@@ -125,7 +125,7 @@ _HOST_KINDS: dict[str, type[LabHostParams] | type[VsphereHostParams] | type[Esxi
 
 @dataclass(frozen=True)
 class SyncParams:
-    change_tracking: ChangeTracking = "auto"  #: auto | require | hash
+    change_tracking: ChangeTracking = "auto"  #: auto | require | hash | snapshot-delta
     allow_enable_cbt: bool = False
     certify: CertifyMode = "changed"  #: none | changed | full (each cycle; the seed always full)
     hash_block: int = 64 * 1024

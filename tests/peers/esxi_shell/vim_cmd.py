@@ -166,8 +166,12 @@ class Peer:
                f"      snapshotDirectory = {q(f'[{info.datastore}] {info.folder}')},",
                "   },", "   hardware = (vim.vm.VirtualHardware) {", "      numCPU = 1,",
                "      device = (vim.vm.device.VirtualDevice) ["]
+        top = [int(s.id.rpartition("-")[2]) for s in self.lab.list_snapshots(vm)][-1:]
         for d in info.disks:
-            desc = d.path.removesuffix("-flat.vmdk") + ".vmdk"
+            # on a snapshot the backing names the running delta (vSphere API,
+            # VirtualDiskFlatVer2BackingInfo.fileName/parent)
+            stem = d.path.removesuffix("-flat.vmdk")
+            desc = f"{stem}-{top[0]:06d}.vmdk" if top else f"{stem}.vmdk"
             out += ["         (vim.vm.device.VirtualDisk) {", f"            key = {d.key},",
                     "            deviceInfo = (vim.Description) {",
                     f"               label = {q(d.label)},",
@@ -195,7 +199,7 @@ class Peer:
         and these fields; the header lines are not known).  A disk's chain is its base
         descriptor then one ``-00000N.vmdk`` per snapshot, as ESXi names deltas."""
         info = self.lab.find_vm(vm)
-        n = len(self.lab.list_snapshots(vm))
+        numbers = [int(s.id.rpartition("-")[2]) for s in self.lab.list_snapshots(vm)]
         where = f"[{info.datastore}] {info.folder}"
         out = ["VM files:", "(vim.vm.FileInfo) {", f"   vmPathName = {q(f'{where}/{vm}.vmx')},",
                f"   snapshotDirectory = {q(where)},", f"   logDirectory = {q(where)},", "}",
@@ -204,7 +208,7 @@ class Peer:
                "      \"vmware.log\"", "   ],", "   disk = (vim.vm.FileLayout.DiskLayout) ["]
         for d in info.disks:
             stem = d.path.removesuffix("-flat.vmdk")
-            files = [f"{stem}.vmdk"] + [f"{stem}-{k:06d}.vmdk" for k in range(1, n + 1)]
+            files = [f"{stem}.vmdk"] + [f"{stem}-{k:06d}.vmdk" for k in numbers]
             out += ["      (vim.vm.FileLayout.DiskLayout) {", f"         key = {d.key},",
                     "         diskFile = (string) ["]
             out += [f"            {q(f'[{d.datastore}] {f}')}," for f in files]
@@ -265,7 +269,9 @@ class Peer:
         if args[2:4] not in ([], ["0", "0"], ["0"]):
             return fault("InvalidArgument", "the test peer takes no memory or quiesce snapshot")
         print("Create Snapshot:")
-        self.lab.create_snapshot(vm, name, desc)
+        # ESXi takes a new snapshot as a child of the current one, keeping the older
+        # (vSphere API, VirtualMachine.CreateSnapshot_Task); the lab does on request
+        self.lab.create_snapshot(vm, name, desc, keep_older=True)
         return 0
 
     def snapshot_remove(self, vm: str, sid: str) -> int:

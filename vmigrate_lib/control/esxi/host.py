@@ -36,7 +36,15 @@ from ...errors import (
 )
 from ...extents import Extent
 from ...params import EsxiHostParams
-from ..host import DiskInfo, Host, HostCheck, PowerState, SnapshotInfo, VmInfo
+from ..host import (
+    VMIGRATE_SNAPSHOT_PREFIX,
+    DiskInfo,
+    Host,
+    HostCheck,
+    PowerState,
+    SnapshotInfo,
+    VmInfo,
+)
 from . import vimcmd
 from .shell import EsxiShell, check_word
 
@@ -125,6 +133,10 @@ class EsxiHost(Host):
             raise vimcmd.parse_error(cmd, str(d.fields)[:200],
                                      "a disk without key, backing.fileName or capacityInBytes")
         ds, desc = ds_path(name, cmd)
+        # on a snapshot the backing is the running delta (its ``parent`` chain leads to
+        # the base: vSphere API, VirtualDiskFlatVer2BackingInfo.parent); vmigrate reads
+        # the base, named as ESXi names deltas after it (alice-000002.vmdk -> alice.vmdk)
+        desc = _DELTA.sub(".vmdk", desc)
         flat = desc if desc.endswith("-flat.vmdk") else desc.removesuffix(".vmdk") + "-flat.vmdk"
         label = d.get("deviceInfo", vimcmd.VmodlObject("")).get("label", f"disk {key}")
         # vim-cmd has no changed-block query: reported off, so the engine hash-compares
@@ -218,10 +230,14 @@ class EsxiHost(Host):
         """Without memory; refused, changing nothing, while any snapshot exists (the
         frozen base would then be a delta).  Read back with ``snapshot.get``."""
         vmid = self.vmid(vm)
-        disks = self._config(vmid)[3]
         if self._snapshots(vmid):
             raise SnapshotError(f"VM {vm} already has snapshots: vmigrate reads the base disk "
                                 "and needs it frozen by its own snapshot alone", vm=vm)
+        return self._create(vmid, vm, name, description, quiesce)
+
+    def _create(self, vmid: int, vm: str, name: str, description: str,
+                quiesce: bool) -> SnapshotInfo:
+        disks = self._config(vmid)[3]
         self.shell.vim_cmd("vmsvc/snapshot.create", str(vmid), check_word(name, "snapshot name"),
                            check_word(description, "snapshot description"), "0",
                            "1" if quiesce else "0")
@@ -233,6 +249,40 @@ class EsxiHost(Host):
         return SnapshotInfo(id=str(s.id), name=s.name, created=s.created,
                             description=s.description,
                             disk_paths={d.key: d.path for d in disks})
+
+    keeps_snapshot_chain = True
+
+    def create_snapshot_on_top(self, vm: str, name: str, description: str = "") -> SnapshotInfo:
+        """``snapshot.create`` over vmigrate's own snapshots (a child of the newest: the
+        delta below is frozen); refused, changing nothing, beside anyone else's or on a
+        branched tree (the delta would not be the last cycle's writes)."""
+        vmid = self.vmid(vm)
+        snaps = self._snapshots(vmid)
+        others = [s.name for s in snaps if not s.name.startswith(VMIGRATE_SNAPSHOT_PREFIX)]
+        if others or any(s.level != i for i, s in enumerate(snaps)):
+            raise SnapshotError(f"VM {vm} has snapshots vmigrate did not make, or a branched "
+                                f"tree: {', '.join(s.name for s in snaps)}", vm=vm,
+                                hint="remove them on the host, then run again")
+        return self._create(vmid, vm, name, description, False)
+
+    def snapshot_deltas(self, vm: str, snapshot_id: str) -> dict[int, str]:
+        """From ``get.filelayout``: snapshot ``i`` of a linear tree (root first) wrote
+        each disk's chain file ``i + 1`` (the base descriptor is file 0)."""
+        vmid = self.vmid(vm)
+        ids = [str(s.id) for s in self._snapshots(vmid)]
+        if snapshot_id not in ids:
+            raise SnapshotError(f"no snapshot {snapshot_id} on VM {vm}", vm=vm,
+                                snapshot_id=snapshot_id)
+        i = ids.index(snapshot_id) + 1
+        out: dict[int, str] = {}
+        for key, chain in self.disk_chains(vm).items():
+            if len(chain) != len(ids) + 1 or not _DELTA.search(chain[i]):
+                raise DiskChainError(f"VM {vm} disk {key}: {len(chain)} chain file(s) for "
+                                     f"{len(ids)} snapshot(s): {', '.join(chain)}", vm=vm,
+                                     hint="consolidate the VM's disks on the host, then run "
+                                     "again")
+            out[key] = chain[i]
+        return out
 
     def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float | None = None) -> None:
         """Remove and consolidate; one already gone counts as removed (re-runs)."""
