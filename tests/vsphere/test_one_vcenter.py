@@ -35,13 +35,14 @@ from tests.vsphere.vpxenv import (
     vpx_env,
 )
 from vmigrate_lib.control.host import RetirePlan
-from vmigrate_lib.control.vsphere import VsphereHost, macs, vmxfiles
+from vmigrate_lib.control.vsphere import VsphereHost, checks, macs, retire, vmxfiles
 from vmigrate_lib.engine.cutover import CutoverHooks, CutoverOptions, run_cutover, run_rollback
 from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.errors import (
     CutoverError,
     HostApiError,
+    HostNotPrepared,
     IdentityConflict,
     Interrupted,
     MacMismatch,
@@ -104,6 +105,21 @@ def test_name_taken_elsewhere_in_the_vcenter_names_its_host(env: VpxEnv) -> None
                                           "dest_name": "DC0_H0_VM0"})
     assert err is not None
     assert "a VM named DC0_H0_VM0 already exists on host DC0_H0" in err.one_line()
+
+
+def test_retire_needs_the_rename_privilege(env: VpxEnv) -> None:
+    """An API user who may not rename the source (VirtualMachine.Config.Rename, also the
+    annotation's privilege) is refused at preflight, naming the privilege, instead of
+    failing in the downtime window.  The peer answers FetchUserPrivilegeOnEntities with
+    the list a test gives (realhost.go)."""
+    held = [p for p, _ in (*checks.SOURCE_PRIVILEGES, *checks.DEST_PRIVILEGES,
+                            *retire.VM_PRIVILEGES, *retire.HOST_PRIVILEGES)
+            if p != "VirtualMachine.Config.Rename"]
+    env.control("/vmigrate-realhost", op="privileges", user=env.sim.user, privileges=held)
+    lines, err = preflight_lines(env)
+    assert isinstance(err, HostNotPrepared), err
+    assert "VirtualMachine.Config.Rename (renaming the source and noting why)" in err.one_line()
+    assert lines["identity"].startswith("retire-source: the API user")
 
 
 def test_retire_source_with_another_dest_name_is_refused(env: VpxEnv) -> None:

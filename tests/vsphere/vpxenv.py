@@ -78,11 +78,11 @@ class VpxEnv:
         return Migration(params=p, source=self.host(p.source, source),
                          dest=self.host(p.destination, dest), workspace=ws)
 
-    def control(self, **request: Any) -> None:
-        """The peer's identity control (tests/peers/vcsim/identity.go)."""
+    def control(self, path: str = "/vmigrate-identity", **request: Any) -> None:
+        """A control of the peer: identity.go's (default) or realhost.go's."""
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        req = urllib.request.Request(f"https://{self.sim.host}:{self.sim.port}/vmigrate-identity",
+        req = urllib.request.Request(f"https://{self.sim.host}:{self.sim.port}{path}",
                                      data=json.dumps(request).encode(), method="POST")
         with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
             resp.read()

@@ -103,7 +103,10 @@ def _new_name_check(m: Migration, vm: VmInfo) -> HostCheck:
 
 def _retire_check(m: Migration, vm: VmInfo) -> HostCheck:
     p, new = m.params, retired_name(m)
-    plan = m.source.retire_plan(vm.name, new, retire_note(m))
+    try:
+        plan = m.source.retire_plan(vm.name, new, retire_note(m))
+    except VmigrateError as exc:  # e.g. the API user may not rename the VM
+        return HostCheck("identity", False, f"retire-source: {exc.message}", exc)
     if plan is None:
         return HostCheck(
             "identity", False, f"retire-source: host {p.source.host} cannot retire a VM",

@@ -23,10 +23,18 @@ from typing import Any
 
 from ...errors import DestinationExists, VmNotFound
 from ..host import RetirePlan
+from . import checks
 from ._vmomi import vim
 from .connection import Connection
 from .inventory import collect
 from .tasks import wait_task
+
+#: (privilege, what needs it) on the source VM; the annotation is a Rename privilege
+#: (vSphere API reference, VirtualMachineConfigSpec.annotation)
+VM_PRIVILEGES = (("VirtualMachine.Config.Rename", "renaming the source and noting why"),
+                 ("VirtualMachine.Config.EditDevice", "its NICs not connected at power-on"))
+#: on its host, when it is in the autostart order (HostAutoStartManager.ReconfigureAutostart)
+HOST_PRIVILEGES = (("Host.Config.AutoStart", "taking it out of autostart"),)
 
 #: ESXi's AutoStartPowerInfo fields, saved and put back as they were.
 AUTOSTART_FIELDS = ("startOrder", "startDelay", "waitForHeartbeat", "startAction",
@@ -65,7 +73,16 @@ def autostart_entry(vm: Any) -> dict[str, Any] | None:
 
 
 def plan(conn: Connection, vm: Any, new_name: str, note: str) -> RetirePlan:
-    """What :func:`apply` will change, read without changing anything."""
+    """What :func:`apply` will change, read without changing anything; the API user's
+    privileges for it are checked first (:class:`HostNotPrepared` names the missing)."""
+    name = conn.call(lambda: str(vm.name), "reading a VM's name")
+    needed = [checks.privileges(conn, vm, VM_PRIVILEGES, f"VM {name}")]
+    if conn.call(lambda: autostart_entry(vm), f"reading the autostart of {name}") is not None:
+        host = conn.call(lambda: vm.runtime.host, f"reading the host of {name}")
+        needed.append(checks.privileges(conn, host, HOST_PRIVILEGES, f"the host of {name}"))
+    for c in needed:
+        if c.error is not None:
+            raise c.error
 
     def run() -> RetirePlan:
         saved = {
@@ -164,4 +181,4 @@ def restore(conn: Connection, p: RetirePlan, timeout: float) -> None:
     _rename(conn, vm, p.name, timeout)
 
 
-__all__ = ["AUTOSTART_FIELDS", "apply", "autostart_entry", "by_instance_uuid", "plan", "restore"]
+__all__ = ["AUTOSTART_FIELDS", "HOST_PRIVILEGES", "VM_PRIVILEGES", "apply", "autostart_entry", "by_instance_uuid", "plan", "restore"]
