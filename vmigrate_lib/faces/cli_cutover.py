@@ -88,7 +88,7 @@ def cutover_options(args: argparse.Namespace, params: MigrationParams) -> Cutove
 
 
 def cmd_cutover(args: argparse.Namespace) -> int:
-    m = open_from_args(args)
+    m = open_from_args(args, refuse_finished_as="cutover")
     try:
         opts = cutover_options(args, m.params)
         with m.workspace:

@@ -73,7 +73,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     if args.until_converged:
         return cmd_sync_until_converged(args)
-    m = open_from_args(args)
+    m = open_from_args(args, refuse_finished_as="sync")
     try:
         report = run_preflight(m)  # before the workspace is created or locked
         with m.workspace:
@@ -89,7 +89,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_sync_until_converged(args: argparse.Namespace) -> int:
     if args.max_cycles is not None and args.max_cycles < 1:
         raise ParameterError("--max-cycles must be at least 1", parameter="max_cycles")
-    m = open_from_args(args)
+    m = open_from_args(args, refuse_finished_as="sync")
     try:
         budget = budget_of(args, m.params)
         sync = m.params.sync

@@ -22,6 +22,7 @@ from ..errors import ParameterError
 from ..session import open_migration
 from ..units import fmt_duration, parse_duration, parse_size
 from .console import make_reporter
+from .runbook_guard import refuse_finished
 
 #: Adds ``--params``, ``--set``, ``--workspace`` and ``--vm`` to a subcommand's parser.
 WithParams = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
@@ -72,9 +73,15 @@ def load_params(args: argparse.Namespace) -> params_mod.MigrationParams:
     return params_mod.load(args.params, overrides(args))
 
 
-def open_from_args(args: argparse.Namespace) -> Migration:
-    """Load the params and open the migration (both hosts, the workspace, a reporter)."""
-    return open_migration(load_params(args), make_reporter(args.quiet))
+def open_from_args(args: argparse.Namespace, refuse_finished_as: str = "") -> Migration:
+    """Load the params and open the migration (both hosts, the workspace, a reporter).
+
+    ``refuse_finished_as`` ("sync", "cutover"): refuse, before any host is opened, a
+    workspace whose cutover is done (exit 2), as ``vmigrate run`` does."""
+    p = load_params(args)
+    if refuse_finished_as:
+        refuse_finished(refuse_finished_as, p, what="command")
+    return open_migration(p, make_reporter(args.quiet))
 
 
 def from_file(section: str, name: str) -> str:

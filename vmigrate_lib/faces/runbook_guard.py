@@ -24,8 +24,9 @@ def _when(ts: object) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def refuse_finished(kind: str, p: MigrationParams) -> None:
-    """Raise :class:`MigrationFinished` if the workspace's cutover is done."""
+def refuse_finished(kind: str, p: MigrationParams, what: str = "runbook") -> None:
+    """Raise :class:`MigrationFinished` if the workspace's cutover is done (``what``:
+    "runbook" for ``vmigrate run``, "command" for the plain CLI commands)."""
     ws = Workspace(Path(p.workspace))
     state = ws.load() if ws.exists else None
     co = state.cutover if state is not None else None
@@ -34,12 +35,12 @@ def refuse_finished(kind: str, p: MigrationParams) -> None:
     downtime = (co.measured or {}).get("downtime_s")
     took = f", downtime {downtime:.1f} s" if isinstance(downtime, (int, float)) else ""
     raise MigrationFinished(
-        f"refusing the {kind} runbook: {p.vm} was already cut over to {p.target_name} on "
+        f"refusing the {kind} {what}: {p.vm} was already cut over to {p.target_name} on "
         f"{p.destination.host} at {_when(co.ended)} (attempt {co.attempt}{took}) by the "
         f"migration in workspace {p.workspace}",
         hint="that migration is finished (vmigrate status shows it); to migrate again, give "
         "a new workspace (e.g. workspace: workspaces/" + f"{p.vm}-2) and start with the sync "
-        "runbook", workspace=str(p.workspace), ended=co.ended, attempt=co.attempt)
+        f"{what}", workspace=str(p.workspace), ended=co.ended, attempt=co.attempt)
 
 
 def workspace_change(p: MigrationParams) -> tuple[str, float | None] | None:
