@@ -1,4 +1,10 @@
-"""Compare archived runs: one row per evidence folder, read from its sealed files only."""
+"""Compare archived runs: one row per evidence folder, read from its sealed files only.
+
+A row is ``verified`` only if everything ``vmigrate evidence verify`` checks holds: the
+files match the manifest, the workspace journal (when the archive sits in its
+workspace) recorded that very manifest, and a signature, if present, matches it.  A
+manifest alone proves nothing against someone who edits a file and re-hashes it.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,30 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .evidence import MANIFEST, verify
+from .evidence import MANIFEST, EvidenceTampered, check_chain, verify
 from .plots import new_figure
+from .signing import check_signature
 
 
 def find_runs(root: Path) -> list[Path]:
     """Every evidence folder (one holding a manifest) under ``root``, oldest first."""
     return sorted(p.parent for p in Path(root).rglob(MANIFEST))
+
+
+def integrity(folder: Path) -> tuple[bool, str]:
+    """Whether the archive is proven unchanged since it was sealed, and how (one line)."""
+    report = verify(folder)
+    if not report.ok:
+        return False, "; ".join(report.problems()[:3])
+    try:
+        chain = check_chain(folder)
+        signature = check_signature(folder)
+    except EvidenceTampered as exc:
+        return False, exc.message
+    chained = "chained to the journal" if chain.status == "chained" else "no journal beside it"
+    signed = {"unsigned": "unsigned", "valid": f"signed by {signature.signer}"}.get(
+        signature.status, "signed (signer not checked)")
+    return True, f"manifest ok, {chained}, {signed}"
 
 
 def runs_frame(folders: Iterable[Path]) -> pd.DataFrame:
@@ -29,11 +52,13 @@ def runs_frame(folders: Iterable[Path]) -> pd.DataFrame:
         cycles_csv = folder / "audit" / "cycles.csv"
         cycles = pd.read_csv(cycles_csv) if cycles_csv.exists() else pd.DataFrame()
         ok: pd.DataFrame = cycles if cycles.empty else cycles[cycles["status"] == "ok"]
+        verified, proof = integrity(folder)
         rows.append({
             "run": folder.name,
             "runbook": run.get("runbook"),
             "status": run.get("status"),
-            "verified": verify(folder).ok,
+            "verified": verified,
+            "proof": proof,
             "change_id": run.get("change_id"),
             "operator": run.get("operator"),
             "duration_s": run.get("duration_s"),
