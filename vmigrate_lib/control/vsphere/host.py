@@ -309,7 +309,8 @@ class VsphereHost(Host):
         host = self.host_ref
         if host is None:
             return []
-        return [checks.hardware_version(self.conn, host, self.name, vm.hardware_version),
+        return [licence_check(self.conn, host, vm.name),  # RegisterVM, PowerOn: writes
+                checks.hardware_version(self.conn, host, self.name, vm.hardware_version),
                 checks.ssh_service(self.conn, host, self.name),
                 checks.privileges(self.conn, host, checks.DEST_PRIVILEGES, f"host {self.name}")]
 

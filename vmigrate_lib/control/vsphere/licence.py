@@ -57,13 +57,14 @@ def _expired(info: Any) -> bool:
 
 
 def read_licence(conn: Connection, ref: Any) -> LicenceInfo | None:
-    """The licence of the host ``ref`` (a VM) runs on; None where none can be read."""
+    """The licence of the host ``ref`` (a VM) runs on, or of ``ref`` itself (a
+    HostSystem: the destination); None where none can be read."""
     def run() -> Any:
         content = conn.content
         try:
             if content.about.apiType == "VirtualCenter":
                 am = content.licenseManager.licenseAssignmentManager
-                host = ref.runtime.host
+                host = ref if isinstance(ref, vim.HostSystem) else ref.runtime.host
                 if am is None or host is None:
                     return None
                 got = am.QueryAssignedLicenses(entityId=host._moId)
@@ -82,6 +83,8 @@ def read_licence(conn: Connection, ref: Any) -> LicenceInfo | None:
 def licence_check(conn: Connection, ref: Any, vm: str, timeout: float = 120.0) -> HostCheck:
     """``licence``: whether the host accepts API writes (read; probed only if unreadable)."""
     lic = read_licence(conn, ref)
+    if lic is None and isinstance(ref, vim.HostSystem):  # a destination: no VM to probe
+        return HostCheck("licence", True, "not readable; a refusal would show at registration")
     if lic is None:
         return _probe(conn, ref, vm, timeout)
     label = f"{lic.name or lic.edition} (edition {lic.edition or 'unknown'})"
