@@ -111,3 +111,30 @@ def test_a_cycle_killed_after_the_older_snapshot_went_hash_compares_next(
             assert rec["certify"]["result"] == "identical"
     finally:
         close_migration(m)
+
+
+def test_preflight_says_whether_the_host_keeps_a_snapshot_chain(
+    make_lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lab keeps chains: the change-tracking line says how snapshot-delta works.  A
+    host without the capability (vsphere's default; stood in for by the lab with
+    ``keeps_snapshot_chain`` off) fails the line with the alternatives, before any
+    snapshot (before: no line; the first delta cycle would have hash-compared)."""
+    from vmigrate_lib.control.lab import LabHost
+    from vmigrate_lib.engine.preflight import run_preflight
+    from vmigrate_lib.errors import ChangeTrackingOff
+
+    lab = make_lab(disk_sizes=(4 * MiB,), rate_mb_s=0.5)
+    for keeps, ok in ((True, True), (False, False)):
+        monkeypatch.setattr(LabHost, "keeps_snapshot_chain", keeps)
+        m = _open(lab)
+        try:
+            lines = {c.name: c for c in run_preflight(m, raise_on_failure=False).checks}
+        finally:
+            close_migration(m)
+        line = lines["change tracking"]
+        assert line.ok is ok and "snapshot-delta" in line.detail, line
+        if not ok:
+            assert isinstance(line.error, ChangeTrackingOff)
+            assert "sync.change_tracking auto or hash" in line.error.hint
+    assert _ours(lab) == []

@@ -85,6 +85,19 @@ def host_specific(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
         yield Check(c.name, c.ok, c.detail, c.error)
 
 
+def _snapshot_delta(m: Migration, vm: str) -> Check:
+    """``snapshot-delta`` needs a host that keeps a snapshot chain (Host capability)."""
+    if m.source.keeps_snapshot_chain:
+        return Check("change tracking", True, "snapshot-delta: each cycle keeps its snapshot "
+                     "and the next copies its frozen delta's grains")
+    return Check("change tracking", False, "snapshot-delta: not supported by this host",
+                 ChangeTrackingOff(
+                     f"source host {m.source.name} cannot keep a snapshot between cycles, "
+                     "which sync.change_tracking=snapshot-delta needs",
+                     hint="use source type esxi or lab, or sync.change_tracking auto or hash",
+                     vm=vm))
+
+
 def change_tracking(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """CBT on, or allowed to be enabled, or hash-compare accepted."""
     p, vm = m.params, ctx.vm
@@ -93,6 +106,8 @@ def change_tracking(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     if mode == "hash":
         yield Check("change tracking", True,
                     "not used: hash-compare every cycle (sync.change_tracking=hash)")
+    elif mode == "snapshot-delta":
+        yield _snapshot_delta(m, vm.name)
     elif not off:
         yield Check("change tracking", True, "on for every disk")
     elif mode == "require" and not p.sync.allow_enable_cbt:

@@ -20,6 +20,10 @@ KINDS = ("thin", "zeroedthick", "eagerzeroedthick")
 
 
 def size_of(text: str) -> int:
+    """``4096k`` or ``4096kb`` (the ``<n>[kmgt]b`` form: a guess, as in
+    tests/peers/fake_vmkfstools.py, which the agent's vmkfs.py sends)."""
+    if text[-2:].lower() in ("kb", "mb", "gb", "tb"):
+        text = text[:-1]
     unit = _UNITS.get(text[-1:].lower())
     return int(text[:-1]) * unit if unit else int(text)
 

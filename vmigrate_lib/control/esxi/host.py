@@ -78,6 +78,7 @@ class EsxiHost(Host):
         self.name = hp.host
         self.datastore_root = hp.datastore_root
         self.snapshot_remove_timeout = hp.snapshot_remove_timeout
+        self._notes: list[str] = []  #: what the config rewrite changed, for the journal
         self.conn.transport()  # a wrong address, key or host key is found now
 
     # --- inventory -------------------------------------------------------------------
@@ -351,6 +352,27 @@ class EsxiHost(Host):
                                check_word(name, "VM name"))
         vimcmd.parse_registered_id(r.stdout, vmx)
         return self.find_vm(name)
+
+    def prepare_config_files(self, name: str, source: VmInfo, files: Mapping[str, bytes],
+                             renames: Mapping[str, str]) -> dict[str, bytes]:
+        """Bob's ``<name>.vmx`` and disk descriptors naming his files, as for vSphere
+        (:mod:`..vsphere.vmxfiles`, pure text); files this host cannot reach are
+        disconnected or dropped, with a note.  A folder without a ``.vmx`` (not a
+        VMware VM: the lab's own config) is renamed and copied as it is."""
+        if not any(n.endswith(".vmx") for n in files):
+            return super().prepare_config_files(name, source, files, renames)
+        from ..vsphere import vmxfiles  # pure text; its package loads pyVmomi, at cutover only
+
+        return vmxfiles.prepare(name, source, files, renames, self._volumes(), self._notes)
+
+    def _volumes(self) -> list[str]:
+        """What ``/vmfs/volumes`` holds: datastore names and their volume UUIDs."""
+        r = self.shell.run(["ls", "-1", self.datastore_root])
+        return [n for n in r.stdout.split("\n") if n] if r.rc == 0 else []
+
+    def take_notes(self) -> list[str]:
+        notes, self._notes[:] = list(self._notes), []
+        return notes
 
     def unregister_vm(self, name: str) -> None:
         vmid = self.vmid(name)
