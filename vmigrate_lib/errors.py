@@ -412,6 +412,18 @@ class ProbeFailed(CutoverError):
     )
 
 
+class WaveFileError(ParameterError):
+    """A wave file is malformed: ``problems`` holds one line per error (all of them)."""
+
+    default_hint = "fix the wave file and run again"
+
+
+class WaveStateCorrupt(InputError):
+    """A wave's state file is torn, edited or of a newer version."""
+
+    default_hint = "restore it from a backup, or move the wave folder aside to start over"
+
+
 class Interrupted(OperationError):
     exit_code = 130
     default_hint = "the run was interrupted; a re-run resumes from the recorded state"

@@ -19,12 +19,12 @@ from types import FrameType
 
 from ..errors import VmigrateError
 from ..fsfaults import disk_full
-from . import cli_claim, cli_cutover, cli_lab, cli_plan, cli_runbook, cli_sync
+from . import cli_claim, cli_cutover, cli_lab, cli_plan, cli_runbook, cli_sync, cli_wave
 from .common import with_params
 from .console import warnings_as_lines
 
 #: The command modules, in the order ``vmigrate --help`` lists their commands.
-COMMAND_MODULES = (cli_sync, cli_runbook, cli_plan, cli_cutover, cli_claim, cli_lab)
+COMMAND_MODULES = (cli_sync, cli_runbook, cli_plan, cli_cutover, cli_claim, cli_lab, cli_wave)
 
 
 def build_parser() -> argparse.ArgumentParser:
