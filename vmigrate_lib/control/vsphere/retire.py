@@ -41,10 +41,17 @@ AUTOSTART_FIELDS = ("startOrder", "startDelay", "waitForHeartbeat", "startAction
                     "stopDelay", "stopAction")
 
 
+def stable_id(instance_uuid: Any, vmx_path: Any) -> str:
+    """What finds the VM again whatever its name: ``config.instanceUuid``, or where
+    none is set, ``path:`` and its ``.vmx`` (a rename moves no file)."""
+    return str(instance_uuid) if instance_uuid else f"path:{vmx_path}"
+
+
 def by_instance_uuid(conn: Connection, vm_id: str, name: str) -> Any:
-    """The VM whose ``config.instanceUuid`` is ``vm_id`` (its name may have changed)."""
-    rows = collect(conn, vim.VirtualMachine, ["config.instanceUuid"])
-    hits = [o for o, v in rows if str(v.get("config.instanceUuid") or "") == vm_id]
+    """The VM whose :func:`stable_id` is ``vm_id`` (its name may have changed)."""
+    rows = collect(conn, vim.VirtualMachine, ["config.instanceUuid", "config.files.vmPathName"])
+    hits = [o for o, v in rows if stable_id(v.get("config.instanceUuid"),
+                                           v.get("config.files.vmPathName")) == vm_id]
     if len(hits) != 1:
         raise VmNotFound(f"the source VM {name} (instance UUID {vm_id}) is not on {conn.where}",
                          hint="was it removed from the inventory? register it again, then "
@@ -93,8 +100,8 @@ def plan(conn: Connection, vm: Any, new_name: str, note: str) -> RetirePlan:
             "annotation": str(vm.config.annotation or ""),
             "note": note,
         }
-        return RetirePlan(name=str(vm.name), new_name=new_name,
-                          vm_id=str(vm.config.instanceUuid), saved=saved)
+        return RetirePlan(name=str(vm.name), new_name=new_name, saved=saved,
+                          vm_id=stable_id(vm.config.instanceUuid, vm.config.files.vmPathName))
 
     return conn.call(run, f"reading VM {vm.name} before retiring it")
 
@@ -181,4 +188,5 @@ def restore(conn: Connection, p: RetirePlan, timeout: float) -> None:
     _rename(conn, vm, p.name, timeout)
 
 
-__all__ = ["AUTOSTART_FIELDS", "HOST_PRIVILEGES", "VM_PRIVILEGES", "apply", "autostart_entry", "by_instance_uuid", "plan", "restore"]
+__all__ = ["AUTOSTART_FIELDS", "HOST_PRIVILEGES", "VM_PRIVILEGES", "apply", "autostart_entry",
+           "by_instance_uuid", "plan", "restore", "stable_id"]
