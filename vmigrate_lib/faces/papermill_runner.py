@@ -39,6 +39,7 @@ from ..params.paths import project_root
 from .executed import mark_failed, read_result
 from .run_archive import (
     archive_outputs,
+    finish_document,
     journal_archived,
     nbformat_module,
     prepare_folder,
@@ -226,6 +227,9 @@ def run_runbook(
             "params_file": str(params_file or ""), "journal_offset": offset,
             "base_dir": str(base), "cell_timeout": cell_timeout, **notes,
         }
+        html_error = finish_document(folder, kind, record)
+        if html_error:
+            record["html_export_error"] = html_error
         redactions, manifest, signed = seal(folder, record, params)
         journal_archived(ws, kind, run.status, folder, manifest)
     except OSError as exc:

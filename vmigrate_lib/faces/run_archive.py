@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import logging
 import re
 import shutil
 from collections.abc import Mapping
@@ -32,8 +31,10 @@ from ..audit.evidence import (
     write_manifest,
     write_private,
 )
+from ..audit.html_export import offline_html
 from ..audit.provenance import environment, git_info, redact, secret_refs
 from ..audit.signing import sign_manifest
+from ..audit.summary import add_summary
 from ..engine.workspace import Workspace
 from ..errors import VmigrateError
 from ..units import parse_duration
@@ -87,29 +88,39 @@ def prepare_folder(kind: str, params: Mapping[str, Any], params_file: Path | Non
 
 
 def export_html(nb_path: Path, html_path: Path) -> str | None:
-    """HTML export (PNG inlined); returns an error text instead of failing the archive."""
+    """HTML export readable offline (PNG inlined, widgets rendered static, nothing loaded
+    from a CDN); returns an error text instead of failing the archive."""
     try:
-        nbconvert: Any = importlib.import_module("nbconvert")
-        # nbconvert adds a generic alt text to every plot itself and then logs a warning
-        # per export; an operator can do nothing about it, so its own logger stays quiet.
-        quiet = logging.getLogger("vmigrate.nbconvert")
-        quiet.setLevel(logging.ERROR)
-        body, _ = nbconvert.HTMLExporter(log=quiet).from_notebook_node(
-            nbformat_module().read(nb_path, as_version=4))
-        html_path.write_text(body, encoding="utf-8")
+        nb = nbformat_module().read(nb_path, as_version=4)
+        title = str(nb.metadata.get("title") or nb_path.stem)
+        html_path.write_text(offline_html(nb, title), encoding="utf-8")
     except Exception as exc:  # the archive must be written even if the export breaks
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
+def finish_document(folder: Path, kind: str, record: Mapping[str, Any]) -> str | None:
+    """Put the change board's summary at the top of the executed notebook (from the
+    files archived beside it), then export the HTML; returns an error text, if any."""
+    nb_path = folder / f"{kind}.ipynb"
+    problem = None
+    try:
+        nbformat = nbformat_module()
+        nb = nbformat.read(nb_path, as_version=4)
+        add_summary(nb, folder, kind, record)
+        nbformat.write(nb, nb_path)
+    except Exception as exc:  # the archive must be written even if this breaks
+        problem = f"summary: {type(exc).__name__}: {exc}"
+    exported = export_html(nb_path, folder / f"{kind}.html")
+    return "; ".join(p for p in (problem, exported) if p) or None
+
+
 def archive_outputs(folder: Path, kind: str, params: Mapping[str, Any], source: Path,
                     kernel: str, ws: Workspace, offset: int) -> dict[str, Any]:
-    """HTML export, the journal slice this run appended, the audit CSV/PNG, versions and
-    the runbook's commit; returns notes for ``run.json`` (what could not be made)."""
+    """The journal slice this run appended, the audit CSV/PNG, versions and the runbook's
+    commit; returns notes for ``run.json`` (what could not be made).  The summary and the
+    HTML come after (:func:`finish_document`): they read these files."""
     notes: dict[str, Any] = {}
-    html_error = export_html(folder / f"{kind}.ipynb", folder / f"{kind}.html")
-    if html_error:
-        notes["html_export_error"] = html_error
     journal = ws.journal.path
     slice_bytes = b""
     if journal.exists():
