@@ -14,7 +14,6 @@ from typing import Any
 
 from ..engine.preflight import run_preflight
 from ..errors import VmigrateError
-from ..params import validate
 from ..session import close_migration, open_migration
 from .estimate import measured_facts, preflight_facts
 from .model import VmTask, WavePlan
@@ -31,7 +30,7 @@ class WavePlanResult:
 
 def vm_facts(spec: WaveSpec, task: VmTask, preflight: bool) -> tuple[VmTask, str]:
     """The task with preflight's sizes and its workspace's measurements; "" or why not."""
-    params = validate(spec.vm_params[task.name])
+    params = spec.checked[task.name]
     task = replace(task, facts=measured_facts(task, params))
     if not preflight:
         return task, ""

@@ -214,12 +214,13 @@ class WaveRunner:
         threads: dict[str, threading.Thread] = {}
         try:
             while True:
-                with self.lock:
-                    todo = [v for v in order if self.state.vms[v].status not in OVER]
-                    starts = [v for v in todo if v not in threads and (
-                        self.state.vms[v].status in IN_FLIGHT or self.can_start(v))]
-                for v in starts:
+                todo = [v for v in order if self.state.vms[v].status not in OVER]
+                for v in todo:  # one at a time: each start takes its slot before the next
+                    if v in threads:
+                        continue
                     if self.state.vms[v].status == "pending":
+                        if not self.can_start(v):
+                            continue
                         self.set(v, "syncing", started=time.time())  # holds its slot now
                     threads[v] = threading.Thread(target=self.drive, args=(v,), daemon=True)
                     threads[v].start()

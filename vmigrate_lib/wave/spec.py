@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import VmigrateError, WaveFileError
-from ..params import LabHostParams, merge, validate
+from ..params import LabHostParams, MigrationParams, merge, validate
 from ..params.paramfile import read_params_file
 from ..params.paths import project_root
 from ..units import parse_duration, parse_size
@@ -81,7 +81,7 @@ class WaveSpec:
     interval: float
     cycle_overhead: float
     run: RunOptions = RunOptions()
-    problems: tuple[str, ...] = field(default=())
+    checked: dict[str, MigrationParams] = field(default_factory=dict)  #: per VM, validated
 
     @property
     def wave_dir(self) -> Path:
@@ -253,14 +253,15 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
     groups = _groups(pr, raw.get("groups"))
     limits = _limits(pr, _mapping(pr, "limits", raw.get("limits")))
     run = _run(pr, _mapping(pr, "run", raw.get("run")))
-    vm_params, tasks = _vms(pr, raw.get("vms"), template, workspaces, groups, dirty, base)
+    vm_params, tasks, checked = _vms(pr, raw.get("vms"), template, workspaces, groups, dirty,
+                                     base)
     if pr.lines:
         raise WaveFileError(f"{p}: {len(pr.lines)} problem(s): {pr.lines[0]}",
                             problems=list(pr.lines), path=str(p))
     return WaveSpec(name, p, workspaces, groups, limits, vm_params, tuple(tasks),
                     pr.take("estimate.interval", est.get("interval"), parse_duration, 60.0),
                     pr.take("estimate.cycle_overhead", est.get("cycle_overhead"),
-                            parse_duration, 5.0), run)
+                            parse_duration, 5.0), run, checked)
 
 
 def _run(pr: _Problems, raw: Mapping[str, Any]) -> RunOptions:
@@ -275,12 +276,14 @@ def _run(pr: _Problems, raw: Mapping[str, Any]) -> RunOptions:
 
 def _vms(pr: _Problems, raw: Any, template: dict[str, Any], workspaces: Path,
          groups: tuple[tuple[str, tuple[str, ...], WindowSpec], ...], dirty: float,
-         base: Path) -> tuple[dict[str, dict[str, Any]], list[VmTask]]:
+         base: Path) -> tuple[dict[str, dict[str, Any]], list[VmTask],
+                              dict[str, MigrationParams]]:
     if not isinstance(raw, list) or not raw:
         pr.add("vms", "needs a list of VMs ({name, source, destination, ...})")
-        return {}, []
+        return {}, [], {}
     names = {g[0] for g in groups}
     params: dict[str, dict[str, Any]] = {}
+    checked: dict[str, MigrationParams] = {}
     tasks: list[VmTask] = []
     for i, v in enumerate(raw):
         where = f"vms[{i}]"
@@ -299,14 +302,14 @@ def _vms(pr: _Problems, raw: Any, template: dict[str, Any], workspaces: Path,
             continue
         task = _vm(pr, where, v, template, workspaces, str(group), dirty, base)
         if task is not None:
-            params[v["name"]] = task[0]
+            params[v["name"]], checked[v["name"]] = task[0], task[2]
             tasks.append(task[1])
-    return params, tasks
+    return params, tasks, checked
 
 
 def _vm(pr: _Problems, where: str, v: Mapping[str, Any], template: dict[str, Any],
         workspaces: Path, group: str, dirty: float,
-        base: Path) -> tuple[dict[str, Any], VmTask] | None:
+        base: Path) -> tuple[dict[str, Any], VmTask, MigrationParams] | None:
     name = str(v["name"])
     over: dict[str, Any] = {"vm": name, "workspace": str(workspaces / name)}
     for key, dotted in (("dest_name", "dest_name"), ("source", "source.host"),
@@ -343,4 +346,4 @@ def _vm(pr: _Problems, where: str, v: Mapping[str, Any], template: dict[str, Any
                     boot_s=checked.cutover.expected_boot)
     task = VmTask(name, group, checked.source.host, checked.destination.host,
                   checked.target_name, float(checked.downtime_budget), facts)
-    return raw, task
+    return raw, task, checked
