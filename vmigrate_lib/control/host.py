@@ -305,6 +305,15 @@ class Host(abc.ABC):
         service and the API user's privileges for registering and powering on."""
         return []
 
+    def hold_placement(self, vm: str) -> dict[str, Any] | None:
+        """Keep ``vm`` where it is for the migration (vSphere: its DRS automation set to
+        manual by a per-VM override); returns what :meth:`release_placement` puts back
+        (JSON), or None when nothing was changed (the default: nothing moves VMs)."""
+        return None
+
+    def release_placement(self, vm: str, saved: Mapping[str, Any]) -> None:
+        """Undo :meth:`hold_placement` with what it returned."""
+
     def recheck(self, vm: VmInfo) -> list[HostCheck]:
         """What may have changed since preflight, checked before every cycle's snapshot
         (a failing line's error stops the cycle, nothing changed): vSphere checks that

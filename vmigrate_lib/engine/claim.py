@@ -105,6 +105,10 @@ def take_claim(m: Migration, vm: VmInfo) -> None:
         "dest_host": p.destination.host, "operator": p.operator,
         "claimed_from": socket.gethostname(), "created": time.time(),
     }
+    held = m.source.hold_placement(vm.name)  # DRS: the VM stays on its host (docs/real-hosts.md)
+    if held is not None:
+        record["placement"] = held  # the claim carries what its release puts back
+        m.workspace.journal.append("placement_held", vm=vm.name, saved=held)
     ds = _ds(m, vm)
     ds.write_file(claim_path(vm), json.dumps(record, indent=2).encode(), exclusive=True)
     again = read_claim(m, vm)  # two first syncs at once: the file names one of them
@@ -125,6 +129,11 @@ def release_claim(m: Migration, vm: VmInfo, migration_id: str, why: str) -> bool
             hint="name the migration id the claim shows (vmigrate preflight prints it)",
             vm=vm.name, migration_id=migration_id,
         )
+    held = claim.get("placement")
+    if isinstance(held, dict):
+        m.source.release_placement(vm.name, held)
+        if m.workspace.current is not None:
+            m.workspace.journal.append("placement_released", vm=vm.name, saved=held)
     _ds(m, vm).remove(claim_path(vm))
     if m.workspace.current is not None:  # a new migration releasing a stale one has no journal yet
         m.workspace.journal.append("source_claim_released", vm=vm.name,

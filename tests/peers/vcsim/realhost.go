@@ -12,6 +12,9 @@
 //     config.version, or runtime.host as after a DRS vMotion;
 //   - {"op":"host","host":..,"ssh":bool,"sshClient":bool} sets the TSM-SSH
 //     service's running state and the sshClient firewall ruleset;
+//   - {"op":"cluster","name":..,"drs":bool} turns a cluster's DRS on or off;
+//     removing a per-VM DRS override (ReconfigureComputeResource_Task with a
+//     removeKey) works as on vCenter (the simulator panics on it);
 //   - {"op":"privileges","user":..,"privileges":[...]} makes
 //     FetchUserPrivilegeOnEntities answer that list for the user (the
 //     simulator answers the Admin role's privileges for anybody).
@@ -26,12 +29,16 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -53,6 +60,7 @@ type realHostRequest struct {
 	SSHClient       *bool     `json:"sshClient"`
 	User            string    `json:"user"`
 	Privileges      *[]string `json:"privileges"`
+	DRS             *bool     `json:"drs"`
 }
 
 // realHostHandler answers POST /vmigrate-realhost and passes the rest on.
@@ -85,6 +93,8 @@ func (h *realHostHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = setVMFacts(&req)
 	case "host":
 		err = setHostServices(req.Host, req.SSH, req.SSHClient)
+	case "cluster":
+		err = setClusterDrs(req.Name, req.DRS)
 	case "privileges":
 		privMu.Lock()
 		if req.Privileges == nil {
@@ -134,6 +144,10 @@ func (h *realHostHandler) serveSoap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	if bytes.Contains(body, []byte("ReconfigureComputeResource_Task")) && bytes.Contains(body, []byte("removeKey")) {
+		h.reconfigureCluster(w, r, body)
+		return
+	}
 	if bytes.Contains(body, []byte("ReconfigVM_Task")) {
 		h.reconfigure(w, r, body)
 		return
@@ -309,6 +323,64 @@ func (h *realHostHandler) reconfigure(w http.ResponseWriter, r *http.Request, bo
 	_, _ = w.Write(rec.Body.Bytes())
 }
 
+// pyVmomi writes <removeKey xsi:type="ManagedObject" type="VirtualMachine">vm-1</removeKey>,
+// which the simulator's decoder leaves nil (vCenter reads it as the VM's reference).
+var removeKeyRe = regexp.MustCompile(`<removeKey[^>]*\stype="([A-Za-z]+)"[^>]*>([^<]+)</removeKey>`)
+
+type reconfigureClusterResponse struct {
+	XMLName   xml.Name                     `xml:"urn:vim25 ReconfigureComputeResource_TaskResponse"`
+	Returnval types.ManagedObjectReference `xml:"returnval"`
+}
+
+// reconfigureCluster removes a per-VM DRS override as vCenter does: the simulator
+// decodes pyVmomi's removeKey as nil and panics on it, so the key is read from the
+// request before the simulator's own method runs.
+func (h *realHostHandler) reconfigureCluster(w http.ResponseWriter, r *http.Request, body []byte) {
+	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var cluster *simulator.ClusterComputeResource
+	var req *types.ReconfigureComputeResource_Task
+	if err == nil && method.Name == "ReconfigureComputeResource_Task" {
+		cluster, _ = simulator.Map.Get(method.This).(*simulator.ClusterComputeResource)
+		req, _ = method.Body.(*types.ReconfigureComputeResource_Task)
+	}
+	spec, _ := func() (*types.ClusterConfigSpecEx, bool) {
+		if req == nil {
+			return nil, false
+		}
+		s, ok := req.Spec.(*types.ClusterConfigSpecEx)
+		return s, ok
+	}()
+	if cluster == nil || spec == nil {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	keys := removeKeyRe.FindAllSubmatch(body, -1)
+	for i := range spec.DrsVmConfigSpec {
+		switch k := spec.DrsVmConfigSpec[i].RemoveKey.(type) {
+		case *types.ManagedObjectReference:
+			spec.DrsVmConfigSpec[i].RemoveKey = *k
+		case types.ManagedObjectReference:
+		default:
+			if len(keys) > 0 && spec.DrsVmConfigSpec[i].Operation == types.ArrayUpdateOperationRemove {
+				spec.DrsVmConfigSpec[i].RemoveKey = types.ManagedObjectReference{
+					Type: string(keys[0][1]), Value: string(keys[0][2])}
+				keys = keys[1:]
+			} else {
+				log.Printf("removeKey of type %T: %#v", k, k)
+			}
+		}
+	}
+	var res soap.HasFault
+	simulator.Map.WithLock(cluster, func() { res = cluster.ReconfigureComputeResourceTask(req) })
+	out, ok := res.(*methods.ReconfigureComputeResource_TaskBody)
+	if !ok || out.Res == nil {
+		http.Error(w, "reconfigure failed", http.StatusInternalServerError)
+		return
+	}
+	writeSoap(w, http.StatusOK, &reconfigureClusterResponse{Returnval: out.Res.Returnval})
+}
+
 func setDatastoreType(req *realHostRequest) error {
 	for _, e := range simulator.Map.All("Datastore") {
 		if ds, ok := e.(*simulator.Datastore); ok && ds.Name == req.Name {
@@ -317,6 +389,26 @@ func setDatastoreType(req *realHostRequest) error {
 		}
 	}
 	return fmt.Errorf("no datastore %q", req.Name)
+}
+
+// setClusterDrs turns DRS on or off on a cluster (the simulator's reconfigure
+// applies rules, groups and overrides only).
+func setClusterDrs(name string, on *bool) error {
+	for _, e := range simulator.Map.All("ClusterComputeResource") {
+		c, ok := e.(*simulator.ClusterComputeResource)
+		if !ok || c.Name != name || on == nil {
+			continue
+		}
+		simulator.Map.WithLock(c, func() {
+			cfg := c.ConfigurationEx.(*types.ClusterConfigInfoEx)
+			drs := cfg.DrsConfig
+			v := *on
+			drs.Enabled = &v
+			cfg.DrsConfig = drs
+		})
+		return nil
+	}
+	return fmt.Errorf("no cluster %q (or no drs value)", name)
 }
 
 func findHost(name string) *simulator.HostSystem {

@@ -38,7 +38,19 @@ from ..host import (
     VmChange,
     VmInfo,
 )
-from . import cbt, checks, events, inventory, macs, power, register, retire, snapshots, vmxfiles
+from . import (
+    cbt,
+    checks,
+    drs,
+    events,
+    inventory,
+    macs,
+    power,
+    register,
+    retire,
+    snapshots,
+    vmxfiles,
+)
 from ._vmomi import vim
 from .licence import licence_check
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
@@ -386,6 +398,13 @@ class VsphereHost(Host):
 
     def restore_vm(self, plan: RetirePlan) -> None:
         retire.restore(self.conn, plan, self.task_timeout)
+
+    def hold_placement(self, vm: str) -> dict[str, Any] | None:
+        """DRS automation of ``vm`` set to manual for the migration (:mod:`.drs`)."""
+        return drs.hold(self.conn, self.vm_ref(vm), self.task_timeout)
+
+    def release_placement(self, vm: str, saved: Mapping[str, Any]) -> None:
+        drs.release(self.conn, self.vm_ref(vm), saved, self.task_timeout)
 
     def unregister_vm(self, name: str) -> None:
         ref = self.vm_ref(name)
