@@ -45,3 +45,35 @@ def esxi_lab(make_lab: Callable[..., Lab]) -> Iterator[EsxiLab]:
             yield EsxiLab(lab, peer)
     finally:
         topo.close()
+
+
+@dataclass
+class EsxiPair:
+    """Lab hosts esx-a and esx-b, each served as an ESXi host in its own namespace."""
+
+    lab: Lab
+    a: EsxiPeer
+    b: EsxiPeer
+
+    def params(self, **sync: object) -> dict[str, object]:
+        raw = self.lab.raw_params(sync={"checkpoint_bytes": "1MiB", **sync})
+        raw["source"] = self.a.host_params()
+        raw["destination"] = self.b.host_params(datastore="datastore1")
+        return raw
+
+
+@pytest.fixture
+def esxi_pair(make_lab: Callable[..., Lab]) -> Iterator[EsxiPair]:
+    ok, why = peers_netns.available()
+    if not ok or os.geteuid() != 0:
+        pytest.skip(why or "the ESXi peers need root")
+    lab = make_lab(disk_sizes=(4 * MiB,), rate_mb_s=0.2, power_on=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        topo = peers_netns.Topology(("a", "b")).create()
+    try:
+        with serve_esxi(lab.root, "esx-a", ip=topo.ip("a"), netns=topo.netns("a")) as a, \
+                serve_esxi(lab.root, "esx-b", ip=topo.ip("b"), netns=topo.netns("b")) as b:
+            yield EsxiPair(lab, a, b)
+    finally:
+        topo.close()

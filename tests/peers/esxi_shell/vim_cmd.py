@@ -23,10 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.control.host import DiskInfo, PowerState, VmInfo
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.inventory import Inventory
 from vmigrate_lib.lab.layout import VMX_SUFFIX, file_lock
+from vmigrate_lib.lab.registration import config_for_copy
+from vmigrate_lib.lab.vmconfig import VmConfig
 
 
 def log_call(argv: list[str]) -> None:
@@ -298,10 +300,29 @@ class Peer:
         inv = Inventory(self.lab.layout, self.lab.name)
         if inv.lookup(name) is not None:
             return fault("AlreadyExists", "The specified key, name, or identifier already exists.")
+        self.config_from_copy(Path(self.volumes) / ds / folder, cfg, name)
         inv.add(name, ds, folder, cfg)
         with self.ids as ids:
             print(ids.vmid(name))
         return 0
+
+    @staticmethod
+    def config_from_copy(vmdir: Path, cfg_file: str, name: str) -> None:
+        """The lab config copied under Bob's name still names Alice and her disk files;
+        ESXi registers what the .vmx says, and vmigrate rewrites a real .vmx to name
+        Bob's files (control/vsphere/vmxfiles.py), so the peer makes the config name
+        Bob and his files as the lab's own registration does (config_for_copy)."""
+        copied = VmConfig.load(vmdir / cfg_file)
+        if copied.name == name:
+            return
+        src = VmInfo(name=copied.name, uuid=copied.uuid, host="", power=PowerState.OFF,
+                     datastore="", folder=vmdir.name, disks=tuple(
+                         DiskInfo(key=d.key, label=d.label, datastore="",
+                                  path=f"{vmdir.name}/{d.file}", capacity=d.capacity)
+                         for d in copied.disks))
+        new = config_for_copy(vmdir, name, src, None, copied.workload)
+        new.tools = copied.tools
+        new.save(vmdir / cfg_file)
 
     def unregister(self, vm: str) -> int:
         if self.lab.power_state(vm) != PowerState.OFF:
