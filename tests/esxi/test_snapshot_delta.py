@@ -7,9 +7,11 @@ snapshot and copies exactly those grains (read <= 1.1x changed), certified
 identical; one vmigrate snapshot stays between cycles; a cycle killed after the
 older snapshot was removed leaves none, and the next one hash-compares (a full
 certify proves the copy).  What only a real ESXi host shows: VMFS-6's own SEsparse
-files and snapshot.remove of a non-top snapshot (VMware KB 1015180: removing a
-snapshot merges its delta into the parent); the reader's formats are checked
-against QEMU in tests/dataplane/test_delta_reader.py.
+files and snapshot.remove of a non-top snapshot ("Delete writes disk changes that
+occur between the state of the snapshot and the previous disk state to the parent":
+vSphere 7.0 Virtual Machine Administration, https://docs.vmware.com/en/VMware-vSphere/
+7.0/com.vmware.vsphere.vm_admin.doc/GUID-542CF191-B8DE-42F1-9CCC-D9030491AE25.html);
+the reader's formats are checked against QEMU in tests/dataplane/test_delta_reader.py.
 """
 
 from __future__ import annotations
