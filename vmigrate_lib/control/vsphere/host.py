@@ -52,8 +52,8 @@ from . import (
     vmxfiles,
 )
 from ._vmomi import vim
-from .licence import licence_check
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
+from .licence import licence_check
 from .paths import VMFS_ROOT, datastore_root
 
 if TYPE_CHECKING:
