@@ -46,6 +46,10 @@ _TABLE_COLUMNS = {
 }
 
 
+#: Phases whose bytes the bar counts, and the word it shows for each (copy is the default).
+BAR_PHASES = {"certify": "certify", "hash-compare": "hash"}
+
+
 def ipd() -> Any:
     """``IPython.display`` (untyped: kept behind ``Any`` for mypy --strict)."""
     import IPython.display
@@ -139,10 +143,21 @@ class Dashboard(Reporter):
         elif isinstance(ev, CycleStarted):
             self.bar.value = 0.0
             self.bar.bar_style = "info"
+            self.bar.description = "copy"
             self.bytes_label.value = "starting"
+        elif isinstance(ev, DiskPlanned):
+            self._phase("copy")
+        elif isinstance(ev, PhaseReached) and ev.phase in BAR_PHASES:
+            self._phase(BAR_PHASES[ev.phase])
         elif not isinstance(ev, (PhaseReached, DiskPlanned)):
             self._step_lines.append(text)
             self.steps.value = "<pre>" + html.escape("\n".join(self._step_lines[-15:])) + "</pre>"
+
+    def _phase(self, name: str) -> None:
+        """The bar now counts another phase's bytes: name it, start it from zero."""
+        self.bar.description = name
+        self.bar.value = 0.0
+        self.bytes_label.value = f"{name}: starting"
 
     def progress(self, done: int, total: int, rate: float) -> None:
         """Move the bar (throttled: comm messages are not free)."""
@@ -153,7 +168,7 @@ class Dashboard(Reporter):
             return
         self._last_tick = now
         self.bar.value = done / total if total else 1.0
-        self.bytes_label.value = (
+        self.bytes_label.value = f"{self.bar.description}: " + (
             f"{fmt_bytes(done)} of {fmt_bytes(total)} at {fmt_rate(rate)}"
             if rate else f"{fmt_bytes(done)} of {fmt_bytes(total)}"
         )

@@ -81,6 +81,7 @@ def throughput(cycles: pd.DataFrame) -> Figure:
     def draw(ax: Any) -> None:
         ax.plot(cycles["cycle"], cycles["throughput_Bps"] / 1e6, marker="o")
         ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # cycles are whole numbers
 
     return _per_cycle(cycles, "MB/s", "Copy throughput per cycle", draw)
 
@@ -95,30 +96,54 @@ def _predicted(ax: Any, cycles: pd.DataFrame) -> bool:
     return True
 
 
+#: A budget more than this many times the largest value is named, not drawn: a line at
+#: 120 s squeezed 4-6 s values into the bottom tenth of the plot.
+OFF_SCALE = 3.0
+
+
+def budget_line(ax: Any, budget: float | None, values: list[float]) -> None:
+    """Draw the budget as a line when it is on the data's scale, else name it in the
+    legend; the y axis is scaled to what is drawn."""
+    top = max(values, default=0.0)
+    if budget is not None and (top <= 0 or budget <= OFF_SCALE * top):
+        ax.axhline(budget, color="tab:red", linestyle="--", label=f"budget {budget:.0f} s")
+        top = max(top, budget)
+    elif budget is not None:
+        ax.plot([], [], color="tab:red", linestyle="--",
+                label=f"budget {budget:.0f} s (above this scale)")
+    ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)
+
+
 def downtime(cycles: pd.DataFrame, *, budget: float | None = None,
-             actual: float | None = None) -> Figure:
-    """Predicted downtime after each cycle against the budget, and the actual one."""
+             actual: float | None = None, go_no_go: float | None = None) -> Figure:
+    """Predicted downtime after each cycle against the budget, the go/no-go prediction
+    and the measured downtime of the cutover."""
     fig = new_figure()
     ax = fig.add_subplot()
     drawn = _predicted(ax, cycles)
+    values = ([float(v) for v in cycles["predicted_downtime_s"].dropna()]
+              if not cycles.empty else [])
     if budget is None and not cycles.empty and cycles["budget_s"].notna().any():
         budget = float(cycles["budget_s"].dropna().iloc[-1])
-    if budget is not None:
-        ax.axhline(budget, color="tab:red", linestyle="--", label=f"budget {budget:.0f} s")
+    last_final = not cycles.empty and cycles["kind"].iloc[-1] == "final"
+    x = float(cycles["cycle"].max()) + (0 if last_final else 1) if not cycles.empty else 1.0
+    if go_no_go is not None:
+        ax.scatter([x], [go_no_go], facecolors="none", edgecolors="tab:blue", marker="D",
+                   s=80, zorder=3, label=f"go/no-go prediction {go_no_go:.1f} s")
+        values.append(go_no_go)
     if actual is not None:
-        last_final = not cycles.empty and cycles["kind"].iloc[-1] == "final"
-        x = float(cycles["cycle"].max()) + (0 if last_final else 1) if not cycles.empty else 1.0
         ax.scatter([x], [actual], color="black", marker="*", s=120, zorder=3,
-                   label=f"actual {actual:.1f} s")
+                   label=f"measured at cutover {actual:.1f} s")
+        values.append(actual)
+    budget_line(ax, budget, values)
     if not drawn and actual is None:
         _empty(ax, "no prediction yet")
     else:
         ax.legend(fontsize="small")
-    ax.set_ylim(bottom=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("cycle (star: cutover)")
+    ax.set_xlabel("cycle" + (" (star: the cutover)" if actual is not None else ""))
     ax.set_ylabel("seconds")
-    ax.set_title("Predicted vs actual downtime")
+    ax.set_title("Predicted vs measured downtime")
     return fig
 
 
@@ -141,10 +166,10 @@ def dashboard_figure(cycles: pd.DataFrame, *, budget: float | None = None) -> Fi
     ax1.set_ylabel("changed (MiB)", color="tab:blue")
     ax1.set_title("Delta size and duration per cycle")
     _predicted(ax3, cycles)
-    if budget is not None:
-        ax3.axhline(budget, color="tab:red", linestyle="--", label="budget")
+    budget_line(ax3, budget, [float(v) for v in cycles["predicted_downtime_s"].dropna()]
+                if not cycles.empty else [])
+    if ax3.get_legend_handles_labels()[0]:
         ax3.legend(fontsize="small")
-    ax3.set_ylim(bottom=0)
     ax3.set_xlabel("cycle")
     ax3.set_ylabel("seconds")
     ax3.set_title("Predicted downtime vs budget")

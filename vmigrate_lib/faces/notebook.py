@@ -175,8 +175,8 @@ def save_audit(workspace: Path, *, budget: float | None = None,
     """Write cycles/steps CSV and the four figures to ``<workspace>/audit`` (or ``folder``)
     and display them: the evidence keeps plain files beside every widget."""
     records = read_journal(Workspace(workspace).journal.path)
+    done = cutover_summary(records)
     if actual_downtime is None:
-        done = cutover_summary(records)
         actual_downtime = done.get("actual_downtime_s") if done else None
     cycles = cycles_frame(records)
     steps = steps_frame(records)
@@ -185,7 +185,8 @@ def save_audit(workspace: Path, *, budget: float | None = None,
         "delta_bytes": plots.delta_bytes(cycles),
         "phase_durations": plots.phase_durations(cycles),
         "throughput": plots.throughput(cycles),
-        "downtime": plots.downtime(cycles, budget=budget, actual=actual_downtime),
+        "downtime": plots.downtime(cycles, budget=budget, actual=actual_downtime,
+                                   go_no_go=done.get("predicted_downtime_s") if done else None),
     }
     files = save_frames({"cycles": cycles, "steps": steps}, folder)
     files += plots.save_figures(figs, folder)
