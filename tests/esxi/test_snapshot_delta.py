@@ -25,6 +25,7 @@ from tests.labkit import Lab
 from vmigrate_lib.engine import snapdelta
 from vmigrate_lib.engine.context import Migration
 from vmigrate_lib.engine.cycle import run_cycle
+from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import start
 from vmigrate_lib.session import close_migration, open_migration
 
@@ -74,6 +75,9 @@ def test_each_cycle_copies_the_frozen_delta_of_the_kept_snapshot(
             assert kept == [f"vmigrate-{mid}-c{n}" for n in (1, 2, 3, 4)]
             merged = list(m.workspace.journal.records("snapshot_consolidated"))
             assert [r["snapshot"] for r in merged] == kept[:3]
+            line = {c.name: c for c in run_preflight(m, raise_on_failure=False).checks}
+            assert line["snapshots"].ok and line["snapshots"].detail == \
+                f"vmigrate-{mid}-c4 kept for snapshot-delta", line["snapshots"]
             proof = run_cycle(m, certify="full", kind="final").record
             assert proof["certify"]["result"] == "identical"
             assert _ours(lab) == []  # the final cycle keeps nothing
@@ -123,7 +127,6 @@ def test_preflight_says_whether_the_host_keeps_a_snapshot_chain(
     ``keeps_snapshot_chain`` off) fails the line with the alternatives, before any
     snapshot (before: no line; the first delta cycle would have hash-compared)."""
     from vmigrate_lib.control.lab import LabHost
-    from vmigrate_lib.engine.preflight import run_preflight
     from vmigrate_lib.errors import ChangeTrackingOff
 
     lab = make_lab(disk_sizes=(4 * MiB,), rate_mb_s=0.5)

@@ -23,6 +23,7 @@ from ..errors import (
     StraySnapshots,
 )
 from ..units import fmt_bytes
+from . import snapdelta
 from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
 from .destination import other_pending, owned_by, read_marker
@@ -150,8 +151,13 @@ def snapshots(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
             ),
         )
     elif ours:
-        yield Check("snapshots", True, f"{len(ours)} leftover snapshot(s) of this migration: "
-                    "the next cycle removes them")
+        kept = snapdelta.kept_name(m) if claimed is not None else None
+        stale = [s for s in ours if s.name != kept]
+        said = f"{kept} kept for snapshot-delta" if len(stale) < len(ours) else ""
+        if stale:
+            said += (", " if said else "") + (f"{len(stale)} leftover snapshot(s) of this "
+                                              "migration: the next cycle removes them")
+        yield Check("snapshots", True, said)
     else:
         yield Check("snapshots", True, "none")
 
