@@ -9,52 +9,25 @@ file could not.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import VmigrateError, WaveFileError
 from ..params import LabHostParams, MigrationParams, merge, validate
 from ..params.paramfile import read_params_file
 from ..params.paths import project_root
 from ..units import parse_duration, parse_size
-from .model import Group, HostPair, Limits, VmFacts, VmTask, WavePlan, Window
+from .fields import Problems, WindowSpec, mapping, parse_rate, window_spec
+from .model import Group, HostPair, Limits, VmFacts, VmTask, WavePlan
 
 TOP = frozenset({"wave", "workspaces", "template", "estimate", "limits", "groups", "vms", "run"})
 VM_KEYS = frozenset({"name", "group", "source", "destination", "dest_name", "datastore",
                      "disks", "allocated", "dirty_rate", "params"})
 PER_VM = frozenset({"vm", "dest_name", "workspace"})  #: never in the template
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-_BITS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)bit(?:/s)?\s*\Z")
-_T = TypeVar("_T")
-
-
-def parse_rate(value: Any) -> float:
-    """'100MB/s', '50MiB', '1Gbit/s' -> bytes per second."""
-    if isinstance(value, str):
-        m = _BITS.match(value)
-        if m:
-            mult = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2).lower()]
-            return float(m.group(1)) * mult / 8
-        value = value.strip().removesuffix("/s")
-    return float(parse_size(value))
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """A window as written: offsets from the wave's start (``+30m``) or ISO times."""
-
-    start: float = 0.0
-    end: float | None = None
-    absolute: bool = False
-
-    def resolve(self, start_at: float) -> Window:
-        base = start_at if self.absolute else 0.0
-        end = float("inf") if self.end is None else self.end - base
-        return Window(self.start - base, end)
 
 
 @dataclass(frozen=True)
@@ -94,66 +67,7 @@ class WaveSpec:
                         self.cycle_overhead, start_at)
 
 
-class _Problems:
-    """Collects one line per problem; ``take`` converts a value or records why not."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, where: str, what: str) -> None:
-        self.lines.append(f"{where}: {what}")
-
-    def take(self, where: str, value: Any, conv: Callable[[Any], _T], default: _T) -> _T:
-        if value is None:
-            return default
-        try:
-            return conv(value)
-        except (ValueError, TypeError) as exc:
-            self.add(where, str(exc))
-            return default
-
-
-def _when(text: Any) -> tuple[float, bool]:
-    """'+30m' -> (1800, relative); an ISO time with its zone -> (epoch, absolute)."""
-    if isinstance(text, str) and text.strip().startswith("+"):
-        return parse_duration(text.strip()[1:]), False
-    if isinstance(text, dt.datetime):
-        when = text
-    elif isinstance(text, str):
-        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    else:
-        raise ValueError("write +DURATION from the wave's start (+30m) or an ISO time with a "
-                         "zone (2026-12-01T22:00:00Z)")
-    if when.tzinfo is None:
-        raise ValueError("an ISO time needs its zone (…Z or +01:00)")
-    return when.timestamp(), True
-
-
-def _window(pr: _Problems, where: str, raw: Any) -> WindowSpec:
-    if raw is None:
-        return WindowSpec()
-    if not isinstance(raw, Mapping) or set(raw) - {"start", "end"}:
-        pr.add(where, "a window is {start: ..., end: ...}")
-        return WindowSpec()
-    start = pr.take(f"{where}.start", raw.get("start", "+0s"), _when, (0.0, False))
-    end = pr.take(f"{where}.end", raw.get("end"), _when, None)
-    if end is not None and end[1] != start[1]:
-        pr.add(where, "start and end must both be offsets or both be ISO times")
-    elif end is not None and end[0] <= start[0]:
-        pr.add(where, "the window ends before it starts")
-    return WindowSpec(start[0], end[0] if end else None, start[1])
-
-
-def _mapping(pr: _Problems, where: str, raw: Any) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        pr.add(where, "must be a mapping")
-        return {}
-    return raw
-
-
-def _limits(pr: _Problems, raw: Mapping[str, Any]) -> Limits:
+def _limits(pr: Problems, raw: Mapping[str, Any]) -> Limits:
     known = {"in_flight", "per_source_host", "per_destination_host", "bandwidth"}
     for k in set(raw) - known:
         pr.add(f"limits.{k}", f"unknown key (known: {', '.join(sorted(known))})")
@@ -163,7 +77,7 @@ def _limits(pr: _Problems, raw: Mapping[str, Any]) -> Limits:
             raise ValueError("must be a whole number of at least 1")
         return v
 
-    bw = _mapping(pr, "limits.bandwidth", raw.get("bandwidth"))
+    bw = mapping(pr, "limits.bandwidth", raw.get("bandwidth"))
     pairs: list[tuple[HostPair, float]] = []
     for key, val in bw.items():
         if key == "default":
@@ -184,7 +98,7 @@ def _limits(pr: _Problems, raw: Mapping[str, Any]) -> Limits:
         bandwidth=tuple(pairs))
 
 
-def _groups(pr: _Problems, raw: Any) -> tuple[tuple[str, tuple[str, ...], WindowSpec], ...]:
+def _groups(pr: Problems, raw: Any) -> tuple[tuple[str, tuple[str, ...], WindowSpec], ...]:
     if raw is None:
         return (("default", (), WindowSpec()),)
     if not isinstance(raw, list) or not raw:
@@ -202,12 +116,12 @@ def _groups(pr: _Problems, raw: Any) -> tuple[tuple[str, tuple[str, ...], Window
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
             pr.add(f"{where}.after", "must be a list of group names")
             after = []
-        out.append((g["name"], tuple(after), _window(pr, f"{where}.window", g.get("window"))))
+        out.append((g["name"], tuple(after), window_spec(pr, f"{where}.window", g.get("window"))))
     _check_order(pr, out)
     return tuple(out)
 
 
-def _check_order(pr: _Problems, groups: list[tuple[str, tuple[str, ...], WindowSpec]]) -> None:
+def _check_order(pr: Problems, groups: list[tuple[str, tuple[str, ...], WindowSpec]]) -> None:
     names = [g[0] for g in groups]
     for n in {n for n in names if names.count(n) > 1}:
         pr.add("groups", f"group {n} is named twice")
@@ -231,7 +145,7 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
     p = Path(path)
     raw = read_params_file(p)  # strict YAML: duplicate keys, anchors, size refused
     base = base_dir or project_root(p.resolve().parent, fallback=Path.cwd())
-    pr = _Problems()
+    pr = Problems()
     for k in set(raw) - TOP:
         pr.add(k, f"unknown key (known: {', '.join(sorted(TOP))})")
     name = raw.get("wave")
@@ -243,16 +157,16 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
         pr.add("workspaces", "needs the folder under which each VM gets its workspace")
         ws = "workspaces"
     workspaces = (base / ws).resolve()
-    template = dict(_mapping(pr, "template", raw.get("template")))
+    template = dict(mapping(pr, "template", raw.get("template")))
     for k in PER_VM & set(template):
         pr.add(f"template.{k}", "is per VM (the wave sets it), remove it from the template")
-    est = _mapping(pr, "estimate", raw.get("estimate"))
+    est = mapping(pr, "estimate", raw.get("estimate"))
     for k in set(est) - {"dirty_rate", "interval", "cycle_overhead"}:
         pr.add(f"estimate.{k}", "unknown key (known: cycle_overhead, dirty_rate, interval)")
     dirty = pr.take("estimate.dirty_rate", est.get("dirty_rate"), parse_rate, 1e6)
     groups = _groups(pr, raw.get("groups"))
-    limits = _limits(pr, _mapping(pr, "limits", raw.get("limits")))
-    run = _run(pr, _mapping(pr, "run", raw.get("run")))
+    limits = _limits(pr, mapping(pr, "limits", raw.get("limits")))
+    run = _run(pr, mapping(pr, "run", raw.get("run")))
     vm_params, tasks, checked = _vms(pr, raw.get("vms"), template, workspaces, groups, dirty,
                                      base)
     if pr.lines:
@@ -264,7 +178,7 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
                             parse_duration, 5.0), run, checked)
 
 
-def _run(pr: _Problems, raw: Mapping[str, Any]) -> RunOptions:
+def _run(pr: Problems, raw: Mapping[str, Any]) -> RunOptions:
     for k in set(raw) - {"rollback_after_probes", "poll"}:
         pr.add(f"run.{k}", "unknown key (known: poll, rollback_after_probes)")
     rb = raw.get("rollback_after_probes", False)
@@ -274,7 +188,7 @@ def _run(pr: _Problems, raw: Mapping[str, Any]) -> RunOptions:
     return RunOptions(rb, pr.take("run.poll", raw.get("poll"), parse_duration, 1.0))
 
 
-def _vms(pr: _Problems, raw: Any, template: dict[str, Any], workspaces: Path,
+def _vms(pr: Problems, raw: Any, template: dict[str, Any], workspaces: Path,
          groups: tuple[tuple[str, tuple[str, ...], WindowSpec], ...], dirty: float,
          base: Path) -> tuple[dict[str, dict[str, Any]], list[VmTask],
                               dict[str, MigrationParams]]:
@@ -307,7 +221,7 @@ def _vms(pr: _Problems, raw: Any, template: dict[str, Any], workspaces: Path,
     return params, tasks, checked
 
 
-def _vm(pr: _Problems, where: str, v: Mapping[str, Any], template: dict[str, Any],
+def _vm(pr: Problems, where: str, v: Mapping[str, Any], template: dict[str, Any],
         workspaces: Path, group: str, dirty: float,
         base: Path) -> tuple[dict[str, Any], VmTask, MigrationParams] | None:
     name = str(v["name"])
@@ -317,7 +231,7 @@ def _vm(pr: _Problems, where: str, v: Mapping[str, Any], template: dict[str, Any
                         ("datastore", "destination.datastore")):
         if v.get(key) is not None:
             over[dotted] = v[key]
-    extra = _mapping(pr, f"{where}.params", v.get("params"))
+    extra = mapping(pr, f"{where}.params", v.get("params"))
     raw = merge(merge(template, {}), over)
     for k, val in extra.items():
         if k in PER_VM:
