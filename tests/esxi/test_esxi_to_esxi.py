@@ -32,8 +32,10 @@ def _cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("mode", ["snapshot-delta", "hash"])
-def test_seed_deltas_cutover_esxi_to_esxi(esxi_pair: EsxiPair, mode: str) -> None:
+@pytest.mark.parametrize("mode,ssh_mode", [("snapshot-delta", "relay"), ("hash", "relay"),
+                                           ("snapshot-delta", "direct")])
+def test_seed_deltas_cutover_esxi_to_esxi(esxi_pair: EsxiPair, mode: str,
+                                          ssh_mode: str) -> None:
     lab = esxi_pair.lab
     lab.host().set_workload("alice", WorkloadSpec(rate_mb_s=0.2))
     lab.host().power_on("alice")
@@ -42,12 +44,20 @@ def test_seed_deltas_cutover_esxi_to_esxi(esxi_pair: EsxiPair, mode: str) -> Non
     raw["dest_name"] = "bob"
     raw["cutover"] = {"ready": "power-and-probes", "allow_hard_poweroff": True,
                       "probe_command": "true"}
+    if ssh_mode == "direct":  # how host a reaches host b, as paths on host a
+        b_host = esxi_pair.b.host
+        raw["source"] = esxi_pair.a.host_params(
+            ssh_mode="direct", ssh_direct_key=b_host.key_path,
+            ssh_direct_known_hosts=b_host.known_hosts_path)
     path.write_text(yaml.safe_dump(raw))
     r = _cli(path, "preflight")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert f"-> [datastore1]: {ssh_mode} (requested)" in r.stdout, r.stdout
     r = _cli(path, "sync", "--cycles", "2")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = _cli(path, "cutover", *FAST)
+    # hash cycles give the planner no dirty rate ("run at least one delta cycle"): the
+    # go/no-go cannot predict, so the operator forces it (the snapshot-delta cycles count)
+    r = _cli(path, "cutover", *FAST, *(["--force"] if mode == "hash" else []))
     assert r.returncode == 0, r.stdout + r.stderr
     a, b = lab.host(), lab.host("esx-b")
     assert a.power_state("alice") == PowerState.OFF and b.power_state("bob") == PowerState.ON
@@ -56,3 +66,42 @@ def test_seed_deltas_cutover_esxi_to_esxi(esxi_pair: EsxiPair, mode: str) -> Non
     rep = verify_copy(b.vm_dir("bob") / "bob-flat.vmdk", a.ack_path("alice", 2000), exact=False)
     assert rep.ok and rep.acked > 0, rep.problems()
     assert a.list_snapshots("alice") == []
+
+
+KILLER = Path(__file__).resolve().parents[1] / "cutover" / "cutover_killer.py"
+
+
+@pytest.mark.timeout(1200)
+def test_killed_cutover_resumes_then_rollback_esxi_to_esxi(esxi_pair: EsxiPair) -> None:
+    """snapshot-delta, esxi to esxi: the cutover killed (os._exit, as kill -9) after its
+    predelta cycle (which kept its snapshot on Alice) and again before register
+    (Alice off, final cycle done); each re-run resumes, and Bob ends with every
+    acknowledged block and Alice with no snapshot.  Then ``rollback`` gives Alice
+    back, running, and unregisters Bob."""
+    lab = esxi_pair.lab
+    lab.host().set_workload("alice", WorkloadSpec(rate_mb_s=0.2))
+    lab.host().power_on("alice")
+    path = lab.workdir / "esxi.yaml"
+    raw = esxi_pair.params(change_tracking="snapshot-delta")
+    raw["dest_name"] = "bob"
+    raw["cutover"] = {"ready": "power-and-probes", "allow_hard_poweroff": True,
+                      "probe_command": "true"}
+    path.write_text(yaml.safe_dump(raw))
+    r = _cli(path, "sync", "--cycles", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    a, b = lab.host(), lab.host("esx-b")
+    for spec in ("after:predelta", "before:register"):
+        k = subprocess.run([sys.executable, str(KILLER), spec, "cutover", *FAST, "-p",
+                            str(path)], cwd=path.parent, capture_output=True, text=True,
+                           timeout=600)
+        assert k.returncode == 137, k.stdout + k.stderr
+        if spec == "after:predelta":
+            assert [s.name.rpartition("-")[2] for s in a.list_snapshots("alice")] == ["c3"]
+    r = _cli(path, "cutover", *FAST)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert a.list_snapshots("alice") == [] and b.power_state("bob") == PowerState.ON
+    rep = verify_copy(b.vm_dir("bob") / "bob-flat.vmdk", a.ack_path("alice", 2000), exact=False)
+    assert rep.ok and rep.acked > 0, rep.problems()
+    r = _cli(path, "rollback", "--yes-lose-bob-writes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert a.power_state("alice") == PowerState.ON and not b.vm_exists("bob")

@@ -143,3 +143,17 @@ def test_preflight_says_whether_the_host_keeps_a_snapshot_chain(
             assert isinstance(line.error, ChangeTrackingOff)
             assert "sync.change_tracking auto or hash" in line.error.hint
     assert _ours(lab) == []
+
+
+def test_abandon_removes_the_kept_snapshot(make_lab: Callable[..., Lab]) -> None:
+    """``vmigrate abandon`` of a snapshot-delta migration removes the snapshot it kept
+    (journal ``snapshot_removed``): Alice does not run on a delta that grows for ever
+    (before: the abandon released the claim and left the snapshot)."""
+    lab = make_lab(disk_sizes=(4 * MiB,), rate_mb_s=0.5)
+    path = lab.write_params(sync={"change_tracking": "snapshot-delta", "certify": "changed"})
+    r = lab.cli("sync", "--cycles", "1", "-p", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(_ours(lab)) == 1
+    r = lab.cli("abandon", "-p", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _ours(lab) == []

@@ -116,5 +116,18 @@ def keep(m: Migration, snap: SnapshotInfo, kind: str, failed: BaseException | No
     return True
 
 
+def remove_ours(m: Migration, why: str) -> list[str]:
+    """Remove every snapshot of this migration (the kept one included): an abandoned
+    migration must not leave Alice running on a delta that grows for ever."""
+    prefix = f"{VMIGRATE_SNAPSHOT_PREFIX}{m.workspace.state.migration_id}-"
+    gone = []
+    for s in reversed(m.source.list_snapshots(m.params.vm)):  # newest first
+        if s.name.startswith(prefix):
+            m.source.remove_snapshot(m.params.vm, s.id)
+            m.workspace.journal.append("snapshot_removed", snapshot=s.name, reason=why)
+            gone.append(s.name)
+    return gone
+
+
 __all__ = ["MODE", "active", "changed", "keep", "kept_name", "kept_snapshot", "release_older",
-           "take_snapshot"]
+           "remove_ours", "take_snapshot"]

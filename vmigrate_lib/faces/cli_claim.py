@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..engine import snapdelta
 from ..engine.claim import release_claim
 from ..errors import ParameterError
 from ..session import close_migration
@@ -43,6 +44,7 @@ def cmd_abandon(args: argparse.Namespace) -> int:
                     hint="finish it (vmigrate cutover) or roll it back (vmigrate rollback) first")
             vm = m.vm()
             mid = m.workspace.state.migration_id
+            snapdelta.remove_ours(m, "abandoned by the operator")  # snapshot-delta keeps one
             released = release_claim(m, vm, mid, "abandoned by the operator")
             m.workspace.journal.append("abandoned", migration_id=mid, claim_released=released)
     finally:

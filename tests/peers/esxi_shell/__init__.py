@@ -82,6 +82,9 @@ def _bin_dir(wd: Path) -> Path:
     for applet in listed.stdout.split():
         (b / applet).symlink_to(BUSYBOX)
     (b / "python3").symlink_to(os.path.realpath("/usr/bin/python3"))  # the system's, bare
+    # ESXi ships an OpenSSH client (/bin/ssh), which direct mode runs on the source host
+    if os.path.exists("/usr/bin/ssh"):
+        (b / "ssh").symlink_to("/usr/bin/ssh")
     for cmd, module in (("vim-cmd", "vim_cmd"), ("vmkfstools", "vmkfstools")):
         script = b / cmd
         script.write_text(
