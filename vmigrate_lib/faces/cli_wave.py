@@ -1,4 +1,4 @@
-"""CLI commands ``wave plan FILE`` and ``wave run FILE``: many VMs as one planned change.
+"""CLI commands ``wave plan|run|airflow FILE``: many VMs as one planned change.
 
 ``plan`` changes nothing: each VM's preflight, the estimates, the schedule as a table,
 ``plan.json`` and a Gantt chart per host pair in ``<workspaces>/wave-<name>/plan/``.
@@ -36,6 +36,15 @@ def register(sub: Subcommands, with_params: WithParams) -> None:
     r.add_argument("wave_file")
     r.add_argument("--no-report", action="store_true", help="skip the wave report notebook")
     r.set_defaults(func=cmd_run)
+    a = wsub.add_parser("airflow", help="write the wave as an Apache Airflow DAG file and "
+                        "its pools (airflow pools import FILE)")
+    a.add_argument("wave_file")
+    a.add_argument("--out", default=None,
+                   help="folder for the DAG file and pools file (default: <wave folder>/airflow)")
+    a.add_argument("--start", default=None,
+                   help="when the wave starts (windows are offsets from it), ISO time with "
+                   "zone (default: now)")
+    a.set_defaults(func=cmd_airflow)
 
 
 def _spec(path: str) -> object:
@@ -104,3 +113,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         folder = run_report(spec)
         print(f"wave report: {folder}")
     return 0 if counts.get("done", 0) == len(state.vms) else 1
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from ..wave.airflow_dag import write_dag
+    from ..wave.spec import WaveSpec
+
+    spec = _spec(args.wave_file)
+    assert isinstance(spec, WaveSpec)
+    out = Path(args.out) if args.out else spec.wave_dir / "airflow"
+    jupyter = Path(sys.prefix) / "share" / "jupyter"  # this venv's vmigrate kernelspec
+    dag = write_dag(spec, out.resolve(), _start(args.start), str(jupyter))
+    print(f"DAG {dag.dag_id}: {dag.dag_file}")
+    print(f"pools ({', '.join(f'{k} {n}' for k, n in dag.pools.items())}): {dag.pools_file}")
+    print(f"next: airflow pools import {dag.pools_file}; copy the DAG file into the dags "
+          f"folder; airflow dags test {dag.dag_id}")
+    return 0
