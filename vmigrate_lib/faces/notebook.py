@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from IPython import get_ipython
 
 from ..audit import plots
 from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles
@@ -37,6 +38,7 @@ from ..engine.planner import Plan
 from ..engine.preflight import PreflightReport, run_preflight
 from ..engine.progress import CutoverFinished, PredictionMade, Reporter, SyncFinished
 from ..engine.workspace import Workspace
+from ..errors import VmigrateError
 from ..session import close_migration, open_migration
 from .runbook_params import RunbookParams as RunbookParams
 from .runbook_params import baseline as baseline
@@ -250,3 +252,27 @@ def finish(reporter: Reporter) -> None:
 def close(m: Migration) -> None:
     """Close both hosts' connections and data-plane handles."""
     close_migration(m)
+
+
+# --- errors in a cell: one line, no library traceback ---------------------------------------
+
+
+def _one_line_error(shell: Any, etype: type[BaseException], value: BaseException, tb: Any,
+                    tb_offset: int | None = None) -> list[str]:
+    """IPython's custom exception handler for vmigrate's own errors: the error's line (what
+    is wrong and how to fix it) instead of 40-60 lines of library frames.  The kernel still
+    reports an error (name and message), so papermill and the runner classify it as before."""
+    line = f"{etype.__name__}: {value.one_line() if isinstance(value, VmigrateError) else value}"
+    shell._showtraceback(etype, value, [line])  # ipykernel sends it as the cell's error
+    return [line]
+
+
+def show_errors_in_one_line() -> None:
+    """In a kernel, show :class:`VmigrateError` as its one line (other errors keep their
+    traceback: they are bugs, and the frames say where)."""
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((VmigrateError,), _one_line_error)
+
+
+show_errors_in_one_line()
