@@ -1,4 +1,5 @@
-"""A vmigrate error in a runbook cell is its one line, not 40-60 lines of library frames.
+"""A vmigrate error in a runbook cell is its one line, not 40-60 lines of library frames,
+and the dashboard shows the failure.
 
 Before (issue 14 item 9, jupyter-ux note 10): the failing cell's output was the good
 line followed by the whole traceback through the engine and the session code.  Now a
@@ -27,3 +28,7 @@ def test_unknown_vm_is_one_line(lab: Path, params: dict[str, Any]) -> None:
     tb = errors[0]["traceback"]
     assert len(tb) == 1 and tb[0].startswith("VmNotFound: ") and "nobody" in tb[0], tb
     assert "site-packages" not in tb[0] and "File " not in tb[0]
+    # the dashboard says it failed (before: it stayed "waiting" after a failed open)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
+    assert any("FAILED</b>: VmNotFound: " in v for v in html), html

@@ -159,6 +159,14 @@ class Dashboard(Reporter):
         self.bar.value = 0.0
         self.bytes_label.value = f"{name}: starting"
 
+    def failed(self, line: str) -> None:
+        """The run stopped on an error: say so where the operator is looking (before, a
+        failure in opening the hosts left the dashboard "waiting")."""
+        self.status.value = (f'<b>{html.escape(self.title)}</b>: <b style="color:#b00">FAILED'
+                             f"</b>: {html.escape(line)}")
+        self.bar.bar_style = "danger"
+        self.bytes_label.value = "stopped"
+
     def progress(self, done: int, total: int, rate: float) -> None:
         """Move the bar (throttled: comm messages are not free)."""
         if self.headless:

@@ -47,6 +47,8 @@ from .runbook_params import validate_parameters as validate_parameters
 
 #: MIME type of the machine-readable result a runbook displays; the runner reads it.
 RESULT_MIME = "application/vnd.vmigrate.result+json"
+#: The dashboard of the run in this kernel, which a failing cell marks failed.
+LIVE_DASHBOARDS: list[Dashboard] = []
 #: scrapbook's MIME type for a JSON scrap (``sb.read_notebook(path).scraps`` reads it).
 SCRAP_MIME = "application/scrapbook.scrap.json+json"
 
@@ -228,7 +230,11 @@ def dashboard(run: RunbookParams) -> Reporter:
     p = run.migration
     history = read_journal(Workspace(p.workspace).journal.path)
     title = f"{run.kind}: {p.vm} -> {p.target_name} ({run.change_id})"
-    return make_dashboard(title, budget=p.downtime_budget, history=history)
+    dash = make_dashboard(title, budget=p.downtime_budget, history=history)
+    LIVE_DASHBOARDS.clear()  # the newest run's dashboard shows a cell's failure
+    if isinstance(dash, Dashboard):
+        LIVE_DASHBOARDS.append(dash)
+    return dash
 
 
 def preflight(m: Migration) -> PreflightReport:
@@ -264,6 +270,8 @@ def _one_line_error(shell: Any, etype: type[BaseException], value: BaseException
     reports an error (name and message), so papermill and the runner classify it as before."""
     line = f"{etype.__name__}: {value.one_line() if isinstance(value, VmigrateError) else value}"
     shell._showtraceback(etype, value, [line])  # ipykernel sends it as the cell's error
+    for dash in LIVE_DASHBOARDS:
+        dash.failed(line)
     return [line]
 
 
