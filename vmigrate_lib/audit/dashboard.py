@@ -20,6 +20,7 @@ import pandas as pd
 from IPython import get_ipython
 
 from ..engine.progress import (
+    CutoverFinished,
     CycleEnded,
     CycleFailed,
     CycleStarted,
@@ -29,11 +30,13 @@ from ..engine.progress import (
     PhaseReached,
     PredictionMade,
     Reporter,
+    StepChanged,
     event_info,
     format_event,
 )
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from . import plots
+from .checklist import StepChecklist
 from .tables import CYCLE_TYPES, PREDICTION_TYPE, cycles_frame
 
 #: Set to 1 by the runbook runner: no one is watching, print progress lines too.
@@ -113,6 +116,7 @@ class Dashboard(Reporter):
         self.plot = w.Image(format="png", layout=w.Layout(max_width="900px"))
         self.steps = w.HTML(value="")
         self._step_lines: list[str] = []
+        self.checklist: StepChecklist | None = None  # made at the first cutover step
         self.widget = w.VBox([
             self.status,
             w.HBox([self.bar, self.bytes_label]),
@@ -149,9 +153,23 @@ class Dashboard(Reporter):
             self._phase("copy")
         elif isinstance(ev, PhaseReached) and ev.phase in BAR_PHASES:
             self._phase(BAR_PHASES[ev.phase])
+        elif isinstance(ev, StepChanged):
+            self.checklist = self.checklist or StepChecklist()
+            self.checklist.step(ev.name, ev.status, ev.seconds)
+            self._show_steps()
+        elif isinstance(ev, CutoverFinished) and self.checklist is not None:
+            downtime = ev.result.get("downtime_s")
+            self.checklist.measured = float(downtime) if isinstance(downtime, (int, float)) else None
+            self._show_steps()
         elif not isinstance(ev, (PhaseReached, DiskPlanned)):
             self._step_lines.append(text)
-            self.steps.value = "<pre>" + html.escape("\n".join(self._step_lines[-15:])) + "</pre>"
+            self._show_steps()
+
+    def _show_steps(self) -> None:
+        """The checklist and downtime clock (a cutover), then the last other lines."""
+        lines = self._step_lines[-(5 if self.checklist else 15):]
+        self.steps.value = ((self.checklist.html() if self.checklist else "")
+                            + ("<pre>" + html.escape("\n".join(lines)) + "</pre>" if lines else ""))
 
     def _phase(self, name: str) -> None:
         """The bar now counts another phase's bytes: name it, start it from zero."""
@@ -166,6 +184,9 @@ class Dashboard(Reporter):
                              f"</b>: {html.escape(line)}")
         self.bar.bar_style = "danger"
         self.bytes_label.value = "stopped"
+        if self.checklist is not None:
+            self.checklist.failed()
+            self._show_steps()
 
     def progress(self, done: int, total: int, rate: float) -> None:
         """Move the bar (throttled: comm messages are not free)."""
@@ -175,6 +196,8 @@ class Dashboard(Reporter):
         if now - self._last_tick < self.min_interval and done < total:
             return
         self._last_tick = now
+        if self.checklist is not None and self.checklist.down_since is not None:
+            self._show_steps()  # the downtime clock moves with the final copy
         self.bar.value = done / total if total else 1.0
         self.bytes_label.value = f"{self.bar.description}: " + (
             f"{fmt_bytes(done)} of {fmt_bytes(total)} at {fmt_rate(rate)}"
