@@ -90,6 +90,8 @@ def sim_pair(tmp: Path, binary: Path, *, cap: int = CAP, disks: int = 1,
             vsim.create_datastore(si, "srcds", src_dir)
             vm = vsim.create_vm(si, "alice", "srcds", cap, disks=disks)
             WaitForTask(vm.PowerOnVM_Task())
+            # Alice runs VMware Tools: go/no-go reads it (issue 11 item 3)
+            vsim.set_guest(vm, tools="guestToolsRunning", ip="10.0.0.5", heartbeat="green")
         with vsim.pyvmomi(dst) as si:
             vsim.create_datastore(si, "dstds", dst_dir)
         if esxi_files:

@@ -126,6 +126,8 @@ def cli(tmp_path: Path, vcsim_binary: Path, ssh_pair: tuple[Any, Any, str]) -> I
                 vsim.create_datastore(si, src_ds, src_dir)
                 vm = vsim.create_vm(si, "alice", src_ds, CAP)
                 WaitForTask(vm.PowerOnVM_Task())
+                # Alice runs VMware Tools: go/no-go reads it (issue 11 item 3)
+                vsim.set_guest(vm, tools="guestToolsRunning", ip="10.0.0.5", heartbeat="green")
             with vsim.pyvmomi(dst) as si:
                 vsim.create_datastore(si, dst_ds, dst_dir)
             vsim.write_esxi_files(src_dir / "alice", "alice", CAP)

@@ -154,9 +154,7 @@ class LabHost(Host):
 
     def reset_change_tracking(self, vm: str) -> None:
         """Start a new CBT epoch (as after a storage vMotion): old change ids turn invalid."""
-        h = self.handle(vm)
-        h.run("cbt_reset", lambda m: m.reset_change_tracking(), lambda r: None)
-        vm_events.record(h.vmdir, "reconfigure", "change tracking reset")
+        self.handle(vm).run("cbt_reset", lambda m: m.reset_change_tracking(), lambda r: None)
 
     def changes_since(self, vm: str, since: float) -> list[VmChange] | None:
         """The lab VM's own history (:mod:`vmigrate_lib.lab.events`)."""

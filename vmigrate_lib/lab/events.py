@@ -2,8 +2,9 @@
 change tracking may not show, as vCenter's event history records it for a real VM
 (``VmReconfiguredEvent`` and the tasks of a revert or an extend).
 
-Appended by the lab host's control operations (resize, add or remove a disk,
-reset change tracking); read by :meth:`LabHost.changes_since`.  A runtime file
+Appended by the lab host's control operations (resize, add or remove a disk; a
+change-tracking reset needs none: its new epoch invalidates the change ids); read
+by :meth:`LabHost.changes_since`.  A runtime file
 (``.log``): never copied to Bob.
 """
 
