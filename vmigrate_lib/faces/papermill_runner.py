@@ -37,6 +37,7 @@ from ..params import LabHostParams
 from ..params.paramfile import shown
 from ..params.paths import project_root
 from .executed import mark_failed, read_result
+from .kernel_transport import IpcKernelManager
 from .run_archive import (
     archive_outputs,
     finish_document,
@@ -300,6 +301,7 @@ def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, k
                 cwd=str(cwd), progress_bar=False, stdout_file=stream, stderr_file=stream,
                 request_save_on_cell_execute=True, execution_timeout=cell_timeout,
                 extra_arguments=history_off_args(kernel), ipython_hist_file="",
+                kernel_manager_class=IpcKernelManager,
             )
     except PapermillExecutionError as exc:
         status = "failed"
