@@ -158,6 +158,13 @@ class PreflightError(InputError):
     """A precondition of the migration does not hold."""
 
 
+class CodecUnavailable(PreflightError):
+    """A requested compression codec is missing on a side of the stream (never a silent
+    fallback to another codec or to none)."""
+
+    default_hint = "set ssh_compress to auto (the fastest codec both ends have) or zlib, or off"
+
+
 class DestinationExists(PreflightError):
     default_hint = (
         "choose another destination name, or remove the existing VM at the destination "

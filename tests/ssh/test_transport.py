@@ -63,11 +63,12 @@ def test_relay_copy_is_exact_and_sparse(ssh_loopback: SshHost, roots: tuple[Path
         b.close()
 
 
-@pytest.mark.parametrize("codec,expect", [("zlib", "zlib"), ("auto", "zlib"), ("zstd", None)])
+@pytest.mark.parametrize("codec,expect", [("zlib", "zlib"), ("auto", "zlib")])
 def test_compression_negotiated(
     ssh_loopback: SshHost, roots: tuple[Path, Path], codec: str, expect: str | None
 ) -> None:
-    """The host's python3 has no zstandard: zstd is not offered, zlib always is."""
+    """The host's python3 has no zstandard: zstd is not offered, zlib always is (a
+    requested zstd is refused: tests/ssh/test_compression.py)."""
     ra, rb = roots
     text = b"".join(b"block %08d of compressible text\n" % i for i in range(200_000))
     (ra / "t").write_bytes(text)
@@ -220,7 +221,7 @@ def test_direct_mode_between_namespaces(ssh_hosts: SshHosts, tmp_path: Path) -> 
         garbage(rb / "d", size)
         copy_extents(a, "d", b, "d", [Extent(0, size)])
         assert (rb / "d").read_bytes() == want
-        assert "wire" not in a.last_summary  # relayed
+        assert "acked_offset" not in a.last_summary  # relayed (only a push reports it)
     finally:
         a.close()
         b.close()

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from ..errors import AgentError, NoSpaceLeft, TransportError
+from ..errors import AgentError, CodecUnavailable, NoSpaceLeft, TransportError
 from .agent import protocol as proto
 from .retry import NO_RETRY, RetryEvent, Retrying, RetryPolicy, lost_connection
 from .transport import Transport
@@ -37,6 +37,17 @@ def choose_codec(want: str, offered: list[str]) -> str | None:
     return None
 
 
+def codec_missing(want: str, offered: list[str], datastore: str) -> CodecUnavailable | None:
+    """The error for a named codec a side lacks (None: ``want`` can run, or is off/auto)."""
+    if not want or want == "auto" or choose_codec(want, offered) is not None:
+        return None
+    side = (f"the agent of datastore {datastore} offers only {', '.join(offered) or 'none'}"
+            if want not in offered else "this machine's python lacks it")
+    why = " (no zstandard module in that python)" if want == "zstd" else ""
+    return CodecUnavailable(f"ssh_compress {want} is requested but {side}{why}",
+                            datastore=datastore, codec=want, offered=list(offered))
+
+
 class AgentChannel:
     """Frames to and from one agent, started through ``transport`` on demand.
 
@@ -55,9 +66,14 @@ class AgentChannel:
         self.compress = compress
         self.compress_level = compress_level
         self.codec: str | None = None  #: the codec chosen at the last handshake
+        self.codec_error: CodecUnavailable | None = None
         self.hello: dict[str, Any] = {}  #: the agent's HELLO (version, features, pid, root)
         self.summary: dict[str, Any] = {}  #: the END payload of the last stream
         self.reconnects = 0
+        #: the last frame's payload as it came (compressed) and its flags, for a relay
+        #: that forwards it untouched; None when the frame was not compressed
+        self.last_packed: tuple[bytes, int] | None = None
+        self.wire_in = 0  #: bytes received (headers and payloads as they came)
         self.events: list[dict[str, Any]] = []  #: reconnects and resumes, for the journal
         self._r: IO[bytes] | None = None
         self._w: IO[bytes] | None = None
@@ -85,7 +101,11 @@ class AgentChannel:
             if why is not None:
                 raise why from exc
             raise
-        self.codec = choose_codec(self.compress, self.hello.get("compression", []))
+        offered = self.hello.get("compression", [])
+        #: a requested codec this side lacks: raised by every stream that would use it
+        #: (never a silent fallback); requests and preflight go on and say so
+        self.codec_error = codec_missing(self.compress, offered, self.datastore)
+        self.codec = choose_codec(self.compress, offered)
 
     def _handshake(self) -> None:
         self._r, self._w = self.transport.start()
@@ -152,7 +172,12 @@ class AgentChannel:
             raise self.fail(OSError("not connected"))
         try:
             ftype, flags, arg, payload, _raw = proto.read_frame(self._r)
-            return ftype, proto.decode_payload(flags, payload) if flags else payload, arg
+            self.wire_in += proto.HEADER_SIZE + len(payload)
+            if not flags:
+                self.last_packed = None
+                return ftype, payload, arg
+            self.last_packed = (payload, flags)
+            return ftype, proto.decode_payload(flags, payload), arg
         except (EOFError, OSError, ValueError) as exc:
             raise self.fail(exc) from exc
         except proto.ProtocolError as exc:
@@ -225,6 +250,8 @@ class AgentChannel:
 
     def read_options(self) -> dict[str, Any]:
         """What a read request adds to have its DATA compressed (empty: none)."""
+        if self.codec_error is not None:
+            raise self.codec_error
         if not self.codec:
             return {}
         out: dict[str, Any] = {"compress": self.codec}
@@ -234,6 +261,9 @@ class AgentChannel:
 
     def open_write(self, path: str) -> None:
         """Open a write stream (no retry): the channel is the writer's until :meth:`release`."""
+        self.connect()
+        if self.codec_error is not None:
+            raise self.codec_error
         self.request("write", path=path)
         self._busy = True
 

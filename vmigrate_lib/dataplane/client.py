@@ -147,7 +147,7 @@ class AgentDatastore(Datastore):
                **self.channel.read_options()}
         for ftype, payload, arg in self.channel.stream(req):
             if ftype == proto.DATA:
-                yield Chunk(arg, len(payload), payload)
+                yield Chunk(arg, len(payload), payload, self.channel.last_packed)
             elif ftype == proto.HOLE:
                 yield Chunk(arg, proto.LENGTH.unpack(payload)[0], None)
             else:
@@ -221,7 +221,9 @@ class AgentWriter(ExtentWriter):
 def summary_of(raw: dict[str, Any]) -> StreamSummary:
     """A stream's END payload (``sent``, ``holes``, ``read``, ``wire``) as a StreamSummary."""
     return StreamSummary(sent=int(raw.get("sent", 0)), holes=int(raw.get("holes", 0)),
-                         read=int(raw.get("read", 0)), wire=int(raw.get("wire", 0)))
+                         read=int(raw.get("read", 0)), wire=int(raw.get("wire", 0)),
+                         codec=str(raw.get("codec") or ""), packed=int(raw.get("packed", 0)),
+                         raw=int(raw.get("raw", 0)))
 
 
 def sync_write(channel: AgentChannel, ftype: int, path: str) -> int:

@@ -30,6 +30,9 @@ class Chunk(NamedTuple):
     offset: int
     length: int
     data: bytes | None
+    #: the compressed payload as the source agent sent it and its frame flags (None: it
+    #: came uncompressed); a relay forwards it untouched where the destination speaks it
+    packed: tuple[bytes, int] | None = None
 
 
 class BlockDigest(NamedTuple):
@@ -45,7 +48,10 @@ class StreamSummary:
     sent: int = 0  #: data bytes carried
     holes: int = 0  #: bytes carried as holes (a frame header each)
     read: int = 0  #: bytes the source agent read from the disk
-    wire: int = 0  #: bytes on the wire between the agents (a push); 0 when not counted
+    wire: int = 0  #: bytes on the wire from the source agent; 0 when not counted
+    codec: str = ""  #: the compression the source agent ran ("" none)
+    packed: int = 0  #: DATA frames sent compressed
+    raw: int = 0  #: DATA frames sent as they are (compression off or not paying)
 
 
 #: How disk bytes travel between two datastores: through this machine, host to host,
@@ -191,6 +197,11 @@ class Datastore(abc.ABC):
 
         None (the default): this datastore offers no choice, bytes are relayed
         through this process and there is nothing to check beforehand."""
+        return None
+
+    def compression_check(self, dst: Datastore) -> PathCheck | None:
+        """For preflight: whether the compression requested for streams to ``dst`` runs on
+        both ends, and which codec will; None (the default): no compression to check."""
         return None
 
     def push_extents(

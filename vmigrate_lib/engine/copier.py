@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..dataplane.datastore import Datastore
+from ..dataplane.datastore import Datastore, StreamSummary
 from ..extents import Extent, total
 
 
@@ -24,6 +24,10 @@ class CopyStats:
     bytes_zero: int = 0
     extents: int = 0
     seconds: float = 0.0
+    bytes_wire: int = 0  #: bytes the source agent put on the wire (0: not counted)
+    codec: str = ""  #: the compression that ran ("" none)
+    frames_packed: int = 0  #: DATA frames sent compressed
+    frames_raw: int = 0  #: DATA frames sent as they are (compression off or not paying)
 
 
 def copy_extents(
@@ -50,6 +54,7 @@ def copy_extents(
                               on_checkpoint=on_checkpoint, on_progress=on_progress)
     if pushed is not None:
         stats.bytes_sent, stats.bytes_zero, stats.bytes_read = pushed.sent, pushed.holes, pushed.read
+        _wire(stats, pushed)
     else:
         _relay(src, src_path, dst, dst_path, extents, stats, checkpoint_bytes=checkpoint_bytes,
                checkpoint_seconds=checkpoint_seconds, on_checkpoint=on_checkpoint,
@@ -98,5 +103,13 @@ def _relay(
         writer.close()
     summary = src.last_read_summary()
     stats.bytes_read = summary.read if summary is not None else stats.bytes_sent
+    if summary is not None:
+        _wire(stats, summary)
     if on_checkpoint is not None:
         on_checkpoint(reached)
+
+
+def _wire(stats: CopyStats, summary: StreamSummary) -> None:
+    """What the source agent says went on the wire, and with which codec."""
+    stats.bytes_wire, stats.codec = summary.wire, summary.codec
+    stats.frames_packed, stats.frames_raw = summary.packed, summary.raw

@@ -144,6 +144,8 @@ def _copy(m: Migration, snap: SnapshotInfo, plans: list[DiskPlan], rec: dict[str
             "bytes_changed": total(r.plan.extents), "extents": len(r.plan.extents),
             "bytes_read": r.stats.bytes_read, "bytes_sent": r.stats.bytes_sent,
             "bytes_zero": r.stats.bytes_zero, "resumed_from": r.plan.resumed_from,
+            "codec": r.stats.codec, "bytes_wire": r.stats.bytes_wire,
+            "frames_packed": r.stats.frames_packed, "frames_raw": r.stats.frames_raw,
             "change_id": snap.change_ids.get(r.plan.disk.key),
         })
     wall = time.monotonic() - t
@@ -205,6 +207,8 @@ def _finish_record(m: Migration, rec: dict[str, Any], failed: BaseException | No
     rec["bytes_read"] = sum(d["bytes_read"] for d in disks)
     rec["bytes_sent"] = sum(d["bytes_sent"] for d in disks)
     rec["bytes_zero"] = sum(d["bytes_zero"] for d in disks)
+    rec["bytes_wire"] = sum(d.get("bytes_wire", 0) for d in disks)
+    rec["codecs"] = sorted({d["codec"] for d in disks if d.get("codec")})
     rec["extents"] = sum(d["extents"] for d in disks)
     copy_secs = rec["phases"].get("copy", 0.0)
     rec["throughput"] = rec["bytes_changed"] / copy_secs if copy_secs > 0 else 0.0

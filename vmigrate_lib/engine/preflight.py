@@ -15,6 +15,7 @@ from ..control.host import VMIGRATE_SNAPSHOT_PREFIX
 from ..dataplane.datastore import TransferModes
 from ..errors import (
     ChangeTrackingOff,
+    CodecUnavailable,
     DatastoreNotFound,
     DestinationExists,
     DiskMismatch,
@@ -229,6 +230,17 @@ def _mode_line(m: Migration, where: str, modes: TransferModes) -> Check:
     return Check("transfer mode", True, f"{where}: auto -> {used}; {direct_txt}; {relay_txt}")
 
 
+def compression(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
+    """A requested codec that a side lacks fails here (never a silent fallback); else the
+    codec each side runs (:meth:`Datastore.compression_check`)."""
+    dst = ctx.ds
+    for name in dict.fromkeys(d.datastore for d in ctx.vm.disks):
+        c = m.src_ds(name).compression_check(dst)
+        if c is not None:
+            yield Check("compression", c.ok, f"[{name}] -> [{dst.name}]: {c.detail}",
+                        None if c.ok else CodecUnavailable(c.detail))
+
+
 def identity(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """``cutover.identity`` can work here: Bob's name, the source retired or kept
     (:mod:`.identity`)."""
@@ -285,6 +297,7 @@ CHECKS: tuple[tuple[str, CheckFunc], ...] = (
     ("source claim", source_claim),
     ("destination datastore", destination_datastore),
     ("transfer mode", transfer_mode),
+    ("compression", compression),
     ("storage", storage),
     ("identity", identity),
     ("destination name", destination_name),

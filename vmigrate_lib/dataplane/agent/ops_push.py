@@ -3,8 +3,10 @@
 import json
 
 from .ops_stream import Throttle
+from .packing import Packer
 from .protocol import (
     ACK,
+    CODECS,
     DATA,
     END,
     ERR,
@@ -15,7 +17,6 @@ from .protocol import (
     PROTOCOL_VERSION,
     REQ,
     RESP,
-    Compressor,
     ProtocolError,
     error_dict,
     pack_frame,
@@ -169,10 +170,7 @@ class PushOps(object):
             checkpoint = int(req.get("checkpoint", 64 << 20))
             throttle = Throttle(req.get("bwlimit"))
             peer = self._start_peer(req["argv"])
-            codec = req.get("compress")
-            if codec and codec not in peer.hello.get("compression", []):
-                codec = None
-            comp = Compressor(codec, req.get("level"))
+            codec = pick_codec(req.get("compress"), peer.hello.get("compression", []))
             peer.send(REQ, json.dumps({"op": "write", "path": req["dest_path"]}).encode("utf-8"))
             peer.flush()
             ftype, payload, _arg = peer.recv()
@@ -204,27 +202,35 @@ class PushOps(object):
                 while pending and (final or len(pending) > 1 or peer.ack_ready()):
                     take_ack()
 
-            def emit(ftype, payload, arg):
-                flags = 0
-                if ftype == DATA:
-                    payload, flags = comp.pack(payload)
+            def out(ftype, payload, arg, flags):
+                # frames leave in order: the end of this one is the offset reached
                 psend(ftype, payload, arg, flags)
                 n = len(payload) + HEADER_SIZE
-                stats["wire"] += n
                 throttle.add(n)
                 state["since"] += n
-
-            def emit_raw(ftype, payload, arg):
-                end = arg + (len(payload) if ftype == DATA else LENGTH.unpack(payload)[0])
-                emit(ftype, payload, arg)
-                state["reached"] = end
+                state["reached"] = ends.pop(arg) if ftype == DATA else arg + LENGTH.unpack(payload)[0]
                 if state["since"] >= checkpoint:
                     flush_peer(False)
                 elif pending and peer.ack_ready():
                     take_ack()
 
-            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
-                             emit_raw, stats)
+            ends = {}  # DATA offset -> its end (a compressed payload's length is not the data's)
+
+            packer = Packer(codec, req.get("level"), out)
+
+            def emit_raw(ftype, payload, arg):
+                if ftype == DATA:
+                    ends[arg] = arg + len(payload)
+                packer.emit(ftype, payload, arg)
+
+            try:
+                self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
+                                 emit_raw, stats)
+                packer.finish()
+            finally:
+                packer.queue.clear()
+                packer.finish()
+            stats.update(packer.stats, codec=packer.codec)
             flush_peer(True)
             peer.send(REQ, b'{"op": "quit"}')
             peer.flush()
@@ -248,3 +254,16 @@ class PushOps(object):
         stats["acked_offset"] = state["reached"]
         self.send_json(END, stats)
         return None
+
+
+def pick_codec(want, offered):
+    """The codec of a push: "auto" is zstd where both agents have it, else zlib; a named
+    codec the peer lacks is refused (never a silent fallback)."""
+    if not want:
+        return None
+    if want == "auto":
+        return "zstd" if "zstd" in offered and "zstd" in CODECS else "zlib"
+    if want not in offered:
+        raise ValueError("compression {} requested but the peer agent offers only {}".format(
+            want, ", ".join(offered) or "none"))
+    return want

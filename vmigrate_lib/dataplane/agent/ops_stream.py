@@ -9,6 +9,7 @@ except ImportError:  # pragma: no cover
     pass
 
 from .hashing import HASH_FUNCS, digest_blocks
+from .packing import Packer
 from .protocol import (
     ACK,
     DATA,
@@ -22,7 +23,6 @@ from .protocol import (
     LENGTH,
     RESP,
     ZERO_GRAIN,
-    Compressor,
     ProtocolError,
     decode_payload,
     error_dict,
@@ -58,28 +58,31 @@ class StreamOps(object):
     """Mixed into the Agent: the streaming operations."""
 
     def op_read(self, req):
-        """Stream extents as DATA/HOLE frames, then END with a summary."""
+        """Stream extents as DATA/HOLE frames, then END with a summary (and the codec that
+        ran, the frames compressed or not, the bytes on the wire)."""
+        send = self.send
         try:
-            comp = Compressor(req.get("compress"), req.get("level"))
             throttle = Throttle(req.get("bwlimit"))
+
+            def out(ftype, payload, arg, flags):
+                send(ftype, payload, arg, flags)
+                throttle.add(len(payload) + HEADER_SIZE)
+
+            packer = Packer(req.get("compress"), req.get("level"), out)
         except ValueError as exc:
             self.send_json(ERR, error_dict(exc))
             return None
-        send = self.send
-
-        def emit(ftype, payload, arg):
-            flags = 0
-            if ftype == DATA:
-                payload, flags = comp.pack(payload)
-            send(ftype, payload, arg, flags)
-            throttle.add(len(payload) + HEADER_SIZE)
-
         stats = {"sent": 0, "holes": 0, "read": 0}
         try:
-            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)), emit, stats)
+            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
+                             packer.emit, stats)
+            packer.finish()
         except (OSError, ValueError) as exc:
+            packer.queue.clear()
+            packer.finish()
             self.send_json(ERR, error_dict(exc))
             return None
+        stats.update(packer.stats, codec=packer.codec)
         self.send_json(END, stats)
         return None
 

@@ -146,7 +146,8 @@ class SshAgentDatastore(AgentDatastore):
         """Read stream that resumes after its last delivered chunk when the connection breaks."""
         remaining = [Extent(e.start, e.length) for e in extents]
         k = 0
-        summary = {"sent": 0, "holes": 0, "read": 0}
+        summary: dict[str, Any] = {"sent": 0, "holes": 0, "read": 0, "wire": 0, "packed": 0,
+                                   "raw": 0}
         retry = self.channel.retrying("read stream lost its connection")
         for attempt in retry:
             if attempt.retried_after is not None:
@@ -161,6 +162,7 @@ class SshAgentDatastore(AgentDatastore):
                     retry.progressed()
                 for key in summary:
                     summary[key] += int(self.channel.summary.get(key, 0))
+                summary["codec"] = self.channel.summary.get("codec", "")
                 self.channel.summary = summary
                 return
             # the connection was lost: count what this stream delivered
@@ -212,6 +214,35 @@ class SshAgentDatastore(AgentDatastore):
             "source.ssh_direct_known_hosts: paths on the source host), or use ssh_mode relay "
             "or auto",
         )
+
+    def compression_check(self, dst: Datastore) -> PathCheck | None:
+        """Each side's requested codec against what its agent (and this machine) offers;
+        in direct mode the source's codec against the destination's agent too."""
+        sides = [(self, self.settings.compress)]
+        if isinstance(dst, SshAgentDatastore):
+            sides.append((dst, dst.settings.compress))
+        if not any(want for _ds, want in sides):
+            return None
+        words = []
+        for ds, want in sides:
+            if not want:
+                continue
+            ds.channel.connect()
+            if ds.channel.codec_error is not None:
+                return PathCheck(False, ds.channel.codec_error.message)
+            offered = ds.hello.get("compression", [])
+            words.append(f"{ds.name}: {want} -> {ds.codec} (agent offers {', '.join(offered)})")
+        peer = dst if isinstance(dst, SshAgentDatastore) and self.direct.use_for(dst) else None
+        direct = peer is not None
+        if peer is not None and self.settings.compress not in ("", "auto"):
+            peer.channel.connect()
+            if self.settings.compress not in peer.hello.get("compression", []):
+                return PathCheck(False, f"ssh_compress {self.settings.compress} is requested "
+                                 f"for direct mode but the agent of {peer.name} offers only "
+                                 f"{', '.join(peer.hello.get('compression', []))}")
+        how = ("direct: the source agent compresses" if direct else
+               "relay: compressed frames are forwarded as they are")
+        return PathCheck(True, "; ".join(words) + f"; {how}, off where it does not pay")
 
     def push_extents(
         self,

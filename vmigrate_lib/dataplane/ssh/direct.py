@@ -97,7 +97,7 @@ class DirectMode:
         checkpoint_bytes: int = 64 * 1024 * 1024,
         on_checkpoint: Callable[[int], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> dict[str, int] | None:
+    ) -> dict[str, Any] | None:
         """Direct mode: the source agent streams to the destination's agent itself.
 
         Returns None when direct mode is not in use for this pair (the caller
@@ -110,9 +110,13 @@ class DirectMode:
             return None
         settings = self.settings
         channel = self.src.channel
+        channel.connect()
+        if channel.codec_error is not None:  # a named codec the source lacks: say so
+            raise channel.codec_error
         planned = sum(e.length for e in extents)
         remaining = list(extents)
-        summary = {"sent": 0, "holes": 0, "read": 0, "wire": 0}
+        summary: dict[str, Any] = {"sent": 0, "holes": 0, "read": 0, "wire": 0, "packed": 0,
+                                   "raw": 0}
         acked = 0
         done_before = 0
         retry = channel.retrying("direct push lost a connection", retry_if=resumable)
@@ -133,7 +137,7 @@ class DirectMode:
                 "checkpoint": checkpoint_bytes if on_checkpoint is not None else 2**62,
             }
             if settings.compress:
-                req["compress"] = "zlib" if settings.compress == "auto" else settings.compress
+                req["compress"] = settings.compress  # the agent picks for auto, refuses a lack
             if settings.bwlimit:
                 req["bwlimit"] = settings.bwlimit
             with attempt:
@@ -150,6 +154,7 @@ class DirectMode:
                                     planned)
                 for key in summary:
                     summary[key] += int(channel.summary.get(key, 0))
+                summary["codec"] = channel.summary.get("codec", "")
         return summary
 
 

@@ -37,6 +37,10 @@ class ResilientWriter(ExtentWriter):
         if chunk.data is None:
             ch.send_frame(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
             return
+        if chunk.packed is not None and _speaks(ch, chunk.packed[1]):
+            # relay: the source's compressed frame goes on as it came (never recompressed)
+            ch.send_frame(proto.DATA, chunk.packed[0], chunk.offset, chunk.packed[1])
+            return
         data, flags = chunk.data, 0
         if ch.codec:
             if self.compressor is None:
@@ -105,3 +109,13 @@ class ResilientWriter(ExtentWriter):
         if not self.closed:
             self.closed = True
             self.channel.disconnect()
+
+
+#: frame flag -> the codec name agents list in their HELLO
+FLAG_CODECS = {proto.FLAG_ZLIB: "zlib", proto.FLAG_ZSTD: "zstd"}
+
+
+def _speaks(channel: AgentChannel, flags: int) -> bool:
+    """The destination's agent decodes frames flagged so (it listed the codec in HELLO)."""
+    name = FLAG_CODECS.get(flags)
+    return name is not None and name in channel.hello.get("compression", [])
