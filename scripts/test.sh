@@ -7,7 +7,7 @@ set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 sh scripts/setup.sh
-sh scripts/setup_airflow.sh  # .venv-airflow for tests/wave/test_airflow.py
+sh scripts/setup_airflow.sh || echo "== Airflow not installed: tests/wave/test_airflow.py skips"
 echo "== building the vSphere simulator peer"
 sh tests/peers/build_vcsim.sh
 echo "== mypy --strict (vmigrate_lib)"
