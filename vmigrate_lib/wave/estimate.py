@@ -29,6 +29,7 @@ class Estimate:
     seed_s: float
     cycle_s: float  #: a warm delta cycle after ``interval`` seconds of writes
     downtime_s: float  #: shutdown + final delta + boot
+    cutover_s: float  #: the cutover runbook's run: its downtime and its fixed cost
     converges: bool
     why: str  #: empty when it converges and fits its budget
 
@@ -58,7 +59,8 @@ def estimate(plan: WavePlan, vm: VmTask, rate: float | None = None) -> Estimate:
     elif downtime > vm.budget:
         why = (f"over budget: a cutover takes ~{downtime:.0f} s (shutdown {f.shutdown_s:.0f} s, "
                f"boot {f.boot_s:.0f} s) against {vm.budget:.0f} s")
-    return Estimate(share, seed, cycle, downtime, f.dirty_rate < share, why)
+    return Estimate(share, seed + plan.runbook_overhead, cycle, downtime,
+                    downtime + plan.runbook_overhead, f.dirty_rate < share, why)
 
 
 def measured_facts(task: VmTask, params: MigrationParams) -> VmFacts:

@@ -108,6 +108,8 @@ class WavePlan:
     limits: Limits
     interval: float = 60.0  #: seconds between warm delta cycles
     cycle_overhead: float = 5.0  #: seconds a delta cycle costs whatever it copies
+    #: seconds each runbook run costs beyond its copy (kernel, preflight, audit, archive)
+    runbook_overhead: float = 60.0
     start_at: float | None = None  #: epoch of the wave's start (absolute windows), if known
     notes: tuple[str, ...] = field(default=())
 

@@ -170,20 +170,21 @@ class _Sim:
         for s in self.active():
             w = self.win[s.vm.group]
             if s.verdict == "seeding" and s._left <= _EPS * max(1.0, s.vm.facts.seed_bytes):
-                s.seed_end, s.ready, s.verdict = self.t, self.t + s.est.cycle_s, "warm"
+                s.seed_end, s.verdict = self.t, "warm"
+                s.ready = self.t + s.est.cycle_s + self.plan.runbook_overhead
                 changed = True
                 if not s.est.converges:
                     self.over(s, "won't converge", s.est.why)
             elif s.verdict == "cutting" and s.cut_end <= self.t + _EPS:
                 self.over(s, "fits" if not s.est.why else "over budget", s.est.why)
                 changed = True
-            elif s.verdict == "warm" and self.t + s.est.downtime_s > w.end + _EPS:
+            elif s.verdict == "warm" and self.t + s.est.cutover_s > w.end + _EPS:
                 changed = True
                 self.over(s, "misses window", f"ready at {s.ready:.0f} s, window {w.start:.0f}-{w.end:.0f} s"
                          + ("" if self.deps_over(s) else "; its predecessors were not over"))
             elif (s.verdict == "warm" and self.t + _EPS >= max(s.ready, w.start)
                   and self.deps_over(s)):
-                s.cut_start, s.cut_end = self.t, self.t + s.est.downtime_s
+                s.cut_start, s.cut_end = self.t, self.t + s.est.cutover_s
                 s.verdict, changed = "cutting", True
         return changed
 

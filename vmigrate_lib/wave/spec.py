@@ -55,6 +55,7 @@ class WaveSpec:
     cycle_overhead: float
     run: RunOptions = RunOptions()
     checked: dict[str, MigrationParams] = field(default_factory=dict)  #: per VM, validated
+    runbook_overhead: float = 60.0  #: seconds a runbook run costs beyond its copy
 
     @property
     def wave_dir(self) -> Path:
@@ -64,7 +65,7 @@ class WaveSpec:
     def plan(self, start_at: float, tasks: tuple[VmTask, ...] | None = None) -> WavePlan:
         groups = tuple(Group(n, after, w.resolve(start_at)) for n, after, w in self.groups)
         return WavePlan(self.name, tasks or self.tasks, groups, self.limits, self.interval,
-                        self.cycle_overhead, start_at)
+                        self.cycle_overhead, self.runbook_overhead, start_at)
 
 
 def _limits(pr: Problems, raw: Mapping[str, Any]) -> Limits:
@@ -161,21 +162,22 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
     for k in PER_VM & set(template):
         pr.add(f"template.{k}", "is per VM (the wave sets it), remove it from the template")
     est = mapping(pr, "estimate", raw.get("estimate"))
-    for k in set(est) - {"dirty_rate", "interval", "cycle_overhead"}:
-        pr.add(f"estimate.{k}", "unknown key (known: cycle_overhead, dirty_rate, interval)")
+    for k in set(est) - {"dirty_rate", "interval", "cycle_overhead", "runbook_overhead"}:
+        pr.add(f"estimate.{k}", "unknown key (known: cycle_overhead, dirty_rate, interval, "
+               "runbook_overhead)")
     dirty = pr.take("estimate.dirty_rate", est.get("dirty_rate"), parse_rate, 1e6)
     groups = _groups(pr, raw.get("groups"))
     limits = _limits(pr, mapping(pr, "limits", raw.get("limits")))
     run = _run(pr, mapping(pr, "run", raw.get("run")))
     vm_params, tasks, checked = _vms(pr, raw.get("vms"), template, workspaces, groups, dirty,
                                      base)
+    secs = [pr.take(f"estimate.{k}", est.get(k), parse_duration, d)
+            for k, d in (("interval", 60.0), ("cycle_overhead", 5.0), ("runbook_overhead", 60.0))]
     if pr.lines:
         raise WaveFileError(f"{p}: {len(pr.lines)} problem(s): {pr.lines[0]}",
                             problems=list(pr.lines), path=str(p))
-    return WaveSpec(name, p, workspaces, groups, limits, vm_params, tuple(tasks),
-                    pr.take("estimate.interval", est.get("interval"), parse_duration, 60.0),
-                    pr.take("estimate.cycle_overhead", est.get("cycle_overhead"),
-                            parse_duration, 5.0), run, checked)
+    return WaveSpec(name, p, workspaces, groups, limits, vm_params, tuple(tasks), secs[0],
+                    secs[1], run, checked, secs[2])
 
 
 def _run(pr: Problems, raw: Mapping[str, Any]) -> RunOptions:
