@@ -83,6 +83,25 @@ def readable_cycles(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def readable_steps(df: pd.DataFrame) -> pd.DataFrame:
+    """The steps table as an operator reads it: times with date and zone, whole attempt
+    numbers, durations with units, details cut to a line (the CSV keeps them whole)."""
+    cols = ["time", "type", "step", "status", "attempt", "duration", "detail"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame({
+        "time": [t.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(t, pd.Timestamp) else ""
+                 for t in df["time"]],
+        "type": df["type"], "step": df["step"], "status": df["status"],
+        "attempt": ["" if a is None or pd.isna(a) else str(int(a)) for a in df["attempt"]],
+        "duration": ["" if v is None or pd.isna(v) else fmt_secs(float(v))
+                     for v in df["duration_s"]],
+        "detail": [(str(d)[:77] + "...") if len(str(d)) > 80 else str(d)
+                   for d in df["detail"].fillna("")],
+    })
+    return out[cols]
+
+
 class Dashboard(Reporter):
     """Widgets for a hand run plus plain lines for the record (and headless runs)."""
 

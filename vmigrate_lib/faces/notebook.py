@@ -20,7 +20,7 @@ import pandas as pd
 from IPython import get_ipython
 
 from ..audit import plots
-from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles
+from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles, readable_steps
 from ..audit.tables import (
     PREDICTION_TYPE,
     cutover_summary,
@@ -196,10 +196,10 @@ def save_audit(workspace: Path, *, budget: float | None = None,
     files += plots.save_figures(figs, folder)
     if show:
         d = ipd()
-        d.display(d.Markdown("**Cycles**"))
-        d.display(cycles)
-        d.display(d.Markdown("**Steps**"))
-        d.display(steps)
+        d.display(d.Markdown(f"**Cycles** (every column: `{folder / 'cycles.csv'}`)"))
+        d.display(readable_cycles(cycles))
+        d.display(d.Markdown(f"**Steps** (every column: `{folder / 'steps.csv'}`)"))
+        d.display(readable_steps(steps))
         for name in figs:
             d.display(d.Image(filename=str(folder / f"{name}.png")))
     return AuditOutputs(folder, files)
