@@ -105,3 +105,31 @@ def test_killed_cutover_resumes_then_rollback_esxi_to_esxi(esxi_pair: EsxiPair) 
     r = _cli(path, "rollback", "--yes-lose-bob-writes")
     assert r.returncode == 0, r.stdout + r.stderr
     assert a.power_state("alice") == PowerState.ON and not b.vm_exists("bob")
+
+
+@pytest.mark.timeout(1200)
+def test_both_runbooks_esxi_to_esxi(esxi_pair: EsxiPair) -> None:
+    """The sync runbook then the cutover runbook (papermill, evidence folders), from one
+    params file, snapshot-delta, esxi to esxi: Bob runs with every acknowledged block,
+    Alice is off with no snapshot.  The cutover is forced: two runbook cycles give the
+    planner too little to predict from (recorded as forced)."""
+    lab = esxi_pair.lab
+    lab.host().set_workload("alice", WorkloadSpec(rate_mb_s=0.2))
+    lab.host().power_on("alice")
+    path = lab.workdir / "esxi.yaml"
+    raw = esxi_pair.params(change_tracking="snapshot-delta", max_cycles=2)
+    raw.update(dest_name="bob", change_id="CHG-ESXI", operator="test")
+    raw["cutover"] = {"ready": "power-and-probes", "allow_hard_poweroff": True,
+                      "probe_command": "true"}
+    path.write_text(yaml.safe_dump(raw))
+    for runbook, extra in (("sync", ()), ("cutover", ("--force",))):
+        r = subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", "--quiet", "run",
+                            runbook, *extra, "-p", str(path)], cwd=path.parent,
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "evidence: " in r.stdout
+    a, b = lab.host(), lab.host("esx-b")
+    assert a.power_state("alice") == PowerState.OFF and b.power_state("bob") == PowerState.ON
+    assert a.list_snapshots("alice") == []
+    rep = verify_copy(b.vm_dir("bob") / "bob-flat.vmdk", a.ack_path("alice", 2000), exact=False)
+    assert rep.ok and rep.acked > 0, rep.problems()
