@@ -137,7 +137,7 @@ class WaveRunner:
         if run.status in ("pending", "syncing") and run.ready is None:
             if run.status != "syncing":
                 self.set(vm, "syncing", started=run.started or time.time())
-            res = self.step(vm, ["run", "sync"])
+            res = self.retried(vm, ["run", "sync"], lambda: True)
             if not res.ok:
                 return self.set(vm, "failed", error=f"sync runbook: {res.last_line}")
             self.set(vm, "warm", ready=time.time())
@@ -170,14 +170,31 @@ class WaveRunner:
             self.stop.wait(self.spec.run.poll)
         return False
 
+    def retried(self, vm: str, args: list[str], again: Callable[[], bool]) -> StepResult:
+        """The step, run again (up to ``run.attempts``) while it fails and ``again()`` says
+        the failure left nothing to undo; each retry journaled."""
+        for attempt in range(1, self.spec.run.attempts + 1):
+            res = self.step(vm, args)
+            if res.ok or attempt == self.spec.run.attempts or not again():
+                return res
+            self.journal.append("vm_retry", vm=vm, step=" ".join(args), attempt=attempt,
+                                error=res.last_line)
+            self.stop.wait(self.spec.run.poll)
+        return res
+
+    def cutover_status(self, vm: str) -> str | None:
+        state = Workspace(Path(self.spec.vm_params[vm]["workspace"])).load()
+        return state.cutover.status if state is not None and state.cutover else None
+
     def cut_over(self, vm: str) -> None:
-        res = self.step(vm, ["run", "cutover"])
+        # a cutover that never started or stopped mid-way resumes from its recorded step
+        res = self.retried(vm, ["run", "cutover"],
+                           lambda: self.cutover_status(vm) in (None, "running"))
         result = res.run_record().get("result") or {}
         if res.ok:
             return self.set(vm, "done", downtime_s=result.get("downtime_s"),
                             predicted_s=result.get("predicted_downtime_s"))
-        state = Workspace(Path(self.spec.vm_params[vm]["workspace"])).load()
-        co = state.cutover.status if state is not None and state.cutover else None
+        co = self.cutover_status(vm)
         why = f"cutover: {res.last_line}"
         if co == "rolled_back":
             return self.set(vm, "rolled_back", error=why)

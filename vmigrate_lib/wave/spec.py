@@ -38,6 +38,9 @@ class RunOptions:
     #: change owner agreed to lose those writes; false leaves it for the operator
     rollback_after_probes: bool = False
     poll: float = 1.0  #: seconds between the runner's looks at windows and slots
+    #: runs of a runbook that failed leaving nothing to undo (a kernel that did not start,
+    #: a sync that stopped: both resume) before the VM counts as failed
+    attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -181,13 +184,19 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
 
 
 def _run(pr: Problems, raw: Mapping[str, Any]) -> RunOptions:
-    for k in set(raw) - {"rollback_after_probes", "poll"}:
-        pr.add(f"run.{k}", "unknown key (known: poll, rollback_after_probes)")
+    for k in set(raw) - {"rollback_after_probes", "poll", "attempts"}:
+        pr.add(f"run.{k}", "unknown key (known: attempts, poll, rollback_after_probes)")
     rb = raw.get("rollback_after_probes", False)
     if not isinstance(rb, bool):
         pr.add("run.rollback_after_probes", "must be true or false")
         rb = False
-    return RunOptions(rb, pr.take("run.poll", raw.get("poll"), parse_duration, 1.0))
+    def count(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10:
+            raise ValueError("must be a whole number from 1 to 10")
+        return v
+
+    return RunOptions(rb, pr.take("run.poll", raw.get("poll"), parse_duration, 1.0),
+                      pr.take("run.attempts", raw.get("attempts"), count, 3))
 
 
 def _vms(pr: Problems, raw: Any, template: dict[str, Any], workspaces: Path,
