@@ -70,10 +70,10 @@ def save_gantt(sched: Schedule, folder: Path) -> list[Path]:
     for pair, slots in sorted(sched.by_pair().items(), key=lambda kv: str(kv[0])):
         slots = sorted(slots, key=lambda s: (math.isnan(s.seed_start), s.seed_start))
         fig, ax = plt.subplots(figsize=(10, 1.5 + 0.3 * len(slots)))
-        for i, s in enumerate(slots):
-            w = sched.plan.group(s.vm.group).window
-            if math.isfinite(w.end):
+        for w in {sched.plan.group(s.vm.group).window for s in slots}:
+            if math.isfinite(w.end):  # each group's window, once
                 ax.axvspan(w.start, w.end, ymin=0, ymax=1, color="honeydew", zorder=0)
+        for i, s in enumerate(slots):
             _bars(ax, i, s)
         ax.set_yticks(range(len(slots)), [s.vm.name for s in slots])
         ax.invert_yaxis()
