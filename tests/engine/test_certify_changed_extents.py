@@ -30,3 +30,35 @@ def test_delta_certify_hashes_only_the_changed_bytes(make_lab) -> None:  # type:
     assert sum(changed.values()) > 0, changed
     for key, disk in delta["certify"]["disks"].items():
         assert disk["bytes"] == changed[key], (key, disk, changed)
+    # the source's digests came from the copy's stream: certify read only the destination
+    assert {d["source"] for d in delta["certify"]["disks"].values()} == {"streamed"}
+    seed = outcomes[0].record
+    assert {d["source"] for d in seed["certify"]["disks"].values()} == {"read"}  # full: read
+
+
+def test_streamed_digests_equal_a_hash_pass(make_lab) -> None:  # type: ignore[no-untyped-def]
+    """The digests a read stream takes as it goes (unaligned extents, zero grains, holes)
+    are the ones a separate hash pass over the same extents gives, block for block."""
+    import os
+
+    from vmigrate_lib.dataplane import open_local_datastore
+    from vmigrate_lib.extents import Extent
+
+    lab = make_lab(disk_sizes=(8 * MiB,), power_on=False)
+    root = lab.ds_dir("esx-a") / "alice"
+    path = root / "t"
+    with open(path, "wb") as f:
+        f.truncate(9 * MiB)
+        f.seek(100_000)
+        f.write(os.urandom(3 * MiB) + bytes(200_000) + os.urandom(70_000))
+    ext = [Extent(5_000, 2 * MiB + 3), Extent(3 * MiB + 1, 4 * MiB), Extent(8 * MiB, MiB)]
+    ds = open_local_datastore("a", str(root))
+    try:
+        for algo in ("sha1", "md5"):
+            assert ds.stream_digests(algo, MiB)
+            chunks = list(ds.read_extents("t", ext))
+            got = ds.streamed_digests()
+            assert chunks and got is not None
+            assert got == list(ds.hash_blocks("t", MiB, algo, ext)), algo
+    finally:
+        ds.close()

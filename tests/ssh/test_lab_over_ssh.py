@@ -11,6 +11,7 @@ acknowledged.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -99,6 +100,13 @@ def test_sync_certify_cutover_over_ssh(ssh_hosts: SshHosts, lab: Path, tmp_path:
     else:
         assert "relay possible" in line, line
     assert "certify identical" in out
+    # the deltas' certify took the source's digests from the copy's stream (relay and
+    # direct alike): the frozen source was read once (issue 13 item 2)
+    recs = [json.loads(x) for x in (tmp_path / "ws" / "journal.jsonl").read_text().splitlines()]
+    deltas = [r for r in recs if r.get("type") == "cycle" and r.get("kind") == "delta"]
+    sources = {d["source"] for r in deltas for d in r["certify"]["disks"].values()
+               if d.get("bytes")}
+    assert sources == {"streamed"}, [r["certify"] for r in deltas]
     out = ok(vmigrate(pf, "certify"))
     assert out.count(": identical") == len(DISKS), out
 

@@ -35,6 +35,15 @@ def _digest_size(algorithm: str) -> int:
     ]
 
 
+def parse_digests(payload: bytes, algorithm: str) -> Iterator[BlockDigest]:
+    """The entries of one DIGESTS frame."""
+    entry = proto.DIGEST_ENTRY.size
+    step = entry + _digest_size(algorithm)
+    for i in range(0, len(payload), step):
+        off, ln = proto.DIGEST_ENTRY.unpack_from(payload, i)
+        yield BlockDigest(off, ln, payload[i + entry : i + step])
+
+
 class AgentDatastore(Datastore):
     """One datastore served by one agent, through one :class:`AgentChannel`.
 
@@ -45,6 +54,30 @@ class AgentDatastore(Datastore):
         self.name = name
         self.transport = transport
         self.channel = channel or AgentChannel(name, transport)
+        self.digest_request: tuple[str, int] | None = None  #: armed by stream_digests
+        self.streamed: list[BlockDigest] | None = None  #: what the armed stream digested
+
+    def stream_digests(self, algorithm: str, block: int) -> bool:
+        """Arm the next read or push stream to digest what it carries (the agent has it)."""
+        self.digest_request, self.streamed = (algorithm, block), []
+        return True
+
+    def streamed_digests(self) -> list[BlockDigest] | None:
+        """The armed stream's digests (None: none, or the stream was resumed); disarms."""
+        out, self.digest_request, self.streamed = self.streamed, None, None
+        return out
+
+    def digest_options(self) -> dict[str, Any]:
+        """What a read or push request adds when a digest is armed."""
+        if self.digest_request is None or self.streamed is None:
+            return {}
+        algo, block = self.digest_request
+        return {"digest": {"algorithm": algo, "block": block}}
+
+    def took_digests(self, payload: bytes) -> None:
+        """Keep a DIGESTS frame of the armed stream."""
+        if self.digest_request is not None and self.streamed is not None:
+            self.streamed.extend(parse_digests(payload, self.digest_request[0]))
 
     @property
     def hello(self) -> dict[str, Any]:
@@ -144,12 +177,14 @@ class AgentDatastore(Datastore):
     def read_extents(self, path: str, extents: Iterable[Extent]) -> Iterator[Chunk]:
         self.channel.connect()  # the codec is chosen at the handshake
         req = {"op": "read", "path": path, "extents": [[e.start, e.length] for e in extents],
-               **self.channel.read_options()}
+               **self.channel.read_options(), **self.digest_options()}
         for ftype, payload, arg in self.channel.stream(req):
             if ftype == proto.DATA:
                 yield Chunk(arg, len(payload), payload, self.channel.last_packed)
             elif ftype == proto.HOLE:
                 yield Chunk(arg, proto.LENGTH.unpack(payload)[0], None)
+            elif ftype == proto.DIGESTS:
+                self.took_digests(payload)
             else:
                 raise AgentError(f"unexpected frame {ftype} in read stream", datastore=self.name)
 

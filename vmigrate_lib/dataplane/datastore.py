@@ -199,6 +199,16 @@ class Datastore(abc.ABC):
         through this process and there is nothing to check beforehand."""
         return None
 
+    def stream_digests(self, algorithm: str, block: int) -> bool:
+        """Arm the next read or push stream to digest the blocks it carries (cut as
+        :meth:`hash_blocks` cuts the same extents), so that a certify need not read the
+        source again; False (the default): this datastore cannot."""
+        return False
+
+    def streamed_digests(self) -> list[BlockDigest] | None:
+        """The armed stream's digests, then disarm; None: none (or the stream resumed)."""
+        return None
+
     def compression_check(self, dst: Datastore) -> PathCheck | None:
         """For preflight: whether the compression requested for streams to ``dst`` runs on
         both ends, and which codec will; None (the default): no compression to check."""

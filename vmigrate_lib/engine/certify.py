@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..control.host import SnapshotInfo
+from ..dataplane.datastore import BlockDigest
 from ..errors import CertifyMismatch
-from ..extents import align, total
+from ..extents import Extent, align, total
 from .changeset import DiskPlan
 from .compare import CompareResult, compare, forget_remembered, pick_algorithm
 from .context import Migration
@@ -54,8 +55,9 @@ def certify_disks(
             summary["disks"][str(disk.key)] = {"result": "identical", "blocks": 0, "bytes": 0}
             continue
         m.reporter.event(PhaseReached(phase="certify", detail=f"disk {disk.key} ({mode}, {algo})"))
+        streamed = _streamed(plan, algo, block, extents)
         res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
-                      size=disk.capacity, extents=extents,
+                      size=disk.capacity, extents=extents, src_digests=streamed,
                       on_progress=rate_progress(m, total(extents) if extents else disk.capacity))
         if not res.identical and repair:
             m.workspace.journal.append("certify_mismatch", disk=disk.key, repairing=True,
@@ -66,7 +68,9 @@ def certify_disks(
                           size=disk.capacity, extents=extents)
             summary.setdefault("repaired", []).append(disk.key)
         results[disk.key] = res
-        summary["disks"][str(disk.key)] = res.summary()
+        # where the source's digests of the first compare came from
+        summary["disks"][str(disk.key)] = {**res.summary(),
+                                           "source": "read" if streamed is None else "streamed"}
         if not res.identical:
             summary["result"] = "MISMATCH"
     rec["certify"] = summary
@@ -86,3 +90,13 @@ def certify_disks(
             disks=list(bad), mismatches=[list(e) for e in first.mismatches[:100]],
         )
     return results
+
+
+def _streamed(plan: DiskPlan, algo: str, block: int,
+              extents: list[Extent] | None) -> list[BlockDigest] | None:
+    """The source's digests from this cycle's copy when they cover exactly what certify
+    hashes (same algorithm, block and extents); else None: the source is read."""
+    s = plan.streamed
+    if s is None or extents is None or (s.algorithm, s.block, s.extents) != (algo, block, extents):
+        return None
+    return s.digests

@@ -27,6 +27,7 @@ from ..extents import Extent, clip, normalize, total, union
 from ..modes import DiskMode
 from . import snapdelta
 from .context import Migration
+from .copier import StreamedDigests
 from .progress import DiskPlanned, PhaseReached
 from .state import DiskState, InProgress
 
@@ -38,6 +39,8 @@ class DiskPlan:
     extents: list[Extent]
     reason: str = ""
     resumed_from: int = 0
+    #: the source's digests as this cycle's copy streamed them (certify reads it once)
+    streamed: StreamedDigests | None = None
 
 
 def clean_stale(m: Migration) -> InProgress | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..control.host import DiskInfo
-from ..dataplane.datastore import Datastore
+from ..dataplane.datastore import BlockDigest, Datastore
 from ..errors import AgentError, DigestMapInvalid
 from ..extents import Extent
 from .digestmap import DigestMap, DigestStore, MapKey
@@ -95,6 +95,7 @@ def compare(
     extents: Iterable[Extent] | None = None,
     on_progress: Callable[[int], None] | None = None,
     keep: bytearray | None = None,
+    src_digests: Iterable[BlockDigest] | None = None,
 ) -> CompareResult:
     """Digest both files block by block and list the blocks that differ.
 
@@ -104,12 +105,14 @@ def compare(
     capacity, not the file's length (a flat file can be longer than its disk
     after a crash between growing the file and saving the configuration).
     ``keep`` collects the source's block digests in order (a map to remember).
+    ``src_digests``: the source's digests taken as the copy streamed it (not read again).
     """
     ext = [Extent(0, size)] if extents is None else list(extents)
     result = CompareResult(algorithm=algorithm, block_size=block_size)
     t0 = time.monotonic()
     root_a, root_b = hashlib.sha256(), hashlib.sha256()
-    stream_a = src.hash_blocks(src_path, block_size, algorithm, ext)
+    stream_a = (iter(src_digests) if src_digests is not None
+                else src.hash_blocks(src_path, block_size, algorithm, ext))
     stream_b = dst.hash_blocks(dst_path, block_size, algorithm, ext)
     try:
         for da in stream_a:

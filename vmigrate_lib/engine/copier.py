@@ -12,8 +12,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..dataplane.datastore import Datastore, StreamSummary
+from ..dataplane.datastore import BlockDigest, Datastore, StreamSummary
 from ..extents import Extent, total
+
+
+@dataclass
+class StreamedDigests:
+    """The source's block digests of the extents a copy carried, as it streamed them."""
+
+    algorithm: str
+    block: int
+    extents: list[Extent]
+    digests: list[BlockDigest]
 
 
 @dataclass

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from ..control.host import SnapshotInfo
 from ..dataplane.datastore import Datastore
 from ..errors import Interrupted
-from ..extents import total
+from ..extents import Extent, normalize, total
 from .changeset import DiskPlan
 from .compare import forget_remembered, hash_compare_disk, pick_algorithm
 from .context import Migration
-from .copier import CopyStats, copy_extents
+from .copier import CopyStats, StreamedDigests, copy_extents
 from .progress import DiskPlanned, PhaseReached
 
 
@@ -126,12 +126,29 @@ def _copy_disk(
             ws.save()
 
     report = progress.callback(disk.key, total(plan.extents), stop)
+    armed = _arm_digests(m, plan, src, dst)
     stats = copy_extents(
         src, src_path, dst, dst_path, plan.extents,
         checkpoint_bytes=m.params.sync.checkpoint_bytes,
         on_checkpoint=checkpoint, on_progress=lambda done, _total: report(done),
     )
+    if armed is not None:
+        got = src.streamed_digests()
+        plan.streamed = None if got is None else StreamedDigests(*armed, got)
     checkpoint(disk.capacity)
     if plan.mode == "hash":  # the source read whole for digests, the destination unless remembered
         stats.bytes_read += (1 + dest_reads) * disk.capacity
     return DiskResult(plan, stats, hashed)
+
+
+def _arm_digests(m: Migration, plan: DiskPlan, src: Datastore,
+                 dst: Datastore) -> tuple[str, int, list[Extent]] | None:
+    """A delta whose certify hashes what changed: the source digests it as it streams it
+    (certify then reads only the destination); None when not armed."""
+    if plan.mode == "full" or m.params.sync.certify != "changed" or not plan.extents:
+        return None
+    algo = pick_algorithm(src, dst, m.params.sync.algorithm)
+    block = m.params.sync.certify_block
+    if not src.stream_digests(algo, block):
+        return None
+    return algo, block, normalize(plan.extents)

@@ -7,6 +7,11 @@ import os
 from .protocol import DIGEST_ENTRY
 from .sparse import data_regions
 
+try:  # only for type comments
+    import typing  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
 
 def _hashers():
     algos = []
@@ -97,3 +102,61 @@ def digest_blocks(fd, extents, block, func, per_frame, send):
         count += len(entries)
         send(b"".join(entries))
     return count
+
+
+class StreamDigester(object):
+    """Block digests of what a read stream carries, cut as :func:`digest_blocks` cuts the
+    same merged extents (the global block grid, clipped to each extent), so that certify
+    need not read the frozen source a second time.  ``add`` takes the stream's frames in
+    order (``data`` None: ``n`` zero bytes); ``send(entries)`` gets DIGESTS payloads."""
+
+    def __init__(self, func, block, send, per_frame=2048):
+        self.func, self.block, self.send, self.per_frame = func, block, send, per_frame
+        self.start = None  # type: typing.Optional[int]
+        self.end = 0
+        self.parts = []  # type: typing.List[typing.Any]
+        self.entries = []  # type: typing.List[bytes]
+        self.zero = {}  # type: typing.Dict[int, bytes]
+        self.count = 0
+
+    def add(self, off, data, n):
+        if self.start is not None and off != self.end:
+            self._close()  # a gap: the extent ended inside a block
+        view = memoryview(data) if data is not None else None
+        pos, end = off, off + n
+        while pos < end:
+            if self.start is None:
+                self.start = pos
+            grid = (self.start // self.block + 1) * self.block
+            take = min(grid, end) - pos
+            self.parts.append(view[pos - off:pos - off + take] if view is not None else take)
+            pos += take
+            self.end = pos
+            if pos == grid:
+                self._close()
+
+    def _close(self):
+        parts, ln = self.parts, self.end - self.start
+        if all(isinstance(p, int) for p in parts):
+            d = self.zero.get(ln)
+            if d is None:
+                d = self.zero[ln] = self.func(bytes(ln))
+        elif len(parts) == 1:
+            d = self.func(parts[0])
+        else:
+            d = self.func(b"".join(bytes(p) if isinstance(p, int) else p for p in parts))
+        self.entries.append(DIGEST_ENTRY.pack(self.start, ln) + d)
+        self.start, self.parts = None, []
+        if len(self.entries) >= self.per_frame:
+            self.flush()
+
+    def flush(self):
+        if self.entries:
+            self.count += len(self.entries)
+            self.send(b"".join(self.entries))
+            self.entries = []
+
+    def finish(self):
+        if self.start is not None:
+            self._close()
+        self.flush()

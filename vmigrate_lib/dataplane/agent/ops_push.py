@@ -2,7 +2,7 @@
 
 import json
 
-from .ops_stream import Throttle
+from .ops_stream import Throttle, digesting
 from .packing import Packer
 from .protocol import (
     ACK,
@@ -223,10 +223,15 @@ class PushOps(object):
                     ends[arg] = arg + len(payload)
                 packer.emit(ftype, payload, arg)
 
+            # the digests of what is pushed go to the client (certify reads the source once)
+            emit, dig = digesting(req, emit_raw, self.send)
             try:
                 self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
-                                 emit_raw, stats)
+                                 emit, stats)
                 packer.finish()
+                if dig is not None:
+                    dig.finish()
+                    stats["digests"] = dig.count
             finally:
                 packer.queue.clear()
                 packer.finish()

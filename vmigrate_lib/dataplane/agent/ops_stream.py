@@ -8,7 +8,7 @@ try:  # only for type comments
 except ImportError:  # pragma: no cover
     pass
 
-from .hashing import HASH_FUNCS, digest_blocks
+from .hashing import HASH_FUNCS, StreamDigester, digest_blocks
 from .packing import Packer
 from .protocol import (
     ACK,
@@ -54,6 +54,27 @@ class Throttle(object):
             self.sleep(ahead)
 
 
+def digesting(req, emit, send):
+    """``emit`` that also digests the frames it carries when the request asks
+    (``req["digest"]``: algorithm, block); the digester's DIGESTS go to ``send``."""
+    want = req.get("digest")
+    if not want:
+        return emit, None
+    func = HASH_FUNCS.get(want["algorithm"])
+    if func is None:
+        raise ValueError("hash algorithm {!r} not available here".format(want["algorithm"]))
+    dig = StreamDigester(func, int(want["block"]), lambda entries: send(DIGESTS, entries))
+
+    def both(ftype, payload, arg):
+        if ftype == DATA:
+            dig.add(arg, payload, len(payload))
+        elif ftype == HOLE:
+            dig.add(arg, None, LENGTH.unpack(payload)[0])
+        emit(ftype, payload, arg)
+
+    return both, dig
+
+
 class StreamOps(object):
     """Mixed into the Agent: the streaming operations."""
 
@@ -69,14 +90,18 @@ class StreamOps(object):
                 throttle.add(len(payload) + HEADER_SIZE)
 
             packer = Packer(req.get("compress"), req.get("level"), out)
+            emit, dig = digesting(req, packer.emit, send)
         except ValueError as exc:
             self.send_json(ERR, error_dict(exc))
             return None
         stats = {"sent": 0, "holes": 0, "read": 0}
         try:
             self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
-                             packer.emit, stats)
+                             emit, stats)
             packer.finish()
+            if dig is not None:
+                dig.finish()
+                stats["digests"] = dig.count
         except (OSError, ValueError) as exc:
             packer.queue.clear()
             packer.finish()

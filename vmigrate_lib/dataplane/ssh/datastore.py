@@ -153,6 +153,7 @@ class SshAgentDatastore(AgentDatastore):
             if attempt.retried_after is not None:
                 self.channel.events.append({"event": "resume", "what": "read", "path": path,
                                             "extents_left": len(remaining) - k})
+                self.streamed = None  # cut differently after a resume: certify reads again
             got = {"sent": 0, "holes": 0}
             with attempt:
                 for chunk in _prefetch(super().read_extents(path, remaining[k:]), self.prefetch_bytes):

@@ -129,19 +129,24 @@ class DirectMode:
                 remaining = clip(remaining, acked, 2**63)
                 channel.events.append({"event": "resume", "what": "push", "path": src_path,
                                        "from_offset": acked})
+                self.src.streamed = None  # cut differently after a resume: certify reads again
             req: dict[str, Any] = {
                 "op": "push", "path": src_path, "dest_path": dst_path,
                 "extents": [[e.start, e.length] for e in remaining],
                 "argv": direct_argv(self.transport, dst_t),
                 # like the relay copier: checkpoints only when someone records them
                 "checkpoint": checkpoint_bytes if on_checkpoint is not None else 2**62,
+                **self.src.digest_options(),
             }
             if settings.compress:
                 req["compress"] = settings.compress  # the agent picks for auto, refuses a lack
             if settings.bwlimit:
                 req["bwlimit"] = settings.bwlimit
             with attempt:
-                for ftype, _payload, arg in channel.stream(req):
+                for ftype, payload, arg in channel.stream(req):
+                    if ftype == proto.DIGESTS:
+                        self.src.took_digests(payload)
+                        continue
                     if ftype != proto.ACK:
                         raise AgentError(f"unexpected frame {ftype} in push stream",
                                          datastore=self.src.name)
