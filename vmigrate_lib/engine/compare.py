@@ -39,7 +39,9 @@ def pick_algorithm(a: Datastore, b: Datastore, wanted: str = "auto") -> str:
                 algorithm=wanted,
             )
         return wanted
-    for name in PREFERENCE:
+    # the accelerators first, then the source agent's stdlib digests, fastest first as
+    # it measured them at start (the fixed order last, for an agent that did not rank)
+    for name in (*PREFERENCE[:2], *a.algorithms(), *PREFERENCE):
         if name in common:
             return name
     raise AgentError("the two agents share no hash algorithm", algorithms=sorted(common))
