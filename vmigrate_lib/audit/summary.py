@@ -21,6 +21,8 @@ from ..units import fmt_bytes, fmt_secs
 #: Cell metadata marking the summary cell (and the runbook's defaults cell) in evidence.
 SUMMARY_TAG = "vmigrate-summary"
 DEFAULTS_TAG = "vmigrate-runbook-defaults"
+#: Tags of the failure banners a failed run's notebook starts with (vmigrate's, papermill's).
+BANNER_TAGS = frozenset({"vmigrate-run-failed", "papermill-error-cell-tag"})
 
 
 def when(ts: object) -> str:
@@ -143,5 +145,10 @@ def add_summary(nb: Any, folder: Path, kind: str, record: Mapping[str, Any]) -> 
         cells.append(c)
     summary = nbformat.v4.new_markdown_cell(summary_markdown(folder, kind, record))
     summary.metadata["tags"] = [SUMMARY_TAG]
-    nb.cells = [summary, *cells]
+    # a failure banner (faces/executed.py's mark, papermill's) stays first: it is what a reader must see
+    banners = 0
+    while banners < len(cells) and BANNER_TAGS & set(cells[banners].get("metadata", {})
+                                                      .get("tags", [])):
+        banners += 1
+    nb.cells = [*cells[:banners], summary, *cells[banners:]]
     nb.metadata["title"] = f"{kind} runbook, change {record.get('change_id') or '(none)'}"
