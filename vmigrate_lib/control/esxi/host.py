@@ -28,7 +28,6 @@ from ...errors import (
     ParameterError,
     PowerError,
     PowerOnQuestion,
-    SnapshotError,
     TimeoutExpired,
     VimCmdError,
     VmAmbiguous,
@@ -37,7 +36,6 @@ from ...errors import (
 from ...extents import Extent
 from ...params import EsxiHostParams
 from ..host import (
-    VMIGRATE_SNAPSHOT_PREFIX,
     DiskInfo,
     Host,
     HostCheck,
@@ -47,14 +45,13 @@ from ..host import (
 )
 from . import vimcmd
 from .shell import EsxiShell, check_word
+from .snapshots import DELTA, EsxiSnapshots
 
 if TYPE_CHECKING:
     from ...dataplane.datastore import Datastore
 
 #: ``[datastore1] alice/alice.vmdk``
 _DS_PATH = re.compile(r"^\[(?P<ds>[^\]]+)\] (?P<path>.+)$")
-#: a snapshot delta's descriptor: ``alice-000001.vmdk`` (vSphere's naming)
-_DELTA = re.compile(r"-\d{6}\.vmdk$")
 #: VMFS volume UUIDs (``5f1a2b3c-aaaaaaaa-bbbb-001122334455``) beside the names
 _VMFS_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PROVISIONING = ("thin", "zeroedthick", "eagerzeroedthick")
@@ -67,7 +64,7 @@ def ds_path(text: str, command: str) -> tuple[str, str]:
     return m["ds"], m["path"]
 
 
-class EsxiHost(Host):
+class EsxiHost(EsxiSnapshots, Host):
     """One ESXi host over SSH (``type: esxi``)."""
 
     def __init__(self, hp: EsxiHostParams, *, connection: SshConnection | None = None) -> None:
@@ -137,7 +134,7 @@ class EsxiHost(Host):
         # on a snapshot the backing is the running delta (its ``parent`` chain leads to
         # the base: vSphere API, VirtualDiskFlatVer2BackingInfo.parent); vmigrate reads
         # the base, named as ESXi names deltas after it (alice-000002.vmdk -> alice.vmdk)
-        desc = _DELTA.sub(".vmdk", desc)
+        desc = DELTA.sub(".vmdk", desc)
         flat = desc if desc.endswith("-flat.vmdk") else desc.removesuffix(".vmdk") + "-flat.vmdk"
         label = d.get("deviceInfo", vimcmd.VmodlObject("")).get("label", f"disk {key}")
         # vim-cmd has no changed-block query: reported off, so the engine hash-compares
@@ -191,7 +188,7 @@ class EsxiHost(Host):
         (this migration's leftover) is the preflight's snapshot check's to judge."""
         snaps = self.list_snapshots(vm.name)
         deltas = [f for chain in self.disk_chains(vm.name).values() for f in chain[1:]
-                  if _DELTA.search(f)]
+                  if DELTA.search(f)]
         if self.consolidation_needed(vm.name):
             why = "consolidation needed (get.runtime consolidationNeeded)"
         elif deltas and not snaps:
@@ -215,87 +212,6 @@ class EsxiHost(Host):
                             since: str) -> Iterator[Extent]:
         raise ChangeIdInvalid(f"an esxi host has no changed-block query ({vm}, disk {disk_key})",
                               hint="the engine hash-compares the disk instead", vm=vm)
-
-    # --- snapshots ------------------------------------------------------------------
-    def _snapshots(self, vmid: int) -> list[vimcmd.SnapshotRow]:
-        r = self.shell.vim_cmd("vmsvc/snapshot.get", str(vmid))
-        return vimcmd.parse_snapshots(r.stdout, vmid)
-
-    def list_snapshots(self, vm: str) -> list[SnapshotInfo]:
-        return [SnapshotInfo(id=str(s.id), name=s.name, created=s.created,
-                             description=s.description)
-                for s in self._snapshots(self.vmid(vm))]
-
-    def create_snapshot(self, vm: str, name: str, description: str = "",
-                        quiesce: bool = False) -> SnapshotInfo:
-        """Without memory; refused, changing nothing, while any snapshot exists (the
-        frozen base would then be a delta).  Read back with ``snapshot.get``."""
-        vmid = self.vmid(vm)
-        if self._snapshots(vmid):
-            raise SnapshotError(f"VM {vm} already has snapshots: vmigrate reads the base disk "
-                                "and needs it frozen by its own snapshot alone", vm=vm)
-        return self._create(vmid, vm, name, description, quiesce)
-
-    def _create(self, vmid: int, vm: str, name: str, description: str,
-                quiesce: bool) -> SnapshotInfo:
-        disks = self._config(vmid)[3]
-        self.shell.vim_cmd("vmsvc/snapshot.create", str(vmid), check_word(name, "snapshot name"),
-                           check_word(description, "snapshot description"), "0",
-                           "1" if quiesce else "0")
-        made = [s for s in self._snapshots(vmid) if s.name == name]
-        if len(made) != 1:
-            raise SnapshotError(f"snapshot {name!r} of {vm} is not on the host after "
-                                "vim-cmd vmsvc/snapshot.create", vm=vm, snapshot=name)
-        s = made[0]
-        return SnapshotInfo(id=str(s.id), name=s.name, created=s.created,
-                            description=s.description,
-                            disk_paths={d.key: d.path for d in disks})
-
-    keeps_snapshot_chain = True
-
-    def create_snapshot_on_top(self, vm: str, name: str, description: str = "") -> SnapshotInfo:
-        """``snapshot.create`` over vmigrate's own snapshots (a child of the newest: the
-        delta below is frozen); refused, changing nothing, beside anyone else's or on a
-        branched tree (the delta would not be the last cycle's writes)."""
-        vmid = self.vmid(vm)
-        snaps = self._snapshots(vmid)
-        others = [s.name for s in snaps if not s.name.startswith(VMIGRATE_SNAPSHOT_PREFIX)]
-        if others or any(s.level != i for i, s in enumerate(snaps)):
-            raise SnapshotError(f"VM {vm} has snapshots vmigrate did not make, or a branched "
-                                f"tree: {', '.join(s.name for s in snaps)}", vm=vm,
-                                hint="remove them on the host, then run again")
-        return self._create(vmid, vm, name, description, False)
-
-    def snapshot_deltas(self, vm: str, snapshot_id: str) -> dict[int, str]:
-        """From ``get.filelayout``: snapshot ``i`` of a linear tree (root first) wrote
-        each disk's chain file ``i + 1`` (the base descriptor is file 0)."""
-        vmid = self.vmid(vm)
-        ids = [str(s.id) for s in self._snapshots(vmid)]
-        if snapshot_id not in ids:
-            raise SnapshotError(f"no snapshot {snapshot_id} on VM {vm}", vm=vm,
-                                snapshot_id=snapshot_id)
-        i = ids.index(snapshot_id) + 1
-        out: dict[int, str] = {}
-        for key, chain in self.disk_chains(vm).items():
-            if len(chain) != len(ids) + 1 or not _DELTA.search(chain[i]):
-                raise DiskChainError(f"VM {vm} disk {key}: {len(chain)} chain file(s) for "
-                                     f"{len(ids)} snapshot(s): {', '.join(chain)}", vm=vm,
-                                     hint="consolidate the VM's disks on the host, then run "
-                                     "again")
-            out[key] = chain[i]
-        return out
-
-    def remove_snapshot(self, vm: str, snapshot_id: str, timeout: float | None = None) -> None:
-        """Remove and consolidate; one already gone counts as removed (re-runs)."""
-        vmid = self.vmid(vm)
-        if not any(str(s.id) == snapshot_id for s in self._snapshots(vmid)):
-            return
-        wait = self.snapshot_remove_timeout if timeout is None else timeout
-        self.shell.vim_cmd("vmsvc/snapshot.remove", str(vmid), check_word(snapshot_id),
-                           timeout=wait)
-        if any(str(s.id) == snapshot_id for s in self._snapshots(vmid)):
-            raise SnapshotError(f"snapshot {snapshot_id} of {vm} is still there after "
-                                "vim-cmd vmsvc/snapshot.remove", vm=vm, snapshot_id=snapshot_id)
 
     # --- power ------------------------------------------------------------------------
     def power_state_of(self, vmid: int) -> PowerState:
