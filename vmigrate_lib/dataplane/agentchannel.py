@@ -94,13 +94,17 @@ class AgentChannel:
         if self.connected and not self._busy:
             return
         self.disconnect()
-        try:
-            self._handshake()
-        except TransportError as exc:
-            why = self.transport.failed_start(exc, self.datastore)
-            if why is not None:
-                raise why from exc
-            raise
+        for first in (True, False):
+            try:
+                self._handshake()
+                break
+            except TransportError as exc:
+                if first and self.transport.restart():
+                    continue  # the agent file was missing: installed now, start again
+                why = self.transport.failed_start(exc, self.datastore)
+                if why is not None:
+                    raise why from exc
+                raise
         offered = self.hello.get("compression", [])
         #: a requested codec this side lacks: raised by every stream that would use it
         #: (never a silent fallback); requests and preflight go on and say so

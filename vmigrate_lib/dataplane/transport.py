@@ -79,6 +79,11 @@ class Transport(abc.ABC):
     def diagnostics(self) -> str:
         """What the agent said on stderr, for an error message."""
 
+    def restart(self) -> bool:
+        """After a failed start: whether something was put right (an agent file installed)
+        so that one more start may work; False (the default): nothing to do."""
+        return False
+
     def failed_start(self, exc: TransportError, datastore: str) -> VmigrateError | None:
         """A clearer error when ``exc`` means the agent refused to start, not a lost network.
 

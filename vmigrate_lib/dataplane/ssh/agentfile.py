@@ -34,6 +34,8 @@ from ..sshconfig import SshSettings
 
 #: Exit status of a remote script that refused the folder or the file.
 REFUSED = 97
+#: Exit status of the launcher when no agent file is there yet (install it, start again).
+NEED = 98
 
 _CHECKS = r'''
 import hashlib, os, stat, sys
@@ -120,8 +122,12 @@ sys.stdout.write("replaced\n" if have else "installed\n")
 LAUNCH_SCRIPT = _CHECKS + r'''
 import runpy
 path, want = sys.argv[1], sys.argv[2]
+if not os.path.lexists(os.path.dirname(path)):
+    sys.exit(98)  # NEED: not installed yet
 check_dir(os.path.dirname(path))
 have = digest_of(path)
+if have is None:
+    sys.exit(98)
 if have != want:
     refuse("%s: sha256 %s is not the uploaded agent's %s" % (path, have or "(missing)", want))
 sys.argv = [path] + sys.argv[3:]
@@ -183,5 +189,5 @@ def install(t: paramiko.Transport, settings: SshSettings, path: str, data: bytes
     return answer
 
 
-__all__ = ["INSTALL_SCRIPT", "LAUNCH_SCRIPT", "REFUSED", "agent_path", "install",
+__all__ = ["INSTALL_SCRIPT", "LAUNCH_SCRIPT", "NEED", "REFUSED", "agent_path", "install",
            "launch_command", "private_dir"]

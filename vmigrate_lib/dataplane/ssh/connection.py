@@ -239,6 +239,16 @@ class SshConnection:
         )
 
     # --- agent file ----------------------------------------------------------------
+    def agent_target(self) -> str:
+        """Where the agent file is when installed (nothing checked on the host): a start
+        tries it first and installs only when the launcher says it is missing or wrong,
+        which saves a python start and a round trip per connection."""
+        if self.agent_path is not None:
+            return self.agent_path
+        data, digest16 = agent_zipapp()
+        self.agent_sha256 = hashlib.sha256(data).hexdigest()
+        return agentfile.agent_path(self.settings, digest16)
+
     def ensure_agent(self) -> str:
         """Install the agent in the login's private folder (see :mod:`.agentfile`) unless
         the same bytes are there; the path, whose digest every start checks again."""

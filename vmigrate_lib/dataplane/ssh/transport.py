@@ -11,7 +11,7 @@ import paramiko
 from ...errors import AgentError, AgentFileUnsafe, TransportError, VmigrateError
 from ..sshconfig import SshSettings
 from ..transport import Transport
-from .agentfile import REFUSED, launch_command
+from .agentfile import NEED, REFUSED, launch_command
 from .channel import ChannelReader, ChannelWriter, RateLimiter
 from .connection import SshConnection
 
@@ -30,16 +30,27 @@ class SshTransport(Transport):
         self.starts = 0
         self.last_exit: int | None = None  #: exit status of the last agent that ended
 
-    def remote_command(self) -> str:
-        """The command that starts this datastore's agent on its host."""
-        path = self.conn.ensure_agent()
+    def remote_command(self, ensure: bool = True) -> str:
+        """The command that starts this datastore's agent on its host (``ensure``: the
+        agent file is installed first; else it is tried as is, see :meth:`restart`)."""
+        path = self.conn.ensure_agent() if ensure else self.conn.agent_target()
         return launch_command(self.settings, path, self.conn.agent_sha256, self.root)
+
+    def restart(self) -> bool:
+        """After a failed start: when this connection tried the agent file without
+        installing it and the launcher found it missing or not the agent's (exit NEED or
+        REFUSED), install it (the install refuses an unsafe folder, replaces a wrong file
+        with a warning, as before) and say to start again."""
+        if self.conn.agent_path is not None or self.last_exit not in (NEED, REFUSED):
+            return False
+        self.conn.ensure_agent()
+        return True
 
     def start(self) -> tuple[IO[bytes], IO[bytes]]:
         self.close()
         s = self.settings
         try:
-            cmd = self.remote_command()
+            cmd = self.remote_command(ensure=False)
             t = self.conn.transport()
             chan = t.open_session(window_size=s.window_size, max_packet_size=s.max_packet_size)
             chan.settimeout(s.io_timeout)
