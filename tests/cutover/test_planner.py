@@ -226,3 +226,33 @@ def test_long_intervals_then_a_short_final_window(link: float) -> None:
     assert p.predicted_downtime == pytest.approx(real, rel=0.15)
     if link < 20 * MB:
         assert p.final_bytes == pytest.approx(truth.recs[-2]["bytes_changed"], rel=0.15)
+
+
+def hash_history(dirty: float, thr: float, intervals: list[float], hash_s: float
+                 ) -> list[dict[str, Any]]:
+    """Cycles of ``sync.change_tracking: hash`` (esxi hosts, no CBT): each delta copies the
+    blocks that differ since the last cycle and hashes the whole source disk first."""
+    out = [cyc("seed", 1000 * MB, None, 1000 * MB / thr)]
+    for i in intervals:
+        rec = cyc("delta", dirty * i, i, dirty * i / thr, duration=hash_s + dirty * i / thr + 0.5)
+        rec["phases"]["hash"] = hash_s
+        rec["disks"] = [{"key": 2000, "mode": "hash", "bytes_changed": dirty * i}]
+        out.append(rec)
+    return out
+
+
+def test_hash_mode_cycles_give_a_rate_and_the_final_pays_the_whole_disk_hash() -> None:
+    """Before: hash cycles gave no dirty rate ("no data"), so every hash-mode migration got
+    no-go at go/no-go and needed --force.  Their bytes are the blocks written since the last
+    cycle (block-rounded: an upper bound of the writes), so they give a rate; and a final
+    hash-compare cycle reads the whole source disk while Alice is off, so that time is
+    part of the predicted downtime."""
+    p = plan(hash_history(1 * MB, 100 * MB, [30, 15, 8], hash_s=4.0), budget=30,
+             shutdown_s=2, boot_s=2)
+    assert p.dirty_rate == pytest.approx(1 * MB)
+    assert p.throughput == pytest.approx(100 * MB)
+    assert p.overhead >= 4.0  # the whole-disk hash of the final cycle
+    assert p.converged and p.predicted_downtime >= 2 + 4 + 2
+    slow = plan(hash_history(1 * MB, 100 * MB, [30, 15, 8], hash_s=40.0), budget=30,
+                shutdown_s=2, boot_s=2)
+    assert not slow.converged and not slow.will_converge

@@ -28,6 +28,7 @@ from ..modes import DiskMode
 from . import snapdelta
 from .context import Migration
 from .copier import StreamedDigests
+from .cycle_records import HASH_CHOSEN
 from .progress import DiskPlanned, PhaseReached
 from .state import DiskState, InProgress
 
@@ -120,7 +121,7 @@ def plan_disk(
     elif not dstate.seeded:
         plan = DiskPlan(disk, "full", clip(allocated(), 0, cap), "seed: allocated areas")
     elif m.params.sync.change_tracking == "hash":
-        plan = DiskPlan(disk, "hash", [], "sync.change_tracking=hash")
+        plan = DiskPlan(disk, "hash", [], HASH_CHOSEN)
     elif dstate.recheck:  # grown, returned or recreated: prove it by hashes
         plan = DiskPlan(disk, "hash", [], dstate.recheck)
     elif doubt:

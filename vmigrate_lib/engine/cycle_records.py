@@ -24,6 +24,10 @@ def _int(value: object, default: int = 0) -> int:
     return int(value)
 
 
+#: A disk's ``reason`` when it is hash-compared because the operator chose ``hash``.
+HASH_CHOSEN = "sync.change_tracking=hash"
+
+
 @dataclass
 class CycleDisk:
     """What one cycle did to one disk."""
@@ -38,6 +42,10 @@ class CycleDisk:
     bytes_zero: int = 0
     resumed_from: int = 0
     change_id: str | None = None
+
+    @property
+    def hash_by_choice(self) -> bool:
+        return self.mode == "hash" and self.reason == HASH_CHOSEN
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CycleDisk:
@@ -92,6 +100,19 @@ class CycleRecord:
     def tracked(self) -> bool:
         """Every disk copied tracked changes: its bytes are writes per interval."""
         return all(d.mode == "tracked" for d in self.disks)
+
+    @property
+    def rated(self) -> bool:
+        """Its bytes are the guest's writes over its interval: tracked changes exactly, or
+        blocks hash-compared because ``sync.change_tracking`` is ``hash`` (the blocks
+        written since the last cycle, block-rounded: an upper bound).  Not a seed's, and
+        not a hash-compare forced by a doubt (after Bob ran it also holds his writes)."""
+        return all(d.mode == "tracked" or d.hash_by_choice for d in self.disks)
+
+    @property
+    def hash_by_choice(self) -> bool:
+        """Some disk is hash-compared every cycle (the final one too, with Alice off)."""
+        return any(d.hash_by_choice for d in self.disks)
 
     def phase(self, name: str) -> float:
         return self.phases.get(name, 0.0)

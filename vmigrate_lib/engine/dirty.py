@@ -62,8 +62,9 @@ class Trend:
 
 
 def _tracked_deltas(cyc: Sequence[CycleRecord]) -> list[CycleRecord]:
-    # a hash-compare cycle's bytes are differences, not writes per interval: no rate
-    return [c for c in cyc if c.kind == "delta" and (c.interval or 0) > 0 and c.tracked]
+    # tracked and hash-compared deltas both carry the writes of their interval (a hash
+    # cycle's at block granularity); a seed's or full copy's bytes carry no rate
+    return [c for c in cyc if c.kind == "delta" and (c.interval or 0) > 0 and c.rated]
 
 
 def final_windows(records: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
@@ -78,7 +79,7 @@ def final_windows(records: Sequence[Mapping[str, Any]]) -> list[tuple[float, flo
             off_at = float(end) if isinstance(end, (int, float)) else None
             continue
         c = CycleRecord.from_json(rec)
-        if c is None or c.kind != "final" or not c.ok or not c.tracked or off_at is None:
+        if c is None or c.kind != "final" or not c.ok or not c.rated or off_at is None:
             continue
         if c.snapshot_at and c.interval and c.interval > 0:
             window = off_at - (c.snapshot_at - c.interval)
@@ -125,7 +126,7 @@ def trend(cyc: Sequence[CycleRecord]) -> Trend:
     final cycle starts a new series), at most :data:`TREND_CYCLES`."""
     run: list[CycleRecord] = []
     for c in cyc:
-        run = run + [c] if (c.kind == "delta" and c.tracked and (c.interval or 0) > 0) else []
+        run = run + [c] if (c.kind == "delta" and c.rated and (c.interval or 0) > 0) else []
     run = run[-TREND_CYCLES:]
     return Trend(deltas=tuple(float(c.bytes_changed) for c in run),
                  intervals=tuple(c.interval or 0.0 for c in run))

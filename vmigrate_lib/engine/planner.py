@@ -123,6 +123,16 @@ def _tail(cycles: Sequence[CycleRecord]) -> float:
     return statistics.median(parts) if parts else 0.0
 
 
+def _hash_cost(cycles: Sequence[CycleRecord]) -> float:
+    """Seconds a cycle spends hashing whole disks, when the last delta cycle did (``hash``
+    change tracking, or a disk whose changes could not be trusted): the final cycle will
+    too, with Alice off, so it is downtime."""
+    deltas = [c for c in cycles if c.kind == "delta"]
+    if not deltas or not deltas[-1].hash_by_choice:
+        return 0.0
+    return statistics.median(c.phase("hash") for c in deltas[-RATE_WINDOW:] if c.hash_by_choice)
+
+
 def _certify_rate(cycles: Sequence[CycleRecord]) -> float:
     """Bytes per second of the "changed" certify (both sides read and hashed)."""
     recent = [c for c in cycles if c.certify_mode == "changed"
@@ -138,7 +148,7 @@ class _Costs:
 
     thr: float
     cert_rate: float
-    tail: float  #: of a delta cycle, after its snapshot
+    tail: float  #: of a delta cycle, after its snapshot (whole-disk hashing included)
     final_fixed: float  #: of the final phase
 
     def move(self, nbytes: float) -> float:
@@ -226,8 +236,9 @@ def plan(
 
 def _costs(cyc: list[CycleRecord], timed: CutoverTimings, thr: float, certify: str) -> _Costs:
     cert_rate = _certify_rate(cyc) if certify == "changed" else 0.0
-    fixed = timed.final_fixed if timed.final_fixed is not None else _overhead(cyc)
-    return _Costs(thr=thr, cert_rate=cert_rate, tail=_tail(cyc), final_fixed=fixed)
+    hashing = _hash_cost(cyc)
+    fixed = timed.final_fixed if timed.final_fixed is not None else _overhead(cyc) + hashing
+    return _Costs(thr=thr, cert_rate=cert_rate, tail=_tail(cyc) + hashing, final_fixed=fixed)
 
 
 def _age(cyc: list[CycleRecord], now: float | None) -> float:
