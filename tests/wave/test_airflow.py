@@ -9,7 +9,12 @@ project's ``vmigrate`` kernel, their executed notebooks in the VM's workspace; t
 pair pools keep the runbooks running on a source host, a destination host and in total
 within the limits (1 per host, 2 in total), from the task instances' start/end times;
 the databases' cutovers end before any application's starts (the ``after`` edges); every
-block each source guest acknowledged is on its copy.  Pools limit the task instances
+block each source guest acknowledged is on its copy.  Twice: with ``airflow dags test``,
+which runs one task at a time and does not consult pools (the loop of ``DAG.test`` in
+``airflow/sdk/definitions/dag.py`` queues every ready task), and under Airflow's own
+scheduler (api-server on loopback, dag-processor, scheduler with the LocalExecutor, 4 in
+parallel), which enforces pools: there the limits checked from the task instances are
+what the pools held (without them the two VMs on esx-a would sync at once).  Pools limit the task instances
 running in them, each task taking ``pool_slots`` of one pool
 (https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/pools.html).
 What only a real deployment would show: a distributed executor's workers (``dags test``
@@ -21,9 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +45,8 @@ from vmigrate_lib.wave.model import Group, HostPair, Limits, VmTask, WavePlan
 from vmigrate_lib.wave.spec import load_wave
 
 REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = Path(os.environ.get("VMIGRATE_AIRFLOW_VENV", REPO / ".venv-airflow")) / "bin" / "airflow"
+VENV = Path(os.environ.get("VMIGRATE_AIRFLOW_VENV", REPO / ".venv-airflow"))
+AIRFLOW = VENV / "bin" / "airflow"
 VMS = [  # name, source, destination, group
     ("db1", "esx-a", "esx-b", "db"), ("db2", "esx-c", "esx-d", "db"),
     ("app1", "esx-a", "esx-b", "app"), ("app2", "esx-c", "esx-d", "app"),
@@ -46,8 +55,9 @@ LIMITS = {"in_flight": 2, "per_source_host": 1, "per_destination_host": 1}
 CLI = [sys.executable, "-m", "vmigrate_lib.faces.cli"]
 
 NO_AIRFLOW = pytest.mark.skipif(
-    not AIRFLOW.exists(), reason=f"Apache Airflow is not installed in {AIRFLOW.parent.parent}: "
-    "run scripts/setup_airflow.sh (scripts/test.sh does)")
+    not (VENV / ".vmigrate-airflow-installed").exists(),
+    reason=f"Apache Airflow is not installed in {VENV}: run scripts/setup_airflow.sh "
+    "(scripts/test.sh does; it needs the package registry)")
 
 
 @pytest.fixture
@@ -100,10 +110,46 @@ def test_pair_pools_split_the_limits() -> None:
         pair_slots(_plan([("a", "b"), ("a", "d")], in_flight=4, per_host=1))
 
 
+def _scheduler(env: dict[str, str], home: Path, dag_id: str) -> None:
+    """The DAG under Airflow's own scheduler (LocalExecutor, 4 parallel), which is what
+    enforces pools: api-server (loopback), dag-processor and scheduler, then one run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
+    procs = [subprocess.Popen([str(AIRFLOW), *cmd], env=env, start_new_session=True,
+                              stdout=open(home / f"{cmd[0]}.log", "wb"), stderr=subprocess.STDOUT)
+             for cmd in (["api-server", "--host", "127.0.0.1", "--port", str(port)],
+                         ["dag-processor"], ["scheduler"])]
+    try:
+        db, deadline = home / "airflow.db", time.time() + 1500
+        while not sqlite3.connect(db).execute("SELECT 1 FROM dag WHERE dag_id = ?",
+                                              (dag_id,)).fetchall():
+            assert time.time() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(2)
+        _airflow(env, "dags", "unpause", dag_id)
+        _airflow(env, "dags", "trigger", dag_id)
+        while True:
+            states = [r[0] for r in sqlite3.connect(db).execute(
+                "SELECT state FROM dag_run WHERE dag_id = ?", (dag_id,))]
+            if states and states[0] in ("success", "failed"):
+                break
+            assert time.time() < deadline and all(p.poll() is None for p in procs), states
+            time.sleep(2)
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+
+
 @pytest.mark.slow
 @NO_AIRFLOW
 @pytest.mark.timeout(1800)
-def test_wave_on_airflow_holds_the_limits(tmp_path: Path, lab_root: Path) -> None:
+@pytest.mark.parametrize("how", ["dags-test", "scheduler"])
+def test_wave_on_airflow_holds_the_limits(tmp_path: Path, lab_root: Path, how: str) -> None:
     ws = tmp_path / "ws"
     vms = [{"name": n, "source": s, "destination": d, "group": g} for n, s, d, g in VMS]
     path = wave_file(tmp_path / "wave.yaml", lab_root, ws, vms, limits=LIMITS,
@@ -121,22 +167,30 @@ def test_wave_on_airflow_holds_the_limits(tmp_path: Path, lab_root: Path) -> Non
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
     _airflow(env, "db", "migrate")
     _airflow(env, "pools", "import", str(next(dags.glob("*-pools.json"))))
-    _airflow(env, "dags", "test", "vmigrate_wave_t", timeout=1500)
+    if how == "dags-test":
+        _airflow(env, "dags", "test", "vmigrate_wave_t", timeout=1500)
+    else:
+        _scheduler(env, home, "vmigrate_wave_t")
 
     with sqlite3.connect(home / "airflow.db") as db:
         rows = db.execute("SELECT task_id, state, start_date, end_date, pool FROM task_instance "
                           "WHERE dag_id = 'vmigrate_wave_t'").fetchall()
+        slots = dict(db.execute("SELECT pool, slots FROM slot_pool").fetchall())
     tis = {r[0]: r for r in rows}
-    print("task instances:", json.dumps(rows, default=str))
+    print(how, "task instances:", json.dumps(rows, default=str))
     runbooks = {t: r for t, r in tis.items() if t.endswith((".sync", ".cutover"))}
     assert len(runbooks) == 8 and all(r[1] == "success" for r in runbooks.values()), rows
     span = {t: (_when(r[2]), _when(r[3])) for t, r in runbooks.items()}
     host = {n: (s, d) for n, s, d, _ in VMS}
+    for t, r in runbooks.items():  # each runbook ran in its host pair's pool, of 1 slot
+        s, d = host[t.split(".")[0]]
+        assert r[4] == f"vmigrate-t-{s}-to-{d}" and slots[r[4]] == 1, r
     for side, limit in ((0, LIMITS["per_source_host"]), (1, LIMITS["per_destination_host"])):
         for h in {v[side] for v in host.values()}:
             on = [span[t] for t in span if host[t.split(".")[0]][side] == h]
             assert peak(on) <= limit, (h, on)
     assert peak(list(span.values())) <= LIMITS["in_flight"]
+    print(how, "peak runbooks at once:", peak(list(span.values())))
     assert min(span[f"{a}.cutover"][0] for a in ("app1", "app2")) >= \
         max(span[f"{d}.cutover"][1] for d in ("db1", "db2"))
 

@@ -8,7 +8,8 @@ each VM's runbooks are ``PapermillOperator`` tasks executed by the project's
 How the model maps (:mod:`.model`):
 
 * a VM is ``<vm>.sync`` then ``<vm>.cutover`` (its two runbooks), the executed notebook
-  written into the VM's workspace (``evidence/airflow-<run>-<kind>/<kind>.ipynb``);
+  written into the VM's workspace (``evidence/airflow-<run id>-<kind>/<kind>.ipynb``;
+  a triggered run has no logical date, so the run id names it);
 * a group's window is a ``DateTimeSensor`` before its cutovers (windows are absolute:
   the wave's start is ``--start`` or the time the DAG was written);
 * ``after`` is an edge from every cutover of the earlier group to every cutover of the
@@ -149,7 +150,7 @@ with DAG(WAVE["dag_id"], schedule=None, catchup=False, max_active_runs=1,
         tasks = {{}}
         for kind, weight in (("sync", 1), ("cutover", 10)):
             out = os.path.join(vm["workspace"], "evidence",
-                               "airflow-{{{{ ts_nodash }}}}-" + kind, kind + ".ipynb")
+                               "airflow-{{{{ run_id | replace(':', '') | replace('+', '_') }}}}-" + kind, kind + ".ipynb")
             tasks[kind] = Runbook(task_id=vm["id"] + "." + kind, input_nb=WAVE["runbooks"][kind],
                                   output_nb=out, parameters=vm["params"][kind],
                                   kernel_name=WAVE["kernel"], pool=vm["pool"],
