@@ -35,6 +35,12 @@ class VmigrateError(Exception):
         """A single line for a terminal or a journal entry."""
         return " ".join(str(self).split())
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython's protocol for an exception that renders its own traceback
+        (``InteractiveShell.showtraceback``): in a notebook cell a vmigrate error shows as
+        its one line (what is wrong, how to fix it), not 40-60 lines of library frames."""
+        return [f"{type(self).__name__}: {self.one_line()}"]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "error": type(self).__name__,

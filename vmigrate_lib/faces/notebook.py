@@ -269,7 +269,7 @@ def _one_line_error(shell: Any, etype: type[BaseException], value: BaseException
     is wrong and how to fix it) instead of 40-60 lines of library frames.  The kernel still
     reports an error (name and message), so papermill and the runner classify it as before."""
     line = f"{etype.__name__}: {value.one_line() if isinstance(value, VmigrateError) else value}"
-    shell._showtraceback(etype, value, [line])  # ipykernel sends it as the cell's error
+    shell.showtraceback((etype, value, tb))  # one line: VmigrateError._render_traceback_
     for dash in LIVE_DASHBOARDS:
         dash.failed(line)
     return [line]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...errors import HostApiError
 from ._vmomi import vim
 from .connection import Connection
 from .tasks import wait_task
@@ -24,6 +25,25 @@ def _cluster(vm: Any) -> Any | None:
     host = vm.runtime.host
     parent = host.parent if host is not None else None
     return parent if isinstance(parent, vim.ClusterComputeResource) else None
+
+
+def _find_cluster(conn: Connection, vm: Any, moid: str) -> Any:
+    """The cluster :func:`hold` changed: the VM's own (the override kept it there), else
+    the one with that id anywhere in the inventory (public API, no private stub)."""
+    here = _cluster(vm)
+    if here is not None and here._moId == moid:
+        return here
+    view = conn.content.viewManager.CreateContainerView(
+        conn.content.rootFolder, [vim.ClusterComputeResource], True)
+    try:
+        found = next((c for c in view.view if c._moId == moid), None)
+    finally:
+        view.DestroyView()
+    if found is None:
+        raise HostApiError(f"the cluster ({moid}) that holds the VM's DRS override is gone",
+                           hint="set the VM's DRS automation back by hand if it matters",
+                           cluster=moid)
+    return found
 
 
 def _override(cluster: Any, vm: Any) -> Any | None:
@@ -64,7 +84,8 @@ def hold(conn: Connection, vm: Any, timeout: float) -> dict[str, Any] | None:
 
 def release(conn: Connection, vm: Any, saved: Mapping[str, Any], timeout: float) -> None:
     """Put back the VM's DRS override as :func:`hold` found it."""
-    cluster = vim.ClusterComputeResource(str(saved["cluster"]), conn.si._stub)
+    cluster = conn.call(lambda: _find_cluster(conn, vm, str(saved["cluster"])),
+                        "finding the cluster that holds the VM's DRS override")
     before = saved.get("override")
     if before is None:
         spec = vim.cluster.DrsVmConfigSpec(operation="remove", removeKey=vm)
