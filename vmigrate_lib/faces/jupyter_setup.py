@@ -27,9 +27,14 @@ from .papermill_runner import KERNEL_HISTORY_OFF, KERNEL_NAME
 
 DISPLAY_NAME = "Python (vmigrate)"
 SETTINGS_PACKAGE = "vmigrate_lib.jupyter_settings"
-#: The server's contents manager: jupyter_server's own, with sealed evidence read-only.
-SERVER_CONFIG = {"ServerApp": {
-    "contents_manager_class": "vmigrate_lib.faces.jupyter_contents.SealedEvidenceContentsManager"}}
+#: The server's contents manager: jupyter_server's own, with sealed evidence read-only;
+#: and JupyterLab's application object on the page (``window.jupyterapp``), through which
+#: a runbook's last cell saves the notebook before archiving a hand run (:mod:`.hand_run`).
+SERVER_CONFIG: dict[str, dict[str, Any]] = {
+    "ServerApp": {"contents_manager_class":
+                  "vmigrate_lib.faces.jupyter_contents.SealedEvidenceContentsManager"},
+    "LabApp": {"expose_app_in_browser": True},
+}
 
 
 def shipped_settings() -> dict[str, Any]:
@@ -99,11 +104,13 @@ def write_server_config(prefix: Path) -> Path:
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read Jupyter server settings {target}: {exc}", hint=hint,
                              path=str(target)) from exc
-        if not isinstance(loaded, dict) or not isinstance(loaded.get("ServerApp", {}), dict):
+        if not isinstance(loaded, dict) or not all(
+                isinstance(loaded.get(section, {}), dict) for section in SERVER_CONFIG):
             raise InputError(f"Jupyter server settings {target} is not a JSON object of "
                              "objects", hint=hint, path=str(target))
         current = loaded
-    current.setdefault("ServerApp", {}).update(SERVER_CONFIG["ServerApp"])
+    for section, values in SERVER_CONFIG.items():
+        current.setdefault(section, {}).update(values)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, (json.dumps(current, indent=2) + "\n").encode("utf-8"), mode=0o666)
     return target

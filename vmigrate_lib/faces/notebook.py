@@ -11,6 +11,7 @@ reads what it records.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,9 @@ RESULT_MIME = "application/vnd.vmigrate.result+json"
 LIVE_DASHBOARDS: list[Dashboard] = []
 #: scrapbook's MIME type for a JSON scrap (``sb.read_notebook(path).scraps`` reads it).
 SCRAP_MIME = "application/scrapbook.scrap.json+json"
+#: When this kernel's run began and the journal's size then: a hand run's archive
+#: (:mod:`.hand_run`) keeps the journal slice from there.
+HAND_RUN_START: dict[str, float] = {}
 
 
 # --- opening and the sync loop ---------------------------------------------------------------
@@ -228,7 +232,10 @@ def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]
 def dashboard(run: RunbookParams) -> Reporter:
     """Show the live dashboard, seeded with the cycles already in the workspace journal."""
     p = run.migration
-    history = read_journal(Workspace(p.workspace).journal.path)
+    journal = Workspace(p.workspace).journal.path
+    HAND_RUN_START.update(started=time.time(),
+                          offset=journal.stat().st_size if journal.exists() else 0)
+    history = read_journal(journal)
     title = f"{run.kind}: {p.vm} -> {p.target_name} ({run.change_id})"
     dash = make_dashboard(title, budget=p.downtime_budget, history=history)
     LIVE_DASHBOARDS.clear()  # the newest run's dashboard shows a cell's failure
