@@ -57,9 +57,15 @@ _SAVE_JS = """
 
 
 def notebook_path() -> Path | None:
-    """The notebook this kernel runs, as JupyterLab started it (None outside JupyterLab)."""
+    """The notebook this kernel runs, as JupyterLab started it (None outside JupyterLab).
+
+    jupyter_server 2.x gives the absolute path (its ``SessionManager.get_kernel_env``);
+    a relative one is the server root's, and the kernel runs in the notebook's folder."""
     name = os.environ.get(SESSION_ENV)
-    return Path(name) if name and name.endswith(".ipynb") else None
+    if not name or not name.endswith(".ipynb"):
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else Path.cwd() / path.name
 
 
 def request_save(path: Path) -> str:
@@ -106,7 +112,7 @@ def archive(run: RunbookParams, names: Mapping[str, Any], result: Mapping[str, A
         print("not in JupyterLab: no evidence archived (vmigrate run archives a run)",
               flush=True)
         return None
-    mark = request_save(path)
+    mark = request_save(Path(os.environ[SESSION_ENV]))
     wait_saved(path, mark, timeout)
     return archive_saved(run, names, result, path)
 
