@@ -6,7 +6,8 @@ and merges the JupyterLab settings vmigrate ships (package data
 ``vmigrate_lib.jupyter_settings``: widget state saved with hand-run notebooks) into
 ``<prefix>/share/jupyter/lab/settings/overrides.json``, and makes the environment's
 Jupyter server keep sealed evidence read-only (:data:`SERVER_CONFIG`, see
-:mod:`.jupyter_contents`).  ``jupyter/install.sh`` calls it, and a wheel install runs it
+:mod:`.jupyter_contents`) and expose JupyterLab's application to the page, through
+which a runbook's last cell saves a hand run before archiving it (:mod:`.hand_run`).  ``jupyter/install.sh`` calls it, and a wheel install runs it
 the same way: both read the settings through the package.
 """
 
