@@ -116,6 +116,7 @@ class VirtualDisk:
             self.ctk = None
             self.ctk = ChangeTracker.replace(path, capacity)
         self.cfg.capacity = capacity
+        self.chain.capacity = capacity  # the next snapshot's delta covers the new size
 
     # --- I/O -------------------------------------------------------------------------
     def write(self, offset: int, data: bytes) -> None:
