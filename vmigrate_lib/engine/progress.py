@@ -142,6 +142,7 @@ class LineReporter(Reporter):
         self.stream = stream or sys.stdout
         self.min_interval = min_interval
         self._last = 0.0
+        self._finished: tuple[int, int] | None = None
 
     def _line(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -154,7 +155,10 @@ class LineReporter(Reporter):
         now = time.monotonic()
         if self.min_interval and now - self._last < self.min_interval and done < total:
             return
+        if done >= total and self._finished == (done, total):
+            return  # one "100%" line per pass, however often the pass reports its end
         self._last = now
+        self._finished = (done, total) if done >= total else None
         pct = 100.0 * done / total if total else 100.0
         self._line(f"  {pct:5.1f}%  {fmt_bytes(done)} of {fmt_bytes(total)}  {fmt_rate(rate)}")
 
@@ -180,7 +184,39 @@ def format_event(ev: Event) -> str:
     if isinstance(ev, CheckReported):
         mark = "ok  " if ev.ok else "FAIL"
         return f"  [{mark}] {ev.name}: {ev.detail}"
-    details = ", ".join(f"{k}={_short(v)}" for k, v in event_info(ev).items() if v is not None)
+    return _sentence(ev)
+
+
+def _sentence(ev: Event) -> str:
+    """The events a runbook or the cutover reports, as an operator reads them (not
+    ``kind: key=value`` dumps)."""
+    if isinstance(ev, CycleFailed):
+        why = f": {ev.error}" if ev.error else ""
+        return f"cycle {ev.number} {ev.status}{why}"
+    if isinstance(ev, StepChanged):
+        took = f" in {fmt_secs(ev.seconds)}" if ev.seconds is not None else ""
+        return f"step {ev.name}: {ev.status}{took}"
+    if isinstance(ev, WarningRaised):
+        return f"warning: {ev.message}"
+    if isinstance(ev, SyncFinished):
+        verdict = "converged" if ev.converged else "not converged"
+        return f"sync finished after {ev.cycles} cycle(s): {verdict}"
+    info = event_info(ev)
+    if isinstance(ev, PredictionMade) and "predicted_downtime" in info:
+        verdict = "CONVERGED" if info.get("converged") else "not yet"
+        return (f"prediction after cycle {info.get('cycle')}: downtime "
+                f"{fmt_secs(float(info['predicted_downtime']))} vs budget "
+                f"{fmt_secs(float(info.get('budget') or 0.0))}: {verdict}")
+    if isinstance(ev, CutoverFinished) and "status" in info:
+        down = info.get("downtime_s")
+        pred = info.get("predicted_downtime_s")
+        parts = [f"cutover attempt {info.get('attempt')}: {info['status']}"]
+        if isinstance(down, (int, float)):
+            parts.append(f"downtime {fmt_secs(float(down))}")
+        if isinstance(pred, (int, float)):
+            parts.append(f"predicted {fmt_secs(float(pred))}")
+        return ", ".join(parts)
+    details = ", ".join(f"{k}={_short(v)}" for k, v in info.items() if v is not None)
     return f"{ev.kind_}: {details}" if details else ev.kind_
 
 
