@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from vmigrate_lib.engine.cycle_records import HASH_CHOSEN
 from vmigrate_lib.engine.planner import MEASURED_TYPE, plan
 
 MB = 1e6
@@ -159,7 +160,7 @@ class Timeline:
         written = self.dirty((until if until is not None else snap) - self.last_snap)
         b = written if nbytes is None else nbytes
         copy = b / self.THR
-        rec = {"type": "cycle", "status": "ok", "kind": kind, "number": self.n,
+        rec: dict[str, Any] = {"type": "cycle", "status": "ok", "kind": kind, "number": self.n,
                "started": self.t, "snapshot_at": snap,
                "interval": snap - self.last_snap if self.n > 1 else None,
                "bytes_changed": b, "duration": self.SNAP + copy + self.TAIL,
@@ -236,7 +237,8 @@ def hash_history(dirty: float, thr: float, intervals: list[float], hash_s: float
     for i in intervals:
         rec = cyc("delta", dirty * i, i, dirty * i / thr, duration=hash_s + dirty * i / thr + 0.5)
         rec["phases"]["hash"] = hash_s
-        rec["disks"] = [{"key": 2000, "mode": "hash", "bytes_changed": dirty * i}]
+        rec["disks"] = [{"key": 2000, "mode": "hash", "reason": HASH_CHOSEN,
+                         "bytes_changed": dirty * i}]
         out.append(rec)
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,8 +90,11 @@ def test_relay_forwards_compressed_frames_untouched(
     a, b = _open(ssh_loopback, ra, compress="zlib"), _open(ssh_loopback, rb)
     packs: list[int] = []
     real_pack = proto.Compressor.pack
-    monkeypatch.setattr(proto.Compressor, "pack",
-                        lambda self, p: (packs.append(len(p)), real_pack(self, p))[1])
+    def pack(self: proto.Compressor, p: bytes) -> tuple[bytes, int]:
+        packs.append(len(p))
+        return real_pack(self, p)
+
+    monkeypatch.setattr(proto.Compressor, "pack", pack)
     sent: list[tuple[int, int]] = []
     try:
         b.create_disk("t", len(data))
@@ -115,7 +119,7 @@ def test_relay_forwards_compressed_frames_untouched(
     assert to_b <= stats.bytes_wire < 0.7 * len(data)
 
 
-def _read_summary(ds: SshAgentDatastore, path: str, **req: object) -> dict[str, object]:
+def _read_summary(ds: SshAgentDatastore, path: str, **req: object) -> dict[str, Any]:
     ds.channel.connect()
     for _frame in ds.channel.stream({"op": "read", "path": path, "extents": [[0, os.path.getsize(
             Path(ds.hello["root"]) / path)]], **req}):

@@ -34,8 +34,8 @@ def _archive(ws_root: Path, name: str, status: str = "failed") -> Path:
 
 
 def _row(folder: Path) -> dict[str, object]:
-    rows: list[dict[str, object]] = runs_frame([folder]).to_dict("records")
-    return rows[0]
+    rows = runs_frame([folder]).to_dict("records")
+    return {str(k): v for k, v in rows[0].items()}
 
 
 def test_a_resealed_archive_is_not_verified(tmp_path: Path) -> None:

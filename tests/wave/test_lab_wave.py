@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ FAILING = "app3"
 CLI = [sys.executable, "-m", "vmigrate_lib.faces.cli"]
 
 
-def _phases(journal: Path) -> list[dict[str, object]]:
+def _phases(journal: Path) -> list[dict[str, Any]]:
     return list(Journal(journal).records("vm_phase"))
 
 
@@ -63,7 +64,8 @@ def lab_root(tmp_path: Path) -> Iterator[Path]:
 @pytest.mark.timeout(3600)  # ~10 min on 2 busy cores: 16 runbooks under papermill
 def test_lab_wave_killed_resumed_one_rolled_back(tmp_path: Path, lab_root: Path) -> None:
     root, ws = lab_root, tmp_path / "ws"
-    vms = [{"name": n, "source": s, "destination": d, "group": g} for n, s, d, g in VMS]
+    vms: list[dict[str, Any]] = [{"name": n, "source": s, "destination": d, "group": g}
+                                 for n, s, d, g in VMS]
     vms[4]["params"] = {"cutover": {"probe_command": "false", "probe_timeout": "2s"}}
     path = wave_file(tmp_path / "wave.yaml", root, ws, vms,
                      groups=[{"name": "db"}, {"name": "app", "after": ["db"]}],

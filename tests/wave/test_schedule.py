@@ -28,7 +28,7 @@ def _vm(name: str, src: str, dst: str, group: str = "g", seed: float = 10 * GB,
                   VmFacts(seed_bytes=int(seed), dirty_rate=dirty, shutdown_s=30, boot_s=60))
 
 
-def _plan(vms: list[VmTask], groups: tuple[Group, ...] = (Group("g"),), **lim: float) -> WavePlan:
+def _plan(vms: list[VmTask], groups: tuple[Group, ...] = (Group("g"),), **lim: object) -> WavePlan:
     return WavePlan("w", tuple(vms), groups, Limits(**{  # type: ignore[arg-type]
         "in_flight": 4, "per_source": 2, "per_destination": 2, "default_bandwidth": 1e8, **lim}))
 

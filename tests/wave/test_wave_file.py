@@ -19,7 +19,8 @@ import yaml
 
 from tests.wave.labwave import wave_file
 from vmigrate_lib.errors import WaveFileError, WaveStateCorrupt
-from vmigrate_lib.wave.spec import load_wave, parse_rate
+from vmigrate_lib.wave.fields import parse_rate
+from vmigrate_lib.wave.spec import load_wave
 from vmigrate_lib.wave.state import VmRun, WaveState, load, save
 
 ROOT = Path(__file__).resolve().parents[2]
