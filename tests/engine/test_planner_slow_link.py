@@ -4,7 +4,7 @@ Alice's guest writes 1 MB/s in 4 KiB blocks, all into a hot set of 6 MiB; every
 write dirties a 64 KiB change tracking grain (as VMware CBT does), so the hot set
 is dirtied whole within seconds and every delta is about that size, however
 short the interval.  Her datastore is served over a real OpenSSH sshd on
-loopback with vmigrate's own bandwidth cap (``source.bwlimit``, 2 MB/s: the same
+loopback with vmigrate's own bandwidth cap (``source.bwlimit``, 1 MB/s: the same
 pacing the data plane applies on a real link; shaping a namespace link would
 prove no more here and costs root and seconds; bench/bench_planner.py measures
 the tc-shaped 100 Mbit/s case).  Each cycle then takes as long as copying the
@@ -12,7 +12,9 @@ hot set plus its fixed cost, the next delta is the hot set again: the deltas sta
 still.  The seed (12 MiB allocated, more than the hot set) takes longer than the
 first delta, so the first interval cannot make the guest look faster than the link.  The dirty rate per second of interval stays below the link's rate (the
 interval is longer than the copy), which is why the old test "dirty < throughput"
-said "will converge" every time.
+said "will converge" every time.  The cap is 1 MB/s, not 2: once an installed agent
+started with one SSH exec (issue 13 item 3) the cycles' fixed costs shrank enough that
+at 2 MB/s a 2 s budget could legitimately be met, and the scenario no longer stalled.
 
 What it proves: ``sync --until-converged``'s loop says "won't converge" as soon as
 the deltas stop shrinking (at most :data:`TREND_CYCLES` delta cycles), with the
@@ -50,7 +52,7 @@ from vmigrate_lib.units import fmt_bytes
 pytestmark = [pytest.mark.slow]
 
 MiB = 1 << 20
-CAP = "2MB"  #: bytes per second on the source's SSH data
+CAP = "1MB"  #: bytes per second on the source's SSH data
 
 
 @pytest.fixture(name="sshd")
