@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 
 from tests.esxi.conftest import EsxiPair
 from vmigrate_lib.control.host import PowerState
+from vmigrate_lib.engine.planner import PREDELTA_FRESH_S
 from vmigrate_lib.lab.verify import verify_copy
 from vmigrate_lib.lab.workload import WorkloadSpec
 
@@ -90,6 +92,9 @@ def test_killed_cutover_resumes_then_rollback_esxi_to_esxi(esxi_pair: EsxiPair) 
     r = _cli(path, "sync", "--cycles", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     a, b = lab.host(), lab.host("esx-b")
+    # the predelta cycle runs only when the last snapshot is older than PREDELTA_FRESH_S:
+    # wait past it, so that the kill below always lands after a predelta that kept c3
+    time.sleep(PREDELTA_FRESH_S + 2.0)
     for spec in ("after:predelta", "before:register"):
         k = subprocess.run([sys.executable, str(KILLER), spec, "cutover", *FAST, "-p",
                             str(path)], cwd=path.parent, capture_output=True, text=True,
