@@ -227,6 +227,13 @@ class GuestStarter:
                     return
 
     def __enter__(self) -> GuestStarter:
+        # The state when the caller starts, read before it acts: a VM that is absent or off
+        # now needs no power-off first (a resumed cutover may register and power Bob on
+        # before the thread's own first look, which then saw him on and waited forever).
+        with pyvmomi(self.sim) as si:
+            vms = [v for v in objects(si, vim.VirtualMachine) if v.name == self.vm_name]
+            if not vms or vms[0].runtime.powerState != "poweredOn":
+                self.seen_off = True
         self._thread.start()
         return self
 
