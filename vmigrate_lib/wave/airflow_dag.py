@@ -155,7 +155,11 @@ with DAG(WAVE["dag_id"], schedule=None, catchup=False, max_active_runs=1,
                                   output_nb=out, parameters=vm["params"][kind],
                                   kernel_name=WAVE["kernel"], pool=vm["pool"],
                                   priority_weight=weight, weight_rule="absolute",
-                                  trigger_rule="all_success" if kind == "sync" else "all_done")
+                                  trigger_rule="all_success" if kind == "sync" else "all_done",
+                                  # a sync runbook run again resumes (the local runner's
+                                  # run.attempts); a failed cutover waits for the operator
+                                  retries=2 if kind == "sync" else 0,
+                                  retry_delay=datetime.timedelta(seconds=10))
         tasks["sync"] >> tasks["cutover"]
         windows[vm["group"]] >> tasks["cutover"]
         cutovers[vm["id"]] = (tasks["cutover"], vm["after"])
