@@ -158,21 +158,10 @@ var (
 )
 
 func (h *identityHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == "/vmigrate-identity" {
-		identityControl(w, r)
+	body, ok := sdkBody(w, r, "/vmigrate-identity", identityControl, h.next)
+	if !ok {
 		return
 	}
-	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-		h.next.ServeHTTP(w, r)
-		return
-	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
 	switch {
 	case strings.Contains(string(body), "<PowerOnVM_Task"):
 		if m := thisVM.FindSubmatch(body); m != nil {

@@ -236,26 +236,39 @@ func diskCapacity(disk *types.VirtualDisk) int64 {
 // ---------------------------------------------------------------------------
 // QueryChangedDiskAreas over HTTP.
 
-type qcdaHandler struct {
-	next http.Handler
-}
-
-func (h *qcdaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == "/vmigrate-test" {
-		serveControl(w, r)
-		return
+// sdkBody is the front every wrapping handler shares: its own control endpoint
+// (``control``, served by ``serve``), anything but a SOAP POST passed to ``next``,
+// and the SOAP body read once and put back for the handlers after it.  ok=false:
+// the request was already answered or passed on.
+func sdkBody(w http.ResponseWriter, r *http.Request, control string,
+	serve func(http.ResponseWriter, *http.Request), next http.Handler) ([]byte, bool) {
+	if control != "" && r.Method == http.MethodPost && r.URL.Path == control {
+		serve(w, r)
+		return nil, false
 	}
 	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-		h.next.ServeHTTP(w, r)
-		return
+		next.ServeHTTP(w, r)
+		return nil, false
 	}
 	body, err := io.ReadAll(r.Body)
 	_ = r.Body.Close()
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
-		return
+		return nil, false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, true
+}
+
+type qcdaHandler struct {
+	next http.Handler
+}
+
+func (h *qcdaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, ok := sdkBody(w, r, "/vmigrate-test", serveControl, h.next)
+	if !ok {
+		return
+	}
 	if name := restrictedMethod(body); name != "" {
 		if rec := h.checkSession(r); rec == nil {
 			writeSoap(w, http.StatusInternalServerError, &soapFault{

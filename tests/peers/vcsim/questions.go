@@ -70,21 +70,10 @@ type questionHandler struct {
 }
 
 func (h *questionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == "/vmigrate-questions" {
-		questionControl(w, r)
+	body, ok := sdkBody(w, r, "/vmigrate-questions", questionControl, h.next)
+	if !ok {
 		return
 	}
-	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-		h.next.ServeHTTP(w, r)
-		return
-	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
 	s := string(body)
 	switch {
 	case strings.Contains(s, "<RegisterVM_Task"):

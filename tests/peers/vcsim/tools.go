@@ -28,14 +28,11 @@ type toolsHandler struct {
 }
 
 func (h *toolsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-		h.next.ServeHTTP(w, r)
+	body, ok := sdkBody(w, r, "", nil, h.next)
+	if !ok {
 		return
 	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil || !bytes.Contains(body, []byte("ShutdownGuest")) {
+	if !bytes.Contains(body, []byte("ShutdownGuest")) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
