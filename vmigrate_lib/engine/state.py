@@ -8,7 +8,9 @@ versions of vmigrate, so its shape lives here and nowhere else:
 * :class:`DiskState` - one source disk and its copy (identified by its key
   *and* its file: a reused key with another file is a new disk);
 * :class:`InProgress` - the cycle being copied: snapshot, change ids,
-  durable checkpoints (the resume rule's S0 and X).
+  durable checkpoints (the resume rule's S0 and X);
+* :class:`CutoverRecord` (in ``cutover_record``, re-exported here) - the cutover, step
+  by step; ``state_fields`` reads the JSON, naming each field.
 
 Loading checks the schema ``version`` (version 1, written by vmigrate 0.x
 without a digest, is migrated; a newer one is refused) and every field's type;
@@ -30,7 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StateCorrupt
-from ..modes import CUTOVER_STATUSES, STEP_STATUSES, CutoverStatus, StepStatus, W
+from .cutover_record import CutoverRecord, StepRecord
+from .state_fields import FieldReader, bad_state
+
+__all__ = ["STATE_VERSION", "CutoverRecord", "DiskState", "InProgress", "MigrationState",
+           "StepRecord", "canonical", "digest_of", "disk_digest", "parse"]
 
 #: The schema written by this code.  1: vmigrate 0.x (no digest, never checked).
 STATE_VERSION = 2
@@ -44,68 +50,6 @@ def canonical(body: Mapping[str, Any]) -> bytes:
 def digest_of(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
-
-class _Reader:
-    """Typed access to one JSON object, naming the field in every complaint."""
-
-    def __init__(self, data: object, where: str, path: str) -> None:
-        if not isinstance(data, dict):
-            raise _bad(path, f"{where} is {type(data).__name__}, not an object")
-        self.data: dict[str, Any] = data
-        self.where, self.path = where, path
-
-    def _get(self, key: str, types: tuple[type, ...], default: object, name: str) -> Any:
-        value = self.data.get(key, default)
-        if value is None and default is None:
-            return None
-        # bool is an int in Python; a JSON true is never a count or an offset
-        if isinstance(value, bool) and bool not in types:
-            value = _WRONG
-        if not isinstance(value, types):
-            raise _bad(self.path, f"{self.where}.{key} is {value!r}, not {name}")
-        return value
-
-    def str_(self, key: str, default: str | None = "") -> Any:
-        return self._get(key, (str,), default, "a string")
-
-    def word_(self, key: str, words: tuple[W, ...], default: W | None = None) -> W:
-        """One of ``words`` (a status): anything else is a corrupt state, said in one line."""
-        value = self._get(key, (str,), default, "a string")
-        for word in words:
-            if value == word:
-                return word
-        raise _bad(self.path, f"{self.where}.{key} is {value!r}, not one of {', '.join(words)}")
-
-    def int_(self, key: str, default: int | None = 0) -> Any:
-        return self._get(key, (int,), default, "an integer")
-
-    def float_(self, key: str, default: float | None = 0.0) -> Any:
-        value = self._get(key, (int, float), default, "a number")
-        return None if value is None else float(value)
-
-    def bool_(self, key: str, default: bool = False) -> bool:
-        return bool(self._get(key, (bool,), default, "true or false"))
-
-    def obj(self, key: str) -> dict[str, Any] | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise _bad(self.path, f"{self.where}.{key} is {value!r}, not an object")
-        return value
-
-
-_WRONG = object()
-
-
-def _bad(path: str, what: str) -> StateCorrupt:
-    return StateCorrupt(
-        f"{path} is not a valid vmigrate state: {what}",
-        hint="restore it from a backup; or start afresh: move the "
-        "workspace away, remove the destination folder (or choose another dest_name), run "
-        "vmigrate sync (a new seed)",
-        path=path, problem=what,
-    )
 
 
 @dataclass
@@ -140,13 +84,13 @@ class DiskState:
 
     @classmethod
     def from_json(cls, data: object, key: str, path: str) -> DiskState:
-        r = _Reader(data, f"disks[{key}]", path)
+        r = FieldReader(data, f"disks[{key}]", path)
         try:
             k = int(key)
         except ValueError:
-            raise _bad(path, f"disk key {key!r} is not a number") from None
+            raise bad_state(path, f"disk key {key!r} is not a number") from None
         if r.int_("key", k) != k:
-            raise _bad(path, f"disks[{key}].key is {r.data.get('key')!r}, not {k}")
+            raise bad_state(path, f"disks[{key}].key is {r.data.get('key')!r}, not {k}")
         untrusted = r.data.get("untrusted")
         return cls(
             key=k, path=r.str_("path"), dest_path=r.str_("dest_path"),
@@ -183,15 +127,15 @@ class InProgress:
 
     @classmethod
     def from_json(cls, data: object, path: str) -> InProgress:
-        r = _Reader(data, "in_progress", path)
+        r = FieldReader(data, "in_progress", path)
         ids = r.obj("snap_change_ids") or {}
         cks = r.obj("checkpoints") or {}
         for k, v in ids.items():
             if v is not None and not isinstance(v, str):
-                raise _bad(path, f"in_progress.snap_change_ids[{k}] is {v!r}, not a string")
+                raise bad_state(path, f"in_progress.snap_change_ids[{k}] is {v!r}, not a string")
         for k, v in cks.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise _bad(path, f"in_progress.checkpoints[{k}] is {v!r}, not an offset")
+                raise bad_state(path, f"in_progress.checkpoints[{k}] is {v!r}, not an offset")
         return cls(
             number=r.int_("number"), kind=r.str_("kind"), snapshot_id=str(r.data.get(
                 "snapshot_id", "")), snapshot_name=r.str_("snapshot_name"),
@@ -200,122 +144,6 @@ class InProgress:
             snapshot_removed=r.bool_("snapshot_removed"),
         )
 
-
-@dataclass
-class StepRecord:
-    """One cutover step: how often it ran, when, and how it ended."""
-
-    status: StepStatus = "pending"
-    runs: int = 0
-    start: float | None = None
-    end: float | None = None
-    error: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": self.status, "runs": self.runs, "start": self.start,
-                                "end": self.end}
-        if self.error is not None:
-            body["error"] = self.error
-        return body
-
-    @classmethod
-    def from_json(cls, data: object, where: str, path: str) -> StepRecord:
-        r = _Reader(data, where, path)
-        return cls(status=r.word_("status", STEP_STATUSES, "pending"), runs=r.int_("runs"),
-                   start=r.float_("start", None), end=r.float_("end", None),
-                   error=r.obj("error"))
-
-
-#: Fields of the cutover record that are timestamps (epoch seconds) or None.
-_CO_TIMES = ("started", "ended", "sync_age", "shutdown_requested_at", "alice_off_at",
-             "register_started_at", "bob_powered_on_at", "bob_ready_at")
-_CO_FLAGS = ("hard_poweroff", "registering", "registered", "bob_powered_on")
-_CO_TEXTS = ("reason", "operator", "certify", "bob_uuid", "bob_ip")
-_CO_OBJECTS = ("options", "prediction", "measured", "go", "final_cycle", "retire")
-
-
-@dataclass
-class CutoverRecord:
-    """One cutover attempt, step by step: what a killed cutover resumes from."""
-
-    attempt: int
-    status: CutoverStatus
-    step: str = ""
-    steps: dict[str, StepRecord] = field(default_factory=dict)
-    started: float | None = None
-    ended: float | None = None
-    reason: str | None = None
-    operator: str | None = None
-    options: dict[str, Any] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)  #: earlier attempts
-    warnings: list[str] = field(default_factory=list)
-    prediction: dict[str, Any] | None = None
-    go: dict[str, Any] | None = None
-    sync_age: float | None = None
-    shutdown_requested_at: float | None = None
-    hard_poweroff: bool = False
-    alice_off_at: float | None = None
-    cycles_before_final: int | None = None
-    final_cycle: dict[str, Any] | None = None
-    certify: str | None = None
-    files_copied: list[str] = field(default_factory=list)
-    register_started_at: float | None = None
-    registering: bool = False
-    registered: bool = False
-    bob_uuid: str | None = None
-    bob_powered_on: bool = False
-    bob_powered_on_at: float | None = None  #: when vmigrate asked for Bob's power-on
-    bob_ready_at: float | None = None
-    bob_ip: str | None = None
-    probes: list[dict[str, Any]] | None = None
-    measured: dict[str, Any] | None = None
-    #: cutover.identity retire-source: the source's RetirePlan (saved before anything
-    #: changes) and ``state``: planned | retired | restored
-    retire: dict[str, Any] | None = None
-
-    def step_record(self, name: str) -> StepRecord:
-        return self.steps.setdefault(name, StepRecord())
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "attempt": self.attempt, "status": self.status, "step": self.step,
-            "steps": {k: v.to_json() for k, v in self.steps.items()},
-            "history": list(self.history), "warnings": list(self.warnings),
-            "files_copied": list(self.files_copied),
-            "cycles_before_final": self.cycles_before_final, "probes": self.probes,
-        }
-        for name in (*_CO_TIMES, *_CO_FLAGS, *_CO_TEXTS, *_CO_OBJECTS):
-            body[name] = getattr(self, name)
-        return body
-
-    @classmethod
-    def from_json(cls, data: object, path: str) -> CutoverRecord:
-        r = _Reader(data, "cutover", path)
-        steps = r.obj("steps") or {}
-        lists: dict[str, list[Any] | None] = {}
-        for name in ("history", "warnings", "files_copied", "probes"):
-            value = r.data.get(name)
-            if value is not None and not isinstance(value, list):
-                raise _bad(path, f"cutover.{name} is {value!r}, not a list")
-            lists[name] = value
-        rec = cls(
-            attempt=r.int_("attempt"), status=r.word_("status", CUTOVER_STATUSES), step=r.str_("step", "") or "",
-            steps={str(k): StepRecord.from_json(v, f"cutover.steps[{k}]", path)
-                   for k, v in steps.items()},
-            history=list(lists["history"] or []),
-            warnings=[str(w) for w in lists["warnings"] or []],
-            files_copied=[str(f) for f in lists["files_copied"] or []],
-            probes=lists["probes"], cycles_before_final=r.int_("cycles_before_final", None),
-        )
-        for n in _CO_TIMES:
-            setattr(rec, n, r.float_(n, None))
-        for n in _CO_FLAGS:
-            setattr(rec, n, r.bool_(n))
-        for n in _CO_TEXTS:
-            setattr(rec, n, r.str_(n, None))
-        for n in _CO_OBJECTS:
-            setattr(rec, n, r.obj(n))
-        return rec
 
 
 @dataclass
@@ -423,10 +251,10 @@ class MigrationState:
         The notes say what a reader must know: a migrated version, an edit
         behind vmigrate's back (and the disks it touched, now untrusted).
         """
-        r = _Reader(data, "state", path)
+        r = FieldReader(data, "state", path)
         version = r.data.get("version", 1)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise _bad(path, f"version is {version!r}, not a schema number")
+            raise bad_state(path, f"version is {version!r}, not a schema number")
         if version > STATE_VERSION:
             raise StateCorrupt(
                 f"{path} was written by a newer vmigrate (state version {version}; this one "
@@ -439,17 +267,17 @@ class MigrationState:
             notes.append(f"state version 1 migrated to {STATE_VERSION}")
         mid = r.str_("migration_id", None)
         if not mid:
-            raise _bad(path, "migration_id is missing")
+            raise bad_state(path, "migration_id is missing")
         identity = r.obj("identity")
         if identity is None:
-            raise _bad(path, "identity is missing")
+            raise bad_state(path, "identity is missing")
         disks_raw = r.obj("disks") or {}
         disks = {int(k): DiskState.from_json(v, k, path) for k, v in disks_raw.items()
                  if _key_ok(k, path)}
         retired_raw = r.data.get("retired") or []
         if not isinstance(retired_raw, list):
-            raise _bad(path, f"retired is {retired_raw!r}, not a list")
-        retired = [DiskState.from_json(v, str(_Reader(v, "retired[]", path).int_("key")), path)
+            raise bad_state(path, f"retired is {retired_raw!r}, not a list")
+        retired = [DiskState.from_json(v, str(FieldReader(v, "retired[]", path).int_("key")), path)
                    for v in retired_raw]
         ip_raw = r.data.get("in_progress")
         co = r.data.get("cutover")
@@ -497,18 +325,18 @@ def disk_digest(body: Mapping[str, Any], key: str) -> str:
 
 def _key_ok(key: str, path: str) -> bool:
     if not key.lstrip("-").isdigit():
-        raise _bad(path, f"disk key {key!r} is not a number")
+        raise bad_state(path, f"disk key {key!r} is not a number")
     return True
 
 
 def parse(raw: bytes, path: str) -> tuple[MigrationState, list[str]]:
     """Decode ``state.json``'s bytes: empty, torn or non-JSON is a one-line StateCorrupt."""
     if not raw.strip():
-        raise _bad(path, "the file is empty (a crash while it was written, or a copy that failed)")
+        raise bad_state(path, "the file is empty (a crash while it was written, or a copy that failed)")
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(path, f"not JSON ({exc.__class__.__name__} at byte "
+        raise bad_state(path, f"not JSON ({exc.__class__.__name__} at byte "
                    f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))}): truncated or "
                    "edited") from exc
     return MigrationState.from_json(data, path)
