@@ -58,6 +58,13 @@ class Limits:
     per_destination: int = 2
     default_bandwidth: float = 125e6
     bandwidth: tuple[tuple[HostPair, float], ...] = ()
+    #: the wave file named shares: each VM's data plane gets its cap (``bwlimit``)
+    enforce_bandwidth: bool = False
+
+    def cap(self, pair: HostPair, copies: int) -> int:
+        """A VM's bandwidth cap, bytes/s: its pair's share split equally among the
+        ``copies`` in flight on that pair (itself included)."""
+        return max(1, int(self.bandwidth_of(pair) / max(1, copies)))
 
     def bandwidth_of(self, pair: HostPair) -> float:
         for p, bw in self.bandwidth:

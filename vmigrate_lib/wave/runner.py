@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from ..engine.workspace import Journal, Workspace
 from ..errors import InputError
+from .bandwidth import with_cap, write_params
 from .model import WavePlan
 from .procs import StepResult, vmigrate, wait_workspace_free
 from .spec import WaveSpec
@@ -67,11 +65,7 @@ class WaveRunner:
                                 statuses={k: v.status for k, v in state.vms.items()})
             state.file_digest = digest
         for name, raw in self.spec.vm_params.items():
-            data = yaml.safe_dump(raw, sort_keys=False).encode()
-            path = self.params_file(name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            write_params(self.params_file(name), raw)
         save(self.dir / "state.json", state)
         return state
 
@@ -115,6 +109,8 @@ class WaveRunner:
 
     # --- one VM -----------------------------------------------------------------------
     def step(self, vm: str, args: list[str]) -> StepResult:
+        if self.spec.limits.enforce_bandwidth:
+            self.cap(vm, args)
         if wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"])):
             self.journal.append("workspace_waited", vm=vm, before=" ".join(args))
         res = vmigrate(args, self.params_file(vm), self.log(vm))
@@ -123,6 +119,20 @@ class WaveRunner:
             with self.lock:
                 self.state.vms[vm].evidence.append(res.evidence)
         return res
+
+    def cap(self, vm: str, args: list[str]) -> None:
+        """The VM's params file with its data plane's cap (``bwlimit`` on both hosts): its
+        pair's share split equally among the VMs in flight on that pair now; journaled."""
+        assert self.state is not None
+        task = next(t for t in self.spec.tasks if t.name == vm)
+        with self.lock:
+            copies = sum(t.pair == task.pair and self.state.vms[t.name].status in IN_FLIGHT
+                         for t in self.spec.tasks)
+        cap = self.spec.limits.cap(task.pair, max(1, copies))
+        write_params(self.params_file(vm), with_cap(self.spec.vm_params[vm], cap))
+        self.journal.append("vm_bandwidth_cap", vm=vm, pair=str(task.pair), step=" ".join(args),
+                            share=self.spec.limits.bandwidth_of(task.pair), copies=copies,
+                            bwlimit=cap)
 
     def drive(self, vm: str) -> None:
         """One VM from where it stands to over; never raises (its failure is its own)."""
@@ -156,8 +166,7 @@ class WaveRunner:
             if ws == "open":
                 return True
             if ws == "closed":
-                self.set(vm, "failed", error="its window closed before it could cut over "
-                         "(the copy is kept warm-able: run it in the next wave)")
+                self.missed(vm)
                 return False
             if time.time() - last >= self.spec.interval:
                 res = self.step(vm, ["sync", "--until-converged"])
@@ -169,6 +178,13 @@ class WaveRunner:
                              f"{self.spec.interval:.0f} s")
             self.stop.wait(self.spec.run.poll)
         return False
+
+    def missed(self, vm: str) -> None:
+        """Its window ended before its cutover could start: nothing is powered off, the
+        copy stays synced (warm-able by ``vmigrate sync``) for the next window."""
+        self.set(vm, "window_missed", error="window missed: its group's window ended before "
+                 "its cutover could start (synced, nothing powered off; run it in the next "
+                 "wave)")
 
     def retried(self, vm: str, args: list[str], again: Callable[[], bool]) -> StepResult:
         """The step, run again (up to ``run.attempts``) while it fails and ``again()`` says
@@ -187,6 +203,8 @@ class WaveRunner:
         return state.cutover.status if state is not None and state.cutover else None
 
     def cut_over(self, vm: str) -> None:
+        if self.cutover_status(vm) is None and self.window_state(vm) == "closed":
+            return self.missed(vm)  # resumed after its window: it must not start now
         # a cutover that never started or stopped mid-way resumes from its recorded step
         res = self.retried(vm, ["run", "cutover"],
                            lambda: self.cutover_status(vm) in (None, "running"))

@@ -99,7 +99,7 @@ def _limits(pr: Problems, raw: Mapping[str, Any]) -> Limits:
                                 raw.get("per_destination_host"), count, 2),
         default_bandwidth=pr.take("limits.bandwidth.default", bw.get("default"), parse_rate,
                                   125e6),
-        bandwidth=tuple(pairs))
+        bandwidth=tuple(pairs), enforce_bandwidth=bool(bw))
 
 
 def _groups(pr: Problems, raw: Any) -> tuple[tuple[str, tuple[str, ...], WindowSpec], ...]:

@@ -23,13 +23,15 @@ from ..errors import WaveStateCorrupt
 
 VERSION = 1
 VmStatus = Literal["pending", "syncing", "warm", "cutover", "done", "failed", "rolled_back",
-                   "needs_operator"]
+                   "needs_operator", "window_missed"]
 STATUSES: tuple[str, ...] = ("pending", "syncing", "warm", "cutover", "done", "failed",
-                             "rolled_back", "needs_operator")
+                             "rolled_back", "needs_operator", "window_missed")
 #: a VM in one of these holds a slot
 IN_FLIGHT: frozenset[str] = frozenset({"syncing", "warm", "cutover"})
-#: a VM in one of these is over: it never runs again in this wave
-OVER: frozenset[str] = frozenset({"done", "failed", "rolled_back", "needs_operator"})
+#: a VM in one of these is over: it never runs again in this wave ("window_missed": synced,
+#: its window ended before its cutover could start; nothing was powered off)
+OVER: frozenset[str] = frozenset({"done", "failed", "rolled_back", "needs_operator",
+                                  "window_missed"})
 
 
 @dataclass
