@@ -238,10 +238,10 @@ class Dashboard(Reporter):
         ipd().display(self.widget)
 
     def finish(self) -> None:
-        """Put the plain table and PNG plot in the output, readable without widgets."""
+        """Put the PNG plot in the output, readable without widgets (the cycles table is the
+        audit cell's: shown here too, it was the same table twice)."""
         d = ipd()
         df = self.frame()
-        d.display(readable_cycles(df))
         d.display(d.Image(data=plots.png_bytes(plots.dashboard_figure(df, budget=self.budget))))
 
 

@@ -135,6 +135,11 @@ class Reporter:
         """Bytes of the current copy or hash pass."""
 
 
+#: Events the runbooks report for their dashboards whose fact the engine has already put in
+#: a line ("plan: predicted downtime ...", "cutover done: downtime ..."): one line each.
+SAID_BY_THE_ENGINE = (PredictionMade, CutoverFinished)
+
+
 class LineReporter(Reporter):
     """One plain line per step: for headless runs, logs and papermill output."""
 
@@ -149,6 +154,8 @@ class LineReporter(Reporter):
         print(f"[{stamp}] {text}", file=self.stream, flush=True)
 
     def event(self, ev: Event, /) -> None:
+        if isinstance(ev, SAID_BY_THE_ENGINE):
+            return
         self._line(format_event(ev))
 
     def progress(self, done: int, total: int, rate: float) -> None:

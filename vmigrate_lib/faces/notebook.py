@@ -37,10 +37,18 @@ from ..engine.cutover_steps import CutoverOptions, current_plan
 from ..engine.cycle import CycleOutcome
 from ..engine.planner import Plan
 from ..engine.preflight import PreflightReport, run_preflight
-from ..engine.progress import CutoverFinished, PredictionMade, Reporter, SyncFinished
+from ..engine.progress import (
+    CheckReported,
+    CutoverFinished,
+    Event,
+    PredictionMade,
+    Reporter,
+    SyncFinished,
+)
 from ..engine.workspace import Workspace
 from ..errors import VmigrateError
 from ..session import close_migration, open_migration
+from ..units import fmt_rate, fmt_secs
 from .runbook_params import RunbookParams as RunbookParams
 from .runbook_params import baseline as baseline
 from .runbook_params import check_parameters as check_parameters
@@ -145,8 +153,14 @@ def cutover_options(run: RunbookParams) -> CutoverOptions:
 def show_plan(m: Migration, run: RunbookParams) -> dict[str, Any]:
     """What go/no-go will see: the planner's prediction now, and the cycles so far."""
     p = current_plan(m, cutover_options(run), run.migration.downtime_budget)
-    print(p.summary(), flush=True)
-    print(p.advice, flush=True)
+    verdict = "CONVERGED" if p.converged else (
+        "won't converge" if not p.will_converge else "not yet")
+    # a table, not a line: go/no-go says the same prediction in its line when the cutover runs
+    ipd().display(pd.DataFrame([{
+        "predicted downtime": fmt_secs(p.predicted_downtime), "shutdown": fmt_secs(p.shutdown),
+        "final copy": fmt_secs(p.final_copy), "boot": fmt_secs(p.boot),
+        "budget": fmt_secs(p.budget), "verdict": verdict, "dirty rate": fmt_rate(p.dirty_rate),
+        "throughput": fmt_rate(p.throughput)}]))
     ipd().display(readable_cycles(cycles_frame(read_journal(m.workspace.journal.path))))
     return p.to_dict()
 
@@ -220,7 +234,8 @@ def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]
     print(f"RESULT {text}", flush=True)
     plain = json.loads(text)
     scrap = {"name": "result", "data": plain, "encoder": "json", "version": 1}
-    ipd().display({RESULT_MIME: plain, SCRAP_MIME: scrap, "text/plain": text},
+    # text/plain empty: the RESULT line above says it once (before: the JSON twice)
+    ipd().display({RESULT_MIME: plain, SCRAP_MIME: scrap, "text/plain": ""},
                   metadata={"scrapbook": {"name": "result", "data": True, "display": False}},
                   raw=True)
     return result
@@ -247,13 +262,34 @@ def dashboard(run: RunbookParams) -> Reporter:
 def preflight(m: Migration) -> PreflightReport:
     """Run preflight (changes nothing) and show its checks as a table; raise on failure.
 
-    Pass the report on to :func:`sync_until_converged`, which then does not run it again."""
-    report = run_preflight(m, raise_on_failure=False)
-    ipd().display(pd.DataFrame(report.to_dict()["checks"]))
+    Pass the report on to :func:`sync_until_converged`, which then does not run it again.
+    The failing check that stops the run is said once, by its error (not also as a line)."""
+    held = _HeldEvents()
+    shown, m.reporter = m.reporter, held
+    try:
+        report = run_preflight(m, raise_on_failure=False)
+    finally:
+        m.reporter = shown
     err = report.first_error()
+    first_fail = next((c for c in report.checks if not c.ok), None)
+    for ev in held.events:
+        if not (isinstance(ev, CheckReported) and first_fail is not None and err is not None
+                and ev.name == first_fail.name and ev.detail == first_fail.detail):
+            shown.event(ev)
+    ipd().display(pd.DataFrame(report.to_dict()["checks"]))
     if err is not None:
         raise err
     return report
+
+
+class _HeldEvents(Reporter):
+    """Keeps the events it gets, to pass on after a look at the whole (preflight)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def event(self, ev: Event, /) -> None:
+        self.events.append(ev)
 
 
 def finish(reporter: Reporter) -> None:

@@ -83,7 +83,7 @@ class RunResult:
 
     def summary(self) -> str:
         why = f": {self.error.get('message', '')}" if self.error else ""
-        return f"{self.kind} runbook {self.status.upper()}{why}; evidence in {self.folder}"
+        return f"{self.kind} runbook {self.status.upper()}{why}"  # the folder: its own line
 
 
 def runbooks_dir() -> Path:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError, VmigrateError
+from ..errors import ParameterError
 from ..params import MigrationParams, validate
 from ..params.paths import project_root
 from .runbook_guard import refuse_finished, refuse_other_change
@@ -140,17 +140,11 @@ def check_workspace_use(run: RunbookParams) -> None:
 def validate_parameters(kind: str, namespace: Mapping[str, Any],
                         before: frozenset[str]) -> RunbookParams:
     """The validation cell: check, print one summary line, or stop with a clear message.
-    Relative paths resolve against the project root, not the kernel's folder."""
-    try:
-        run = check_parameters(kind, given_parameters(namespace, before),
-                               base_dir=project_root(Path.cwd()))
-        check_workspace_use(run)
-    except ParameterError as exc:
-        print(f"PARAMETER ERROR: {exc.one_line()}", flush=True)
-        raise
-    except VmigrateError as exc:
-        print(f"REFUSED: {exc.one_line()}", flush=True)
-        raise
+    Relative paths resolve against the project root, not the kernel's folder.  A refusal
+    is said once, by the error the cell stops on (its one line)."""
+    run = check_parameters(kind, given_parameters(namespace, before),
+                           base_dir=project_root(Path.cwd()))
+    check_workspace_use(run)
     print(run.summary(), flush=True)
     if run.continue_change:
         print(f"continuing the migration of change {run.continue_change} under "

@@ -1,0 +1,138 @@
+"""Each fact once: the output of ``vmigrate run sync``, ``vmigrate run cutover``, failing runs
+and the executed notebooks has no line twice and no two lines saying the same thing.
+
+Real runs against the real lab, through the CLI as an operator types it (stdout and stderr)
+and the executed notebooks archived as evidence (every stream, error and plain-text display
+output; tables, images and widgets are views, not lines).  Before (jupyter-ux.md item 10, and
+the review of issue 14): the result JSON twice in the notebook (the RESULT line and the
+display's text), "plan: predicted downtime 4.0 s ... vs budget 2.0 min: not yet" followed by
+"prediction after cycle 1: downtime 4.0 s vs budget 2.0 min: not yet", "cutover done: downtime
+3.6 s (predicted 4.3 s)" then "cutover attempt 1: done, downtime 3.6 s, predicted 4.3 s", the
+cutover runbook's prediction line and the go/no-go's, "PARAMETER ERROR: <line>" above
+"ParameterError: <line>", a failing preflight check's line above the error saying it, the
+cycles table shown twice in a row, and "... FAILED: ...; evidence in <folder>" beside
+"evidence: <folder>".  What only a real ESXi/vCenter host would add: other preflight and
+step lines (its own checks, VMware Tools waits); the rule is the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VMIGRATE = REPO / ".venv" / "bin" / "vmigrate"
+#: An amount with its unit: what a sentence states as a fact.
+QUANTITY = re.compile(r"\b\d+(?:\.\d+)?\s?(?:min|ms|s|h|B|KiB|MiB|GiB|TiB|[KMG]?B/s)\b")
+#: A label before the fact ("plan: ", "ParameterError: ", "[FAIL] found: ").
+LABEL = re.compile(r"^[^{:\"]{0,40}?: ")
+STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
+
+
+def notebook_lines(path: Path) -> list[str]:
+    """Every line an executed notebook's outputs say as text."""
+    nb = json.loads(path.read_text())
+    lines: list[str] = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                lines += "".join(out["text"]).splitlines()
+            elif out["output_type"] == "error":
+                lines += [re.sub(r"\x1b\[[0-9;]*m", "", t) for t in out["traceback"]]
+            elif not {"text/html", "text/markdown", "image/png",
+                      "application/vnd.jupyter.widget-view+json"} & set(out.get("data", {})):
+                lines += "".join(out.get("data", {}).get("text/plain", "")).splitlines()
+    return lines
+
+
+def problems(lines: list[str]) -> list[str]:
+    """Lines said twice, and pairs of lines carrying one fact: the same text after the
+    label, or the same amounts (two or more) where one line's are all in the other's.
+    Progress lines (a percentage) are counters, not facts, and are left out; the RESULT
+    line's JSON is the machine's record of the run (its amounts repeat the lines' by design),
+    so only its text is compared."""
+    said = [line.strip() for line in lines if line.strip()]
+    found = [f"twice: {line}" for line, n in Counter(said).items() if n > 1]
+    facts = [STAMP.sub("", line) for line in dict.fromkeys(said) if "%" not in line]
+    for i, a in enumerate(facts):
+        for b in facts[i + 1:]:
+            body_a, body_b = LABEL.sub("", a, count=1), LABEL.sub("", b, count=1)
+            short, long_ = sorted((body_a, body_b), key=len)
+            qa, qb = (Counter() if x.startswith("RESULT {") else Counter(QUANTITY.findall(x))
+                      for x in (a, b))
+            small, big = sorted((qa, qb), key=lambda c: sum(c.values()))
+            if (len(short) >= 30 and short in long_) or (
+                    sum(small.values()) >= 2 and not small - big):
+                found.append(f"one fact in two lines: {a!r} / {b!r}")
+    return found
+
+
+def vmigrate(cwd: Path, *args: str) -> tuple[int, list[str]]:
+    proc = subprocess.run([str(VMIGRATE), *args], cwd=cwd, capture_output=True, text=True,
+                          check=False, timeout=600)
+    return proc.returncode, (proc.stdout + proc.stderr).splitlines()
+
+
+def evidence_notebook(lines: list[str], kind: str) -> Path:
+    folder = Path(next(line for line in lines if line.startswith("evidence: "))[10:])
+    return folder / f"{kind}.ipynb"
+
+
+def test_each_fact_once(lab: Path, params: dict[str, Any]) -> None:
+    given = {**params, "sync": {"max_cycles": 2, "target_interval": "1s"},
+             "cutover": {"expected_shutdown": "2s", "expected_boot": "2s"}}
+    given["source"] = {k: v for k, v in params["source"].items() if k != "ssh_password_env"}
+    (lab / "p.yaml").write_text(yaml.safe_dump(given))
+    (lab / "bad-vm.yaml").write_text(yaml.safe_dump(
+        {**given, "vm": "nosuchvm", "workspace": "workspaces/nosuchvm"}))
+    (lab / "bad-param.yaml").write_text(yaml.safe_dump({**given, "downtime_budget": "soon"}))
+    seen: dict[str, list[str]] = {}
+
+    rc, out = vmigrate(lab, "run", "sync", "-p", "p.yaml")
+    assert rc == 0, out
+    seen["vmigrate run sync"] = out
+    seen["sync.ipynb"] = notebook_lines(evidence_notebook(out, "sync"))
+    rc, out = vmigrate(lab, "run", "cutover", "-p", "p.yaml")
+    assert rc == 0, out
+    seen["vmigrate run cutover"] = out
+    seen["cutover.ipynb"] = notebook_lines(evidence_notebook(out, "cutover"))
+    rc, out = vmigrate(lab, "run", "sync", "-p", "bad-vm.yaml")
+    assert rc == 2 and any("nosuchvm" in line for line in out), out
+    seen["vmigrate run sync (missing VM)"] = out
+    seen["sync.ipynb (missing VM)"] = notebook_lines(evidence_notebook(out, "sync"))
+    rc, out = vmigrate(lab, "run", "sync", "-p", "bad-param.yaml")
+    assert rc == 2 and len(out) == 1, out  # refused before a kernel: one line
+    seen["vmigrate run sync (bad parameter)"] = out
+
+    assert any(line.startswith("RESULT {") for line in seen["sync.ipynb"])
+    assert any("cutover done: downtime" in line for line in seen["cutover.ipynb"])
+    assert any("VmNotFound: no VM 'nosuchvm'" in line
+               for line in seen["sync.ipynb (missing VM)"])
+    found = {where: p for where, lines in seen.items() if (p := problems(lines))}
+    assert not found, json.dumps(found, indent=1)
+
+
+def test_the_checker_finds_what_the_review_found() -> None:
+    """The rule itself, on lines the review quoted (so the real-run test cannot pass by a
+    checker that sees nothing)."""
+    assert problems(["[12:30:52]   cutover done: downtime 3.6 s (predicted 4.3 s)",
+                     "[12:30:52] cutover attempt 1: done, downtime 3.6 s, predicted 4.3 s"])
+    assert problems(["[12:30:07]   plan: predicted downtime 4.0 s (shutdown 2.0 s + final "
+                     "copy 0.0 s + boot 2.0 s) vs budget 2.0 min: not yet; dirty 0.0 MB/s",
+                     "[12:30:07] prediction after cycle 1: downtime 4.0 s vs budget 2.0 min: "
+                     "not yet"])
+    body = '{"change_id": "CHG-1", "converged": true, "cycles_run": 2}'
+    assert problems([f"RESULT {body}", body])
+    assert problems(["PARAMETER ERROR: parameter downtime_budget: 'soon' is not a duration",
+                     "ParameterError: parameter downtime_budget: 'soon' is not a duration"])
+    assert problems(["same line", "same line"])
+    assert not problems(["[12:30:06] cycle 1 (seed) done in 0.4 s: changed 13.6 MiB, sent "
+                         "6.5 MiB, 95.0 MB/s, certify identical",
+                         "[12:30:11] cycle 2 (delta) done in 0.7 s: changed 7.0 MiB, sent "
+                         "3.8 MiB, 15.5 MB/s, certify identical"])
