@@ -52,6 +52,35 @@ def grains_of(extents: list[list[object]] | list[tuple[int, int]], grain: int = 
     return out
 
 
+def read_back(path: Path, model: bytes | bytearray, touched: set[int],
+              grain: int = G) -> dict[str, object]:
+    """The reader lists exactly the ``touched`` grains of the delta at ``path`` and reads
+    the model's bytes there; returns its format, grain size and extent kinds."""
+    with open_delta(str(path)) as got:
+        ext = got.extents()
+        assert got.grain == grain and grains_of(ext, grain) == touched
+        for off, n, _k in ext:
+            assert got.read(off, n) == bytes(model[off : off + n])
+        return {"format": got.format, "grain": got.grain, "kinds": {k for _o, _n, k in ext}}
+
+
+def assert_qemu_reads(delta: Path, parent: bytes, model: bytes | bytearray,
+                      create_type: str) -> None:
+    """``qemu-img compare``: the chain d.vmdk (flat ``parent``) <- d-000001.vmdk (whose
+    extent is ``delta``, in the same folder) reads as ``model`` on the whole disk."""
+    folder, cap = delta.parent, len(parent)
+    (folder / "d-flat.vmdk").write_bytes(parent)
+    (folder / "d.vmdk").write_bytes(descriptor(cid=5, parent_cid=0xFFFFFFFF, create_type="vmfs",
+                                               extent="d-flat.vmdk", capacity=cap))
+    (folder / "d-000001.vmdk").write_bytes(descriptor(
+        cid=6, parent_cid=5, create_type=create_type, extent=delta.name, capacity=cap,
+        parent_hint="d.vmdk"))
+    (folder / "model.raw").write_bytes(model)
+    done = qemu_img("compare", "-f", "vmdk", "-F", "raw", folder / "d-000001.vmdk",
+                    folder / "model.raw")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # --- the lab's guest: the reader returns exactly what the guest wrote ------------------------
 def test_reader_over_ssh_returns_exactly_the_grains_the_guest_wrote(
     make_lab: Callable[..., Lab], ssh_loopback: SshHost
@@ -121,22 +150,8 @@ def test_reader_returns_the_writer_log_grain_for_grain(tmp_path: Path, seed: int
         model[off : off + n] = data
         touched.update(range(off // G, (off + n - 1) // G + 1))
     delta.close()
-    with open_delta(str(path)) as got:
-        ext = got.extents()
-        assert {k for _o, _n, k in ext} == {"data"}
-        assert grains_of(ext) == touched
-        for off, n, _k in ext:
-            assert got.read(off, n) == bytes(model[off : off + n])
-    (tmp_path / "d-flat.vmdk").write_bytes(parent)
-    (tmp_path / "d.vmdk").write_bytes(descriptor(cid=5, parent_cid=0xFFFFFFFF, create_type="vmfs",
-                                                 extent="d-flat.vmdk", capacity=cap))
-    (tmp_path / "d-000001.vmdk").write_bytes(descriptor(
-        cid=6, parent_cid=5, create_type="seSparse", extent=path.name, capacity=cap,
-        parent_hint="d.vmdk"))
-    (tmp_path / "model.raw").write_bytes(model)
-    done = qemu_img("compare", "-f", "vmdk", "-F", "raw", tmp_path / "d-000001.vmdk",
-                    tmp_path / "model.raw")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert read_back(path, model, touched)["kinds"] == {"data"}
+    assert_qemu_reads(path, parent, model, "seSparse")
 
 
 # --- strict validation ---------------------------------------------------------------------
@@ -234,22 +249,9 @@ def test_cowd_delta_is_read_as_qemu_reads_it(tmp_path: Path, granularity: int) -
         model[off : off + len(data)] = data
     path = tmp_path / "d-000001-delta.vmdk"
     touched = write_cowd(path, cap, writes, parent, granularity=granularity)
-    with open_delta(str(path)) as got:
-        assert got.format == "vmfsSparse" and got.grain == 512 * granularity
-        ext = got.extents()
-        assert grains_of(ext, got.grain) == touched
-        for off, n, _k in ext:
-            assert got.read(off, n) == bytes(model[off : off + n])
-    (tmp_path / "d-flat.vmdk").write_bytes(parent)
-    (tmp_path / "d.vmdk").write_bytes(descriptor(cid=1, parent_cid=0xFFFFFFFF, create_type="vmfs",
-                                                 extent="d-flat.vmdk", capacity=cap))
-    (tmp_path / "d-000001.vmdk").write_bytes(descriptor(
-        cid=2, parent_cid=1, create_type="vmfsSparse", extent=path.name, capacity=cap,
-        parent_hint="d.vmdk"))
-    (tmp_path / "model.raw").write_bytes(model)
-    done = qemu_img("compare", "-f", "vmdk", "-F", "raw", tmp_path / "d-000001.vmdk",
-                    tmp_path / "model.raw")
-    assert done.returncode == 0, done.stdout + done.stderr
+    got = read_back(path, model, touched, grain=512 * granularity)
+    assert got["format"] == "vmfsSparse" and got["grain"] == 512 * granularity
+    assert_qemu_reads(path, parent, model, "vmfsSparse")
 
 
 @pytest.mark.parametrize("kw,what", [({"version": 2}, "version 2"),
