@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.peers.sshd import SshHost
+from tests.ssh import hostprofile
 from tests.ssh.sshdp import MiB, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.agent import protocol as proto
@@ -22,6 +23,8 @@ from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.engine.copier import copy_extents
 from vmigrate_lib.errors import CodecUnavailable
 from vmigrate_lib.extents import Extent
+
+ssh_stdlib_host = hostprofile.ssh_stdlib_host  # a host without zstd/lz4 tools (fixture)
 
 
 @pytest.fixture
@@ -44,16 +47,19 @@ def _text(n: int) -> bytes:
     return os.urandom(n // 2).hex().encode()
 
 
-def test_named_codec_a_side_lacks_is_refused(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
-    """ssh_compress zstd where the host's python has no zstandard: a clear error naming the
-    datastore and what its agent offers, and a failing preflight check.  Before: the
-    channel chose no codec and every stream went uncompressed without a word."""
+def test_named_codec_a_side_lacks_is_refused(ssh_stdlib_host: SshHost,
+                                             roots: tuple[Path, Path]) -> None:
+    """ssh_compress zstd where the host's python has no zstandard and its PATH no zstd
+    tool (as on ESXi): a clear error naming the datastore and what its agent offers, and
+    a failing preflight check.  Before: the channel chose no codec and every stream went
+    uncompressed without a word."""
     ra, rb = roots
-    a, b = _open(ssh_loopback, ra, compress="zstd"), _open(ssh_loopback, rb)
+    a, b = _open(ssh_stdlib_host, ra, compress="zstd"), _open(ssh_stdlib_host, rb)
     try:
         assert a.free_space() > 0  # requests work: preflight can say what is wrong
         with pytest.raises(CodecUnavailable, match=r"zstd is requested but the agent of datastore "
-                           r"a offers only zlib \(no zstandard module"):
+                           r"a offers only zlib \(no zstandard module in that python, no zstd "
+                           r"binary"):
             list(a.read_extents("x", [Extent(0, 4096)]))
         check = a.compression_check(b)
         assert check is not None and not check.ok and "offers only zlib" in check.detail
@@ -62,10 +68,11 @@ def test_named_codec_a_side_lacks_is_refused(ssh_loopback: SshHost, roots: tuple
         b.close()
 
 
-def test_auto_says_which_codec_runs(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
-    """auto picks what both ends have (zlib here) and the preflight line says so."""
+def test_auto_says_which_codec_runs(ssh_stdlib_host: SshHost, roots: tuple[Path, Path]) -> None:
+    """auto picks what both ends have (zlib on a host without zstd/lz4 tools) and the
+    preflight line says so."""
     ra, rb = roots
-    a, b = _open(ssh_loopback, ra, compress="auto"), _open(ssh_loopback, rb)
+    a, b = _open(ssh_stdlib_host, ra, compress="auto"), _open(ssh_stdlib_host, rb)
     try:
         check = a.compression_check(b)
         assert check is not None and check.ok, check

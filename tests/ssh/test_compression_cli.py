@@ -19,10 +19,13 @@ import pytest
 import yaml
 
 from tests.peers.sshd import SshHost
+from tests.ssh import hostprofile
 from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 
 MiB = 1 << 20
+
+ssh_stdlib_host = hostprofile.ssh_stdlib_host  # a host without zstd/lz4 tools (fixture)
 
 
 @pytest.fixture(name="lab")
@@ -55,11 +58,13 @@ def _vmigrate(params: Path, *args: str) -> subprocess.CompletedProcess[str]:
                            str(params)], capture_output=True, text=True, timeout=180, check=False)
 
 
-def test_lacking_codec_is_a_preflight_line(ssh_loopback: SshHost, lab: Path, tmp_path: Path) -> None:
-    """ssh_compress zstd on a host whose python lacks it: preflight fails with a compression
-    line and a one-line error with the fix, exit 2, no workspace made.  Before: preflight
-    passed and the sync ran uncompressed without a word."""
-    r = _vmigrate(_params(tmp_path, ssh_loopback, lab, "zstd"), "preflight")
+def test_lacking_codec_is_a_preflight_line(ssh_stdlib_host: SshHost, lab: Path,
+                                           tmp_path: Path) -> None:
+    """ssh_compress zstd on a host whose python lacks it and whose PATH has no zstd tool
+    (as on ESXi): preflight fails with a compression line and a one-line error with the
+    fix, exit 2, no workspace made.  Before: preflight passed and the sync ran
+    uncompressed without a word."""
+    r = _vmigrate(_params(tmp_path, ssh_stdlib_host, lab, "zstd"), "preflight")
     out = r.stdout + r.stderr
     assert r.returncode == 2, out
     assert "[FAIL] compression: [datastore1] -> [datastore1]: ssh_compress zstd is requested" in out, out
@@ -70,20 +75,23 @@ def test_lacking_codec_is_a_preflight_line(ssh_loopback: SshHost, lab: Path, tmp
 def test_journal_records_codec_and_wire_bytes(ssh_loopback: SshHost, lab: Path,
                                               tmp_path: Path) -> None:
     """Each cycle's record names the codec that ran, the bytes on the wire and how many
-    frames went compressed or as they are (the lab's disk content is random: zlib does
-    not shrink it, so the agent sends it as it is and says so).  Before: the record had
-    neither codec nor wire bytes."""
+    frames went compressed or as they are (the lab's disk content is random: zstd does
+    not shrink it, so the agent sends it as it is and says so).  The host's python has no
+    zstandard but its PATH has the zstd tool: auto runs zstd through it, and the preflight
+    line and the journal say ``zstd-bin``.  Before: the record had neither codec nor wire
+    bytes, and a host without the module got zlib."""
     pf = _params(tmp_path, ssh_loopback, lab, "auto")
     r = _vmigrate(pf, "sync", "--cycles", "1")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert "compression: [datastore1] -> [datastore1]: datastore1: auto -> zlib" in out, out
+    assert ("compression: [datastore1] -> [datastore1]: datastore1: auto -> zstd-bin "
+            "(agent offers lz4, zlib, zstd)") in out, out
     journal = (tmp_path / "ws-auto" / "journal.jsonl").read_text().splitlines()
     cycles = [e for e in map(json.loads, journal) if e.get("type") == "cycle"]
     assert cycles, journal[-3:]
     rec = cycles[-1]
     disk = rec["disks"][0]
-    assert rec["codecs"] == ["zlib"] and disk["codec"] == "zlib", rec
+    assert rec["codecs"] == ["zstd-bin"] and disk["codec"] == "zstd-bin", rec
     assert disk["bytes_sent"] > 0 and disk["bytes_wire"] >= disk["bytes_sent"], disk
     assert disk["frames_raw"] > disk["frames_packed"], disk
     assert rec["bytes_wire"] == disk["bytes_wire"]

@@ -100,7 +100,8 @@ def test_zipapp_runs_on_the_system_python_without_our_packages(tmp_path: Path) -
              + _frame(proto.REQ, {"op": "hash", "path": "d.flat", "block": 65536,
                                   "algorithm": "sha256"})
              + _frame(proto.REQ, {"op": "quit"}))
-    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}  # no PYTHONPATH: nothing of ours
+    # no PYTHONPATH: nothing of ours; a PATH without the zstd/lz4 tools the agent would use
+    env = {"PATH": str(tmp_path / "no-tools"), "PYTHONNOUSERSITE": "1"}
     out = subprocess.run([SYSTEM_PYTHON, "-S", str(pyz), "--root", str(tmp_path / "ds")],
                          input=stdin, capture_output=True, timeout=60, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr.decode()
@@ -109,7 +110,7 @@ def test_zipapp_runs_on_the_system_python_without_our_packages(tmp_path: Path) -
     assert ftype == proto.HELLO
     hello = json.loads(payload)
     assert hello["version"] == proto.PROTOCOL_VERSION and hello["agent"] == "vmigrate-agent"
-    # -S: no site-packages at all, so only the stdlib hashes and zlib are offered
+    # -S: no site-packages at all and no codec binary, so only the stdlib hashes and zlib
     assert "xxh3_128" not in hello["algorithms"] and "sha256" in hello["algorithms"]
     assert hello["compression"] == ["zlib"]
     digests = b""

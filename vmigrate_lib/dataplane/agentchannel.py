@@ -27,11 +27,10 @@ Frame = tuple[int, bytes, int]
 
 
 def choose_codec(want: str, offered: list[str]) -> str | None:
-    """The compression both sides speak: ``want`` is "", a codec, or "auto" (zstd, else zlib)."""
+    """The compression both sides speak: ``want`` is "", a codec, or "auto" (the fastest
+    both have: zstd, lz4, zlib; a module or a binary on either side)."""
     if want == "auto":
-        if "zstd" in offered and "zstd" in proto.CODECS:
-            return "zstd"
-        return "zlib" if "zlib" in offered else None
+        return proto.best_codec(offered)
     if want and want in offered and want in proto.CODECS:
         return want
     return None
@@ -43,7 +42,8 @@ def codec_missing(want: str, offered: list[str], datastore: str) -> CodecUnavail
         return None
     side = (f"the agent of datastore {datastore} offers only {', '.join(offered) or 'none'}"
             if want not in offered else "this machine's python lacks it")
-    why = " (no zstandard module in that python)" if want == "zstd" else ""
+    why = {"zstd": " (no zstandard module in that python, no zstd binary on that host)",
+           "lz4": " (no lz4 binary on that host)"}.get(want, "")
     return CodecUnavailable(f"ssh_compress {want} is requested but {side}{why}",
                             datastore=datastore, codec=want, offered=list(offered))
 

@@ -2,11 +2,10 @@
 
 import json
 
-from .ops_stream import Throttle, digesting
+from .ops_stream import Throttle, digesting, frame_size
 from .packing import Packer
 from .protocol import (
     ACK,
-    CODECS,
     DATA,
     END,
     ERR,
@@ -18,6 +17,7 @@ from .protocol import (
     REQ,
     RESP,
     ProtocolError,
+    best_codec,
     error_dict,
     pack_frame,
     read_frame,
@@ -226,7 +226,7 @@ class PushOps(object):
             # the digests of what is pushed go to the client (certify reads the source once)
             emit, dig = digesting(req, emit_raw, self.send)
             try:
-                self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
+                self.read_frames(req["path"], req["extents"], frame_size(req, self.chunk, packer),
                                  emit, stats)
                 packer.finish()
                 if dig is not None:
@@ -262,12 +262,13 @@ class PushOps(object):
 
 
 def pick_codec(want, offered):
-    """The codec of a push: "auto" is zstd where both agents have it, else zlib; a named
-    codec the peer lacks is refused (never a silent fallback)."""
+    """The codec of a push: "auto" is the fastest both agents have (zstd, lz4, zlib: a
+    module or a binary on either host); a named codec the peer lacks is refused (never
+    a silent fallback)."""
     if not want:
         return None
     if want == "auto":
-        return "zstd" if "zstd" in offered and "zstd" in CODECS else "zlib"
+        return best_codec(offered) or "zlib"
     if want not in offered:
         raise ValueError("compression {} requested but the peer agent offers only {}".format(
             want, ", ".join(offered) or "none"))

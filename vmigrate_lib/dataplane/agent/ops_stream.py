@@ -8,8 +8,9 @@ try:  # only for type comments
 except ImportError:  # pragma: no cover
     pass
 
+from .codecbin import BIN_CHUNK
 from .hashing import HASH_FUNCS, StreamDigester, digest_blocks
-from .packing import Packer
+from .packing import Packer, Unpacker
 from .protocol import (
     ACK,
     DATA,
@@ -24,7 +25,6 @@ from .protocol import (
     RESP,
     ZERO_GRAIN,
     ProtocolError,
-    decode_payload,
     error_dict,
     read_frame,
 )
@@ -75,6 +75,13 @@ def digesting(req, emit, send):
     return both, dig
 
 
+def frame_size(req, default, packer):
+    """A read's DATA frame size: as asked, but at least BIN_CHUNK where a binary compresses
+    (a process per frame); the ``chunk`` a request names is kept as asked."""
+    chunk = int(req.get("chunk", default))
+    return chunk if "chunk" in req or not packer.by_binary else max(chunk, BIN_CHUNK)
+
+
 class StreamOps(object):
     """Mixed into the Agent: the streaming operations."""
 
@@ -96,7 +103,7 @@ class StreamOps(object):
             return None
         stats = {"sent": 0, "holes": 0, "read": 0}
         try:
-            self.read_frames(req["path"], req["extents"], int(req.get("chunk", self.chunk)),
+            self.read_frames(req["path"], req["extents"], frame_size(req, self.chunk, packer),
                              emit, stats)
             packer.finish()
             if dig is not None:
@@ -146,7 +153,13 @@ class StreamOps(object):
         # zeros already (sparse.write_zeros)
         flags = os.O_RDWR | (os.O_CREAT if req.get("create") else 0)
         fd = os.open(full, flags, 0o600)
-        written = holes = 0
+        count = {"written": 0, "holes": 0}
+
+        def write(data, offset):
+            pwrite_all(fd, data, offset)
+            count["written"] += len(data)
+
+        unpacker = Unpacker(write)  # compressed frames decoded in parallel, written in order
         acked = 0
         failure = None
         try:
@@ -154,27 +167,23 @@ class StreamOps(object):
             self.wfile.flush()
             while True:
                 ftype, fflags, arg, payload, _ = read_frame(self.rfile)
-                if ftype == DATA:
-                    if failure is None:
-                        try:
-                            payload = decode_payload(fflags, payload)
-                            pwrite_all(fd, payload, arg)
-                            written += len(payload)
-                        except OSError as exc:
-                            failure = exc
-                elif ftype == HOLE:
-                    if failure is None:
-                        try:
+                if ftype in (DATA, HOLE) and failure is None:
+                    try:
+                        if ftype == DATA:
+                            unpacker.add(fflags, payload, arg)
+                        else:
+                            unpacker.drain()
                             n = LENGTH.unpack(payload)[0]
                             write_zeros(fd, arg, n)
-                            holes += n
-                        except OSError as exc:
-                            failure = exc
+                            count["holes"] += n
+                    except OSError as exc:
+                        failure = exc
                 elif ftype in (FLUSH, END):
                     if failure is None:
                         try:
+                            unpacker.drain()
                             os.fsync(fd)
-                            acked = written + holes
+                            acked = count["written"] + count["holes"]
                         except OSError as exc:
                             failure = exc
                     if failure is not None:
@@ -184,12 +193,14 @@ class StreamOps(object):
                     elif ftype == FLUSH:
                         self.send(ACK, b"", acked)
                     else:
-                        self.send_json(END, {"written": written, "holes": holes, "acked": acked})
+                        self.send_json(END, {"written": count["written"], "holes": count["holes"],
+                                             "acked": acked})
                         return None
                     self.wfile.flush()
-                else:
+                elif ftype not in (DATA, HOLE):
                     raise ProtocolError("unexpected {} in write stream".format(FRAME_NAMES.get(ftype, ftype)))
         finally:
+            unpacker.close()
             os.close(fd)
 
     def op_hash(self, req):

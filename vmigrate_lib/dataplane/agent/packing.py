@@ -12,7 +12,15 @@ import os
 import time
 from collections import deque
 
-from .protocol import CODECS, DATA, HEADER_SIZE
+from .protocol import (
+    CODEC_FLAGS,
+    CODEC_IMPL,
+    CODECS,
+    DATA,
+    HEADER_SIZE,
+    codec_label,
+    decode_payload,
+)
 
 try:  # only for type comments
     import typing  # noqa: F401
@@ -30,7 +38,9 @@ class Packer(object):
     def __init__(self, codec, level, send, workers=None):
         # type: (typing.Optional[str], typing.Optional[int], typing.Any, typing.Optional[int]) -> None
         self.send = send
-        self.codec = codec or ""
+        self.codec = codec_label(codec) if codec else ""  #: as the journal names it
+        #: a binary compresses (one process per frame): the reader sends bigger frames
+        self.by_binary = bool(codec) and CODEC_IMPL.get(codec) == "bin"
         self.func = None
         self.flag = 0
         self.level = 0
@@ -38,7 +48,7 @@ class Packer(object):
             if codec not in CODECS:
                 raise ValueError("compression {!r} not available here".format(codec))
             self.flag, self.func, _dec = CODECS[codec]
-            self.level = level if level is not None else (1 if codec == "zlib" else 3)
+            self.level = level if level is not None else 1
         self.workers = workers or min(8, max(1, os.cpu_count() or 1))
         self.pool = None  # type: typing.Any
         self.queue = deque()  # type: typing.Any
@@ -117,3 +127,46 @@ class Packer(object):
             self.left, self.probing = PROBE_EVERY, False
         else:
             self.raw_window, self.left, self.probing = not self.raw_window, 1, True
+
+
+class Unpacker(object):
+    """The write side: compressed DATA frames decoded on a thread pool (a codec binary or
+    zstandard works without the GIL), ``write(data, offset)`` called in frame order.
+
+    ``drain`` before a HOLE, a FLUSH or END: a checkpoint covers every frame before it."""
+
+    def __init__(self, write, workers=None):
+        self.write = write
+        self.workers = workers or min(8, max(1, os.cpu_count() or 1))
+        self.pool = None  # type: typing.Any
+        self.queue = deque()  # type: typing.Any
+
+    def add(self, flags, payload, offset):
+        # type: (int, bytes, int) -> None
+        if not flags & CODEC_FLAGS:
+            if not self.queue:
+                self.write(payload, offset)
+                return
+            self.queue.append((payload, offset))
+        else:
+            if self.pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self.pool = ThreadPoolExecutor(self.workers)
+            self.queue.append((self.pool.submit(decode_payload, flags, payload), offset))
+        while len(self.queue) > self.workers * 2:
+            self._write_one()
+
+    def drain(self):
+        while self.queue:
+            self._write_one()
+
+    def _write_one(self):
+        item, offset = self.queue.popleft()
+        self.write(item if isinstance(item, bytes) else item.result(), offset)
+
+    def close(self):
+        """Stop the threads (frames still queued are dropped: the stream failed)."""
+        self.queue.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+            self.pool = None

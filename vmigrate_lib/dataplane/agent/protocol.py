@@ -42,45 +42,81 @@ LENGTH = struct.Struct(">Q")
 # codec in "compression" never receives nor sends frames flagged with it).
 FLAG_ZLIB = 0x01
 FLAG_ZSTD = 0x02
+FLAG_LZ4 = 0x04  # an lz4 frame (the lz4 tool's format)
+CODEC_FLAGS = FLAG_ZLIB | FLAG_ZSTD | FLAG_LZ4
 FEATURES = ["compress", "push", "probe_peer", "bwlimit", "delta_formats"]
 
 
-def _codecs():
-    """Compression codecs this Python offers: zlib always, zstd when importable."""
-    out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
+def _zstd_module():
+    """zstd through the zstandard module (absent on ESXi), or None."""
     try:
-        import zstandard  # optional accelerator, absent on ESXi
-
-        compressors = {}
-
-        def zc(b, lvl):
-            c = compressors.get(lvl)
-            if c is None:
-                c = compressors[lvl] = zstandard.ZstdCompressor(level=lvl)
-            return c.compress(b)
-
-        dctx = zstandard.ZstdDecompressor()
-        out["zstd"] = (FLAG_ZSTD, zc, lambda b: dctx.decompress(b, max_output_size=MAX_PAYLOAD))
+        import zstandard
     except ImportError:
-        pass
-    return out
+        return None
+    compressors = {}
+
+    def zc(b, lvl):
+        c = compressors.get(lvl)
+        if c is None:
+            c = compressors[lvl] = zstandard.ZstdCompressor(level=lvl)
+        return c.compress(b)
+
+    dctx = zstandard.ZstdDecompressor()
+    # a frame from the zstd tool has no content size: bounded by MAX_PAYLOAD
+    return zc, lambda b: dctx.decompress(b, max_output_size=MAX_PAYLOAD)
 
 
-CODECS = _codecs()
+def _codecs(path=None):
+    """Compression codecs here, and how each runs: zlib always; zstd through the
+    zstandard module, else the ``zstd`` binary; lz4 through the ``lz4`` binary."""
+    from .codecbin import bin_codec
+
+    out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
+    impl = {"zlib": "module"}
+    zmod = _zstd_module()
+    zbin = zmod or bin_codec("zstd", path)
+    if zbin is not None:
+        out["zstd"] = (FLAG_ZSTD,) + tuple(zbin)
+        impl["zstd"] = "module" if zmod else "bin"
+    lz4 = bin_codec("lz4", path)
+    if lz4 is not None:
+        out["lz4"] = (FLAG_LZ4,) + tuple(lz4)
+        impl["lz4"] = "bin"
+    return out, impl
+
+
+CODECS, CODEC_IMPL = _codecs()
 FLAG_DECODERS = dict((flag, dec) for flag, _c, dec in CODECS.values())
+#: fastest first: zstd -1 compresses about as fast as lz4 and much smaller; zlib last
+PREFERENCE = ["zstd", "lz4", "zlib"]
+
+
+def codec_label(codec):
+    # type: (str) -> str
+    """The codec as journals name it: ``zstd-bin`` where a binary on the host ran it."""
+    return codec + "-bin" if CODEC_IMPL.get(codec) == "bin" else codec
+
+
+def best_codec(offered):
+    # type: (typing.Iterable[str]) -> typing.Optional[str]
+    """The first codec of :data:`PREFERENCE` that this side and ``offered`` both have."""
+    for name in PREFERENCE:
+        if name in offered and name in CODECS:
+            return name
+    return None
 
 
 def decode_payload(flags, payload):
     # type: (int, bytes) -> bytes
     """Undo the compression a frame's flags announce (flags 0: as is)."""
-    if not flags & (FLAG_ZLIB | FLAG_ZSTD):
+    if not flags & CODEC_FLAGS:
         return payload
-    dec = FLAG_DECODERS.get(flags & (FLAG_ZLIB | FLAG_ZSTD))
+    dec = FLAG_DECODERS.get(flags & CODEC_FLAGS)
     if dec is None:
         raise ProtocolError("frame compressed with a codec this agent lacks (flags {})".format(flags))
     try:
         return dec(payload)
-    except Exception as exc:  # zlib.error, zstd.ZstdError: the stream is corrupt
+    except Exception as exc:  # zlib.error, zstd.ZstdError, CodecFailed: the stream is corrupt
         raise ProtocolError("cannot decompress a frame: {}".format(exc)) from exc
 
 
@@ -96,7 +132,7 @@ class Compressor(object):
             if codec not in CODECS:
                 raise ValueError("compression {!r} not available here".format(codec))
             self.flag, self.func, _dec = CODECS[codec]
-            self.level = level if level is not None else (1 if codec == "zlib" else 3)
+            self.level = level if level is not None else 1
 
     def pack(self, payload):
         # type: (bytes) -> typing.Tuple[bytes, int]

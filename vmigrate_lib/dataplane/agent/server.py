@@ -11,6 +11,7 @@ from .ops_push import PushOps
 from .ops_stream import StreamOps
 from .probe import probe_storage
 from .protocol import (
+    CODEC_IMPL,
     CODECS,
     DEFAULT_CHUNK,
     ERR,
@@ -75,6 +76,7 @@ class Agent(FileOps, StreamOps, PushOps, DeltaOps):
             "python": sys.version.split()[0],
             "algorithms": [name for name, _ in HASHERS],
             "compression": sorted(CODECS),
+            "codec_impl": CODEC_IMPL,  # "module", or "bin": a binary on this host runs it
             "features": FEATURES,
             "storage": self.storage,
         })

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from ...extents import Extent
+from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
 from ..client import AgentDatastore, summary_of
 from ..datastore import (
@@ -131,11 +132,15 @@ class SshAgentDatastore(AgentDatastore):
         """One request; an idempotent one is repeated after a lost connection."""
         once = super().call
         if op not in IDEMPOTENT_OPS and not (op == "write_file" and not args.get("exclusive")):
-            return once(op, **args)
-        return self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
+            out = once(op, **args)
+        else:
+            out = self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
+        self.transport.conn.agent_ran()  # it answered: its file is installed and checked
+        return out
 
     def close(self) -> None:
-        """Say goodbye to the agent (if it is still there), then close the SSH connection."""
+        """Say goodbye to the agent (if it is still there), then give the SSH connection
+        back (a shared one closes with its last user)."""
         try:
             super().close()
         finally:
@@ -232,17 +237,25 @@ class SshAgentDatastore(AgentDatastore):
             if ds.channel.codec_error is not None:
                 return PathCheck(False, ds.channel.codec_error.message)
             offered = ds.hello.get("compression", [])
-            words.append(f"{ds.name}: {want} -> {ds.codec} (agent offers {', '.join(offered)})")
+            words.append(f"{ds.name}: {want} -> {codec_name(ds.hello, ds.codec)} "
+                         f"(agent offers {', '.join(offered)})")
         peer = dst if isinstance(dst, SshAgentDatastore) and self.direct.use_for(dst) else None
         direct = peer is not None
-        if peer is not None and self.settings.compress not in ("", "auto"):
+        how = "relay: compressed frames are forwarded as they are"
+        if peer is not None and self.settings.compress:
             peer.channel.connect()
-            if self.settings.compress not in peer.hello.get("compression", []):
+            theirs = peer.hello.get("compression", [])
+            if self.settings.compress != "auto" and self.settings.compress not in theirs:
                 return PathCheck(False, f"ssh_compress {self.settings.compress} is requested "
                                  f"for direct mode but the agent of {peer.name} offers only "
-                                 f"{', '.join(peer.hello.get('compression', []))}")
-        how = ("direct: the source agent compresses" if direct else
-               "relay: compressed frames are forwarded as they are")
+                                 f"{', '.join(theirs)}")
+            mine = self.hello.get("compression", [])
+            run = (self.settings.compress if self.settings.compress != "auto" else
+                   next((c for c in proto.PREFERENCE if c in mine and c in theirs), "zlib"))
+            how = (f"direct: the source agent compresses with {codec_name(self.hello, run)}, "
+                   f"{peer.name}'s agent decodes with {codec_name(peer.hello, run)}")
+        elif direct:
+            how = "direct: the source agent compresses"
         return PathCheck(True, "; ".join(words) + f"; {how}, off where it does not pay")
 
     def push_extents(
@@ -261,3 +274,11 @@ class SshAgentDatastore(AgentDatastore):
                                   checkpoint_bytes=checkpoint_bytes, on_checkpoint=on_checkpoint,
                                   on_progress=on_progress)
         return None if pushed is None else summary_of(pushed)
+
+
+def codec_name(hello: dict[str, Any], codec: str | None) -> str:
+    """A codec as the preflight line and the journal name it: ``zstd-bin`` where the
+    agent runs it through a binary on its host (no zstandard module there)."""
+    if not codec:
+        return "none"
+    return f"{codec}-bin" if hello.get("codec_impl", {}).get(codec) == "bin" else codec

@@ -112,7 +112,7 @@ class ResilientWriter(ExtentWriter):
 
 
 #: frame flag -> the codec name agents list in their HELLO
-FLAG_CODECS = {proto.FLAG_ZLIB: "zlib", proto.FLAG_ZSTD: "zstd"}
+FLAG_CODECS = {proto.FLAG_ZLIB: "zlib", proto.FLAG_ZSTD: "zstd", proto.FLAG_LZ4: "lz4"}
 
 
 def _speaks(channel: AgentChannel, flags: int) -> bool:
