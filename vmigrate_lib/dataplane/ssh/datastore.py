@@ -132,15 +132,11 @@ class SshAgentDatastore(AgentDatastore):
         """One request; an idempotent one is repeated after a lost connection."""
         once = super().call
         if op not in IDEMPOTENT_OPS and not (op == "write_file" and not args.get("exclusive")):
-            out = once(op, **args)
-        else:
-            out = self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
-        self.transport.conn.agent_ran()  # it answered: its file is installed and checked
-        return out
+            return once(op, **args)
+        return self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
 
     def close(self) -> None:
-        """Say goodbye to the agent (if it is still there), then give the SSH connection
-        back (a shared one closes with its last user)."""
+        """Say goodbye to the agent (if it is still there), then close the SSH connection."""
         try:
             super().close()
         finally:
