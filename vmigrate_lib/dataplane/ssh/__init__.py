@@ -35,9 +35,23 @@ The engine never imports this package; hosts build datastores through
 
 from __future__ import annotations
 
+import sys
+
+if "paramiko" not in sys.modules and "invoke" not in sys.modules:
+    # paramiko.config imports invoke, only for ``Match exec`` in ssh_config files (which
+    # vmigrate never reads); invoke pulls in unittest.mock and asyncio: 0.15-0.25 s of
+    # every command over SSH, measured here.  A None entry makes that import fail, which
+    # paramiko handles (``invoke = None``); the entry goes once paramiko is loaded, so a
+    # later ``import invoke`` elsewhere works as usual.
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+    try:
+        import paramiko  # noqa: F401
+    finally:
+        del sys.modules["invoke"]
+
 from ..sshconfig import DirectRoute, SshSettings
 from .channel import RateLimiter
-from .connection import SshConnection, fingerprint_sha256
+from .connection import SshConnection, fingerprint_sha256, shared_connection
 from .datastore import SshAgentDatastore
 from .direct import ModeCheck, check_modes
 from .transport import SshTransport
@@ -46,11 +60,16 @@ from .writer import ResilientWriter
 __all__ = [
     "DirectRoute", "ModeCheck", "RateLimiter", "ResilientWriter", "SshAgentDatastore",
     "SshConnection", "SshSettings", "SshTransport", "check_modes", "fingerprint_sha256",
-    "open_ssh_datastore",
+    "open_ssh_datastore", "shared_connection",
 ]
 
 
 def open_ssh_datastore(name: str, root: str, settings: SshSettings,
                        connection: SshConnection | None = None) -> SshAgentDatastore:
-    """A datastore folder ``root`` on an SSH host, served by an uploaded agent."""
-    return SshAgentDatastore(name, SshTransport(settings, root, connection))
+    """A datastore folder ``root`` on an SSH host, served by an uploaded agent, over
+    ``connection`` or else this process's shared connection to that host
+    (:func:`shared_connection`).  Its agent is launched at once, not waited for: the
+    host starts it while the caller goes on (see :meth:`SshTransport.launch`)."""
+    transport = SshTransport(settings, root, connection or shared_connection(settings))
+    transport.launch()
+    return SshAgentDatastore(name, transport)

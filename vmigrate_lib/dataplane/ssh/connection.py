@@ -45,6 +45,32 @@ def _fingerprint_md5(key: paramiko.PKey) -> str:
 
 
 
+#: Datastores served over one shared connection at most (each keeps one agent channel
+#: open, a control plane may add a few): below OpenSSH's ``MaxSessions`` default of 10
+#: channels per connection (sshd_config(5)); more datastores on one host get another.
+SHARED_USERS = 4
+
+_POOL_LOCK = threading.Lock()
+_POOL: dict[SshSettings, list[SshConnection]] = {}
+
+
+def shared_connection(settings: SshSettings) -> SshConnection:
+    """The connection of this process to the host ``settings`` reach (the same settings:
+    the same host, login, host-key policy and tuning), shared by every datastore and
+    agent on it: one handshake, one login and one host-key check per host and command
+    instead of one per datastore.  Each user gives it back with
+    :meth:`SshConnection.release`; the last one closes it."""
+    with _POOL_LOCK:
+        conns = _POOL.setdefault(settings, [])
+        conn = next((c for c in conns if c.users < SHARED_USERS), None)
+        if conn is None:
+            conn = SshConnection(settings)
+            conn.pooled = True
+            conns.append(conn)
+        conn.users += 1
+        return conn
+
+
 class SshConnection:
     """One authenticated, tuned SSH connection to a host (reconnects on demand)."""
 
@@ -56,6 +82,24 @@ class SshConnection:
         self.agent_sha256 = ""
         self.host_key_fingerprint = ""
         self.connects = 0
+        self.pooled = False  #: from :func:`shared_connection`
+        self.users = 0  #: datastores using it (pooled only)
+
+    def release(self) -> None:
+        """A user is done with it: a shared connection closes when its last user is
+        done (and leaves the pool), one of its own closes now."""
+        with _POOL_LOCK:
+            if self.pooled:
+                self.users -= 1
+                if self.users > 0:
+                    return
+                conns = _POOL.get(self.settings, [])
+                if self in conns:
+                    conns.remove(self)
+                if not conns:
+                    _POOL.pop(self.settings, None)
+                self.pooled = False
+        self.close()
 
     @property
     def active(self) -> bool:
@@ -248,6 +292,14 @@ class SshConnection:
         data, digest16 = agent_zipapp()
         self.agent_sha256 = hashlib.sha256(data).hexdigest()
         return agentfile.agent_path(self.settings, digest16)
+
+    def agent_ran(self) -> None:
+        """An agent started from :meth:`agent_target` answered: the launcher found the
+        file there with the right owner, mode and digest, so it is installed and a later
+        :meth:`ensure_agent` (direct mode's peer command) needs no install check (an
+        exec and a python3 start on the host)."""
+        if self.agent_path is None:
+            self.agent_path = self.agent_target()
 
     def ensure_agent(self) -> str:
         """Install the agent in the login's private folder (see :mod:`.agentfile`) unless

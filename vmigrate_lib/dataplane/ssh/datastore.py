@@ -132,11 +132,15 @@ class SshAgentDatastore(AgentDatastore):
         """One request; an idempotent one is repeated after a lost connection."""
         once = super().call
         if op not in IDEMPOTENT_OPS and not (op == "write_file" and not args.get("exclusive")):
-            return once(op, **args)
-        return self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
+            out = once(op, **args)
+        else:
+            out = self.channel.retrying(f"{op} lost its connection").call(lambda: once(op, **args))
+        self.transport.conn.agent_ran()  # it answered: its file is installed and checked
+        return out
 
     def close(self) -> None:
-        """Say goodbye to the agent (if it is still there), then close the SSH connection."""
+        """Say goodbye to the agent (if it is still there), then give the SSH connection
+        back (a shared one closes with its last user)."""
         try:
             super().close()
         finally:

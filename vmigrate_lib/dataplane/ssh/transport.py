@@ -29,6 +29,9 @@ class SshTransport(Transport):
         self._stderr = bytearray()
         self.starts = 0
         self.last_exit: int | None = None  #: exit status of the last agent that ended
+        #: what :meth:`launch` started (or the error it met), handed over by the next start
+        self._ahead: tuple[IO[bytes], IO[bytes]] | VmigrateError | None = None
+        self._holds = True  #: this transport still holds its connection (see shutdown)
 
     def remote_command(self, ensure: bool = True) -> str:
         """The command that starts this datastore's agent on its host (``ensure``: the
@@ -46,7 +49,22 @@ class SshTransport(Transport):
         self.conn.ensure_agent()
         return True
 
+    def launch(self) -> None:
+        """Start the agent now without waiting for it; the next :meth:`start` hands it
+        over (or raises the error this start met).  The host starts its python while
+        this machine does other work, and agents on several hosts start at once."""
+        if self._ahead is None and self._chan is None:
+            try:
+                self._ahead = self.start()
+            except VmigrateError as exc:  # raised where it would have been: at the first use
+                self._ahead = exc
+
     def start(self) -> tuple[IO[bytes], IO[bytes]]:
+        ahead, self._ahead = self._ahead, None
+        if isinstance(ahead, VmigrateError):
+            raise ahead
+        if ahead is not None and self._chan is not None and not self._chan.closed:
+            return ahead
         self.close()
         s = self.settings
         try:
@@ -130,6 +148,8 @@ class SshTransport(Transport):
         return "; ".join(parts)
 
     def close(self) -> None:
+        if self._ahead is not None:
+            return  # launched, not handed over yet: the next start takes it
         chan, self._chan = self._chan, None
         if chan is not None:
             try:
@@ -138,6 +158,13 @@ class SshTransport(Transport):
                 pass
 
     def shutdown(self) -> None:
-        """Close the channel and the SSH connection."""
+        """Close the channel (a launched agent too) and give the SSH connection back
+        (a shared one closes when its last user is done, see
+        :func:`~vmigrate_lib.dataplane.ssh.connection.shared_connection`)."""
+        self._ahead = None
         self.close()
-        self.conn.close()
+        if self._holds:
+            self._holds = False
+            self.conn.release()
+        else:
+            self.conn.close()

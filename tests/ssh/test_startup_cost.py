@@ -1,0 +1,91 @@
+"""Start-up of a whole command over SSH (issue 13 item 3): what one ``vmigrate sync --cycles 1``
+costs each host, counted in the host's own sshd log.
+
+Hosts a and b are real OpenSSH sshd in network namespaces (fixture ``ssh_hosts``); the lab's
+control plane is local, its datastores are served over SSH (``url: ssh://...``), Alice has
+two disks copied in parallel (``sync.parallel_disks`` 2).  sshd at ``LogLevel VERBOSE`` logs
+each login (``Accepted publickey for``) and each exec channel (``Starting session: command``),
+as OpenSSH's auth2.c and session.c print them.
+
+Before: every datastore handle opened its own SSH connection (2 logins per host per
+command), and the direct-mode probe of preflight ran the agent's install check on b (one more
+exec and python3 start there) although b's agent had just started from the checked file.
+Now one login per host serves every datastore, agent and probe of the command, and each
+host runs one exec per agent (one per disk copied at the same time: an agent serves one
+stream at a time).  What only a real ESXi host would show: what each exec costs there
+(busybox ash, the host's python3), i.e. what each saved exec saves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.lab.layout import LabLayout
+from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
+from vmigrate_lib.lab.workload import WorkloadSpec
+
+if TYPE_CHECKING:
+    from tests.ssh.sshdp import SshHosts
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+MiB = 1 << 20
+
+
+def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path) -> dict[str, Any]:
+    h = ssh_hosts[role]
+    return {"type": "lab", "host": name, "lab_root": str(root),
+            "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
+            "ssh_known_hosts": h.known_hosts_path}
+
+
+@pytest.fixture(name="lab")
+def lab_fixture(tmp_path: Path) -> Iterator[Path]:
+    os.chmod(tmp_path, 0o755)
+    root = tmp_path / "lab"
+    lab_up(root, vm="", power_on=False)
+    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (8 * MiB, 4 * MiB),
+              workload=WorkloadSpec(rate_mb_s=0.5, ack_interval=0.2), fill=0.25)
+    a = LabHost(root, "esx-a")
+    a.power_on("alice")
+    a.wait_ready("alice", 30)
+    yield root
+    lab_down(root, timeout=5)
+
+
+def _counts(ssh_hosts: SshHosts, role: str, since: int) -> dict[str, int]:
+    log = ssh_hosts.servers[role].log()[since:]
+    return {"logins": log.count("Accepted publickey for"),
+            "execs": log.count("Starting session: command")}
+
+
+def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path: Path) -> None:
+    """Before: a 2 logins, 2 execs; b 2 logins, 3 execs (the probe's install check)."""
+    pf = tmp_path / "params.yaml"
+    pf.write_text(yaml.safe_dump({
+        "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
+        "source": _host(ssh_hosts, "a", "esx-a", lab),
+        "destination": _host(ssh_hosts, "b", "esx-b", lab),
+        "workspace": str(tmp_path / "ws")}))
+
+    def sync() -> dict[str, dict[str, int]]:
+        marks = {r: len(ssh_hosts.servers[r].log()) for r in ("a", "b")}
+        r = subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", "sync", "--cycles",
+                            "1", "--params", str(pf)], capture_output=True, text=True,
+                           timeout=300, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "certify identical" in r.stdout + r.stderr
+        return {role: _counts(ssh_hosts, role, marks[role]) for role in ("a", "b")}
+
+    sync()  # the seed (installs the agent on a first run)
+    delta = sync()
+    assert delta == {"a": {"logins": 1, "execs": 2}, "b": {"logins": 1, "execs": 2}}, delta
