@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 
 from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
+from vmigrate_lib.control.factory import open_host
+from vmigrate_lib.control.vsphere import VsphereHost
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,6 +71,22 @@ def vcsim(
         model=model, qcda_cmd=qcda_source.command, binary=vcsim_binary
     ) as info:
         yield info
+
+
+@pytest.fixture
+def host(vcsim: vcsim_peer.VcsimInfo) -> Iterator[VsphereHost]:
+    """The adapter on the test's simulator, as the CLI opens it (closed after)."""
+    h = open_host(vsim.host_params(vcsim))
+    assert isinstance(h, VsphereHost)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def si(vcsim: vcsim_peer.VcsimInfo) -> Iterator[Any]:
+    """A pyVmomi session on the test's simulator: the test's own hands on it."""
+    with vsim.pyvmomi(vcsim) as conn:
+        yield conn
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ leaves the NIC down.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,6 @@ PORT = "7"
 #: the source as register_vm sees it (no MACs to compare: Bob's .vmx has its own)
 SOURCE = VmInfo(name=ALICE, uuid="u", host="DC0_H0", power=PowerState.OFF, datastore=DS,
                 folder=ALICE, disks=())
-
-
-@pytest.fixture
-def si(vcsim: vcsim_peer.VcsimInfo) -> Iterator[Any]:
-    with vsim.pyvmomi(vcsim) as conn:
-        yield conn
 
 
 def portgroup(si: Any) -> Any:

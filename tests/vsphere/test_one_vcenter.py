@@ -34,8 +34,9 @@ from tests.vsphere.vpxenv import (
     nic_facts,
     vpx_env,
 )
+from vmigrate_lib.control import vmxtext
 from vmigrate_lib.control.host import RetirePlan
-from vmigrate_lib.control.vsphere import VsphereHost, checks, macs, retire, vmxfiles
+from vmigrate_lib.control.vsphere import VsphereHost, checks, macs, retire
 from vmigrate_lib.engine.cutover import CutoverHooks, CutoverOptions, run_cutover, run_rollback
 from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import run_cycles
@@ -272,7 +273,7 @@ class MacsAsGenerated(VsphereHost):
     did before): vCenter then regenerates the conflicting MAC."""
 
     def prepare_config_files(self, name: str, source: Any, files: Any, renames: Any) -> Any:
-        return vmxfiles.prepare(name, source, files, renames)
+        return vmxtext.prepare(name, source, files, renames)
 
 
 def test_mac_changed_at_registration_rolls_back_before_power_on(env: VpxEnv) -> None:
@@ -316,7 +317,7 @@ def test_regenerated_mac_is_caught_and_static_mac_kept(env: VpxEnv) -> None:
     ESXi 5.1+ does."""
     src = env.host(env.params().source)
     alice = src.find_vm("alice")
-    vmx = vmxfiles.rewrite_vmx((env.root / "srcds" / "alice" / "alice.vmx").read_bytes(), "bob",
+    vmx = vmxtext.rewrite_vmx((env.root / "srcds" / "alice" / "alice.vmx").read_bytes(), "bob",
                                {})  # as the cutover writes it, but the MAC as it was
     host = _register_copy(env, vmx)
     with pytest.raises(MacMismatch, match=f"not alice's {alice.macs[0]}"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ from pyVmomi import vim
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
-from vmigrate_lib.control.factory import open_host
+from vmigrate_lib.control import vmxtext
 from vmigrate_lib.control.host import PowerState, VmInfo
-from vmigrate_lib.control.vsphere import VsphereHost, vmxfiles
+from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.errors import PowerOnQuestion
 
 DS = "LocalDS_0"
@@ -64,20 +63,6 @@ def bob_files(si: Any, vmx: str, folder: str = "bob") -> None:
 def copied_vmx() -> str:
     """Alice's .vmx as ESXi wrote it (uuid.location, no uuid.action), renamed for Bob."""
     return vsim.esxi_vmx("alice").replace("alice", "bob")
-
-
-@pytest.fixture
-def host(vcsim: vcsim_peer.VcsimInfo) -> Iterator[VsphereHost]:
-    h = open_host(vsim.host_params(vcsim))
-    assert isinstance(h, VsphereHost)
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def si(vcsim: vcsim_peer.VcsimInfo) -> Iterator[Any]:
-    with vsim.pyvmomi(vcsim) as conn:
-        yield conn
 
 
 def identity(si: Any, name: str) -> tuple[str, list[str]]:
@@ -127,11 +112,11 @@ def test_moved_or_copied_is_answered_moved_and_journaled(host: VsphereHost, si: 
 
 
 def test_bobs_rewritten_vmx_asks_nothing(host: VsphereHost, si: Any) -> None:
-    """Bob's .vmx as vmxfiles writes it carries uuid.action = keep: the peer, like ESXi
+    """Bob's .vmx as vmxtext writes it carries uuid.action = keep: the peer, like ESXi
     (KB 1541: "you are not prompted"), asks no question, and there is nothing to note."""
     files = {"alice.vmx": vsim.esxi_vmx("alice").encode(),
              "alice.vmdk": vsim.esxi_descriptor("alice-flat.vmdk", 1 << 20).encode()}
-    out = vmxfiles.prepare("bob", ALICE, files, {"alice.vmdk": "bob.vmdk"}, dest_volumes=[DS])
+    out = vmxtext.prepare("bob", ALICE, files, {"alice.vmdk": "bob.vmdk"}, dest_volumes=[DS])
     bob_files(si, out["bob.vmx"].decode())
     host.register_vm("bob", DS, "bob", ALICE)
     host.power_on("bob", timeout=20)

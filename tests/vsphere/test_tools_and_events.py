@@ -17,36 +17,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
-from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
-from vmigrate_lib.control.factory import open_host
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.errors import ToolsUnavailable
 
 ESX_VM = "ha-host_VM0"
 VPX_VM = "DC0_H0_VM0"
-
-
-@pytest.fixture
-def host(vcsim: vcsim_peer.VcsimInfo) -> Iterator[VsphereHost]:
-    h = open_host(vsim.host_params(vcsim))
-    assert isinstance(h, VsphereHost)
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def si(vcsim: vcsim_peer.VcsimInfo) -> Iterator[Any]:
-    with vsim.pyvmomi(vcsim) as conn:
-        yield conn
 
 
 def _no_tools(si: Any, name: str) -> None:

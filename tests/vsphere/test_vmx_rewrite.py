@@ -1,4 +1,4 @@
-"""Bob's .vmx and disk descriptors from Alice's (vmigrate_lib.control.vsphere.vmxfiles)."""
+"""Bob's .vmx and disk descriptors from Alice's (vmigrate_lib.control.vmxtext)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import pytest
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
+from vmigrate_lib.control import vmxtext
 from vmigrate_lib.control.host import DiskInfo, PowerState, VmInfo
 from vmigrate_lib.control.lab import LabHost
-from vmigrate_lib.control.vsphere import VsphereHost, vmxfiles
+from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.errors import HostApiError
 
 MiB = 1 << 20
@@ -46,7 +47,7 @@ def vmx_values(data: bytes) -> dict[str, str]:
 
 
 def test_vmx_names_bobs_files_and_drops_alices_runtime() -> None:
-    out = vmxfiles.prepare("bob", alice(), files(), RENAMES)
+    out = vmxtext.prepare("bob", alice(), files(), RENAMES)
     assert sorted(out) == ["bob.nvram", "bob.vmdk", "bob.vmx", "bob.vmxf", "bob_1.vmdk"]
     v = vmx_values(out["bob.vmx"])
     assert v["displayName"] == "bob"
@@ -65,7 +66,7 @@ def test_vmx_names_bobs_files_and_drops_alices_runtime() -> None:
 
 
 def test_descriptor_points_at_bobs_flat_without_change_tracking() -> None:
-    out = vmxfiles.prepare("bob", alice(), files(), RENAMES)
+    out = vmxtext.prepare("bob", alice(), files(), RENAMES)
     text = out["bob.vmdk"].decode()
     assert 'RW 16384 VMFS "bob-flat.vmdk"' in text
     assert "changeTrackPath" not in text and "alice" not in text
@@ -75,7 +76,7 @@ def test_descriptor_points_at_bobs_flat_without_change_tracking() -> None:
 
 def test_same_name_keeps_names_rewrites_only_runtime() -> None:
     same = {k: k for k in RENAMES}
-    out = vmxfiles.prepare("alice", alice(), files(), same)
+    out = vmxtext.prepare("alice", alice(), files(), same)
     v = vmx_values(out["alice.vmx"])
     assert v["displayName"] == "alice" and v["scsi0:1.fileName"] == "alice_1.vmdk"
     assert v["ctkEnabled"] == "FALSE"
@@ -84,7 +85,7 @@ def test_same_name_keeps_names_rewrites_only_runtime() -> None:
 
 def test_crlf_and_missing_keys() -> None:
     vmx = b'.encoding = "UTF-8"\r\nscsi0:0.fileName = "alice.vmdk"\r\n# comment\r\n'
-    out = vmxfiles.rewrite_vmx(vmx, "bob", RENAMES).decode()
+    out = vmxtext.rewrite_vmx(vmx, "bob", RENAMES).decode()
     assert out == ('.encoding = "UTF-8"\r\nscsi0:0.fileName = "bob.vmdk"\r\n# comment\r\n'
                    'displayName = "bob"\r\nuuid.action = "keep"\r\n')
 
@@ -92,7 +93,7 @@ def test_crlf_and_missing_keys() -> None:
 def test_vmx_under_another_name_becomes_bobs() -> None:
     f = files()
     f["old-name.vmx"] = f.pop("alice.vmx")
-    out = vmxfiles.prepare("bob", alice(), f, RENAMES)
+    out = vmxtext.prepare("bob", alice(), f, RENAMES)
     assert "bob.vmx" in out and "old-name.vmx" not in out
 
 
@@ -100,24 +101,24 @@ def test_no_vmx_or_two_is_an_error() -> None:
     f = files()
     del f["alice.vmx"]
     with pytest.raises(HostApiError, match=r"no \.vmx in the folder of VM alice"):
-        vmxfiles.prepare("bob", alice(), f, RENAMES)
+        vmxtext.prepare("bob", alice(), f, RENAMES)
     f["x.vmx"] = f["y.vmx"] = b""
-    assert vmxfiles.vmx_file(alice(), {**f, "alice.vmx": b""}) == "alice.vmx"  # named after her
+    assert vmxtext.vmx_file(alice(), {**f, "alice.vmx": b""}) == "alice.vmx"  # named after her
     with pytest.raises(HostApiError, match=r"more than one .vmx .*x.vmx, y.vmx"):
-        vmxfiles.prepare("bob", alice(), f, RENAMES)
+        vmxtext.prepare("bob", alice(), f, RENAMES)
 
 
 def test_descriptor_outside_the_folder_is_an_error_before_anything() -> None:
     f = files()
     del f["alice_1.vmdk"]
     with pytest.raises(HostApiError, match=r"Hard disk 2 \(\[ds1\] alice/alice_1.vmdk\)"):
-        vmxfiles.prepare("bob", alice(), f, RENAMES)
+        vmxtext.prepare("bob", alice(), f, RENAMES)
 
 
 def test_binary_vmdk_is_not_a_descriptor() -> None:
-    assert vmxfiles.is_descriptor(b"# Disk DescriptorFile\nversion=1\n")
-    assert not vmxfiles.is_descriptor(b"KDMV\x01\x00\x00\x00")
-    assert not vmxfiles.is_descriptor(b"# Disk DescriptorFile" + bytes(70 * 1024))
+    assert vmxtext.is_descriptor(b"# Disk DescriptorFile\nversion=1\n")
+    assert not vmxtext.is_descriptor(b"KDMV\x01\x00\x00\x00")
+    assert not vmxtext.is_descriptor(b"# Disk DescriptorFile" + bytes(70 * 1024))
 
 
 def test_lab_and_default_hook_rename_only() -> None:
@@ -130,14 +131,14 @@ def test_lab_and_default_hook_rename_only() -> None:
 def test_disks_outside_the_vm_folder_are_named() -> None:
     """Preflight's disk-placement check: the cutover can only rebuild the VM's own folder."""
     vm = alice()
-    assert vmxfiles.disks_outside_folder(vm) == []
+    assert vmxtext.disks_outside_folder(vm) == []
     moved = DiskInfo(key=2001, label="Hard disk 2", datastore="ds2",
                      path="shared/alice_1-flat.vmdk", capacity=8 * MiB)
     other_folder = DiskInfo(key=2002, label="Hard disk 3", datastore="ds1",
                             path="archive/alice_2-flat.vmdk", capacity=8 * MiB)
     vm2 = VmInfo(name="alice", uuid="u", host="h", power=PowerState.OFF, datastore="ds1",
                  folder="alice", disks=(vm.disks[0], moved, other_folder))
-    assert vmxfiles.disks_outside_folder(vm2) == [
+    assert vmxtext.disks_outside_folder(vm2) == [
         "Hard disk 2 ([ds2] shared/alice_1-flat.vmdk)",
         "Hard disk 3 ([ds1] archive/alice_2-flat.vmdk)",
     ]
@@ -176,7 +177,7 @@ def test_isos_bob_cannot_reach_do_not_connect_at_power_on() -> None:
         f'floppy0.fileName = "/vmfs/volumes/{A_UUID}/alice/drivers.flp"')
     f["small.iso"] = b"\x00" * 2048
     notes: list[str] = []
-    out = vmxfiles.prepare("bob", alice(), f, {**RENAMES, "small.iso": "small.iso"},
+    out = vmxtext.prepare("bob", alice(), f, {**RENAMES, "small.iso": "small.iso"},
                            dest_volumes=B_VOLUMES, notes=notes)
     text = out["bob.vmx"].decode()
     v = vmx_values(out["bob.vmx"])
@@ -202,7 +203,7 @@ def test_working_dir_and_swap_dir_never_point_at_alice() -> None:
     f = vmx_with(f'workingDir = "/vmfs/volumes/{A_UUID}/alice/"',
                  'sched.swap.dir = "/vmfs/volumes/swapds/swap/"')
     notes: list[str] = []
-    v = vmx_values(vmxfiles.prepare("bob", alice(), f, RENAMES, dest_volumes=B_VOLUMES,
+    v = vmx_values(vmxtext.prepare("bob", alice(), f, RENAMES, dest_volumes=B_VOLUMES,
                                     notes=notes)["bob.vmx"])
     assert "workingDir" not in v
     assert v["sched.swap.dir"] == "/vmfs/volumes/swapds/swap/"
@@ -210,7 +211,7 @@ def test_working_dir_and_swap_dir_never_point_at_alice() -> None:
                      "dropped, so Bob's own folder is used"]
     f = vmx_with(f'sched.swap.dir = "/vmfs/volumes/{A_UUID}/swap/"')
     notes.clear()
-    v = vmx_values(vmxfiles.prepare("bob", alice(), f, RENAMES, dest_volumes=B_VOLUMES,
+    v = vmx_values(vmxtext.prepare("bob", alice(), f, RENAMES, dest_volumes=B_VOLUMES,
                                     notes=notes)["bob.vmx"])
     assert "sched.swap.dir" not in v
     assert notes and "does not mount" in notes[0]
@@ -225,7 +226,7 @@ def test_other_paths_into_alices_folder_name_bobs() -> None:
                  f'serial1.fileName = "/vmfs/volumes/{A_UUID}/logs/alice-serial1.log"',
                  'parallel0.fileName = "/dev/null"')
     notes: list[str] = []
-    v = vmx_values(vmxfiles.prepare("bob", alice(), f, RENAMES, dest_volumes=B_VOLUMES,
+    v = vmx_values(vmxtext.prepare("bob", alice(), f, RENAMES, dest_volumes=B_VOLUMES,
                                     notes=notes)["bob.vmx"])
     assert v["serial0.fileName"] == "serial0.log"
     assert "serial1.fileName" not in v
@@ -239,7 +240,7 @@ def test_unknown_destination_volumes_count_only_what_was_copied() -> None:
     counts as unreachable: the conservative choice."""
     f = vmx_with('ide1:0.deviceType = "cdrom-image"',
                  'ide1:0.fileName = "/vmfs/volumes/iso-share/linux.iso"')
-    v = vmx_values(vmxfiles.prepare("bob", alice(), f, RENAMES)["bob.vmx"])
+    v = vmx_values(vmxtext.prepare("bob", alice(), f, RENAMES)["bob.vmx"])
     assert v["ide1:0.startConnected"] == "FALSE"
 
 

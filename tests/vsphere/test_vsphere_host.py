@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from pyVmomi import vim
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
-from vmigrate_lib.control.factory import open_host
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import CBT_STUN_SNAPSHOT, VsphereHost, inventory
 from vmigrate_lib.errors import (
@@ -37,20 +35,6 @@ from vmigrate_lib.extents import Extent
 
 KiB, MiB = 1024, 1024 * 1024
 VM0 = "ha-host_VM0"
-
-
-@pytest.fixture
-def host(vcsim: vcsim_peer.VcsimInfo) -> Iterator[VsphereHost]:
-    h = open_host(vsim.host_params(vcsim))
-    assert isinstance(h, VsphereHost)
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def si(vcsim: vcsim_peer.VcsimInfo) -> Iterator[Any]:
-    with vsim.pyvmomi(vcsim) as conn:
-        yield conn
 
 
 # --- connect ---------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ import re
 import pytest
 from pyVmomi import vim, vmodl
 
-from vmigrate_lib.control.vsphere.cbt import check_epoch, split_change_id
-from vmigrate_lib.control.vsphere.paths import (
+from vmigrate_lib.control.dspaths import (
     flat_path,
     is_delta,
     parse_ds_path,
     vmfs_flat_path,
 )
+from vmigrate_lib.control.vsphere.cbt import check_epoch, split_change_id
 from vmigrate_lib.control.vsphere.tasks import LICENCE_MESSAGE, map_fault
 from vmigrate_lib.errors import (
     ChangeIdInvalid,

@@ -310,7 +310,7 @@ class Peer:
     def config_from_copy(vmdir: Path, cfg_file: str, name: str) -> None:
         """The lab config copied under Bob's name still names Alice and her disk files;
         ESXi registers what the .vmx says, and vmigrate rewrites a real .vmx to name
-        Bob's files (control/vsphere/vmxfiles.py), so the peer makes the config name
+        Bob's files (control/vmxtext.py), so the peer makes the config name
         Bob and his files as the lab's own registration does (config_for_copy)."""
         copied = VmConfig.load(vmdir / cfg_file)
         if copied.name == name:

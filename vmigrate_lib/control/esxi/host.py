@@ -35,6 +35,7 @@ from ...errors import (
 )
 from ...extents import Extent
 from ...params import EsxiHostParams
+from .. import vmxtext
 from ..host import (
     DiskInfo,
     Host,
@@ -272,14 +273,12 @@ class EsxiHost(EsxiSnapshots, Host):
     def prepare_config_files(self, name: str, source: VmInfo, files: Mapping[str, bytes],
                              renames: Mapping[str, str]) -> dict[str, bytes]:
         """Bob's ``<name>.vmx`` and disk descriptors naming his files, as for vSphere
-        (:mod:`..vsphere.vmxfiles`, pure text); files this host cannot reach are
+        (:mod:`..vmxtext`, pure text: no pyVmomi); files this host cannot reach are
         disconnected or dropped, with a note.  A folder without a ``.vmx`` (not a
         VMware VM: the lab's own config) is renamed and copied as it is."""
         if not any(n.endswith(".vmx") for n in files):
             return super().prepare_config_files(name, source, files, renames)
-        from ..vsphere import vmxfiles  # pure text; its package loads pyVmomi, at cutover only
-
-        return vmxfiles.prepare(name, source, files, renames, self._volumes(), self._notes)
+        return vmxtext.prepare(name, source, files, renames, self._volumes(), self._notes)
 
     def _volumes(self) -> list[str]:
         """What ``/vmfs/volumes`` holds: datastore names and their volume UUIDs."""

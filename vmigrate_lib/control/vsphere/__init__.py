@@ -3,7 +3,9 @@
 The only package of vmigrate that imports pyVmomi; faults become
 :mod:`vmigrate_lib.errors` at its boundary.  Modules: ``connection`` (session),
 ``inventory`` (VMs, disks, datastores), ``snapshots``, ``cbt``, ``power``,
-``register``, ``tasks`` (timeouts, fault mapping), ``paths`` (datastore paths).
+``register``, ``tasks`` (timeouts, fault mapping), ``vm_checks`` (preflight lists),
+``api_guard`` (a lost connection in any method); datastore paths and the .vmx rewrite are
+:mod:`..dspaths` and :mod:`..vmxtext`, shared with the esxi host (no pyVmomi there).
 """
 
 from __future__ import annotations

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...errors import DiskMismatch, HostNotPrepared, UnsupportedDisk, VmMoved
+from ..dspaths import parse_ds_path
 from ..host import HostCheck, VmInfo
 from ._vmomi import vim, vmodl
 from .connection import Connection
 from .inventory import DiskDetail, collect
-from .paths import parse_ds_path
 
 #: Datastore types whose disks are objects, not files a shell can open (vSphere API
 #: ``DatastoreSummary.type``: VMFS, NFS, NFS41, CIFS, vsan, VFFS, VVOL, PMEM).

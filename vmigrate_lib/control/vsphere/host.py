@@ -10,18 +10,12 @@ injectable so tests can serve a simulator's datastore folder with a local agent.
 
 from __future__ import annotations
 
-import functools
-import http.client
-import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
-from xml.parsers.expat import ExpatError
+from typing import TYPE_CHECKING, Any
 
 from ...dataplane import ssh as ssh_dataplane
 from ...dataplane.sshconfig import SshSettings
 from ...errors import (
-    DiskChainError,
-    DiskMismatch,
     ParameterError,
     PowerError,
     SnapshotError,
@@ -29,6 +23,8 @@ from ...errors import (
 )
 from ...extents import Extent
 from ...params import HostParams, VsphereHostParams
+from .. import vmxtext
+from ..dspaths import VMFS_ROOT, datastore_root
 from ..host import (
     VMIGRATE_SNAPSHOT_PREFIX,
     Host,
@@ -40,7 +36,6 @@ from ..host import (
 )
 from . import (
     cbt,
-    checks,
     drs,
     events,
     inventory,
@@ -49,12 +44,11 @@ from . import (
     register,
     retire,
     snapshots,
-    vmxfiles,
+    vm_checks,
 )
 from ._vmomi import vim
+from .api_guard import guard_api
 from .connection import CALL_TIMEOUT, KEEPALIVE_INTERVAL, Connection
-from .licence import licence_check
-from .paths import VMFS_ROOT, datastore_root
 
 if TYPE_CHECKING:
     from ...dataplane.datastore import Datastore
@@ -73,35 +67,7 @@ def open_ssh_datastore(hp: HostParams, name: str, root: str) -> Datastore:
     return ssh_dataplane.open_ssh_datastore(name, root, SshSettings.from_host_params(hp))
 
 
-_C = TypeVar("_C", bound=type)
-
-#: Methods whose failures are not the API connection's (the SSH data plane, teardown).
-_UNGUARDED = {"open_datastore", "close"}
-
-
-def _guard_api(cls: _C) -> _C:
-    """Every public method of ``cls``: a connection that fails or stops answering
-    outside :meth:`Connection.call` (pyVmomi reads a managed object's property on
-    attribute access, e.g. ``vm.name`` in a message) is a one-line
-    :class:`HostApiError` too, never a raw socket error."""
-    for name, fn in list(vars(cls).items()):
-        if name.startswith("_") or name in _UNGUARDED or not inspect.isfunction(fn):
-            continue
-
-        def wrap(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-            @functools.wraps(fn)
-            def run(self: VsphereHost, *args: Any, **kwargs: Any) -> Any:
-                try:
-                    return fn(self, *args, **kwargs)
-                except (OSError, http.client.HTTPException, ExpatError) as exc:
-                    raise self.conn.lost(exc, name.replace("_", " ")) from exc
-            return run
-
-        setattr(cls, name, wrap(fn, name))
-    return cls
-
-
-@_guard_api
+@guard_api
 class VsphereHost(Host):
     """One ESXi host, directly or through a vCenter (``host`` names it there)."""
 
@@ -294,76 +260,16 @@ class VsphereHost(Host):
         return register.verify_macs(self.conn, ref, name, source)
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
-        """The licence first (a free one refuses every write: issue 12 item 2), then the
-        VM's own checks (:meth:`_migration_checks`)."""
-        return [licence_check(self.conn, self.vm_ref(vm.name), vm.name),
-                *self._migration_checks(vm)]
-
-    def _migration_checks(self, vm: VmInfo) -> list[HostCheck]:
-        """The VM on this host; disks a snapshot freezes as flat files (:mod:`.checks`);
-        no disk on a delta (the base would be stale); every disk in the VM's folder on
-        one datastore (the cutover rebuilds Bob's from that folder); the API user's
-        privileges; the SSH service, and the outbound SSH rule direct mode needs."""
-        ref = self.vm_ref(vm.name)
-        out = self.recheck(vm)
-        out[2:2] = [self._chain_check(vm), checks.disk_datastores(vm)]
-        out.append(checks.privileges(self.conn, ref, checks.SOURCE_PRIVILEGES, f"VM {vm.name}"))
-        if self.host_ref is not None:
-            out.append(checks.ssh_service(self.conn, self.host_ref, self.name))
-            if self.hp.ssh_mode != "relay":
-                out.append(checks.ssh_client_rule(self.conn, self.host_ref, self.name,
-                                                  self.hp.ssh_mode))
-        return out
+        """The licence, then the VM's own checks (:func:`.vm_checks.source_checks`)."""
+        return vm_checks.source_checks(self, vm)
 
     def destination_checks(self, vm: VmInfo) -> list[HostCheck]:
-        """This host can run the VM's hardware version, serves SSH, and the API user may
-        register and power on a VM here."""
-        host = self.host_ref
-        if host is None:
-            return []
-        return [licence_check(self.conn, host, vm.name),  # RegisterVM, PowerOn: writes
-                checks.hardware_version(self.conn, host, self.name, vm.hardware_version),
-                checks.ssh_service(self.conn, host, self.name),
-                checks.privileges(self.conn, host, checks.DEST_PRIVILEGES, f"host {self.name}")]
+        """Hardware version, SSH, privileges here (:func:`.vm_checks.destination_checks`)."""
+        return vm_checks.destination_checks(self, vm)
 
     def recheck(self, vm: VmInfo) -> list[HostCheck]:
-        """Before every cycle: the VM still on this host (DRS), its disks still
-        copyable (a reconfiguration) and in its folder (a storage vMotion)."""
-        host_name = str(self.host_ref.name) if self.host_ref is not None else ""
-        details = self.disk_details(vm.name)
-        return [checks.running_host(vm, host_name),
-                checks.disk_kinds(details, checks.datastore_types(self.conn), vm.name),
-                self._placement_check(vm)]
-
-    def _chain_check(self, vm: VmInfo) -> HostCheck:
-        needed, deltas = snapshots.chain_problems(self.conn, self.vm_ref(vm.name))
-        if not needed and not deltas:
-            return HostCheck("disk chain", True, "every disk on its base file")
-        what = (f"on a delta: {', '.join(d.descriptor for d in deltas)}" if deltas
-                else "consolidation needed (runtime.consolidationNeeded)")
-        if self.allow_consolidate:
-            return HostCheck("disk chain", True,
-                             f"{what}: consolidated before the first snapshot (allowed)")
-        err = (snapshots.chain_error(vm.name, deltas) if deltas else DiskChainError(
-            f"VM {vm.name} needs disk consolidation (runtime.consolidationNeeded): its disks "
-            f"may run on a delta the snapshot tree no longer shows", vm=vm.name))
-        return HostCheck("disk chain", False, what, err)
-
-    def _placement_check(self, vm: VmInfo) -> HostCheck:
-        outside = vmxfiles.disks_outside_folder(vm)
-        if not outside:
-            return HostCheck("disk placement", True, f"all disks in [{vm.datastore}] {vm.folder}")
-        listed = ", ".join(outside)
-        return HostCheck(
-            "disk placement", False, f"outside the VM's folder: {listed}",
-            DiskMismatch(
-                f"disks of VM {vm.name} are outside its folder [{vm.datastore}] {vm.folder}: "
-                f"{listed}",
-                hint="move them into the VM's folder (storage migration) first; vmigrate "
-                "copies the VM's own folder",
-                vm=vm.name, disks=outside,
-            ),
-        )
+        """Before every cycle: host, disk kinds, placement (:func:`.vm_checks.recheck`)."""
+        return vm_checks.recheck(self, vm)
 
     def prepare_config_files(
         self,
@@ -372,9 +278,9 @@ class VsphereHost(Host):
         files: Mapping[str, bytes],
         renames: Mapping[str, str],
     ) -> dict[str, bytes]:
-        """Bob's ``<name>.vmx`` and disk descriptors naming his files (:mod:`.vmxfiles`);
+        """Bob's ``<name>.vmx`` and disk descriptors naming his files (:mod:`..vmxtext`);
         files this host cannot reach are disconnected or dropped, with a note."""
-        return macs.static_in(vmxfiles.prepare, name, source, files, renames,
+        return macs.static_in(vmxtext.prepare, name, source, files, renames,
                               self._volumes(), self._notes)
 
     def _volumes(self) -> list[str]:

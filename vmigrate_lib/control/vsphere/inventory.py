@@ -15,10 +15,10 @@ from xml.parsers.expat import ExpatError
 
 from ...errors import DatastoreNotFound, HostApiError, VmAmbiguous, VmNotFound
 from ...modes import DiskFormat
+from ..dspaths import flat_path, parse_ds_path
 from ..host import DiskInfo, PowerState, VmInfo
 from ._vmomi import vim, vmodl
 from .connection import Connection
-from .paths import flat_path, parse_ds_path
 
 KiB = 1024
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")

@@ -81,7 +81,7 @@ def make_static(data: bytes) -> bytes:
 
 
 def static_in(prepare: Callable[..., dict[str, bytes]], name: str, *args: Any) -> dict[str, bytes]:
-    """``prepare(name, *args)`` (Bob's files, e.g. :func:`.vmxfiles.prepare`), with the
+    """``prepare(name, *args)`` (Bob's files, e.g. :func:`..vmxtext.prepare`), with the
     NICs of his ``<name>.vmx`` made static (:func:`make_static`)."""
     files = prepare(name, *args)
     vmx = f"{name}.vmx"

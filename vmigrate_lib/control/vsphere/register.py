@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import DestinationExists, HostApiError, MacMismatch, NotFoundError, VmigrateError
+from ..dspaths import ds_path
 from ..host import VmInfo
 from . import macs
 from ._vmomi import vim
 from .connection import Connection
 from .inventory import collect, datastore_ref, vm_info
-from .paths import ds_path
 from .tasks import wait_task
 
 REGISTER_TIMEOUT = 300.0

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...errors import DiskChainError, SnapshotError, StraySnapshots, TimeoutExpired, VmigrateError
+from ..dspaths import flat_path, parse_ds_path
 from ..host import SnapshotInfo
 from ._vmomi import vim
 from .connection import Connection
 from .inventory import DiskDetail, disk_details
-from .paths import flat_path, parse_ds_path
 from .tasks import wait_task
 
 CREATE_TIMEOUT = 600.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ...errors import HostApiError
+from ..errors import HostApiError
 
 VMFS_ROOT = "/vmfs/volumes"
 

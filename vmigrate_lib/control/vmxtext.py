@@ -28,9 +28,9 @@ import posixpath
 import re
 from collections.abc import Collection, Mapping
 
-from ...errors import HostApiError
-from ..host import VmInfo
-from .paths import flat_path
+from ..errors import HostApiError
+from .dspaths import flat_path
+from .host import VmInfo
 from .vmxpaths import Reach, in_source_folder, plan_rewrites
 
 DESCRIPTOR_MAGIC = b"# Disk DescriptorFile"
