@@ -15,10 +15,8 @@
 package main
 
 import (
-	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -50,62 +48,29 @@ type controlRequest struct {
 // serveControl answers POST /vmigrate-test (tests only: the peer listens on 127.0.0.1).
 func serveControl(w http.ResponseWriter, r *http.Request) {
 	var req controlRequest
-	body, _ := io.ReadAll(r.Body)
-	if err := json.Unmarshal(body, &req); err != nil {
-		http.Error(w, "bad json: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	var err error
-	switch req.Op {
-	case "disk":
-		err = setDisk(&req)
-	case "slow":
-		busyMu.Lock()
-		slow[req.Method] = time.Duration(req.Seconds * float64(time.Second))
-		busyMu.Unlock()
-	default:
-		err = fmt.Errorf("unknown op %q", req.Op)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(`{"ok":true}` + "\n"))
-}
-
-func findVM(name string) *simulator.VirtualMachine {
-	for _, e := range simulator.Map.All("VirtualMachine") {
-		if vm, ok := e.(*simulator.VirtualMachine); ok && vm.Name == name {
-			return vm
+	serveOp(w, r, &req, func() error {
+		switch req.Op {
+		case "disk":
+			return setDisk(&req)
+		case "slow":
+			busyMu.Lock()
+			slow[req.Method] = time.Duration(req.Seconds * float64(time.Second))
+			busyMu.Unlock()
+			return nil
 		}
-	}
-	return nil
+		return fmt.Errorf("unknown op %q", req.Op)
+	})
 }
 
 // setDisk gives one disk a new top backing. The device and backing are
 // copied: snapshot configs share the VM's device pointers.
 func setDisk(req *controlRequest) error {
-	vm := findVM(req.VM)
-	if vm == nil {
-		return fmt.Errorf("no VM %q", req.VM)
+	vm, err := vmNamed(req.VM)
+	if err != nil {
+		return err
 	}
-	var err error
 	simulator.Map.WithLock(vm, func() {
-		devices := make([]types.BaseVirtualDevice, len(vm.Config.Hardware.Device))
-		copy(devices, vm.Config.Hardware.Device)
-		found := false
-		for i, d := range devices {
-			disk, ok := d.(*types.VirtualDisk)
-			if !ok || (req.Key != 0 && disk.Key != req.Key) {
-				continue
-			}
-			old, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-			if !ok {
-				err = fmt.Errorf("disk %d is not flat", disk.Key)
-				return
-			}
-			nd := *disk
+		err = replaceFlatDisks(vm, req.Key, req.Key == 0, func(nd *types.VirtualDisk, old *types.VirtualDiskFlatVer2BackingInfo) {
 			nb := *old
 			if req.FileName != "" {
 				nb.FileName = req.FileName
@@ -119,14 +84,10 @@ func setDisk(req *controlRequest) error {
 				}
 			}
 			nd.Backing = &nb
-			devices[i] = &nd
-			found = true
-		}
-		if !found {
-			err = fmt.Errorf("VM %s has no disk %d", req.VM, req.Key)
+		})
+		if err != nil {
 			return
 		}
-		vm.Config.Hardware.Device = devices
 		if req.ConsolidationNeeded != nil {
 			v := *req.ConsolidationNeeded
 			vm.Runtime.ConsolidationNeeded = &v

@@ -84,27 +84,12 @@ func dvsFromVmx(vm *simulator.VirtualMachine) {
 // portOwners: "<switch>/<port key>" -> VM name, for every other VM's NIC bound to a port.
 func portOwners(self types.ManagedObjectReference) map[string]string {
 	out := map[string]string{}
-	for _, e := range simulator.Map.All("VirtualMachine") {
-		vm, ok := e.(*simulator.VirtualMachine)
-		if !ok || vm.Self == self {
-			continue
+	eachOtherNic(self, func(owner string, card *types.VirtualEthernetCard) {
+		b, ok := card.Backing.(*types.VirtualEthernetCardDistributedVirtualPortBackingInfo)
+		if ok && b.Port.PortKey != "" {
+			out[b.Port.SwitchUuid+"/"+b.Port.PortKey] = owner
 		}
-		simulator.Map.WithLock(vm, func() {
-			if vm.Config == nil {
-				return
-			}
-			for _, d := range vm.Config.Hardware.Device {
-				c, ok := d.(types.BaseVirtualEthernetCard)
-				if !ok {
-					continue
-				}
-				b, ok := c.GetVirtualEthernetCard().Backing.(*types.VirtualEthernetCardDistributedVirtualPortBackingInfo)
-				if ok && b.Port.PortKey != "" {
-					out[b.Port.SwitchUuid+"/"+b.Port.PortKey] = vm.Name
-				}
-			}
-		})
-	}
+	})
 	return out
 }
 
@@ -112,12 +97,7 @@ func portOwners(self types.ManagedObjectReference) map[string]string {
 func connectNics(vm *simulator.VirtualMachine) {
 	owners := portOwners(vm.Self)
 	simulator.Map.WithLock(vm, func() {
-		for _, d := range vm.Config.Hardware.Device {
-			c, ok := d.(types.BaseVirtualEthernetCard)
-			if !ok {
-				continue
-			}
-			card := c.GetVirtualEthernetCard()
+		for _, card := range nicsOf(vm) {
 			if card.Connectable == nil {
 				continue
 			}

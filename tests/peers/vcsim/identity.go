@@ -28,9 +28,7 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"math/rand"
 	"net/http"
@@ -114,33 +112,26 @@ type identityRequest struct {
 
 func identityControl(w http.ResponseWriter, r *http.Request) {
 	var req identityRequest
-	body, _ := io.ReadAll(r.Body)
-	if err := json.Unmarshal(body, &req); err != nil {
-		http.Error(w, "bad json: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if req.Op != "autostart" {
-		http.Error(w, fmt.Sprintf("unknown op %q", req.Op), http.StatusBadRequest)
-		return
-	}
-	vm := findVM(req.VM)
-	if vm == nil || vm.Runtime.Host == nil {
-		http.Error(w, "no VM "+req.VM, http.StatusBadRequest)
-		return
-	}
-	m := autoStart[vm.Runtime.Host.Value]
-	if m == nil {
-		http.Error(w, "no autostart manager for "+vm.Runtime.Host.Value, http.StatusBadRequest)
-		return
-	}
-	simulator.Map.WithLock(m, func() {
-		m.ReconfigureAutostart(&types.ReconfigureAutostart{Spec: types.HostAutoStartManagerConfig{
-			PowerInfo: []types.AutoStartPowerInfo{{Key: vm.Self, StartOrder: req.Order, StartDelay: -1,
-				WaitForHeartbeat: "systemDefault", StartAction: "powerOn", StopDelay: -1,
-				StopAction: "systemDefault"}}}})
+	serveOp(w, r, &req, func() error {
+		if req.Op != "autostart" {
+			return fmt.Errorf("unknown op %q", req.Op)
+		}
+		vm := findVM(req.VM)
+		if vm == nil || vm.Runtime.Host == nil {
+			return fmt.Errorf("no VM %s", req.VM)
+		}
+		m := autoStart[vm.Runtime.Host.Value]
+		if m == nil {
+			return fmt.Errorf("no autostart manager for %s", vm.Runtime.Host.Value)
+		}
+		simulator.Map.WithLock(m, func() {
+			m.ReconfigureAutostart(&types.ReconfigureAutostart{Spec: types.HostAutoStartManagerConfig{
+				PowerInfo: []types.AutoStartPowerInfo{{Key: vm.Self, StartOrder: req.Order, StartDelay: -1,
+					WaitForHeartbeat: "systemDefault", StartAction: "powerOn", StopDelay: -1,
+					StopAction: "systemDefault"}}}})
+		})
+		return nil
 	})
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(`{"ok":true}` + "\n"))
 }
 
 // ---------------------------------------------------------------------------
@@ -287,24 +278,12 @@ func readVmx(file string) (map[string]string, error) {
 	return out, sc.Err()
 }
 
+// otherMacs: MAC address (lower case) -> VM name, for every other VM's NIC.
 func otherMacs(self types.ManagedObjectReference) map[string]string {
 	out := map[string]string{}
-	for _, e := range simulator.Map.All("VirtualMachine") {
-		vm, ok := e.(*simulator.VirtualMachine)
-		if !ok || vm.Self == self {
-			continue
-		}
-		simulator.Map.WithLock(vm, func() {
-			if vm.Config == nil {
-				return
-			}
-			for _, d := range vm.Config.Hardware.Device {
-				if c, ok := d.(types.BaseVirtualEthernetCard); ok {
-					out[strings.ToLower(c.GetVirtualEthernetCard().MacAddress)] = vm.Name
-				}
-			}
-		})
-	}
+	eachOtherNic(self, func(owner string, card *types.VirtualEthernetCard) {
+		out[strings.ToLower(card.MacAddress)] = owner
+	})
 	return out
 }
 

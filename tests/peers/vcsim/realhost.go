@@ -25,7 +25,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -78,40 +77,30 @@ func (h *realHostHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req realHostRequest
-	body, _ := io.ReadAll(r.Body)
-	if err := json.Unmarshal(body, &req); err != nil {
-		http.Error(w, "bad json: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	var err error
-	switch req.Op {
-	case "disk":
-		err = setDiskKind(&req)
-	case "datastore":
-		err = setDatastoreType(&req)
-	case "vm":
-		err = setVMFacts(&req)
-	case "host":
-		err = setHostServices(req.Host, req.SSH, req.SSHClient)
-	case "cluster":
-		err = setClusterDrs(req.Name, req.DRS)
-	case "privileges":
-		privMu.Lock()
-		if req.Privileges == nil {
-			delete(userPrivileges, req.User)
-		} else {
-			userPrivileges[req.User] = *req.Privileges
+	serveOp(w, r, &req, func() error {
+		switch req.Op {
+		case "disk":
+			return setDiskKind(&req)
+		case "datastore":
+			return setDatastoreType(&req)
+		case "vm":
+			return setVMFacts(&req)
+		case "host":
+			return setHostServices(req.Host, req.SSH, req.SSHClient)
+		case "cluster":
+			return setClusterDrs(req.Name, req.DRS)
+		case "privileges":
+			privMu.Lock()
+			if req.Privileges == nil {
+				delete(userPrivileges, req.User)
+			} else {
+				userPrivileges[req.User] = *req.Privileges
+			}
+			privMu.Unlock()
+			return nil
 		}
-		privMu.Unlock()
-	default:
-		err = fmt.Errorf("unknown op %q", req.Op)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(`{"ok":true}` + "\n"))
+		return fmt.Errorf("unknown op %q", req.Op)
+	})
 }
 
 // setupRealHost runs once after the model is created.
@@ -187,31 +176,18 @@ func (h *realHostHandler) serveSoap(w http.ResponseWriter, r *http.Request) {
 // Disks, datastores, VMs, hosts.
 
 func setDiskKind(req *realHostRequest) error {
-	vm := findVM(req.VM)
-	if vm == nil {
-		return fmt.Errorf("no VM %q", req.VM)
+	vm, err := vmNamed(req.VM)
+	if err != nil {
+		return err
 	}
-	var err error
 	simulator.Map.WithLock(vm, func() {
-		devices := make([]types.BaseVirtualDevice, len(vm.Config.Hardware.Device))
-		copy(devices, vm.Config.Hardware.Device)
-		for i, d := range devices {
-			disk, ok := d.(*types.VirtualDisk)
-			if !ok || disk.Key != req.Key {
-				continue
-			}
-			old, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-			if !ok {
-				err = fmt.Errorf("disk %d is not flat", disk.Key)
-				return
-			}
-			nd := *disk
+		err = replaceFlatDisks(vm, req.Key, false, func(nd *types.VirtualDisk, old *types.VirtualDiskFlatVer2BackingInfo) {
 			if req.RDM != "" {
 				rdmMu.Lock()
 				if rdmFlat[vm.Self.Value] == nil {
 					rdmFlat[vm.Self.Value] = map[int32]*types.VirtualDiskFlatVer2BackingInfo{}
 				}
-				rdmFlat[vm.Self.Value][disk.Key] = old
+				rdmFlat[vm.Self.Value][nd.Key] = old
 				rdmMu.Unlock()
 				nd.Backing = &types.VirtualDiskRawDiskMappingVer1BackingInfo{
 					VirtualDeviceFileBackingInfo: old.VirtualDeviceFileBackingInfo,
@@ -241,11 +217,7 @@ func setDiskKind(req *realHostRequest) error {
 				}
 				nd.Backing = &nb
 			}
-			devices[i] = &nd
-			vm.Config.Hardware.Device = devices
-			return
-		}
-		err = fmt.Errorf("VM %s has no disk %d", req.VM, req.Key)
+		})
 	})
 	return err
 }
@@ -411,19 +383,10 @@ func setClusterDrs(name string, on *bool) error {
 	return fmt.Errorf("no cluster %q (or no drs value)", name)
 }
 
-func findHost(name string) *simulator.HostSystem {
-	for _, e := range simulator.Map.All("HostSystem") {
-		if h, ok := e.(*simulator.HostSystem); ok && h.Name == name {
-			return h
-		}
-	}
-	return nil
-}
-
 func setVMFacts(req *realHostRequest) error {
-	vm := findVM(req.VM)
-	if vm == nil {
-		return fmt.Errorf("no VM %q", req.VM)
+	vm, err := vmNamed(req.VM)
+	if err != nil {
+		return err
 	}
 	var host *simulator.HostSystem
 	if req.Host != "" {
