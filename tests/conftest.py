@@ -1,4 +1,10 @@
-"""Shared fixtures: a real lab (guest processes, sparse disks) per test (tests/labkit.Lab)."""
+"""Shared fixtures: a real lab (guest processes, sparse disks) per test (tests/labkit.Lab).
+
+And the order the suite runs in: scripts/test.sh runs it on pytest-xdist workers
+(``--dist loadgroup``), which take tests from the front of the collected list as they
+free up; the longest tests (tests/durations.txt) go first so the workers end together.
+Tests that load the whole machine share one ``xdist_group`` so they never overlap.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,27 @@ from pathlib import Path
 
 import pytest
 
+from tests import durations
 from tests.labkit import Lab
 from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
 
 MiB = 1 << 20
+
+#: Tests that load the whole machine (many processes for minutes): one worker runs them
+#: one after another, beside the rest of the suite, never beside each other.
+HEAVY = ("tests/wave/test_lab_wave.py::", "tests/wave/test_airflow.py::")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first (tests/durations.txt), the others in their collected order."""
+    known = durations.load()
+    for item in items:
+        if item.nodeid.startswith(HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (-known.get(it.nodeid, 0.0), order[id(it)]))
 
 
 @pytest.fixture
