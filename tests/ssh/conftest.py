@@ -5,6 +5,7 @@
     ssh_hosts                   -> SshHosts         (session; netns a, b; links 1gbit/1ms)
     shape_link                  -> (role, rate=..., delay=...) -> Link   (restored after test)
     peers_available             -> (bool, reason)
+    roots                       -> (Path, Path)     (two datastore folders a, b any login reads)
 
 Tests needing namespaces are skipped with netns.available()'s reason where it is
 False (not root, no ``ip netns``, no sshd).  See tests/peers/NETNS.md.
@@ -18,6 +19,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +32,16 @@ from tests.ssh.sshdp import SshHosts
 
 DEFAULT_RATE = "1gbit"
 DEFAULT_DELAY = "1ms"
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> tuple[Path, Path]:
+    """Two datastore folders ``a`` and ``b``; their parent is 0755 so any login reaches them."""
+    os.chmod(tmp_path, 0o755)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    return a, b
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from typing import Any
 
 from tests.peers.netns import Topology
 from tests.peers.sshd import SshdServer, SshHost, SshKeyPair
+from vmigrate_lib.dataplane import open_ssh_datastore
+from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.sshconfig import SshSettings
 
 MiB = 1 << 20
@@ -74,6 +76,13 @@ def settings_for(h: SshHost, **kw: Any) -> SshSettings:
     )
     base.update(kw)
     return SshSettings(**base)
+
+
+def open_agent_ds(h: SshHost, root: Path, **kw: Any) -> SshAgentDatastore:
+    """Folder ``root`` as a datastore named after it, through an agent on ``h``."""
+    ds = open_ssh_datastore(root.name, str(root), settings_for(h, **kw))
+    assert isinstance(ds, SshAgentDatastore)
+    return ds
 
 
 def make_disk(path: Path, size: int, seed: int = 1) -> bytes:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.peers.sshd import SshHost, SshKeyPair, known_hosts_lines
-from tests.ssh.sshdp import MiB, garbage, make_disk, settings_for
+from tests.ssh.sshdp import MiB, garbage, make_disk, open_agent_ds, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore, check_modes
 from vmigrate_lib.dataplane.sshconfig import DirectRoute, SshSettings, parse_target
@@ -25,26 +25,11 @@ if TYPE_CHECKING:
     from tests.ssh.sshdp import SshHosts
 
 
-@pytest.fixture
-def roots(tmp_path: Path) -> tuple[Path, Path]:
-    os.chmod(tmp_path, 0o755)
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    return a, b
-
-
-def _open(h: SshHost, root: Path, **kw: object) -> SshAgentDatastore:
-    ds = open_ssh_datastore(root.name, str(root), settings_for(h, **kw))
-    assert isinstance(ds, SshAgentDatastore)
-    return ds
-
-
 def test_relay_copy_is_exact_and_sparse(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
     ra, rb = roots
     size = 24 * MiB
     want = make_disk(ra / "d", size)
-    a, b = _open(ssh_loopback, ra), _open(ssh_loopback, rb)
+    a, b = open_agent_ds(ssh_loopback, ra), open_agent_ds(ssh_loopback, rb)
     try:
         a.free_space()
         assert a.hello["features"] and "zlib" in a.hello["compression"]
@@ -72,7 +57,7 @@ def test_compression_negotiated(
     ra, rb = roots
     text = b"".join(b"block %08d of compressible text\n" % i for i in range(200_000))
     (ra / "t").write_bytes(text)
-    a, b = _open(ssh_loopback, ra, compress=codec), _open(ssh_loopback, rb, compress=codec)
+    a, b = open_agent_ds(ssh_loopback, ra, compress=codec), open_agent_ds(ssh_loopback, rb, compress=codec)
     try:
         a.free_space()
         assert a.codec == expect
@@ -88,12 +73,12 @@ def test_compression_negotiated(
 def test_unknown_host_key_is_a_clear_error(ssh_loopback: SshHost, tmp_path: Path) -> None:
     empty = tmp_path / "kh"
     empty.write_text("")
-    ds = _open(ssh_loopback, tmp_path, known_hosts=str(empty))
+    ds = open_agent_ds(ssh_loopback, tmp_path, known_hosts=str(empty))
     with pytest.raises(HostKeyError, match="unknown host key") as ei:
         ds.free_space()
     assert ssh_loopback.host_key_fingerprint_sha256 in str(ei.value)
     ds.close()
-    ok = _open(ssh_loopback, tmp_path, known_hosts=str(empty), allow_unknown_host=True)
+    ok = open_agent_ds(ssh_loopback, tmp_path, known_hosts=str(empty), allow_unknown_host=True)
     assert ok.free_space() > 0
     ok.close()
 
@@ -102,7 +87,7 @@ def test_changed_host_key_is_refused(ssh_loopback: SshHost, tmp_path: Path) -> N
     other = SshKeyPair.generate(tmp_path, "other")
     kh = tmp_path / "kh"
     kh.write_text("\n".join(known_hosts_lines(ssh_loopback.ip, ssh_loopback.port, other.pub_line)))
-    ds = _open(ssh_loopback, tmp_path, known_hosts=str(kh), allow_unknown_host=True)
+    ds = open_agent_ds(ssh_loopback, tmp_path, known_hosts=str(kh), allow_unknown_host=True)
     with pytest.raises(HostKeyError, match="CHANGED"):
         ds.free_space()
     ds.close()
@@ -111,11 +96,11 @@ def test_changed_host_key_is_refused(ssh_loopback: SshHost, tmp_path: Path) -> N
 def test_fingerprint_pinning(ssh_loopback: SshHost, tmp_path: Path) -> None:
     nowhere = str(tmp_path / "no_known_hosts")
     fp = ssh_loopback.host_key_fingerprint_sha256
-    ds = _open(ssh_loopback, tmp_path, known_hosts=nowhere, fingerprint=fp)
+    ds = open_agent_ds(ssh_loopback, tmp_path, known_hosts=nowhere, fingerprint=fp)
     assert ds.free_space() > 0
     assert ds.transport.conn.host_key_fingerprint == fp
     ds.close()
-    bad = _open(ssh_loopback, tmp_path, fingerprint="SHA256:" + "A" * 43)
+    bad = open_agent_ds(ssh_loopback, tmp_path, fingerprint="SHA256:" + "A" * 43)
     with pytest.raises(HostKeyError, match="not the pinned"):
         bad.free_space()
     bad.close()
@@ -123,7 +108,7 @@ def test_fingerprint_pinning(ssh_loopback: SshHost, tmp_path: Path) -> None:
 
 def test_wrong_key_is_an_authentication_error(ssh_loopback: SshHost, tmp_path: Path) -> None:
     stranger = SshKeyPair.generate(tmp_path, "stranger")
-    ds = _open(ssh_loopback, tmp_path, key_filename=stranger.path)
+    ds = open_agent_ds(ssh_loopback, tmp_path, key_filename=stranger.path)
     with pytest.raises(AuthenticationError, match="refused"):
         ds.free_space()
     ds.close()
@@ -156,7 +141,7 @@ def test_password_from_environment_only(
 def test_bandwidth_cap(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
     ra, _ = roots
     (ra / "r").write_bytes(os.urandom(8 * MiB))
-    a = _open(ssh_loopback, ra, bwlimit=4 * MiB)
+    a = open_agent_ds(ssh_loopback, ra, bwlimit=4 * MiB)
     try:
         a.free_space()
         t0 = time.monotonic()
