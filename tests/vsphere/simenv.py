@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +113,34 @@ def sim_pair(tmp: Path, binary: Path, *, cap: int = CAP, disks: int = 1,
 def sim_env(tmp: Path, binary: Path) -> Iterator[SimEnv]:
     with sim_pair(tmp, binary) as p:
         yield SimEnv(p.src, p.dst, p.root, tmp, p.disks[0])
+
+
+#: The e2e scenarios' guest writes after the seed (1 grain a disk) and after the first
+#: delta (3 grains a disk: one write spans two).
+CYCLE_WRITES = ([(MiB + 5, 3000)], [(2 * MiB, 2 * GRAIN), (6 * MiB + GRAIN, 10)])
+
+
+def writes_between_cycles(disks: Sequence[vsim.Disk],
+                          rng: random.Random) -> Callable[[list[dict[str, Any]]], bool]:
+    """A ``run_cycles`` ``should_stop`` that writes :data:`CYCLE_WRITES` to every disk
+    after the first and second cycles, and never stops the run."""
+
+    def between_cycles(records: list[dict[str, Any]]) -> bool:
+        n = len(records)
+        for off, size in CYCLE_WRITES[n - 1] if n <= len(CYCLE_WRITES) else ():
+            for d in disks:
+                d.write(off, rng.randbytes(size))
+        return False
+
+    return between_cycles
+
+
+def assert_seed_then_tracked_deltas(recs: Sequence[dict[str, Any]]) -> None:
+    """Two disks, three cycles: a seed of the three allocated grains each, then tracked
+    deltas of exactly the grains :data:`CYCLE_WRITES` touched, all certified identical."""
+    assert [r["kind"] for r in recs] == ["seed", "delta", "delta"]
+    assert all(r["certify"]["result"] == "identical" for r in recs)
+    assert [d["bytes_changed"] for d in recs[0]["disks"]] == [3 * GRAIN, 3 * GRAIN]
+    for r, grains in zip(recs[1:], (1, 3)):
+        assert [d["mode"] for d in r["disks"]] == ["tracked", "tracked"]
+        assert [d["bytes_changed"] for d in r["disks"]] == [grains * GRAIN] * 2

@@ -23,6 +23,7 @@ from pyVim.task import WaitForTask
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
+from tests.vsphere.simenv import assert_seed_then_tracked_deltas, writes_between_cycles
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration
@@ -106,26 +107,12 @@ def same(a: Path, b: Path) -> bool:
 
 def test_seed_deltas_and_cutover(env: Env) -> None:
     rng = random.Random(11)
-    writes = [[(MiB + 5, 3000)], [(2 * MiB, 2 * GRAIN), (6 * MiB + GRAIN, 10)]]
-
-    def between_cycles(records: list[dict[str, Any]]) -> bool:
-        for off, n in writes[len(records) - 1] if len(records) <= len(writes) else []:
-            for d in env.disks:
-                d.write(off, rng.randbytes(n))
-        return False
-
     m = env.migration(allow_enable_cbt=True, certify="full")
     try:
         with m.workspace:
-            outcomes = run_cycles(m, 3, should_stop=between_cycles)
-        recs = [o.record for o in outcomes]
-        assert [r["kind"] for r in recs] == ["seed", "delta", "delta"]
-        assert all(r["certify"]["result"] == "identical" for r in recs)
+            outcomes = run_cycles(m, 3, should_stop=writes_between_cycles(env.disks, rng))
         # the seed copied the allocated areas only (three 64 KiB grains per disk)
-        assert [d["bytes_changed"] for d in recs[0]["disks"]] == [3 * GRAIN, 3 * GRAIN]
-        for r, grains in zip(recs[1:], (1, 3)):
-            assert [d["mode"] for d in r["disks"]] == ["tracked", "tracked"]
-            assert [d["bytes_changed"] for d in r["disks"]] == [grains * GRAIN] * 2
+        assert_seed_then_tracked_deltas([o.record for o in outcomes])
         assert m.source.list_snapshots("alice") == []
         assert m.source.find_vm("alice").disks[0].cbt_enabled
     finally:

@@ -29,7 +29,7 @@ import pytest
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
-from tests.vsphere.simenv import sim_pair
+from tests.vsphere.simenv import assert_seed_then_tracked_deltas, sim_pair, writes_between_cycles
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration
@@ -82,26 +82,13 @@ def env(tmp_path: Path, vcsim_binary: Path, ssh_pair: tuple[Any, Any, str]) -> I
 
 def test_seed_deltas_cutover_over_ssh(env: Env) -> None:
     rng = random.Random(11)
-    writes = [[(MiB + 5, 3000)], [(2 * MiB, 2 * GRAIN), (6 * MiB + GRAIN, 10)]]
-
-    def between_cycles(records: list[dict[str, Any]]) -> bool:
-        for off, n in writes[len(records) - 1] if len(records) <= len(writes) else []:
-            for d in env.disks:
-                d.write(off, rng.randbytes(n))
-        return False
-
     m = env.migration(allow_enable_cbt=True, certify="full")
     try:
         assert type(m.src_ds("srcds")).__name__ == "SshAgentDatastore"
         assert type(m.dst_ds()).__name__ == "SshAgentDatastore"
         with m.workspace:
-            recs = [o.record for o in run_cycles(m, 3, should_stop=between_cycles)]
-        assert [r["kind"] for r in recs] == ["seed", "delta", "delta"]
-        assert all(r["certify"]["result"] == "identical" for r in recs)
-        assert [d["bytes_changed"] for d in recs[0]["disks"]] == [3 * GRAIN, 3 * GRAIN]
-        for r, grains in zip(recs[1:], (1, 3)):
-            assert [d["mode"] for d in r["disks"]] == ["tracked", "tracked"]
-            assert [d["bytes_changed"] for d in r["disks"]] == [grains * GRAIN] * 2
+            outcomes = run_cycles(m, 3, should_stop=writes_between_cycles(env.disks, rng))
+        assert_seed_then_tracked_deltas([o.record for o in outcomes])
     finally:
         close_migration(m)
     bob_dir = env.root / "dstds" / "bob"
