@@ -41,11 +41,11 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 MiB = 1 << 20
 
 
-def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path) -> dict[str, Any]:
+def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path, **extra: Any) -> dict[str, Any]:
     h = ssh_hosts[role]
     return {"type": "lab", "host": name, "lab_root": str(root),
             "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-            "ssh_known_hosts": h.known_hosts_path}
+            "ssh_known_hosts": h.known_hosts_path, **extra}
 
 
 @pytest.fixture(name="lab")
@@ -63,19 +63,49 @@ def lab_fixture(tmp_path: Path) -> Iterator[Path]:
 
 
 def _counts(ssh_hosts: SshHosts, role: str, since: int) -> dict[str, int]:
-    log = ssh_hosts.servers[role].log()[since:]
-    return {"logins": log.count("Accepted publickey for"),
-            "execs": log.count("Starting session: command")}
+    """Logins and execs from this machine (the bridge's address) and from host a."""
+    log = ssh_hosts.servers[role].log()[since:].splitlines()
+    here, a = ssh_hosts.topology.root_ip, ssh_hosts.a.ip
+
+    def count(what: str, src: str) -> int:
+        return sum(1 for line in log if what in line and f" from {src} port " in line)
+
+    return {"logins": count("Accepted publickey for", here),
+            "execs": count("Starting session: command", here),
+            "logins from a": count("Accepted publickey for", a)}
 
 
-def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path: Path) -> None:
-    """Before: a 2 logins, 2 execs; b 2 logins, 3 execs (the probe's install check)."""
+def _params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str) -> Path:
+    source = _host(ssh_hosts, "a", "esx-a", lab, ssh_mode=mode)
+    if mode != "relay":  # how host a reaches host b: paths on host a
+        source.update(ssh_direct_key=ssh_hosts.peer_key.path,
+                      ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
     pf = tmp_path / "params.yaml"
     pf.write_text(yaml.safe_dump({
         "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": _host(ssh_hosts, "a", "esx-a", lab),
-        "destination": _host(ssh_hosts, "b", "esx-b", lab),
+        "source": source, "destination": _host(ssh_hosts, "b", "esx-b", lab),
         "workspace": str(tmp_path / "ws")}))
+    return pf
+
+
+#: per delta sync: logins and execs from this machine on each host; logins on b from host a
+#: (the direct probe and the pushes, each an OpenSSH login and an agent started on b)
+AFTER = {
+    "relay": {"a": {"logins": 1, "execs": 2, "logins from a": 0},
+              "b": {"logins": 1, "execs": 2, "logins from a": 0}},
+    "auto": {"a": {"logins": 1, "execs": 2, "logins from a": 0},
+             "b": {"logins": 1, "execs": 2, "logins from a": 3}},
+}
+
+
+@pytest.mark.parametrize("mode", ["relay", "auto"])
+def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path: Path,
+                                        mode: str) -> None:
+    """Before, relay: a 2 logins, 2 execs; b 2 logins, 3 execs (the probe's install check).
+    Auto (direct possible): the same on a, b 2 logins and 4 execs, and 5 logins on b from a
+    (the preflight's probe, one more probe per disk handle in the cycle, the 2 pushes); now
+    3: the cycles use preflight's answer."""
+    pf = _params(ssh_hosts, lab, tmp_path, mode)
 
     def sync() -> dict[str, dict[str, int]]:
         marks = {r: len(ssh_hosts.servers[r].log()) for r in ("a", "b")}
@@ -88,4 +118,4 @@ def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path
 
     sync()  # the seed (installs the agent on a first run)
     delta = sync()
-    assert delta == {"a": {"logins": 1, "execs": 2}, "b": {"logins": 1, "execs": 2}}, delta
+    assert delta == AFTER[mode], delta

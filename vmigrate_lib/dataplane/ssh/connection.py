@@ -84,6 +84,9 @@ class SshConnection:
         self.connects = 0
         self.pooled = False  #: from :func:`shared_connection`
         self.users = 0  #: datastores using it (pooled only)
+        #: auto mode: can this host start an agent on (host, port) itself; probed once for
+        #: every datastore on this connection (preflight's answer serves the cycles)
+        self.direct_ok: dict[tuple[str, int], bool] = {}
 
     def release(self) -> None:
         """A user is done with it: a shared connection closes when its last user is

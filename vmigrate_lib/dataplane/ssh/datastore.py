@@ -112,6 +112,7 @@ class SshAgentDatastore(AgentDatastore):
             compress=s.compress, compress_level=s.compress_level))
         self.settings = s
         self.direct = DirectMode(self, transport)
+        self.direct.direct_ok = transport.conn.direct_ok  # one probe per peer and connection
 
     @property
     def reconnects(self) -> int:
@@ -214,6 +215,10 @@ class SshAgentDatastore(AgentDatastore):
         if not isinstance(dst, SshAgentDatastore):
             return None
         checks = {c.mode: PathCheck(c.ok, c.detail) for c in check_modes(self, dst)}
+        if self.settings.mode == "auto":  # the cycles use this answer (no second probe)
+            self.direct.direct_ok[(dst.settings.host, dst.settings.port)] = checks["direct"].ok
+            self.channel.events.append({"event": "mode", "why": checks["direct"].detail,
+                                        "mode": "direct" if checks["direct"].ok else "relay"})
         return TransferModes(
             requested=cast(TransferMode, self.settings.mode), relay=checks["relay"], direct=checks["direct"],
             direct_hint="give the source host a route to the destination (source.ssh_direct_key, "
