@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""A seed at the link's speed on real disk content (issue 13 items 1, 2, 5): side by side.
+
+Images are built at run time from this machine's own files:
+
+* ``share``: ``truncate -s 1536M`` + ``mkfs.ext4 -d /usr/share`` (893 MB of files here;
+  the free space stays a hole, as on a thin disk);
+* ``libmix``: a copy of /usr/lib's x86_64-linux-gnu, gcc and python3.11 folders (~900 MB)
+  in a 1536 MiB ext4 image;
+* ``random``: 1 GiB of /dev/urandom;
+* ``zeros``: 1 GiB written as zeros (allocated, not a hole) with 5% random blocks.
+
+Hosts a and b are real sshd in network namespaces behind ``tc tbf`` links
+(tests/peers/netns.py; this kernel has no netem, so no delay is added).  Per image and
+link, each method copies a's image to b and is checked byte-identical (``cmp``):
+
+* ``ssh a cat | ssh b 'cat >'``, ``ssh a zstd -1 | ssh b zstd -d``, ``rsync -z`` (run on
+  a, to b), a busybox-only host (``busybox gzip -1`` / ``gunzip`` pipe, as on ESXi);
+* the whole ``vmigrate sync --cycles 1`` (seed + its certify) on a lab VM whose disk is
+  the image, relay and direct, ``ssh_compress`` off and auto.
+
+MB/s is the image size over the wall time.  ``--quick``: a 256 MiB share image and
+random, 1 Gbit/s only.  Run as root (namespaces)::
+
+    .venv/bin/python bench/bench_seed.py [--quick] [--images DIR] [--links 1gbit,100mbit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the tests.peers package
+
+from tests.peers import netns as peers_netns  # noqa: E402
+from tests.peers import sshd as peers_sshd  # noqa: E402
+from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
+from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
+from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
+
+MiB = 1 << 20
+RATES = {"1gbit": 125e6, "100mbit": 12.5e6}
+LIBMIX = ("x86_64-linux-gnu", "gcc", "python3.11")
+
+
+@dataclass
+class Hosts:
+    a: SshHost
+    b: SshHost
+    a_to_b: SshHost  #: b as reached from a (peer key)
+    peer_key: str
+    known_hosts: str
+
+
+# --------------------------------------------------------------------------- images
+
+
+def sh(cmd: str) -> None:
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, stdout=subprocess.DEVNULL)
+
+
+def build_images(folder: Path, quick: bool, small: bool) -> dict[str, Path]:
+    """The images (kept in ``folder`` and reused when present)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)
+    out: dict[str, Path] = {}
+    big = not (quick or small)
+    tag = "" if big else "-small"
+
+    def make(name: str, build: Callable[[Path], None]) -> None:
+        path = folder / f"{name}{tag}.img"
+        if not path.exists():
+            t0 = time.monotonic()
+            tmp = path.with_suffix(".tmp")
+            build(tmp)
+            tmp.rename(path)
+            print(f"  built {path.name} in {time.monotonic() - t0:.0f} s", flush=True)
+        out[name] = path
+
+    def ext4_of(src: str, size: str) -> Callable[[Path], None]:
+        return lambda p: sh(f"rm -f {p}; truncate -s {size} {p}; mkfs.ext4 -q -F -d {src} {p}")
+
+    if big:
+        make("share", ext4_of("/usr/share", "1536M"))
+        stage = folder / "libmix.d"
+        if not (folder / "libmix.img").exists():
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir()
+            for d in LIBMIX:
+                sh(f"cp -a /usr/lib/{d} {stage}/")
+        make("libmix", ext4_of(str(stage), "1536M"))
+        shutil.rmtree(stage, ignore_errors=True)
+        make("random", lambda p: sh(f"head -c {1024 * MiB} /dev/urandom > {p}"))
+        make("zeros", lambda p: zeros(p, 1024 * MiB))
+    else:
+        make("share", ext4_of("/usr/share/doc", "256M") if quick else _share_subset(folder))
+        make("random", lambda p: sh(f"head -c {256 * MiB} /dev/urandom > {p}"))
+    for p in out.values():
+        sh(f"cat {p} > /dev/null")  # warm: every method reads it from the page cache
+    return out
+
+
+def _share_subset(folder: Path) -> Callable[[Path], None]:
+    """384 MiB ext4 of a ~220 MB slice of /usr/share (for the 100 Mbit/s link)."""
+    def build(p: Path) -> None:
+        stage = folder / "share-small.d"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        total = 0
+        for d in sorted(Path("/usr/share").iterdir()):
+            if total > 220e6 or not d.is_dir() or d.is_symlink():
+                continue
+            size = int(subprocess.run(["du", "-sb", str(d)], capture_output=True, text=True,
+                                      check=True).stdout.split()[0])
+            if total + size <= 240e6:
+                sh(f"cp -a {d} {stage}/")
+                total += size
+        sh(f"rm -f {p}; truncate -s 384M {p}; mkfs.ext4 -q -F -d {stage} {p}")
+        shutil.rmtree(stage, ignore_errors=True)
+    return build
+
+
+def zeros(path: Path, size: int) -> None:
+    """Allocated zeros (not a hole) with 5% of its 64 KiB blocks random."""
+    import random
+
+    rnd = random.Random(3)
+    with open(path, "wb") as f:
+        f.write(bytes(size))
+        for blk in rnd.sample(range(size // (64 * 1024)), size // (64 * 1024) // 20):
+            f.seek(blk * 64 * 1024)
+            f.write(os.urandom(64 * 1024))
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+@contextlib.contextmanager
+def shaped_hosts(work: Path, rate: str) -> Iterator[Hosts]:
+    """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
+    topo = peers_netns.Topology(("a", "b"), rate=rate, delay=None)
+    servers = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        topo.create()
+    try:
+        client = SshKeyPair.generate(work, f"client-{rate}")
+        peer = SshKeyPair.generate(work, f"peer-{rate}")
+        for role in ("a", "b"):
+            servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
+                                                 client_key=client,
+                                                 authorized_keys=[peer.pub_line]))
+        kh = peers_sshd.write_known_hosts(work / f"known_hosts-{rate}", [s.host for s in servers])
+        a, b = (replace(s.host, known_hosts_path=kh) for s in servers)
+        yield Hosts(a, b, replace(b, key_path=peer.path), peer.path, kh)
+    finally:
+        for s in servers:
+            s.stop()
+        topo.close()
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def pipe(cmd: str) -> None:
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[:80]}... failed: {r.stderr.decode(errors='replace')[-400:]}")
+
+
+def shell_methods(h: Hosts, img: Path, dst: Path) -> dict[str, Callable[[], None]]:
+    a, b = h.a, h.b
+    rsh = " ".join(["ssh", *h.a_to_b.ssh_options()])
+    return {
+        "ssh cat | ssh cat": lambda: pipe(
+            f"{a.ssh_command('cat', str(img))} | {b.ssh_command('cat > ' + str(dst))}"),
+        "ssh zstd -1 | ssh zstd -d": lambda: pipe(
+            f"{a.ssh_command('zstd -1 -q -c ' + str(img))} | "
+            f"{b.ssh_command('zstd -d -q -c > ' + str(dst))}"),
+        "rsync -z (a->b)": lambda: pipe(a.ssh_command(
+            f"rsync -z -e {shlex.quote(rsh)} {img} {b.user}@{b.ip}:{dst}")),
+        "busybox gzip -1 pipe": lambda: pipe(
+            f"{a.ssh_command('busybox gzip -1 -c ' + str(img))} | "
+            f"{b.ssh_command('busybox gunzip -c > ' + str(dst))}"),
+    }
+
+
+def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str) -> tuple[float, Path, dict[str, Any]]:
+    """The whole ``vmigrate sync --cycles 1`` on a fresh lab VM whose disk is ``img``:
+    wall seconds, Bob's disk, and the cycle record."""
+    base = work / f"lab-{mode}-{compress or 'off'}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir()
+    os.chmod(base, 0o755)
+    root = base / "lab"
+    lab_up(root, vm="", power_on=False)
+    size = img.stat().st_size
+    vmdir = create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (size,), fill=0.0)
+    flat = vmdir / "alice-flat.vmdk"
+    flat.unlink()
+    os.link(img, flat)  # the source is only read (a snapshot freezes it)
+
+    def host(name: str, s: SshHost, **extra: Any) -> dict[str, Any]:
+        return {"type": "lab", "host": name, "lab_root": str(root),
+                "url": f"ssh://{s.user}@{s.ip}:{s.port}", "ssh_key": s.key_path,
+                "ssh_known_hosts": s.known_hosts_path, **extra}
+
+    src = host("esx-a", h.a, ssh_mode=mode, ssh_compress=compress)
+    if mode == "direct":
+        src.update(ssh_direct_key=h.peer_key, ssh_direct_known_hosts=h.known_hosts)
+    params = base / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "vm": "alice", "dest_name": "bob", "downtime_budget": "60s", "operator": "bench",
+        "source": src, "destination": host("esx-b", h.b), "workspace": str(base / "ws")}))
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", "sync", "--cycles", "1",
+                        "--params", str(params)], capture_output=True, text=True, cwd=base)
+    secs = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"vmigrate sync failed ({r.returncode}):\n{(r.stdout + r.stderr)[-2000:]}")
+    recs = [json.loads(x) for x in (base / "ws" / "journal.jsonl").read_text().splitlines() if x]
+    cycle = [x for x in recs if x.get("type") == "cycle"][-1]
+    bob = root / "hosts" / "esx-b" / "datastores" / "datastore1" / "bob" / "bob-flat.vmdk"
+    if not bob.exists():
+        bob = next((root / "hosts" / "esx-b").rglob("*-flat.vmdk"))
+    lab_down(root, timeout=5)
+    return secs, bob, cycle
+
+
+def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    with shaped_hosts(work, link) as h:
+        for name, img in images.items():
+            size = img.stat().st_size
+            row: dict[str, Any] = {}
+            dst = work / "b-out.img"
+            for label, fn in shell_methods(h, img, dst).items():
+                if methods and label not in methods:
+                    continue
+                dst.unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                fn()
+                secs = time.perf_counter() - t0
+                same = subprocess.run(["cmp", "-s", str(img), str(dst)]).returncode == 0
+                row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same}
+                print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
+                      f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'}", flush=True)
+            dst.unlink(missing_ok=True)
+            for mode in ("relay", "direct"):
+                for compress in ("", "auto"):
+                    label = f"vmigrate {mode} {compress or 'off'}"
+                    if methods and label not in methods:
+                        continue
+                    secs, bob, cyc = vmigrate_seed(h, img, work, mode, compress)
+                    same = subprocess.run(["cmp", "-s", str(img), str(bob)]).returncode == 0
+                    disk = cyc["disks"][0]
+                    row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
+                                  "codec": disk.get("codec", ""), "wire": disk.get("bytes_wire", 0),
+                                  "cycle_s": cyc.get("duration"), "phases": cyc.get("phases")}
+                    print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
+                          f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'} codec={disk.get('codec')} "
+                          f"wire={disk.get('bytes_wire', 0) / MiB:.0f} MiB cycle "
+                          f"{cyc.get('duration', 0):.1f} s {_phases(cyc)}", flush=True)
+                    shutil.rmtree(work / f"lab-{mode}-{compress or 'off'}", ignore_errors=True)
+            results[name] = row
+    return results
+
+
+def report(results: dict[str, dict[str, dict[str, Any]]], load: tuple[str, str]) -> None:
+    print(f"\nload average before: {load[0]}; after: {load[1]}")
+    for link, per_image in results.items():
+        print(f"\n{link}: MB/s (image size / wall time), ratios against the targets")
+        for name, row in per_image.items():
+            best = max((v["MB/s"], k) for k, v in row.items() if k.startswith("vmigrate"))
+            zstd = row.get("ssh zstd -1 | ssh zstd -d", {}).get("MB/s")
+            cat = row.get("ssh cat | ssh cat", {}).get("MB/s")
+            line = " | ".join(f"{k} {v['MB/s']:.0f}" for k, v in row.items())
+            print(f"  {name}: {line}")
+            if name == "random" and cat:
+                print(f"    best vmigrate ({best[1]}) / ssh cat = {best[0] / cat:.2f} (target >= 0.95)")
+            elif zstd:
+                print(f"    best vmigrate ({best[1]}) / zstd pipe = {best[0] / zstd:.2f} (target >= 1.1)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="256 MiB images, 1 Gbit/s only")
+    ap.add_argument("--links", default="1gbit,100mbit")
+    ap.add_argument("--images", type=Path, default=Path("/tmp/vmigrate-bench-seed-images"),
+                    help="where images are built and kept for the next run")
+    ap.add_argument("--methods", default="", help="comma-separated labels (default: all)")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    ok, why = peers_netns.available()
+    if not ok:
+        print(f"bench_seed needs network namespaces: {why}")
+        return 2
+    links = ["1gbit"] if args.quick else args.links.split(",")
+    methods = {m.strip() for m in args.methods.split(",") if m.strip()}
+    load0 = Path("/proc/loadavg").read_text().split()[:3]
+    work = Path(tempfile.mkdtemp(prefix="vmg-bench-seed-"))
+    os.chmod(work, 0o755)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    try:
+        for link in links:
+            # the 100 Mbit/s link gets the smaller images (a 1.5 GiB `ssh cat` alone is 2 min)
+            imgs = build_images(args.images, args.quick, small=(link == "100mbit"))
+            print(f"{link}: images " + ", ".join(f"{k} {p.stat().st_size / MiB:.0f} MiB "
+                                                 f"({_allocated(p) / MiB:.0f} allocated)"
+                                                 for k, p in imgs.items()), flush=True)
+            results[link] = run_link(link, imgs, work, methods)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load1 = Path("/proc/loadavg").read_text().split()[:3]
+    report(results, (" ".join(load0), " ".join(load1)))
+    if args.json:
+        args.json.write_text(json.dumps({"load": [load0, load1], "results": results}, indent=1))
+    bad = [(link, n, k) for link, r in results.items() for n, row in r.items()
+           for k, v in row.items() if not v["identical"]]
+    if bad:
+        print(f"NOT IDENTICAL: {bad}")
+        return 1
+    return 0
+
+
+def _phases(cyc: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.1f}" for k, v in (cyc.get("phases") or {}).items()
+                    if isinstance(v, (int, float)))
+
+
+def _allocated(p: Path) -> int:
+    return p.stat().st_blocks * 512
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
