@@ -13,7 +13,9 @@ pool puts at most 4 handles on one connection, below OpenSSH's default of 10 cha
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +120,31 @@ def test_unreachable_host_is_reported_at_first_use(tmp_path: Path) -> None:
             ds.free_space()
     finally:
         ds.close()
+
+
+def test_host_allowing_one_session_per_connection(tmp_path: Path) -> None:
+    """sshd with ``MaxSessions 1`` (the DISA STIG for ESXi 6.7, ESXI-67-000028, asks for it:
+    "The ESXi host SSH daemon must limit connections to a single session"; OpenSSH's default
+    is 10, sshd_config(5)) refuses a second session on the shared connection: that handle
+    moves to a connection of its own and both work.  Before this fallback the second
+    handle's agent could not start (TransportError: ChannelException(2, 'Connect failed'))."""
+    with peers_sshd.start_sshd("single") as srv:
+        cfg = Path(srv.config_path)
+        cfg.write_text(cfg.read_text().replace("MaxSessions 64", "MaxSessions 1"))
+        os.kill(srv.proc.pid, signal.SIGHUP)  # sshd re-executes itself with the new config
+        time.sleep(1.0)
+        s = settings_for(srv.host, retries=0)
+        a = open_ssh_datastore("a", str(_root(tmp_path)), s)
+        b = open_ssh_datastore("b", str(tmp_path), s)
+        try:
+            assert a.free_space() > 0 and b.free_space() > 0
+            assert a.transport.conn is not b.transport.conn  # type: ignore[attr-defined]
+            assert _logins(srv) == 2
+            c = open_ssh_datastore("c", str(tmp_path), s)  # the full one takes no one new
+            try:
+                assert c.free_space() > 0
+            finally:
+                c.close()
+        finally:
+            a.close()
+            b.close()

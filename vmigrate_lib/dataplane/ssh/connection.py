@@ -62,7 +62,7 @@ def shared_connection(settings: SshSettings) -> SshConnection:
     :meth:`SshConnection.release`; the last one closes it."""
     with _POOL_LOCK:
         conns = _POOL.setdefault(settings, [])
-        conn = next((c for c in conns if c.users < SHARED_USERS), None)
+        conn = next((c for c in conns if c.users < SHARED_USERS and not c.full), None)
         if conn is None:
             conn = SshConnection(settings)
             conn.pooled = True
@@ -84,9 +84,18 @@ class SshConnection:
         self.connects = 0
         self.pooled = False  #: from :func:`shared_connection`
         self.users = 0  #: datastores using it (pooled only)
+        self.full = False  #: sshd refused one more session on it: no new user joins
         #: auto mode: can this host start an agent on (host, port) itself; probed once for
         #: every datastore on this connection (preflight's answer serves the cycles)
         self.direct_ok: dict[tuple[str, int], bool] = {}
+
+    def refused_session(self) -> SshConnection:
+        """sshd refused one more session on this shared connection (its ``MaxSessions``):
+        no new user joins it, the caller gives its use back and gets another shared
+        connection to the same host (a new one when every other is full too)."""
+        self.full = True
+        self.release()
+        return shared_connection(self.settings)
 
     def release(self) -> None:
         """A user is done with it: a shared connection closes when its last user is

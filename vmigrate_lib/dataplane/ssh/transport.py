@@ -69,10 +69,13 @@ class SshTransport(Transport):
         s = self.settings
         try:
             cmd = self.remote_command(ensure=False)
-            t = self.conn.transport()
-            chan = t.open_session(window_size=s.window_size, max_packet_size=s.max_packet_size)
+            chan = self._open_session()
             chan.settimeout(s.io_timeout)
             chan.exec_command(cmd)
+        except paramiko.ChannelException as exc:  # refused by sshd: the connection is fine
+            raise TransportError(
+                f"cannot start the agent on {s.address}: {exc}", host=s.host, root=self.root
+            ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.conn.close()  # a half-dead connection: the next start reconnects
             raise TransportError(
@@ -85,6 +88,22 @@ class SshTransport(Transport):
         reader = io.BufferedReader(ChannelReader(chan, s.read_size, self.limiter), buffer_size=s.read_size)
         writer = io.BufferedWriter(ChannelWriter(chan, self.limiter), buffer_size=s.write_buffer)
         return reader, writer
+
+    def _open_session(self) -> paramiko.Channel:
+        """A session channel on this transport's connection.  When sshd refuses one more
+        session on a connection shared with others (``MaxSessions``: 10 by default, 1
+        where the DISA STIG for ESXi is applied), this transport leaves that connection
+        to them and takes one of its own."""
+        s = self.settings
+        try:
+            return self.conn.transport().open_session(window_size=s.window_size,
+                                                      max_packet_size=s.max_packet_size)
+        except paramiko.ChannelException:
+            if not (self.conn.pooled and self.conn.users > 1 and self._holds):
+                raise
+        self.conn = self.conn.refused_session()
+        return self.conn.transport().open_session(window_size=s.window_size,
+                                                  max_packet_size=s.max_packet_size)
 
     def failed_start(self, exc: TransportError, datastore: str) -> VmigrateError | None:
         """The launcher refused the agent file, or the agent ran and refused to serve.
