@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Start-up of a command over SSH (issue 13 items 3 and 5): a whole ``vmigrate sync --cycles 1``
+against its own delta cycle, over real sshd behind ``tc`` ``tbf`` links.
+
+A lab guest writes on host a; hosts a and b serve their datastores through sshd in network
+namespaces (tests/peers: this kernel has no ``sch_netem``, so rate shaping only, no added
+delay).  After a seed, each run is one operator's command, timed from outside (fork to
+exit), and the same command again run in-process under a probe that times its phases:
+interpreter + imports, connect + auth, agent starts, preflight (requests counted), the
+cycle, clean-up.  Targets: the command costs at most 0.5 s more than its cycle; a delta
+over the link at most 1.2 x (changed bytes / link rate) + 0.5 s.  Beside them, for scale,
+what an operator would type: ``ssh host true`` and ``rsync`` of a file the size of the
+delta to host b.  Needs root for the namespaces.
+
+    .venv/bin/python bench/bench_startup.py [--rate 100mbit] [--runs 5] [--guest-mb-s 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # the repo root: vmigrate_lib and the tests.peers package
+
+from tests.peers import netns as peers_netns  # noqa: E402
+from tests.peers import sshd as peers_sshd  # noqa: E402
+from tests.peers.netns_probe import parse_rate  # noqa: E402
+from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
+from vmigrate_lib.control.lab import LabHost  # noqa: E402
+from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
+from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
+from vmigrate_lib.lab.workload import WorkloadSpec  # noqa: E402
+
+MiB = 1 << 20
+PROBE = "--probe-phases"
+
+
+@contextlib.contextmanager
+def shaped_hosts(work: Path, rate: str) -> Iterator[tuple[SshHost, SshHost, list[Any]]]:
+    """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
+    topo = peers_netns.Topology(("a", "b"), rate=rate, delay=None)
+    servers = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        topo.create()
+    try:
+        client = SshKeyPair.generate(work, "client")
+        for role in ("a", "b"):
+            servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
+                                                 client_key=client))
+        kh = peers_sshd.write_known_hosts(work / "known_hosts", [s.host for s in servers])
+        yield (replace(servers[0].host, known_hosts_path=kh),
+               replace(servers[1].host, known_hosts_path=kh), servers)
+    finally:
+        for s in servers:
+            s.stop()
+        topo.close()
+
+
+def host_params(name: str, root: Path, ssh: SshHost, **extra: Any) -> dict[str, Any]:
+    return {"type": "lab", "host": name, "lab_root": str(root),
+            "url": f"ssh://{ssh.user}@{ssh.ip}:{ssh.port}", "ssh_key": ssh.key_path,
+            "ssh_known_hosts": ssh.known_hosts_path, **extra}
+
+
+def cli_argv(work: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "vmigrate_lib.faces.cli", *args, "--params",
+            str(work / "params.yaml")]
+
+
+def journal(work: Path) -> list[dict[str, Any]]:
+    path = work / "ws" / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_cycle(work: Path) -> dict[str, Any]:
+    return [r for r in journal(work) if r.get("type") == "cycle"][-1]
+
+
+def timed_sync(work: Path) -> dict[str, Any]:
+    """One ``vmigrate sync --cycles 1`` as an operator runs it: wall time fork to exit."""
+    t0 = time.perf_counter()
+    r = subprocess.run(cli_argv(work, "sync", "--cycles", "1"), capture_output=True, text=True,
+                       cwd=ROOT, check=False)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"sync failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
+    c = last_cycle(work)
+    return {"wall": wall, "cycle": float(c["duration"]), "changed": int(c["bytes_changed"]),
+            "sent": int(c.get("bytes_sent", 0)), "load": os.getloadavg()[0]}
+
+
+def probed_sync(work: Path) -> dict[str, Any]:
+    """The same command under the phase probe (this file run with ``--probe-phases``)."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, __file__, PROBE, "sync", "--cycles", "1", "--params",
+                        str(work / "params.yaml")], capture_output=True, text=True, cwd=ROOT,
+                       check=False)
+    wall = time.perf_counter() - t0
+    line = next((x for x in r.stderr.splitlines() if x.startswith("PROBE ")), None)
+    if r.returncode != 0 or line is None:
+        raise RuntimeError(f"probed sync failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
+    out: dict[str, Any] = json.loads(line[len("PROBE "):])
+    out["wall"] = wall
+    out["interpreter"] = wall - out["probe_total"]
+    out["cycle"] = float(last_cycle(work)["duration"])
+    return out
+
+
+def probe_main(argv: list[str]) -> int:
+    """In the child: time the CLI's phases by wrapping the functions that carry them."""
+    t_start = time.perf_counter()
+    t = time.perf_counter()
+    from vmigrate_lib.faces import cli
+
+    imports = time.perf_counter() - t
+    from collections import defaultdict
+
+    import paramiko
+
+    from vmigrate_lib.dataplane import agentchannel
+    from vmigrate_lib.dataplane.ssh import connection
+    from vmigrate_lib.faces import cli_sync
+
+    secs: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    ops: dict[str, int] = defaultdict(int)
+
+    def wrap(obj: Any, name: str, key: str) -> None:
+        real = getattr(obj, name)
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return real(*a, **k)
+            finally:
+                secs[key] += time.perf_counter() - t
+                counts[key] += 1
+
+        setattr(obj, name, timed)
+
+    wrap(connection.SshConnection, "_connect", "connect+auth")
+    wrap(agentchannel.AgentChannel, "_handshake", "agent start")
+    wrap(cli_sync, "open_from_args", "open hosts")
+    wrap(cli_sync, "run_preflight", "preflight")
+    wrap(cli_sync, "run_cycles", "cycle")
+    wrap(cli_sync, "close_migration", "close")
+    real_req = agentchannel.AgentChannel.request
+
+    def request(self: Any, op: str, **args: Any) -> Any:
+        ops[op] += 1
+        return real_req(self, op, **args)
+
+    agentchannel.AgentChannel.request = request  # type: ignore[method-assign]
+    real_exec = paramiko.Channel.exec_command
+
+    def exec_command(self: Any, command: str) -> Any:
+        counts["exec channels"] += 1
+        return real_exec(self, command)
+
+    paramiko.Channel.exec_command = exec_command  # type: ignore[method-assign,assignment]
+    t = time.perf_counter()
+    rc = cli.main(argv)
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {
+        "pandas", "matplotlib", "pyVmomi", "papermill", "nbformat", "IPython", "ipywidgets",
+        "numpy", "jupyter_client"})
+    print("PROBE " + json.dumps({
+        "rc": rc, "imports": imports, "main": time.perf_counter() - t,
+        "probe_total": time.perf_counter() - t_start, "secs": secs, "counts": counts,
+        "requests": ops, "heavy modules": heavy}), file=sys.stderr)
+    return int(rc)
+
+
+def ssh_true(h: SshHost) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(h.ssh_argv("true"), check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def rsync_file(h: SshHost, size: int, work: Path) -> float:
+    """rsync of a fresh random file of ``size`` bytes to host ``h`` (no file there yet)."""
+    src = work / "rsync-src"
+    src.write_bytes(os.urandom(size))
+    dest = f"/tmp/vmg-bench-rsync-{os.getpid()}"
+    subprocess.run(h.ssh_argv(f"rm -f {dest}"), check=True, capture_output=True)
+    e = " ".join(h.ssh_argv()[:-2])  # ssh and its options (rsync adds user@host and the command)
+    t0 = time.perf_counter()
+    subprocess.run(["rsync", "-e", e, str(src), f"{h.user}@{h.ip}:{dest}"], check=True,
+                   capture_output=True)
+    took = time.perf_counter() - t0
+    subprocess.run(h.ssh_argv(f"rm -f {dest}"), check=False, capture_output=True)
+    return took
+
+
+def summarize(rows: list[dict[str, Any]], link_bps: float) -> dict[str, Any]:
+    over = [r["wall"] - r["cycle"] for r in rows]
+    target = [1.2 * r["changed"] / link_bps + 0.5 for r in rows]
+    return {
+        "runs": len(rows),
+        "wall s (median)": statistics.median(r["wall"] for r in rows),
+        "cycle s (median)": statistics.median(r["cycle"] for r in rows),
+        "wall - cycle s (median, min-max)": (statistics.median(over), min(over), max(over)),
+        "changed MiB (median)": statistics.median(r["changed"] for r in rows) / MiB,
+        "delta target s (median)": statistics.median(target),
+        "within target": sum(r["wall"] <= t for r, t in zip(rows, target, strict=True)),
+        "within cycle + 0.5 s": sum(o <= 0.5 for o in over),
+        "load": (min(r["load"] for r in rows), max(r["load"] for r in rows)),
+    }
+
+
+def phases(probed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median seconds per phase, and what the host saw (logins, execs, requests)."""
+    keys = ["interpreter", "imports", "wall", "cycle"]
+    out: dict[str, Any] = {k: round(statistics.median(p[k] for p in probed), 2) for k in keys}
+    for k in sorted({k for p in probed for k in p["secs"]}):
+        out[k] = round(statistics.median(p["secs"].get(k, 0.0) for p in probed), 2)
+    out["counts"] = probed[-1]["counts"]
+    out["requests"] = sum(probed[-1]["requests"].values())
+    out["heavy modules"] = probed[-1]["heavy modules"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--rate", default="100mbit", help="tc rate of each host's link")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--guest-mb-s", type=float, default=1.0, help="the lab guest's write rate")
+    ap.add_argument("--disk-mib", type=int, default=64, help="first disk; the second is half")
+    ap.add_argument("--interval", type=float, default=2.0, help="pause between runs (s)")
+    ap.add_argument("--json", default="", help="also write the rows here")
+    args = ap.parse_args(argv)
+    link_bps = parse_rate(args.rate) / 8
+    base = Path(tempfile.mkdtemp(prefix="vmg-bench-startup-"))
+    os.chmod(base, 0o755)
+    root = base / "lab"
+    lab_up(root, vm="", power_on=False)
+    create_vm(LabLayout(root), "esx-a", "datastore1", "alice",
+              (args.disk_mib * MiB, args.disk_mib * MiB // 2),
+              workload=WorkloadSpec(rate_mb_s=args.guest_mb_s, ack_interval=0.5), fill=0.15)
+    a_host = LabHost(root, "esx-a")
+    a_host.power_on("alice")
+    a_host.wait_ready("alice", 60)
+    report: dict[str, Any] = {"rate": args.rate, "load before": os.getloadavg()}
+    try:
+        with shaped_hosts(base, args.rate) as (a, b, _servers):
+            (base / "params.yaml").write_text(yaml.safe_dump({
+                "vm": "alice", "dest_name": "bob", "downtime_budget": "30s", "operator": "bench",
+                "source": host_params("esx-a", root, a), "destination": host_params("esx-b", root, b),
+                "workspace": str(base / "ws")}))
+            seed = timed_sync(base)
+            print(f"seed: {seed['wall']:.1f} s wall, cycle {seed['cycle']:.1f} s", file=sys.stderr)
+            plain, probed = [], []
+            for i in range(args.runs):
+                time.sleep(args.interval)
+                plain.append(timed_sync(base))
+                time.sleep(args.interval)
+                probed.append(probed_sync(base))
+                print(f"run {i}: wall {plain[-1]['wall']:.2f} s, cycle {plain[-1]['cycle']:.2f} s, "
+                      f"changed {plain[-1]['changed'] / MiB:.1f} MiB, load {plain[-1]['load']:.1f}",
+                      file=sys.stderr)
+            report["delta commands"] = summarize(plain, link_bps)
+            report["phases (probed runs, medians)"] = phases(probed)
+            report["probed runs"] = probed
+            report["ssh true s"] = sorted(ssh_true(a) for _ in range(5))
+            changed = int(statistics.median(r["changed"] for r in plain))
+            report["rsync of the changed size s"] = sorted(
+                rsync_file(b, max(changed, 1), base) for _ in range(3))
+            report["rows"] = plain
+    finally:
+        lab_down(root, timeout=10)
+        report["load after"] = os.getloadavg()
+        shutil.rmtree(base, ignore_errors=True)
+    short = {k: v for k, v in report.items() if k not in ("probed runs", "rows")}
+    print(json.dumps(short, indent=1, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == PROBE:
+        sys.exit(probe_main(sys.argv[2:]))
+    sys.exit(main())
