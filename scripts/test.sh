@@ -16,5 +16,18 @@ echo "== mypy (tests: every body checked, see pyproject's tests.* override)"
 .venv/bin/mypy -p tests
 echo "== ruff"
 .venv/bin/ruff check vmigrate_lib tests bench
-echo "== pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# pytest on parallel workers (pytest-xdist): most tests wait on guests, sshd, kernels and
+# sleeps, not on the CPU.  Longest tests first (tests/durations.txt); the machine-loading
+# ones share one worker (tests/conftest.py).  VMIGRATE_TEST_WORKERS=N sets the count
+# (default 3 on this project's 2-core CI); -n/--numprocesses or -p no:xdist in the
+# arguments replace these flags (-n 0: one process, in order).
+workers=${VMIGRATE_TEST_WORKERS:-3}
+xdist="-n $workers --dist loadgroup"
+for arg in "$@"; do
+    case "$arg" in
+        -n|-n[0-9]*|--numprocesses|--numprocesses=*|no:xdist|-pno:xdist) xdist="" ;;
+    esac
+done
+echo "== pytest ${xdist:-(arguments as given)}"
+# shellcheck disable=SC2086  # $xdist is several words on purpose
+exec .venv/bin/python -m pytest -q -p no:cacheprovider $xdist "$@"
