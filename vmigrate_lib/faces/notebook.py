@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from IPython import get_ipython
 
 from ..audit import plots
 from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles, readable_steps
@@ -46,23 +45,18 @@ from ..engine.progress import (
     SyncFinished,
 )
 from ..engine.workspace import Workspace
-from ..errors import VmigrateError
 from ..session import close_migration, open_migration
 from ..units import fmt_rate, fmt_secs
 from .runbook_params import RunbookParams as RunbookParams
-from .runbook_params import baseline as baseline
 from .runbook_params import check_parameters as check_parameters
 from .runbook_params import validate_parameters as validate_parameters
+from .runbook_run import HAND_RUN_START, LIVE_DASHBOARDS, RUNS, show_errors_in_one_line
+from .runbook_run import baseline as baseline
 
 #: MIME type of the machine-readable result a runbook displays; the runner reads it.
 RESULT_MIME = "application/vnd.vmigrate.result+json"
-#: The dashboard of the run in this kernel, which a failing cell marks failed.
-LIVE_DASHBOARDS: list[Dashboard] = []
 #: scrapbook's MIME type for a JSON scrap (``sb.read_notebook(path).scraps`` reads it).
 SCRAP_MIME = "application/scrapbook.scrap.json+json"
-#: When this kernel's run began and the journal's size then: a hand run's archive
-#: (:mod:`.hand_run`) keeps the journal slice from there.
-HAND_RUN_START: dict[str, float] = {}
 
 
 # --- opening and the sync loop ---------------------------------------------------------------
@@ -256,6 +250,7 @@ def dashboard(run: RunbookParams) -> Reporter:
     LIVE_DASHBOARDS.clear()  # the newest run's dashboard shows a cell's failure
     if isinstance(dash, Dashboard):
         LIVE_DASHBOARDS.append(dash)
+    RUNS[:] = [run]
     return dash
 
 
@@ -301,29 +296,6 @@ def finish(reporter: Reporter) -> None:
 def close(m: Migration) -> None:
     """Close both hosts' connections and data-plane handles."""
     close_migration(m)
-
-
-# --- errors in a cell: one line, no library traceback ---------------------------------------
-
-
-def _one_line_error(shell: Any, etype: type[BaseException], value: BaseException, tb: Any,
-                    tb_offset: int | None = None) -> list[str]:
-    """IPython's custom exception handler for vmigrate's own errors: the error's line (what
-    is wrong and how to fix it) instead of 40-60 lines of library frames.  The kernel still
-    reports an error (name and message), so papermill and the runner classify it as before."""
-    line = f"{etype.__name__}: {value.one_line() if isinstance(value, VmigrateError) else value}"
-    shell.showtraceback((etype, value, tb))  # one line: VmigrateError._render_traceback_
-    for dash in LIVE_DASHBOARDS:
-        dash.failed(line)
-    return [line]
-
-
-def show_errors_in_one_line() -> None:
-    """In a kernel, show :class:`VmigrateError` as its one line (other errors keep their
-    traceback: they are bugs, and the frames say where)."""
-    shell = get_ipython()
-    if shell is not None:
-        shell.set_custom_exc((VmigrateError,), _one_line_error)
 
 
 show_errors_in_one_line()
