@@ -12,6 +12,7 @@ See tests/peers/README.md for what the simulator does and does not do.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import selectors
@@ -99,14 +100,20 @@ def build_vcsim(output: Path | None = None) -> Path:
     out = Path(output) if output else DEFAULT_BINARY
     if _built == out and out.exists():
         return out
-    proc = subprocess.run(
-        ["sh", str(BUILD_SCRIPT), str(out)],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One build at a time across processes (pytest-xdist workers): go build replaces a
+    # stale binary in place, which another worker could be starting at that moment;
+    # after the first build the others find it up to date and leave it as it is.
+    with open(out.parent / ".build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(
+            ["sh", str(BUILD_SCRIPT), str(out)],
+            check=False,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if proc.returncode == UNAVAILABLE_RC:
         _skip_or_raise("vSphere simulator peer unavailable: " + proc.stderr.strip())
     if proc.returncode != 0:
