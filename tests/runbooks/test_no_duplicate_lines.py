@@ -35,11 +35,14 @@ LABEL = re.compile(r"^[^{:\"]{0,40}?: ")
 STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
 
 
-def notebook_lines(path: Path) -> list[str]:
-    """Every line an executed notebook's outputs say as text."""
+def notebook_lines(path: Path, only: str = "") -> list[str]:
+    """Every line an executed notebook's outputs say as text (of the cells whose source
+    holds ``only``)."""
     nb = json.loads(path.read_text())
     lines: list[str] = []
     for cell in nb["cells"]:
+        if only not in "".join(cell.get("source", "")):
+            continue
         for out in cell.get("outputs", []):
             if out["output_type"] == "stream":
                 lines += "".join(out["text"]).splitlines()
@@ -136,3 +139,23 @@ def test_the_checker_finds_what_the_review_found() -> None:
                          "6.5 MiB, 95.0 MB/s, certify identical",
                          "[12:30:11] cycle 2 (delta) done in 0.7 s: changed 7.0 MiB, sent "
                          "3.8 MiB, 15.5 MB/s, certify identical"])
+
+
+def test_walkthrough_says_each_fact_once(tmp_path: Path) -> None:
+    """The by-hand walkthrough (notebooks/rehearsal-walkthrough.ipynb) runs both runbooks
+    and shows their streamed lines (checked here: the cells that run a runbook; the params
+    file and lab status it prints are trees, where one line under two parents is two
+    facts).  It also displayed each run's result dict under the RESULT line that says it
+    (a pretty-printed dict, which this line rule does not read: removed, and the folder,
+    no longer in the summary line, printed as the CLI prints it)."""
+    import papermill as pm
+
+    from vmigrate_lib.faces.papermill_runner import pick_kernel
+
+    out = tmp_path / "walk.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "rehearsal-walkthrough.ipynb"), str(out),
+                        parameters={"folder": str(tmp_path / "rh")}, kernel_name=pick_kernel(),
+                        cwd=str(tmp_path), progress_bar=False)
+    lines = notebook_lines(out, only="run_runbook(")
+    assert sum(line.startswith("evidence: ") for line in lines) == 2, lines
+    assert not problems(lines), json.dumps(problems(lines), indent=1)
