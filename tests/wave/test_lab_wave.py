@@ -7,7 +7,9 @@ What it proves: the runner keeps the limits (2 per source host, 2 per destinatio
 cuts over; one VM's failed probes roll that VM back (its source running again) while the
 others complete; a SIGKILLed wave run resumes from its state file (children end with
 it, runbooks resume their workspaces); the wave report is executed, archived and sealed.
-The plan's estimate is compared with the measured run and the error printed.
+The plan's estimate is compared with the measured run and the error printed.  Each VM's
+step runs with its pair's bandwidth share split among the VMs in flight on the pair as
+its hosts' ``bwlimit`` (journaled; the lab's local folders have no SSH link to throttle).
 What only real hosts would show: real copy rates and guest dirty rates on a shared link
 (the lab copies on local disk), real cutover times of a guest OS.  The limit counts warm
 VMs as in flight, as Forklift's ``controller_max_vm_inflight`` does
@@ -46,6 +48,7 @@ VMS = [  # name, source, destination, group
     ("app5", "esx-a", "esx-b", "app"), ("app6", "esx-c", "esx-d", "app"),
 ]
 FAILING = "app3"
+SHARE = 40_000_000  #: each host pair's bandwidth share, bytes/s
 CLI = [sys.executable, "-m", "vmigrate_lib.faces.cli"]
 
 
@@ -69,7 +72,9 @@ def test_lab_wave_killed_resumed_one_rolled_back(tmp_path: Path, lab_root: Path)
     vms[4]["params"] = {"cutover": {"probe_command": "false", "probe_timeout": "2s"}}
     path = wave_file(tmp_path / "wave.yaml", root, ws, vms,
                      groups=[{"name": "db"}, {"name": "app", "after": ["db"]}],
-                     run={"rollback_after_probes": True, "poll": "0.5s"})
+                     run={"rollback_after_probes": True, "poll": "0.5s"},
+                     limits={"in_flight": 4, "per_source_host": 2, "per_destination_host": 2,
+                             "bandwidth": {"default": SHARE}})
     spec = load_wave(path)
     journal = spec.wave_dir / "journal.jsonl"
 
@@ -118,6 +123,11 @@ def test_lab_wave_killed_resumed_one_rolled_back(tmp_path: Path, lab_root: Path)
     app_cut = min(r["ts"] for r in _phases(journal)
                   if r["status"] == "cutover" and str(r["vm"]).startswith("app"))
     assert app_cut >= max(done_at["db1"], done_at["db2"])  # databases before applications
+
+    caps = list(Journal(journal).records("vm_bandwidth_cap"))  # the share, split, applied
+    assert {r["vm"] for r in caps} == {n for n, *_ in VMS}
+    assert all(r["bwlimit"] == SHARE // r["copies"] and 1 <= r["copies"] <= 2 for r in caps)
+    assert any(r["copies"] == 2 for r in caps)  # two VMs of one pair at once: half each
 
     reports = sorted((spec.wave_dir / "report").iterdir())
     assert reports and verify(reports[-1]).ok
