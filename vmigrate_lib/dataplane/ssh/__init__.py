@@ -1,10 +1,11 @@
 """The agent over SSH (paramiko): a tuned transport and a resilient datastore client.
 
     agentfile   the uploaded agent's private folder, checks and launch command
-    connection  SshConnection: connect, host key verification, login, agent upload
+    connection  SshConnection: connect, host key verification, login, agent upload;
+                shared_connection: one per host, shared by a process's datastores
     channel     raw channel reader/writer, RateLimiter (the bandwidth cap)
-    transport   SshTransport: the agent zipapp on an exec channel, why an agent
-                refused to start
+    transport   SshTransport: the agent zipapp on an exec channel (launched ahead),
+                why an agent refused to start
     writer      ResilientWriter: replays unacknowledged chunks after a reconnect
     direct      DirectMode (the mode decision and the push), check_modes for preflight
     datastore   SshAgentDatastore: compression, bounded reconnects, resumable
