@@ -18,10 +18,11 @@ echo "== ruff"
 .venv/bin/ruff check vmigrate_lib tests bench
 # pytest on parallel workers (pytest-xdist): most tests wait on guests, sshd, kernels and
 # sleeps, not on the CPU.  Longest tests first (tests/durations.txt); the machine-loading
-# ones share one worker (tests/conftest.py).  VMIGRATE_TEST_WORKERS=N sets the count
-# (default 3 on this project's 2-core CI); -n/--numprocesses or -p no:xdist in the
-# arguments replace these flags (-n 0: one process, in order).
-workers=${VMIGRATE_TEST_WORKERS:-3}
+# ones share one worker (tests/conftest.py).  VMIGRATE_TEST_WORKERS=N sets the count:
+# default 2, one per core of CI's machine (a serial run keeps ~0.8 of a core busy: user+sys
+# 9m50s over 14m19s, so 2 workers fill two cores and more would only queue for them);
+# -n/--numprocesses or -p no:xdist in the arguments replace these flags (-n 0: in order).
+workers=${VMIGRATE_TEST_WORKERS:-2}
 xdist="-n $workers --dist loadgroup"
 for arg in "$@"; do
     case "$arg" in
