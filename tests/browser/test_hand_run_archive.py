@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 
 from tests.browser.jlab import ARTIFACTS, CHROMIUM, REPO, answer_kernel_dialog, jupyterlab, launch
+from tests.runbooks.test_no_duplicate_lines import notebook_lines, problems
 from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
 
@@ -166,6 +167,8 @@ def test_hand_run_ends_in_a_verified_archive(project: tuple[str, Path]) -> None:
     assert f"evidence: {folder}" in last, last
     seen = [line.strip() for line in last.splitlines() if line.strip()]
     assert seen and all(line in archived_last for line in seen), (last, archived_last)
+    said = problems(notebook_lines(folder / "sync.ipynb"))  # each fact once (item 4)
+    assert not said, said
     cycles = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
     assert any(r["type"] == "cycle" for r in cycles)
     run = json.loads((folder / "run.json").read_text())
