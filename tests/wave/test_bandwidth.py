@@ -8,6 +8,8 @@ the data plane's throttle holds the rate (the SSH data plane's own tests cover t
 
 from __future__ import annotations
 
+from typing import Any
+
 from vmigrate_lib.wave.bandwidth import with_cap
 from vmigrate_lib.wave.model import HostPair, Limits
 
@@ -21,8 +23,8 @@ def test_share_split_among_vms_in_flight() -> None:
 
 
 def test_cap_on_both_hosts_lower_own_cap_kept() -> None:
-    raw = {"source": {"type": "lab", "bwlimit": "1MB/s"}, "destination": {"type": "lab",
-                                                                         "bwlimit": 10**9}}
+    raw: dict[str, Any] = {"source": {"type": "lab", "bwlimit": "1MB/s"},
+                           "destination": {"type": "lab", "bwlimit": 10**9}}
     out = with_cap(raw, 5_000_000)
     assert out["source"]["bwlimit"] == "1MB/s"  # already lower: kept
     assert out["destination"]["bwlimit"] == 5_000_000  # higher: lowered
