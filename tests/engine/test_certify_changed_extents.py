@@ -30,10 +30,13 @@ def test_delta_certify_hashes_only_the_changed_bytes(make_lab) -> None:
     assert sum(changed.values()) > 0, changed
     for key, disk in delta["certify"]["disks"].items():
         assert disk["bytes"] == changed[key], (key, disk, changed)
-    # the source's digests came from the copy's stream: certify read only the destination
+    # the source's digests came from the copy's stream, the destination's were read back
+    # from what it wrote during the copy: certify read neither side after it
     assert {d["source"] for d in delta["certify"]["disks"].values()} == {"streamed"}
-    seed = outcomes[0].record
-    assert {d["source"] for d in seed["certify"]["disks"].values()} == {"read"}  # full: read
+    assert {d["destination"] for d in delta["certify"]["disks"].values()} == {"read back"}
+    seed = outcomes[0].record  # certified whole, from digests taken during the copy too
+    assert {d["source"] for d in seed["certify"]["disks"].values()} == {"streamed"}
+    assert {d["destination"] for d in seed["certify"]["disks"].values()} == {"read back"}
 
 
 def test_streamed_digests_equal_a_hash_pass(make_lab) -> None:

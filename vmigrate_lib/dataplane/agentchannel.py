@@ -75,6 +75,11 @@ class AgentChannel:
         self.last_packed: tuple[bytes, int] | None = None
         self.wire_in = 0  #: bytes received (headers and payloads as they came)
         self.events: list[dict[str, Any]] = []  #: reconnects and resumes, for the journal
+        #: the next write stream's read-back digests (algorithm, block, whole size or None),
+        #: armed by the datastore; ``readback_got`` their DIGESTS payloads (None: disarmed,
+        #: or the stream was reopened and the digests would not cover it all)
+        self.readback: tuple[str, int, int | None] | None = None
+        self.readback_got: list[bytes] | None = None
         self._r: IO[bytes] | None = None
         self._w: IO[bytes] | None = None
         self._busy = False
@@ -268,8 +273,24 @@ class AgentChannel:
         self.connect()
         if self.codec_error is not None:
             raise self.codec_error
-        self.request("write", path=path)
+        self.request("write", path=path, **self.write_options())
         self._busy = True
+
+    def write_options(self) -> dict[str, Any]:
+        """What a write request adds to have its agent read back and digest what it
+        wrote (empty: not armed)."""
+        if self.readback is None or self.readback_got is None:
+            return {}
+        algo, block, size = self.readback
+        want: dict[str, Any] = {"algorithm": algo, "block": block}
+        if size is not None:
+            want["size"] = size
+        return {"digest": want}
+
+    def took_readback(self, payload: bytes) -> None:
+        """Keep a DIGESTS frame of the armed write stream."""
+        if self.readback_got is not None:
+            self.readback_got.append(payload)
 
     def release(self) -> None:
         """A write stream ended cleanly: the connection can carry requests again."""

@@ -54,12 +54,13 @@ class AgentDatastore(Datastore):
         self.name = name
         self.transport = transport
         self.channel = channel or AgentChannel(name, transport)
-        self.digest_request: tuple[str, int] | None = None  #: armed by stream_digests
+        self.digest_request: tuple[str, int, int | None] | None = None  #: by stream_digests
         self.streamed: list[BlockDigest] | None = None  #: what the armed stream digested
 
-    def stream_digests(self, algorithm: str, block: int) -> bool:
-        """Arm the next read or push stream to digest what it carries (the agent has it)."""
-        self.digest_request, self.streamed = (algorithm, block), []
+    def stream_digests(self, algorithm: str, block: int, size: int | None = None) -> bool:
+        """Arm the next read or push stream to digest what it carries (the agent has it);
+        ``size``: the whole ``[0, size)`` grid, what the stream skips counted as zeros."""
+        self.digest_request, self.streamed = (algorithm, block, size), []
         return True
 
     def streamed_digests(self) -> list[BlockDigest] | None:
@@ -71,8 +72,27 @@ class AgentDatastore(Datastore):
         """What a read or push request adds when a digest is armed."""
         if self.digest_request is None or self.streamed is None:
             return {}
-        algo, block = self.digest_request
-        return {"digest": {"algorithm": algo, "block": block}}
+        algo, block, size = self.digest_request
+        want: dict[str, Any] = {"algorithm": algo, "block": block}
+        if size is not None:
+            want["size"] = size
+        return {"digest": want}
+
+    def arm_readback(self, algorithm: str, block: int, size: int | None) -> bool:
+        """Arm the next write stream to read back and digest what it writes (the agent
+        has it); ``size``: the whole ``[0, size)`` grid (a seed)."""
+        self.channel.readback, self.channel.readback_got = (algorithm, block, size), []
+        return True
+
+    def readback_digests(self) -> list[BlockDigest] | None:
+        """The armed write stream's read-back digests (None: none, or it was reopened);
+        disarms."""
+        ch = self.channel
+        got, armed = ch.readback_got, ch.readback
+        ch.readback, ch.readback_got = None, None
+        if got is None or armed is None:
+            return None
+        return [d for payload in got for d in parse_digests(payload, armed[0])]
 
     def took_digests(self, payload: bytes) -> None:
         """Keep a DIGESTS frame of the armed stream."""
@@ -270,6 +290,9 @@ def sync_write(channel: AgentChannel, ftype: int, path: str) -> int:
     channel.send_frame(ftype)
     channel.flush()
     rtype, payload, arg = channel.recv_frame()
+    while rtype == proto.DIGESTS:  # the agent's read-back digests come before its END
+        channel.took_readback(payload)
+        rtype, payload, arg = channel.recv_frame()
     if rtype == proto.ERR:
         err = channel.agent_error(payload, op="write", path=path)
         channel.disconnect()

@@ -199,14 +199,25 @@ class Datastore(abc.ABC):
         through this process and there is nothing to check beforehand."""
         return None
 
-    def stream_digests(self, algorithm: str, block: int) -> bool:
+    def stream_digests(self, algorithm: str, block: int, size: int | None = None) -> bool:
         """Arm the next read or push stream to digest the blocks it carries (cut as
-        :meth:`hash_blocks` cuts the same extents), so that a certify need not read the
-        source again; False (the default): this datastore cannot."""
+        :meth:`hash_blocks` cuts the same extents, or with ``size`` the whole ``[0, size)``
+        grid, what it skips counted as zeros), so that a certify need not read the source
+        again; False (the default): this datastore cannot."""
         return False
 
     def streamed_digests(self) -> list[BlockDigest] | None:
         """The armed stream's digests, then disarm; None: none (or the stream resumed)."""
+        return None
+
+    def arm_readback(self, algorithm: str, block: int, size: int | None) -> bool:
+        """Arm the next write stream to read back and digest the ranges it writes, during
+        the copy (``size``: the whole ``[0, size)`` grid), so that certify need not read
+        the destination after it; False (the default): this datastore cannot."""
+        return False
+
+    def readback_digests(self) -> list[BlockDigest] | None:
+        """The armed write stream's read-back digests, then disarm; None: none."""
         return None
 
     def compression_check(self, dst: Datastore) -> PathCheck | None:

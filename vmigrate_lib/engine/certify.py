@@ -56,8 +56,9 @@ def certify_disks(
             continue
         m.reporter.event(PhaseReached(phase="certify", detail=f"disk {disk.key} ({mode}, {algo})"))
         streamed = _streamed(plan, algo, block, extents)
+        back = plan.streamed.dest if streamed is not None and plan.streamed else None
         res = compare(src, src_path, dst, dst_path, block_size=block, algorithm=algo,
-                      size=disk.capacity, extents=extents, src_digests=streamed,
+                      size=disk.capacity, extents=extents, src_digests=streamed, dst_digests=back,
                       on_progress=rate_progress(m, total(extents) if extents else disk.capacity))
         if not res.identical and repair:
             m.workspace.journal.append("certify_mismatch", disk=disk.key, repairing=True,
@@ -70,7 +71,8 @@ def certify_disks(
         results[disk.key] = res
         # where the source's digests of the first compare came from
         summary["disks"][str(disk.key)] = {**res.summary(),
-                                           "source": "read" if streamed is None else "streamed"}
+                                           "source": "read" if streamed is None else "streamed",
+                                           "destination": "read" if back is None else "read back"}
         if not res.identical:
             summary["result"] = "MISMATCH"
     rec["certify"] = summary
@@ -95,8 +97,9 @@ def certify_disks(
 def _streamed(plan: DiskPlan, algo: str, block: int,
               extents: list[Extent] | None) -> list[BlockDigest] | None:
     """The source's digests from this cycle's copy when they cover exactly what certify
-    hashes (same algorithm, block and extents); else None: the source is read."""
+    hashes (same algorithm, block and extents, or both the whole disk); else None: the
+    source is read."""
     s = plan.streamed
-    if s is None or extents is None or (s.algorithm, s.block, s.extents) != (algo, block, extents):
+    if s is None or (s.algorithm, s.block, s.extents) != (algo, block, extents):
         return None
     return s.digests

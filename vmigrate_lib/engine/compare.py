@@ -98,6 +98,7 @@ def compare(
     on_progress: Callable[[int], None] | None = None,
     keep: bytearray | None = None,
     src_digests: Iterable[BlockDigest] | None = None,
+    dst_digests: Iterable[BlockDigest] | None = None,
 ) -> CompareResult:
     """Digest both files block by block and list the blocks that differ.
 
@@ -107,7 +108,8 @@ def compare(
     capacity, not the file's length (a flat file can be longer than its disk
     after a crash between growing the file and saving the configuration).
     ``keep`` collects the source's block digests in order (a map to remember).
-    ``src_digests``: the source's digests taken as the copy streamed it (not read again).
+    ``src_digests``: the source's digests taken as the copy streamed it (not read again);
+    ``dst_digests``: the destination's, read back from what it wrote during the copy.
     """
     ext = [Extent(0, size)] if extents is None else list(extents)
     result = CompareResult(algorithm=algorithm, block_size=block_size)
@@ -115,7 +117,8 @@ def compare(
     root_a, root_b = hashlib.sha256(), hashlib.sha256()
     stream_a = (iter(src_digests) if src_digests is not None
                 else src.hash_blocks(src_path, block_size, algorithm, ext))
-    stream_b = dst.hash_blocks(dst_path, block_size, algorithm, ext)
+    stream_b = (iter(dst_digests) if dst_digests is not None
+                else dst.hash_blocks(dst_path, block_size, algorithm, ext))
     try:
         for da in stream_a:
             db = next(stream_b, None)

@@ -18,12 +18,16 @@ from ..extents import Extent, total
 
 @dataclass
 class StreamedDigests:
-    """The source's block digests of the extents a copy carried, as it streamed them."""
+    """The source's block digests of the extents a copy carried, as it streamed them, and
+    the destination's, read back from what it wrote."""
 
     algorithm: str
     block: int
-    extents: list[Extent]
+    extents: list[Extent] | None  #: None: the whole disk (a seed; gaps are zeros)
     digests: list[BlockDigest]
+    #: the destination's digests of the same blocks, read back as it wrote them (None:
+    #: not taken; certify reads the destination)
+    dest: list[BlockDigest] | None = None
 
 
 @dataclass

@@ -133,8 +133,8 @@ def _copy_disk(
         on_checkpoint=checkpoint, on_progress=lambda done, _total: report(done),
     )
     if armed is not None:
-        got = src.streamed_digests()
-        plan.streamed = None if got is None else StreamedDigests(*armed, got)
+        got, back = src.streamed_digests(), dst.readback_digests()
+        plan.streamed = None if got is None else StreamedDigests(*armed, got, back)
     checkpoint(disk.capacity)
     if plan.mode == "hash":  # the source read whole for digests, the destination unless remembered
         stats.bytes_read += (1 + dest_reads) * disk.capacity
@@ -142,13 +142,22 @@ def _copy_disk(
 
 
 def _arm_digests(m: Migration, plan: DiskPlan, src: Datastore,
-                 dst: Datastore) -> tuple[str, int, list[Extent]] | None:
-    """A delta whose certify hashes what changed: the source digests it as it streams it
-    (certify then reads only the destination); None when not armed."""
-    if plan.mode == "full" or m.params.sync.certify != "changed" or not plan.extents:
+                 dst: Datastore) -> tuple[str, int, list[Extent] | None] | None:
+    """Certify's digests taken during the copy: the source digests what it streams, the
+    destination reads back and digests what it writes (overlapped with the copy), so
+    that certify reads neither side after it.  A delta certified on what changed arms
+    its extents; a seed (certified whole) arms the whole disk, its unallocated areas
+    counted as zeros on the source and read back on the destination (not after a
+    resume: the stream would not carry every allocated area).  None when not armed."""
+    if not plan.extents:
+        return None
+    whole = plan.mode == "full"
+    if (whole and plan.resumed_from) or (not whole and m.params.sync.certify != "changed"):
         return None
     algo = pick_algorithm(src, dst, m.params.sync.algorithm)
     block = m.params.sync.certify_block
-    if not src.stream_digests(algo, block):
+    size = plan.disk.capacity if whole else None
+    if not src.stream_digests(algo, block, size):
         return None
-    return algo, block, normalize(plan.extents)
+    dst.arm_readback(algo, block, size)
+    return algo, block, None if whole else normalize(plan.extents)

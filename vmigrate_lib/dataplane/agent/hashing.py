@@ -132,8 +132,12 @@ class StreamDigester(object):
     need not read the frozen source a second time.  ``add`` takes the stream's frames in
     order (``data`` None: ``n`` zero bytes); ``send(entries)`` gets DIGESTS payloads."""
 
-    def __init__(self, func, block, send, per_frame=2048):
+    def __init__(self, func, block, send, per_frame=2048, size=None):
         self.func, self.block, self.send, self.per_frame = func, block, send, per_frame
+        #: ``size``: digest the whole ``[0, size)`` grid, a gap between frames being zeros
+        #: (a seed streams the allocated areas; what it skips reads as zeros)
+        self.size = size
+        self.pos = 0
         self.start = None  # type: typing.Optional[int]
         self.end = 0
         self.parts = []  # type: typing.List[typing.Any]
@@ -142,6 +146,13 @@ class StreamDigester(object):
         self.count = 0
 
     def add(self, off, data, n):
+        if self.size is not None:
+            if off > self.pos:
+                self._add(self.pos, None, off - self.pos)
+            self.pos = off + n
+        self._add(off, data, n)
+
+    def _add(self, off, data, n):
         if self.start is not None and off != self.end:
             self._close()  # a gap: the extent ended inside a block
         view = memoryview(data) if data is not None else None
@@ -179,6 +190,8 @@ class StreamDigester(object):
             self.entries = []
 
     def finish(self):
+        if self.size is not None and self.pos < self.size:
+            self.add(self.size, None, 0)
         if self.start is not None:
             self._close()
         self.flush()

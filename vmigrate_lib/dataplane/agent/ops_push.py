@@ -7,6 +7,8 @@ from .packing import Packer
 from .protocol import (
     ACK,
     DATA,
+    DEST_DIGESTS,
+    DIGESTS,
     END,
     ERR,
     FLUSH,
@@ -171,7 +173,10 @@ class PushOps(object):
             throttle = Throttle(req.get("bwlimit"))
             peer = self._start_peer(req["argv"])
             codec = pick_codec(req.get("compress"), peer.hello.get("compression", []))
-            peer.send(REQ, json.dumps({"op": "write", "path": req["dest_path"]}).encode("utf-8"))
+            wreq = {"op": "write", "path": req["dest_path"]}
+            if req.get("dest_digest"):  # the peer reads back what it wrote, for certify
+                wreq["digest"] = req["dest_digest"]
+            peer.send(REQ, json.dumps(wreq).encode("utf-8"))
             peer.flush()
             ftype, payload, _arg = peer.recv()
             if ftype != RESP:
@@ -183,6 +188,9 @@ class PushOps(object):
 
             def take_ack():
                 ftype, payload, arg = peer.recv()
+                while ftype == DIGESTS:  # the peer's read-back digests, before its END
+                    me.send(DIGESTS, payload, DEST_DIGESTS)
+                    ftype, payload, arg = peer.recv()
                 if ftype == ERR:
                     raise PeerError(payload, peer, remote=True)
                 if ftype not in (ACK, END):

@@ -28,6 +28,7 @@ from .protocol import (
     error_dict,
     read_frame,
 )
+from .readback import ReadBack
 from .sparse import data_and_holes, pwrite_all, split_zero_grains, write_zeros
 
 
@@ -63,7 +64,8 @@ def digesting(req, emit, send):
     func = HASH_FUNCS.get(want["algorithm"])
     if func is None:
         raise ValueError("hash algorithm {!r} not available here".format(want["algorithm"]))
-    dig = StreamDigester(func, int(want["block"]), lambda entries: send(DIGESTS, entries))
+    dig = StreamDigester(func, int(want["block"]), lambda entries: send(DIGESTS, entries),
+                         size=want.get("size"))
 
     def both(ftype, payload, arg):
         if ftype == DATA:
@@ -154,10 +156,17 @@ class StreamOps(object):
         flags = os.O_RDWR | (os.O_CREAT if req.get("create") else 0)
         fd = os.open(full, flags, 0o600)
         count = {"written": 0, "holes": 0}
+        try:  # the destination's certify digests, read back during the copy
+            back = ReadBack(fd, req["digest"]) if req.get("digest") else None
+        except ValueError:
+            os.close(fd)
+            raise
 
         def write(data, offset):
             pwrite_all(fd, data, offset)
             count["written"] += len(data)
+            if back is not None:
+                back.written(offset, len(data))
 
         unpacker = Unpacker(write)  # compressed frames decoded in parallel, written in order
         acked = 0
@@ -176,6 +185,8 @@ class StreamOps(object):
                             n = LENGTH.unpack(payload)[0]
                             write_zeros(fd, arg, n)
                             count["holes"] += n
+                            if back is not None:
+                                back.written(arg, n)
                     except OSError as exc:
                         failure = exc
                 elif ftype in (FLUSH, END):
@@ -184,6 +195,10 @@ class StreamOps(object):
                             unpacker.drain()
                             os.fsync(fd)
                             acked = count["written"] + count["holes"]
+                            if ftype == END and back is not None:
+                                for entries in back.finish():
+                                    self.send(DIGESTS, entries)
+                                back = None
                         except OSError as exc:
                             failure = exc
                     if failure is not None:
@@ -201,6 +216,9 @@ class StreamOps(object):
                     raise ProtocolError("unexpected {} in write stream".format(FRAME_NAMES.get(ftype, ftype)))
         finally:
             unpacker.close()
+            if back is not None:
+                back.close()
+                back.thread.join()
             os.close(fd)
 
     def op_hash(self, req):

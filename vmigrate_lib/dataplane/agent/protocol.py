@@ -36,6 +36,7 @@ FRAME_NAMES = {
 ZERO_GRAIN = 64 * 1024
 DEFAULT_CHUNK = 1024 * 1024
 DIGEST_ENTRY = struct.Struct(">QI")  # offset, length; digest bytes follow
+DEST_DIGESTS = 1  #: a DIGESTS frame's arg in a push: the destination's read-back digests
 LENGTH = struct.Struct(">Q")
 
 # Frame flags (protocol 1, negotiated in HELLO: an agent that does not list a

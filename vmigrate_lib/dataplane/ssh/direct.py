@@ -15,6 +15,7 @@ from typing import Any
 from ...errors import AgentError, NoSpaceLeft, TransportError
 from ...extents import Extent, clip
 from ..agent import protocol as proto
+from ..agentchannel import AgentChannel
 from ..client import AgentDatastore
 from ..datastore import Datastore
 from .transport import SshTransport
@@ -130,6 +131,7 @@ class DirectMode:
                 channel.events.append({"event": "resume", "what": "push", "path": src_path,
                                        "from_offset": acked})
                 self.src.streamed = None  # cut differently after a resume: certify reads again
+                dst_t_channel(dst).readback_got = None
             req: dict[str, Any] = {
                 "op": "push", "path": src_path, "dest_path": dst_path,
                 "extents": [[e.start, e.length] for e in remaining],
@@ -138,6 +140,9 @@ class DirectMode:
                 "checkpoint": checkpoint_bytes if on_checkpoint is not None else 2**62,
                 **self.src.digest_options(),
             }
+            back = dst_t_channel(dst).write_options().get("digest")
+            if back:
+                req["dest_digest"] = back
             if settings.compress:
                 req["compress"] = settings.compress  # the agent picks for auto, refuses a lack
             if settings.bwlimit:
@@ -145,7 +150,10 @@ class DirectMode:
             with attempt:
                 for ftype, payload, arg in channel.stream(req):
                     if ftype == proto.DIGESTS:
-                        self.src.took_digests(payload)
+                        if arg == proto.DEST_DIGESTS:
+                            dst_t_channel(dst).took_readback(payload)
+                        else:
+                            self.src.took_digests(payload)
                         continue
                     if ftype != proto.ACK:
                         raise AgentError(f"unexpected frame {ftype} in push stream",
@@ -161,6 +169,12 @@ class DirectMode:
                     summary[key] += int(channel.summary.get(key, 0))
                 summary["codec"] = channel.summary.get("codec", "")
         return summary
+
+
+def dst_t_channel(dst: Datastore) -> AgentChannel:
+    """The channel of a direct push's destination (an agent datastore over SSH)."""
+    assert isinstance(dst, AgentDatastore)
+    return dst.channel
 
 
 def resumable(exc: BaseException) -> bool:

@@ -56,6 +56,7 @@ class ResilientWriter(ExtentWriter):
         """
         try:
             self.retry.failed(exc)
+            self.channel.readback_got = None  # a reopened stream reads back only its part
             for attempt in self.retry:
                 with attempt:
                     self.channel.open_write(self.path)
