@@ -78,3 +78,22 @@ def test_a_write_at_a_wrong_offset_is_caught(tmp_path: Path, monkeypatch: pytest
     assert [(o, n) for o, n, _d in got] == [(0, MiB), (MiB, MiB)]
     assert got[0][2] == _sha1(a)
     assert got[1][2] != _sha1(b)  # certify will report block 1 as different
+
+
+def test_read_frames_end_on_the_chunk_grid(tmp_path: Path) -> None:
+    """A read from an unaligned offset (a seed's allocated area starts anywhere on a 4 KiB
+    boundary) sends frames that end on the chunk grid, so that each certify block the
+    stream digests lies in one frame (before: every 1 MiB block straddled two frames and
+    was joined, a copy of everything the seed sent)."""
+    (tmp_path / "d").write_bytes(os.urandom(4 * MiB))
+    out = io.BytesIO()
+    agent = Agent(str(tmp_path), io.BytesIO(), out)
+    agent.op_read({"op": "read", "path": "d", "extents": [[5000, 3 * MiB]], "chunk": MiB})
+    r = io.BytesIO(out.getvalue())
+    offsets = []
+    while True:
+        ftype, _f, arg, _payload, _raw = proto.read_frame(r)
+        if ftype == proto.END:
+            break
+        offsets.append(arg)
+    assert offsets == [5000, MiB, 2 * MiB, 3 * MiB]

@@ -138,7 +138,9 @@ class StreamOps(object):
                         continue
                     pos = s
                     while pos < s + n:
-                        want = min(chunk, s + n - pos)
+                        # reads end on the chunk grid: the certify blocks a stream digests
+                        # (a divisor of the chunk) then lie in one frame, not joined from two
+                        want = min(chunk - pos % chunk, s + n - pos)
                         buf = os.pread(fd, want, pos)
                         if len(buf) != want:
                             raise OSError(errno.EIO, "short read at {}".format(pos))
