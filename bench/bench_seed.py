@@ -81,7 +81,7 @@ def build_images(folder: Path, quick: bool, small: bool) -> dict[str, Path]:
     os.chmod(folder, 0o755)
     out: dict[str, Path] = {}
     big = not (quick or small)
-    tag = "" if big else "-small"
+    tag = "-quick" if quick else "-small" if small else ""
 
     def make(name: str, build: Callable[[Path], None]) -> None:
         path = folder / f"{name}{tag}.img"
