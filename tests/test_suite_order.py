@@ -39,3 +39,19 @@ def test_longest_tests_are_collected_first() -> None:
     assert ids and ids[0].startswith("tests/wave/test_lab_wave.py::"), ids[:3]
     secs = [known.get(i, 0.0) for i in ids]
     assert secs == sorted(secs, reverse=True), list(zip(ids, secs))
+
+
+def test_heavy_tests_share_one_worker() -> None:
+    """The wave tests that load the machine go to one worker, one after another.  Before
+    (xdist_group marks, which xdist 3.8 cannot apply under pytest 9) the two Airflow
+    tests below ran on gw0 and gw1 side by side."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v",
+                          "-n", "2", "--dist", "loadgroup", "tests/wave/test_airflow.py",
+                          "tests/test_packaging.py", "-k",
+                          "peak_counts or pair_pools or environment_yml or entry_point"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    workers = {line.split()[-1].split("::")[-1]: line.split()[0]
+               for line in out.stdout.splitlines() if " PASSED " in line}
+    assert len(workers) == 4, out.stdout[-2000:]
+    assert workers["test_peak_counts_overlaps_only"] == workers["test_pair_pools_split_the_limits"]
