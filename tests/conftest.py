@@ -40,6 +40,7 @@ class HeavyTogether(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships n
         return "heavy" if nodeid.startswith(HEAVY) else nodeid
 
 
+@pytest.hookimpl(optionalhook=True)  # -p no:xdist: no such hook, none needed
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
     """The scheduler of ``--dist loadgroup`` (scripts/test.sh); other modes stay xdist's."""
     if config.getvalue("dist") != "loadgroup":
