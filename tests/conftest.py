@@ -34,7 +34,8 @@ class HeavyTogether(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships n
     xdist_group marks cannot do it under pytest 9: xdist 3.8 groups by a suffix it writes
     to ``item._nodeid``, which pytest 9's ``nodeid`` (from ``_id``) no longer reads, so
     marked tests were spread over the workers (seen: two tests of one group on gw0 and
-    gw1).  Units go out in collected order, the heavy one first (the most tests)."""
+    gw1; pytest-dev/pytest-xdist issue #1386, fix proposed in PR #1388).  Units go out in
+    collected order, the heavy one first (xdist puts the unit of most tests first)."""
 
     def _split_scope(self, nodeid: str) -> str:
         return "heavy" if nodeid.startswith(HEAVY) else nodeid
