@@ -92,7 +92,7 @@ def test_ssh_transfer_parameters() -> None:
     "source, words",
     [
         ({"ssh_mode": "teleport"}, "source.ssh_mode: must be one of relay, direct, auto"),
-        ({"ssh_compress": "lz4"}, "source.ssh_compress: must be one of"),
+        ({"ssh_compress": "brotli"}, "source.ssh_compress: must be one of"),
         ({"bwlimit": "fast"}, "source.bwlimit: not a size"),
         ({"bwlimit": True}, "source.bwlimit: not a size"),
         ({"allow_unknown_host_key": "yes"}, "true or false"),
