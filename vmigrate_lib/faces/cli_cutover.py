@@ -17,7 +17,6 @@ from ..engine.cutover import CutoverOptions, run_cutover, run_rollback
 from ..errors import ParameterError
 from ..params import CHOICES, MigrationParams
 from ..session import close_migration
-from ..units import fmt_secs
 from .cli_plan import budget_of, planner_flags
 from .common import Subcommands, WithParams, duration_arg, from_file, open_from_args, port_arg
 
@@ -95,8 +94,8 @@ def cmd_cutover(args: argparse.Namespace) -> int:
             res = run_cutover(m, opts)
     finally:
         close_migration(m)
-    print(f"cutover attempt {res.attempt}: {res.status}; downtime "
-          f"{fmt_secs(res.downtime or 0.0)} (predicted {fmt_secs(res.predicted or 0.0)})")
+    # The engine's "cutover done: downtime ... (predicted ...)" line said the figures once.
+    print(f"cutover attempt {res.attempt}: {res.status}")
     for w in res.warnings:
         print(f"  warning: {w}")
     return 0

@@ -80,9 +80,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             outcomes = run_cycles(m, args.cycles, interval=args.interval, report=report)
     finally:
         close_migration(m)
-    last = outcomes[-1].record if outcomes else {}
-    print(f"sync: {len(outcomes)} cycle(s) done; last changed {fmt_bytes(last.get('bytes_changed', 0))}"
-          f" in {fmt_secs(last.get('duration', 0.0))}; workspace {m.workspace.root}")
+    # Each cycle's line said its figures; the summary says what is left to know.
+    print(f"sync: {len(outcomes)} cycle(s) done; workspace {m.workspace.root}")
     return 0
 
 
