@@ -1,28 +1,35 @@
 """The same wave on Apache Airflow: ``vmigrate wave airflow`` writes a DAG, a real Airflow
-(``.venv-airflow``, scripts/setup_airflow.sh) runs it with ``airflow dags test`` against
-four writing lab VMs, and its task instances (the sqlite metadata database) show the
-limits held.
+(``.venv-airflow``, scripts/setup_airflow.sh) runs it under its own scheduler against the
+lab wave's plan (8 writing lab VMs over 2 source and 2 destination hosts, 2 per host, 4 in
+total, databases before applications, app3's probes failing), the Airflow stack is
+SIGKILLed mid-run and started again, and the run finishes.
 
 What it proves: the generated DAG imports under Airflow 3 with only Airflow's own
 packages; each VM's sync and cutover runbooks run as PapermillOperator tasks with the
-project's ``vmigrate`` kernel, their executed notebooks in the VM's workspace; the host
-pair pools keep the runbooks running on a source host, a destination host and in total
-within the limits (1 per host, 2 in total), from the task instances' start/end times;
-the databases' cutovers end before any application's starts (the ``after`` edges); every
-block each source guest acknowledged is on its copy.  Twice: with ``airflow dags test``,
-which runs one task at a time and does not consult pools (the loop of ``DAG.test`` in
-``airflow/sdk/definitions/dag.py`` queues every ready task), and under Airflow's own
-scheduler (api-server on loopback, dag-processor, scheduler with the LocalExecutor, 4 in
-parallel), which enforces pools: there the limits checked from the task instances are
-what the pools held (without them the two VMs on esx-a would sync at once).  Pools limit the task instances
-running in them, each task taking ``pool_slots`` of one pool
+project's ``vmigrate`` kernel and each run is sealed in the VM's workspace as by
+``vmigrate run`` (the manifest verifies); a VM waiting for its turn is kept warm by a task
+in its pair's pool (so it holds its slot, and warm cycles run); the host pair pools keep
+every task of the wave within the limits on each source host, each destination host and
+in total, from the task instances' start/end times, and the wave's own journal (the VMs'
+flights, as the local runner records them) stays within them too; the databases' cutovers
+end before any application's starts; app3's failed probes roll it back (its source
+running) while the 7 others complete with every block each source guest acknowledged on
+its copy; the killed run resumes (the restarted scheduler resets the orphaned task
+instances, ``adopt_or_reset_orphaned_tasks`` in ``airflow/jobs/scheduler_job_runner.py``,
+and a cut-off runbook resumes its workspace); the wave report task seals the report.
+Only the scheduler enforces pools: ``airflow dags test`` runs one task at a time and never
+consults them (the loop of ``DAG.test`` in ``airflow/sdk/definitions/dag.py``), and a warm
+task waiting there for another VM's cutover would wait for ever, so the suite runs the
+scheduler only.  Pools limit the task instances running in them, each task taking
+``pool_slots`` of one pool
 (https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/pools.html).
-What only a real deployment would show: a distributed executor's workers (``dags test``
-runs in one process), workspaces on storage every worker sees, real ESXi hosts.
+What only a real deployment would show: a distributed executor's workers, workspaces on
+storage every worker sees, real ESXi hosts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -32,26 +39,34 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.wave.labwave import bob_problems, build_lab, wave_file
+from vmigrate_lib.audit.evidence import verify
+from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.errors import WaveFileError
 from vmigrate_lib.lab.lifecycle import lab_down
 from vmigrate_lib.wave.airflow_dag import pair_slots
 from vmigrate_lib.wave.model import Group, HostPair, Limits, VmTask, WavePlan
+from vmigrate_lib.wave.report import peaks
 from vmigrate_lib.wave.spec import load_wave
+from vmigrate_lib.wave.state import load
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("VMIGRATE_AIRFLOW_VENV", REPO / ".venv-airflow"))
 AIRFLOW = VENV / "bin" / "airflow"
-VMS = [  # name, source, destination, group
+VMS = [  # name, source, destination, group (the local lab wave's plan)
     ("db1", "esx-a", "esx-b", "db"), ("db2", "esx-c", "esx-d", "db"),
-    ("app1", "esx-a", "esx-b", "app"), ("app2", "esx-c", "esx-d", "app"),
+    ("app1", "esx-a", "esx-b", "app"), ("app2", "esx-a", "esx-d", "app"),
+    ("app3", "esx-c", "esx-b", "app"), ("app4", "esx-c", "esx-d", "app"),
+    ("app5", "esx-a", "esx-b", "app"), ("app6", "esx-c", "esx-d", "app"),
 ]
-LIMITS = {"in_flight": 2, "per_source_host": 1, "per_destination_host": 1}
+FAILING = "app3"
+LIMITS = {"in_flight": 4, "per_source_host": 2, "per_destination_host": 2}
 CLI = [sys.executable, "-m", "vmigrate_lib.faces.cli"]
 
 NO_AIRFLOW = pytest.mark.skipif(
@@ -110,93 +125,159 @@ def test_pair_pools_split_the_limits() -> None:
         pair_slots(_plan([("a", "b"), ("a", "d")], in_flight=4, per_host=1))
 
 
-def _scheduler(env: dict[str, str], home: Path, dag_id: str) -> None:
-    """The DAG under Airflow's own scheduler (LocalExecutor, 4 parallel), which is what
-    enforces pools: api-server (loopback), dag-processor and scheduler, then one run."""
+def _stack(env: dict[str, str], home: Path, tag: str) -> list[subprocess.Popen[bytes]]:
+    """Airflow's own scheduler (LocalExecutor, 5 parallel: the wave's 4 and the report), which is what enforces pools:
+    api-server (loopback), dag-processor and scheduler, each in its own process group."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+    env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "5",
+           # on 2 loaded cores the api-server (sqlite) answers a task's start in > 5 s
+           "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
+           # and a task's parse of the DAG file (papermill's imports) takes > 30 s
+           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+           "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
-    procs = [subprocess.Popen([str(AIRFLOW), *cmd], env=env, start_new_session=True,
-                              stdout=open(home / f"{cmd[0]}.log", "wb"), stderr=subprocess.STDOUT)
-             for cmd in (["api-server", "--host", "127.0.0.1", "--port", str(port)],
-                         ["dag-processor"], ["scheduler"])]
-    try:
-        db, deadline = home / "airflow.db", time.time() + 1500
-        while not sqlite3.connect(db).execute("SELECT 1 FROM dag WHERE dag_id = ?",
-                                              (dag_id,)).fetchall():
-            assert time.time() < deadline and all(p.poll() is None for p in procs)
-            time.sleep(2)
-        _airflow(env, "dags", "unpause", dag_id)
-        _airflow(env, "dags", "trigger", dag_id)
-        while True:
-            states = [r[0] for r in sqlite3.connect(db).execute(
-                "SELECT state FROM dag_run WHERE dag_id = ?", (dag_id,))]
-            if states and states[0] in ("success", "failed"):
-                break
-            assert time.time() < deadline and all(p.poll() is None for p in procs), states
-            time.sleep(2)
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(60)
+           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+           # after a kill: the dead scheduler's task instances are reset within a minute
+           # (a threshold of 10 s made the loaded live scheduler reset its own tasks)
+           "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "60",
+           "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15"}
+    procs: list[subprocess.Popen[bytes]] = []
+    for cmd in (["api-server", "--host", "127.0.0.1", "--port", str(port)],
+                ["dag-processor"], ["scheduler"]):
+        procs.append(subprocess.Popen([str(AIRFLOW), *cmd], env=env, start_new_session=True,
+                                      stdout=open(home / f"{cmd[0]}-{tag}.log", "wb"),
+                                      stderr=subprocess.STDOUT))
+        if cmd[0] == "api-server":  # tasks started before it listens fail to start
+            _wait("the api-server", lambda: _listens(port), procs, timeout=600)
+    return procs
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], sig: int) -> None:
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, sig)
+    for p in procs:
+        p.wait(60)
+
+
+def _tis(db: Path) -> dict[str, tuple[str, str | None, str | None, str]]:
+    with sqlite3.connect(db) as c:
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in c.execute(
+            "SELECT task_id, state, start_date, end_date, pool FROM task_instance "
+            "WHERE dag_id = 'vmigrate_wave_t'")}
+
+
+def _run_state(db: Path) -> str | None:
+    with sqlite3.connect(db) as c:
+        row = c.execute("SELECT state FROM dag_run WHERE dag_id = 'vmigrate_wave_t'").fetchone()
+    return row[0] if row else None
+
+
+def _wait(what: str, ok: Callable[[], bool], procs: list[subprocess.Popen[bytes]],
+          timeout: float = 1800) -> None:
+    deadline = time.time() + timeout
+    while not ok():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        assert all(p.poll() is None for p in procs), f"an Airflow process ended ({what})"
+        time.sleep(2)
 
 
 @pytest.mark.slow
 @NO_AIRFLOW
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("how", ["dags-test", "scheduler"])
-def test_wave_on_airflow_holds_the_limits(tmp_path: Path, lab_root: Path, how: str) -> None:
+@pytest.mark.timeout(3000)
+def test_wave_on_airflow_killed_resumed_limits_held(tmp_path: Path, lab_root: Path) -> None:
     ws = tmp_path / "ws"
-    vms = [{"name": n, "source": s, "destination": d, "group": g} for n, s, d, g in VMS]
+    vms: list[dict[str, Any]] = [{"name": n, "source": s, "destination": d, "group": g}
+                                 for n, s, d, g in VMS]
+    vms[4]["params"] = {"cutover": {"probe_command": "false", "probe_timeout": "2s"}}
     path = wave_file(tmp_path / "wave.yaml", lab_root, ws, vms, limits=LIMITS,
-                     groups=[{"name": "db"}, {"name": "app", "after": ["db"]}])
+                     groups=[{"name": "db"}, {"name": "app", "after": ["db"]}],
+                     run={"rollback_after_probes": True, "poll": "1s"})
     dags = tmp_path / "dags"
     out = subprocess.run([*CLI, "wave", "airflow", str(path), "--out", str(dags)],
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     pools = json.loads(next(dags.glob("*-pools.json")).read_text())
-    assert sorted(p["slots"] for p in pools.values()) == [1, 1]
+    assert sorted(p["slots"] for p in pools.values()) == [1, 1, 1, 1]
 
     home = tmp_path / "airflow"
+    home.mkdir()
+    db = home / "airflow.db"
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}"}
     _airflow(env, "db", "migrate")
     _airflow(env, "pools", "import", str(next(dags.glob("*-pools.json"))))
-    if how == "dags-test":
-        _airflow(env, "dags", "test", "vmigrate_wave_t", timeout=1500)
-    else:
-        _scheduler(env, home, "vmigrate_wave_t")
+    t0 = time.time()
+    procs = _stack(env, home, "first")
+    try:
+        _wait("the DAG", lambda: bool(sqlite3.connect(db).execute(
+            "SELECT 1 FROM dag WHERE dag_id = 'vmigrate_wave_t'").fetchall()), procs)
+        _airflow(env, "dags", "unpause", "vmigrate_wave_t")
+        _airflow(env, "dags", "trigger", "vmigrate_wave_t")
+        _wait("a cutover running", lambda: any(
+            t.endswith(".cutover") and r[0] == "running" for t, r in _tis(db).items()), procs)
+    finally:
+        _stop(procs, signal.SIGKILL)  # the whole Airflow stack dies mid-cutover
+    killed = _tis(db)
+    assert any(r[0] == "running" for r in killed.values()), killed
+    procs = _stack(env, home, "second")
+    try:
+        _wait("the run to end", lambda: _run_state(db) in ("success", "failed"), procs)
+    finally:
+        _stop(procs, signal.SIGTERM)
+    measured = time.time() - t0
 
-    with sqlite3.connect(home / "airflow.db") as db:
-        rows = db.execute("SELECT task_id, state, start_date, end_date, pool FROM task_instance "
-                          "WHERE dag_id = 'vmigrate_wave_t'").fetchall()
-        slots = dict(db.execute("SELECT pool, slots FROM slot_pool").fetchall())
-    tis = {r[0]: r for r in rows}
-    print(how, "task instances:", json.dumps(rows, default=str))
-    runbooks = {t: r for t, r in tis.items() if t.endswith((".sync", ".cutover"))}
-    assert len(runbooks) == 8 and all(r[1] == "success" for r in runbooks.values()), rows
-    span = {t: (_when(r[2]), _when(r[3])) for t, r in runbooks.items()}
+    tis = _tis(db)
+    print("task instances:", json.dumps(tis, default=str))
+    for n, *_ in VMS:
+        assert tis[f"{n}.sync"][0] == tis[f"{n}.warm"][0] == "success", (n, tis)
+        assert tis[f"{n}.cutover"][0] == ("failed" if n == FAILING else "success"), (n, tis)
+    assert tis["wave_report"][0] == "success"
     host = {n: (s, d) for n, s, d, _ in VMS}
-    for t, r in runbooks.items():  # each runbook ran in its host pair's pool, of 1 slot
+    span = {t: (_when(r[1]), _when(r[2])) for t, r in tis.items()  # type: ignore[arg-type]
+            if t != "wave_report"}
+    for t in span:  # each task ran in its host pair's pool
         s, d = host[t.split(".")[0]]
-        assert r[4] == f"vmigrate-t-{s}-to-{d}" and slots[r[4]] == 1, r
-    for side, limit in ((0, LIMITS["per_source_host"]), (1, LIMITS["per_destination_host"])):
+        assert tis[t][3] == f"vmigrate-t-{s}-to-{d}", (t, tis[t])
+    pk: dict[str, int] = {"total": peak(list(span.values()))}
+    for side, key in ((0, "src"), (1, "dst")):
         for h in {v[side] for v in host.values()}:
-            on = [span[t] for t in span if host[t.split(".")[0]][side] == h]
-            assert peak(on) <= limit, (h, on)
-    assert peak(list(span.values())) <= LIMITS["in_flight"]
-    print(how, "peak runbooks at once:", peak(list(span.values())))
-    assert min(span[f"{a}.cutover"][0] for a in ("app1", "app2")) >= \
+            pk[f"{key}:{h}"] = peak([span[t] for t in span if host[t.split(".")[0]][side] == h])
+    print("peak tasks at once:", pk)
+    assert pk["total"] <= LIMITS["in_flight"], pk
+    assert all(v <= 2 for k, v in pk.items() if k != "total"), pk
+    assert min(span[f"app{i}.cutover"][0] for i in range(1, 7)) >= \
         max(span[f"{d}.cutover"][1] for d in ("db1", "db2"))
 
     spec = load_wave(path)
+    state = load(spec.wave_dir / "state.json")
+    assert state is not None
+    assert {k: v.status for k, v in state.vms.items()} == {
+        n: ("rolled_back" if n == FAILING else "done") for n, *_ in VMS}
+    flights = peaks(spec.wave_dir / "journal.jsonl")  # the VMs' flights, as the local runner
+    print("peak VMs in flight (wave journal):", flights)
+    assert flights["total"] <= 4 and all(v <= 2 for k, v in flights.items() if k != "total")
+    assert sum(v.warm_cycles for v in state.vms.values()) > 0  # waiting VMs kept warm
     for n, s, d, _g in VMS:
-        assert bob_problems(lab_root, n, s, d, n) == []
-        wsdir = Path(spec.vm_params[n]["workspace"])
-        for kind in ("sync", "cutover"):
-            assert list(wsdir.glob(f"evidence/airflow-*-{kind}/{kind}.ipynb")), (n, kind)
+        if n == FAILING:
+            assert LabHost(lab_root, s).power_state(n) == "poweredOn"
+        else:
+            assert bob_problems(lab_root, n, s, d, n) == []
+        sealed = state.vms[n].evidence
+        kinds = {json.loads((Path(f) / "run.json").read_text())["runbook"] for f in sealed}
+        assert kinds == {"sync", "cutover"} and all(verify(Path(f)).ok for f in sealed), n
+    reports = sorted((spec.wave_dir / "report").iterdir())
+    assert reports and verify(reports[-1]).ok
+    assert "rolled_back" in (reports[-1] / "wave-report.ipynb").read_text()
+    planned = spec.plan(t0)
+    print("airflow wave figures:", json.dumps({
+        "measured_s": round(measured, 1), "peaks_tasks": pk, "peaks_flights": flights,
+        "limits": LIMITS, "vms": len(planned.vms)}))

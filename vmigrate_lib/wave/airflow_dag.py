@@ -5,27 +5,40 @@ wave's data embedded as JSON), so the Airflow environment needs nothing of vmigr
 each VM's runbooks are ``PapermillOperator`` tasks executed by the project's
 ``vmigrate`` Jupyter kernel (its kernelspec's folder is put on ``JUPYTER_PATH``).
 
-How the model maps (:mod:`.model`):
+How the model maps (:mod:`.model`), so that a run on Airflow does what ``vmigrate wave
+run`` does (its side of each task is :mod:`.airflow_task`, run with the project's Python):
 
-* a VM is ``<vm>.sync`` then ``<vm>.cutover`` (its two runbooks), the executed notebook
-  written into the VM's workspace (``evidence/airflow-<run id>-<kind>/<kind>.ipynb``;
-  a triggered run has no logical date, so the run id names it);
-* a group's window is a ``DateTimeSensor`` before its cutovers (windows are absolute:
-  the wave's start is ``--start`` or the time the DAG was written);
-* ``after`` is an edge from every cutover of the earlier group to every cutover of the
-  later (``all_done``: one VM's failure does not hold the others, as the local runner);
+* a VM is ``<vm>.sync`` (its sync runbook, retried like ``run.attempts``), ``<vm>.warm``
+  (delta cycles every ``estimate.interval`` until its group's window opens and the
+  cutovers of the groups it comes after are over, read through the Task SDK's
+  ``get_task_states``) and ``<vm>.cutover`` (its cutover runbook, which does not start
+  once the window has ended: the VM is "window missed", synced, nothing powered off;
+  after failed probes the VM is rolled back as the local runner does);
+* each runbook run is archived and sealed into the VM's workspace as by ``vmigrate run``
+  (executed notebook, HTML, journal slice, audit, manifest, signature, read-only), and
+  every VM's phases go to the wave's ``state.json`` and journal; ``wave_report`` (after
+  every cutover, ``all_done``) executes and seals the wave report over them;
+* windows are absolute: the wave's start is ``--start`` or the time the DAG was written;
 * the limits are pools.  An Airflow task takes one pool, so each host pair gets a pool
   whose slots are a static split of the limits: per source host the pairs' slots add up
   to at most ``per_source_host``, per destination host to ``per_destination_host``, all
   to at most ``in_flight``.  Every limit then holds whatever runs; the price is slots a
-  busy pair cannot borrow from an idle one (the local runner counts exactly).  A VM holds
-  its slot while one of its runbooks runs, not while it waits for its window.
+  busy pair cannot borrow from an idle one (the local runner counts exactly).  All three
+  tasks of a VM run in its pair's pool, so a warm VM holds its slot while it waits
+  (``KeepWarm`` runs for as long as it waits); between its tasks the slot is free for a
+  moment, and the higher ``priority_weight`` of warm (1000) and cutover (2000) tasks
+  over syncs (earlier groups first, 1 + groups after it) gives it back to the VM first
+  when the scheduler weighs them together.
+* ``vmigrate wave airflow`` needs the scheduler: ``airflow dags test`` runs one task
+  at a time, so a warm task waiting for another VM's cutover would wait for ever.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,77 +108,163 @@ def _runbook_params(spec: WaveSpec, vm: str, kind: str) -> dict[str, Any]:
 
 
 def dag_data(spec: WaveSpec, start_at: float, jupyter_path: str) -> dict[str, Any]:
-    """Everything the DAG file needs, JSON-ready."""
+    """Everything the DAG file needs, JSON-ready (each VM's runbook parameters are
+    checked here, and given to its task when it starts, with its bandwidth cap)."""
     plan = spec.plan(start_at)
     slots = pair_slots(plan)
     book = runbooks_dir()
+    for v in plan.vms:
+        for kind in ("sync", "cutover"):
+            _runbook_params(spec, v.name, kind)
+    rank = plan.group_order()
     vms = [{"vm": v.name, "id": task_id(v.name), "group": v.group,
+            "weight": 1 + max(rank.values()) - rank[v.group],  # earlier groups' syncs first
             "pool": pool_name(spec.name, v.pair),
-            "workspace": str(spec.vm_params[v.name]["workspace"]),
-            "after": sorted({task_id(d.name) for d in plan.depends_on(v)}),
-            "params": {k: _runbook_params(spec, v.name, k) for k in ("sync", "cutover")}}
+            "after": sorted({task_id(d.name) for d in plan.depends_on(v)})}
            for v in plan.vms]
-    windows = {task_id(g.name): start_at + g.window.start for g in plan.groups}
+    windows = {g.name: [start_at + g.window.start,
+                        start_at + g.window.end if math.isfinite(g.window.end) else None]
+               for g in plan.groups}
     return {"dag_id": task_id(f"vmigrate_wave_{spec.name}"), "wave": spec.name,
             "start_at": start_at, "kernel": KERNEL_NAME, "jupyter_path": jupyter_path,
+            "python": sys.executable, "wave_file": str(spec.path.resolve()),
+            "staging": str(spec.wave_dir.resolve() / "airflow-runs"),
+            "interval": spec.interval, "poll": max(1.0, spec.run.poll),
+            "attempts": spec.run.attempts,
             "runbooks": {k: str(book / f"{k}.ipynb") for k in ("sync", "cutover")},
             "pools": {pool_name(spec.name, p): n for p, n in slots.items()},
             "windows": windows, "vms": vms}
 
 
-DAG_SOURCE = '''"""vmigrate wave {wave}: written by `vmigrate wave airflow` (do not edit; write it again).
+DAG_SOURCE = '''\"\"\"vmigrate wave {wave}: written by `vmigrate wave airflow` (do not edit; write it again).
 
-Each VM: its sync runbook, then (after its group's window opened and the groups it comes
-after are over) its cutover runbook, both PapermillOperator tasks in its host pair's pool.
-"""
+Each VM: its sync runbook, then warm delta cycles until its group's window opens and the
+VMs of the groups it comes after are over, then its cutover runbook (not started once
+the window has ended: "window missed"); all three tasks in its host pair's pool, so the
+VM holds a slot while it waits.  Every runbook run is archived and sealed as by
+`vmigrate run`, through the project's Python (python -m vmigrate_lib.wave.airflow_task).
+\"\"\"
 import datetime
 import json
 import os
+import subprocess
+import time
 
 from airflow.providers.papermill.operators.papermill import PapermillOperator
-from airflow.providers.standard.sensors.date_time import DateTimeSensor
-from airflow.sdk import DAG
+from airflow.sdk import DAG, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 WAVE = json.loads({data!r})
 os.environ["JUPYTER_PATH"] = WAVE["jupyter_path"]  # the vmigrate kernelspec
 os.environ["VMIGRATE_HEADLESS"] = "1"  # the runbooks' dashboards render static
+OVER = {{"success", "failed", "skipped", "upstream_failed", "removed"}}
+
+
+def vmigrate(*args):
+    \"\"\"One step of vmigrate's side of the task (its last output line is JSON).\"\"\"
+    proc = subprocess.run([WAVE["python"], "-m", "vmigrate_lib.wave.airflow_task",
+                           WAVE["wave_file"], "--start-at", str(WAVE["start_at"]), *args],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AirflowException("vmigrate " + args[0] + ": " + (proc.stderr or proc.stdout)[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 class Runbook(PapermillOperator):
-    """A runbook run into the VM's workspace (its evidence folder made private first)."""
+    \"\"\"A VM's runbook: may it start (a cutover not after its window), with its
+    parameters (bandwidth cap included); then its run sealed into the VM's workspace.\"\"\"
+
+    def __init__(self, *, vm, kind, **kwargs):
+        super().__init__(**kwargs)
+        self.vm, self.kind = vm, kind
 
     def execute(self, context):
-        os.makedirs(os.path.dirname(self.output_nb), mode=0o700, exist_ok=True)
-        return super().execute(context)
+        ti = context["ti"]
+        go = vmigrate("begin", self.vm, self.kind)
+        if not go["go"]:
+            raise AirflowSkipException(go["why"])
+        run = context["run_id"].replace(":", "").replace("+", "_")
+        nb = os.path.join(WAVE["staging"], run, self.vm + "." + self.kind + "." + str(ti.try_number) + ".ipynb")
+        os.makedirs(os.path.dirname(nb), mode=0o700, exist_ok=True)
+        self.output_nb, self.parameters = nb, go["params"]
+        status, error = "ok", ""
+        try:
+            super().execute(context)
+        except Exception as exc:  # sealed as failed, then the task fails
+            status = "failed"
+            error = ([ln for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__])[-1][:300]
+        final = self.kind == "cutover" or ti.try_number > getattr(ti, "max_tries", self.retries)
+        out = vmigrate("seal", self.vm, self.kind, nb, "--offset", str(go["offset"]),
+                       "--started", str(go["started"]), "--status", status, "--error", error,
+                       "--kernel", WAVE["kernel"], "--task", self.task_id,
+                       "--run-id", context["run_id"], *(["--final"] if final else []))
+        self.log.info("%s: evidence sealed in %s; VM %s", self.kind, out["folder"], out["status"])
+        if status != "ok":  # the runbook ran: a sync may run again (it resumes), a cutover not
+            fail = AirflowException if self.kind == "sync" and not final else AirflowFailException
+            raise fail(self.kind + " runbook failed (" + out["status"] + "): " + error)
+        return out["folder"]
+
+
+class KeepWarm(BaseOperator):
+    \"\"\"Delta cycles every interval until the window opens and the earlier groups'
+    cutovers are over; ends at once when the window has ended (the cutover then says so).\"\"\"
+
+    def __init__(self, *, vm, group, after, **kwargs):
+        super().__init__(**kwargs)
+        self.vm, self.group, self.after = vm, group, after
+
+    def deps_over(self, context):
+        if not self.after:
+            return True
+        states = context["ti"].get_task_states(dag_id=self.dag_id, run_ids=[context["run_id"]],
+                                               task_ids=[a + ".cutover" for a in self.after])
+        got = [st for run in states.values() for st in run.values()]
+        return len(got) == len(self.after) and all(st in OVER for st in got)
+
+    def execute(self, context):
+        opens, ends = WAVE["windows"][self.group]
+        last, cycles = time.time(), 0
+        while True:
+            now = time.time()
+            if ends is not None and now >= ends:
+                return "window ended after " + str(cycles) + " warm cycles"
+            if now >= opens and self.deps_over(context):
+                return "window open after " + str(cycles) + " warm cycles"
+            if now - last >= WAVE["interval"]:
+                out = vmigrate("warm", self.vm)
+                last, cycles = time.time(), cycles + 1
+                self.log.info("warm cycle %d: %s", cycles, out)
+            time.sleep(WAVE["poll"])
+
+
+class WaveReport(BaseOperator):
+    """The wave report notebook over every VM's sealed evidence, itself sealed."""
+
+    def execute(self, context):
+        return vmigrate("report")["folder"]
 
 
 with DAG(WAVE["dag_id"], schedule=None, catchup=False, max_active_runs=1,
          start_date=datetime.datetime.fromtimestamp(WAVE["start_at"], datetime.timezone.utc),
          tags=["vmigrate", "wave"]) as dag:
-    windows = {{g: DateTimeSensor(task_id="window_" + g, poke_interval=5, target_time=
-                                 datetime.datetime.fromtimestamp(t, datetime.timezone.utc))
-               for g, t in WAVE["windows"].items()}}
-    cutovers = {{}}
+    ends = []
     for vm in WAVE["vms"]:
-        tasks = {{}}
-        for kind, weight in (("sync", 1), ("cutover", 10)):
-            out = os.path.join(vm["workspace"], "evidence",
-                               "airflow-{{{{ run_id | replace(':', '') | replace('+', '_') }}}}-" + kind, kind + ".ipynb")
-            tasks[kind] = Runbook(task_id=vm["id"] + "." + kind, input_nb=WAVE["runbooks"][kind],
-                                  output_nb=out, parameters=vm["params"][kind],
-                                  kernel_name=WAVE["kernel"], pool=vm["pool"],
-                                  priority_weight=weight, weight_rule="absolute",
-                                  trigger_rule="all_success" if kind == "sync" else "all_done",
-                                  # a sync runbook run again resumes (the local runner's
-                                  # run.attempts); a failed cutover waits for the operator
-                                  retries=2 if kind == "sync" else 0,
-                                  retry_delay=datetime.timedelta(seconds=10))
-        tasks["sync"] >> tasks["cutover"]
-        windows[vm["group"]] >> tasks["cutover"]
-        cutovers[vm["id"]] = (tasks["cutover"], vm["after"])
-    for task, after in cutovers.values():
-        for dep in after:
-            cutovers[dep][0] >> task
+        # every task is retried when it failed to start (a task start lost under load);
+        # a runbook that ran and failed is retried only for a sync (Runbook.execute)
+        common = dict(pool=vm["pool"], weight_rule="absolute", retries=WAVE["attempts"] - 1,
+                      retry_delay=datetime.timedelta(seconds=5))
+        sync = Runbook(task_id=vm["id"] + ".sync", vm=vm["vm"], kind="sync",
+                       input_nb=WAVE["runbooks"]["sync"], output_nb="-",
+                       kernel_name=WAVE["kernel"], priority_weight=vm["weight"],
+                       **common)
+        warm = KeepWarm(task_id=vm["id"] + ".warm", vm=vm["vm"], group=vm["group"],
+                        after=vm["after"], priority_weight=1000, **common)
+        cutover = Runbook(task_id=vm["id"] + ".cutover", vm=vm["vm"], kind="cutover",
+                          input_nb=WAVE["runbooks"]["cutover"], output_nb="-",
+                          kernel_name=WAVE["kernel"], priority_weight=2000, **common)
+        sync >> warm >> cutover
+        ends.append(cutover)
+    ends >> WaveReport(task_id="wave_report", trigger_rule="all_done")
 '''
 
 
