@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .notebook import RESULT_MIME
+from .audit_outputs import RESULT_MIME
 from .run_archive import nbformat_module
 
 

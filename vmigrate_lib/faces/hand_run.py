@@ -41,7 +41,7 @@ from . import runbook_file
 from .executed import mark_failed
 from .run_archive import archive_outputs, finish_document, journal_archived, prepare_folder, seal
 from .runbook_params import RUNBOOK_PARAMETERS, RunbookParams
-from .runbook_run import HAND_RUN_START
+from .runbook_run import HAND_RUN_START, ON_BEGIN, ON_FAILED
 
 #: JupyterLab's kernels see the notebook's path here (jupyter_server's SessionManager).
 SESSION_ENV = "JPY_SESSION_NAME"
@@ -217,3 +217,11 @@ def seal_saved(run: RunbookParams, params: Mapping[str, Any], result: Mapping[st
         record["html_export_error"] = html_error
     _redactions, manifest, _signed = seal(folder, record, params)
     journal_archived(ws, kind, status, folder, manifest)
+
+
+# A new run resets the hand-run archive's state; a failing cell archives the run (the
+# runbooks' error handler in :mod:`.runbook_run` calls these without importing this module).
+if begin not in ON_BEGIN:
+    ON_BEGIN.append(begin)
+if archive_failed not in ON_FAILED:
+    ON_FAILED.append(archive_failed)

@@ -14,20 +14,15 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..audit import plots
-from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles, readable_steps
+from ..audit.dashboard import Dashboard, ipd, make_dashboard, readable_cycles
 from ..audit.tables import (
     PREDICTION_TYPE,
-    cutover_summary,
     cycles_frame,
     read_journal,
-    save_frames,
-    steps_frame,
 )
 from ..engine.context import Migration
 from ..engine.converge import run_until_converged
@@ -47,17 +42,16 @@ from ..engine.progress import (
 from ..engine.workspace import Workspace
 from ..session import close_migration, open_migration
 from ..units import fmt_rate, fmt_secs
+from . import hand_run  # noqa: F401  (registers the hand-run archive with runbook_run)
+from .audit_outputs import RESULT_MIME, SCRAP_MIME
+from .audit_outputs import AuditOutputs as AuditOutputs
+from .audit_outputs import audit_folder as audit_folder
+from .audit_outputs import save_audit as save_audit
 from .runbook_params import RunbookParams as RunbookParams
 from .runbook_params import check_parameters as check_parameters
 from .runbook_params import validate_parameters as validate_parameters
 from .runbook_run import HAND_RUN_START, LIVE_DASHBOARDS, RUNS, show_errors_in_one_line
 from .runbook_run import baseline as baseline
-
-#: MIME type of the machine-readable result a runbook displays; the runner reads it.
-RESULT_MIME = "application/vnd.vmigrate.result+json"
-#: scrapbook's MIME type for a JSON scrap (``sb.read_notebook(path).scraps`` reads it).
-SCRAP_MIME = "application/scrapbook.scrap.json+json"
-
 
 # --- opening and the sync loop ---------------------------------------------------------------
 
@@ -171,50 +165,7 @@ def cutover(m: Migration, run: RunbookParams) -> dict[str, Any]:
     return out
 
 
-# --- audit outputs ---------------------------------------------------------------------------
-
-
-@dataclass
-class AuditOutputs:
-    folder: Path
-    files: list[Path]
-
-
-def audit_folder(workspace: Path) -> Path:
-    """``<workspace>/audit``: the plain CSV/PNG copies a hand run leaves."""
-    return Path(workspace) / "audit"
-
-
-def save_audit(workspace: Path, *, budget: float | None = None,
-               actual_downtime: float | None = None, show: bool = True,
-               folder: Path | None = None) -> AuditOutputs:
-    """Write cycles/steps CSV and the four figures to ``<workspace>/audit`` (or ``folder``)
-    and display them: the evidence keeps plain files beside every widget."""
-    records = read_journal(Workspace(workspace).journal.path)
-    done = cutover_summary(records)
-    if actual_downtime is None:
-        actual_downtime = done.get("actual_downtime_s") if done else None
-    cycles = cycles_frame(records)
-    steps = steps_frame(records)
-    folder = Path(folder) if folder is not None else audit_folder(workspace)
-    figs = {
-        "delta_bytes": plots.delta_bytes(cycles),
-        "phase_durations": plots.phase_durations(cycles),
-        "throughput": plots.throughput(cycles),
-        "downtime": plots.downtime(cycles, budget=budget, actual=actual_downtime,
-                                   go_no_go=done.get("predicted_downtime_s") if done else None),
-    }
-    files = save_frames({"cycles": cycles, "steps": steps}, folder)
-    files += plots.save_figures(figs, folder)
-    if show:
-        d = ipd()
-        d.display(d.Markdown(f"**Cycles** (every column: `{folder / 'cycles.csv'}`)"))
-        d.display(readable_cycles(cycles))
-        d.display(d.Markdown(f"**Steps** (every column: `{folder / 'steps.csv'}`)"))
-        d.display(readable_steps(steps))
-        for name in figs:
-            d.display(d.Image(filename=str(folder / f"{name}.png")))
-    return AuditOutputs(folder, files)
+# --- the run's result ------------------------------------------------------------------------
 
 
 def record_result(run: RunbookParams, data: Mapping[str, Any]) -> dict[str, Any]:

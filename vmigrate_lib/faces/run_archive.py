@@ -38,7 +38,7 @@ from ..audit.summary import add_summary
 from ..engine.workspace import Workspace
 from ..errors import VmigrateError
 from ..units import parse_duration
-from .notebook import save_audit
+from .audit_outputs import save_audit
 
 
 def nbformat_module() -> Any:

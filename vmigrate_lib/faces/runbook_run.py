@@ -5,13 +5,13 @@ The runbook's first cell calls :func:`baseline` (a new run begins), the dashboar
 records the run (:mod:`.notebook`), and IPython's custom exception handler
 (:func:`show_errors_in_one_line`, installed when the runbooks import :mod:`.notebook`)
 shows a vmigrate error as its one line, marks the dashboard FAILED and has a hand run
-archived marked failed (:func:`.hand_run.archive_failed`), since Run All stops at the
+archived marked failed (:data:`ON_FAILED`: :func:`.hand_run.archive_failed`), since Run All stops at the
 failing cell and the last cell, which archives, never runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from IPython import get_ipython
@@ -29,15 +29,19 @@ LIVE_DASHBOARDS: list[Dashboard] = []
 #: This kernel's run once its parameters passed (its dashboard made): a failing cell
 #: archives it marked failed.  Empty before, and again at each new run.
 RUNS: list[RunbookParams] = []
+#: What else a new run does, and what a failing cell does with a run past its parameters:
+#: the hand-run archive (:mod:`.hand_run`) adds itself when imported, so that this module
+#: never imports it back (it imports the archive, which imports the notebook face).
+ON_BEGIN: list[Callable[[], None]] = []
+ON_FAILED: list[Callable[[RunbookParams, Mapping[str, Any], BaseException], object]] = []
 
 
 def baseline(namespace: Mapping[str, Any]) -> frozenset[str]:
     """The first cell: a new run begins (see :func:`.runbook_params.baseline`)."""
-    from .hand_run import begin  # hand_run imports the notebook face, which imports this
-
     RUNS.clear()
     HAND_RUN_START.clear()
-    begin()
+    for begin in ON_BEGIN:
+        begin()
     return params_baseline(namespace)
 
 
@@ -48,14 +52,13 @@ def _on_error(shell: Any, etype: type[BaseException], value: BaseException, tb: 
     errors keep their traceback (bugs: the frames say where); the dashboard says FAILED; a
     hand run past its parameters is archived marked failed.  The kernel still reports an
     error (name and message), so papermill and the runner classify it as before."""
-    from .hand_run import archive_failed  # hand_run imports the notebook face
-
     line = f"{etype.__name__}: {value.one_line() if isinstance(value, VmigrateError) else value}"
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset)  # VmigrateError: its line
     for dash in LIVE_DASHBOARDS:
         dash.failed(line)
     if RUNS:
-        archive_failed(RUNS[-1], shell.user_ns, value)
+        for archive_failed in ON_FAILED:
+            archive_failed(RUNS[-1], shell.user_ns, value)
     return [line]
 
 
