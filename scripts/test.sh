@@ -19,10 +19,10 @@ echo "== ruff"
 # pytest on parallel workers (pytest-xdist): most tests wait on guests, sshd, kernels and
 # sleeps, not on the CPU.  Longest tests first (tests/durations.txt); the machine-loading
 # ones share one worker (tests/conftest.py).  VMIGRATE_TEST_WORKERS=N sets the count:
-# default 2, one per core of CI's machine (a serial run keeps ~0.8 of a core busy: user+sys
-# 9m50s over 14m19s, so 2 workers fill two cores and more would only queue for them);
+# default 3 on CI's 2 cores (tests/lab + tests/cutover, 102 tests, load 3-5: serial 253 s,
+# 2 workers 146 s, 3 workers 113 s, all passing);
 # -n/--numprocesses or -p no:xdist in the arguments replace these flags (-n 0: in order).
-workers=${VMIGRATE_TEST_WORKERS:-2}
+workers=${VMIGRATE_TEST_WORKERS:-3}
 xdist="-n $workers --dist loadgroup"
 for arg in "$@"; do
     case "$arg" in
