@@ -49,6 +49,12 @@ def certify_disks(
         src_path = snap.disk_paths.get(disk.key, disk.path)
         dst_path = m.dest_disk_path(disk)
         algo = pick_algorithm(src, dst, m.params.sync.algorithm)
+        s = plan.streamed
+        if (s is not None and s.algorithm != algo and m.params.sync.algorithm == "auto"
+                and s.algorithm in set(src.algorithms()) & set(dst.algorithms())):
+            # a parallel disk's agents ranked their stdlib digests apart at start (sha1 and
+            # sha256 run close): the copy's digests, in an algorithm both sides have, serve
+            algo = s.algorithm
         # a delta hashes what changed, cut on the block grid, not the blocks around it
         extents = None if mode == "full" else align(plan.extents, 1, disk.capacity)
         if extents is not None and not extents:
