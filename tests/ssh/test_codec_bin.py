@@ -17,10 +17,8 @@ import pytest
 
 from tests.peers.sshd import SshHost
 from tests.ssh import hostprofile
-from tests.ssh.sshdp import MiB, SshHosts, settings_for
-from vmigrate_lib.dataplane import open_ssh_datastore
+from tests.ssh.sshdp import MiB, SshHosts, open_agent_ds
 from vmigrate_lib.dataplane.agent import protocol as proto
-from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.sshconfig import DirectRoute
 from vmigrate_lib.engine.copier import copy_extents
 from vmigrate_lib.extents import Extent
@@ -28,19 +26,10 @@ from vmigrate_lib.extents import Extent
 ssh_stdlib_host = hostprofile.ssh_stdlib_host  # a host without zstd/lz4 tools (fixture)
 
 
-@pytest.fixture
-def roots(tmp_path: Path) -> tuple[Path, Path]:
-    os.chmod(tmp_path, 0o755)
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    return a, b
+# roots: the two datastore folders, from tests/ssh/conftest.py
 
 
-def _open(h: SshHost, root: Path, **kw: object) -> SshAgentDatastore:
-    ds = open_ssh_datastore(root.name, str(root), settings_for(h, **kw))
-    assert isinstance(ds, SshAgentDatastore)
-    return ds
+_open = open_agent_ds  # tests/ssh/sshdp.py
 
 
 def _disk(path: Path, size: int) -> bytes:
