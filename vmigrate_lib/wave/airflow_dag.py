@@ -24,11 +24,10 @@ run`` does (its side of each task is :mod:`.airflow_task`, run with the project'
   to at most ``per_source_host``, per destination host to ``per_destination_host``, all
   to at most ``in_flight``.  Every limit then holds whatever runs; the price is slots a
   busy pair cannot borrow from an idle one (the local runner counts exactly).  All three
-  tasks of a VM run in its pair's pool, so a warm VM holds its slot while it waits
-  (``KeepWarm`` runs for as long as it waits); between its tasks the slot is free for a
-  moment, and the higher ``priority_weight`` of warm (1000) and cutover (2000) tasks
-  over syncs (earlier groups first, 1 + groups after it) gives it back to the VM first
-  when the scheduler weighs them together.
+  tasks of a VM run in its pair's pool.  A pool slot is free between a VM's tasks, so
+  the pools alone let a new sync start while a VM waits between its sync and its warm
+  task: each pair's VMs are also chained in as many *lanes* as it has slots
+  (:mod:`.airflow_slots`), a sync starting once its lane's previous cutover is over.
 * ``vmigrate wave airflow`` needs the scheduler: ``airflow dags test`` runs one task
   at a time, so a warm task waiting for another VM's cutover would wait for ever.
 """
@@ -39,15 +38,14 @@ import json
 import math
 import re
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WaveFileError
 from ..faces.papermill_runner import KERNEL_NAME, absolute_paths, injected, runbooks_dir
 from ..faces.runbook_params import check_parameters
-from .model import HostPair, Limits, WavePlan
+from .airflow_slots import lanes, pair_slots
+from .model import HostPair
 from .spec import WaveSpec
 
 _ID = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -60,35 +58,6 @@ def task_id(name: str) -> str:
 
 def pool_name(wave: str, pair: HostPair) -> str:
     return task_id(f"vmigrate-{wave}-{pair.source}-to-{pair.destination}")
-
-
-def pair_slots(plan: WavePlan) -> dict[HostPair, int]:
-    """Slots per host pair: one each, then more to the pair with the most VMs per slot
-    while every limit still holds; raise when even one slot per pair breaks a limit."""
-    lim: Limits = plan.limits
-    vms = Counter(v.pair for v in plan.vms)
-    slots = dict.fromkeys(sorted(vms, key=str), 1)
-
-    def fits(s: dict[HostPair, int]) -> bool:
-        src, dst = Counter[str](), Counter[str]()
-        for p, n in s.items():
-            src[p.source] += n
-            dst[p.destination] += n
-        return (sum(s.values()) <= lim.in_flight and max(src.values()) <= lim.per_source
-                and max(dst.values()) <= lim.per_destination)
-
-    if not fits(slots):
-        raise WaveFileError(
-            f"the limits leave no slot for each of the {len(slots)} host pairs "
-            f"(in_flight {lim.in_flight}, per source host {lim.per_source}, per destination "
-            f"host {lim.per_destination}); an Airflow task takes one pool, one per pair",
-            hint="raise the limits or split the wave so fewer pairs share a host")
-    while True:
-        room = [p for p in slots if slots[p] < vms[p] and fits({**slots, p: slots[p] + 1})]
-        if not room:
-            return slots
-        best = max(room, key=lambda p: (vms[p] / slots[p], str(p)))
-        slots[best] += 1
 
 
 @dataclass(frozen=True)
@@ -117,9 +86,11 @@ def dag_data(spec: WaveSpec, start_at: float, jupyter_path: str) -> dict[str, An
         for kind in ("sync", "cutover"):
             _runbook_params(spec, v.name, kind)
     rank = plan.group_order()
+    lane = lanes(plan, slots)
     vms = [{"vm": v.name, "id": task_id(v.name), "group": v.group,
             "weight": 1 + max(rank.values()) - rank[v.group],  # earlier groups' syncs first
             "pool": pool_name(spec.name, v.pair),
+            "lane_after": None if lane[v.name] is None else task_id(str(lane[v.name])),
             "after": sorted({task_id(d.name) for d in plan.depends_on(v)})}
            for v in plan.vms]
     windows = {g.name: [start_at + g.window.start,
@@ -140,8 +111,9 @@ DAG_SOURCE = '''\"\"\"vmigrate wave {wave}: written by `vmigrate wave airflow` (
 
 Each VM: its sync runbook, then warm delta cycles until its group's window opens and the
 VMs of the groups it comes after are over, then its cutover runbook (not started once
-the window has ended: "window missed"); all three tasks in its host pair's pool, so the
-VM holds a slot while it waits.  Every runbook run is archived and sealed as by
+the window has ended: "window missed"); all three tasks in its host pair's pool, and a
+sync waits for the cutover of its lane's previous VM (a pool slot is not held between
+tasks; the lanes keep each pair's VMs in flight within its slots).  Every runbook run is archived and sealed as by
 `vmigrate run`, through the project's Python (python -m vmigrate_lib.wave.airflow_task).
 \"\"\"
 import datetime
@@ -247,7 +219,7 @@ class WaveReport(BaseOperator):
 with DAG(WAVE["dag_id"], schedule=None, catchup=False, max_active_runs=1,
          start_date=datetime.datetime.fromtimestamp(WAVE["start_at"], datetime.timezone.utc),
          tags=["vmigrate", "wave"]) as dag:
-    ends = []
+    ends, syncs, cutovers = [], {{}}, {{}}
     for vm in WAVE["vms"]:
         # every task is retried when it failed to start (a task start lost under load);
         # a runbook that ran and failed is retried only for a sync (Runbook.execute)
@@ -256,7 +228,7 @@ with DAG(WAVE["dag_id"], schedule=None, catchup=False, max_active_runs=1,
         sync = Runbook(task_id=vm["id"] + ".sync", vm=vm["vm"], kind="sync",
                        input_nb=WAVE["runbooks"]["sync"], output_nb="-",
                        kernel_name=WAVE["kernel"], priority_weight=vm["weight"],
-                       **common)
+                       trigger_rule="all_done", **common)  # after its lane's last VM, however it ended
         warm = KeepWarm(task_id=vm["id"] + ".warm", vm=vm["vm"], group=vm["group"],
                         after=vm["after"], priority_weight=1000, **common)
         cutover = Runbook(task_id=vm["id"] + ".cutover", vm=vm["vm"], kind="cutover",
@@ -264,6 +236,10 @@ with DAG(WAVE["dag_id"], schedule=None, catchup=False, max_active_runs=1,
                           kernel_name=WAVE["kernel"], priority_weight=2000, **common)
         sync >> warm >> cutover
         ends.append(cutover)
+        syncs[vm["id"]], cutovers[vm["id"]] = sync, cutover
+    for vm in WAVE["vms"]:  # the lanes: a VM's sync waits for its lane's previous cutover
+        if vm["lane_after"]:
+            cutovers[vm["lane_after"]] >> syncs[vm["id"]]
     ends >> WaveReport(task_id="wave_report", trigger_rule="all_done")
 '''
 
