@@ -1,19 +1,64 @@
 """The lab a test drives like an operator: hosts, params, the CLI, its disks.
 
 One class for every folder: tests/conftest.py's ``make_lab`` fixture builds it, and
-the cutover tests extend it (tests/cutover/cutover_helpers.Lab)."""
+the cutover tests extend it (tests/cutover/cutover_helpers.Lab).  ``alice_on_a``,
+``lab_host`` and ``run_cli``: the bare lab the SSH tests serve over sshd, its hosts' params
+and the CLI on a params file (one copy for tests/ssh and tests/engine)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.lab.layout import LabLayout
+from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
+from vmigrate_lib.lab.workload import WorkloadSpec
 from vmigrate_lib.params import MigrationParams, validate
+
+if TYPE_CHECKING:
+    from tests.peers.sshhost import SshHost
+
+
+@contextlib.contextmanager
+def alice_on_a(root: Path, disks: tuple[int, ...], workload: WorkloadSpec | None = None,
+               fill: float = 0.25) -> Iterator[Path]:
+    """A lab at ``root`` (its parent made 0755, so that any SSH login reads it) with Alice's
+    ``disks`` on esx-a's datastore1; with a ``workload`` she is powered on and ready (writing),
+    else off.  The lab goes down on exit."""
+    os.chmod(root.parent, 0o755)
+    lab_up(root, vm="", power_on=False)
+    try:
+        create_vm(LabLayout(root), "esx-a", "datastore1", "alice", disks, workload=workload,
+                  fill=fill)
+        if workload is not None:
+            a = LabHost(root, "esx-a")
+            a.power_on("alice")
+            a.wait_ready("alice", 30)
+        yield root
+    finally:
+        lab_down(root, timeout=5)
+
+
+def lab_host(h: SshHost, name: str, root: Path, **extra: Any) -> dict[str, Any]:
+    """Params of lab host ``name`` whose datastores the sshd peer ``h`` serves."""
+    return {"type": "lab", "host": name, "lab_root": str(root),
+            "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
+            "ssh_known_hosts": h.known_hosts_path, **extra}
+
+
+def run_cli(params: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``vmigrate ARGS --params PARAMS`` in a fresh interpreter, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", *args, "--params",
+                           str(params)], capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 class Lab:

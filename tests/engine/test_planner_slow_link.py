@@ -33,17 +33,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.labkit import alice_on_a, lab_host
 from tests.peers import sshd as peers_sshd
 from tests.peers.sshd import SshHost
-from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.engine.converge import run_until_converged
 from vmigrate_lib.engine.dirty import SHRINKING, TREND_CYCLES
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
 from vmigrate_lib.params import validate
 from vmigrate_lib.session import close_migration, open_migration
@@ -65,23 +62,10 @@ def sshd_fixture() -> Iterator[SshHost]:
 
 @pytest.fixture(name="lab")
 def lab_fixture(tmp_path: Path) -> Iterator[Path]:
-    os.chmod(tmp_path, 0o755)
-    root = tmp_path / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (32 * MiB, 16 * MiB),
-              workload=WorkloadSpec(rate_mb_s=1.0, hot_fraction=0.125, hot_share=1.0,
-                                    ack_interval=0.5), fill=0.25)
-    a = LabHost(root, "esx-a")
-    a.power_on("alice")
-    a.wait_ready("alice", 30)
-    yield root
-    lab_down(root, timeout=5)
-
-
-def _host(h: SshHost, name: str, root: Path, **extra: Any) -> dict[str, Any]:
-    return {"type": "lab", "host": name, "lab_root": str(root),
-            "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-            "ssh_known_hosts": h.known_hosts_path, **extra}
+    with alice_on_a(tmp_path / "lab", (32 * MiB, 16 * MiB),
+                    WorkloadSpec(rate_mb_s=1.0, hot_fraction=0.125, hot_share=1.0,
+                                 ack_interval=0.5)) as root:
+        yield root
 
 
 def _stalled(deltas: list[float]) -> bool:
@@ -93,8 +77,8 @@ def test_deltas_that_stop_shrinking_are_wont_converge(sshd: SshHost, lab: Path,
                                                        tmp_path: Path) -> None:
     p = validate({
         "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "2s",
-        "source": _host(sshd, "esx-a", lab, bwlimit=CAP),
-        "destination": _host(sshd, "esx-b", lab),
+        "source": lab_host(sshd, "esx-a", lab, bwlimit=CAP),
+        "destination": lab_host(sshd, "esx-b", lab),
         "workspace": str(tmp_path / "ws"),
     })
     m = open_migration(p)

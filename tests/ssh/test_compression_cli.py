@@ -8,20 +8,16 @@ ESXi host would show: its python's codec list (stdlib zlib only, as here) and it
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from tests.labkit import alice_on_a, lab_host, run_cli
 from tests.peers.sshd import SshHost
 from tests.ssh import hostprofile
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 
 MiB = 1 << 20
 
@@ -30,32 +26,22 @@ ssh_stdlib_host = hostprofile.ssh_stdlib_host  # a host without zstd/lz4 tools (
 
 @pytest.fixture(name="lab")
 def lab_fixture(tmp_path: Path) -> Iterator[Path]:
-    os.chmod(tmp_path, 0o755)
-    root = tmp_path / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (8 * MiB,), fill=0.5)
-    yield root
-    lab_down(root, timeout=5)
+    with alice_on_a(tmp_path / "lab", (8 * MiB,), fill=0.5) as root:
+        yield root
 
 
 def _params(tmp_path: Path, h: SshHost, lab: Path, compress: str) -> Path:
-    def host(name: str, **extra: Any) -> dict[str, Any]:
-        return {"type": "lab", "host": name, "lab_root": str(lab),
-                "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-                "ssh_known_hosts": h.known_hosts_path, **extra}
-
     pf = tmp_path / f"params-{compress}.yaml"
     pf.write_text(yaml.safe_dump({
         "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": host("esx-a", ssh_compress=compress, ssh_mode="relay"),
-        "destination": host("esx-b"), "workspace": str(tmp_path / f"ws-{compress}"),
+        "source": lab_host(h, "esx-a", lab, ssh_compress=compress, ssh_mode="relay"),
+        "destination": lab_host(h, "esx-b", lab), "workspace": str(tmp_path / f"ws-{compress}"),
     }))
     return pf
 
 
 def _vmigrate(params: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", *args, "--params",
-                           str(params)], capture_output=True, text=True, timeout=180, check=False)
+    return run_cli(params, *args, timeout=180)
 
 
 def test_lacking_codec_is_a_preflight_line(ssh_stdlib_host: SshHost, lab: Path,

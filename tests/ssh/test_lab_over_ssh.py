@@ -12,20 +12,17 @@ acknowledged.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
+from tests.labkit import alice_on_a, lab_host, run_cli
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 from vmigrate_lib.lab.verify import verify_copy
 from vmigrate_lib.lab.workload import WorkloadSpec
 
@@ -38,30 +35,11 @@ if TYPE_CHECKING:
     from tests.ssh.sshdp import SshHosts
 
 
-def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path, **extra: Any) -> dict[str, Any]:
-    h = ssh_hosts[role]
-    return {"type": "lab", "host": name, "lab_root": str(root),
-            "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-            "ssh_known_hosts": h.known_hosts_path, **extra}
-
-
 @pytest.fixture(name="lab")
 def lab_fixture(tmp_path: Path) -> Iterator[Path]:
-    os.chmod(tmp_path, 0o755)
-    root = tmp_path / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (16 * MiB, 8 * MiB),
-              workload=WorkloadSpec(rate_mb_s=2.0, ack_interval=0.2), fill=0.25)
-    a = LabHost(root, "esx-a")
-    a.power_on("alice")
-    a.wait_ready("alice", 30)
-    yield root
-    lab_down(root, timeout=5)
-
-
-def vmigrate(params: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", *args, "--params",
-                           str(params)], capture_output=True, text=True, timeout=120, check=False)
+    with alice_on_a(tmp_path / "lab", (16 * MiB, 8 * MiB),
+                    WorkloadSpec(rate_mb_s=2.0, ack_interval=0.2)) as root:
+        yield root
 
 
 def ok(r: subprocess.CompletedProcess[str]) -> str:
@@ -72,14 +50,14 @@ def ok(r: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize("mode", ["relay", "direct"])
 def test_sync_certify_cutover_over_ssh(ssh_hosts: SshHosts, lab: Path, tmp_path: Path,
                                        mode: str) -> None:
-    source = _host(ssh_hosts, "a", "esx-a", lab, ssh_mode=mode, ssh_compress="auto")
+    source = lab_host(ssh_hosts.a, "esx-a", lab, ssh_mode=mode, ssh_compress="auto")
     if mode == "direct":  # how host a reaches host b: paths on host a
         source.update(ssh_direct_key=ssh_hosts.peer_key.path,
                       ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
     pf = tmp_path / "params.yaml"
     pf.write_text(yaml.safe_dump({
         "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": source, "destination": _host(ssh_hosts, "b", "esx-b", lab),
+        "source": source, "destination": lab_host(ssh_hosts.b, "esx-b", lab),
         "workspace": str(tmp_path / "ws"),
     }))
 
@@ -87,12 +65,12 @@ def test_sync_certify_cutover_over_ssh(ssh_hosts: SshHosts, lab: Path, tmp_path:
         # a direct route that cannot work is a preflight error, before anything changes
         bad = tmp_path / "bad.yaml"
         bad.write_text(pf.read_text().replace(ssh_hosts.peer_key.path, "/nonexistent/key"))
-        r = vmigrate(bad, "preflight")
+        r = run_cli(bad, "preflight")
         assert r.returncode != 0 and "cannot stream to esx-b itself" in r.stderr, r.stderr
         assert "[FAIL] transfer mode: " in r.stdout + r.stderr
         assert not (tmp_path / "ws").exists()
 
-    out = ok(vmigrate(pf, "sync", "--cycles", "3", "--interval", "0.3s"))
+    out = ok(run_cli(pf, "sync", "--cycles", "3", "--interval", "0.3s"))
     assert f"transfer mode: [datastore1] -> [datastore1]: {mode} (requested)" in out, out
     line = next(x for x in out.splitlines() if "transfer mode" in x)
     if mode == "relay":  # no route given for host a: it cannot start an agent on b
@@ -107,10 +85,10 @@ def test_sync_certify_cutover_over_ssh(ssh_hosts: SshHosts, lab: Path, tmp_path:
     sources = {d["source"] for r in deltas for d in r["certify"]["disks"].values()
                if d.get("bytes")}
     assert sources == {"streamed"}, [r["certify"] for r in deltas]
-    out = ok(vmigrate(pf, "certify"))
+    out = ok(run_cli(pf, "certify"))
     assert out.count(": identical") == len(DISKS), out
 
-    out = ok(vmigrate(pf, "cutover", "--probe-host", "127.0.0.1", "--shutdown-time", "1s",
+    out = ok(run_cli(pf, "cutover", "--probe-host", "127.0.0.1", "--shutdown-time", "1s",
                       "--boot-time", "1s"))
     b = LabHost(lab, "esx-b")
     assert LabHost(lab, "esx-a").power_state("alice") == PowerState.OFF

@@ -18,19 +18,14 @@ stream at a time).  What only a real ESXi host would show: what each exec costs 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
-from vmigrate_lib.control.lab import LabHost
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
+from tests.labkit import alice_on_a, lab_host, run_cli
 from vmigrate_lib.lab.workload import WorkloadSpec
 
 if TYPE_CHECKING:
@@ -41,25 +36,11 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 MiB = 1 << 20
 
 
-def _host(ssh_hosts: SshHosts, role: str, name: str, root: Path, **extra: Any) -> dict[str, Any]:
-    h = ssh_hosts[role]
-    return {"type": "lab", "host": name, "lab_root": str(root),
-            "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-            "ssh_known_hosts": h.known_hosts_path, **extra}
-
-
 @pytest.fixture(name="lab")
 def lab_fixture(tmp_path: Path) -> Iterator[Path]:
-    os.chmod(tmp_path, 0o755)
-    root = tmp_path / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (8 * MiB, 4 * MiB),
-              workload=WorkloadSpec(rate_mb_s=0.5, ack_interval=0.2), fill=0.25)
-    a = LabHost(root, "esx-a")
-    a.power_on("alice")
-    a.wait_ready("alice", 30)
-    yield root
-    lab_down(root, timeout=5)
+    with alice_on_a(tmp_path / "lab", (8 * MiB, 4 * MiB),
+                    WorkloadSpec(rate_mb_s=0.5, ack_interval=0.2)) as root:
+        yield root
 
 
 def _counts(ssh_hosts: SshHosts, role: str, since: int) -> dict[str, int]:
@@ -76,14 +57,14 @@ def _counts(ssh_hosts: SshHosts, role: str, since: int) -> dict[str, int]:
 
 
 def _params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str) -> Path:
-    source = _host(ssh_hosts, "a", "esx-a", lab, ssh_mode=mode)
+    source = lab_host(ssh_hosts.a, "esx-a", lab, ssh_mode=mode)
     if mode != "relay":  # how host a reaches host b: paths on host a
         source.update(ssh_direct_key=ssh_hosts.peer_key.path,
                       ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
     pf = tmp_path / "params.yaml"
     pf.write_text(yaml.safe_dump({
         "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": source, "destination": _host(ssh_hosts, "b", "esx-b", lab),
+        "source": source, "destination": lab_host(ssh_hosts.b, "esx-b", lab),
         "workspace": str(tmp_path / "ws")}))
     return pf
 
@@ -109,9 +90,7 @@ def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path
 
     def sync() -> dict[str, dict[str, int]]:
         marks = {r: len(ssh_hosts.servers[r].log()) for r in ("a", "b")}
-        r = subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", "sync", "--cycles",
-                            "1", "--params", str(pf)], capture_output=True, text=True,
-                           timeout=300, check=False)
+        r = run_cli(pf, "sync", "--cycles", "1", timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "certify identical" in r.stdout + r.stderr
         return {role: _counts(ssh_hosts, role, marks[role]) for role in ("a", "b")}

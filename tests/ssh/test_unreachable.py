@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.labkit import alice_on_a
 from tests.peers import sshd as peers_sshd
 from vmigrate_lib.dataplane.ssh.connection import SshConnection
 from vmigrate_lib.dataplane.sshconfig import SshSettings
 from vmigrate_lib.errors import SshHostUnreachable, TransportError
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 
 MiB = 1 << 20
 
@@ -39,11 +38,8 @@ def closed_port() -> int:
 
 @pytest.fixture(name="lab")
 def lab_fixture(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (4 * MiB,), fill=0.25)
-    yield root
-    lab_down(root, timeout=5)
+    with alice_on_a(tmp_path / "lab", (4 * MiB,)) as root:
+        yield root
 
 
 def test_preflight_names_the_unreachable_host(lab: Path, tmp_path: Path) -> None:

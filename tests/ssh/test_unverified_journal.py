@@ -12,35 +12,22 @@ shows what was accepted.  A real ESXi host differs only in the key it offers
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.labkit import alice_on_a, run_cli
 from tests.peers.sshd import SshHost
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
 
 MiB = 1 << 20
 
 
 @pytest.fixture(name="lab")
 def lab_fixture(tmp_path: Path) -> Iterator[Path]:
-    os.chmod(tmp_path, 0o755)
-    root = tmp_path / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice", (4 * MiB,), fill=0.25)
-    yield root
-    lab_down(root, timeout=5)
-
-
-def vmigrate(params: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", *args, "--params",
-                           str(params)], capture_output=True, text=True, timeout=120, check=False)
+    with alice_on_a(tmp_path / "lab", (4 * MiB,)) as root:
+        yield root
 
 
 def test_unknown_host_key_accepted_is_journaled(ssh_loopback: SshHost, lab: Path,
@@ -57,10 +44,10 @@ def test_unknown_host_key_accepted_is_journaled(ssh_loopback: SshHost, lab: Path
                    "ssh_known_hosts": str(empty), "allow_unknown_host_key": True},
         "destination": {"type": "lab", "host": "esx-b", "lab_root": str(lab)},
     }))
-    r = vmigrate(pf, "preflight")
+    r = run_cli(pf, "preflight")
     assert r.returncode == 0, r.stderr
     assert not ws.exists()  # preflight is pure: the choice waits for a run that writes
-    r = vmigrate(pf, "sync", "--cycles", "1")
+    r = run_cli(pf, "sync", "--cycles", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     records = [json.loads(x) for x in (ws / "journal.jsonl").read_text().splitlines()]
     seen = [x for x in records if x["type"] == "unverified_peer"]
