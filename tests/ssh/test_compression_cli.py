@@ -63,21 +63,21 @@ def test_journal_records_codec_and_wire_bytes(ssh_loopback: SshHost, lab: Path,
     """Each cycle's record names the codec that ran, the bytes on the wire and how many
     frames went compressed or as they are (the lab's disk content is random: zstd does
     not shrink it, so the agent sends it as it is and says so).  The host's python has no
-    zstandard but its PATH has the zstd tool: auto runs zstd through it, and the preflight
-    line and the journal say ``zstd-bin``.  Before: the record had neither codec nor wire
+    zstandard but the host has libzstd: auto runs zstd through it, and the preflight
+    line and the journal say ``zstd-lib`` (``zstd-bin`` before the library codec).  Before: the record had neither codec nor wire
     bytes, and a host without the module got zlib."""
     pf = _params(tmp_path, ssh_loopback, lab, "auto")
     r = _vmigrate(pf, "sync", "--cycles", "1")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert ("compression: [datastore1] -> [datastore1]: datastore1: auto -> zstd-bin "
+    assert ("compression: [datastore1] -> [datastore1]: datastore1: auto -> zstd-lib "
             "(agent offers lz4, zlib, zstd)") in out, out
     journal = (tmp_path / "ws-auto" / "journal.jsonl").read_text().splitlines()
     cycles = [e for e in map(json.loads, journal) if e.get("type") == "cycle"]
     assert cycles, journal[-3:]
     rec = cycles[-1]
     disk = rec["disks"][0]
-    assert rec["codecs"] == ["zstd-bin"] and disk["codec"] == "zstd-bin", rec
+    assert rec["codecs"] == ["zstd-lib"] and disk["codec"] == "zstd-lib", rec
     assert disk["bytes_sent"] > 0 and disk["bytes_wire"] >= disk["bytes_sent"], disk
     assert disk["frames_raw"] > disk["frames_packed"], disk
     assert rec["bytes_wire"] == disk["bytes_wire"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers import codeclibs
 from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane.transport import AGENT_PACKAGE, ZIPAPP_PACKAGE, agent_zipapp
 
@@ -100,8 +101,10 @@ def test_zipapp_runs_on_the_system_python_without_our_packages(tmp_path: Path) -
              + _frame(proto.REQ, {"op": "hash", "path": "d.flat", "block": 65536,
                                   "algorithm": "sha256"})
              + _frame(proto.REQ, {"op": "quit"}))
-    # no PYTHONPATH: nothing of ours; a PATH without the zstd/lz4 tools the agent would use
-    env = {"PATH": str(tmp_path / "no-tools"), "PYTHONNOUSERSITE": "1"}
+    # no PYTHONPATH: nothing of ours; a PATH without the zstd/lz4 tools the agent would use,
+    # and their libraries masked (tests/peers/codeclibs.py)
+    env = {"PATH": str(tmp_path / "no-tools"), "PYTHONNOUSERSITE": "1",
+           "LD_LIBRARY_PATH": codeclibs.mask_dir(str(tmp_path / "nolibs"))}
     out = subprocess.run([SYSTEM_PYTHON, "-S", str(pyz), "--root", str(tmp_path / "ds")],
                          input=stdin, capture_output=True, timeout=60, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr.decode()

@@ -74,21 +74,24 @@ def _zstd_module():
 
 
 def _codecs(path=None):
-    """Compression codecs here, and how each runs: zlib always; zstd through the
-    zstandard module, else the ``zstd`` binary; lz4 through the ``lz4`` binary."""
+    """Compression codecs here, and how each runs: zlib always; zstd and lz4 through the
+    zstandard module, else the host's library (ctypes: no process per frame, several
+    threads at once), else the tool on PATH (a process per frame)."""
     from .codecbin import bin_codec
+    from .codeclib import lib_codec
 
     out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
     impl = {"zlib": "module"}
-    zmod = _zstd_module()
-    zbin = zmod or bin_codec("zstd", path)
-    if zbin is not None:
-        out["zstd"] = (FLAG_ZSTD,) + tuple(zbin)
-        impl["zstd"] = "module" if zmod else "bin"
-    lz4 = bin_codec("lz4", path)
-    if lz4 is not None:
-        out["lz4"] = (FLAG_LZ4,) + tuple(lz4)
-        impl["lz4"] = "bin"
+    finders = (("module", lambda n: _zstd_module() if n == "zstd" else None),
+               ("lib", lib_codec),
+               ("bin", lambda n: bin_codec(n, path)))
+    for name, flag in (("zstd", FLAG_ZSTD), ("lz4", FLAG_LZ4)):
+        for how, find in finders:
+            funcs = find(name)
+            if funcs is not None:
+                out[name] = (flag,) + tuple(funcs)
+                impl[name] = how
+                break
     return out, impl
 
 
@@ -100,8 +103,10 @@ PREFERENCE = ["zstd", "lz4", "zlib"]
 
 def codec_label(codec):
     # type: (str) -> str
-    """The codec as journals name it: ``zstd-bin`` where a binary on the host ran it."""
-    return codec + "-bin" if CODEC_IMPL.get(codec) == "bin" else codec
+    """The codec as journals name it: ``zstd-lib`` or ``zstd-bin`` where the host's
+    library or its tool ran it (no python module)."""
+    how = CODEC_IMPL.get(codec)
+    return codec + "-" + how if how in ("lib", "bin") else codec
 
 
 def best_codec(offered):

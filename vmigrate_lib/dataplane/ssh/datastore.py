@@ -282,8 +282,9 @@ class SshAgentDatastore(AgentDatastore):
 
 
 def codec_name(hello: dict[str, Any], codec: str | None) -> str:
-    """A codec as the preflight line and the journal name it: ``zstd-bin`` where the
-    agent runs it through a binary on its host (no zstandard module there)."""
+    """A codec as the preflight line and the journal name it: ``zstd-lib`` or ``zstd-bin``
+    where the agent runs it through its host's library or tool (no zstandard module)."""
     if not codec:
         return "none"
-    return f"{codec}-bin" if hello.get("codec_impl", {}).get(codec) == "bin" else codec
+    how = hello.get("codec_impl", {}).get(codec)
+    return f"{codec}-{how}" if how in ("lib", "bin") else codec

@@ -1,0 +1,234 @@
+"""zstd and lz4 through the host's shared libraries (``libzstd.so.1``, ``liblz4.so.1``).
+
+Where python has no ``zstandard`` module (ESXi's, most hosts') but the host has the
+libraries, ``ctypes`` calls them in this process: no process per frame (``codecbin``),
+and ctypes releases the GIL during the foreign call, so the packer's threads compress on
+several cores at once.  The frames are the tools' formats: a zstd frame (its content
+size written by ``ZSTD_compressCCtx``) and an lz4 *frame* (``LZ4F_compressFrame``, what the
+``lz4`` tool writes and reads), so a peer that runs the tool or the module decodes them,
+and frames from a tool (no content size) are decoded by the streaming calls.
+The libraries are opened by soname through the dynamic loader (no ``find_library``: it
+runs ``ldconfig`` or ``gcc`` at every agent start).  Python 3.5, stdlib only.
+"""
+
+import ctypes
+import threading
+
+try:  # only for type comments
+    import typing  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+SONAMES = {
+    "zstd": ("libzstd.so.1", "libzstd.so", "libzstd.1.dylib"),
+    "lz4": ("liblz4.so.1", "liblz4.so", "liblz4.1.dylib"),
+}
+LIMIT = 64 * 1024 * 1024  #: the largest payload a frame carries (protocol.MAX_PAYLOAD)
+PART = 4 * 1024 * 1024  #: output step when a frame does not say its size
+_size = ctypes.c_size_t
+_ptr = ctypes.c_void_p
+
+
+class CodecFailed(Exception):
+    """The library refused the data (corrupt or truncated frame, output too large)."""
+
+
+def load(name):
+    """The codec's library, or None where this host has none (or too old a one)."""
+    for soname in SONAMES[name]:
+        try:
+            lib = ctypes.CDLL(soname)
+            return _ZSTD_SIG(lib) if name == "zstd" else _LZ4_SIG(lib)
+        except (OSError, AttributeError):  # absent, or lacking a call we use
+            continue
+    return None
+
+
+def _sig(lib, fname, restype, argtypes):
+    func = getattr(lib, fname)
+    func.restype = restype
+    func.argtypes = argtypes
+    return func
+
+
+def _ZSTD_SIG(lib):
+    for fname, res, args in (
+            ("ZSTD_compressBound", _size, [_size]),
+            ("ZSTD_isError", ctypes.c_uint, [_size]),
+            ("ZSTD_getErrorName", ctypes.c_char_p, [_size]),
+            ("ZSTD_createCCtx", _ptr, []),
+            ("ZSTD_compressCCtx", _size, [_ptr, _ptr, _size, ctypes.c_char_p, _size, ctypes.c_int]),
+            ("ZSTD_getFrameContentSize", ctypes.c_ulonglong, [ctypes.c_char_p, _size]),
+            ("ZSTD_createDCtx", _ptr, []),
+            ("ZSTD_decompressDCtx", _size, [_ptr, _ptr, _size, ctypes.c_char_p, _size]),
+            ("ZSTD_createDStream", _ptr, []),
+            ("ZSTD_initDStream", _size, [_ptr]),
+            ("ZSTD_decompressStream", _size, [_ptr, ctypes.c_void_p, ctypes.c_void_p]),
+            ("ZSTD_freeDStream", _size, [_ptr])):
+        _sig(lib, fname, res, args)
+    return lib
+
+
+def _LZ4_SIG(lib):
+    for fname, res, args in (
+            ("LZ4F_isError", ctypes.c_uint, [_size]),
+            ("LZ4F_getErrorName", ctypes.c_char_p, [_size]),
+            ("LZ4F_compressFrameBound", _size, [_size, _ptr]),
+            ("LZ4F_compressFrame", _size, [_ptr, _size, ctypes.c_char_p, _size, _ptr]),
+            ("LZ4F_createDecompressionContext", _size, [ctypes.POINTER(_ptr), ctypes.c_uint]),
+            ("LZ4F_freeDecompressionContext", _size, [_ptr]),
+            ("LZ4F_decompress", _size, [_ptr, _ptr, ctypes.POINTER(_size), _ptr,
+                                        ctypes.POINTER(_size), _ptr])):
+        _sig(lib, fname, res, args)
+    return lib
+
+
+class _Buffers(object):
+    """Reusable native contexts and output buffers, one per concurrent caller (a pool's
+    threads), so that a frame costs no allocation nor zero-fill of its output."""
+
+    def __init__(self, make_ctx):
+        self.make_ctx = make_ctx
+        self.free = []  # type: typing.List[typing.Any]
+        self.lock = threading.Lock()
+
+    def take(self, need):
+        with self.lock:
+            item = self.free.pop() if self.free else None
+        if item is None:
+            item = [self.make_ctx(), None]
+        if item[1] is None or len(item[1]) < need:
+            item[1] = ctypes.create_string_buffer(need)
+        return item
+
+    def give(self, item):
+        with self.lock:
+            self.free.append(item)
+
+
+class _InBuffer(ctypes.Structure):
+    _fields_ = [("src", ctypes.c_char_p), ("size", _size), ("pos", _size)]
+
+
+class _OutBuffer(ctypes.Structure):
+    _fields_ = [("dst", _ptr), ("size", _size), ("pos", _size)]
+
+
+def zstd_codec(lib):
+    """``(compress(data, level), decompress(data))`` through libzstd."""
+    cbufs = _Buffers(lib.ZSTD_createCCtx)
+    dbufs = _Buffers(lib.ZSTD_createDCtx)
+    unknown, error = (1 << 64) - 1, (1 << 64) - 2
+
+    def check(code):
+        if lib.ZSTD_isError(code):
+            raise CodecFailed("zstd: " + lib.ZSTD_getErrorName(code).decode("ascii", "replace"))
+        return code
+
+    def compress(data, level):
+        data = data if isinstance(data, bytes) else bytes(data)
+        bound = lib.ZSTD_compressBound(len(data))
+        item = cbufs.take(bound)
+        try:
+            n = check(lib.ZSTD_compressCCtx(item[0], item[1], bound, data, len(data), int(level)))
+            return ctypes.string_at(item[1], n)
+        finally:
+            cbufs.give(item)
+
+    def decompress(data):
+        data = data if isinstance(data, bytes) else bytes(data)
+        size = lib.ZSTD_getFrameContentSize(data, len(data))
+        if size == error:
+            raise CodecFailed("zstd: not a zstd frame")
+        if size == unknown:  # a frame from the zstd tool reading a pipe
+            return _zstd_stream(lib, check, data)
+        if size > LIMIT:
+            raise CodecFailed("zstd: frame of {} bytes, more than a frame carries".format(size))
+        item = dbufs.take(max(size, 1))
+        try:
+            n = check(lib.ZSTD_decompressDCtx(item[0], item[1], size, data, len(data)))
+            return ctypes.string_at(item[1], n)
+        finally:
+            dbufs.give(item)
+
+    return compress, decompress
+
+
+def _zstd_stream(lib, check, data):
+    """Decode a frame that does not say its size, PART bytes of output at a time."""
+    ds = lib.ZSTD_createDStream()
+    out = ctypes.create_string_buffer(PART)
+    parts, total = [], 0
+    try:
+        check(lib.ZSTD_initDStream(ds))
+        inb = _InBuffer(data, len(data), 0)
+        while True:
+            outb = _OutBuffer(ctypes.cast(out, _ptr), PART, 0)
+            left = check(lib.ZSTD_decompressStream(ds, ctypes.byref(outb), ctypes.byref(inb)))
+            parts.append(ctypes.string_at(out, outb.pos))
+            total += outb.pos
+            if total > LIMIT:
+                raise CodecFailed("zstd: frame larger than a frame carries")
+            if left == 0 and inb.pos == inb.size:  # decoded and flushed, input all read
+                return b"".join(parts)
+            if inb.pos == inb.size and outb.pos < PART:
+                raise CodecFailed("zstd: truncated frame")
+    finally:
+        lib.ZSTD_freeDStream(ds)
+
+
+def lz4_codec(lib):
+    """``(compress(data, level), decompress(data))`` through liblz4's frame calls (the
+    ``lz4`` tool's format; its fast default mode, as the tool's ``-1``)."""
+
+    def check(code):
+        if lib.LZ4F_isError(code):
+            raise CodecFailed("lz4: " + lib.LZ4F_getErrorName(code).decode("ascii", "replace"))
+        return code
+
+    bufs = _Buffers(lambda: None)
+
+    def compress(data, level):
+        data = data if isinstance(data, bytes) else bytes(data)
+        bound = lib.LZ4F_compressFrameBound(len(data), None)
+        item = bufs.take(bound)
+        try:
+            n = check(lib.LZ4F_compressFrame(item[1], bound, data, len(data), None))
+            return ctypes.string_at(item[1], n)
+        finally:
+            bufs.give(item)
+
+    def decompress(data):
+        data = data if isinstance(data, bytes) else bytes(data)
+        dctx = _ptr()
+        check(lib.LZ4F_createDecompressionContext(ctypes.byref(dctx), 100))  # LZ4F_VERSION
+        out = ctypes.create_string_buffer(PART)
+        parts, total, pos = [], 0, 0
+        keep = ctypes.c_char_p(data)  # the bytes' own buffer, no copy; alive until return
+        base = ctypes.cast(keep, _ptr).value
+        try:
+            while True:
+                dst_n, src_n = _size(PART), _size(len(data) - pos)
+                left = check(lib.LZ4F_decompress(dctx, out, ctypes.byref(dst_n), base + pos,
+                                                 ctypes.byref(src_n), None))
+                pos += src_n.value
+                parts.append(ctypes.string_at(out, dst_n.value))
+                total += dst_n.value
+                if total > LIMIT:
+                    raise CodecFailed("lz4: frame larger than a frame carries")
+                if left == 0 and pos == len(data):
+                    return b"".join(parts)
+                if pos == len(data) and dst_n.value < PART:
+                    raise CodecFailed("lz4: truncated frame")
+        finally:
+            lib.LZ4F_freeDecompressionContext(dctx)
+
+    return compress, decompress
+
+
+def lib_codec(name):
+    """``(compress, decompress)`` through the host's library for ``name``, or None."""
+    lib = load(name)
+    if lib is None:
+        return None
+    return zstd_codec(lib) if name == "zstd" else lz4_codec(lib)
