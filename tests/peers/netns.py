@@ -16,7 +16,8 @@ Addresses (N chosen per run)::
 Each host's link is shaped in both directions (egress of the namespace's
 ``eth0`` = host upload, egress of the root-side veth = host download) with
 ``tc``: ``netem delay D rate R`` where the kernel has netem, else ``tbf rate R``
-(delay then cannot be applied and ``Link.delay_applied`` is False).
+(delay then cannot be applied and ``Link.delay_applied`` is False); the shaping
+itself is tests/peers/shaping.py.
 
 Cleanup: ``Topology`` is a context manager and also registered with atexit;
 ``cleanup_stale()`` (called on every ``create()``) removes namespaces, links and
@@ -46,22 +47,22 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from tests.peers import shaping
 from tests.peers.netns_probe import (
     IP,
-    TC,
     NetnsError,
     available,
     netem_supported,
     parse_rate,
     run_cmd,
 )
+from tests.peers.shaping import Link
 
-# available/netem_supported/parse_rate/NetnsError are re-exported: callers need one module.
+# Link/available/netem_supported/parse_rate/NetnsError are re-exported: callers need one module.
 __all__ = ["HOST_OCTETS", "SUBNET_BASE", "Link", "NetnsError", "Topology", "available",
            "cleanup_stale", "list_resources", "netem_supported", "parse_rate"]
 
@@ -74,7 +75,6 @@ _NS_RE = re.compile(r"^vmg-(?P<pid>\d+)-(?P<k>\d+)-(?P<role>[a-z]+)$")
 _LINK_RE = re.compile(r"^vg(?P<pid>\d+)k(?P<k>\d+)(?P<role>[a-z]+)$")
 
 _counter = itertools.count()
-_warned_no_netem = False  #: say once per run that links get no delay (no netem)
 _live: set[Topology] = set()
 _live_lock = threading.Lock()
 
@@ -202,20 +202,6 @@ atexit.register(_atexit)
 
 
 # --------------------------------------------------------------------------- topology
-
-
-@dataclass
-class Link:
-    """One host's namespace and its veth link to the bridge."""
-
-    role: str
-    netns: str
-    ip: str
-    root_if: str
-    ns_if: str = "eth0"
-    rate: str | None = None
-    delay: str | None = None
-    delay_applied: bool = False
 
 
 @dataclass(eq=False)
@@ -348,45 +334,13 @@ class Topology:
         return subprocess.run(self.exec_argv(role, argv), check=check, **kw)
 
     def qdiscs(self, role: str) -> str:
-        link = self.links[role]
-        out = run_cmd([TC, "qdisc", "show", "dev", link.root_if]).stdout
-        out += run_cmd([IP, "netns", "exec", link.netns, TC, "qdisc", "show", "dev", "eth0"]).stdout
-        return out
+        return shaping.qdiscs(self.links[role])
 
     # -- shaping
     def shape(self, role: str, rate: str | None = None, delay: str | None = None) -> Link:
-        """(Re)shape both directions of ``role``'s link.  None/None removes shaping.
-
-        ``delay`` is one-way per direction (so RTT root<->host ~ 2*delay).  Without
-        sch_netem in the kernel only the rate is applied (warning, delay_applied=False).
-        """
-        link = self.links[role]
-        link.rate, link.delay = rate, delay
-        link.delay_applied = False
-        use_netem = delay is not None and netem_supported()
-        global _warned_no_netem
-        if delay is not None and not use_netem and not _warned_no_netem:
-            _warned_no_netem = True
-            warnings.warn(
-                f"kernel has no sch_netem: delay {delay} not applied to link {role}", stacklevel=2
-            )
-        for prefix, dev in (([], link.root_if), ([IP, "netns", "exec", link.netns], "eth0")):
-            run_cmd([*prefix, TC, "qdisc", "del", "dev", dev, "root"], check=False)
-            if rate is None and not use_netem:
-                continue
-            if use_netem:
-                args = ["netem", "delay", str(delay)]
-                if rate is not None:
-                    args += ["rate", str(rate)]
-                args += ["limit", "10000"]
-            else:
-                assert rate is not None
-                bps = parse_rate(rate) // 8
-                burst = max(32 * 1024, bps // 500)  # >= 2 ms worth, >= 32 KiB
-                args = ["tbf", "rate", str(rate), "burst", str(burst), "latency", "50ms"]
-            run_cmd([*prefix, TC, "qdisc", "add", "dev", dev, "root", *args])
-        link.delay_applied = use_netem
-        return link
+        """(Re)shape both directions of ``role``'s link (tests/peers/shaping.py).  None/None
+        removes shaping; ``delay`` is one-way per direction."""
+        return shaping.shape(self.links[role], rate, delay)
 
     def describe(self) -> dict[str, Any]:
         return {
