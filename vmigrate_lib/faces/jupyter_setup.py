@@ -57,34 +57,19 @@ def merged_lab_settings(prefix: Path) -> dict[str, Any]:
     would lose their settings.
     """
     target = settings_file(prefix)
-    hint = "fix or remove that file, then run this again"
-    current: dict[str, Any] = {}
-    if target.exists():
-        try:
-            loaded = json.loads(target.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read JupyterLab settings {target}: {exc}", hint=hint,
-                             path=str(target)) from exc
-        if not isinstance(loaded, dict):
-            raise InputError(f"JupyterLab settings {target} is not a JSON object", hint=hint,
-                             path=str(target))
-        current = loaded
+    current = _json_object(target, "JupyterLab settings")
     for plugin, values in shipped_settings().items():
         entry = current.setdefault(plugin, {})
         if not isinstance(entry, dict):
             raise InputError(f"JupyterLab settings {target}: {plugin!r} is not a JSON object",
-                             hint=hint, path=str(target))
+                             hint=_HINT, path=str(target))
         entry.update(values)
     return current
 
 
 def write_lab_settings(prefix: Path, settings: dict[str, Any]) -> Path:
     """Replace the overrides file atomically (a crash leaves the old one or the new one)."""
-    target = settings_file(prefix)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # JupyterLab's settings are not secret: readable as the umask allows, as before
-    write_atomic(target, (json.dumps(settings, indent=2) + "\n").encode("utf-8"), mode=0o666)
-    return target
+    return _write_json(settings_file(prefix), settings)
 
 
 def server_config_file(prefix: Path) -> Path:
@@ -97,23 +82,38 @@ def write_server_config(prefix: Path) -> Path:
     """Merge :data:`SERVER_CONFIG` into the file (other settings kept; a file that is not
     a JSON object is refused, as the lab settings are)."""
     target = server_config_file(prefix)
-    hint = "fix or remove that file, then run this again"
-    current: dict[str, Any] = {}
-    if target.exists():
-        try:
-            loaded = json.loads(target.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read Jupyter server settings {target}: {exc}", hint=hint,
-                             path=str(target)) from exc
-        if not isinstance(loaded, dict) or not all(
-                isinstance(loaded.get(section, {}), dict) for section in SERVER_CONFIG):
-            raise InputError(f"Jupyter server settings {target} is not a JSON object of "
-                             "objects", hint=hint, path=str(target))
-        current = loaded
+    current = _json_object(target, "Jupyter server settings", of_objects=tuple(SERVER_CONFIG))
     for section, values in SERVER_CONFIG.items():
         current.setdefault(section, {}).update(values)
+    return _write_json(target, current)
+
+
+_HINT = "fix or remove that file, then run this again"
+
+
+def _json_object(target: Path, what: str, of_objects: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON object in ``target`` (``{}`` when there is no file), whose keys
+    ``of_objects`` hold objects where present; anything else is the operator's file and is
+    refused: a guess would lose their settings."""
+    if not target.exists():
+        return {}
+    try:
+        loaded = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {what} {target}: {exc}", hint=_HINT,
+                         path=str(target)) from exc
+    if not isinstance(loaded, dict) or not all(
+            isinstance(loaded.get(key, {}), dict) for key in of_objects):
+        shape = "a JSON object of objects" if of_objects else "a JSON object"
+        raise InputError(f"{what} {target} is not {shape}", hint=_HINT, path=str(target))
+    return loaded
+
+
+def _write_json(target: Path, data: dict[str, Any]) -> Path:
+    """Replace ``target`` atomically (a crash leaves the old file or the new one).  Jupyter's
+    settings are not secret: readable as the umask allows, as before."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, (json.dumps(current, indent=2) + "\n").encode("utf-8"), mode=0o666)
+    write_atomic(target, (json.dumps(data, indent=2) + "\n").encode("utf-8"), mode=0o666)
     return target
 
 
