@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.engine.state_watch import wait_state
+from tests.engine.state_watch import kill_sync_when, wait_state
 from tests.fsproof import files_equal
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 
@@ -26,25 +25,12 @@ def _state(lab) -> dict:
 
 def _kill_when_checkpointed(lab, params, min_offset: int, disks: int = 1) -> dict:
     """Start `vmigrate sync` and SIGKILL it once ``disks`` disks have a durable checkpoint."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vmigrate_lib.faces.cli", "-q", "sync", "-p", str(params),
-         "--cycles", "5"],
-        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
     def checkpointed(state: dict) -> bool:
         ip = state.get("in_progress") or {}
         started = [v for v in (ip.get("checkpoints") or {}).values() if min_offset <= v]
         return len(started) >= disks and not ip.get("committed")
 
-    try:
-        state = wait_state(lab.workdir / "ws" / "state.json", checkpointed,
-                           running=lambda: proc.poll() is None)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return state["in_progress"]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    return kill_sync_when(lab.workdir, params, 5, checkpointed)
 
 
 @pytest.mark.parametrize("parallel", [1, 2])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.state_watch import wait_state
+from tests.engine.state_watch import kill_sync_when
 from tests.fsproof import files_equal
 from vmigrate_lib.control.host import VMIGRATE_SNAPSHOT_PREFIX
 
@@ -58,28 +57,12 @@ def _same(lab, name: str) -> bool:
 def _kill_mid_copy(lab, params: Path, kind: str, min_offset: int, below: int) -> dict:
     """Start ``vmigrate sync`` and SIGKILL it once a ``kind`` cycle checkpointed disk 2000
     at an offset in ``[min_offset, below)``: a crash in the middle of the copy."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vmigrate_lib.faces.cli", "-q", "sync", "-p", str(params),
-         "--cycles", "1"],
-        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
     def in_range(state: dict) -> bool:
         ip = state.get("in_progress") or {}
         x = (ip.get("checkpoints") or {}).get("2000", 0)
         return ip.get("kind") == kind and min_offset <= x < below and not ip.get("committed")
 
-    try:
-        state = wait_state(_ws(lab) / "state.json", in_range, timeout=120,
-                           running=lambda: proc.poll() is None)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return state["in_progress"]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    return kill_sync_when(lab.workdir, params, 1, in_range, timeout=120)
 
 
 # --- item 6: a state edited behind vmigrate's back ----------------------------------
