@@ -53,7 +53,8 @@ def _counts(ssh_hosts: SshHosts, role: str, since: int) -> dict[str, int]:
 
     return {"logins": count("Accepted publickey for", here),
             "execs": count("Starting session: command", here),
-            "logins from a": count("Accepted publickey for", a)}
+            "logins from a": count("Accepted publickey for", a),
+            "connections from a": count("Connection from", a)}
 
 
 def _params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str) -> Path:
@@ -70,12 +71,13 @@ def _params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str) -> Path:
 
 
 #: per delta sync: logins and execs from this machine on each host; logins on b from host a
-#: (the direct probe and the pushes, each an OpenSSH login and an agent started on b)
+#: (the direct probe and the pushes, each an OpenSSH login and an agent started on b) and
+#: TCP connections from a (sshd's "Connection from", logged before any authentication)
 AFTER = {
-    "relay": {"a": {"logins": 1, "execs": 2, "logins from a": 0},
-              "b": {"logins": 1, "execs": 2, "logins from a": 0}},
-    "auto": {"a": {"logins": 1, "execs": 2, "logins from a": 0},
-             "b": {"logins": 1, "execs": 2, "logins from a": 3}},
+    "relay": {"a": {"logins": 1, "execs": 2, "logins from a": 0, "connections from a": 0},
+              "b": {"logins": 1, "execs": 2, "logins from a": 0, "connections from a": 0}},
+    "auto": {"a": {"logins": 1, "execs": 2, "logins from a": 0, "connections from a": 0},
+             "b": {"logins": 1, "execs": 2, "logins from a": 3, "connections from a": 3}},
 }
 
 
@@ -85,7 +87,9 @@ def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path
     """Before, relay: a 2 logins, 2 execs; b 2 logins, 3 execs (the probe's install check).
     Auto (direct possible): the same on a, b 2 logins and 4 execs, and 5 logins on b from a
     (the preflight's probe, one more probe per disk handle in the cycle, the 2 pushes); now
-    3: the cycles use preflight's answer."""
+    3: the cycles use preflight's answer.  Relay asked for: before, preflight still probed
+    direct mode (1 connection from a on b, refused here at a's host key check as a has no
+    route configured); now none, the probe could not change what runs."""
     pf = _params(ssh_hosts, lab, tmp_path, mode)
 
     def sync() -> dict[str, dict[str, int]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from ..errors import AgentError, CodecUnavailable, NoSpaceLeft, TransportError
@@ -229,6 +229,27 @@ class AgentChannel:
             raise AgentError(f"unexpected frame {ftype} for {op}", datastore=self.datastore)
         result: dict[str, Any] = json.loads(payload)
         return result
+
+    def requests(self, calls: Sequence[tuple[str, dict[str, Any]]]
+                 ) -> list[dict[str, Any] | AgentError]:
+        """Several requests in one round trip: all sent, then each answer read (the agent
+        serves them in order).  An answer the agent refused is its :class:`AgentError`
+        in the list, the others still answer.  No retry, as :meth:`request`."""
+        self.connect()
+        for op, args in calls:
+            self.send_frame(proto.REQ, json.dumps({"op": op, **args}).encode())
+        self.flush()
+        out: list[dict[str, Any] | AgentError] = []
+        for op, _args in calls:
+            ftype, payload, _ = self.recv_frame()
+            if ftype == proto.ERR:
+                out.append(self.agent_error(payload, op=op))
+            elif ftype == proto.RESP:
+                out.append(json.loads(payload))
+            else:
+                self.disconnect()
+                raise AgentError(f"unexpected frame {ftype} for {op}", datastore=self.datastore)
+        return out
 
     def stream(self, request: dict[str, Any]) -> Iterator[Frame]:
         """Send a request and yield its frames until END (kept in ``summary``); exclusive.

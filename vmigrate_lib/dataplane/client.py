@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import AgentError, DeltaFormatUnknown, TransportError
@@ -19,6 +19,7 @@ from .datastore import (
     Datastore,
     ExtentWriter,
     FileStat,
+    Peeked,
     StorageProbe,
     StreamSummary,
 )
@@ -127,10 +128,26 @@ class AgentDatastore(Datastore):
         return int(self.call("statfs")["free"])
 
     def stat(self, path: str) -> FileStat | None:
-        r = self.call("stat", path=path)
-        if not r["exists"]:
-            return None
-        return FileStat(size=r["size"], allocated=r["allocated"], is_dir=r["is_dir"])
+        return stat_of(self.call("stat", path=path))
+
+    def peek(self, paths: Sequence[str], read: Sequence[str] = ()) -> dict[str, Peeked]:
+        """Every stat and read in one round trip (see :meth:`Datastore.peek`): the agent
+        answers them in order; a file of ``read`` that is absent answers an error, unused."""
+        want = list(dict.fromkeys([*paths, *read]))
+        reads = list(dict.fromkeys(read))
+        if not want:
+            return {}
+        answers = self.channel.requests([("stat", {"path": p}) for p in want]
+                                        + [("read_file", {"path": p}) for p in reads])
+        stats, datas = answers[:len(want)], dict(zip(reads, answers[len(want):], strict=True))
+        out: dict[str, Peeked] = {}
+        for path, st in zip(want, stats, strict=True):
+            if isinstance(st, AgentError):
+                raise st
+            got = datas.get(path)
+            data = None if got is None or isinstance(got, AgentError) else got["data"]
+            out[path] = Peeked(stat_of(st), None if data is None else base64.b64decode(data))
+        return out
 
     def listdir(self, path: str) -> list[str]:
         return list(self.call("listdir", path=path)["names"])
@@ -271,6 +288,13 @@ class AgentWriter(ExtentWriter):
         if not self.closed:
             self.closed = True
             self.channel.disconnect()
+
+
+def stat_of(r: dict[str, Any]) -> FileStat | None:
+    """A stat answer as a FileStat (None: the path does not exist)."""
+    if not r["exists"]:
+        return None
+    return FileStat(size=r["size"], allocated=r["allocated"], is_dir=r["is_dir"])
 
 
 def summary_of(raw: dict[str, Any]) -> StreamSummary:

@@ -8,10 +8,12 @@ bytes and digests cross the wire.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
+from ..errors import VmigrateError
 from ..extents import Extent
 from ..modes import DiskFormat, SshMode
 from .deltas import DeltaExtents
@@ -85,6 +87,56 @@ class PathCheck:
 
     ok: bool
     detail: str
+    #: False: not tried, because its answer could not change what runs (``detail`` says why)
+    probed: bool = True
+
+
+class Files(Protocol):
+    """The reads of a datastore that checks use (a :class:`Datastore`, or what was
+    peeked of one)."""
+
+    def stat(self, path: str) -> FileStat | None: ...
+    def read_file(self, path: str) -> bytes: ...
+    def listdir(self, path: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Peeked:
+    """One path as :meth:`Datastore.peek` found it."""
+
+    stat: FileStat | None  #: None: the path does not exist
+    #: the file's bytes when asked for and readable; None: not asked, absent, a folder,
+    #: or unreadable (reading it again raises why)
+    data: bytes | None = None
+
+
+class PeekedFiles:
+    """A datastore's files as :meth:`Datastore.peek` found them; what was not peeked (or
+    was unreadable) is asked of the datastore, after ``before_asking`` (e.g. waiting for
+    another thread that still uses the datastore)."""
+
+    def __init__(self, ds: Files, peeked: dict[str, Peeked],
+                 before_asking: Callable[[], None] | None = None) -> None:
+        self.ds, self.peeked, self.before_asking = ds, peeked, before_asking
+
+    def _ask(self) -> Files:
+        if self.before_asking is not None:
+            self.before_asking()
+        return self.ds
+
+    def stat(self, path: str) -> FileStat | None:
+        if path in self.peeked:
+            return self.peeked[path].stat
+        return self._ask().stat(path)
+
+    def read_file(self, path: str) -> bytes:
+        got = self.peeked.get(path)
+        if got is not None and got.data is not None:
+            return got.data
+        return self._ask().read_file(path)  # not peeked, or unreadable: it says why
+
+    def listdir(self, path: str) -> list[str]:
+        return self._ask().listdir(path)
 
 
 @dataclass(frozen=True)
@@ -190,6 +242,21 @@ class Datastore(abc.ABC):
     @abc.abstractmethod
     def algorithms(self) -> list[str]:
         """Hash algorithms the agent offers, best first."""
+
+    def peek(self, paths: Sequence[str], read: Sequence[str] = ()) -> dict[str, Peeked]:
+        """Every path of ``paths`` and ``read`` stat'ed, and the files of ``read`` read
+        (small files: markers, claims), in as few round trips as the data plane can: one
+        request each here; an agent takes them all in one (:class:`AgentDatastore`), which
+        is what a check looking at many paths on a far host saves.  Changes nothing."""
+        out: dict[str, Peeked] = {}
+        for path in dict.fromkeys([*paths, *read]):
+            st = self.stat(path)
+            data = None
+            if path in read and st is not None and not st.is_dir:
+                with contextlib.suppress(VmigrateError):
+                    data = self.read_file(path)
+            out[path] = Peeked(st, data)
+        return out
 
     # --- optional capabilities: each default says "not supported" -----------------------
     def transfer_modes(self, dst: Datastore) -> TransferModes | None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..control.host import VmInfo
-from ..dataplane.datastore import Datastore
+from ..dataplane.datastore import Datastore, Files
 from ..errors import MigrationClaimed, ParameterError, VmigrateError
 from .context import Migration
 
@@ -37,9 +37,10 @@ def _ds(m: Migration, vm: VmInfo) -> Datastore:
     return m.src_ds(vm.datastore)
 
 
-def read_claim(m: Migration, vm: VmInfo) -> dict[str, Any] | None:
-    """The claim on ``vm``, None when there is none; an unreadable one names no migration."""
-    ds, path = _ds(m, vm), claim_path(vm)
+def read_claim(m: Migration, vm: VmInfo, files: Files | None = None) -> dict[str, Any] | None:
+    """The claim on ``vm``, None when there is none; an unreadable one names no migration.
+    ``files``: the VM's datastore as preflight peeked it (default: asked now)."""
+    ds, path = files or _ds(m, vm), claim_path(vm)
     if ds.stat(path) is None:
         return None
     try:
@@ -90,10 +91,11 @@ def foreign_claim(m: Migration, vm: VmInfo) -> dict[str, Any] | None:
     return claim
 
 
-def take_claim(m: Migration, vm: VmInfo) -> None:
-    """Claim ``vm`` for this migration (idempotent); another migration's claim is refused."""
+def take_claim(m: Migration, vm: VmInfo, files: Files | None = None) -> None:
+    """Claim ``vm`` for this migration (idempotent); another migration's claim is refused.
+    ``files``: the claim as just peeked (the check after writing it always asks again)."""
     mid = m.workspace.state.migration_id
-    claim = read_claim(m, vm)
+    claim = read_claim(m, vm, files)
     if claim is not None and claim.get("migration_id") == mid:
         return
     if claim is not None:

@@ -28,10 +28,10 @@ import time
 from typing import Any
 
 from ..control.host import DiskInfo, VmInfo
-from ..dataplane.datastore import Datastore
+from ..dataplane.datastore import Datastore, Files, PeekedFiles
 from ..errors import DestinationExists, DiskMismatch, VmigrateError
 from ..units import fmt_bytes
-from .claim import take_claim
+from .claim import claim_path, take_claim
 from .context import OWNER_MARKER, Migration
 from .progress import PhaseReached
 
@@ -74,7 +74,7 @@ def pending_marker(folder: str) -> str:
     return posixpath.join(head, f".{tail}{OWNER_MARKER}")
 
 
-def read_marker(ds: Datastore, path: str) -> dict[str, Any] | None:
+def read_marker(ds: Files, path: str) -> dict[str, Any] | None:
     """An owner marker's content; None when absent; an unreadable one names no migration."""
     if ds.stat(path) is None:
         return None
@@ -85,7 +85,7 @@ def read_marker(ds: Datastore, path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {"migration_id": "unknown"}
 
 
-def owned_by(ds: Datastore, folder: str, mid: str | None) -> bool:
+def owned_by(ds: Files, folder: str, mid: str | None) -> bool:
     """Whether ``folder`` is migration ``mid``'s: its marker inside, or (after a crash
     between making the folder and marking it) an empty folder with ``mid``'s pending marker."""
     if mid is None:
@@ -100,7 +100,7 @@ def owned_by(ds: Datastore, folder: str, mid: str | None) -> bool:
     return not leftovers  # we made it and wrote nothing in it yet
 
 
-def other_pending(ds: Datastore, folder: str, mid: str | None) -> str | None:
+def other_pending(ds: Files, folder: str, mid: str | None) -> str | None:
     """The id of another migration that is creating ``folder`` (or was killed doing it)."""
     pending = read_marker(ds, pending_marker(folder))
     if pending is None or (mid is not None and pending.get("migration_id") == mid):
@@ -108,22 +108,23 @@ def other_pending(ds: Datastore, folder: str, mid: str | None) -> str | None:
     return str(pending.get("migration_id"))
 
 
-def _claim_folder(m: Migration, vm: VmInfo, ds: Datastore) -> None:
-    """Make Bob's folder and its owner marker, crash-safely (see the module docstring)."""
+def _claim_folder(m: Migration, vm: VmInfo, ds: Datastore, seen: Files) -> None:
+    """Make Bob's folder and its owner marker, crash-safely (see the module docstring).
+    ``seen``: ``ds`` as peeked just before, read until the first change."""
     folder = m.dest_folder
     mid = m.workspace.state.migration_id
     marker = f"{folder}/{OWNER_MARKER}"
     pending = pending_marker(folder)
-    if ds.stat(marker) is not None and owned_by(ds, folder, mid):
-        if ds.stat(pending) is not None:
+    if seen.stat(marker) is not None and owned_by(seen, folder, mid):
+        if seen.stat(pending) is not None:
             ds.remove(pending)  # killed after the marker, before this
         return
     record = json.dumps({
         "migration_id": mid, "source_vm": vm.name, "source_uuid": vm.uuid,
         "source_host": vm.host, "workspace": str(m.workspace.root), "created": time.time(),
     }, indent=2).encode()
-    if ds.stat(folder) is None:
-        other = other_pending(ds, folder, mid)
+    if seen.stat(folder) is None:
+        other = other_pending(seen, folder, mid)
         if other is not None:
             raise DestinationExists(
                 f"migration {other} is creating the destination folder [{ds.name}] {folder}",
@@ -131,7 +132,7 @@ def _claim_folder(m: Migration, vm: VmInfo, ds: Datastore) -> None:
                 f"it was abandoned, remove [{ds.name}] {pending}",
                 folder=folder, datastore=ds.name, migration_id=other,
             )
-        if ds.stat(pending) is None:
+        if seen.stat(pending) is None:
             ds.write_file(pending, record, exclusive=True)
         ds.makedirs(folder)
     if not owned_by(ds, folder, mid):  # preflight refuses this; someone was quicker since
@@ -148,17 +149,22 @@ def prepare_destination(m: Migration, vm: VmInfo) -> None:
     """Create Bob's folder, owner marker and sparse disks where missing; grow grown ones;
     note the disks Alice no longer has.  Every check runs before the first change."""
     ds = m.dst_ds()
-    take_claim(m, vm)  # one migration per source VM, before anything is made for it
-    _claim_folder(m, vm, ds)
+    claim = claim_path(vm)  # each side's reads in one round trip (Datastore.peek)
+    src = m.src_ds(vm.datastore)
+    take_claim(m, vm, PeekedFiles(src, src.peek([], [claim])))
+    folder = m.dest_folder
+    seen = PeekedFiles(ds, ds.peek([folder, *(m.dest_disk_path(d) for d in vm.disks)],
+                                   [f"{folder}/{OWNER_MARKER}", pending_marker(folder)]))
+    _claim_folder(m, vm, ds, seen)
     m.workspace.state.dest = {"datastore": ds.name, "folder": m.dest_folder}
-    sizes = _check_copies(m, vm, ds)
+    sizes = _check_copies(m, vm, seen)
     for d in vm.disks:
         _make_copy(m, ds, d, sizes[d.key])
     _note_removed(m, vm)
     m.workspace.save()
 
 
-def _check_copies(m: Migration, vm: VmInfo, ds: Datastore) -> dict[int, int | None]:
+def _check_copies(m: Migration, vm: VmInfo, seen: Files) -> dict[int, int | None]:
     """Each disk's copy size (None: none yet); raises before any change when a new disk
     would land on a kept copy or a copy has a size no cycle left."""
     state = m.workspace.state
@@ -173,7 +179,7 @@ def _check_copies(m: Migration, vm: VmInfo, ds: Datastore) -> dict[int, int | No
                 hint="move the kept copy away on the destination (and out of this "
                 "migration), or give the new disk another file name",
                 disk=d.key, dest_path=m.dest_disk_path(d))
-        st = ds.stat(m.dest_disk_path(d))
+        st = seen.stat(m.dest_disk_path(d))
         if st is not None and st.size != d.capacity:
             err = size_mismatch(m, d, st.size)
             if err is not None:

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 from ..control.host import VMIGRATE_SNAPSHOT_PREFIX
-from ..dataplane.datastore import TransferModes
+from ..dataplane.datastore import Datastore, TransferModes
 from ..errors import (
     ChangeTrackingOff,
     CodecUnavailable,
@@ -31,6 +31,7 @@ from .claim import claim_path, claimed_error, describe, own_id, read_claim
 from .context import OWNER_MARKER, Migration
 from .destination import other_pending, owned_by, read_marker
 from .identity import alice_at_dest, identity_checks, registered_where
+from .preflight_ahead import Lookahead, files_of
 from .preflight_model import Check, PreflightContext, PreflightReport
 from .preflight_space import SPACE_MARGIN, destination_disks, destination_space, storage
 from .progress import CheckReported
@@ -45,9 +46,14 @@ def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightRe
     to another migration until the identity check has passed).
     """
     report = PreflightReport()
-    for check in _run_checks(m, PreflightContext(report)):
-        report.checks.append(check)
-        m.reporter.event(CheckReported(name=check.name, ok=check.ok, detail=check.detail))
+    ctx = PreflightContext(report)
+    try:
+        for check in _run_checks(m, ctx):
+            report.checks.append(check)
+            m.reporter.event(CheckReported(name=check.name, ok=check.ok, detail=check.detail))
+    finally:
+        if ctx.ahead is not None:  # a check that ended early leaves the handles to no one
+            ctx.ahead.settle()
     err = report.first_error()
     if err is not None and raise_on_failure:
         raise err
@@ -84,14 +90,18 @@ def source_vm(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
 def open_data_plane(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """Open every datastore handle the checks will use, now: over SSH each starts its
     agent without waiting for it, so the hosts start theirs at the same time and while
-    the control-plane checks run (each start is a python3 start on its host).  No line:
-    a handle that cannot open is reported by the check that needs it."""
+    the control-plane checks run (each start is a python3 start on its host); then asks
+    them, on a thread, every question the later checks have (:mod:`.preflight_ahead`).
+    No line: a handle that cannot open is reported by the check that needs it."""
+    src: dict[str, Datastore] = {}
     for name in dict.fromkeys(d.datastore for d in ctx.vm.disks):
         with contextlib.suppress(VmigrateError):
-            m.src_ds(name)
+            src[name] = m.src_ds(name)
+    dst = None
     with contextlib.suppress(VmigrateError):
         if m.dest_datastore_name in m.dest.datastores():
-            m.dst_ds()
+            dst = m.dst_ds()
+    ctx.ahead = Lookahead(m, ctx.vm, src, dst)
     return iter(())
 
 
@@ -182,7 +192,7 @@ def snapshots(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
 def source_claim(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """One migration per source VM: another migration's claim is refused and named."""
     vm = ctx.vm
-    claim = read_claim(m, vm)
+    claim = read_claim(m, vm, files_of(ctx, m.src_ds(vm.datastore)))
     if claim is not None and claim.get("migration_id") != own_id(m):
         yield Check("source claim", False, f"claimed by {describe(claim)}",
                     claimed_error(m, vm, claim))
@@ -214,7 +224,8 @@ def transfer_mode(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     cannot work fails here."""
     dst = ctx.ds
     for name in dict.fromkeys(d.datastore for d in ctx.vm.disks):
-        modes = m.src_ds(name).transfer_modes(dst)
+        modes = (ctx.ahead.transfer_modes(name) if ctx.ahead is not None
+                 else m.src_ds(name).transfer_modes(dst))
         if modes is not None:
             yield _mode_line(m, f"[{name}] -> [{dst.name}]", modes)
 
@@ -223,7 +234,8 @@ def _mode_line(m: Migration, where: str, modes: TransferModes) -> Check:
     """One preflight line from what the data plane says about the data paths."""
     wanted, relay, direct = modes.requested, modes.relay, modes.direct
     src_host, dst_host = m.params.source.host, m.params.destination.host
-    direct_txt = (f"direct possible: {direct.detail}" if direct.ok
+    direct_txt = ("direct not probed" if not direct.probed else
+                  f"direct possible: {direct.detail}" if direct.ok
                   else f"direct not possible: {direct.detail}")
     relay_txt = "relay possible" if relay.ok else f"relay not possible: {relay.detail}"
     if wanted == "direct" and not direct.ok:
@@ -266,7 +278,7 @@ def identity(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
 
 def destination_name(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """No other VM called Bob, and Bob's folder free or this migration's own."""
-    p, ds, folder = m.params, ctx.ds, m.dest_folder
+    p, ds, folder = m.params, files_of(ctx, ctx.ds), m.dest_folder
     state = m.workspace.current
     mid = state.migration_id if state is not None else None
     marker = read_marker(ds, f"{folder}/{OWNER_MARKER}")

@@ -4,11 +4,14 @@ and :mod:`.preflight_space`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..control.host import VmInfo
 from ..dataplane.datastore import Datastore
 from ..errors import VmigrateError
+
+if TYPE_CHECKING:
+    from .preflight_ahead import Lookahead
 
 
 @dataclass
@@ -49,6 +52,7 @@ class PreflightContext:
     report: PreflightReport
     dest_ds: Datastore | None = None  #: the destination datastore, once found
     ours_at_dest: bool = False  #: Bob's folder exists and is this migration's
+    ahead: Lookahead | None = None  #: the data-plane questions asked ahead (data plane check)
 
     @property
     def vm(self) -> VmInfo:

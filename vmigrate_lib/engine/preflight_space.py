@@ -16,6 +16,7 @@ from ..errors import InsufficientSpace
 from ..units import fmt_bytes
 from .context import Migration
 from .destination import growth, size_mismatch
+from .preflight_ahead import files_of
 from .preflight_model import Check, PreflightContext
 
 #: Keep this much free on the destination beyond what the copy needs.
@@ -55,12 +56,13 @@ def destination_disks(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     the destination will still allocate (``report.bytes_needed``, :func:`will_allocate`)."""
     needed = 0
     dst_probe = ctx.ds.storage_probe()
+    dst_files = files_of(ctx, ctx.ds)
     for d in ctx.vm.disks:
         src = m.src_ds(d.datastore)
-        src_stat = src.stat(d.path)
+        src_stat = files_of(ctx, src).stat(d.path)
         src_alloc = will_allocate(d, src_stat.allocated if src_stat else d.capacity,
                                   src.storage_probe(), dst_probe)
-        dst_stat = ctx.ds.stat(m.dest_disk_path(d)) if ctx.ours_at_dest else None
+        dst_stat = dst_files.stat(m.dest_disk_path(d)) if ctx.ours_at_dest else None
         if dst_stat is not None and dst_stat.size != d.capacity:
             err = size_mismatch(m, d, dst_stat.size)
             if err is not None:

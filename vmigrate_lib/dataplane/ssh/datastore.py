@@ -16,6 +16,7 @@ from ..datastore import (
     Datastore,
     ExtentWriter,
     PathCheck,
+    Peeked,
     StreamSummary,
     TransferMode,
     TransferModes,
@@ -139,6 +140,14 @@ class SshAgentDatastore(AgentDatastore):
         self.transport.conn.agent_ran()  # it answered: its file is installed and checked
         return out
 
+    def peek(self, paths: Sequence[str], read: Sequence[str] = ()) -> dict[str, Peeked]:
+        """In one round trip (see :meth:`AgentDatastore.peek`), repeated after a lost
+        connection (stat and read change nothing)."""
+        once = super().peek
+        out = self.channel.retrying("peek lost its connection").call(lambda: once(paths, read))
+        self.transport.conn.agent_ran()
+        return out
+
     def close(self) -> None:
         """Say goodbye to the agent (if it is still there), then give the SSH connection
         back (a shared one closes with its last user)."""
@@ -210,11 +219,14 @@ class SshAgentDatastore(AgentDatastore):
         """The requested mode and which data paths to ``dst`` work (None when ``dst``
         is not reached over SSH: then bytes are relayed, there is no choice).
 
-        Changes nothing (the direct probe starts and stops an agent on the peer).
+        Changes nothing (the direct probe starts and stops an agent on the peer).  With
+        relay asked for, direct mode is not probed: its answer would change nothing.
         """
         if not isinstance(dst, SshAgentDatastore):
             return None
-        checks = {c.mode: PathCheck(c.ok, c.detail) for c in check_modes(self, dst)}
+        probe = self.settings.mode != "relay"
+        checks = {c.mode: PathCheck(c.ok, c.detail, probed=probe)
+                  for c in check_modes(self, dst, probe=probe)}
         if self.settings.mode == "auto":  # the cycles use this answer (no second probe)
             self.direct.direct_ok[(dst.settings.host, dst.settings.port)] = checks["direct"].ok
             self.channel.events.append({"event": "mode", "why": checks["direct"].detail,

@@ -197,8 +197,9 @@ class ModeCheck:
     detail: str
 
 
-def check_modes(src: Datastore, dst: Datastore) -> list[ModeCheck]:
-    """Which data paths work between two datastores (changes nothing)."""
+def check_modes(src: Datastore, dst: Datastore, probe: bool = True) -> list[ModeCheck]:
+    """Which data paths work between two datastores (changes nothing); direct mode only
+    with ``probe`` (else its line says it was not probed)."""
     out: list[ModeCheck] = []
     try:
         src.free_space()
@@ -206,7 +207,9 @@ def check_modes(src: Datastore, dst: Datastore) -> list[ModeCheck]:
         out.append(ModeCheck("relay", True, f"this machine reaches {src.name} and {dst.name}"))
     except AgentError as exc:
         out.append(ModeCheck("relay", False, exc.one_line()))
-    if isinstance(src, AgentDatastore):
+    if not probe:
+        out.append(ModeCheck("direct", False, "not probed (relay is requested)"))
+    elif isinstance(src, AgentDatastore):
         ok, why = probe_direct(src, dst)
         out.append(ModeCheck("direct", ok, why))
     else:
