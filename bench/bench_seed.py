@@ -272,10 +272,12 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str]) 
                     disk = cyc["disks"][0]
                     row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
                                   "codec": disk.get("codec", ""), "wire": disk.get("bytes_wire", 0),
+                                  "frames": [disk.get("frames_packed"), disk.get("frames_raw")],
                                   "cycle_s": cyc.get("duration"), "phases": cyc.get("phases")}
                     print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
                           f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'} codec={disk.get('codec')} "
-                          f"wire={disk.get('bytes_wire', 0) / MiB:.0f} MiB cycle "
+                          f"wire={disk.get('bytes_wire', 0) / MiB:.0f} MiB "
+                          f"frames packed/raw={disk.get('frames_packed')}/{disk.get('frames_raw')} cycle "
                           f"{cyc.get('duration', 0):.1f} s {_phases(cyc)}", flush=True)
                     shutil.rmtree(work / f"lab-{mode}-{compress or 'off'}", ignore_errors=True)
             results[name] = row

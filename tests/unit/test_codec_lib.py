@@ -107,3 +107,19 @@ def test_preference_module_then_library_then_tool() -> None:
                          text=True, check=True, env={"PATH": os.environ.get("PATH", "")})
     want = sorted({"zlib": "module", "zstd": "lib", "lz4": "lib"}.items())
     assert out.stdout.strip() == f"{want} zstd-lib", out.stdout
+
+
+def test_module_codec_from_many_threads() -> None:
+    """Where python has zstandard (the venv here), the packer's threads each get their
+    own compressor and decompressor: python-zstandard's objects are not thread safe
+    (https://python-zstandard.readthedocs.io/en/latest/compressor.html, "assume instances
+    are not thread safe").  Before: one shared ZstdCompressor; eight threads at once
+    crashed the process (Segmentation fault)."""
+    if proto.CODEC_IMPL.get("zstd") != "module":
+        pytest.skip("no zstandard module in this python")
+    _flag, compress, decompress = proto.CODECS["zstd"]
+    parts = [os.urandom(256 * 1024).hex().encode() * 2 + bytes([i]) * 999 for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        packed = list(pool.map(lambda b: compress(b, 1), parts))
+        back = list(pool.map(decompress, packed))
+    assert back == parts

@@ -3,9 +3,12 @@
 zlib and zstandard release the GIL while they work, so several threads compress several
 chunks at once (an ESXi host has many cores; one core of zlib -1 is below 1 Gbit/s).
 Like zstd's ``--adapt``, the packer measures what it delivers: windows of chunks sent
-compressed and, now and then, a window sent as is; the faster mode (disk bytes per second,
-the link and the codec both counted) carries on.  A chunk that does not shrink by 10% goes
-as it is and pauses compression for a while.  Python 3.5, stdlib only.
+compressed and, when the codec held the stream back (the sender waited for its results
+for a fifth of the window or more), a window sent as is; the faster mode (disk bytes per
+second, the link and the codec both counted) carries on.  While the codec keeps ahead of
+the link nothing is probed: sending as is could only be slower.  A chunk that does not
+shrink by 10% goes as it is; MISSES of them in a row pause compression for a while (one
+incompressible file in a disk of text does not stop it).  Python 3.5, stdlib only.
 """
 
 import os
@@ -29,7 +32,13 @@ except ImportError:  # pragma: no cover
 
 WINDOW = 16  #: chunks per measured window
 PROBE_EVERY = 8  #: compressed windows between two windows sent as is
-PAUSE = 16  #: chunks sent as they are after one that did not shrink
+PAUSE = 16  #: chunks sent as they are after MISSES in a row that did not shrink
+MISSES = 3
+CODEC_BOUND = 0.2  #: a window whose sender waited this share of it for the codec
+#: chunks a probe sends as they are before its rate counts: the first ones fill the
+#: buffers the compressed stream left empty (pipe, ssh's channel window, the socket's)
+#: at memory speed, and would make sending as is look faster than the link
+WARM = 8
 
 
 class Packer(object):
@@ -57,7 +66,9 @@ class Packer(object):
         self.left = 1  # windows left before the mode changes (the first is short)
         self.probing = False
         self.rates = {True: 0.0, False: 0.0}  # disk bytes/s: as is, compressed
-        self.win = [0, 0, 0.0]  # chunks, disk bytes, start
+        self.win = [0, 0, 0.0, 0.0]  # chunks, disk bytes, start, seconds waiting for the codec
+        self.misses = 0  # chunks in a row that did not shrink
+        self.warm = 0  # chunks of the probe still to send before its window counts
         self.stats = {"packed": 0, "raw": 0, "no_gain": 0, "off_for_rate": 0, "wire": 0}
 
     def emit(self, ftype, payload, arg):
@@ -90,12 +101,18 @@ class Packer(object):
         flags = 0
         size = len(payload)
         if fut is not None:
+            if not fut.done():
+                t = time.time()
+                out = fut.result()
+                self.win[3] += time.time() - t
             out = fut.result()
             if len(out) > size * 0.9:
-                self.skip = PAUSE
+                self.misses += 1
+                if self.misses >= MISSES:
+                    self.skip, self.misses = PAUSE, 0
                 self.stats["no_gain"] += 1
             else:
-                payload, flags = out, self.flag
+                payload, flags, self.misses = out, self.flag, 0
         if ftype == DATA:
             self.stats["packed" if flags else "raw"] += 1
         self.send(ftype, payload, arg, flags)
@@ -108,6 +125,9 @@ class Packer(object):
 
         A long run in one mode is followed by a one-window probe of the other; after the
         probe, the faster of the two measured rates runs for the next PROBE_EVERY windows."""
+        if self.warm:
+            self.warm -= 1
+            return
         win = self.win
         if win[0] == 0:
             win[2] = time.time()
@@ -115,9 +135,13 @@ class Packer(object):
         win[1] += size
         if win[0] < WINDOW:
             return
-        self.rates[self.raw_window] = win[1] / max(time.time() - win[2], 1e-6)
-        self.win = [0, 0, 0.0]
+        took = max(time.time() - win[2], 1e-6)
+        self.rates[self.raw_window] = win[1] / took
+        self.win = [0, 0, 0.0, 0.0]
         self.left -= 1
+        if not self.raw_window and not self.probing and win[3] < CODEC_BOUND * took:
+            self.left = max(self.left, 1)  # the link holds the stream back: no probe
+            return
         if self.left > 0:
             return
         if self.probing:
@@ -127,6 +151,7 @@ class Packer(object):
             self.left, self.probing = PROBE_EVERY, False
         else:
             self.raw_window, self.left, self.probing = not self.raw_window, 1, True
+            self.warm = WARM if self.raw_window else 0
 
 
 class Unpacker(object):

@@ -55,22 +55,34 @@ FEATURES = ["compress", "push", "probe_peer", "bwlimit", "delta_formats"]
 
 
 def _zstd_module():
-    """zstd through the zstandard module (absent on ESXi), or None."""
+    """zstd through the zstandard module (absent on ESXi), or None.  One compressor and
+    one decompressor per thread: the packer's threads run at once, and python-zstandard's
+    objects are not thread safe (a shared one crashed the process)."""
     try:
         import zstandard
     except ImportError:
         return None
-    compressors = {}
+    import threading
+
+    mine = threading.local()
 
     def zc(b, lvl):
-        c = compressors.get(lvl)
+        cs = getattr(mine, "c", None)
+        if cs is None:
+            cs = mine.c = {}
+        c = cs.get(lvl)
         if c is None:
-            c = compressors[lvl] = zstandard.ZstdCompressor(level=lvl)
+            c = cs[lvl] = zstandard.ZstdCompressor(level=lvl)
         return c.compress(b)
 
-    dctx = zstandard.ZstdDecompressor()
-    # a frame from the zstd tool has no content size: bounded by MAX_PAYLOAD
-    return zc, lambda b: dctx.decompress(b, max_output_size=MAX_PAYLOAD)
+    def zd(b):
+        d = getattr(mine, "d", None)
+        if d is None:
+            d = mine.d = zstandard.ZstdDecompressor()
+        # a frame from the zstd tool has no content size: bounded by MAX_PAYLOAD
+        return d.decompress(b, max_output_size=MAX_PAYLOAD)
+
+    return zc, zd
 
 
 def _codecs(path=None):
