@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the tests.peers package
 
 from tests.peers import netns as peers_netns  # noqa: E402
-from tests.peers import sshd as peers_sshd  # noqa: E402
-from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
+from tests.peers.hostpair import namespace_pair  # noqa: E402
+from tests.peers.sshd import SshHost  # noqa: E402
 from vmigrate_lib.control.lab import LabHost  # noqa: E402
 from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
 from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
@@ -56,25 +55,8 @@ MiB = 1 << 20
 @contextlib.contextmanager
 def shaped_hosts(work: Path, rate: str) -> Iterator[tuple[SshHost, SshHost]]:
     """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
-    topo = peers_netns.Topology(("a", "b"), rate=rate, delay=None)
-    servers = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        topo.create()
-    try:
-        client = SshKeyPair.generate(work, "client")
-        for role in ("a", "b"):
-            servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
-                                                 client_key=client))
-        kh = peers_sshd.write_known_hosts(work / "known_hosts", [s.host for s in servers])
-        from dataclasses import replace
-
-        yield (replace(servers[0].host, known_hosts_path=kh),
-               replace(servers[1].host, known_hosts_path=kh))
-    finally:
-        for s in servers:
-            s.stop()
-        topo.close()
+    with namespace_pair(work, rate) as pair:
+        yield pair.a, pair.b
 
 
 def host_params(name: str, root: Path, ssh: SshHost | None) -> dict[str, Any]:

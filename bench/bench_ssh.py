@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the test
 
 from tests.peers import netns as peers_netns  # noqa: E402
 from tests.peers import sshd as peers_sshd  # noqa: E402
-from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
+from tests.peers.hostpair import namespace_pair  # noqa: E402
+from tests.peers.sshd import SshHost  # noqa: E402
 from vmigrate_lib.dataplane import open_ssh_datastore  # noqa: E402
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore  # noqa: E402
 from vmigrate_lib.dataplane.sshconfig import RFC4344_AES_BYTES, DirectRoute, SshSettings  # noqa: E402
@@ -236,27 +236,10 @@ def delta_cycle(a: SshHost, b: SshHost, route: DirectRoute, work: Path, disk_mib
 
 @contextlib.contextmanager
 def namespace_hosts(work: Path) -> Iterator[tuple[SshHost, SshHost, SshHost, DirectRoute]]:
-    topo = peers_netns.Topology(("a", "b"), rate="1gbit", delay="1ms")
-    servers = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        topo.create()
-    try:
-        client = SshKeyPair.generate(work, "client")
-        peer = SshKeyPair.generate(work, "peer")
-        for role in ("a", "b"):
-            servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
-                                                 client_key=client, authorized_keys=[peer.pub_line]))
-        kh = peers_sshd.write_known_hosts(work / "known_hosts", [s.host for s in servers])
-        a, b = servers[0].host, servers[1].host
-        from dataclasses import replace
-
-        a_to_b = replace(b, key_path=peer.path, known_hosts_path=kh)
-        yield a, b, a_to_b, DirectRoute(identity=peer.path, known_hosts=kh)
-    finally:
-        for s in servers:
-            s.stop()
-        topo.close()
+    """sshd for hosts a and b in namespaces behind 1 Gbit/s links; b as a reaches it."""
+    with namespace_pair(work, "1gbit", "1ms") as pair:
+        yield (pair.servers["a"].host, pair.servers["b"].host, pair.a_to_b,
+               DirectRoute(identity=pair.peer_key.path, known_hosts=pair.known_hosts))
 
 
 def ratios(r: dict[str, float]) -> dict[str, float]:

@@ -26,8 +26,9 @@ import pytest
 from tests.peers import netns as peers_netns
 from tests.peers import sshd as peers_sshd
 from tests.peers import sshusers
-from tests.peers.netns import Link, Topology
-from tests.peers.sshd import SshdServer, SshHost, SshKeyPair
+from tests.peers.hostpair import namespace_pair
+from tests.peers.netns import Link
+from tests.peers.sshd import SshHost
 from tests.ssh.sshdp import SshHosts
 
 DEFAULT_RATE = "1gbit"
@@ -83,37 +84,12 @@ def ssh_hosts() -> Iterator[SshHosts]:
     peers_sshd.cleanup_stale_dirs()
     wd = tempfile.mkdtemp(prefix=f"vmg-peers-{os.getpid()}-")
     os.chmod(wd, 0o755)
-    topo = Topology(("a", "b"), rate=DEFAULT_RATE, delay=DEFAULT_DELAY)
-    servers: dict[str, SshdServer] = {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no sch_netem" is reported via Link.delay_applied
-            topo.create()
-        client = SshKeyPair.generate(wd, "client_ed25519", comment="vmigrate-test-client")
-        peer = SshKeyPair.generate(wd, "peer_ed25519", comment="vmigrate-test-peer")
-        for role in topo.links:
-            servers[role] = peers_sshd.start_sshd(
-                role,
-                ip=topo.ip(role),
-                netns=topo.netns(role),
-                client_key=client,
-                authorized_keys=[peer.pub_line],
-            )
-        kh = peers_sshd.write_known_hosts(
-            os.path.join(wd, "known_hosts"), [s.host for s in servers.values()]
-        )
-        yield SshHosts(
-            topology=topo,
-            servers=servers,
-            client_key=client,
-            peer_key=peer,
-            known_hosts_path=kh,
-            workdir=wd,
-        )
+        with namespace_pair(wd, DEFAULT_RATE, DEFAULT_DELAY, tag="_ed25519") as pair:
+            yield SshHosts(topology=pair.topology, servers=pair.servers,
+                           client_key=pair.client_key, peer_key=pair.peer_key,
+                           known_hosts_path=pair.known_hosts, workdir=wd)
     finally:
-        for s in servers.values():
-            s.stop()
-        topo.close()
         shutil.rmtree(wd, ignore_errors=True)
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +98,7 @@ def ssh_pair() -> Iterator[tuple[Any, Any, str]]:
     system, so a simulator's datastore folder is reachable from either sshd."""
     from tests.peers import netns as peers_netns
     from tests.peers import sshd as peers_sshd
+    from tests.peers.hostpair import namespace_pair
 
     if not os.access(peers_sshd.SSHD, os.X_OK):
         pytest.skip(f"{peers_sshd.SSHD} not found (install openssh-server)")
@@ -110,19 +110,8 @@ def ssh_pair() -> Iterator[tuple[Any, Any, str]]:
     peers_sshd.cleanup_stale_dirs()
     wd = tempfile.mkdtemp(prefix=f"vmg-vsphere-{os.getpid()}-")
     os.chmod(wd, 0o755)
-    topo = peers_netns.Topology(("a", "b"), rate="1gbit", delay="1ms")
-    servers: list[Any] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # no sch_netem: delay not applied, rate is
-            topo.create()
-        client = peers_sshd.SshKeyPair.generate(wd, "client_ed25519", comment="vmigrate-vsphere")
-        for role in ("a", "b"):
-            servers.append(peers_sshd.start_sshd(
-                f"vsphere-{role}", ip=topo.ip(role), netns=topo.netns(role), client_key=client))
-        yield servers[0].host, servers[1].host, "netns"
+        with namespace_pair(wd, "1gbit", "1ms", prefix="vsphere-") as pair:
+            yield pair.servers["a"].host, pair.servers["b"].host, "netns"
     finally:
-        for srv in servers:
-            srv.stop()
-        topo.close()
         shutil.rmtree(wd, ignore_errors=True)
