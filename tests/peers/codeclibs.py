@@ -1,10 +1,10 @@
-"""A process whose dynamic loader finds no libzstd and no liblz4 (as a host without them).
+"""A process whose dynamic loader finds no libzstd, liblz4 nor libxxhash (as a host without them).
 
 Empty files named as the libraries' sonames, first on ``LD_LIBRARY_PATH``: glibc's
 loader takes the first file of that name on the path and refuses it ("file too short",
 dlopen(3)), so the agent's ``ctypes.CDLL("libzstd.so.1")`` fails as where the library is
 absent, while every program that does not load them runs as usual.  Whether ESXi ships
-libzstd or liblz4 is not known here (no ESXi host to look at): this stands for one
+libzstd, liblz4 or libxxhash is not known here (no ESXi host to look at): this stands for one
 that does not.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from vmigrate_lib.dataplane.agent.codeclib import SONAMES
+from vmigrate_lib.dataplane.agent.hashing import XXH_SONAMES
 
 #: the codec tools link liblz4 themselves (Debian's zstd does): a tool run under the mask
 #: gets the system's libraries back through a wrapper that drops the variable
@@ -23,7 +24,7 @@ def mask_dir(folder: str) -> str:
     """``folder`` holding the empty stand-ins (created), for ``LD_LIBRARY_PATH``."""
     os.makedirs(folder, exist_ok=True)
     os.chmod(folder, 0o755)
-    for names in SONAMES.values():
+    for names in (*SONAMES.values(), XXH_SONAMES):
         for name in names:
             path = os.path.join(folder, name)
             with open(path, "wb"):

@@ -13,6 +13,44 @@ except ImportError:  # pragma: no cover
     pass
 
 
+#: the host's libxxhash, where python has no xxhash module (ctypes, as agent/codeclib.py)
+XXH_SONAMES = ("libxxhash.so.0", "libxxhash.so", "libxxhash.0.dylib")
+
+
+def _xxh3_lib():
+    """xxh3_128 through the host's libxxhash: the module's digest exactly (XXH128's
+    canonical form, big-endian high then low 64 bits), so either side may run either.
+    None where the host has no such library (or a pre-0.8 one without XXH3_128bits)."""
+    try:
+        import ctypes
+        import struct
+    except ImportError:  # pragma: no cover - a Python built without ctypes
+        return None
+
+    class Hash128(ctypes.Structure):
+        _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+
+    func = None
+    for soname in XXH_SONAMES:
+        try:
+            func = ctypes.CDLL(soname).XXH3_128bits
+            break
+        except (OSError, AttributeError):
+            continue
+    if func is None:
+        return None
+    func.restype = Hash128
+    func.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    pack = struct.Struct(">QQ").pack
+
+    def digest(b):
+        b = b if isinstance(b, bytes) else bytes(b)
+        h = func(b, len(b))
+        return pack(h.high64, h.low64)
+
+    return digest
+
+
 def _hashers():
     algos = []
     try:
@@ -20,7 +58,9 @@ def _hashers():
 
         algos.append(("xxh3_128", lambda b: xxhash.xxh3_128(b).digest()))
     except ImportError:
-        pass
+        xxh = _xxh3_lib()
+        if xxh is not None:
+            algos.append(("xxh3_128", xxh))
     try:
         import blake3  # optional accelerator, cryptographic, ~4 GB/s
 
