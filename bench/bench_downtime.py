@@ -19,15 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vmigrate_lib import params as params_mod
-from vmigrate_lib.control.lab import LabHost
-from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover, run_rollback
-from vmigrate_lib.engine.cycle import run_cycle
-from vmigrate_lib.engine.sync import run_cycles
-from vmigrate_lib.lab.layout import LabLayout
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up
-from vmigrate_lib.lab.workload import WorkloadSpec
-from vmigrate_lib.session import close_migration, open_migration
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and tests.labkit
+
+from tests.labkit import alice_on_a  # noqa: E402
+from vmigrate_lib import params as params_mod  # noqa: E402
+from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover, run_rollback  # noqa: E402
+from vmigrate_lib.engine.cycle import run_cycle  # noqa: E402
+from vmigrate_lib.engine.sync import run_cycles  # noqa: E402
+from vmigrate_lib.lab.workload import WorkloadSpec  # noqa: E402
+from vmigrate_lib.session import close_migration, open_migration  # noqa: E402
 
 MiB = 1 << 20
 
@@ -41,34 +42,29 @@ def shrink(m: Any, interval: float) -> None:
 
 
 def one(rate: float, base: Path, disk_mib: int, interval: float) -> dict[str, Any]:
-    root = base / "lab"
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice",
-              (disk_mib * MiB, disk_mib * MiB // 2),
-              workload=WorkloadSpec(rate_mb_s=rate, ack_interval=0.5), fill=0.15)
-    a = LabHost(root, "esx-a")
-    a.power_on("alice")
-    a.wait_ready("alice", 60)
-    p = params_mod.validate({
-        "vm": "alice", "dest_name": "bob", "downtime_budget": "60s", "operator": "bench",
-        "source": {"type": "lab", "host": "esx-a", "lab_root": str(root)},
-        "destination": {"type": "lab", "host": "esx-b", "lab_root": str(root)},
-        "workspace": str(base / "ws"),
-    })
-    m = open_migration(p)
-    try:
-        with m.workspace:
-            shrink(m, interval)
-            rehearsal = run_cutover(m, CutoverOptions(force=True))
-            run_rollback(m, confirm_data_loss=True)
-            shrink(m, interval)
-            res = run_cutover(m, CutoverOptions())
-            pred = res.record["prediction"]
-            final = res.record["final_cycle"]
-            fin = [c for c in m.workspace.journal.records("cycle") if c["kind"] == "final"][-1]
-    finally:
-        close_migration(m)
-        lab_down(root, timeout=10)
+    with alice_on_a(base / "lab", (disk_mib * MiB, disk_mib * MiB // 2),
+                    WorkloadSpec(rate_mb_s=rate, ack_interval=0.5), fill=0.15,
+                    ready_timeout=60, down_timeout=10) as root:
+        p = params_mod.validate({
+            "vm": "alice", "dest_name": "bob", "downtime_budget": "60s", "operator": "bench",
+            "source": {"type": "lab", "host": "esx-a", "lab_root": str(root)},
+            "destination": {"type": "lab", "host": "esx-b", "lab_root": str(root)},
+            "workspace": str(base / "ws"),
+        })
+        m = open_migration(p)
+        try:
+            with m.workspace:
+                shrink(m, interval)
+                rehearsal = run_cutover(m, CutoverOptions(force=True))
+                run_rollback(m, confirm_data_loss=True)
+                shrink(m, interval)
+                res = run_cutover(m, CutoverOptions())
+                pred = res.record["prediction"]
+                final = res.record["final_cycle"]
+                fin = [c for c in m.workspace.journal.records("cycle")
+                       if c["kind"] == "final"][-1]
+        finally:
+            close_migration(m)
     meas = res.parts
     dt = res.downtime or 0.0
     return {

@@ -40,12 +40,10 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the tests.peers package
 
+from tests.labkit import alice_on_a  # noqa: E402
 from tests.peers import netns as peers_netns  # noqa: E402
 from tests.peers.hostpair import namespace_pair  # noqa: E402
 from tests.peers.sshd import SshHost  # noqa: E402
-from vmigrate_lib.control.lab import LabHost  # noqa: E402
-from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
-from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
 from vmigrate_lib.lab.workload import WorkloadSpec  # noqa: E402
 from vmigrate_lib.params import CutoverParams  # noqa: E402
 
@@ -109,16 +107,11 @@ def until_converged(work: Path, budget: str, max_cycles: int) -> dict[str, Any]:
 
 def one(link: str, rate: float, base: Path, disk_mib: int, budget: str,
         max_cycles: int) -> dict[str, Any]:
-    root = base / "lab"
-    os.chmod(base, 0o755)
-    lab_up(root, vm="", power_on=False)
-    create_vm(LabLayout(root), "esx-a", "datastore1", "alice",
-              (disk_mib * MiB, disk_mib * MiB // 2),
-              workload=WorkloadSpec(rate_mb_s=rate, ack_interval=0.5), fill=0.15)
-    a = LabHost(root, "esx-a")
-    a.power_on("alice")
-    a.wait_ready("alice", 60)
     with contextlib.ExitStack() as stack:
+        root = stack.enter_context(alice_on_a(
+            base / "lab", (disk_mib * MiB, disk_mib * MiB // 2),
+            WorkloadSpec(rate_mb_s=rate, ack_interval=0.5), fill=0.15, ready_timeout=60,
+            down_timeout=10))
         ssh: tuple[SshHost | None, SshHost | None] = (None, None)
         if link != "local":
             ssh = stack.enter_context(shaped_hosts(base, link))
@@ -129,15 +122,12 @@ def one(link: str, rate: float, base: Path, disk_mib: int, budget: str,
             "workspace": str(base / "ws"),
             "cutover": cutover_params(),
         }))
-        try:
-            first = until_converged(base, budget, max_cycles)
-            vmigrate(base, "cutover", "--force")  # the rehearsal: measures shutdown and boot
-            vmigrate(base, "rollback", "--yes-lose-bob-writes")
-            second = until_converged(base, budget, max_cycles)
-            verdict = second["plan"].get("converged")
-            vmigrate(base, "cutover", *(() if verdict else ("--force",)))
-        finally:
-            lab_down(root, timeout=10)
+        first = until_converged(base, budget, max_cycles)
+        vmigrate(base, "cutover", "--force")  # the rehearsal: measures shutdown and boot
+        vmigrate(base, "rollback", "--yes-lose-bob-writes")
+        second = until_converged(base, budget, max_cycles)
+        verdict = second["plan"].get("converged")
+        vmigrate(base, "cutover", *(() if verdict else ("--force",)))
     return row(link, rate, first, second, journal(base))
 
 

@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def alice_on_a(root: Path, disks: tuple[int, ...], workload: WorkloadSpec | None = None,
-               fill: float = 0.25) -> Iterator[Path]:
+               fill: float = 0.25, ready_timeout: float = 30,
+               down_timeout: float = 5) -> Iterator[Path]:
     """A lab at ``root`` (its parent made 0755, so that any SSH login reads it) with Alice's
     ``disks`` on esx-a's datastore1; with a ``workload`` she is powered on and ready (writing),
-    else off.  The lab goes down on exit."""
+    else off.  The lab goes down on exit.  The tests and the benches build theirs here."""
     os.chmod(root.parent, 0o755)
     lab_up(root, vm="", power_on=False)
     try:
@@ -41,10 +42,10 @@ def alice_on_a(root: Path, disks: tuple[int, ...], workload: WorkloadSpec | None
         if workload is not None:
             a = LabHost(root, "esx-a")
             a.power_on("alice")
-            a.wait_ready("alice", 30)
+            a.wait_ready("alice", ready_timeout)
         yield root
     finally:
-        lab_down(root, timeout=5)
+        lab_down(root, timeout=down_timeout)
 
 
 def lab_host(h: SshHost, name: str, root: Path, **extra: Any) -> dict[str, Any]:
