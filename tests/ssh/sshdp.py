@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tests.labkit import lab_host
 from tests.peers.netns import Topology
 from tests.peers.sshd import SshdServer, SshHost, SshKeyPair
 from vmigrate_lib.dataplane import open_ssh_datastore
@@ -65,6 +68,22 @@ class SshHosts:
         kw.setdefault("timeout", 120)
         check = kw.pop("check", False)
         return subprocess.run(self[role].ssh_argv(command), check=check, **kw)
+
+
+def write_lab_params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str,
+                     **source: Any) -> Path:
+    """``tmp_path/params.yaml``: Alice on esx-a served by host a, Bob to esx-b on host b, in
+    transfer ``mode`` (with the peer key and known_hosts host a needs unless relay)."""
+    src = lab_host(ssh_hosts.a, "esx-a", lab, ssh_mode=mode, **source)
+    if mode != "relay":  # how host a reaches host b: paths on host a
+        src.update(ssh_direct_key=ssh_hosts.peer_key.path,
+                   ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
+    pf = tmp_path / "params.yaml"
+    pf.write_text(yaml.safe_dump({
+        "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
+        "source": src, "destination": lab_host(ssh_hosts.b, "esx-b", lab),
+        "workspace": str(tmp_path / "ws")}))
+    return pf
 
 
 def settings_for(h: SshHost, **kw: Any) -> SshSettings:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
-from tests.labkit import alice_on_a, lab_host, run_cli
+from tests.labkit import alice_on_a, run_cli
+from tests.ssh.sshdp import write_lab_params
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.verify import verify_copy
@@ -50,16 +50,7 @@ def ok(r: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize("mode", ["relay", "direct"])
 def test_sync_certify_cutover_over_ssh(ssh_hosts: SshHosts, lab: Path, tmp_path: Path,
                                        mode: str) -> None:
-    source = lab_host(ssh_hosts.a, "esx-a", lab, ssh_mode=mode, ssh_compress="auto")
-    if mode == "direct":  # how host a reaches host b: paths on host a
-        source.update(ssh_direct_key=ssh_hosts.peer_key.path,
-                      ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump({
-        "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": source, "destination": lab_host(ssh_hosts.b, "esx-b", lab),
-        "workspace": str(tmp_path / "ws"),
-    }))
+    pf = write_lab_params(ssh_hosts, lab, tmp_path, mode, ssh_compress="auto")
 
     if mode == "direct":
         # a direct route that cannot work is a preflight error, before anything changes

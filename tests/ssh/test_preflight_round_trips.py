@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
-from tests.labkit import alice_on_a, lab_host, run_cli
+from tests.labkit import alice_on_a, run_cli
+from tests.ssh.sshdp import write_lab_params
 from vmigrate_lib import params as params_mod
 from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane.agentchannel import AgentChannel
@@ -81,19 +81,6 @@ class Counting:
         monkeypatch.setattr(AgentChannel, "recv_frame", recv_frame)
 
 
-def _params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str) -> Path:
-    source = lab_host(ssh_hosts.a, "esx-a", lab, ssh_mode=mode)
-    if mode != "relay":  # how host a reaches host b: paths on host a
-        source.update(ssh_direct_key=ssh_hosts.peer_key.path,
-                      ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump({
-        "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": source, "destination": lab_host(ssh_hosts.b, "esx-b", lab),
-        "workspace": str(tmp_path / "ws")}))
-    return pf
-
-
 #: round trips of a whole preflight after a seed, summed over both agents: each agent's
 #: handshake and its peek, the relay check's statfs on each, the space check's on b; in
 #: auto mode the direct probe adds one on a
@@ -106,7 +93,7 @@ def test_preflight_round_trips(ssh_hosts: SshHosts, lab: Path, tmp_path: Path,
     """Before: 18 round trips in either mode (16 requests), a probe_peer in relay mode too;
     now at most 7 (relay, no probe_peer) or 8 (auto, one probe_peer), and the lines the
     same checks always printed."""
-    pf = _params(ssh_hosts, lab, tmp_path, mode)
+    pf = write_lab_params(ssh_hosts, lab, tmp_path, mode)
     r = run_cli(pf, "sync", "--cycles", "1", timeout=300)  # the seed: claim, folder, copies
     assert r.returncode == 0, r.stdout + r.stderr
     counting = Counting(monkeypatch)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
-from tests.labkit import alice_on_a, lab_host, run_cli
+from tests.labkit import alice_on_a, run_cli
+from tests.ssh.sshdp import write_lab_params
 from vmigrate_lib.lab.workload import WorkloadSpec
 
 if TYPE_CHECKING:
@@ -57,19 +57,6 @@ def _counts(ssh_hosts: SshHosts, role: str, since: int) -> dict[str, int]:
             "connections from a": count("Connection from", a)}
 
 
-def _params(ssh_hosts: SshHosts, lab: Path, tmp_path: Path, mode: str) -> Path:
-    source = lab_host(ssh_hosts.a, "esx-a", lab, ssh_mode=mode)
-    if mode != "relay":  # how host a reaches host b: paths on host a
-        source.update(ssh_direct_key=ssh_hosts.peer_key.path,
-                      ssh_direct_known_hosts=ssh_hosts.known_hosts_path)
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump({
-        "vm": "alice", "dest_name": "bob", "operator": "test", "downtime_budget": "30s",
-        "source": source, "destination": lab_host(ssh_hosts.b, "esx-b", lab),
-        "workspace": str(tmp_path / "ws")}))
-    return pf
-
-
 #: per delta sync: logins and execs from this machine on each host; logins on b from host a
 #: (the direct probe and the pushes, each an OpenSSH login and an agent started on b) and
 #: TCP connections from a (sshd's "Connection from", logged before any authentication)
@@ -90,7 +77,7 @@ def test_one_login_per_host_per_command(ssh_hosts: SshHosts, lab: Path, tmp_path
     3: the cycles use preflight's answer.  Relay asked for: before, preflight still probed
     direct mode (1 connection from a on b, refused here at a's host key check as a has no
     route configured); now none, the probe could not change what runs."""
-    pf = _params(ssh_hosts, lab, tmp_path, mode)
+    pf = write_lab_params(ssh_hosts, lab, tmp_path, mode)
 
     def sync() -> dict[str, dict[str, int]]:
         marks = {r: len(ssh_hosts.servers[r].log()) for r in ("a", "b")}
