@@ -118,9 +118,14 @@ os.rename(tmp, path)
 sys.stdout.write("replaced\n" if have else "installed\n")
 '''
 
-#: argv: path sha256 agent-args...  Checks folder, file and digest, then runs the agent.
+#: argv: path sha256 agent-args...  Checks folder, file and digest, then runs the agent from
+#: its compiled code: cached beside the file (``<file>.<cache tag>.code``, the same checks
+#: as the file; tied to its digest and this python's exact version), else compiled from
+#: the zip and cached for the next start (a zip's modules are compiled at every import:
+#: ~0.1 s of each agent start here, measured).
 LAUNCH_SCRIPT = _CHECKS + r'''
-import runpy
+import marshal
+from importlib.machinery import ModuleSpec
 path, want = sys.argv[1], sys.argv[2]
 if not os.path.lexists(os.path.dirname(path)):
     sys.exit(98)  # NEED: not installed yet
@@ -130,8 +135,55 @@ if have is None:
     sys.exit(98)
 if have != want:
     refuse("%s: sha256 %s is not the uploaded agent's %s" % (path, have or "(missing)", want))
+tag = want + ":" + sys.version
+cache = "%s.%s.code" % (path, sys.implementation.cache_tag)
+def cached():
+    try:
+        fd = os.open(cache, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        try:
+            got, codes = marshal.loads(f.read())
+        except (EOFError, ValueError, TypeError):
+            return None
+    return codes if got == tag else None
+def compiled():
+    import tempfile, zipfile
+    with zipfile.ZipFile(path) as z:
+        codes = dict((n, compile(z.read(n), path + "/" + n, "exec", dont_inherit=True))
+                     for n in z.namelist() if n.endswith(".py"))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".code-", dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(marshal.dumps((tag, codes)))
+        os.rename(tmp, cache)
+    except OSError:
+        pass  # runs all the same, compiled again next time
+    return codes
+codes = cached() or compiled()
+class Modules(object):
+    def key(self, name):
+        base = name.replace(".", "/")
+        for key, pkg in ((base + "/__init__.py", True), (base + ".py", False)):
+            if key in codes:
+                return key, pkg
+        return None, False
+    def find_spec(self, name, where=None, target=None):
+        key, pkg = self.key(name)
+        if key is None:
+            return None
+        return ModuleSpec(name, self, origin=path + "/" + key, is_package=pkg)
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        exec(codes[self.key(module.__name__)[0]], module.__dict__)
+sys.meta_path.insert(0, Modules())
 sys.argv = [path] + sys.argv[3:]
-runpy.run_path(path, run_name="__main__")
+exec(codes["__main__.py"], {"__name__": "__main__", "__builtins__": __builtins__})
 '''
 
 
