@@ -94,11 +94,12 @@ def last_cycle(work: Path) -> dict[str, Any]:
     return [r for r in journal(work) if r.get("type") == "cycle"][-1]
 
 
-def timed_sync(work: Path) -> dict[str, Any]:
-    """One ``vmigrate sync --cycles 1`` as an operator runs it: wall time fork to exit."""
+def timed_sync(work: Path, tree: Path = ROOT) -> dict[str, Any]:
+    """One ``vmigrate sync --cycles 1`` as an operator runs it: wall time fork to exit
+    (``tree``: the checkout whose vmigrate runs, e.g. an older one to compare)."""
     t0 = time.perf_counter()
     r = subprocess.run(cli_argv(work, "sync", "--cycles", "1"), capture_output=True, text=True,
-                       cwd=ROOT, check=False)
+                       cwd=tree, check=False)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"sync failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
@@ -107,12 +108,13 @@ def timed_sync(work: Path) -> dict[str, Any]:
             "sent": int(c.get("bytes_sent", 0)), "load": os.getloadavg()[0]}
 
 
-def probed_sync(work: Path) -> dict[str, Any]:
-    """The same command under the phase probe (this file run with ``--probe-phases``)."""
+def probed_sync(work: Path, tree: Path = ROOT) -> dict[str, Any]:
+    """The same command under the phase probe (``tree``'s copy of this file run with
+    ``--probe-phases``)."""
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, __file__, PROBE, "sync", "--cycles", "1", "--params",
-                        str(work / "params.yaml")], capture_output=True, text=True, cwd=ROOT,
-                       check=False)
+    r = subprocess.run([sys.executable, str(tree / "bench" / Path(__file__).name), PROBE, "sync",
+                        "--cycles", "1", "--params", str(work / "params.yaml")],
+                       capture_output=True, text=True, cwd=tree, check=False)
     wall = time.perf_counter() - t0
     line = next((x for x in r.stderr.splitlines() if x.startswith("PROBE ")), None)
     if r.returncode != 0 or line is None:
@@ -169,6 +171,29 @@ def probe_main(argv: list[str]) -> int:
         return real_req(self, op, **args)
 
     agentchannel.AgentChannel.request = request  # type: ignore[method-assign]
+    real_flush, real_recv = agentchannel.AgentChannel.flush, agentchannel.AgentChannel.recv_frame
+    waiting: set[int] = set()
+
+    def flush(self: Any) -> None:
+        real_flush(self)
+        waiting.add(id(self))
+
+    def recv_frame(self: Any) -> Any:
+        if id(self) in waiting:  # the first answer after a flush: a round trip
+            waiting.discard(id(self))
+            counts["round trips"] += 1
+        return real_recv(self)
+
+    agentchannel.AgentChannel.flush = flush  # type: ignore[method-assign]
+    agentchannel.AgentChannel.recv_frame = recv_frame  # type: ignore[method-assign]
+    real_requests = getattr(agentchannel.AgentChannel, "requests", None)
+    if real_requests is not None:  # pipelined requests (absent in older trees)
+        def requests(self: Any, calls: Any) -> Any:
+            for op, _args in calls:
+                ops[op] += 1
+            return real_requests(self, calls)
+
+        agentchannel.AgentChannel.requests = requests  # type: ignore[method-assign]
     real_exec = paramiko.Channel.exec_command
 
     def exec_command(self: Any, command: str) -> Any:
@@ -245,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--disk-mib", type=int, default=64, help="first disk; the second is half")
     ap.add_argument("--interval", type=float, default=2.0, help="pause between runs (s)")
     ap.add_argument("--json", default="", help="also write the rows here")
+    ap.add_argument("--before", default="", help="another checkout (e.g. `git archive` of an "
+                    "older commit) whose commands run interleaved with this one's, same links")
     args = ap.parse_args(argv)
     link_bps = parse_rate(args.rate) / 8
     base = Path(tempfile.mkdtemp(prefix="vmg-bench-startup-"))
@@ -266,8 +293,13 @@ def main(argv: list[str] | None = None) -> int:
                 "workspace": str(base / "ws")}))
             seed = timed_sync(base)
             print(f"seed: {seed['wall']:.1f} s wall, cycle {seed['cycle']:.1f} s", file=sys.stderr)
-            plain, probed = [], []
+            plain, probed, old, old_probed = [], [], [], []
             for i in range(args.runs):
+                if args.before:  # the older tree first, in the same minute
+                    time.sleep(args.interval)
+                    old.append(timed_sync(base, Path(args.before)))
+                    time.sleep(args.interval)
+                    old_probed.append(probed_sync(base, Path(args.before)))
                 time.sleep(args.interval)
                 plain.append(timed_sync(base))
                 time.sleep(args.interval)
@@ -277,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
             report["delta commands"] = summarize(plain, link_bps)
             report["phases (probed runs, medians)"] = phases(probed)
+            if args.before:
+                report["before: delta commands"] = summarize(old, link_bps)
+                report["before: phases (probed runs, medians)"] = phases(old_probed)
+                report["before: rows"] = old
             report["probed runs"] = probed
             report["ssh true s"] = sorted(ssh_true(a) for _ in range(5))
             changed = int(statistics.median(r["changed"] for r in plain))
@@ -287,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         lab_down(root, timeout=10)
         report["load after"] = os.getloadavg()
         shutil.rmtree(base, ignore_errors=True)
-    short = {k: v for k, v in report.items() if k not in ("probed runs", "rows")}
+    short = {k: v for k, v in report.items() if k not in ("probed runs", "rows", "before: rows")}
     print(json.dumps(short, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
