@@ -21,11 +21,12 @@ from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.engine.context import Migration
 from vmigrate_lib.engine.state import CutoverRecord
+from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm, lab_up
 from vmigrate_lib.lab.verify import verify_copy
 from vmigrate_lib.lab.workload import WorkloadSpec
-from vmigrate_lib.session import open_migration
+from vmigrate_lib.session import close_migration, open_migration
 
 MiB = 1 << 20
 DISKS = ((2000, "alice-flat.vmdk", "bob-flat.vmdk"), (2001, "alice_1-flat.vmdk", "bob_1-flat.vmdk"))
@@ -82,6 +83,18 @@ def open_idle_bob(lb: Lab) -> Migration:
     m = open_migration(lb.params())
     m.dest = LabHost(lb.root, "esx-b", register_workload=WorkloadSpec(rate_mb_s=0))
     return m
+
+
+def synced(lb: Lab) -> Lab:
+    """Alice synced (seed + 2 deltas) while writing, the workspace released again: what an
+    operator's ``vmigrate sync`` leaves for a ``vmigrate cutover`` to start from."""
+    m = open_migration(lb.params())
+    try:
+        with m.workspace:
+            run_cycles(m, 3, interval=0.3)
+    finally:
+        close_migration(m)
+    return lb
 
 
 class Watch:

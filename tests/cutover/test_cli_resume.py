@@ -22,10 +22,9 @@ from tests.cutover.cutover_helpers import (
     assert_bob_has_every_acked_block,
     cli,
     journal,
+    synced,
 )
 from vmigrate_lib.engine.cutover import STEP_NAMES
-from vmigrate_lib.engine.sync import run_cycles
-from vmigrate_lib.session import close_migration, open_migration
 
 FAST = ("--shutdown-time", "1s", "--boot-time", "1s")
 KILLER = Path(__file__).with_name("cutover_killer.py")
@@ -41,13 +40,7 @@ def killed_cli(lb: Lab, spec: str, *args: str) -> subprocess.CompletedProcess[st
 
 @pytest.fixture(name="synced")
 def synced_fixture(lab: Lab) -> Lab:
-    m = open_migration(lab.params())
-    try:
-        with m.workspace:
-            run_cycles(m, 3, interval=0.3)
-    finally:
-        close_migration(m)
-    return lab
+    return synced(lab)
 
 
 def state(lb: Lab) -> dict[str, object]:

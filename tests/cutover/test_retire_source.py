@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cutover.cutover_helpers import Lab, cli
+from tests.cutover.cutover_helpers import Lab, cli, synced
 from vmigrate_lib.control.host import Host, PowerState, RetirePlan
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.engine.preflight import run_preflight
-from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.errors import PreflightError
 from vmigrate_lib.session import close_migration, open_migration
 
@@ -43,13 +42,7 @@ def retire_params(lab: Lab) -> Lab:
 @pytest.fixture(name="retiring")
 def retiring_fixture(lab: Lab) -> Lab:
     retire_params(lab)
-    m = open_migration(lab.params())
-    try:
-        with m.workspace:
-            run_cycles(m, 3, interval=0.3)
-    finally:
-        close_migration(m)
-    return lab
+    return synced(lab)
 
 
 def killed(lb: Lab, spec: str) -> subprocess.CompletedProcess[str]:
