@@ -10,7 +10,6 @@ over SSH it would be the same agent on an exec channel.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 from collections.abc import Iterator
@@ -19,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVim.task import WaitForTask
 
 from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
-from tests.vsphere.simenv import assert_seed_then_tracked_deltas, writes_between_cycles
+from tests.vsphere.simenv import assert_seed_then_tracked_deltas, sim_pair, writes_between_cycles
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration
@@ -74,31 +72,10 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, vcsim_binary: Path) -> Iterator[Env]:
-    src_dir, dst_dir = tmp_path / "srcds", tmp_path / "dstds"
-    src_dir.mkdir()
-    dst_dir.mkdir()
-    qcda = vsim.qcda_lab_command({"srcds": src_dir}, page=2 * MiB, log=tmp_path / "qcda.log")
-    with vcsim_peer.run_vcsim(qcda_cmd=qcda, binary=vcsim_binary) as src, \
-            vcsim_peer.run_vcsim(binary=vcsim_binary) as dst:
-        with vsim.pyvmomi(src) as si:
-            vsim.create_datastore(si, "srcds", src_dir)
-            vm = vsim.create_vm(si, "alice", "srcds", CAP, disks=2)
-            WaitForTask(vm.PowerOnVM_Task())
-        with vsim.pyvmomi(dst) as si:
-            vsim.create_datastore(si, "dstds", dst_dir)
-        disks = []
-        rng = random.Random(7)
-        for stem in ("alice", "alice_1"):
-            flat = src_dir / "alice" / f"{stem}-flat.vmdk"
-            assert flat.exists() and flat.stat().st_size == 0  # the simulator's empty file
-            os.truncate(flat, CAP)
-            ctk = src_dir / "alice" / f"{stem}-ctk.bin"
-            ChangeTracker.create(ctk, CAP).close()
-            d = vsim.Disk(flat, ctk)
-            for off in (0, 3 * MiB, CAP - GRAIN):  # sparse: three allocated areas
-                d.write(off, rng.randbytes(GRAIN))
-            disks.append(d)
-        yield Env(src, dst, src_dir, dst_dir, disks, tmp_path)
+    """Alice's two disks sparse: three allocated areas each (tests/vsphere/simenv.py)."""
+    with sim_pair(tmp_path, vcsim_binary, cap=CAP, disks=2, offsets=(0, 3 * MiB, CAP - GRAIN),
+                  rng=random.Random(7)) as p:
+        yield Env(p.src, p.dst, p.root / "srcds", p.root / "dstds", p.disks, tmp_path)
 
 
 def same(a: Path, b: Path) -> bool:
