@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..engine import snapdelta
-from ..engine.claim import release_claim
 from ..errors import ParameterError
 from ..session import close_migration
 from .common import Subcommands, WithParams, open_from_args
@@ -30,6 +28,9 @@ def register(sub: Subcommands, with_params: WithParams) -> None:
 
 
 def cmd_abandon(args: argparse.Namespace) -> int:
+    from ..engine import snapdelta  # here: the other commands do not load them
+    from ..engine.claim import release_claim
+
     m = open_from_args(args)
     try:
         state = m.workspace.current
@@ -56,6 +57,8 @@ def cmd_abandon(args: argparse.Namespace) -> int:
 
 
 def cmd_release_claim(args: argparse.Namespace) -> int:
+    from ..engine.claim import release_claim
+
     m = open_from_args(args)
     try:
         vm = m.vm()

@@ -12,13 +12,16 @@ recorded, re-run resumes).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..engine.cutover import CutoverOptions, run_cutover, run_rollback
 from ..errors import ParameterError
 from ..params import CHOICES, MigrationParams
 from ..session import close_migration
 from .cli_plan import budget_of, planner_flags
 from .common import Subcommands, WithParams, duration_arg, from_file, open_from_args, port_arg
+
+if TYPE_CHECKING:  # the engine's cutover is imported by these commands only (CLI start-up)
+    from ..engine.cutover import CutoverOptions
 
 
 def register(sub: Subcommands, with_params: WithParams) -> None:
@@ -69,6 +72,8 @@ def register(sub: Subcommands, with_params: WithParams) -> None:
 
 def cutover_options(args: argparse.Namespace, params: MigrationParams) -> CutoverOptions:
     """The file's ``cutover`` section with the flags that were given on top."""
+    from ..engine.cutover import CutoverOptions
+
     nets: dict[str, str] | None = None
     for item in args.network_map or ():
         src, sep, dst = item.partition("=")
@@ -87,6 +92,8 @@ def cutover_options(args: argparse.Namespace, params: MigrationParams) -> Cutove
 
 
 def cmd_cutover(args: argparse.Namespace) -> int:
+    from ..engine.cutover import run_cutover
+
     m = open_from_args(args, refuse_finished_as="cutover")
     try:
         opts = cutover_options(args, m.params)
@@ -102,6 +109,8 @@ def cmd_cutover(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from ..engine.cutover import run_rollback
+
     m = open_from_args(args)
     try:
         with m.workspace:

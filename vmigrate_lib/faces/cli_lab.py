@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..lab import lifecycle
 from .common import Subcommands, WithParams
 
 
@@ -19,6 +18,8 @@ def register(sub: Subcommands, with_params: WithParams) -> None:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    from ..lab import lifecycle  # here: the other commands do not load the lab
+
     root = Path(args.root)
     if args.lab_cmd == "up":
         print(f"lab up at {root}")

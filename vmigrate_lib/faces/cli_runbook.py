@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from .. import params as params_mod
-from ..audit.evidence import verify_or_raise
 from ..errors import ParameterError
 from ..params.paramfile import read_params_file
 from .common import Subcommands, WithParams, overrides, positive_duration_arg
@@ -54,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
-    from ..audit.evidence import check_chain
+    from ..audit.evidence import check_chain, verify_or_raise
     from ..audit.signing import check_signature
 
     folder = Path(args.dir)
