@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 from ..control.host import VMIGRATE_SNAPSHOT_PREFIX
-from ..dataplane.datastore import Datastore, TransferModes
+from ..dataplane.datastore import TransferModes
 from ..errors import (
     ChangeTrackingOff,
     CodecUnavailable,
@@ -88,20 +88,16 @@ def source_vm(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
 
 
 def open_data_plane(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
-    """Open every datastore handle the checks will use, now: over SSH each starts its
-    agent without waiting for it, so the hosts start theirs at the same time and while
-    the control-plane checks run (each start is a python3 start on its host); then asks
-    them, on a thread, every question the later checks have (:mod:`.preflight_ahead`).
-    No line: a handle that cannot open is reported by the check that needs it."""
-    src: dict[str, Datastore] = {}
-    for name in dict.fromkeys(d.datastore for d in ctx.vm.disks):
-        with contextlib.suppress(VmigrateError):
-            src[name] = m.src_ds(name)
-    dst = None
-    with contextlib.suppress(VmigrateError):
-        if m.dest_datastore_name in m.dest.datastores():
-            dst = m.dst_ds()
-    ctx.ahead = Lookahead(m, ctx.vm, src, dst)
+    """Open every datastore handle the checks will use, now, on threads (over SSH each is
+    a login and an agent start on its host: all hosts at once, while the control-plane
+    checks run), and ask each every question the later checks have
+    (:mod:`.preflight_ahead`).  No line: a handle that cannot open is reported by the
+    check that needs it."""
+    names = list(dict.fromkeys([*(d.datastore for d in ctx.vm.disks), ctx.vm.datastore]))
+    dest = False
+    with contextlib.suppress(VmigrateError):  # said by the destination datastore check
+        dest = m.dest_datastore_name in m.dest.datastores()
+    ctx.ahead = Lookahead(m, ctx.vm, names, dest)
     return iter(())
 
 
@@ -192,7 +188,8 @@ def snapshots(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
 def source_claim(m: Migration, ctx: PreflightContext) -> Iterator[Check]:
     """One migration per source VM: another migration's claim is refused and named."""
     vm = ctx.vm
-    claim = read_claim(m, vm, files_of(ctx, m.src_ds(vm.datastore)))
+    claim = read_claim(m, vm, ctx.ahead.src_files(vm.datastore) if ctx.ahead is not None
+                       else None)
     if claim is not None and claim.get("migration_id") != own_id(m):
         yield Check("source claim", False, f"claimed by {describe(claim)}",
                     claimed_error(m, vm, claim))
@@ -215,7 +212,7 @@ def destination_datastore(m: Migration, ctx: PreflightContext) -> Iterator[Check
             blocks=True,
         )
         return
-    ctx.dest_ds = m.dst_ds()
+    ctx.dest_ds = ctx.ahead.dst() if ctx.ahead is not None else m.dst_ds()
 
 
 def transfer_mode(m: Migration, ctx: PreflightContext) -> Iterator[Check]:

@@ -1,11 +1,11 @@
 """Preflight's data-plane questions, asked ahead and all at once.
 
-Over SSH each datastore question is a round trip to an agent that is still starting when
-preflight begins (a python3 start on each host).  So as soon as the handles are open, a
-background thread asks each datastore, in one :meth:`Datastore.peek` each and on every
-datastore at the same time, for every path the checks will look at (the claim, Bob's
-folder and its markers, the disks), then the data paths (:meth:`Datastore.transfer_modes`,
-direct mode's probe included); meanwhile the control-plane checks run.  The checks then
+Over SSH each datastore handle is a login and an agent start on its host, and each question
+a round trip to that agent.  So background threads open every handle at once (one per
+datastore), ask each, in one :meth:`Datastore.peek`, for every path the checks will look
+at (the claim, Bob's folder and its markers, the disks), then the data paths
+(:meth:`Datastore.transfer_modes`, direct mode's probe included); meanwhile the
+control-plane checks run.  The checks then
 read the answers through a :class:`~vmigrate_lib.dataplane.datastore.PeekedFiles`, which
 answers as the datastore would.
 
@@ -15,7 +15,7 @@ was not peeked waits for it first (:meth:`Lookahead.settle`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..control.host import VmInfo
@@ -41,56 +41,80 @@ def dest_paths(m: Migration, vm: VmInfo) -> tuple[list[str], list[str]]:
             [f"{folder}/{OWNER_MARKER}", pending_marker(folder)])
 
 
-class Lookahead:
-    """The peeks of every datastore handle, then the data paths, on a background thread."""
+Look = tuple[Datastore, dict[str, Peeked]]
 
-    def __init__(self, m: Migration, vm: VmInfo, src: dict[str, Datastore],
-                 dst: Datastore | None) -> None:
-        self.src, self.dst = src, dst
-        self._pool = ThreadPoolExecutor(max_workers=len(src) + 2,
-                                        thread_name_prefix="vmigrate-preflight")
-        jobs: dict[str, tuple[Datastore, Sequence[str], Sequence[str]]] = {
-            f"src:{n}": (ds, *source_paths(m, vm, n)) for n, ds in src.items()}
-        if dst is not None:
-            jobs["dst"] = (dst, *dest_paths(m, vm))
-        self._peeks = {key: self._pool.submit(ds.peek, paths, reads)
-                       for key, (ds, paths, reads) in jobs.items()}
-        self._modes = self._pool.submit(self._transfer_modes)
-        self._pool.shutdown(wait=False)
+
+class Lookahead:
+    """Every datastore handle opened (each an SSH login and an agent launched, all hosts at
+    once) and peeked, then the data paths, on background threads."""
+
+    def __init__(self, m: Migration, vm: VmInfo, names: Sequence[str], dest: bool) -> None:
+        self.m = m
+        pool = ThreadPoolExecutor(max_workers=len(names) + 2,
+                                  thread_name_prefix="vmigrate-preflight")
+        self._src = {n: pool.submit(_look, m.src_ds, n, *source_paths(m, vm, n))
+                     for n in names}
+        self._dst = (pool.submit(_look, lambda _n: m.dst_ds(), "", *dest_paths(m, vm))
+                     if dest else None)
+        self._modes = pool.submit(self._transfer_modes)
+        pool.shutdown(wait=False)
+
+    def _looks(self) -> list[Future[Look]]:
+        return [*self._src.values(), *([self._dst] if self._dst is not None else [])]
 
     def _transfer_modes(self) -> dict[str, TransferModes | None]:
         """After every peek (direct mode's probe starts the destination's agent from its
         file, which the destination's own agent start has checked or installed)."""
-        for f in self._peeks.values():
-            f.exception()  # waits; a failed peek is raised by the check that reads it
-        if self.dst is None:
+        for f in self._looks():
+            f.exception()  # waits; a failed open or peek is raised by the check that reads it
+        if self._dst is None or self._dst.exception() is not None:
             return {}
-        return {n: ds.transfer_modes(self.dst) for n, ds in self.src.items()}
+        dst = self._dst.result()[0]
+        return {n: f.result()[0].transfer_modes(dst) for n, f in self._src.items()
+                if f.exception() is None}
 
     def settle(self) -> None:
         """Wait until the lookahead no longer uses the handles (its errors are raised by
         the checks that read its answers)."""
         self._modes.exception()
 
-    def files(self, ds: Datastore) -> PeekedFiles:
-        """``ds`` as peeked (raising what its peek met)."""
-        fut = next((self._peeks[f"src:{n}"] for n, d in self.src.items() if d is ds), None)
-        if fut is None and ds is self.dst:
-            fut = self._peeks["dst"]
-        return PeekedFiles(ds, _result(fut) if fut is not None else {}, self.settle)
+    def src_files(self, name: str) -> Files:
+        """Source datastore ``name`` as peeked (raising what its opening or peek met)."""
+        if name not in self._src:
+            self.settle()
+            return self.m.src_ds(name)
+        ds, peeked = self._src[name].result()
+        return PeekedFiles(ds, peeked, self.settle)
+
+    def dst(self) -> Datastore:
+        """The destination datastore's handle (raising what opening it met)."""
+        if self._dst is None:
+            self.settle()
+            return self.m.dst_ds()
+        return self._dst.result()[0]
+
+    def files(self, ds: Datastore) -> Files:
+        """``ds`` as peeked, once settled (what a later check reads)."""
+        self.settle()
+        for f in self._looks():
+            if f.exception() is None and f.result()[0] is ds:
+                return PeekedFiles(ds, f.result()[1])
+        return ds
 
     def transfer_modes(self, name: str) -> TransferModes | None:
         """Source datastore ``name``'s data paths to the destination."""
         return self._modes.result().get(name)
 
 
+def _look(open_ds: Callable[[str], Datastore], name: str, paths: Sequence[str],
+          reads: Sequence[str]) -> Look:
+    ds = open_ds(name)
+    return ds, ds.peek(paths, reads)
+
+
 def files_of(ctx: PreflightContext, ds: Datastore) -> Files:
     """``ds``'s files as the lookahead found them (the datastore itself without one)."""
     return ctx.ahead.files(ds) if ctx.ahead is not None else ds
-
-
-def _result(fut: Future[dict[str, Peeked]]) -> dict[str, Peeked]:
-    return fut.result()
 
 
 __all__ = ["Lookahead", "dest_paths", "files_of", "source_paths"]
