@@ -4,6 +4,7 @@ import json
 
 from .ops_stream import Throttle, digesting, frame_size
 from .packing import Packer
+from .peerstart import Ahead, PeerStarter, pick_codec
 from .protocol import (
     ACK,
     DATA,
@@ -19,7 +20,6 @@ from .protocol import (
     REQ,
     RESP,
     ProtocolError,
-    best_codec,
     error_dict,
     pack_frame,
     read_frame,
@@ -145,6 +145,16 @@ class PushOps(object):
         peer.hello = json.loads(payload.decode("utf-8"))
         return peer
 
+    def _open_peer(self, argv, wreq):
+        """The peer agent started, its write stream open (``wreq``)."""
+        peer = self._start_peer(argv)
+        peer.send(REQ, json.dumps(wreq).encode("utf-8"))
+        peer.flush()
+        ftype, payload, _arg = peer.recv()
+        if ftype != RESP:
+            raise PeerError(payload, peer, remote=True)
+        return peer
+
     def op_probe_peer(self, req):
         """Can this host start an agent on the peer?  (preflight for direct mode)"""
         try:
@@ -168,21 +178,29 @@ class PushOps(object):
         stats = {"sent": 0, "holes": 0, "read": 0, "wire": 0}
         state = {"since": 0, "reached": 0, "acked_offset": None}
         peer = None
+        starter = None
         try:
             checkpoint = int(req.get("checkpoint", 64 << 20))
             throttle = Throttle(req.get("bwlimit"))
-            peer = self._start_peer(req["argv"])
-            codec = pick_codec(req.get("compress"), peer.hello.get("compression", []))
             wreq = {"op": "write", "path": req["dest_path"]}
             if req.get("dest_digest"):  # the peer reads back what it wrote, for certify
                 wreq["digest"] = req["dest_digest"]
-            peer.send(REQ, json.dumps(wreq).encode("utf-8"))
-            peer.flush()
-            ftype, payload, _arg = peer.recv()
-            if ftype != RESP:
-                raise PeerError(payload, peer, remote=True)
-            psend = peer.send
+            # the peer starts on a thread while the first frames are read and packed
+            starter = PeerStarter(self._open_peer, req["argv"], wreq)
+            offered = req.get("peer_compression")
+            if offered is None:  # the client did not say: the peer's HELLO will
+                offered = starter.wait().hello.get("compression", [])
+            codec = pick_codec(req.get("compress"), offered)
             me = self
+
+            def took(p):
+                nonlocal peer
+                peer = p
+                theirs = p.hello.get("compression", [])
+                if codec and codec not in theirs:
+                    raise ValueError("compression {} chosen but the peer agent offers only {}".format(
+                        codec, ", ".join(theirs) or "none"))
+                return out
 
             pending = []  # offsets of FLUSHes sent, not yet acknowledged (pipelined)
 
@@ -212,7 +230,7 @@ class PushOps(object):
 
             def out(ftype, payload, arg, flags):
                 # frames leave in order: the end of this one is the offset reached
-                psend(ftype, payload, arg, flags)
+                peer.send(ftype, payload, arg, flags)
                 n = len(payload) + HEADER_SIZE
                 throttle.add(n)
                 state["since"] += n
@@ -224,7 +242,8 @@ class PushOps(object):
 
             ends = {}  # DATA offset -> its end (a compressed payload's length is not the data's)
 
-            packer = Packer(codec, req.get("level"), out)
+            ahead = Ahead(starter, took)
+            packer = Packer(codec, req.get("level"), ahead.send)
 
             def emit_raw(ftype, payload, arg):
                 if ftype == DATA:
@@ -244,11 +263,12 @@ class PushOps(object):
                 packer.queue.clear()
                 packer.finish()
             stats.update(packer.stats, codec=packer.codec)
+            ahead.release()
             flush_peer(True)
             peer.send(REQ, b'{"op": "quit"}')
             peer.flush()
             peer.close()
-            peer = None
+            peer = starter = None
         except PeerError as exc:
             info = exc.info()
             info.update(acked_offset=state["acked_offset"], peer=True)
@@ -264,20 +284,9 @@ class PushOps(object):
         finally:
             if peer is not None:
                 peer.kill()
+            elif starter is not None:  # failed before the peer was taken
+                starter.abandon()
         stats["acked_offset"] = state["reached"]
         self.send_json(END, stats)
         return None
 
-
-def pick_codec(want, offered):
-    """The codec of a push: "auto" is the fastest both agents have (zstd, lz4, zlib: a
-    module or a binary on either host); a named codec the peer lacks is refused (never
-    a silent fallback)."""
-    if not want:
-        return None
-    if want == "auto":
-        return best_codec(offered) or "zlib"
-    if want not in offered:
-        raise ValueError("compression {} requested but the peer agent offers only {}".format(
-            want, ", ".join(offered) or "none"))
-    return want

@@ -145,6 +145,9 @@ class DirectMode:
                 req["dest_digest"] = back
             if settings.compress:
                 req["compress"] = settings.compress  # the agent picks for auto, refuses a lack
+                offered = dst_t_channel(dst).hello.get("compression")
+                if offered is not None:  # the agent packs while the peer starts (checked)
+                    req["peer_compression"] = offered
             if settings.bwlimit:
                 req["bwlimit"] = settings.bwlimit
             with attempt:

@@ -1,0 +1,95 @@
+"""Direct mode: the source agent reads and packs while the destination's agent starts.
+
+Starting the peer from the source host is an ssh login and a python3 start (about 0.8 s
+between the bench's namespaces, bench/README.md); the source's cores were idle meanwhile.
+Here the peer is a real agent process behind a gate (a shell that waits for a file before
+it execs the agent, standing for ssh's login), the source a real Agent in this process:
+while the gate is closed the source must have read the disk already (this process's
+``rchar`` in /proc/self/io, proc(5)), and once it opens the copy is exact.  What only a
+real pair of hosts would show: how long their ssh login and python start take.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vmigrate_lib.dataplane.agent import protocol as proto
+from vmigrate_lib.dataplane.agent.server import Agent
+
+MiB = 1 << 20
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Out:
+    """The client's side of the source agent's stdout: frames kept as written."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, b: bytes) -> int:
+        self.parts.append(bytes(b))
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+
+def _rchar() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_source_reads_while_the_peer_starts(tmp_path: Path) -> None:
+    """Before: the push waited for the peer's HELLO before reading a byte (rchar stayed
+    put while the gate was closed)."""
+    if not Path("/proc/self/io").exists():
+        pytest.skip("no /proc/self/io")
+    src, dst, gate = tmp_path / "a", tmp_path / "b", tmp_path / "gate"
+    src.mkdir()
+    dst.mkdir()
+    size = 40 * MiB
+    data = b"".join(os.urandom(256 * 1024).hex().encode() for _ in range(size // (512 * 1024)))
+    (src / "d").write_bytes(data)
+    with open(dst / "d", "wb") as f:
+        f.truncate(size)
+    agent_cmd = " ".join(shlex.quote(w) for w in (
+        sys.executable, "-m", "vmigrate_lib.dataplane.agent", "--root", str(dst)))
+    argv = ["sh", "-c", f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; "
+                        f"cd {shlex.quote(str(REPO))} && exec {agent_cmd}"]
+    out = _Out()
+    agent = Agent(str(src), None, out)
+    req = {"op": "push", "path": "d", "dest_path": "d", "extents": [[0, size]], "argv": argv,
+           "compress": "zlib", "peer_compression": ["zlib"], "checkpoint": 8 * MiB}
+    before = _rchar()
+    pusher = threading.Thread(target=agent.op_push, args=(req,))
+    pusher.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _rchar() - before < 16 * MiB and time.monotonic() < deadline and pusher.is_alive():
+            time.sleep(0.05)
+        read_ahead = _rchar() - before
+        assert not gate.exists()
+        assert read_ahead >= 16 * MiB, f"the source read {read_ahead} bytes before the peer started"
+    finally:
+        gate.touch()
+        pusher.join(120)
+    assert not pusher.is_alive()
+    assert (dst / "d").read_bytes() == data
+    # the stream ended with END (no ERR), its ACKs carried checkpoints
+    import io
+
+    r = io.BytesIO(b"".join(out.parts))
+    types = []
+    while r.tell() < len(r.getvalue()):
+        types.append(proto.read_frame(r)[0])
+    assert types[-1] == proto.END and proto.ERR not in types, types
+    assert types.count(proto.ACK) >= 2, types
