@@ -51,9 +51,12 @@ def run_preflight(m: Migration, *, raise_on_failure: bool = True) -> PreflightRe
         for check in _run_checks(m, ctx):
             report.checks.append(check)
             m.reporter.event(CheckReported(name=check.name, ok=check.ok, detail=check.detail))
-    finally:
-        if ctx.ahead is not None:  # a check that ended early leaves the handles to no one
+    except Exception:
+        if ctx.ahead is not None:  # the handles are the caller's again (not after Ctrl-C)
             ctx.ahead.settle()
+        raise
+    if ctx.ahead is not None:  # e.g. a blocking failure ended the checks early
+        ctx.ahead.settle()
     err = report.first_error()
     if err is not None and raise_on_failure:
         raise err

@@ -15,8 +15,10 @@ was not peeked waits for it first (:meth:`Lookahead.settle`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from ..control.host import VmInfo
 from ..dataplane.datastore import Datastore, Files, Peeked, PeekedFiles, TransferModes
@@ -42,6 +44,7 @@ def dest_paths(m: Migration, vm: VmInfo) -> tuple[list[str], list[str]]:
 
 
 Look = tuple[Datastore, dict[str, Peeked]]
+T = TypeVar("T")
 
 
 class Lookahead:
@@ -50,14 +53,9 @@ class Lookahead:
 
     def __init__(self, m: Migration, vm: VmInfo, names: Sequence[str], dest: bool) -> None:
         self.m = m
-        pool = ThreadPoolExecutor(max_workers=len(names) + 2,
-                                  thread_name_prefix="vmigrate-preflight")
-        self._src = {n: pool.submit(_look, m.src_ds, n, *source_paths(m, vm, n))
-                     for n in names}
-        self._dst = (pool.submit(_look, lambda _n: m.dst_ds(), "", *dest_paths(m, vm))
-                     if dest else None)
-        self._modes = pool.submit(self._transfer_modes)
-        pool.shutdown(wait=False)
+        self._src = {n: _spawn(_look, m.src_ds, n, *source_paths(m, vm, n)) for n in names}
+        self._dst = _spawn(_look, lambda _n: m.dst_ds(), "", *dest_paths(m, vm)) if dest else None
+        self._modes = _spawn(self._transfer_modes)
 
     def _looks(self) -> list[Future[Look]]:
         return [*self._src.values(), *([self._dst] if self._dst is not None else [])]
@@ -104,6 +102,21 @@ class Lookahead:
     def transfer_modes(self, name: str) -> TransferModes | None:
         """Source datastore ``name``'s data paths to the destination."""
         return self._modes.result().get(name)
+
+
+def _spawn(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` on a daemon thread: an operator's Ctrl-C during preflight is not held
+    up by a login still waiting for its host (the command ends; the thread with it)."""
+    fut: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever reads the answer
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name="vmigrate-preflight", daemon=True).start()
+    return fut
 
 
 def _look(open_ds: Callable[[str], Datastore], name: str, paths: Sequence[str],
