@@ -53,7 +53,8 @@ PROBE = "--probe-phases"
 
 
 @contextlib.contextmanager
-def shaped_hosts(work: Path, rate: str) -> Iterator[tuple[SshHost, SshHost, list[Any]]]:
+def shaped_hosts(work: Path, rate: str, extra_config: tuple[str, ...] = ()
+                 ) -> Iterator[tuple[SshHost, SshHost, list[Any]]]:
     """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
     topo = peers_netns.Topology(("a", "b"), rate=rate, delay=None)
     servers = []
@@ -64,7 +65,7 @@ def shaped_hosts(work: Path, rate: str) -> Iterator[tuple[SshHost, SshHost, list
         client = SshKeyPair.generate(work, "client")
         for role in ("a", "b"):
             servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
-                                                 client_key=client))
+                                                 client_key=client, extra_config=extra_config))
         kh = peers_sshd.write_known_hosts(work / "known_hosts", [s.host for s in servers])
         yield (replace(servers[0].host, known_hosts_path=kh),
                replace(servers[1].host, known_hosts_path=kh), servers)
@@ -270,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--disk-mib", type=int, default=64, help="first disk; the second is half")
     ap.add_argument("--interval", type=float, default=2.0, help="pause between runs (s)")
     ap.add_argument("--json", default="", help="also write the rows here")
+    ap.add_argument("--esxi-shell", action="store_true", help=(
+        "sessions run no shell rc file, as ESXi's busybox ash runs none for a command: sshd "
+        "SetEnv SHLVL=1, so bash skips ~/.bashrc (bash shell.c run_startup_files: only when "
+        "shell_level < 2), here root's pyenv init, and python3 is the system's"))
     ap.add_argument("--before", default="", help="another checkout (e.g. `git archive` of an "
                     "older commit) whose commands run interleaved with this one's, same links")
     args = ap.parse_args(argv)
@@ -286,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     a_host.wait_ready("alice", 60)
     report: dict[str, Any] = {"rate": args.rate, "load before": os.getloadavg()}
     try:
-        with shaped_hosts(base, args.rate) as (a, b, _servers):
+        extra = ("SetEnv SHLVL=1",) if args.esxi_shell else ()
+        report["esxi shell"] = args.esxi_shell
+        with shaped_hosts(base, args.rate, extra) as (a, b, _servers):
             (base / "params.yaml").write_text(yaml.safe_dump({
                 "vm": "alice", "dest_name": "bob", "downtime_budget": "30s", "operator": "bench",
                 "source": host_params("esx-a", root, a), "destination": host_params("esx-b", root, b),
