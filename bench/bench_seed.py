@@ -307,6 +307,7 @@ def main() -> int:
     ap.add_argument("--images", type=Path, default=Path("/tmp/vmigrate-bench-seed-images"),
                     help="where images are built and kept for the next run")
     ap.add_argument("--methods", default="", help="comma-separated labels (default: all)")
+    ap.add_argument("--only", default="", help="comma-separated image names (default: all)")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     ok, why = peers_netns.available()
@@ -323,6 +324,8 @@ def main() -> int:
         for link in links:
             # the 100 Mbit/s link gets the smaller images (a 1.5 GiB `ssh cat` alone is 2 min)
             imgs = build_images(args.images, args.quick, small=(link == "100mbit"))
+            if args.only:
+                imgs = {k: v for k, v in imgs.items() if k in args.only.split(",")}
             print(f"{link}: images " + ", ".join(f"{k} {p.stat().st_size / MiB:.0f} MiB "
                                                  f"({_allocated(p) / MiB:.0f} allocated)"
                                                  for k, p in imgs.items()), flush=True)

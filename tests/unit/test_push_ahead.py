@@ -93,3 +93,31 @@ def test_source_reads_while_the_peer_starts(tmp_path: Path) -> None:
         types.append(proto.read_frame(r)[0])
     assert types[-1] == proto.END and proto.ERR not in types, types
     assert types.count(proto.ACK) >= 2, types
+
+
+def test_push_takes_the_peer_the_probe_kept(tmp_path: Path) -> None:
+    """The preflight's probe (``keep``) leaves its peer up and the push takes it: one peer
+    start per command, not two (each an ssh login and a python3 start on the destination).
+    Before: the probe closed its peer and the push started another (two starts counted)."""
+    src, dst, starts = tmp_path / "a", tmp_path / "b", tmp_path / "starts"
+    src.mkdir()
+    dst.mkdir()
+    data = os.urandom(3 * MiB)
+    (src / "d").write_bytes(data)
+    (dst / "d").write_bytes(b"")
+    agent_cmd = " ".join(shlex.quote(w) for w in (
+        sys.executable, "-m", "vmigrate_lib.dataplane.agent", "--root", str(dst)))
+    argv = ["sh", "-c", f"echo start >> {shlex.quote(str(starts))}; "
+                        f"cd {shlex.quote(str(REPO))} && exec {agent_cmd}"]
+    out = _Out()
+    agent = Agent(str(src), None, out)
+    probed = agent.op_probe_peer({"op": "probe_peer", "argv": argv, "keep": True})
+    assert probed["ok"], probed
+    agent.op_push({"op": "push", "path": "d", "dest_path": "d", "extents": [[0, len(data)]],
+                   "argv": argv})
+    assert (dst / "d").read_bytes() == data
+    assert starts.read_text().split() == ["start"]
+    # a second push starts its own peer (the kept one was taken)
+    agent.op_push({"op": "push", "path": "d", "dest_path": "d", "extents": [[0, len(data)]],
+                   "argv": argv})
+    assert starts.read_text().split() == ["start", "start"]

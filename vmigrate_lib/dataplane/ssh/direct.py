@@ -42,7 +42,8 @@ def probe_direct(src: AgentDatastore, dst: Datastore) -> tuple[bool, str]:
     if dst_t is None:
         return False, "the destination is not reached over SSH"
     try:
-        r = src.call("probe_peer", argv=direct_argv(src_t, dst_t))
+        # the probed peer stays up for this command's push (one ssh login fewer)
+        r = src.call("probe_peer", argv=direct_argv(src_t, dst_t), keep=True)
     except AgentError as exc:
         return False, f"source agent cannot probe: {exc.message}"
     if r.get("ok"):
