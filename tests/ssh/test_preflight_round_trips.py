@@ -31,6 +31,7 @@ from tests.ssh.sshdp import write_lab_params
 from vmigrate_lib import params as params_mod
 from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane.agentchannel import AgentChannel
+from vmigrate_lib.engine.destination import prepare_destination
 from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.lab.workload import WorkloadSpec
 from vmigrate_lib.session import close_migration, open_migration
@@ -115,3 +116,25 @@ def test_preflight_round_trips(ssh_hosts: SshHosts, lab: Path, tmp_path: Path,
         assert counting.ops["probe_peer"] == 1, counting.ops
     trips = sum(counting.trips.values())
     assert trips <= MAX_TRIPS[mode], (trips, counting.trips, counting.ops)
+
+
+def test_cycle_destination_set_up_round_trips(ssh_hosts: SshHosts, lab: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cycle's set-up of the destination (the source claim, Bob's folder and marker, his
+    disks' sizes) on a seeded migration: before, 8 requests each waited for (10 round trips
+    with the two handshakes); now one peek per side (4 round trips), the same state after."""
+    pf = write_lab_params(ssh_hosts, lab, tmp_path, "relay")
+    r = run_cli(pf, "sync", "--cycles", "1", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counting = Counting(monkeypatch)
+    m = open_migration(params_mod.load(str(pf), {}))
+    try:
+        with m.workspace:
+            before = m.workspace.state.dest
+            prepare_destination(m, m.vm())
+            assert m.workspace.state.dest == before
+    finally:
+        close_migration(m)
+    trips = sum(counting.trips.values())
+    assert trips <= 4, (trips, counting.trips, counting.ops)
+    assert set(counting.ops) == {"stat", "read_file"}, counting.ops  # nothing written
