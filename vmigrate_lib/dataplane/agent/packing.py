@@ -1,18 +1,22 @@
 """Frames out in order, DATA compressed on a thread pool, and compression only where it pays.
 
-zlib and zstandard release the GIL while they work, so several threads compress several
-chunks at once (an ESXi host has many cores; one core of zlib -1 is below 1 Gbit/s).
-Like zstd's ``--adapt``, the packer measures what it delivers: windows of chunks sent
-compressed and, when the codec held the stream back (the sender waited for its results
-for a fifth of the window or more), a window sent as is; the faster mode (disk bytes per
-second, the link and the codec both counted) carries on.  While the codec keeps ahead of
-the link nothing is probed: sending as is could only be slower.  A chunk that does not
-shrink by 10% goes as it is; MISSES of them in a row pause compression for a while (one
-incompressible file in a disk of text does not stop it).  Python 3.5, stdlib only.
+zlib, zstandard and the host's libzstd (ctypes) release the GIL while they work, so several
+threads compress several chunks at once (an ESXi host has many cores; one core of zlib -1
+is below 1 Gbit/s).  Like zstd's ``--adapt``, the packer compresses what the codec keeps
+up with and sends the rest as it is: when the sender last had to wait for the codec and
+the pool still has BEHIND chunks per thread to do, a new chunk goes as it is (the codec is
+the bottleneck: the link would wait for it), while a link that holds the stream back
+gives the pool time and every chunk goes compressed.  No wall-clock windows are compared: a disk's regions differ too
+much (metadata, text, compressed files, zeros) and the link's buffers absorb megabytes,
+so short windows measured one mode against the other wrongly (bench/README.md).  A chunk
+that does not shrink by 10% goes as it is; MISSES of them in a row pause compression for
+PAUSE chunks, twice as many after each further run (up to PAUSE_MAX: random data costs
+the codec little), PAUSE again once a chunk shrinks (one incompressible file in a disk of
+text does not stop it).  Python 3.5,
+stdlib only.
 """
 
 import os
-import time
 from collections import deque
 
 from .protocol import (
@@ -30,15 +34,10 @@ try:  # only for type comments
 except ImportError:  # pragma: no cover
     pass
 
-WINDOW = 16  #: chunks per measured window
-PROBE_EVERY = 8  #: compressed windows between two windows sent as is
-PAUSE = 16  #: chunks sent as they are after MISSES in a row that did not shrink
+PAUSE = 8  #: chunks sent as they are after MISSES in a row that did not shrink ...
+PAUSE_MAX = 64  #: ... doubled at each such run until a chunk shrinks again
 MISSES = 3
-CODEC_BOUND = 0.2  #: a window whose sender waited this share of it for the codec
-#: chunks a probe sends as they are before its rate counts: the first ones fill the
-#: buffers the compressed stream left empty (pipe, ssh's channel window, the socket's)
-#: at memory speed, and would make sending as is look faster than the link
-WARM = 8
+BEHIND = 3  #: chunks per pool thread still to compress beyond which a chunk goes as is
 
 
 class Packer(object):
@@ -62,29 +61,39 @@ class Packer(object):
         self.pool = None  # type: typing.Any
         self.queue = deque()  # type: typing.Any
         self.skip = 0
-        self.raw_window = False  # this window sends as is
-        self.left = 1  # windows left before the mode changes (the first is short)
-        self.probing = False
-        self.rates = {True: 0.0, False: 0.0}  # disk bytes/s: as is, compressed
-        self.win = [0, 0, 0.0, 0.0]  # chunks, disk bytes, start, seconds waiting for the codec
         self.misses = 0  # chunks in a row that did not shrink
-        self.warm = 0  # chunks of the probe still to send before its window counts
+        self.pause = PAUSE  # the next pause's length
+        self.waited = False  # the last frame sent had to wait for the codec
+        #: off_for_rate: chunks sent as they are because the codec was behind
         self.stats = {"packed": 0, "raw": 0, "no_gain": 0, "off_for_rate": 0, "wire": 0}
 
     def emit(self, ftype, payload, arg):
         fut = None
         if ftype == DATA and self.func is not None and len(payload) >= 4096:
-            if self.skip or self.raw_window:
-                self.skip = max(0, self.skip - 1)
+            if self.skip:
+                self.skip -= 1
+            elif self._behind():
+                self.stats["off_for_rate"] += 1
             else:
                 if self.pool is None:
                     from concurrent.futures import ThreadPoolExecutor
                     self.pool = ThreadPoolExecutor(self.workers)
                 fut = self.pool.submit(self.func, payload, self.level)
         self.queue.append((ftype, payload, arg, fut))
-        depth = self.workers * 2 if self.func is not None else 0
+        depth = self.workers * (BEHIND + 1) if self.func is not None else 0
         while len(self.queue) > depth:
             self._send_one()
+
+    def _behind(self):
+        """Did the sender wait for the codec, and has the pool BEHIND chunks per thread
+        still to compress?"""
+        if not self.waited:
+            return False
+        todo = 0
+        for item in self.queue:
+            if item[3] is not None and not item[3].done():
+                todo += 1
+        return todo >= self.workers * BEHIND
 
     def finish(self):
         """Send what is queued; stop the threads."""
@@ -101,57 +110,20 @@ class Packer(object):
         flags = 0
         size = len(payload)
         if fut is not None:
-            if not fut.done():
-                t = time.time()
-                out = fut.result()
-                self.win[3] += time.time() - t
+            self.waited = not fut.done()
             out = fut.result()
             if len(out) > size * 0.9:
                 self.misses += 1
                 if self.misses >= MISSES:
-                    self.skip, self.misses = PAUSE, 0
+                    self.skip, self.misses = self.pause, 0
+                    self.pause = min(self.pause * 2, PAUSE_MAX)
                 self.stats["no_gain"] += 1
             else:
-                payload, flags, self.misses = out, self.flag, 0
+                payload, flags, self.misses, self.pause = out, self.flag, 0, PAUSE
         if ftype == DATA:
             self.stats["packed" if flags else "raw"] += 1
         self.send(ftype, payload, arg, flags)
         self.stats["wire"] += len(payload) + HEADER_SIZE
-        if ftype == DATA and self.func is not None:
-            self._measure(size)
-
-    def _measure(self, size):
-        """Count a DATA chunk into the window; at its end choose the next window's mode.
-
-        A long run in one mode is followed by a one-window probe of the other; after the
-        probe, the faster of the two measured rates runs for the next PROBE_EVERY windows."""
-        if self.warm:
-            self.warm -= 1
-            return
-        win = self.win
-        if win[0] == 0:
-            win[2] = time.time()
-        win[0] += 1
-        win[1] += size
-        if win[0] < WINDOW:
-            return
-        took = max(time.time() - win[2], 1e-6)
-        self.rates[self.raw_window] = win[1] / took
-        self.win = [0, 0, 0.0, 0.0]
-        self.left -= 1
-        if not self.raw_window and not self.probing and win[3] < CODEC_BOUND * took:
-            self.left = max(self.left, 1)  # the link holds the stream back: no probe
-            return
-        if self.left > 0:
-            return
-        if self.probing:
-            self.raw_window = self.rates[True] > self.rates[False]
-            if self.raw_window:
-                self.stats["off_for_rate"] += 1
-            self.left, self.probing = PROBE_EVERY, False
-        else:
-            self.raw_window, self.left, self.probing = not self.raw_window, 1, True
-            self.warm = WARM if self.raw_window else 0
 
 
 class Unpacker(object):
