@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ from vmigrate_lib.audit.evidence import verify
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.engine.workspace import Journal
 from vmigrate_lib.lab.lifecycle import lab_down
+from vmigrate_lib.wave.calibrate import measured_overhead
 from vmigrate_lib.wave.report import peaks
+from vmigrate_lib.wave.schedule import schedule
 from vmigrate_lib.wave.spec import load_wave
 from vmigrate_lib.wave.state import load
 
@@ -139,6 +142,22 @@ def test_lab_wave_killed_resumed_one_rolled_back(tmp_path: Path, lab_root: Path)
                "peaks": pk, "limits": {"in_flight": 4, "per_host": 2},
                "downtime": {n: [p["downtime_s"], state.vms[n].downtime_s]
                             for p in planned["vms"] for n in [p["vm"]] if n != FAILING}}
+    # The same plan with the runbook overhead this run measured (wave/calibrate.py): what
+    # `wave plan` uses once a wave has run; the first plan's error is mostly its 60 s default.
+    again = subprocess.run([*CLI, "wave", "plan", str(path), "--no-preflight", "--out",
+                            str(tmp_path / "replan")], capture_output=True, text=True,
+                           timeout=600, check=False)
+    assert "note: runbook overhead" in again.stdout and "runbook runs this wave measured" \
+        in again.stdout, again.stdout[-2000:]
+    cal = measured_overhead(spec)
+    assert cal is not None and cal.samples >= len(VMS)  # a sync per VM, cutovers that ended
+    sized = tuple(replace(t, facts=replace(t.facts, seed_bytes=int(p["seed_bytes"])))
+                  for t in spec.tasks for p in planned["vms"] if p["vm"] == t.name)
+    replanned = schedule(replace(spec.plan(planned["start_at"], sized),
+                                 runbook_overhead=cal.seconds)).makespan
+    figures |= {"runbook_overhead_measured_s": round(cal.seconds, 1), "samples": cal.samples,
+                "replanned_s": round(replanned, 1),
+                "replanned_error": round((measured - replanned) / measured, 3)}
     print("wave figures:", json.dumps(figures))
     out = Path(os.environ.get("VMIGRATE_WAVE_FIGURES", tmp_path / "figures.json"))
     out.write_text(json.dumps(figures, indent=1))

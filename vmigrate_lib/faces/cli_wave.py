@@ -86,6 +86,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     took = time.perf_counter() - t0
     for line in table_lines(res.schedule):
         print(line)
+    for note in res.plan.notes:
+        print(f"note: {note}")
     for vm, why in sorted(res.refused.items()):
         print(f"preflight {vm}: {why}")
     out = Path(args.out) if args.out else spec.wave_dir / "plan"

@@ -15,6 +15,7 @@ from typing import Any
 from ..engine.preflight import run_preflight
 from ..errors import VmigrateError
 from ..session import close_migration, open_migration
+from .calibrate import measured_overhead
 from .estimate import measured_facts, preflight_facts
 from .model import VmTask, WavePlan
 from .schedule import Schedule, schedule
@@ -55,6 +56,9 @@ def make_plan(spec: WaveSpec, *, start_at: float, preflight: bool = True) -> Wav
         if why:
             refused[t.name] = why
     plan = spec.plan(start_at, tuple(tasks))
+    measured = None if spec.runbook_overhead_set else measured_overhead(spec)
+    if measured is not None:
+        plan = replace(plan, runbook_overhead=measured.seconds, notes=(measured.note(),))
     return WavePlanResult(plan, schedule(plan), refused)
 
 
@@ -67,6 +71,7 @@ def plan_record(res: WavePlanResult) -> dict[str, Any]:
     return {
         "wave": res.plan.name, "start_at": res.plan.start_at,
         "makespan_s": _num(res.schedule.makespan), "refused": res.refused,
+        "runbook_overhead_s": res.plan.runbook_overhead, "notes": list(res.plan.notes),
         "vms": [{"vm": s.vm.name, "group": s.vm.group, "source": s.vm.source,
                  "destination": s.vm.destination, "seed_bytes": s.vm.facts.seed_bytes,
                  "dirty_rate": s.vm.facts.dirty_rate, "dirty_source": s.vm.facts.dirty_source,

@@ -59,6 +59,8 @@ class WaveSpec:
     run: RunOptions = RunOptions()
     checked: dict[str, MigrationParams] = field(default_factory=dict)  #: per VM, validated
     runbook_overhead: float = 60.0  #: seconds a runbook run costs beyond its copy
+    #: the file named ``estimate.runbook_overhead`` (else a plan may take the measured one)
+    runbook_overhead_set: bool = False
 
     @property
     def wave_dir(self) -> Path:
@@ -180,7 +182,7 @@ def load_wave(path: Path | str, base_dir: Path | None = None) -> WaveSpec:
         raise WaveFileError(f"{p}: {len(pr.lines)} problem(s): {pr.lines[0]}",
                             problems=list(pr.lines), path=str(p))
     return WaveSpec(name, p, workspaces, groups, limits, vm_params, tuple(tasks), secs[0],
-                    secs[1], run, checked, secs[2])
+                    secs[1], run, checked, secs[2], "runbook_overhead" in est)
 
 
 def _run(pr: Problems, raw: Mapping[str, Any]) -> RunOptions:
