@@ -320,6 +320,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vmg-bench-seed-"))
     os.chmod(work, 0o755)
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    link_loads: dict[str, list[list[str]]] = {}
     try:
         for link in links:
             # the 100 Mbit/s link gets the smaller images (a 1.5 GiB `ssh cat` alone is 2 min)
@@ -329,13 +330,18 @@ def main() -> int:
             print(f"{link}: images " + ", ".join(f"{k} {p.stat().st_size / MiB:.0f} MiB "
                                                  f"({_allocated(p) / MiB:.0f} allocated)"
                                                  for k, p in imgs.items()), flush=True)
+            before = Path("/proc/loadavg").read_text().split()[:3]
             results[link] = run_link(link, imgs, work, methods)
+            link_loads[link] = [before, Path("/proc/loadavg").read_text().split()[:3]]
+            print(f"{link}: load average before {' '.join(before)}, after "
+                  f"{' '.join(link_loads[link][1])}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load1 = Path("/proc/loadavg").read_text().split()[:3]
     report(results, (" ".join(load0), " ".join(load1)))
     if args.json:
-        args.json.write_text(json.dumps({"load": [load0, load1], "results": results}, indent=1))
+        args.json.write_text(json.dumps({"load": [load0, load1], "link_loads": link_loads,
+                                         "results": results}, indent=1))
     bad = [(link, n, k) for link, r in results.items() for n, row in r.items()
            for k, v in row.items() if not v["identical"]]
     if bad:
