@@ -96,3 +96,24 @@ def test_slow_codec_sends_what_it_is_behind_on_as_is() -> None:
     assert [a for a, _p, _f in sent] == [i * MiB for i in range(24)]
     assert [proto.decode_payload(f, b) for _a, b, f in sent] == chunks
     assert p.stats["off_for_rate"] > 0 and p.stats["packed"] > 0, p.stats
+
+
+def test_zstd_level_rises_while_the_link_is_the_limit() -> None:
+    """Text over a 10 MB/s link: the sender spends its time blocked sending, so zstd's
+    level rises above the one asked (smaller frames for CPU the link leaves idle); every
+    frame still decodes.  Before: level 1 throughout (``level_max`` 1)."""
+    if proto.CODEC_IMPL.get("zstd") not in ("module", "lib"):
+        pytest.skip("no zstd module nor libzstd here")
+    sent: list[tuple[bytes, int]] = []
+
+    def send(ftype: int, payload: bytes, arg: int, fl: int) -> None:
+        time.sleep((len(payload) + proto.HEADER_SIZE) / LINK)
+        sent.append((payload, fl))
+
+    chunks = [_text(i) for i in range(3 * packing.LEVEL_WINDOW + 4)]
+    p = packing.Packer("zstd", 1, send, workers=2)
+    for i, c in enumerate(chunks):
+        p.emit(proto.DATA, c, i * MiB)
+    p.finish()
+    assert p.stats["level_max"] >= 2, p.stats
+    assert [proto.decode_payload(f, b) for b, f in sent] == chunks

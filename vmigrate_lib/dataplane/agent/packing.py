@@ -12,11 +12,14 @@ so short windows measured one mode against the other wrongly (bench/README.md). 
 that does not shrink by 10% goes as it is; MISSES of them in a row pause compression for
 PAUSE chunks, twice as many after each further run (up to PAUSE_MAX: random data costs
 the codec little), PAUSE again once a chunk shrinks (one incompressible file in a disk of
-text does not stop it).  Python 3.5,
-stdlib only.
+text does not stop it).  And as ``--adapt`` does, zstd's level rises (up to LEVEL_UP above
+the one asked) while the link holds the stream back (the sender spent LINK_BOUND of a
+window blocked sending, never waiting for the codec), and falls back when the codec falls
+behind: on a slow link a smaller frame is worth more CPU.  Python 3.5, stdlib only.
 """
 
 import os
+import time
 from collections import deque
 
 from .protocol import (
@@ -37,6 +40,9 @@ except ImportError:  # pragma: no cover
 PAUSE = 8  #: chunks sent as they are after MISSES in a row that did not shrink ...
 PAUSE_MAX = 64  #: ... doubled at each such run until a chunk shrinks again
 MISSES = 3
+LEVEL_WINDOW = 32  #: DATA chunks between two level decisions
+LEVEL_UP = 2  #: zstd levels the packer may add to the one asked
+LINK_BOUND = 0.8
 BEHIND = 3  #: chunks per pool thread still to compress beyond which a chunk goes as is
 
 
@@ -64,8 +70,13 @@ class Packer(object):
         self.misses = 0  # chunks in a row that did not shrink
         self.pause = PAUSE  # the next pause's length
         self.waited = False  # the last frame sent had to wait for the codec
+        #: zstd only: the level moves between the one asked and LEVEL_UP above
+        self.base = self.level
+        self.top = self.level + LEVEL_UP if codec == "zstd" else self.level
+        self.lwin = [0, 0.0, 0.0, 0]  # chunks, start, seconds sending, waits for the codec
         #: off_for_rate: chunks sent as they are because the codec was behind
-        self.stats = {"packed": 0, "raw": 0, "no_gain": 0, "off_for_rate": 0, "wire": 0}
+        self.stats = {"packed": 0, "raw": 0, "no_gain": 0, "off_for_rate": 0, "wire": 0,
+                      "level_max": self.level}
 
     def emit(self, ftype, payload, arg):
         fut = None
@@ -122,8 +133,29 @@ class Packer(object):
                 payload, flags, self.misses, self.pause = out, self.flag, 0, PAUSE
         if ftype == DATA:
             self.stats["packed" if flags else "raw"] += 1
+        t = time.time()
         self.send(ftype, payload, arg, flags)
         self.stats["wire"] += len(payload) + HEADER_SIZE
+        if ftype == DATA and self.top > self.base:
+            self._adapt_level(t, fut is not None and self.waited)
+
+    def _adapt_level(self, t, waited):
+        """Count a DATA frame sent at ``t``; every LEVEL_WINDOW frames move the level."""
+        win = self.lwin
+        now = time.time()
+        if win[0] == 0:
+            win[1] = t
+        win[0] += 1
+        win[2] += now - t
+        win[3] += 1 if waited else 0
+        if win[0] < LEVEL_WINDOW:
+            return
+        if win[3]:
+            self.level = max(self.level - 1, self.base)
+        elif win[2] >= LINK_BOUND * (now - win[1]) and self.level < self.top:
+            self.level += 1
+            self.stats["level_max"] = max(self.stats["level_max"], self.level)
+        self.lwin = [0, 0.0, 0.0, 0]
 
 
 class Unpacker(object):
