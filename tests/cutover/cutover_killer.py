@@ -31,15 +31,16 @@ def hooks_for(spec: str) -> cutover.CutoverHooks:
     return cutover.CutoverHooks(**{f"{when}_step": die})
 
 
-#: the name under which the CLI's cutover command calls the engine
+#: the engine function the CLI's cutover command calls (it imports it from the engine's
+#: cutover module when it runs, so the hooked one is set there)
 CALLED_AS = "run_cutover"
 
 
 def main(argv: list[str]) -> int:
     hooks = hooks_for(argv[0])
-    if getattr(cli_cutover, CALLED_AS, None) is not cutover.run_cutover:
+    if CALLED_AS not in cli_cutover.cmd_cutover.__code__.co_names:
         raise SystemExit(f"cutover_killer: faces.cli_cutover no longer calls {CALLED_AS}")
-    setattr(cli_cutover, CALLED_AS, functools.partial(cutover.run_cutover, hooks=hooks))
+    setattr(cutover, CALLED_AS, functools.partial(cutover.run_cutover, hooks=hooks))
     return cli.main(argv[1:])
 
 
