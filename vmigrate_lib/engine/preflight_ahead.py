@@ -5,12 +5,11 @@ a round trip to that agent.  So background threads open every handle at once (on
 datastore), ask each, in one :meth:`Datastore.peek`, for every path the checks will look
 at (the claim, Bob's folder and its markers, the disks), then the data paths
 (:meth:`Datastore.transfer_modes`, direct mode's probe included); meanwhile the
-control-plane checks run.  The checks then
-read the answers through a :class:`~vmigrate_lib.dataplane.datastore.PeekedFiles`, which
-answers as the datastore would.
+control-plane checks run.  The checks read the answers through a
+:class:`~vmigrate_lib.dataplane.datastore.PeekedFiles`, which answers as the datastore would.
 
-Until that thread is done it is the only user of the handles: whatever a check asks that
-was not peeked waits for it first (:meth:`Lookahead.settle`).
+Until those threads are done they are the only users of the handles: whatever a check asks
+that was not peeked waits for them first (:meth:`Lookahead.settle`).
 """
 
 from __future__ import annotations
