@@ -90,7 +90,13 @@ def _codecs(path=None):
     zstandard module, else the host's library (ctypes: no process per frame, several
     threads at once), else the tool on PATH (a process per frame)."""
     from .codecbin import bin_codec
-    from .codeclib import lib_codec
+
+    try:
+        from .codeclib import lib_codec
+    except ImportError:  # a Python built without ctypes: no library codecs
+
+        def lib_codec(name):
+            return None
 
     out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
     impl = {"zlib": "module"}
