@@ -64,8 +64,9 @@ def test_journal_records_codec_and_wire_bytes(ssh_loopback: SshHost, lab: Path,
     frames went compressed or as they are (the lab's disk content is random: zstd does
     not shrink it, so the agent sends it as it is and says so).  The host's python has no
     zstandard but the host has libzstd: auto runs zstd through it, and the preflight
-    line and the journal say ``zstd-lib`` (``zstd-bin`` before the library codec).  Before: the record had neither codec nor wire
-    bytes, and a host without the module got zlib."""
+    line and the journal say ``zstd-lib`` (``zstd-bin`` before the library codec).
+    Before: the record had neither codec nor wire bytes, and a host without the module
+    got zlib."""
     pf = _params(tmp_path, ssh_loopback, lab, "auto")
     r = _vmigrate(pf, "sync", "--cycles", "1")
     out = r.stdout + r.stderr

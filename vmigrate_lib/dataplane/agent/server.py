@@ -76,7 +76,8 @@ class Agent(FileOps, StreamOps, PushOps, DeltaOps):
             "python": sys.version.split()[0],
             "algorithms": [name for name, _ in HASHERS],
             "compression": sorted(CODECS),
-            "codec_impl": CODEC_IMPL,  # "module", or "bin": a binary on this host runs it
+            # "module"; "lib": the host's libzstd/liblz4 through ctypes; "bin": its tool
+            "codec_impl": CODEC_IMPL,
             "features": FEATURES,
             "storage": self.storage,
         })
