@@ -37,9 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the tests.peers package
 
 from tests.peers import netns as peers_netns  # noqa: E402
-from tests.peers import sshd as peers_sshd  # noqa: E402
-from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
+from tests.peers.hostpair import namespace_pair  # noqa: E402
+from tests.peers.sshd import SshHost  # noqa: E402
 from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
 from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
 
@@ -154,25 +153,8 @@ def zeros(path: Path, size: int) -> None:
 @contextlib.contextmanager
 def shaped_hosts(work: Path, rate: str) -> Iterator[Hosts]:
     """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
-    topo = peers_netns.Topology(("a", "b"), rate=rate, delay=None)
-    servers = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        topo.create()
-    try:
-        client = SshKeyPair.generate(work, f"client-{rate}")
-        peer = SshKeyPair.generate(work, f"peer-{rate}")
-        for role in ("a", "b"):
-            servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
-                                                 client_key=client,
-                                                 authorized_keys=[peer.pub_line]))
-        kh = peers_sshd.write_known_hosts(work / f"known_hosts-{rate}", [s.host for s in servers])
-        a, b = (replace(s.host, known_hosts_path=kh) for s in servers)
-        yield Hosts(a, b, replace(b, key_path=peer.path), peer.path, kh)
-    finally:
-        for s in servers:
-            s.stop()
-        topo.close()
+    with namespace_pair(work, rate, tag=f"-{rate}") as pair:
+        yield Hosts(pair.a, pair.b, pair.a_to_b, pair.peer_key.path, pair.known_hosts)
 
 
 # --------------------------------------------------------------------------- methods

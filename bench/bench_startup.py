@@ -27,9 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +37,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the repo root: vmigrate_lib and the tests.peers package
 
-from tests.peers import netns as peers_netns  # noqa: E402
-from tests.peers import sshd as peers_sshd  # noqa: E402
+from tests.labkit import lab_host  # noqa: E402
+from tests.peers.hostpair import namespace_pair  # noqa: E402
 from tests.peers.netns_probe import parse_rate  # noqa: E402
-from tests.peers.sshd import SshHost, SshKeyPair  # noqa: E402
+from tests.peers.sshd import SshHost  # noqa: E402
 from vmigrate_lib.control.lab import LabHost  # noqa: E402
 from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
 from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
@@ -56,29 +54,12 @@ PROBE = "--probe-phases"
 def shaped_hosts(work: Path, rate: str, extra_config: tuple[str, ...] = ()
                  ) -> Iterator[tuple[SshHost, SshHost, list[Any]]]:
     """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
-    topo = peers_netns.Topology(("a", "b"), rate=rate, delay=None)
-    servers = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        topo.create()
-    try:
-        client = SshKeyPair.generate(work, "client")
-        for role in ("a", "b"):
-            servers.append(peers_sshd.start_sshd(role, ip=topo.ip(role), netns=topo.netns(role),
-                                                 client_key=client, extra_config=extra_config))
-        kh = peers_sshd.write_known_hosts(work / "known_hosts", [s.host for s in servers])
-        yield (replace(servers[0].host, known_hosts_path=kh),
-               replace(servers[1].host, known_hosts_path=kh), servers)
-    finally:
-        for s in servers:
-            s.stop()
-        topo.close()
+    with namespace_pair(work, rate, extra_config=extra_config) as pair:
+        yield pair.a, pair.b, list(pair.servers.values())
 
 
 def host_params(name: str, root: Path, ssh: SshHost, **extra: Any) -> dict[str, Any]:
-    return {"type": "lab", "host": name, "lab_root": str(root),
-            "url": f"ssh://{ssh.user}@{ssh.ip}:{ssh.port}", "ssh_key": ssh.key_path,
-            "ssh_known_hosts": ssh.known_hosts_path, **extra}
+    return lab_host(ssh, name, root, **extra)
 
 
 def cli_argv(work: Path, *args: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from tests.peers.netns import Topology
@@ -47,11 +47,13 @@ class NamespacePair:
 
 @contextlib.contextmanager
 def namespace_pair(work: str | os.PathLike[str], rate: str | None, delay: str | None = None,
-                   tag: str = "", prefix: str = "") -> Iterator[NamespacePair]:
+                   tag: str = "", prefix: str = "",
+                   extra_config: Sequence[str] = ()) -> Iterator[NamespacePair]:
     """Build the pair with links of ``rate``/``delay`` (``tc``; a kernel without sch_netem
     gets no delay, ``Link.delay_applied`` says so); keys and known_hosts go to ``work``,
     named with ``tag`` (several pairs may share a folder); the sshd peers are named
-    ``prefix`` + role.  Everything stops on exit."""
+    ``prefix`` + role, with ``extra_config`` lines in their sshd_config.  Everything stops
+    on exit."""
     topo = Topology(("a", "b"), rate=rate, delay=delay)
     servers: dict[str, SshdServer] = {}
     try:
@@ -62,7 +64,8 @@ def namespace_pair(work: str | os.PathLike[str], rate: str | None, delay: str | 
         peer = SshKeyPair.generate(work, f"peer{tag}", comment="vmigrate-test-peer")
         for role in topo.links:
             servers[role] = start_sshd(f"{prefix}{role}", ip=topo.ip(role), netns=topo.netns(role),
-                                       client_key=client, authorized_keys=[peer.pub_line])
+                                       client_key=client, authorized_keys=[peer.pub_line],
+                                       extra_config=extra_config)
         kh = write_known_hosts(os.path.join(work, f"known_hosts{tag}"),
                                [s.host for s in servers.values()])
         yield NamespacePair(topo, servers, client, peer, kh)
