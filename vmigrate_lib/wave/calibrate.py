@@ -18,7 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from ..engine.cycle_records import cycle_records
+from ..engine.cycle_records import CycleRecord, cycle_records
 from ..engine.workspace import Journal
 from .spec import WaveSpec
 from .state import load
@@ -47,10 +47,9 @@ def _phases(journal: Path) -> tuple[dict[str, list[tuple[float, str]]], list[flo
     return out, resumed
 
 
-def _copies(workspace: Path, begin: float, end: float) -> float:
+def _copies(cycles: list[CycleRecord], begin: float, end: float) -> float:
     """Seconds the VM's cycles took that started within [begin, end]."""
-    recs = cycle_records(Journal(workspace / "journal.jsonl").records("cycle"))
-    return sum(c.duration for c in recs if begin <= c.started <= end)
+    return sum(c.duration for c in cycles if begin <= c.started <= end)
 
 
 def samples(spec: WaveSpec) -> list[float]:
@@ -62,12 +61,13 @@ def samples(spec: WaveSpec) -> list[float]:
         params: Any = spec.vm_params.get(vm)
         if params is None:
             continue
-        ws = Path(params["workspace"])
+        ws = Path(params["workspace"])  # its journal read once, for all its phases
+        cycles = cycle_records(Journal(ws / "journal.jsonl").records("cycle"))
         for (t0, status), (t1, nxt) in pairwise(seq):
             if any(t0 < r < t1 for r in resumed):
                 continue
             if status == "syncing":
-                out.append(max(0.0, (t1 - t0) - _copies(ws, t0, t1)))
+                out.append(max(0.0, (t1 - t0) - _copies(cycles, t0, t1)))
             elif status == "cutover" and state is not None:
                 down = state.vms[vm].downtime_s if vm in state.vms else None
                 if down is not None and nxt == "done":
