@@ -54,3 +54,16 @@ def test_other_commands_still_find_their_modules() -> None:
                         "--root", "/nonexistent-vmigrate-lab"], capture_output=True,
                        text=True, timeout=120, check=False)
     assert "Error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_lab_control_plane_loads_no_numpy() -> None:
+    """A sync against lab hosts opens them (``control.lab``, ``lab.changes``) before its
+    first cycle: that loaded numpy (0.1-0.3 s, ``python -X importtime``) for change maps a
+    plain scan answers in milliseconds (tests/lab/test_ctk_scan.py).  Before: numpy loaded.
+    A real host's control plane never loads the lab's."""
+    r = subprocess.run([sys.executable, "-c", (
+        "import sys, vmigrate_lib.faces.cli, vmigrate_lib.faces.cli_sync, vmigrate_lib.session, "
+        "vmigrate_lib.control.lab, vmigrate_lib.lab.changes, vmigrate_lib.engine.cycle; "
+        "print('numpy' in sys.modules)")], capture_output=True, text=True, timeout=120,
+        check=True)
+    assert r.stdout.strip() == "False"

@@ -9,10 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# numpy answers a 1 M-grain query in milliseconds; imported here, with the control
-# plane, so that a cycle does not pay for the import (the guest never loads this).
-import numpy  # noqa: F401
-
 from ..errors import ChangeIdInvalid, SnapshotError
 from ..extents import Extent
 from .ctk import ChangeTracker

@@ -17,6 +17,7 @@ import mmap
 import os
 import struct
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import ChangeIdInvalid, LabError
@@ -26,6 +27,19 @@ GRAIN = 64 * 1024
 MAGIC = b"VMLCTK01"
 _HEAD = struct.Struct("<8s16sII")
 HEADER_SIZE = 64
+#: maps of up to this many grains (4 GiB disks) are queried by a plain scan, larger ones
+#: with numpy (a 1 M-grain query in milliseconds)
+SCAN_GRAINS = 1 << 16
+
+
+def _extents(runs: Iterable[tuple[int, int]], capacity: int) -> list[Extent]:
+    """Grain runs ``[s, e)`` as byte extents, the last one cut at ``capacity``."""
+    out = []
+    for s, e in runs:
+        lo, hi = s * GRAIN, min(e * GRAIN, capacity)
+        if hi > lo:
+            out.append(Extent(lo, hi - lo))
+    return out
 
 
 def parse_change_id(change_id: str) -> tuple[str, int]:
@@ -149,7 +163,9 @@ class ChangeTracker:
                 change_id=since,
                 snapshot_change_id=snapshot_id,
             )
-        import numpy as np  # here, not at the top: the guest process never queries
+        if self.grains <= SCAN_GRAINS:
+            return self._changed_scan(since_gen, snap_gen, capacity)
+        import numpy as np  # here, not at the top: only a large map's query loads it
 
         arr = np.frombuffer(self._mm, dtype="<u4", count=self.grains, offset=HEADER_SIZE)
         mask = (arr > since_gen) & (arr <= snap_gen)
@@ -159,12 +175,27 @@ class ChangeTracker:
         edges = np.diff(mask.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
         starts = np.flatnonzero(edges == 1).tolist()
         ends = np.flatnonzero(edges == -1).tolist()
-        out = []
-        for s, e in zip(starts, ends):
-            lo, hi = s * GRAIN, min(e * GRAIN, capacity)
-            if hi > lo:
-                out.append(Extent(lo, hi - lo))
-        return out
+        return _extents(zip(starts, ends), capacity)
+
+    def _changed_scan(self, since_gen: int, snap_gen: int, capacity: int) -> list[Extent]:
+        """The same answer by a plain scan: milliseconds for a map of up to
+        :data:`SCAN_GRAINS`, and no numpy import (0.1-0.3 s of a command's start)."""
+        view = memoryview(self._mm)[HEADER_SIZE : HEADER_SIZE + 4 * self.grains].cast("I")
+        runs: list[tuple[int, int]] = []
+        start = -1
+        try:
+            for g, gen in enumerate(view):
+                if since_gen < gen <= snap_gen:
+                    if start < 0:
+                        start = g
+                elif start >= 0:
+                    runs.append((start, g))
+                    start = -1
+        finally:
+            view.release()
+        if start >= 0:
+            runs.append((start, self.grains))
+        return _extents(runs, capacity)
 
     def flush(self) -> None:
         if self._writable:
