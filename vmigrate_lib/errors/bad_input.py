@@ -144,3 +144,10 @@ class WaveStateCorrupt(InputError):
 
     default_hint = "restore it from a backup, or move the wave folder aside to start over"
 
+
+
+class KeeperUnsafe(InputError):
+    """The connection keeper's folder or socket is not this user's own (owner, mode)."""
+
+    default_hint = ("remove it (vmigrate makes its own folder, owned by you, mode 0700), or "
+                    "set XDG_RUNTIME_DIR to your own runtime folder, then run again")

@@ -184,3 +184,9 @@ class Interrupted(OperationError):
     exit_code = 130
     default_hint = "the run was interrupted; a re-run resumes from the recorded state"
 
+
+
+class KeeperError(OperationError):
+    """The connection keeper did not start, refused a request, or is not there."""
+
+    default_hint = "see the keeper's log beside its socket; commands connect directly meanwhile"
