@@ -153,6 +153,9 @@ class Runbook(PapermillOperator):
     def execute(self, context):
         ti = context["ti"]
         go = vmigrate("begin", self.vm, self.kind)
+        if go.get("done"):  # an earlier try cut the VM over (its end was lost): not again
+            self.log.info("%s: %s; evidence %s", self.kind, go["why"], go["evidence"])
+            return (go["evidence"] or [""])[-1]
         if not go["go"]:
             raise AirflowSkipException(go["why"])
         run = context["run_id"].replace(":", "").replace("+", "_")
@@ -171,7 +174,9 @@ class Runbook(PapermillOperator):
                        "--kernel", WAVE["kernel"], "--task", self.task_id,
                        "--run-id", context["run_id"], *(["--final"] if final else []))
         self.log.info("%s: evidence sealed in %s; VM %s", self.kind, out["folder"], out["status"])
-        if status != "ok":  # the runbook ran: a sync may run again (it resumes), a cutover not
+        if status != "ok" and out["status"] == "done":  # failed after the cutover was done
+            self.log.warning("%s runbook failed after the VM was cut over: %s", self.kind, error)
+        elif status != "ok":  # the runbook ran: a sync may run again (it resumes), a cutover not
             fail = AirflowException if self.kind == "sync" and not final else AirflowFailException
             raise fail(self.kind + " runbook failed (" + out["status"] + "): " + error)
         return out["folder"]

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..engine.cutover_record import CutoverRecord
 from ..engine.workspace import Journal, Workspace
 from ..faces.executed import read_result
 from ..faces.papermill_runner import absolute_paths, injected, runbooks_dir
@@ -112,19 +113,44 @@ class AirflowBook:
         return time.time() - self.start_at >= w.end
 
 
-def cutover_status(spec: WaveSpec, vm: str) -> str | None:
+def cutover_record(spec: WaveSpec, vm: str) -> CutoverRecord | None:
     state = Workspace(Path(spec.vm_params[vm]["workspace"])).load()
-    return state.cutover.status if state is not None and state.cutover else None
+    return state.cutover if state is not None else None
+
+
+def cutover_status(spec: WaveSpec, vm: str) -> str | None:
+    co = cutover_record(spec, vm)
+    return co.status if co else None
+
+
+def already_done(book: AirflowBook, vm: str, co: CutoverRecord) -> dict[str, Any]:
+    """A cutover task tried again after its VM's cutover was done (an earlier try's state
+    update or seal was lost, or its process was killed after the cutover cell): the VM is
+    done, and the runbook, which refuses a finished workspace, must not run again."""
+    downtime = (co.measured or {}).get("downtime_s")
+    with book.state() as st:
+        sealed = [f for f in st.vms[vm].evidence if "-cutover-" in Path(f).name]
+    book.set(vm, "done", downtime_s=downtime,
+             predicted_s=(co.prediction or {}).get("predicted_downtime"))
+    why = (f"{vm} was already cut over (attempt {co.attempt}, ended {co.ended}) by an "
+           f"earlier try of this task; nothing to run")
+    book.journal.append("vm_cutover_already_done", vm=vm, attempt=co.attempt,
+                        ended=co.ended, evidence=sealed, runner="airflow")
+    return {"go": False, "done": True, "why": why, "evidence": sealed}
 
 
 def begin(book: AirflowBook, vm: str, kind: str) -> dict[str, Any]:
     """May this runbook start now, and with which parameters (as papermill injects them)."""
     spec = book.spec
-    if kind == "cutover" and cutover_status(spec, vm) is None and book.window_closed(vm):
+    co = cutover_record(spec, vm) if kind == "cutover" else None
+    if kind == "cutover" and co is None and book.window_closed(vm):
         book.set(vm, "window_missed", error=WINDOW_MISSED)
         return {"go": False, "why": WINDOW_MISSED}
     if wait_workspace_free(Path(spec.vm_params[vm]["workspace"])):  # a killed run's kernel
         book.journal.append("workspace_waited", vm=vm, before=f"run {kind}")
+    co = cutover_record(spec, vm) if kind == "cutover" else None  # that kernel may have ended it
+    if co is not None and co.status == "done":
+        return already_done(book, vm, co)
     with book.state() as st:
         first = st.vms[vm].started
     book.set(vm, "syncing" if kind == "sync" else "cutover",
@@ -184,6 +210,9 @@ def outcome(book: AirflowBook, vm: str, kind: str, ok: bool, result: dict[str, A
                  predicted_s=result.get("predicted_downtime_s"))
         return "done"
     co, why = cutover_status(book.spec, vm), f"cutover: {error}"
+    if co == "done":  # the runbook failed after the cutover (a later cell): the VM is done
+        book.set(vm, "done", error=f"{why} (after the cutover was done)")
+        return "done"
     if co == "rolled_back":
         status = "rolled_back"
     elif co in ("probes_failed", "stopped") and book.spec.run.rollback_after_probes:
