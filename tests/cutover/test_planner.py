@@ -134,6 +134,54 @@ def test_working_set_fit_from_shrinking_intervals() -> None:
     assert p.final_bytes == pytest.approx(hot + cold * p.window)
 
 
+def _rehearsal(off: float, window: float, final: float, on: float | None) -> list[dict[str, Any]]:
+    """A forced cutover's records: Alice off at ``off`` (the shutdown step's end), a final
+    cycle holding ``final`` bytes written in the ``window`` before, and a rollback that
+    powered her on again at ``on`` (the step names and fields of engine/cutover_rollback)."""
+    out: list[dict[str, Any]] = [
+        {"type": "step", "name": "shutdown", "status": "done", "start": off - 0.1, "end": off},
+        cyc("final", final, window + 0.2, final / (100 * MB), at=off + 0.2)]
+    if on is not None:
+        out.append({"type": "step", "name": "rollback_alice_on", "status": "done",
+                    "start": on - 0.5, "end": on})
+    return out
+
+
+def test_a_delta_across_a_rollback_is_rated_on_the_seconds_alice_ran() -> None:
+    """bench_planner (local, 5 MB/s; 2026-11-30 19:00, load 2): after the rehearsal's
+    rollback, sync's first delta had a 2.8 s interval of which Alice ran 0.7 s (off from
+    the shutdown until the rollback powered her on), so its bytes per second of interval
+    pulled the rate down.  Here a guest dirtying 10 MB/s steadily: a 10 s delta, then
+    Alice off for 2 s, then a delta whose 2.7 s interval holds 0.7 s of her writes.
+    The rate is 10 MB/s (before: 8.4).  Pure records: what only a real host shows is how
+    long its guest takes to boot after a rollback."""
+    hist = [cyc("seed", 1000 * MB, None, 10.0), cyc("delta", 100 * MB, 10.0, 1.0, at=1000.0)]
+    hist += _rehearsal(off=1001.0, window=1.0, final=10 * MB, on=1003.0)
+    hist.append(cyc("delta", 7 * MB, 2.7, 0.1, at=1003.7))  # writes from 1003.0 to 1003.7
+    p = plan(hist, budget=60, shutdown_s=1, boot_s=1)
+    assert p.dirty_rate == pytest.approx(10 * MB)
+
+
+def test_one_delta_and_a_measured_final_window_fit_hot_set_and_rate() -> None:
+    """bench_planner (local, 5 MB/s of 4 KiB writes, 90% into a hot set): the rehearsal's
+    final window held 68 MB in 1.6 s while a 10 s delta held 148 MB, and the plan, on the
+    delta's rate alone, predicted 22 MB for the next final window (measured: 69 MB).  A
+    measured final window is the short window the cutover will have: with one delta of a
+    clearly longer interval it fits the line ``working set + rate x window`` (before: a fit
+    needed three points, and fell back to the delta's rate).  Pure records from a hot-set
+    guest (hot 50 MB, cold 10 MB/s); a real guest's write pattern is what only a real
+    host shows."""
+    hot, cold = 50 * MB, 10 * MB
+    hist = [cyc("seed", 1000 * MB, None, 10.0),
+            cyc("delta", hot + cold * 10, 10.0, 1.5, at=1000.0)]
+    hist += _rehearsal(off=1002.0, window=1.6, final=hot + cold * 1.6, on=1004.0)
+    p = plan(hist, budget=60, shutdown_s=1, boot_s=1)
+    assert p.dirty_source == "fit"
+    assert p.working_set == pytest.approx(hot)
+    assert p.dirty_rate == pytest.approx(cold)
+    assert p.final_bytes == pytest.approx(hot + cold * p.window)
+
+
 class Timeline:
     """Journal records of a lab-like run, from a guest whose tracked bytes over a window of
     W seconds are ``hot x (1 - exp(-W / tau)) + cold x W``: 4 KiB writes dirty 64 KiB

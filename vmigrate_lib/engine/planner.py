@@ -36,7 +36,7 @@ from typing import Any
 from ..units import fmt_bytes, fmt_rate, fmt_secs
 from .cutover_timings import MEASURED_TYPE, CutoverTimings, cutover_timings, measured_timings
 from .cycle_records import CycleRecord, cycle_records
-from .dirty import RATE_WINDOW, DirtyModel, Trend, dirty_model, final_windows, trend
+from .dirty import RATE_WINDOW, DirtyModel, Trend, dirty_model, final_windows, off_spans, trend
 
 #: Until a cutover measured them: a real guest's shutdown and boot-to-tools, seconds.
 DEFAULT_SHUTDOWN_S = 30.0
@@ -202,7 +202,7 @@ def plan(
     cyc = [c for c in cycle_records(records) if c.ok]
     shutdown, s_src = _pick(timed.shutdown, shutdown_s, DEFAULT_SHUTDOWN_S)
     boot, b_src = _pick(timed.boot, boot_s, DEFAULT_BOOT_S)
-    model = dirty_model(cyc, final_windows(records))
+    model = dirty_model(cyc, final_windows(records), off_spans(records))
     if throughput_override is not None and throughput_override > 0:
         thr, t_src = float(throughput_override), "override"
     else:

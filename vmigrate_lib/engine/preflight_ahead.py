@@ -27,7 +27,7 @@ from .destination import pending_marker
 from .preflight_model import PreflightContext
 
 
-def source_paths(m: Migration, vm: VmInfo, name: str) -> tuple[list[str], list[str]]:
+def source_paths(vm: VmInfo, name: str) -> tuple[list[str], list[str]]:
     """What preflight stats and reads on source datastore ``name``: the claim (on the
     VM's own datastore) and the disks there."""
     reads = [claim_path(vm)] if name == vm.datastore else []
@@ -52,7 +52,7 @@ class Lookahead:
 
     def __init__(self, m: Migration, vm: VmInfo, names: Sequence[str], dest: bool) -> None:
         self.m = m
-        self._src = {n: _spawn(_look, m.src_ds, n, *source_paths(m, vm, n)) for n in names}
+        self._src = {n: _spawn(_look, m.src_ds, n, *source_paths(vm, n)) for n in names}
         self._dst = _spawn(_look, lambda _n: m.dst_ds(), "", *dest_paths(m, vm)) if dest else None
         self._modes = _spawn(self._transfer_modes)
 
