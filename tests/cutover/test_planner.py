@@ -182,6 +182,37 @@ def test_one_delta_and_a_measured_final_window_fit_hot_set_and_rate() -> None:
     assert p.final_bytes == pytest.approx(hot + cold * p.window)
 
 
+def test_the_copy_rate_is_the_deltas_not_the_seeds() -> None:
+    """bench_planner (100 Mbit/s, lab guest at 1 MB/s): the seed put 0.87 of its bytes on
+    the wire and ran at 12.7 MB/s of disk, the deltas (the guest's recent writes, which
+    compress) 0.21 and 43 MB/s; counting the seed, the plan's rate was 17 MB/s and the
+    final copy was over-predicted.  Pure records: a seed at 10 MB/s, deltas at 40 MB/s;
+    the rate is the deltas' (before: 10.7 MB/s).  What compresses on a real guest is what
+    only a real host shows."""
+    hist = [cyc("seed", 1000 * MB, None, 100.0)]
+    hist += [cyc("delta", 100 * MB, 10.0, 2.5), cyc("delta", 80 * MB, 8.0, 2.0)]
+    p = plan(hist, budget=60, shutdown_s=1, boot_s=1)
+    assert p.throughput == pytest.approx(40 * MB)
+
+
+def test_a_rehearsed_final_copy_predicts_at_its_own_rate() -> None:
+    """The rehearsal's final cycle (Alice off, a final-sized delta: 30 MB copied in 1.2 s,
+    the whole final phase 1.7 s) predicts the next final copy at its own rate, 25 MB/s,
+    plus the phase's fixed 0.5 s, not at the long deltas' 40 MB/s (a small copy pays its
+    start, as the rehearsal's did; bench_planner at 100 Mbit/s and 1 MB/s: the final copy
+    predicted 2.0 s, took 1.4; after, 1.7 and 1.6).  Pure records; a real host's
+    final-phase calls are what only it shows."""
+    hist = [cyc("seed", 1000 * MB, None, 100.0), cyc("delta", 400 * MB, 40.0, 10.0, at=1000.0)]
+    rehearsal = _rehearsal(off=1002.0, window=2.0, final=30 * MB, on=1004.0)
+    rehearsal[1]["phases"]["copy"] = 1.2
+    hist += rehearsal
+    hist.append({"type": MEASURED_TYPE, "attempt": 1, "shutdown_s": 0.1, "final_copy_s": 1.7,
+                 "boot_s": 1.0})
+    p = plan(hist, budget=60, now=1006.0)
+    assert p.final_copy == pytest.approx(0.5 + p.final_bytes / (25 * MB))
+    assert p.throughput == pytest.approx((430 * MB) / 11.2)  # the deltas' and the final's
+
+
 class Timeline:
     """Journal records of a lab-like run, from a guest whose tracked bytes over a window of
     W seconds are ``hot x (1 - exp(-W / tau)) + cold x W``: 4 KiB writes dirty 64 KiB
