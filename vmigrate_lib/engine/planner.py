@@ -7,14 +7,17 @@ of earlier cutovers), so a runbook tomorrow sees the same plan:
 
 * dirty bytes of a window = working set + rate x window (:mod:`.dirty`: CBT counts
   64 KiB grains, so short windows dirty more per second than long ones; a
-  rehearsal's final cycle measures a short window);
+  rehearsal's final cycle measures a short window; a delta's window is the seconds
+  Alice ran in its interval, a rollback's off time taken out);
 * the final window = everything written from the last snapshot until Alice is
   off: the time since that snapshot, the go/no-go and the shutdown; or, when one
   more delta cycle right before the shutdown shortens it (the cutover's
   ``predelta`` step, as Veeam's planned failover runs an incremental before
   stopping the VM), that cycle's duration and the shutdown;
-* throughput  = bytes changed / seconds of copy (the last few cycles, weighted by
-  bytes; the operator may override a badly measured one, as in QEMU);
+* throughput  = bytes changed / seconds of copy (the last few delta and final
+  cycles, weighted by bytes: the guest's recent writes compress unlike a seed's
+  disk; the operator may override a badly measured one, as in QEMU); the final
+  copy at the rate of the rehearsal's final cycle when there was one;
 * the final phase's fixed cost = what a rehearsal measured (snapshot, query,
   commit, clean-up, configuration files), else snapshot and query of a cycle;
   plus certifying the final delta at the measured certify rate;
