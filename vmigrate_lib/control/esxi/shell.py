@@ -19,9 +19,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import paramiko
-
 from ...dataplane.ssh import SshConnection
+from ...dataplane.ssh.paramiko_lazy import paramiko
 from ...errors import (
     LicenseRestricted,
     PowerError,

@@ -1,5 +1,6 @@
 """The agent over SSH (paramiko): a tuned transport and a resilient datastore client.
 
+    paramiko_lazy  paramiko at its first use, without invoke
     agentfile   the uploaded agent's private folder, checks and launch command
     connection  SshConnection: connect, host key verification, login, agent upload;
                 shared_connection: one per host, shared by a process's datastores
@@ -12,6 +13,9 @@
                 read/hash streams, read-ahead; composes the two above
 
 Each module imports only those listed above it, so there is no import cycle.
+paramiko itself loads at its first use (:mod:`.paramiko_lazy`, which also keeps
+paramiko from importing invoke): a command whose agents come from a connection keeper
+never loads it.
 The writer, direct mode and the datastore talk to the agent through the
 datastore's public :class:`~vmigrate_lib.dataplane.agentchannel.AgentChannel`
 (frames, handshake, exclusive streams, reconnect pauses and events), never
@@ -35,20 +39,6 @@ The engine never imports this package; hosts build datastores through
 """
 
 from __future__ import annotations
-
-import sys
-
-if "paramiko" not in sys.modules and "invoke" not in sys.modules:
-    # paramiko.config imports invoke, only for ``Match exec`` in ssh_config files (which
-    # vmigrate never reads); invoke pulls in unittest.mock and asyncio: 0.15-0.25 s of
-    # every command over SSH, measured here.  A None entry makes that import fail, which
-    # paramiko handles (``invoke = None``); the entry goes once paramiko is loaded, so a
-    # later ``import invoke`` elsewhere works as usual.
-    sys.modules["invoke"] = None  # type: ignore[assignment]
-    try:
-        import paramiko  # noqa: F401
-    finally:
-        del sys.modules["invoke"]
 
 from ..sshconfig import DirectRoute, SshSettings
 from .channel import RateLimiter

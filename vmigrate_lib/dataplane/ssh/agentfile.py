@@ -27,10 +27,9 @@ import hashlib
 import posixpath
 import shlex
 
-import paramiko
-
 from ...errors import AgentFileUnsafe, TransportError
 from ..sshconfig import SshSettings
+from .paramiko_lazy import paramiko
 
 #: Exit status of a remote script that refused the folder or the file.
 REFUSED = 97

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-import paramiko
+from .paramiko_lazy import paramiko
 
 
 class RateLimiter:

@@ -16,13 +16,12 @@ import os
 import socket
 import threading
 
-import paramiko
-
 from ...errors import AuthenticationError, HostKeyError, SshHostUnreachable, TransportError
 from ...trust import TrustNotice, notify
 from ..sshconfig import SshSettings, resolve_password
 from ..transport import agent_zipapp
 from . import agentfile
+from .paramiko_lazy import paramiko
 
 log = logging.getLogger("vmigrate.ssh")
 

@@ -6,14 +6,13 @@ import io
 import time
 from typing import IO
 
-import paramiko
-
 from ...errors import AgentError, AgentFileUnsafe, TransportError, VmigrateError
 from ..sshconfig import SshSettings
 from ..transport import Transport
 from .agentfile import NEED, REFUSED, launch_command
 from .channel import ChannelReader, ChannelWriter, RateLimiter
 from .connection import SshConnection
+from .paramiko_lazy import paramiko
 
 
 class SshTransport(Transport):
