@@ -26,8 +26,19 @@ def open_local_datastore(name: str, root: str) -> Datastore:
 def open_ssh_datastore(name: str, root: str, settings: SshSettings) -> Datastore:
     """A datastore folder ``root`` on an SSH host.
 
-    paramiko is imported only here, so local use and the engine never need it.
+    paramiko is imported only here, so local use and the engine never need it.  A live
+    connection keeper for these settings (``vmigrate keep start``, :mod:`.keep`) serves
+    the agent when there is one.
     """
+    from .keep.place import find
+
+    found = find(settings)
+    if found.socket is not None or found.why:
+        from .keep.client import open_kept
+
+        kept = open_kept(name, root, settings, found)
+        if kept is not None:
+            return kept
     from .ssh import open_ssh_datastore as _open
 
     return _open(name, root, settings)

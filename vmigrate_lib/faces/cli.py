@@ -19,12 +19,13 @@ from types import FrameType
 
 from ..errors import VmigrateError
 from ..fsfaults import disk_full
-from . import cli_claim, cli_cutover, cli_lab, cli_plan, cli_runbook, cli_sync, cli_wave
+from . import cli_claim, cli_cutover, cli_keep, cli_lab, cli_plan, cli_runbook, cli_sync, cli_wave
 from .common import with_params
 from .console import warnings_as_lines
 
 #: The command modules, in the order ``vmigrate --help`` lists their commands.
-COMMAND_MODULES = (cli_sync, cli_runbook, cli_plan, cli_cutover, cli_claim, cli_lab, cli_wave)
+COMMAND_MODULES = (cli_sync, cli_runbook, cli_plan, cli_cutover, cli_claim, cli_lab, cli_wave,
+                   cli_keep)
 
 
 def build_parser() -> argparse.ArgumentParser:
