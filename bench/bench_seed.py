@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ class Hosts:
     a_to_b: SshHost  #: b as reached from a (peer key)
     peer_key: str
     known_hosts: str
+    #: per role: the namespace and the root-side veth (its byte counters are the link's)
+    links: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- images
@@ -154,7 +156,8 @@ def zeros(path: Path, size: int) -> None:
 def shaped_hosts(work: Path, rate: str) -> Iterator[Hosts]:
     """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
     with namespace_pair(work, rate, tag=f"-{rate}") as pair:
-        yield Hosts(pair.a, pair.b, pair.a_to_b, pair.peer_key.path, pair.known_hosts)
+        yield Hosts(pair.a, pair.b, pair.a_to_b, pair.peer_key.path, pair.known_hosts,
+                    {r: (k.netns, k.root_if) for r, k in pair.topology.links.items()})
 
 
 # --------------------------------------------------------------------------- methods
@@ -183,9 +186,14 @@ def shell_methods(h: Hosts, img: Path, dst: Path) -> dict[str, Callable[[], None
     }
 
 
-def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str) -> tuple[float, Path, dict[str, Any]]:
+def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
+                  runner: tuple[str, ...] = ("-m", "vmigrate_lib.faces.cli"),
+                  python: str = sys.executable,
+                  times: dict[str, float] | None = None) -> tuple[float, Path, dict[str, Any]]:
     """The whole ``vmigrate sync --cycles 1`` on a fresh lab VM whose disk is ``img``:
-    wall seconds, Bob's disk, and the cycle record."""
+    wall seconds, Bob's disk, and the cycle record (``runner``: how ``python`` runs the
+    CLI; ``bench/seed_timeline.py`` runs it through ``bench/seed_marks.py``; ``times``
+    gets the command's ``spawn`` and ``exit`` wall-clock times)."""
     base = work / f"lab-{mode}-{compress or 'off'}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
@@ -210,10 +218,12 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str) -> 
     params.write_text(yaml.safe_dump({
         "vm": "alice", "dest_name": "bob", "downtime_budget": "60s", "operator": "bench",
         "source": src, "destination": host("esx-b", h.b), "workspace": str(base / "ws")}))
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "vmigrate_lib.faces.cli", "sync", "--cycles", "1",
+    t0, wall0 = time.perf_counter(), time.time()
+    r = subprocess.run([python, *runner, "sync", "--cycles", "1",
                         "--params", str(params)], capture_output=True, text=True, cwd=base)
     secs = time.perf_counter() - t0
+    if times is not None:
+        times.update(spawn=wall0, exit=wall0 + secs)
     if r.returncode != 0:
         raise RuntimeError(f"vmigrate sync failed ({r.returncode}):\n{(r.stdout + r.stderr)[-2000:]}")
     recs = [json.loads(x) for x in (base / "ws" / "journal.jsonl").read_text().splitlines() if x]
