@@ -13,6 +13,7 @@ what an operator would type: ``ssh host true`` and ``rsync`` of a file the size 
 delta to host b.  Needs root for the namespaces.
 
     .venv/bin/python bench/bench_startup.py [--rate 100mbit] [--runs 5] [--guest-mb-s 1]
+    .venv/bin/python bench/bench_startup.py --keep [--esxi-shell]   # with and without a keeper
 """
 
 from __future__ import annotations
@@ -76,27 +77,30 @@ def last_cycle(work: Path) -> dict[str, Any]:
     return [r for r in journal(work) if r.get("type") == "cycle"][-1]
 
 
-def timed_sync(work: Path, tree: Path = ROOT) -> dict[str, Any]:
+def timed_sync(work: Path, tree: Path = ROOT, env: dict[str, str] | None = None
+               ) -> dict[str, Any]:
     """One ``vmigrate sync --cycles 1`` as an operator runs it: wall time fork to exit
-    (``tree``: the checkout whose vmigrate runs, e.g. an older one to compare)."""
+    (``tree``: the checkout whose vmigrate runs, e.g. an older one to compare; ``env``:
+    its environment, e.g. the runtime folder where a keeper listens, or an empty one)."""
     t0 = time.perf_counter()
     r = subprocess.run(cli_argv(work, "sync", "--cycles", "1"), capture_output=True, text=True,
-                       cwd=tree, check=False)
+                       cwd=tree, check=False, env=env)
     wall = time.perf_counter() - t0
-    if r.returncode != 0:
+    if r.returncode != 0 or "keeper not used" in r.stderr:
         raise RuntimeError(f"sync failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
     c = last_cycle(work)
     return {"wall": wall, "cycle": float(c["duration"]), "changed": int(c["bytes_changed"]),
             "sent": int(c.get("bytes_sent", 0)), "load": os.getloadavg()[0]}
 
 
-def probed_sync(work: Path, tree: Path = ROOT) -> dict[str, Any]:
+def probed_sync(work: Path, tree: Path = ROOT, env: dict[str, str] | None = None
+                ) -> dict[str, Any]:
     """The same command under the phase probe (``tree``'s copy of this file run with
     ``--probe-phases``)."""
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, str(tree / "bench" / Path(__file__).name), PROBE, "sync",
                         "--cycles", "1", "--params", str(work / "params.yaml")],
-                       capture_output=True, text=True, cwd=tree, check=False)
+                       capture_output=True, text=True, cwd=tree, check=False, env=env)
     wall = time.perf_counter() - t0
     line = next((x for x in r.stderr.splitlines() if x.startswith("PROBE ")), None)
     if r.returncode != 0 or line is None:
@@ -116,8 +120,6 @@ def probe_main(argv: list[str]) -> int:
 
     imports = time.perf_counter() - t
     from collections import defaultdict
-
-    import paramiko
 
     from vmigrate_lib.dataplane import agentchannel
     from vmigrate_lib.dataplane.ssh import connection
@@ -176,13 +178,28 @@ def probe_main(argv: list[str]) -> int:
             return real_requests(self, calls)
 
         agentchannel.AgentChannel.requests = requests  # type: ignore[method-assign]
-    real_exec = paramiko.Channel.exec_command
+    def count_execs(paramiko: Any) -> Any:
+        if getattr(paramiko.Channel.exec_command, "counted", False):
+            return paramiko
+        real_exec = paramiko.Channel.exec_command
 
-    def exec_command(self: Any, command: str) -> Any:
-        counts["exec channels"] += 1
-        return real_exec(self, command)
+        def exec_command(self: Any, command: str) -> Any:
+            counts["exec channels"] += 1
+            return real_exec(self, command)
 
-    paramiko.Channel.exec_command = exec_command  # type: ignore[method-assign,assignment]
+        exec_command.counted = True  # type: ignore[attr-defined]
+        paramiko.Channel.exec_command = exec_command
+        return paramiko
+
+    try:  # paramiko loads at its first use: count its execs from then on
+        from vmigrate_lib.dataplane.ssh import paramiko_lazy
+    except ImportError:  # an older tree loads it with the data plane
+        import paramiko as loaded
+
+        count_execs(loaded)
+    else:
+        real_load = paramiko_lazy.load
+        paramiko_lazy.load = lambda: count_execs(real_load())
     t = time.perf_counter()
     rc = cli.main(argv)
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {
@@ -193,6 +210,30 @@ def probe_main(argv: list[str]) -> int:
         "probe_total": time.perf_counter() - t_start, "secs": secs, "counts": counts,
         "requests": ops, "heavy modules": heavy}), file=sys.stderr)
     return int(rc)
+
+
+def runtime_envs(work: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Environments of the commands without a keeper (an empty runtime folder) and with
+    one (the folder where ``keep start`` puts its sockets)."""
+    envs = []
+    for name in ("run-plain", "run-kept"):
+        folder = work / name
+        folder.mkdir(mode=0o700)
+        envs.append({**os.environ, "XDG_RUNTIME_DIR": str(folder)})
+    return envs[0], envs[1]
+
+
+def start_keeper(work: Path, env: dict[str, str]) -> float:
+    """``vmigrate keep start`` for the bench's hosts; its wall time (logins, agent file
+    check, spare agents started)."""
+    t0 = time.perf_counter()
+    r = subprocess.run(cli_argv(work, "keep", "start", "--for", "30m"), capture_output=True,
+                       text=True, env=env, check=False)
+    took = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"keep start failed ({r.returncode}): {r.stdout + r.stderr}")
+    print(r.stdout.strip(), file=sys.stderr)
+    return took
 
 
 def ssh_true(h: SshHost) -> float:
@@ -256,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         "sessions run no shell rc file, as ESXi's busybox ash runs none for a command: sshd "
         "SetEnv SHLVL=1, so bash skips ~/.bashrc (bash shell.c run_startup_files: only when "
         "shell_level < 2), here root's pyenv init, and python3 is the system's"))
+    ap.add_argument("--keep", action="store_true", help=(
+        "also run each command through a connection keeper (`vmigrate keep start`, once "
+        "before the commands, its own start timed apart), interleaved with the same command "
+        "without one (an empty runtime folder)"))
     ap.add_argument("--before", default="", help="another checkout (e.g. `git archive` of an "
                     "older commit) whose commands run interleaved with this one's, same links")
     args = ap.parse_args(argv)
@@ -281,26 +326,45 @@ def main(argv: list[str] | None = None) -> int:
                 "workspace": str(base / "ws")}))
             seed = timed_sync(base)
             print(f"seed: {seed['wall']:.1f} s wall, cycle {seed['cycle']:.1f} s", file=sys.stderr)
-            plain, probed, old, old_probed = [], [], [], []
+            plain, probed, old, old_probed, kept, kept_probed = [], [], [], [], [], []
+            plain_env = kept_env = None
+            if args.keep:
+                plain_env, kept_env = runtime_envs(base)
+                report["keeper start s"] = start_keeper(base, kept_env)
             for i in range(args.runs):
+                if kept_env is not None:  # through the keeper, in the same minute
+                    time.sleep(args.interval)
+                    kept.append(timed_sync(base, env=kept_env))
+                    time.sleep(args.interval)
+                    kept_probed.append(probed_sync(base, env=kept_env))
                 if args.before:  # the older tree first, in the same minute
                     time.sleep(args.interval)
                     old.append(timed_sync(base, Path(args.before)))
                     time.sleep(args.interval)
                     old_probed.append(probed_sync(base, Path(args.before)))
                 time.sleep(args.interval)
-                plain.append(timed_sync(base))
+                plain.append(timed_sync(base, env=plain_env))
                 time.sleep(args.interval)
-                probed.append(probed_sync(base))
+                probed.append(probed_sync(base, env=plain_env))
                 print(f"run {i}: wall {plain[-1]['wall']:.2f} s, cycle {plain[-1]['cycle']:.2f} s, "
-                      f"changed {plain[-1]['changed'] / MiB:.1f} MiB, load {plain[-1]['load']:.1f}",
-                      file=sys.stderr)
+                      f"changed {plain[-1]['changed'] / MiB:.1f} MiB, load {plain[-1]['load']:.1f}"
+                      + (f"; kept: wall {kept[-1]['wall']:.2f} s, cycle {kept[-1]['cycle']:.2f} s"
+                         if kept else ""), file=sys.stderr)
             report["delta commands"] = summarize(plain, link_bps)
             report["phases (probed runs, medians)"] = phases(probed)
             if args.before:
                 report["before: delta commands"] = summarize(old, link_bps)
                 report["before: phases (probed runs, medians)"] = phases(old_probed)
                 report["before: rows"] = old
+            if kept_env is not None:
+                report["keeper: delta commands"] = summarize(kept, link_bps)
+                report["keeper: phases (probed runs, medians)"] = phases(kept_probed)
+                report["keeper: rows"] = kept
+                report["keeper status"] = subprocess.run(
+                    cli_argv(base, "keep", "status")[:-2], capture_output=True, text=True,
+                    env=kept_env, check=False).stdout
+                subprocess.run(cli_argv(base, "keep", "stop")[:-2], capture_output=True,
+                               env=kept_env, check=False)
             report["probed runs"] = probed
             report["ssh true s"] = sorted(ssh_true(a) for _ in range(5))
             changed = int(statistics.median(r["changed"] for r in plain))
@@ -311,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         lab_down(root, timeout=10)
         report["load after"] = os.getloadavg()
         shutil.rmtree(base, ignore_errors=True)
-    short = {k: v for k, v in report.items() if k not in ("probed runs", "rows", "before: rows")}
+    short = {k: v for k, v in report.items()
+             if k not in ("probed runs", "rows", "before: rows", "keeper: rows")}
     print(json.dumps(short, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
