@@ -99,6 +99,7 @@ class PushOps(object):
         state = {"since": 0, "reached": 0, "acked_offset": None}
         peer = None
         starter = None
+        done = None  # the peer once everything is durable: closed after our END
         try:
             checkpoint = int(req.get("checkpoint", 64 << 20))
             throttle = Throttle(req.get("bwlimit"))
@@ -187,8 +188,7 @@ class PushOps(object):
             flush_peer(True)
             peer.send(REQ, b'{"op": "quit"}')
             peer.flush()
-            peer.close()
-            peer = starter = None
+            done, peer, starter = peer, None, None
         except PeerError as exc:
             info = exc.info()
             info.update(acked_offset=state["acked_offset"], peer=True)
@@ -208,5 +208,11 @@ class PushOps(object):
                 starter.abandon()
         stats["acked_offset"] = state["reached"]
         self.send_json(END, stats)
+        # the client has its END (every byte is durable on the peer) before the peer's
+        # ssh and python exit, which only this agent waits for
+        try:
+            self.wfile.flush()
+        finally:
+            done.close()
         return None
 
