@@ -251,12 +251,15 @@ class AgentDatastore(Datastore):
 
 
 class AgentWriter(ExtentWriter):
-    """Frames into the agent's write stream; FLUSH answers with the durable byte count."""
+    """Frames into the agent's write stream; FLUSH answers with the durable byte count.
+    :meth:`checkpoint_behind` keeps one FLUSH in flight (its ACK read at the next one)."""
 
     def __init__(self, channel: AgentChannel, path: str) -> None:
         self.channel = channel
         self.path = path
         self.closed = False
+        self.flushes: list[int] = []  #: marks of the FLUSHes in flight, oldest first
+        self.acked_marks: list[int] = []  #: acknowledged by a checkpoint() meanwhile
 
     def write(self, chunk: Chunk) -> None:
         if chunk.data is None:
@@ -266,15 +269,34 @@ class AgentWriter(ExtentWriter):
 
     def _sync(self, ftype: int) -> int:
         try:
-            return sync_write(self.channel, ftype, self.path)
+            acked = sync_write(self.channel, ftype, self.path, behind=len(self.flushes))
         except TransportError:
             raise
         except AgentError:
             self.closed = True  # the agent ended the stream
             raise
+        self.acked_marks += self.flushes
+        self.flushes = []
+        return acked
 
     def checkpoint(self) -> int:
         return self._sync(proto.FLUSH)
+
+    def checkpoint_behind(self, mark: int) -> list[int]:
+        try:
+            self.channel.send_frame(proto.FLUSH)
+            self.channel.flush()
+            self.flushes.append(mark)
+            while len(self.flushes) > 1:
+                take_ack(self.channel, self.path)
+                self.acked_marks.append(self.flushes.pop(0))
+        except TransportError:
+            raise
+        except AgentError:
+            self.closed = True  # the agent ended the stream
+            raise
+        done, self.acked_marks = self.acked_marks, []
+        return done
 
     def close(self) -> int:
         if self.closed:
@@ -305,14 +327,17 @@ def summary_of(raw: dict[str, Any]) -> StreamSummary:
                          raw=int(raw.get("raw", 0)))
 
 
-def sync_write(channel: AgentChannel, ftype: int, path: str) -> int:
-    """Send FLUSH or END on a write stream and return the bytes the agent acknowledged.
+def sync_write(channel: AgentChannel, ftype: int, path: str, behind: int = 0) -> int:
+    """Send FLUSH or END on a write stream and return the bytes the agent acknowledged,
+    after the ACKs of ``behind`` FLUSHes sent before and not read yet (:func:`take_ack`).
 
     An ERR answer (the agent could not write) drops the connection and raises it;
     a lost connection raises :class:`TransportError` (the caller may replay).
     """
     channel.send_frame(ftype)
     channel.flush()
+    for _ in range(behind):
+        take_ack(channel, path)
     rtype, payload, arg = channel.recv_frame()
     while rtype == proto.DIGESTS:  # the agent's read-back digests come before its END
         channel.took_readback(payload)
@@ -325,5 +350,19 @@ def sync_write(channel: AgentChannel, ftype: int, path: str) -> int:
         return arg
     if ftype == proto.END and rtype == proto.END:
         return int(json.loads(payload)["acked"])
+    channel.disconnect()
+    raise AgentError(f"unexpected frame {rtype} in write stream", datastore=channel.datastore)
+
+
+def take_ack(channel: AgentChannel, path: str) -> int:
+    """Read the ACK of a FLUSH sent earlier on a write stream (the bytes acknowledged);
+    an ERR drops the connection and raises it, as :func:`sync_write`."""
+    rtype, payload, arg = channel.recv_frame()
+    if rtype == proto.ACK:
+        return arg
+    if rtype == proto.ERR:
+        err = channel.agent_error(payload, op="write", path=path)
+        channel.disconnect()
+        raise err
     channel.disconnect()
     raise AgentError(f"unexpected frame {rtype} in write stream", datastore=channel.datastore)

@@ -166,6 +166,15 @@ class ExtentWriter(abc.ABC):
     def close(self) -> int:
         """Flush and end the stream; returns the total bytes acknowledged."""
 
+    def checkpoint_behind(self, mark: int) -> list[int]:
+        """Ask for a checkpoint here, ``mark`` naming this point of the stream, and return
+        the marks of the checkpoints acknowledged since the last call, in order.  A writer
+        may keep streaming while the destination makes one checkpoint durable (its
+        acknowledgement is read at the next call, or by :meth:`close`); this default
+        waits for it."""
+        self.checkpoint()
+        return [mark]
+
     def __enter__(self) -> ExtentWriter:
         return self
 

@@ -91,7 +91,10 @@ def _relay(
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
     """Read from the source's agent, write into the destination's, through this process;
-    the destination acknowledges durable writes every ``checkpoint_bytes`` (or seconds)."""
+    the destination acknowledges durable writes every ``checkpoint_bytes`` (or seconds).
+    A checkpoint is recorded once acknowledged; the copy goes on meanwhile
+    (:meth:`ExtentWriter.checkpoint_behind`: the link is not idle while the destination
+    makes the last ``checkpoint_bytes`` durable)."""
     done = since_ckpt = reached = 0
     last_ckpt = time.monotonic()
     with dst.open_writer(dst_path) as writer:
@@ -110,8 +113,8 @@ def _relay(
             if on_checkpoint is not None and (
                 since_ckpt >= checkpoint_bytes or now - last_ckpt >= checkpoint_seconds
             ):
-                writer.checkpoint()
-                on_checkpoint(reached)
+                for mark in writer.checkpoint_behind(reached):
+                    on_checkpoint(mark)
                 since_ckpt = 0
                 last_ckpt = now
         writer.close()

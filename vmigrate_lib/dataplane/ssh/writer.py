@@ -5,18 +5,21 @@ from __future__ import annotations
 from ...errors import AgentError, TransportError
 from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
-from ..client import sync_write
+from ..client import sync_write, take_ack
 from ..datastore import Chunk, ExtentWriter
 
 
 class ResilientWriter(ExtentWriter):
     """A write stream that survives a lost connection by replaying unacknowledged chunks.
 
-    Chunks sent since the last acknowledged checkpoint are kept (at most
-    ``replay_limit`` bytes: beyond that the writer checkpoints by itself).  After
+    Chunks sent since the last acknowledged checkpoint are kept (``replay_limit`` bytes
+    since the last FLUSH sent: beyond that the writer checkpoints by itself).  After
     a reconnect the write stream is reopened and those chunks are written again
     at their offsets; what was acknowledged before is durable and not resent.
     The channel's reconnect bounds and events are the datastore's.
+    :meth:`checkpoint_behind` keeps one FLUSH in flight: the chunks go on while the
+    destination makes the previous ones durable (its ``fsync``), and that FLUSH's ACK is
+    read at the next checkpoint (or at :meth:`close`), long arrived by then.
     """
 
     def __init__(self, channel: AgentChannel, path: str, replay_limit: int = 64 * 1024 * 1024) -> None:
@@ -30,6 +33,11 @@ class ResilientWriter(ExtentWriter):
         #: reconnects since the last acknowledged checkpoint (a new one counts from one)
         self.retry = channel.retrying("write stream lost its connection")
         self.compressor: proto.Compressor | None = None  #: made at the first compressed chunk
+        #: FLUSHes sent and not acknowledged yet: (mark, chunks of ``pending`` and their
+        #: data bytes that each covers), oldest first
+        self.flushes: list[tuple[int | None, int, int]] = []
+        self.acked_marks: list[int] = []  #: acknowledged since the last checkpoint_behind
+        self.unflushed = 0  #: data bytes written since the last FLUSH sent
         channel.open_write(path)  # no blind retry: we replay
 
     def _send(self, chunk: Chunk) -> None:
@@ -62,6 +70,10 @@ class ResilientWriter(ExtentWriter):
                     self.channel.open_write(self.path)
                     for c in self.pending:
                         self._send(c)
+                    if self.flushes:  # lost with the stream: one FLUSH covers what they did
+                        self.channel.send_frame(proto.FLUSH)
+                        self.flushes = [(self.flushes[-1][0], len(self.pending),
+                                         self.pending_bytes)]
                     self.channel.events.append({"event": "resume", "what": "write",
                                                 "path": self.path,
                                                 "replayed_bytes": self.pending_bytes})
@@ -72,31 +84,67 @@ class ResilientWriter(ExtentWriter):
 
     def write(self, chunk: Chunk) -> None:
         self.pending.append(chunk)
-        self.pending_bytes += chunk.length if chunk.data is not None else 0
+        n = chunk.length if chunk.data is not None else 0
+        self.pending_bytes += n
+        self.unflushed += n
         try:
             self._send(chunk)
         except TransportError as exc:
             self._recover(exc)  # the replay includes this chunk
-        if self.pending_bytes >= self.replay_limit:
+        if self.unflushed >= self.replay_limit:
             self.checkpoint()
 
     def _sync(self, ftype: int) -> int:
         while True:
             try:
-                acked = sync_write(self.channel, ftype, self.path)
+                acked = sync_write(self.channel, ftype, self.path, behind=len(self.flushes))
             except TransportError as exc:
                 self._recover(exc)
                 continue
             except AgentError:
                 self.closed = True  # the agent ended the stream
                 raise
+            self.acked_marks += [m for m, _, _ in self.flushes if m is not None]
+            self.flushes = []
             self.pending.clear()
-            self.pending_bytes = 0
+            self.pending_bytes = self.unflushed = 0
             self.retry.progressed()
             return self.acked_base + acked
 
     def checkpoint(self) -> int:
         return self._sync(proto.FLUSH)
+
+    def checkpoint_behind(self, mark: int) -> list[int]:
+        """FLUSH now, read the previous FLUSH's ACK (see the class); a lost connection
+        replays and checkpoints at once, as :meth:`checkpoint`."""
+        try:
+            self.channel.send_frame(proto.FLUSH)
+            self.channel.flush()
+            self.flushes.append((mark, len(self.pending), self.pending_bytes))
+            self.unflushed = 0
+            while len(self.flushes) > 1:
+                self._take_ack()
+        except TransportError as exc:
+            if not self.flushes or self.flushes[-1][0] != mark:
+                self.flushes.append((mark, len(self.pending), self.pending_bytes))
+            self._recover(exc)
+            self._sync(proto.FLUSH)
+        except AgentError:
+            self.closed = True  # the agent ended the stream
+            raise
+        done, self.acked_marks = self.acked_marks, []
+        return done
+
+    def _take_ack(self) -> None:
+        """The oldest FLUSH in flight is durable: its chunks need no replay any more."""
+        take_ack(self.channel, self.path)
+        mark, chunks, nbytes = self.flushes.pop(0)
+        del self.pending[:chunks]
+        self.pending_bytes -= nbytes
+        self.flushes = [(m, c - chunks, b - nbytes) for m, c, b in self.flushes]
+        if mark is not None:
+            self.acked_marks.append(mark)
+        self.retry.progressed()
 
     def close(self) -> int:
         if self.closed:
