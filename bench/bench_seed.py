@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -189,11 +190,13 @@ def shell_methods(h: Hosts, img: Path, dst: Path) -> dict[str, Callable[[], None
 def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
                   runner: tuple[str, ...] = ("-m", "vmigrate_lib.faces.cli"),
                   python: str = sys.executable,
-                  times: dict[str, float] | None = None) -> tuple[float, Path, dict[str, Any]]:
+                  times: dict[str, float] | None = None,
+                  env: dict[str, str] | None = None) -> tuple[float, Path, dict[str, Any]]:
     """The whole ``vmigrate sync --cycles 1`` on a fresh lab VM whose disk is ``img``:
     wall seconds, Bob's disk, and the cycle record (``runner``: how ``python`` runs the
     CLI; ``bench/seed_timeline.py`` runs it through ``bench/seed_marks.py``; ``times``
-    gets the command's ``spawn`` and ``exit`` wall-clock times)."""
+    gets the command's ``spawn`` and ``exit`` wall-clock times; ``env``: the command's
+    environment, e.g. ``PYTHONPATH`` naming an older checkout for ``--before``)."""
     base = work / f"lab-{mode}-{compress or 'off'}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
@@ -220,7 +223,8 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
         "source": src, "destination": host("esx-b", h.b), "workspace": str(base / "ws")}))
     t0, wall0 = time.perf_counter(), time.time()
     r = subprocess.run([python, *runner, "sync", "--cycles", "1",
-                        "--params", str(params)], capture_output=True, text=True, cwd=base)
+                        "--params", str(params)], capture_output=True, text=True, cwd=base,
+                       env=env)
     secs = time.perf_counter() - t0
     if times is not None:
         times.update(spawn=wall0, exit=wall0 + secs)
@@ -235,7 +239,13 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
     return secs, bob, cycle
 
 
-def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str]) -> dict[str, dict[str, Any]]:
+def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
+             before: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every method on every image over ``link``; with ``before`` (a checkout) each vmigrate
+    method runs twice, that checkout's code first (label `` (before)``), then this one."""
+    runs: list[tuple[str, dict[str, str] | None]] = [("", None)]
+    if before is not None:
+        runs.insert(0, (" (before)", {**os.environ, "PYTHONPATH": str(before.resolve())}))
     results: dict[str, dict[str, Any]] = {}
     with shaped_hosts(work, link) as h:
         for name, img in images.items():
@@ -255,11 +265,12 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str]) 
                       f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'}", flush=True)
             dst.unlink(missing_ok=True)
             for mode in ("relay", "direct"):
-                for compress in ("", "auto"):
+                for compress, (tag, env) in itertools.product(("", "auto"), runs):
                     label = f"vmigrate {mode} {compress or 'off'}"
                     if methods and label not in methods:
                         continue
-                    secs, bob, cyc = vmigrate_seed(h, img, work, mode, compress)
+                    label += tag
+                    secs, bob, cyc = vmigrate_seed(h, img, work, mode, compress, env=env)
                     same = subprocess.run(["cmp", "-s", str(img), str(bob)]).returncode == 0
                     disk = cyc["disks"][0]
                     row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
@@ -281,15 +292,20 @@ def report(results: dict[str, dict[str, dict[str, Any]]], load: tuple[str, str])
     for link, per_image in results.items():
         print(f"\n{link}: MB/s (image size / wall time), ratios against the targets")
         for name, row in per_image.items():
-            best = max((v["MB/s"], k) for k, v in row.items() if k.startswith("vmigrate"))
             zstd = row.get("ssh zstd -1 | ssh zstd -d", {}).get("MB/s")
             cat = row.get("ssh cat | ssh cat", {}).get("MB/s")
             line = " | ".join(f"{k} {v['MB/s']:.0f}" for k, v in row.items())
             print(f"  {name}: {line}")
-            if name == "random" and cat:
-                print(f"    best vmigrate ({best[1]}) / ssh cat = {best[0] / cat:.2f} (target >= 0.95)")
-            elif zstd:
-                print(f"    best vmigrate ({best[1]}) / zstd pipe = {best[0] / zstd:.2f} (target >= 1.1)")
+            for before in (False, True):
+                got = [(v["MB/s"], k) for k, v in row.items()
+                       if k.startswith("vmigrate") and k.endswith("(before)") == before]
+                if not got:
+                    continue
+                best = max(got)
+                if name == "random" and cat:
+                    print(f"    best vmigrate ({best[1]}) / ssh cat = {best[0] / cat:.2f} (target >= 0.95)")
+                elif zstd:
+                    print(f"    best vmigrate ({best[1]}) / zstd pipe = {best[0] / zstd:.2f} (target >= 1.1)")
 
 
 def main() -> int:
@@ -301,6 +317,8 @@ def main() -> int:
     ap.add_argument("--methods", default="", help="comma-separated labels (default: all)")
     ap.add_argument("--only", default="", help="comma-separated image names (default: all)")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--before", type=Path, help="a checkout (git worktree) whose vmigrate_lib "
+                    "also runs each vmigrate method, just before this one's run")
     args = ap.parse_args()
     ok, why = peers_netns.available()
     if not ok:
@@ -323,7 +341,7 @@ def main() -> int:
                                                  f"({_allocated(p) / MiB:.0f} allocated)"
                                                  for k, p in imgs.items()), flush=True)
             before = Path("/proc/loadavg").read_text().split()[:3]
-            results[link] = run_link(link, imgs, work, methods)
+            results[link] = run_link(link, imgs, work, methods, args.before)
             link_loads[link] = [before, Path("/proc/loadavg").read_text().split()[:3]]
             print(f"{link}: load average before {' '.join(before)}, after "
                   f"{' '.join(link_loads[link][1])}", flush=True)
