@@ -175,8 +175,9 @@ class AgentChannel:
         except (OSError, ValueError) as exc:
             raise self.fail(exc) from exc
 
-    def recv_frame(self) -> Frame:
-        """The next frame, its payload decompressed as its flags say."""
+    def recv_frame(self, decode: bool = True) -> Frame:
+        """The next frame, its payload decompressed as its flags say (``decode`` False: as
+        it came; :attr:`last_packed` has its flags)."""
         if self._r is None:
             raise self.fail(OSError("not connected"))
         try:
@@ -186,7 +187,7 @@ class AgentChannel:
                 self.last_packed = None
                 return ftype, payload, arg
             self.last_packed = (payload, flags)
-            return ftype, proto.decode_payload(flags, payload), arg
+            return ftype, proto.decode_payload(flags, payload) if decode else payload, arg
         except (EOFError, OSError, ValueError) as exc:
             raise self.fail(exc) from exc
         except proto.ProtocolError as exc:
@@ -251,8 +252,9 @@ class AgentChannel:
                 raise AgentError(f"unexpected frame {ftype} for {op}", datastore=self.datastore)
         return out
 
-    def stream(self, request: dict[str, Any]) -> Iterator[Frame]:
+    def stream(self, request: dict[str, Any], decode: bool = True) -> Iterator[Frame]:
         """Send a request and yield its frames until END (kept in ``summary``); exclusive.
+        ``decode`` False: compressed payloads as they came (see :meth:`recv_frame`).
 
         Abandoned mid-stream, the connection holds unread frames: it is dropped.
         """
@@ -263,7 +265,7 @@ class AgentChannel:
         finished = False
         try:
             while True:
-                ftype, payload, arg = self.recv_frame()
+                ftype, payload, arg = self.recv_frame(decode)
                 if ftype == proto.END:
                     finished = True
                     self.summary = json.loads(payload)

@@ -215,15 +215,33 @@ class AgentDatastore(Datastore):
         self.channel.connect()  # the codec is chosen at the handshake
         req = {"op": "read", "path": path, "extents": [[e.start, e.length] for e in extents],
                **self.channel.read_options(), **self.digest_options()}
-        for ftype, payload, arg in self.channel.stream(req):
+        for ftype, payload, arg in self.channel.stream(req, decode=False):
             if ftype == proto.DATA:
-                yield Chunk(arg, len(payload), payload, self.channel.last_packed)
+                packed = self.channel.last_packed
+                yield Chunk(arg, len(payload), payload) if packed is None else self._packed(arg, packed)
             elif ftype == proto.HOLE:
                 yield Chunk(arg, proto.LENGTH.unpack(payload)[0], None)
             elif ftype == proto.DIGESTS:
                 self.took_digests(payload)
             else:
                 raise AgentError(f"unexpected frame {ftype} in read stream", datastore=self.name)
+
+    def _packed(self, offset: int, packed: tuple[bytes, int]) -> Chunk:
+        """A compressed DATA frame as a chunk, decoded only when its data is used (a relay
+        forwards it as it came) if the frame says its length; else decoded now."""
+        payload, flags = packed
+
+        def decode() -> bytes:
+            try:
+                return proto.decode_payload(flags, payload)
+            except proto.ProtocolError as exc:
+                raise AgentError(f"agent protocol error: {exc}", datastore=self.name) from exc
+
+        length = proto.packed_length(flags, payload)
+        if length is None:
+            data = decode()
+            return Chunk(offset, len(data), data, packed)
+        return Chunk(offset, length, None, packed, decode)
 
     def hash_blocks(
         self, path: str, block_size: int, algorithm: str, extents: Iterable[Extent] | None = None
@@ -262,7 +280,7 @@ class AgentWriter(ExtentWriter):
         self.acked_marks: list[int] = []  #: acknowledged by a checkpoint() meanwhile
 
     def write(self, chunk: Chunk) -> None:
-        if chunk.data is None:
+        if chunk.hole or chunk.data is None:
             self.channel.send_frame(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
         else:
             self.channel.send_frame(proto.DATA, chunk.data, chunk.offset)

@@ -26,15 +26,37 @@ class FileStat:
     is_dir: bool = False
 
 
-class Chunk(NamedTuple):
-    """A piece of a disk read by the agent.  ``data is None`` means all zero (a hole)."""
+class Chunk:
+    """A piece of a disk read by the agent.  ``data is None`` means all zero (a hole).
 
-    offset: int
-    length: int
-    data: bytes | None
-    #: the compressed payload as the source agent sent it and its frame flags (None: it
-    #: came uncompressed); a relay forwards it untouched where the destination speaks it
-    packed: tuple[bytes, int] | None = None
+    ``packed``: the compressed payload as the source agent sent it and its frame flags
+    (None: it came uncompressed); a relay forwards it untouched where the destination
+    speaks it.  Such a chunk may come with ``decode`` instead of its data (its length read
+    from the frame): ``data`` decodes it at its first use, so a relay that forwards the
+    frame never decodes it (:attr:`hole` tells a hole without decoding)."""
+
+    __slots__ = ("_data", "_decode", "length", "offset", "packed")
+
+    def __init__(self, offset: int, length: int, data: bytes | None,
+                 packed: tuple[bytes, int] | None = None,
+                 decode: Callable[[], bytes] | None = None) -> None:
+        self.offset, self.length, self.packed = offset, length, packed
+        self._data, self._decode = data, decode
+
+    @property
+    def hole(self) -> bool:
+        """All zero: nothing to decode nor to write but a hole."""
+        return self._data is None and self._decode is None
+
+    @property
+    def data(self) -> bytes | None:
+        if self._decode is not None:
+            self._data, self._decode = self._decode(), None
+        return self._data
+
+    def __repr__(self) -> str:
+        what = "hole" if self.hole else "packed" if self.packed else "data"
+        return f"Chunk({self.offset}, {self.length}, {what})"
 
 
 class BlockDigest(NamedTuple):

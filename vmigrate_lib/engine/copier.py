@@ -100,7 +100,7 @@ def _relay(
     with dst.open_writer(dst_path) as writer:
         for chunk in src.read_extents(src_path, extents):
             writer.write(chunk)
-            if chunk.data is None:
+            if chunk.hole:  # (a relayed compressed chunk is not decoded to know)
                 stats.bytes_zero += chunk.length
             else:
                 stats.bytes_sent += chunk.length

@@ -17,6 +17,8 @@ import errno
 import struct
 import zlib
 
+from .zstdframe import content_size
+
 try:  # only for type comments; absent on very old Pythons
     import typing  # noqa: F401
 except ImportError:  # pragma: no cover
@@ -133,6 +135,15 @@ def best_codec(offered):
     for name in PREFERENCE:
         if name in offered and name in CODECS:
             return name
+    return None
+
+
+def packed_length(flags, payload):
+    # type: (int, bytes) -> typing.Optional[int]
+    """The length a compressed DATA payload decodes to, when its frame announces it (a zstd
+    frame with its content size, :mod:`.zstdframe`); else None (decode it to know)."""
+    if flags & CODEC_FLAGS == FLAG_ZSTD:
+        return content_size(payload)
     return None
 
 

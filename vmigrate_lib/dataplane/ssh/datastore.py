@@ -173,7 +173,7 @@ class SshAgentDatastore(AgentDatastore):
             with attempt:
                 for chunk in _prefetch(super().read_extents(path, remaining[k:]), self.prefetch_bytes):
                     yield chunk
-                    got["holes" if chunk.data is None else "sent"] += chunk.length
+                    got["holes" if chunk.hole else "sent"] += chunk.length
                     remaining, k = _remaining(remaining, k, chunk.offset, chunk.offset + chunk.length)
                     retry.progressed()
                 for key in summary:

@@ -42,14 +42,14 @@ class ResilientWriter(ExtentWriter):
 
     def _send(self, chunk: Chunk) -> None:
         ch = self.channel
-        if chunk.data is None:
+        if chunk.hole:
             ch.send_frame(proto.HOLE, proto.LENGTH.pack(chunk.length), chunk.offset)
             return
         if chunk.packed is not None and _speaks(ch, chunk.packed[1]):
             # relay: the source's compressed frame goes on as it came (never recompressed)
             ch.send_frame(proto.DATA, chunk.packed[0], chunk.offset, chunk.packed[1])
             return
-        data, flags = chunk.data, 0
+        data, flags = chunk.data or b"", 0
         if ch.codec:
             if self.compressor is None:
                 self.compressor = proto.Compressor(ch.codec, ch.compress_level)
@@ -84,7 +84,7 @@ class ResilientWriter(ExtentWriter):
 
     def write(self, chunk: Chunk) -> None:
         self.pending.append(chunk)
-        n = chunk.length if chunk.data is not None else 0
+        n = 0 if chunk.hole else chunk.length
         self.pending_bytes += n
         self.unflushed += n
         try:
