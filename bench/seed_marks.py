@@ -80,8 +80,8 @@ def summaries(cls: Any) -> None:
     """Mark each stream's END summary (the packer's level, frames, codec) as it ends."""
     orig = cls.stream
 
-    def stream(self: Any, request: dict[str, Any]) -> Any:
-        yield from orig(self, request)
+    def stream(self: Any, request: dict[str, Any], *a: Any, **kw: Any) -> Any:
+        yield from orig(self, request, *a, **kw)
         mark(f"summary {request.get('op')} " + json.dumps(self.summary, sort_keys=True))
 
     cls.stream = stream

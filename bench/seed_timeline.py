@@ -99,7 +99,9 @@ class Sampler:
                         self.base[pid] = 0.0 if self.seen else secs
                     if secs == self.base[pid]:
                         continue
-                    group = self.cpu.get(pid, ("", 0.0))[0] or self._group(d, st)
+                    group = self.cpu.get(pid, ("", 0.0))[0]
+                    if not group.endswith(("agent", "cli")):  # a shell may exec python yet
+                        group = self._group(d, st)
                     if pid not in self.cpu and self.spy is not None and group in ("a:agent", "b:agent"):
                         self.spies.append(subprocess.Popen(
                             [SPY, "record", "-p", d, "-r", "200", "--nonblocking", "-f", "raw",
