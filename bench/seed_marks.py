@@ -89,6 +89,7 @@ def summaries(cls: Any) -> None:
 
 def main() -> int:
     OUT.write(f"{T0:.6f} python\n")
+    atexit.register(mark, "atexit_last")  # registered first: runs after every other one
     install()
     from vmigrate_lib.faces.cli import main as cli_main
 

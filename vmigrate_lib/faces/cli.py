@@ -12,6 +12,9 @@ warnings, :func:`vmigrate_lib.faces.console.warnings_as_lines`).
 from __future__ import annotations
 
 import argparse
+import atexit
+import functools
+import gc
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -40,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.cache
+def freeze_at_exit() -> None:
+    """At exit, once every later-registered handler ran (atexit is last in, first out),
+    move every object to the collector's permanent generation (``gc.freeze``): the
+    interpreter's final collections then skip what the command made, all of which dies
+    with the process anyway.  Everything durable is written before (journal and state
+    fsynced, data plane closed).  A sync's exit after its last step: 0.37-0.48 s ->
+    0.09-0.11 s at load 16-18 (bench/seed_timeline.py).  Registered once per process."""
+    atexit.register(gc.freeze)
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # the same clean-up path as Ctrl-C: snapshot removed, state kept
 
@@ -49,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     warnings_as_lines()
+    freeze_at_exit()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
