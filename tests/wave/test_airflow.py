@@ -17,6 +17,16 @@ running) while the 7 others complete with every block each source guest acknowle
 its copy; the killed run resumes (the restarted scheduler resets the orphaned task
 instances, ``adopt_or_reset_orphaned_tasks`` in ``airflow/jobs/scheduler_job_runner.py``,
 and a cut-off runbook resumes its workspace); the wave report task seals the report.
+The kill comes once a VM's cutover is past its go/no-go (Alice asked to stop), so a
+cutover runbook is cut mid-way.  The killed try's task runner lives in its own process
+group (the Task SDK's supervisor forks it with ``new_process_group=True``,
+``airflow/sdk/execution_time/supervisor.py``; apache/airflow PR #65738, in 3.3 by
+#71146) and its kernel in its own session (``start_new_session`` in
+``jupyter_client/launcher.py``), so both may outlive the stack's kill and finish that
+cutover while the next try waits for the workspace's lock; that try must then say the
+VM is done (``airflow_task begin``), not run the runbook, which refuses a finished
+workspace (before: both database cutovers' next tries failed on MigrationFinished, the
+VMs "failed").  Either way the cut cutover is finished once: resumed, or already done.
 Only the scheduler enforces pools: ``airflow dags test`` runs one task at a time and never
 consults them (the loop of ``DAG.test`` in ``airflow/sdk/definitions/dag.py``), and a warm
 task waiting there for another VM's cutover would wait for ever, so the suite runs the
@@ -49,6 +59,7 @@ import pytest
 from tests.wave.labwave import bob_problems, build_lab, wave_file
 from vmigrate_lib.audit.evidence import verify
 from vmigrate_lib.control.lab import LabHost
+from vmigrate_lib.engine.workspace import Journal
 from vmigrate_lib.errors import WaveFileError
 from vmigrate_lib.lab.lifecycle import lab_down
 from vmigrate_lib.wave.airflow_slots import lane_order, lanes, pair_slots
@@ -220,6 +231,19 @@ def _tis(db: Path) -> dict[str, tuple[str, str | None, str | None, str]]:
             "WHERE dag_id = 'vmigrate_wave_t'")}
 
 
+def _cutting_over(ws: Path) -> list[str]:
+    """The VMs whose cutover is under way past its go/no-go (Alice asked to stop), read from
+    their workspaces' ``state.json`` (written atomically): a kill then cuts a runbook mid-way,
+    not a task still starting."""
+    out = []
+    for path in sorted(ws.glob("*/state.json")):
+        with contextlib.suppress(OSError, ValueError):
+            co = json.loads(path.read_text()).get("cutover") or {}
+            if co.get("status") == "running" and "shutdown" in (co.get("steps") or {}):
+                out.append(path.parent.name)
+    return out
+
+
 def _tries(db: Path) -> dict[str, list[tuple[int, str | None, str | None, str | None]]]:
     """Every try of every task: (try number, state, start, end), past tries from
     ``task_instance_history`` (Airflow 3 keeps one row per finished try there)."""
@@ -322,14 +346,18 @@ def test_wave_on_airflow_killed_resumed_limits_held(tmp_path: Path, lab_root: Pa
     _airflow(env, "db", "migrate")
     _airflow(env, "pools", "import", str(next(dags.glob("*-pools.json"))))
     t0 = time.time()
+    cut: list[str] = []  # the VMs whose cutover the kill cuts mid-way
     procs = _stack(env, home, "first")
     try:
         _wait("the DAG", lambda: bool(sqlite3.connect(db).execute(
             "SELECT 1 FROM dag WHERE dag_id = 'vmigrate_wave_t'").fetchall()), procs)
         _airflow(env, "dags", "unpause", "vmigrate_wave_t")
         _airflow(env, "dags", "trigger", "vmigrate_wave_t")
-        _wait("a cutover running", lambda: any(
-            t.endswith(".cutover") and r[0] == "running" for t, r in _tis(db).items()), procs)
+        def cutting() -> bool:
+            cut[:] = _cutting_over(ws)
+            return bool(cut)
+
+        _wait("a cutover past its go/no-go", cutting, procs)
     finally:
         _stop(procs, signal.SIGKILL)  # the whole Airflow stack dies mid-cutover
     killed = _tis(db)
@@ -343,7 +371,8 @@ def test_wave_on_airflow_killed_resumed_limits_held(tmp_path: Path, lab_root: Pa
 
     tis = _tis(db)
     print("task instances:", json.dumps(tis, default=str))
-    print("running when killed:", sorted(t for t, r in killed.items() if r[0] == "running"))
+    print("running when killed:", sorted(t for t, r in killed.items() if r[0] == "running"),
+          "cutovers cut mid-way:", cut)
     expected = {"wave_report": "success"}
     for n, *_ in VMS:
         expected |= {f"{n}.sync": "success", f"{n}.warm": "success",
@@ -372,6 +401,16 @@ def test_wave_on_airflow_killed_resumed_limits_held(tmp_path: Path, lab_root: Pa
     assert state is not None
     assert {k: v.status for k, v in state.vms.items()} == {
         n: ("rolled_back" if n == FAILING else "done") for n, *_ in VMS}
+    # each cutover the kill cut mid-way was finished once: resumed by the task's next try
+    # (cutover_resumed in its workspace), or finished by the killed try's own runner and
+    # kernel, which outlive the stack (the next try then says so: vm_cutover_already_done)
+    done_again = {r["vm"] for r in Journal(spec.wave_dir / "journal.jsonl").records(
+        "vm_cutover_already_done")}
+    how = {vm: ("resumed" if any(True for _ in Journal(ws / vm / "journal.jsonl").records(
+        "cutover_resumed")) else "") + (" already done" if vm in done_again else "")
+        for vm in cut}
+    print("cut cutovers finished by:", how)
+    assert cut and all(how.values()), how
     flights = peaks(spec.wave_dir / "journal.jsonl")  # the VMs' flights, as the local runner
     print("peak VMs in flight (wave journal):", flights)
     assert sum(v.warm_cycles for v in state.vms.values()) > 0  # waiting VMs kept warm
