@@ -102,9 +102,10 @@ class Sampler:
                     group = self.cpu.get(pid, ("", 0.0))[0]
                     if not group.endswith(("agent", "cli")):  # a shell may exec python yet
                         group = self._group(d, st)
-                    if pid not in self.cpu and self.spy is not None and group in ("a:agent", "b:agent"):
+                    if (self.spy is not None and group in ("a:agent", "b:agent")
+                            and self.cpu.get(pid, ("", 0.0))[0] != group):
                         self.spies.append(subprocess.Popen(
-                            [SPY, "record", "-p", d, "-r", "200", "--nonblocking", "-f", "raw",
+                            [SPY, "record", "-p", d, "-r", "100", "--nonblocking", "-f", "raw",
                              "-o", str(self.spy / f"{group.replace(':', '-')}-{d}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 except (OSError, ValueError, IndexError):

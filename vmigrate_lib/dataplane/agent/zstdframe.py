@@ -4,9 +4,10 @@ A relay forwards the source's compressed DATA frames untouched to a destination 
 decodes them; it needs each frame's decompressed length (the offset the copy reached, its
 checkpoints, its byte counts), not the data.  ``ZSTD_compressCCtx`` and python-zstandard
 write that length in the frame header (Frame_Content_Size); the zstd tool reading a pipe
-does not.  The layout is RFC 8878 section 3.1.1 (Zstandard frames): magic, Frame_Header_
-Descriptor, optional Window_Descriptor, Dictionary_ID, Frame_Content_Size, then blocks of
-a 3-byte header each, then an optional 4-byte checksum.  The blocks are walked (their
+does not.  The layout is RFC 8878 section 3.1.1 (Zstandard frames; also zstd's
+doc/zstd_compression_format.md#frame_header, github.com/facebook/zstd): magic,
+Frame_Header_Descriptor, optional Window_Descriptor, Dictionary_ID, Frame_Content_Size,
+then blocks of a 3-byte header each, then an optional 4-byte checksum.  The blocks are walked (their
 headers only) so that the answer is given only for exactly one frame filling the payload;
 anything else is None and the caller decodes.  A decoder checks the announced size against
 what it produced (libzstd's ``corruption_detected``), so a frame that lies is refused where
