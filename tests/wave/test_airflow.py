@@ -56,6 +56,7 @@ from typing import Any
 
 import pytest
 
+from tests.wave.airflow_explain import cutting_over, explain
 from tests.wave.labwave import bob_problems, build_lab, wave_file
 from vmigrate_lib.audit.evidence import verify
 from vmigrate_lib.control.lab import LabHost
@@ -231,79 +232,6 @@ def _tis(db: Path) -> dict[str, tuple[str, str | None, str | None, str]]:
             "WHERE dag_id = 'vmigrate_wave_t'")}
 
 
-def _cutting_over(ws: Path) -> list[str]:
-    """The VMs whose cutover is under way past its go/no-go (Alice asked to stop), read from
-    their workspaces' ``state.json`` (written atomically): a kill then cuts a runbook mid-way,
-    not a task still starting."""
-    out = []
-    for path in sorted(ws.glob("*/state.json")):
-        with contextlib.suppress(OSError, ValueError):
-            co = json.loads(path.read_text()).get("cutover") or {}
-            if co.get("status") == "running" and "shutdown" in (co.get("steps") or {}):
-                out.append(path.parent.name)
-    return out
-
-
-def _tries(db: Path) -> dict[str, list[tuple[int, str | None, str | None, str | None]]]:
-    """Every try of every task: (try number, state, start, end), past tries from
-    ``task_instance_history`` (Airflow 3 keeps one row per finished try there)."""
-    out: dict[str, list[tuple[int, str | None, str | None, str | None]]] = {}
-    with sqlite3.connect(db) as c:
-        for table in ("task_instance_history", "task_instance"):
-            for task, n, st, a, b in c.execute(
-                    f"SELECT task_id, try_number, state, start_date, end_date FROM {table} "
-                    "WHERE dag_id = 'vmigrate_wave_t' ORDER BY try_number"):
-                out.setdefault(task, []).append((n, st, a, b))
-    return out
-
-
-def _log_line(raw: str) -> str:
-    """One Airflow 3 task-log line (JSON) as ``time level event [exception]``."""
-    try:
-        rec = json.loads(raw)
-    except ValueError:
-        return raw[:300]
-    if not isinstance(rec, dict):
-        return raw[:300]
-    err = "".join(f" [{e.get('exc_type')}: {str(e.get('exc_value'))[:300]}]"
-                  for e in rec.get("error_detail") or [] if isinstance(e, dict))
-    return f"{str(rec.get('timestamp', ''))[11:23]} {rec.get('level', '')} " \
-        f"{str(rec.get('event', ''))[:400]}{err}"[:700]
-
-
-def _journal_tail(path: Path, n: int = 12) -> list[str]:
-    """The last steps, errors and decisions of a workspace's journal."""
-    if not path.exists():
-        return [f"(no {path})"]
-    recs = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    keep = [r for r in recs[-200:] if any(k in r for k in (
-        '"error', '"step"', '"cutover', '"go_decision"', '"run_', '"evidence_archived"',
-        '"workspace_waited"', '"vm_phase"', '"rollback'))]
-    return [r[:400] for r in keep[-n:]]
-
-
-def explain(db: Path, home: Path, ws: Path, wave_dir: Path, tasks: list[str]) -> str:
-    """Why these tasks are not in their expected state: each try, its task log's tail, the
-    VM's workspace journal and wave log tails (a few KB; a failing run's files may be gone
-    by the time someone reads the report)."""
-    tries, out = _tries(db), []
-    for task in tasks:
-        vm = task.split(".")[0]
-        out.append(f"== {task}: tries {tries.get(task)}")
-        for log in sorted((home / "logs").glob(f"dag_id=*/run_id=*/task_id={task}/attempt=*.log")):
-            lines = log.read_text(errors="replace").splitlines()
-            out.append(f"-- {log.name} ({len(lines)} lines), last:")
-            out += ["   " + _log_line(ln) for ln in lines[-14:]]
-        out.append(f"-- {vm} workspace journal, last:")
-        out += ["   " + r for r in _journal_tail(ws / vm / "journal.jsonl")]
-        wave_log = wave_dir / "logs" / f"{vm}.log"
-        if wave_log.exists():
-            out.append(f"-- wave log {wave_log.name}, last:")
-            out += ["   " + ln[:300] for ln in wave_log.read_text(errors="replace").splitlines()[-6:]]
-    text = "\n".join(out)
-    return text if len(text) < 24000 else text[:4000] + "\n...\n" + text[-20000:]
-
-
 def _run_state(db: Path) -> str | None:
     with sqlite3.connect(db) as c:
         row = c.execute("SELECT state FROM dag_run WHERE dag_id = 'vmigrate_wave_t'").fetchone()
@@ -354,7 +282,7 @@ def test_wave_on_airflow_killed_resumed_limits_held(tmp_path: Path, lab_root: Pa
         _airflow(env, "dags", "unpause", "vmigrate_wave_t")
         _airflow(env, "dags", "trigger", "vmigrate_wave_t")
         def cutting() -> bool:
-            cut[:] = _cutting_over(ws)
+            cut[:] = cutting_over(ws)
             return bool(cut)
 
         _wait("a cutover past its go/no-go", cutting, procs)
