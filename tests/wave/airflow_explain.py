@@ -10,16 +10,17 @@ import sqlite3
 from pathlib import Path
 
 
-def cutting_over(ws: Path) -> list[str]:
-    """The VMs whose cutover is under way past its go/no-go (Alice asked to stop), read from
-    their workspaces' ``state.json`` (written atomically): a kill then cuts a runbook mid-way,
-    not a task still starting."""
+def cutting_over(ws: Path, vms: tuple[str, ...]) -> list[str]:
+    """Those of ``vms`` whose cutover is past its go/no-go (Alice asked to stop) or done,
+    read from their workspaces' ``state.json`` (written atomically): a kill while such a
+    VM's task runs cuts its runbook mid-way or before its seal, not a task still starting."""
     out = []
-    for path in sorted(ws.glob("*/state.json")):
+    for vm in vms:
         with contextlib.suppress(OSError, ValueError):
-            co = json.loads(path.read_text()).get("cutover") or {}
-            if co.get("status") == "running" and "shutdown" in (co.get("steps") or {}):
-                out.append(path.parent.name)
+            co = json.loads((ws / vm / "state.json").read_text()).get("cutover") or {}
+            if co.get("status") == "done" or (
+                    co.get("status") == "running" and "shutdown" in (co.get("steps") or {})):
+                out.append(vm)
     return out
 
 

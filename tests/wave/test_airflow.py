@@ -17,8 +17,12 @@ running) while the 7 others complete with every block each source guest acknowle
 its copy; the killed run resumes (the restarted scheduler resets the orphaned task
 instances, ``adopt_or_reset_orphaned_tasks`` in ``airflow/jobs/scheduler_job_runner.py``,
 and a cut-off runbook resumes its workspace); the wave report task seals the report.
-The kill comes once a VM's cutover is past its go/no-go (Alice asked to stop), so a
-cutover runbook is cut mid-way.  The killed try's task runner lives in its own process
+The kill comes once a database's cutover is past its go/no-go (Alice asked to stop) or
+done while its task still runs, so a cutover runbook is cut mid-way or before its seal;
+no application's cutover runs yet (they wait for the databases'), so app3's failing one
+is never cut (a run at load 0.2-3.6 that cut app3's showed a further defect: the killed
+try's runner finished app3's attempt and rolled it back, the next try started attempt 2,
+which go/no-go refused, and the VM ended "failed" instead of "rolled_back").  The killed try's task runner lives in its own process
 group (the Task SDK's supervisor forks it with ``new_process_group=True``,
 ``airflow/sdk/execution_time/supervisor.py``; apache/airflow PR #65738, in 3.3 by
 #71146) and its kernel in its own session (``start_new_session`` in
@@ -79,6 +83,7 @@ VMS = [  # name, source, destination, group (the local lab wave's plan)
     ("app5", "esx-a", "esx-b", "app"), ("app6", "esx-c", "esx-d", "app"),
 ]
 FAILING = "app3"
+DATABASES = ("db1", "db2")  #: the kill cuts one of their cutovers (before any app's starts)
 LIMITS = {"in_flight": 4, "per_source_host": 2, "per_destination_host": 2}
 CLI = [sys.executable, "-m", "vmigrate_lib.faces.cli"]
 
@@ -281,8 +286,10 @@ def test_wave_on_airflow_killed_resumed_limits_held(tmp_path: Path, lab_root: Pa
             "SELECT 1 FROM dag WHERE dag_id = 'vmigrate_wave_t'").fetchall()), procs)
         _airflow(env, "dags", "unpause", "vmigrate_wave_t")
         _airflow(env, "dags", "trigger", "vmigrate_wave_t")
-        def cutting() -> bool:
-            cut[:] = cutting_over(ws)
+        def cutting() -> bool:  # a database's (no application's cutover runs yet)
+            running = {t.split(".")[0] for t, r in _tis(db).items()
+                       if t.endswith(".cutover") and r[0] == "running"}
+            cut[:] = [vm for vm in cutting_over(ws, DATABASES) if vm in running]
             return bool(cut)
 
         _wait("a cutover past its go/no-go", cutting, procs)
