@@ -162,11 +162,11 @@ def probe_main(argv: list[str]) -> int:
         real_flush(self)
         waiting.add(id(self))
 
-    def recv_frame(self: Any) -> Any:
+    def recv_frame(self: Any, *args: Any, **kwargs: Any) -> Any:
         if id(self) in waiting:  # the first answer after a flush: a round trip
             waiting.discard(id(self))
             counts["round trips"] += 1
-        return real_recv(self)
+        return real_recv(self, *args, **kwargs)
 
     agentchannel.AgentChannel.flush = flush  # type: ignore[method-assign]
     agentchannel.AgentChannel.recv_frame = recv_frame  # type: ignore[method-assign]
