@@ -377,8 +377,6 @@ def main(argv: list[str] | None = None) -> int:
                 report["keeper status"] = subprocess.run(
                     cli_argv(base, "keep", "status")[:-2], capture_output=True, text=True,
                     env=kept_env, check=False).stdout
-                subprocess.run(cli_argv(base, "keep", "stop")[:-2], capture_output=True,
-                               env=kept_env, check=False)
             report["probed runs"] = probed
             report["ssh true s"] = sorted(ssh_true(a) for _ in range(5))
             changed = int(statistics.median(r["changed"] for r in plain))
@@ -386,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                 rsync_file(b, max(changed, 1), base) for _ in range(3))
             report["rows"] = plain
     finally:
+        if (base / "run-kept").is_dir():  # the keeper ends with the bench, failed or not
+            subprocess.run(cli_argv(base, "keep", "stop")[:-2], capture_output=True, check=False,
+                           env={**os.environ, "XDG_RUNTIME_DIR": str(base / "run-kept")})
         lab_down(root, timeout=10)
         report["load after"] = os.getloadavg()
         shutil.rmtree(base, ignore_errors=True)
