@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.wave.labwave import wave_file
-from vmigrate_lib.engine.state import CutoverRecord
-from vmigrate_lib.engine.workspace import Journal, Workspace
+from tests.wave.labwave import cut_over_workspace, wave_file
+from vmigrate_lib.engine.workspace import Journal
 from vmigrate_lib.errors import MigrationFinished
 from vmigrate_lib.faces.papermill_runner import injected
 from vmigrate_lib.faces.runbook_params import check_parameters, check_workspace_use
@@ -36,25 +35,13 @@ from vmigrate_lib.wave.spec import load_wave
 from vmigrate_lib.wave.state import load
 
 
-def _cut_over(root: Path, vm: str) -> None:
-    """The workspace as a done cutover leaves it (state.json through the engine's classes)."""
-    ws = Workspace(root)
-    with ws:
-        ws.init({"vm": vm, "source_host": "esx-a", "dest_host": "esx-b", "dest_name": vm})
-        ws.state.cutover = CutoverRecord(attempt=1, status="done", step="done",
-                                         started=time.time() - 60, ended=time.time() - 5,
-                                         measured={"downtime_s": 4.5},
-                                         prediction={"predicted_downtime": 6.0})
-        ws.save()
-
-
 def test_retried_cutover_of_a_done_vm_succeeds(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     ws = tmp_path / "ws"
     path = wave_file(tmp_path / "wave.yaml", tmp_path / "lab", ws,
                      [{"name": "app1", "source": "esx-a", "destination": "esx-b",
                        "group": "default"}])
-    _cut_over(ws / "app1", "app1")
+    cut_over_workspace(ws / "app1", "app1")
     spec = load_wave(path)
     # what the runbook's validation cell does with this workspace: it refuses it
     checked = check_parameters("cutover", injected("cutover", dict(spec.vm_params["app1"])),
@@ -80,7 +67,7 @@ def test_cutover_runbook_failing_after_the_cutover_leaves_the_vm_done(tmp_path: 
     path = wave_file(tmp_path / "wave.yaml", tmp_path / "lab", ws,
                      [{"name": "app1", "source": "esx-a", "destination": "esx-b",
                        "group": "default"}])
-    _cut_over(ws / "app1", "app1")
+    cut_over_workspace(ws / "app1", "app1")
     book = AirflowBook(load_wave(path), time.time())
     said = outcome(book, "app1", "cutover", False, {}, "MigrationFinished: refusing the "
                    "cutover runbook: app1 was already cut over", final=True)

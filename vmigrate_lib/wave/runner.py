@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..engine.cutover_record import CutoverRecord
 from ..engine.workspace import Journal, Workspace
 from ..errors import InputError
 from .bandwidth import with_cap, write_params
@@ -198,12 +199,24 @@ class WaveRunner:
             self.stop.wait(self.spec.run.poll)
         return res
 
-    def cutover_status(self, vm: str) -> str | None:
+    def cutover_record(self, vm: str) -> CutoverRecord | None:
         state = Workspace(Path(self.spec.vm_params[vm]["workspace"])).load()
-        return state.cutover.status if state is not None and state.cutover else None
+        return state.cutover if state is not None else None
+
+    def cutover_status(self, vm: str) -> str | None:
+        co = self.cutover_record(vm)
+        return co.status if co else None
 
     def cut_over(self, vm: str) -> None:
-        if self.cutover_status(vm) is None and self.window_state(vm) == "closed":
+        co = self.cutover_record(vm)
+        if co is not None and co.status == "done":
+            # resumed after the cutover ended but before the state said so: the runbook
+            # refuses a finished workspace, and the VM is done
+            self.journal.append("vm_cutover_already_done", vm=vm, attempt=co.attempt,
+                                ended=co.ended, runner="local")
+            return self.set(vm, "done", downtime_s=(co.measured or {}).get("downtime_s"),
+                            predicted_s=(co.prediction or {}).get("predicted_downtime"))
+        if co is None and self.window_state(vm) == "closed":
             return self.missed(vm)  # resumed after its window: it must not start now
         # a cutover that never started or stopped mid-way resumes from its recorded step
         res = self.retried(vm, ["run", "cutover"],
@@ -212,15 +225,15 @@ class WaveRunner:
         if res.ok:
             return self.set(vm, "done", downtime_s=result.get("downtime_s"),
                             predicted_s=result.get("predicted_downtime_s"))
-        co = self.cutover_status(vm)
+        now = self.cutover_status(vm)
         why = f"cutover: {res.last_line}"
-        if co == "rolled_back":
+        if now == "rolled_back":
             return self.set(vm, "rolled_back", error=why)
-        if co in ("probes_failed", "stopped") and self.spec.run.rollback_after_probes:
+        if now in ("probes_failed", "stopped") and self.spec.run.rollback_after_probes:
             rb = self.step(vm, ["rollback", "--yes-lose-bob-writes"])
             return self.set(vm, "rolled_back" if rb.ok else "needs_operator",
                             error=why if rb.ok else f"{why}; rollback: {rb.last_line}")
-        if co in ("probes_failed", "stopped", "running", "rolling_back"):
+        if now in ("probes_failed", "stopped", "running", "rolling_back"):
             return self.set(vm, "needs_operator", error=why)
         return self.set(vm, "failed", error=why)  # refused before any change
 
