@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.layout import LabLayout
@@ -53,6 +55,22 @@ def lab_host(h: SshHost, name: str, root: Path, **extra: Any) -> dict[str, Any]:
     return {"type": "lab", "host": name, "lab_root": str(root),
             "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
             "ssh_known_hosts": h.known_hosts_path, **extra}
+
+
+def unknown_key_params(h: SshHost, lab: Path, work: Path) -> Path:
+    """``work/params.yaml``: alice's source served by ``h`` with an empty known_hosts and
+    ``allow_unknown_host_key`` (the operator's opt-in to an unverified key), the
+    destination local; the workspace ``work/ws``."""
+    empty = work / "known_hosts"
+    empty.write_text("")
+    pf = work / "params.yaml"
+    pf.write_text(yaml.safe_dump({
+        "vm": "alice", "dest_name": "bob", "operator": "test", "workspace": str(work / "ws"),
+        "source": lab_host(h, "esx-a", lab, ssh_known_hosts=str(empty),
+                           allow_unknown_host_key=True),
+        "destination": {"type": "lab", "host": "esx-b", "lab_root": str(lab)},
+    }))
+    return pf
 
 
 def run_cli(params: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

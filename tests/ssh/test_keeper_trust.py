@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.labkit import alice_on_a, run_cli
+from tests.labkit import alice_on_a, run_cli, unknown_key_params
 from tests.peers.sshd import SshHost
 from vmigrate_lib.dataplane.keep.control import keepers
 
@@ -38,17 +37,8 @@ def test_an_unverified_key_is_journaled_through_the_keeper(
     h = ssh_loopback
     run = Path(tempfile.mkdtemp(prefix="vmg-keep-run-"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
-    empty = tmp_path / "known_hosts"
-    empty.write_text("")
     ws = tmp_path / "ws"
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump({
-        "vm": "alice", "dest_name": "bob", "operator": "test", "workspace": str(ws),
-        "source": {"type": "lab", "host": "esx-a", "lab_root": str(lab),
-                   "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-                   "ssh_known_hosts": str(empty), "allow_unknown_host_key": True},
-        "destination": {"type": "lab", "host": "esx-b", "lab_root": str(lab)},
-    }))
+    pf = unknown_key_params(h, lab, tmp_path)
     try:
         r = run_cli(pf, "keep", "start", "--for", "5m")
         assert r.returncode == 0, r.stdout + r.stderr

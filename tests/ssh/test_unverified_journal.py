@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.labkit import alice_on_a, run_cli
+from tests.labkit import alice_on_a, run_cli, unknown_key_params
 from tests.peers.sshd import SshHost
 
 MiB = 1 << 20
@@ -33,17 +32,8 @@ def lab_fixture(tmp_path: Path) -> Iterator[Path]:
 def test_unknown_host_key_accepted_is_journaled(ssh_loopback: SshHost, lab: Path,
                                                 tmp_path: Path) -> None:
     h = ssh_loopback
-    empty = tmp_path / "known_hosts"
-    empty.write_text("")
     ws = tmp_path / "ws"
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump({
-        "vm": "alice", "dest_name": "bob", "operator": "test", "workspace": str(ws),
-        "source": {"type": "lab", "host": "esx-a", "lab_root": str(lab),
-                   "url": f"ssh://{h.user}@{h.ip}:{h.port}", "ssh_key": h.key_path,
-                   "ssh_known_hosts": str(empty), "allow_unknown_host_key": True},
-        "destination": {"type": "lab", "host": "esx-b", "lab_root": str(lab)},
-    }))
+    pf = unknown_key_params(h, lab, tmp_path)
     r = run_cli(pf, "preflight")
     assert r.returncode == 0, r.stderr
     assert not ws.exists()  # preflight is pure: the choice waits for a run that writes

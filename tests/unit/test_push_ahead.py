@@ -13,34 +13,17 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.unit.pushkit import FrameSink, gate_wait, peer_argv, two_roots
 from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane.agent.server import Agent
 
 MiB = 1 << 20
-REPO = Path(__file__).resolve().parents[2]
-
-
-class _Out:
-    """The client's side of the source agent's stdout: frames kept as written."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, b: bytes) -> int:
-        self.parts.append(bytes(b))
-        return len(b)
-
-    def flush(self) -> None:
-        pass
-
-
 def _rchar() -> int:
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("rchar:"):
@@ -53,19 +36,14 @@ def test_source_reads_while_the_peer_starts(tmp_path: Path) -> None:
     put while the gate was closed)."""
     if not Path("/proc/self/io").exists():
         pytest.skip("no /proc/self/io")
-    src, dst, gate = tmp_path / "a", tmp_path / "b", tmp_path / "gate"
-    src.mkdir()
-    dst.mkdir()
+    (src, dst), gate = two_roots(tmp_path), tmp_path / "gate"
     size = 40 * MiB
     data = b"".join(os.urandom(256 * 1024).hex().encode() for _ in range(size // (512 * 1024)))
     (src / "d").write_bytes(data)
     with open(dst / "d", "wb") as f:
         f.truncate(size)
-    agent_cmd = " ".join(shlex.quote(w) for w in (
-        sys.executable, "-m", "vmigrate_lib.dataplane.agent", "--root", str(dst)))
-    argv = ["sh", "-c", f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; "
-                        f"cd {shlex.quote(str(REPO))} && exec {agent_cmd}"]
-    out = _Out()
+    argv = peer_argv(dst, before=gate_wait(gate))
+    out = FrameSink()
     agent = Agent(str(src), None, out)
     req = {"op": "push", "path": "d", "dest_path": "d", "extents": [[0, size]], "argv": argv,
            "compress": "zlib", "peer_compression": ["zlib"], "checkpoint": 8 * MiB}
@@ -99,17 +77,12 @@ def test_push_takes_the_peer_the_probe_kept(tmp_path: Path) -> None:
     """The preflight's probe (``keep``) leaves its peer up and the push takes it: one peer
     start per command, not two (each an ssh login and a python3 start on the destination).
     Before: the probe closed its peer and the push started another (two starts counted)."""
-    src, dst, starts = tmp_path / "a", tmp_path / "b", tmp_path / "starts"
-    src.mkdir()
-    dst.mkdir()
+    (src, dst), starts = two_roots(tmp_path), tmp_path / "starts"
     data = os.urandom(3 * MiB)
     (src / "d").write_bytes(data)
     (dst / "d").write_bytes(b"")
-    agent_cmd = " ".join(shlex.quote(w) for w in (
-        sys.executable, "-m", "vmigrate_lib.dataplane.agent", "--root", str(dst)))
-    argv = ["sh", "-c", f"echo start >> {shlex.quote(str(starts))}; "
-                        f"cd {shlex.quote(str(REPO))} && exec {agent_cmd}"]
-    out = _Out()
+    argv = peer_argv(dst, before=f"echo start >> {shlex.quote(str(starts))}")
+    out = FrameSink()
     agent = Agent(str(src), None, out)
     probed = agent.op_probe_peer({"op": "probe_peer", "argv": argv, "keep": True})
     assert probed["ok"], probed

@@ -13,63 +13,28 @@ What only a real pair of hosts would show: how long their python exit and ssh te
 
 from __future__ import annotations
 
-import io
 import os
-import shlex
-import sys
 import threading
 import time
 from pathlib import Path
 
+from tests.unit.pushkit import FrameSink, gate_wait, peer_argv, two_roots
 from vmigrate_lib.dataplane.agent import protocol as proto
 from vmigrate_lib.dataplane.agent.server import Agent
 
 MiB = 1 << 20
-REPO = Path(__file__).resolve().parents[2]
-
-
-class _Out:
-    """The client's side of the source agent's stdout: what was flushed, so far."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.flushed = 0  #: parts handed over by the last flush
-        self.lock = threading.Lock()
-
-    def write(self, b: bytes) -> int:
-        with self.lock:
-            self.parts.append(bytes(b))
-        return len(b)
-
-    def flush(self) -> None:
-        with self.lock:
-            self.flushed = len(self.parts)
-
-    def frames(self) -> list[int]:
-        """The types of the frames flushed so far."""
-        with self.lock:
-            data = b"".join(self.parts[:self.flushed])
-        r, types = io.BytesIO(data), []
-        while r.tell() < len(data):
-            types.append(proto.read_frame(r)[0])
-        return types
 
 
 def test_end_reaches_the_client_before_the_peer_exits(tmp_path: Path) -> None:
     """Before: END was written only after ``Peer.close`` had waited for the peer's process
     (here: the gate, up to its 10 s timeout), so no END was flushed while the gate was
     closed."""
-    src, dst, gate = tmp_path / "a", tmp_path / "b", tmp_path / "gate"
-    src.mkdir()
-    dst.mkdir()
+    (src, dst), gate = two_roots(tmp_path), tmp_path / "gate"
     data = os.urandom(6 * MiB)
     (src / "d").write_bytes(data)
     (dst / "d").write_bytes(b"")
-    agent_cmd = " ".join(shlex.quote(w) for w in (
-        sys.executable, "-m", "vmigrate_lib.dataplane.agent", "--root", str(dst)))
-    argv = ["sh", "-c", f"cd {shlex.quote(str(REPO))} && {agent_cmd}; "
-                        f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done"]
-    out = _Out()
+    argv = peer_argv(dst, after=gate_wait(gate))
+    out = FrameSink()
     agent = Agent(str(src), None, out)
     req = {"op": "push", "path": "d", "dest_path": "d", "extents": [[0, len(data)]],
            "argv": argv, "checkpoint": 2 * MiB,

@@ -66,6 +66,16 @@ def bob_problems(root: Path, vm: str, src: str, dst: str, dest_name: str) -> lis
     return out
 
 
+def done_vm_wave(tmp_path: Path) -> Path:
+    """A one-VM wave file (app1, esx-a to esx-b; workspaces in ``tmp_path/ws``) whose VM's
+    workspace is cut over (:func:`cut_over_workspace`)."""
+    path = wave_file(tmp_path / "wave.yaml", tmp_path / "lab", tmp_path / "ws",
+                     [{"name": "app1", "source": "esx-a", "destination": "esx-b",
+                       "group": "default"}])
+    cut_over_workspace(tmp_path / "ws" / "app1", "app1")
+    return path
+
+
 def cut_over_workspace(root: Path, vm: str) -> None:
     """A VM's workspace as a done cutover leaves it (state.json through the engine's
     classes): cut over 5 s ago, 4.5 s of downtime measured against 6 s predicted."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.wave.labwave import cut_over_workspace, wave_file
+from tests.wave.labwave import done_vm_wave
 from vmigrate_lib.engine.workspace import Journal
 from vmigrate_lib.errors import MigrationFinished
 from vmigrate_lib.faces.papermill_runner import injected
@@ -38,10 +38,7 @@ from vmigrate_lib.wave.state import load
 def test_retried_cutover_of_a_done_vm_succeeds(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     ws = tmp_path / "ws"
-    path = wave_file(tmp_path / "wave.yaml", tmp_path / "lab", ws,
-                     [{"name": "app1", "source": "esx-a", "destination": "esx-b",
-                       "group": "default"}])
-    cut_over_workspace(ws / "app1", "app1")
+    path = done_vm_wave(tmp_path)
     spec = load_wave(path)
     # what the runbook's validation cell does with this workspace: it refuses it
     checked = check_parameters("cutover", injected("cutover", dict(spec.vm_params["app1"])),
@@ -63,11 +60,7 @@ def test_retried_cutover_of_a_done_vm_succeeds(tmp_path: Path,
 
 
 def test_cutover_runbook_failing_after_the_cutover_leaves_the_vm_done(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    path = wave_file(tmp_path / "wave.yaml", tmp_path / "lab", ws,
-                     [{"name": "app1", "source": "esx-a", "destination": "esx-b",
-                       "group": "default"}])
-    cut_over_workspace(ws / "app1", "app1")
+    path = done_vm_wave(tmp_path)
     book = AirflowBook(load_wave(path), time.time())
     said = outcome(book, "app1", "cutover", False, {}, "MigrationFinished: refusing the "
                    "cutover runbook: app1 was already cut over", final=True)

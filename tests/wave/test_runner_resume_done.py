@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.wave.labwave import cut_over_workspace, wave_file
+from tests.wave.labwave import done_vm_wave
 from vmigrate_lib.engine.workspace import Journal
 from vmigrate_lib.wave.runner import WaveRunner
 from vmigrate_lib.wave.spec import load_wave
@@ -23,10 +23,7 @@ from vmigrate_lib.wave.state import load
 
 def test_resumed_runner_records_a_done_cutover_and_runs_nothing(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    path = wave_file(tmp_path / "wave.yaml", tmp_path / "lab", ws,
-                     [{"name": "app1", "source": "esx-a", "destination": "esx-b",
-                       "group": "default"}])
-    cut_over_workspace(ws / "app1", "app1")
+    path = done_vm_wave(tmp_path)
     before = sorted(p.name for p in (ws / "app1").iterdir())
     said: list[str] = []
     runner = WaveRunner(load_wave(path), say=said.append)
