@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +91,22 @@ def _wait_for(path: Path) -> None:
     assert path.exists(), "the destination never began its first fsync"
 
 
+def _copier(src: Any, dst: Any, size: int, recorded: list[int], failed: list[BaseException],
+            **kw: Any) -> threading.Thread:
+    """``copy_extents`` of disk d, checkpoints every 4 MiB into ``recorded``, on a thread
+    (started); what it raised goes into ``failed``."""
+    def run() -> None:
+        try:
+            copy_extents(src, "d", dst, "d", [Extent(0, size)], checkpoint_bytes=4 * MiB,
+                         on_checkpoint=recorded.append, **kw)
+        except BaseException as exc:  # reported by the test
+            failed.append(exc)
+
+    copier = threading.Thread(target=run)
+    copier.start()
+    return copier
+
+
 @pytest.mark.parametrize("kind", [AgentDatastore, ResilientDatastore])
 def test_relay_streams_on_while_the_destination_fsyncs(tmp_path: Path,
                                                        kind: type[AgentDatastore]) -> None:
@@ -104,17 +121,8 @@ def test_relay_streams_on_while_the_destination_fsyncs(tmp_path: Path,
     progress: list[int] = []
     recorded: list[int] = []
     failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            copy_extents(src, "d", dst, "d", [Extent(0, size)], checkpoint_bytes=4 * MiB,
-                         on_checkpoint=recorded.append,
-                         on_progress=lambda done, _total: progress.append(done))
-        except BaseException as exc:  # reported below
-            failed.append(exc)
-
-    copier = threading.Thread(target=run)
-    copier.start()
+    copier = _copier(src, dst, size, recorded, failed,
+                     on_progress=lambda done, _total: progress.append(done))
     try:
         _wait_for(mark)
         time.sleep(0.5)  # let the relay go as far as the pipes let it
@@ -148,16 +156,7 @@ def test_destination_lost_during_a_checkpoint_in_flight_replays(tmp_path: Path) 
     dst = ResilientDatastore("b", transport, channel)
     recorded: list[int] = []
     failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            copy_extents(src, "d", dst, "d", [Extent(0, size)], checkpoint_bytes=4 * MiB,
-                         on_checkpoint=recorded.append)
-        except BaseException as exc:  # reported below
-            failed.append(exc)
-
-    copier = threading.Thread(target=run)
-    copier.start()
+    copier = _copier(src, dst, size, recorded, failed)
     try:
         _wait_for(mark)
         time.sleep(0.3)
