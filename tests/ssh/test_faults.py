@@ -223,11 +223,14 @@ def test_direct_push_resumes_after_peer_connection_dies(
 
     def on_ckpt(off: int) -> None:
         if off >= 16 * MiB and not killed:
-            # the agent on b started by a's ssh: the newest agent process on b's root
-            out = subprocess.run(["pgrep", "-n", "-f", f"vmigrate-agent-.* --root {rb}"], capture_output=True,
-                                 text=True).stdout.split()
+            # the agent on b started by a's ssh: an agent process on b's root that is not
+            # b's own (under load b's own could start after it, so "the newest" is not it)
+            own = b.hello.get("pid")
+            out = [int(p) for p in subprocess.run(
+                ["pgrep", "-f", f"vmigrate-agent-.* --root {rb}"], capture_output=True,
+                text=True).stdout.split() if int(p) != own]
             if out:
-                killed.append(kill_session(int(out[0])))
+                killed.append(kill_session(out[-1]))
 
     try:
         copy_extents(a, "d", b, "d", [Extent(0, SIZE)], checkpoint_bytes=4 * MiB,
