@@ -16,6 +16,7 @@ from vmigrate_lib.lab.layout import LabLayout
 from vmigrate_lib.lab.lifecycle import create_vm, lab_up
 from vmigrate_lib.lab.verify import verify_copy
 from vmigrate_lib.lab.workload import WorkloadSpec
+from vmigrate_lib.modes import CutoverStatus
 
 SOURCES = ("esx-a", "esx-c")
 DESTINATIONS = ("esx-b", "esx-d")
@@ -76,14 +77,18 @@ def done_vm_wave(tmp_path: Path) -> Path:
     return path
 
 
-def cut_over_workspace(root: Path, vm: str) -> None:
-    """A VM's workspace as a done cutover leaves it (state.json through the engine's
-    classes): cut over 5 s ago, 4.5 s of downtime measured against 6 s predicted."""
+def cut_over_workspace(root: Path, vm: str, status: CutoverStatus = "done",
+                       started: float | None = None) -> None:
+    """A VM's workspace as a cutover attempt that ended ``status`` leaves it (state.json
+    through the engine's classes): by default cut over 5 s ago, 4.5 s of downtime measured
+    against 6 s predicted; ``rolled_back`` as failed probes leave it."""
+    t0 = started if started is not None else time.time() - 60
     ws = Workspace(root)
     with ws:
         ws.init({"vm": vm, "source_host": "esx-a", "dest_host": "esx-b", "dest_name": vm})
-        ws.state.cutover = CutoverRecord(attempt=1, status="done", step="done",
-                                         started=time.time() - 60, ended=time.time() - 5,
-                                         measured={"downtime_s": 4.5},
-                                         prediction={"predicted_downtime": 6.0})
+        ws.state.cutover = CutoverRecord(
+            attempt=1, status=status, step=status, started=t0, ended=time.time(),
+            measured={"downtime_s": 4.5} if status == "done" else {},
+            prediction={"predicted_downtime": 6.0},
+            reason=None if status == "done" else "probes failed: app check")
         ws.save()

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.wave.labwave import done_vm_wave
+from tests.wave.labwave import cut_over_workspace, done_vm_wave
 from vmigrate_lib.engine.workspace import Journal
 from vmigrate_lib.errors import MigrationFinished
 from vmigrate_lib.faces.papermill_runner import injected
 from vmigrate_lib.faces.runbook_params import check_parameters, check_workspace_use
-from vmigrate_lib.wave.airflow_task import AirflowBook, main, outcome
+from vmigrate_lib.wave.airflow_task import AirflowBook, begin, main, outcome
 from vmigrate_lib.wave.spec import load_wave
 from vmigrate_lib.wave.state import load
 
@@ -68,3 +68,40 @@ def test_cutover_runbook_failing_after_the_cutover_leaves_the_vm_done(tmp_path: 
     state = load(book.dir / "state.json")
     assert state is not None and state.vms["app1"].status == "done"
     assert "after the cutover was done" in state.vms["app1"].error
+
+
+def test_retried_cutover_whose_attempt_rolled_back_is_not_tried_again(tmp_path: Path) -> None:
+    """A cutover task's try was lost while its cutover rolled back on its own (failed
+    probes: tests/wave/test_airflow.py's af9 run, the killed try's kernel finishing the
+    attempt): the next try's ``begin`` finds the attempt started after the wave set the VM to
+    ``cutover`` and rolled back, records the VM ``rolled_back`` with why, journals
+    ``vm_cutover_already_over`` and answers no go (the DAG fails the task), instead of
+    starting attempt 2, which would stop the source VM again.  Before: ``begin`` said go."""
+    path = done_vm_wave(tmp_path)
+    book = AirflowBook(load_wave(path), time.time())
+    book.set("app1", "cutover")  # the lost try's begin
+    time.sleep(0.01)
+    cut_over_workspace(tmp_path / "ws" / "app1", "app1", "rolled_back", started=time.time())
+    before = sorted(p.name for p in (tmp_path / "ws" / "app1").iterdir())
+    said = begin(book, "app1", "cutover")
+    assert said["go"] is False and said.get("rolled_back") is True, said
+    assert "another attempt would stop app1 again" in said["why"]
+    state = load(book.dir / "state.json")
+    assert state is not None and state.vms["app1"].status == "rolled_back"
+    recs = list(book.journal.records("vm_cutover_already_over"))
+    assert [(r["vm"], r["status"]) for r in recs] == [("app1", "rolled_back")]
+    assert sorted(p.name for p in (tmp_path / "ws" / "app1").iterdir()) == before
+
+
+def test_an_earlier_rolled_back_rehearsal_does_not_stop_the_waves_cutover(tmp_path: Path) -> None:
+    """A rehearsal rolled back before the wave (its attempt started before the wave set
+    the VM to ``cutover``) is not this wave's outcome: ``begin`` says go."""
+    path = done_vm_wave(tmp_path)
+    cut_over_workspace(tmp_path / "ws" / "app1", "app1", "rolled_back",
+                       started=time.time() - 600)
+    book = AirflowBook(load_wave(path), time.time())
+    book.set("app1", "warm")
+    said = begin(book, "app1", "cutover")
+    assert said["go"] is True, said
+    said = begin(book, "app1", "cutover")  # a lost try's next one: still no outcome of its own
+    assert said["go"] is True, said

@@ -156,6 +156,8 @@ class Runbook(PapermillOperator):
         if go.get("done"):  # an earlier try cut the VM over (its end was lost): not again
             self.log.info("%s: %s; evidence %s", self.kind, go["why"], go["evidence"])
             return (go["evidence"] or [""])[-1]
+        if go.get("rolled_back"):  # an earlier try's cutover rolled back (its end was lost)
+            raise AirflowFailException(go["why"])
         if not go["go"]:
             raise AirflowSkipException(go["why"])
         run = context["run_id"].replace(":", "").replace("+", "_")

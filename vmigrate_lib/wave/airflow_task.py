@@ -41,6 +41,7 @@ from ..faces.run_archive import (
 from ..faces.runbook_params import check_parameters
 from .bandwidth import with_cap, write_params
 from .procs import vmigrate, wait_workspace_free
+from .resume import rolled_back_since, rolled_back_why
 from .spec import WaveSpec, load_wave
 from .state import IN_FLIGHT, OVER, VmRun, WaveState, load, save
 
@@ -152,7 +153,13 @@ def begin(book: AirflowBook, vm: str, kind: str) -> dict[str, Any]:
     if co is not None and co.status == "done":
         return already_done(book, vm, co)
     with book.state() as st:
-        first = st.vms[vm].started
+        first, now = st.vms[vm].started, st.vms[vm].status
+    if co is not None and now == "cutover" and rolled_back_since(book.journal, vm, co):
+        why = rolled_back_why(vm, co)
+        book.set(vm, "rolled_back", error=why)
+        book.journal.append("vm_cutover_already_over", vm=vm, attempt=co.attempt,
+                            status=co.status, runner="airflow")
+        return {"go": False, "rolled_back": True, "why": why}
     book.set(vm, "syncing" if kind == "sync" else "cutover",
              **({"started": first or time.time()} if kind == "sync" else {}))
     raw = book.capped(vm, f"run {kind}")

@@ -26,6 +26,7 @@ from ..errors import InputError
 from .bandwidth import with_cap, write_params
 from .model import WavePlan
 from .procs import StepResult, vmigrate, wait_workspace_free
+from .resume import rolled_back_since, rolled_back_why
 from .spec import WaveSpec
 from .state import IN_FLIGHT, OVER, VmRun, VmStatus, WaveState, load, save
 
@@ -216,6 +217,12 @@ class WaveRunner:
                                 ended=co.ended, runner="local")
             return self.set(vm, "done", downtime_s=(co.measured or {}).get("downtime_s"),
                             predicted_s=(co.prediction or {}).get("predicted_downtime"))
+        assert self.state is not None
+        if self.state.vms[vm].status == "cutover" and rolled_back_since(self.journal, vm, co):
+            assert co is not None
+            self.journal.append("vm_cutover_already_over", vm=vm, attempt=co.attempt,
+                                status=co.status, runner="local")
+            return self.set(vm, "rolled_back", error=rolled_back_why(vm, co))
         if co is None and self.window_state(vm) == "closed":
             return self.missed(vm)  # resumed after its window: it must not start now
         # a cutover that never started or stopped mid-way resumes from its recorded step
