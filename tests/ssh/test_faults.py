@@ -218,7 +218,7 @@ def test_direct_push_resumes_after_peer_connection_dies(
     a = open_ssh_datastore("a", str(ra), settings_for(ssh_hosts.a, mode="direct", direct=route,
                                                       retries=3))
     b = open_ssh_datastore("b", str(rb), settings_for(ssh_hosts.b))
-    assert isinstance(a, SshAgentDatastore)
+    assert isinstance(a, SshAgentDatastore) and isinstance(b, SshAgentDatastore)
     killed: list[int] = []
 
     def on_ckpt(off: int) -> None:
