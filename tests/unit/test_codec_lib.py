@@ -31,7 +31,7 @@ def _need(name: str) -> tuple[Any, Any]:
     funcs = codeclib.lib_codec(name)
     if funcs is None or shutil.which(name) is None:
         pytest.skip(f"no lib{name} or no {name} tool here (scripts/setup.sh installs both)")
-    return funcs
+    return funcs[0], funcs[1]
 
 
 def _tool(argv: list[str], data: bytes) -> bytes:
@@ -88,7 +88,7 @@ def test_preference_module_then_library_then_tool() -> None:
     """The venv's python has zstandard: zstd runs the module, lz4 the library; the system
     python3 (no zstandard) runs both through the libraries, before the tools on PATH.
     Before: the system python3 named ``bin`` for both (no library codec)."""
-    codecs, impl = proto._codecs()
+    codecs, impl, _longs = proto._codecs()
     assert impl["zlib"] == "module" and "zstd" in codecs
     if codeclib.lib_codec("lz4") is not None:
         assert impl["lz4"] == "lib"

@@ -37,13 +37,13 @@ def _run(chunks: list[bytes]) -> tuple[dict[str, int], list[int]]:
         pytest.skip("no zstd module nor libzstd here")
     flags: list[int] = []
 
-    def send(ftype: int, payload: bytes, arg: int, fl: int) -> None:
+    def send(ftype: int, payload: bytes, arg: int, fl: int, size: int) -> None:
         time.sleep((len(payload) + proto.HEADER_SIZE) / LINK)  # the link
         flags.append(fl)
 
     p = packing.Packer("zstd", 1, send, workers=2)
-    for i, c in enumerate(chunks):
-        p.emit(proto.DATA, c, i * MiB)
+    for i, c in enumerate(chunks):  # apart: a frame per chunk (test_packer_span joins them)
+        p.emit(proto.DATA, c, 2 * i * MiB)
     p.finish()
     return p.stats, flags
 
@@ -85,7 +85,7 @@ def test_slow_codec_sends_what_it_is_behind_on_as_is() -> None:
     (wall-clock windows): a probe decided for a whole window at a time."""
     sent: list[tuple[int, bytes, int]] = []
 
-    def send(ftype: int, payload: bytes, arg: int, fl: int) -> None:
+    def send(ftype: int, payload: bytes, arg: int, fl: int, size: int) -> None:
         sent.append((arg, payload, fl))
 
     chunks = [_text(i) for i in range(24)]
@@ -106,14 +106,16 @@ def test_zstd_level_rises_while_the_link_is_the_limit() -> None:
         pytest.skip("no zstd module nor libzstd here")
     sent: list[tuple[bytes, int]] = []
 
-    def send(ftype: int, payload: bytes, arg: int, fl: int) -> None:
+    def send(ftype: int, payload: bytes, arg: int, fl: int, size: int) -> None:
         time.sleep((len(payload) + proto.HEADER_SIZE) / LINK)
         sent.append((payload, fl))
 
-    chunks = [_text(i) for i in range(3 * packing.LEVEL_WINDOW + 4)]
+    # the span grows first (two windows: 4 MiB, 16 MiB), then the level; the chunks lie
+    # apart, so none is joined and each frame is one chunk
+    chunks = [_text(i) for i in range(4 * packing.LEVEL_WINDOW + 4)]
     p = packing.Packer("zstd", 1, send, workers=2)
     for i, c in enumerate(chunks):
-        p.emit(proto.DATA, c, i * MiB)
+        p.emit(proto.DATA, c, 2 * i * MiB)
     p.finish()
     assert p.stats["level_max"] >= 2, p.stats
     assert [proto.decode_payload(f, b) for b, f in sent] == chunks

@@ -345,6 +345,22 @@ def summary_of(raw: dict[str, Any]) -> StreamSummary:
                          raw=int(raw.get("raw", 0)))
 
 
+#: a stream's END counts summed over the attempts of a resumed stream
+SUMMED = ("sent", "holes", "read", "wire", "packed", "raw")
+#: ... and the packer's peaks (zstd's level, the longest joined frame), kept at their max
+PEAKS = ("level_max", "span_max")
+
+
+def add_summary(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Add one attempt's END summary to a resumed stream's ``total``."""
+    for key in SUMMED:
+        total[key] = total.get(key, 0) + int(part.get(key, 0))
+    for key in PEAKS:
+        if key in part:
+            total[key] = max(int(total.get(key, 0)), int(part[key]))
+    total["codec"] = part.get("codec", "")
+
+
 def sync_write(channel: AgentChannel, ftype: int, path: str, behind: int = 0) -> int:
     """Send FLUSH or END on a write stream and return the bytes the agent acknowledged,
     after the ACKs of ``behind`` FLUSHes sent before and not read yet (:func:`take_ack`).

@@ -66,6 +66,15 @@ def _ZSTD_SIG(lib):
             ("ZSTD_decompressStream", _size, [_ptr, ctypes.c_void_p, ctypes.c_void_p]),
             ("ZSTD_freeDStream", _size, [_ptr])):
         _sig(lib, fname, res, args)
+    try:  # the advanced API (libzstd >= 1.4.0): a long window for joined chunks
+        for fname, res, args in (
+                ("ZSTD_CCtx_reset", _size, [_ptr, ctypes.c_int]),
+                ("ZSTD_CCtx_setParameter", _size, [_ptr, ctypes.c_int, ctypes.c_int]),
+                ("ZSTD_compress2", _size, [_ptr, _ptr, _size, ctypes.c_char_p, _size])):
+            _sig(lib, fname, res, args)
+        lib.vmigrate_long = True
+    except AttributeError:
+        lib.vmigrate_long = False
     return lib
 
 
@@ -115,7 +124,8 @@ class _OutBuffer(ctypes.Structure):
 
 
 def zstd_codec(lib):
-    """``(compress(data, level), decompress(data))`` through libzstd."""
+    """``(compress(data, level), decompress(data), compress_long(data, level, wlog))``
+    through libzstd (``compress_long`` None before libzstd 1.4.0)."""
     cbufs = _Buffers(lib.ZSTD_createCCtx)
     dbufs = _Buffers(lib.ZSTD_createDCtx)
     unknown, error = (1 << 64) - 1, (1 << 64) - 2
@@ -131,6 +141,24 @@ def zstd_codec(lib):
         item = cbufs.take(bound)
         try:
             n = check(lib.ZSTD_compressCCtx(item[0], item[1], bound, data, len(data), int(level)))
+            return ctypes.string_at(item[1], n)
+        finally:
+            cbufs.give(item)
+
+    def compress_long(data, level, wlog):
+        """One frame with a window of 2^wlog and long-distance matching (zstd.h's
+        ZSTD_c_compressionLevel 100, ZSTD_c_windowLog 101, ZSTD_c_enableLongDistanceMatching
+        160; ZSTD_reset_session_and_parameters 3)."""
+        data = data if isinstance(data, bytes) else bytes(data)
+        bound = lib.ZSTD_compressBound(len(data))
+        item = cbufs.take(bound)
+        try:
+            cctx = item[0]
+            check(lib.ZSTD_CCtx_reset(cctx, 3))
+            for param, value in ((100, int(level)), (101, int(wlog)), (160, 1)):
+                check(lib.ZSTD_CCtx_setParameter(cctx, param, value))
+            n = check(lib.ZSTD_compress2(cctx, item[1], bound, data, len(data)))
+            check(lib.ZSTD_CCtx_reset(cctx, 3))  # the context serves compress() next
             return ctypes.string_at(item[1], n)
         finally:
             cbufs.give(item)
@@ -151,7 +179,7 @@ def zstd_codec(lib):
         finally:
             dbufs.give(item)
 
-    return compress, decompress
+    return compress, decompress, (compress_long if lib.vmigrate_long else None)
 
 
 def _zstd_stream(lib, check, data):
@@ -178,8 +206,8 @@ def _zstd_stream(lib, check, data):
 
 
 def lz4_codec(lib):
-    """``(compress(data, level), decompress(data))`` through liblz4's frame calls (the
-    ``lz4`` tool's format; its fast default mode, as the tool's ``-1``)."""
+    """``(compress(data, level), decompress(data), None)`` through liblz4's frame calls
+    (the ``lz4`` tool's format; its fast default mode, as the tool's ``-1``)."""
 
     def check(code):
         if lib.LZ4F_isError(code):
@@ -223,11 +251,12 @@ def lz4_codec(lib):
         finally:
             lib.LZ4F_freeDecompressionContext(dctx)
 
-    return compress, decompress
+    return compress, decompress, None
 
 
 def lib_codec(name):
-    """``(compress, decompress)`` through the host's library for ``name``, or None."""
+    """``(compress, decompress, compress_long)`` through the host's library for ``name``
+    (``compress_long`` None where the library has no long window), or None."""
     lib = load(name)
     if lib is None:
         return None

@@ -8,7 +8,6 @@ from .peer import Peer, PeerError, peer_message
 from .peerstart import Ahead, PeerStarter, pick_codec
 from .protocol import (
     ACK,
-    DATA,
     DEST_DIGESTS,
     DIGESTS,
     END,
@@ -16,7 +15,6 @@ from .protocol import (
     FLUSH,
     HEADER_SIZE,
     HELLO,
-    LENGTH,
     PROTOCOL_VERSION,
     REQ,
     RESP,
@@ -149,30 +147,24 @@ class PushOps(object):
                 while pending and (final or len(pending) > 1 or peer.ack_ready()):
                     take_ack()
 
-            def out(ftype, payload, arg, flags):
-                # frames leave in order: the end of this one is the offset reached
+            def out(ftype, payload, arg, flags, size):
+                # frames leave in order: the end of this one is the offset reached (``size``:
+                # the data it covers, whatever its payload's length compressed or joined)
                 peer.send(ftype, payload, arg, flags)
                 n = len(payload) + HEADER_SIZE
                 throttle.add(n)
                 state["since"] += n
-                state["reached"] = ends.pop(arg) if ftype == DATA else arg + LENGTH.unpack(payload)[0]
+                state["reached"] = arg + size
                 if state["since"] >= checkpoint:
                     flush_peer(False)
                 elif pending and peer.ack_ready():
                     take_ack()
 
-            ends = {}  # DATA offset -> its end (a compressed payload's length is not the data's)
-
             ahead = Ahead(starter, took)
             packer = Packer(codec, req.get("level"), ahead.send)
 
-            def emit_raw(ftype, payload, arg):
-                if ftype == DATA:
-                    ends[arg] = arg + len(payload)
-                packer.emit(ftype, payload, arg)
-
             # the digests of what is pushed go to the client (certify reads the source once)
-            emit, dig = digesting(req, emit_raw, self.send)
+            emit, dig = digesting(req, packer.emit, self.send)
             try:
                 self.read_frames(req["path"], req["extents"], frame_size(req, self.chunk, packer),
                                  emit, stats)
@@ -181,8 +173,7 @@ class PushOps(object):
                     dig.finish()
                     stats["digests"] = dig.count
             finally:
-                packer.queue.clear()
-                packer.finish()
+                packer.abort()  # after finish(): only stops the threads
             stats.update(packer.stats, codec=packer.codec)
             ahead.release()
             flush_peer(True)

@@ -94,7 +94,7 @@ class StreamOps(object):
         try:
             throttle = Throttle(req.get("bwlimit"))
 
-            def out(ftype, payload, arg, flags):
+            def out(ftype, payload, arg, flags, _size):
                 send(ftype, payload, arg, flags)
                 throttle.add(len(payload) + HEADER_SIZE)
 
@@ -112,8 +112,7 @@ class StreamOps(object):
                 dig.finish()
                 stats["digests"] = dig.count
         except (OSError, ValueError) as exc:
-            packer.queue.clear()
-            packer.finish()
+            packer.abort()
             self.send_json(ERR, error_dict(exc))
             return None
         stats.update(packer.stats, codec=packer.codec)

@@ -65,14 +65,14 @@ class Ahead(object):
         self.bytes = 0
         self.out = None  # type: typing.Any
 
-    def send(self, ftype, payload, arg, flags):
+    def send(self, ftype, payload, arg, flags, size):
         if self.out is None:
             if not self.starter.ready() and self.bytes + len(payload) <= self.cap:
-                self.held.append((ftype, payload, arg, flags))
+                self.held.append((ftype, payload, arg, flags, size))
                 self.bytes += len(payload)
                 return
             self.release()
-        self.out(ftype, payload, arg, flags)
+        self.out(ftype, payload, arg, flags, size)
 
     def release(self):
         """Wait for the peer (its error is raised here) and send what is held."""

@@ -57,7 +57,8 @@ FEATURES = ["compress", "push", "probe_peer", "bwlimit", "delta_formats"]
 
 
 def _zstd_module():
-    """zstd through the zstandard module (absent on ESXi), or None.  One compressor and
+    """zstd through the zstandard module (absent on ESXi), or None: compress, decompress and
+    a long-window compress (:data:`LONG_WINDOW`).  One compressor and
     one decompressor per thread: the packer's threads run at once, and python-zstandard's
     objects are not thread safe (a shared one crashed the process)."""
     try:
@@ -84,7 +85,18 @@ def _zstd_module():
         # a frame from the zstd tool has no content size: bounded by MAX_PAYLOAD
         return d.decompress(b, max_output_size=MAX_PAYLOAD)
 
-    return zc, zd
+    def zlong(b, lvl, wlog):
+        cs = getattr(mine, "long", None)
+        if cs is None:
+            cs = mine.long = {}
+        c = cs.get((lvl, wlog))
+        if c is None:
+            params = zstandard.ZstdCompressionParameters.from_level(
+                lvl, window_log=wlog, enable_ldm=1)
+            c = cs[(lvl, wlog)] = zstandard.ZstdCompressor(compression_params=params)
+        return c.compress(b)
+
+    return zc, zd, zlong
 
 
 def _codecs(path=None):
@@ -102,6 +114,7 @@ def _codecs(path=None):
 
     out = {"zlib": (FLAG_ZLIB, lambda b, lvl: zlib.compress(b, lvl), zlib.decompress)}
     impl = {"zlib": "module"}
+    longs = {}
     finders = (("module", lambda n: _zstd_module() if n == "zstd" else None),
                ("lib", lib_codec),
                ("bin", lambda n: bin_codec(n, path)))
@@ -109,13 +122,19 @@ def _codecs(path=None):
         for how, find in finders:
             funcs = find(name)
             if funcs is not None:
-                out[name] = (flag,) + tuple(funcs)
+                out[name] = (flag,) + tuple(funcs[:2])
                 impl[name] = how
+                if len(funcs) > 2 and funcs[2] is not None:
+                    longs[name] = funcs[2]
                 break
-    return out, impl
+    return out, impl, longs
 
 
-CODECS, CODEC_IMPL = _codecs()
+CODECS, CODEC_IMPL, LONG_WINDOW = _codecs()
+#: ``LONG_WINDOW[codec](data, level, window_log)``: one frame whose window spans the
+#: whole payload, with long-distance matching (zstd's ``--long``): several chunks joined
+#: in one frame find the repeats a chunk's own window cannot (``packing`` joins them
+#: where the link is the limit).  Any zstd decoder reads such a frame (window <= 2^27).
 FLAG_DECODERS = dict((flag, dec) for flag, _c, dec in CODECS.values())
 #: fastest first: zstd -1 compresses about as fast as lz4 and much smaller; zlib last
 PREFERENCE = ["zstd", "lz4", "zlib"]

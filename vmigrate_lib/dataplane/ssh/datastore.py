@@ -9,7 +9,7 @@ from typing import Any, cast
 from ...extents import Extent
 from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
-from ..client import AgentDatastore, summary_of
+from ..client import AgentDatastore, add_summary, summary_of
 from ..datastore import (
     BlockDigest,
     Chunk,
@@ -176,9 +176,7 @@ class SshAgentDatastore(AgentDatastore):
                     got["holes" if chunk.hole else "sent"] += chunk.length
                     remaining, k = _remaining(remaining, k, chunk.offset, chunk.offset + chunk.length)
                     retry.progressed()
-                for key in summary:
-                    summary[key] += int(self.channel.summary.get(key, 0))
-                summary["codec"] = self.channel.summary.get("codec", "")
+                add_summary(summary, self.channel.summary)
                 self.channel.summary = summary
                 return
             # the connection was lost: count what this stream delivered

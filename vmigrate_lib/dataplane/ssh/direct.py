@@ -16,7 +16,7 @@ from ...errors import AgentError, NoSpaceLeft, TransportError
 from ...extents import Extent, clip
 from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
-from ..client import AgentDatastore
+from ..client import AgentDatastore, add_summary
 from ..datastore import Datastore
 from .transport import SshTransport
 
@@ -169,9 +169,7 @@ class DirectMode:
                     if on_progress is not None:
                         on_progress(done_before + sum(e.length for e in clip(remaining, 0, arg)),
                                     planned)
-                for key in summary:
-                    summary[key] += int(channel.summary.get(key, 0))
-                summary["codec"] = channel.summary.get("codec", "")
+                add_summary(summary, channel.summary)
         return summary
 
 

@@ -1,0 +1,148 @@
+"""The packer joins contiguous chunks into long-window frames where the link is the limit
+(agent/packing.py, issue 13 item 1: seed at the link's speed on a slow link).
+
+The fact imitated: a disk holds the same bytes far apart (copies of a file, a package
+and its unpacked tree), which a compressor finds only with a window that reaches them.
+Measured on the share image (an ext4 of /usr/share built by bench_seed):
+``zstd -1`` on the whole stream 101 MiB, with ``--long=27`` 76 MiB; 1 MiB frames each
+compressed alone 104 MiB, 16 MiB frames with long-distance matching 86 MiB
+(bench/README.md).  zstd's own manual documents ``--long``: "increases the window size
+... improving compression ratio for files with long matches" (zstd(1)); a frame so made is
+a standard zstd frame (RFC 8878), decoded by any decoder whose window limit (2^27 by
+default) covers it.
+
+The link is a sleep per wire byte (no buffers).  What only a real link shows (its
+buffers, the host's other work) is measured in bench_seed, not asserted here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from vmigrate_lib.dataplane.agent import packing
+from vmigrate_lib.dataplane.agent import protocol as proto
+
+MiB = 1 << 20
+LINK = 20e6  #: bytes per second of the simulated link: slower than zstd -1 on one core
+
+
+def _files(n_chunks: int) -> bytes:
+    """A disk of 512 KiB "files" (hex text: about half after zstd -1), each stored twice,
+    1.5 MiB apart: further than a chunk's own window reaches."""
+    out = bytearray()
+    files = [os.urandom(256 * 1024).hex().encode() for _ in range(n_chunks)]
+    for i in range(n_chunks):
+        out += files[i]
+        out += files[i - 2] if i >= 2 else files[i][::-1]
+    assert len(out) == n_chunks * MiB
+    return bytes(out)
+
+
+def _need_long() -> None:
+    if "zstd" not in proto.LONG_WINDOW:
+        pytest.skip("no zstd module nor libzstd >= 1.4 here (scripts/setup.sh installs one)")
+
+
+Sent = list[tuple[int, int, bytes, int, int]]
+
+
+def _pack(chunks: list[tuple[int, int, bytes]], link: float | None) -> tuple[packing.Packer, Sent]:
+    """Emit (type, offset, payload) in order through a zstd packer; each frame sent sleeps
+    its wire bytes at ``link`` bytes/s (None: no wait)."""
+    sent: Sent = []
+
+    def send(ftype: int, payload: bytes, arg: int, fl: int, size: int) -> None:
+        if link:
+            time.sleep((len(payload) + proto.HEADER_SIZE) / link)
+        sent.append((ftype, arg, payload, fl, size))
+
+    p = packing.Packer("zstd", 1, send, workers=2)
+    for ftype, off, payload in chunks:
+        p.emit(ftype, payload, off)
+    p.finish()
+    return p, sent
+
+
+def test_link_bound_stream_goes_in_long_window_frames() -> None:
+    """Behind a link slower than the codec, contiguous chunks go joined in frames of up to
+    16 MiB, fewer bytes on the wire than the same chunks compressed one by one, and every
+    frame says the data it covers: the frames tile the disk in order and decode to it.
+    Before: a 1 MiB frame per chunk (the repeats 1.5 MiB apart never found)."""
+    _need_long()
+    disk = _files(96)
+    chunks = [(proto.DATA, i * MiB, disk[i * MiB:(i + 1) * MiB]) for i in range(96)]
+    p, sent = _pack(chunks, LINK)
+    assert p.stats["span_max"] == packing.SPAN_MAX, p.stats
+    pos = 0
+    for ftype, arg, payload, fl, size in sent:
+        assert ftype == proto.DATA and arg == pos, (arg, pos)
+        data = proto.decode_payload(fl, payload)
+        assert len(data) == size and data == disk[pos:pos + size]
+        pos += size
+    assert pos == len(disk)
+    assert p.stats["packed"] + p.stats["raw"] == 96, p.stats
+    compress = proto.CODECS["zstd"][1]
+    long_frames = [(arg, len(payload), size) for _t, arg, payload, _f, size in sent
+                   if size == packing.SPAN_MAX]
+    assert long_frames, [s[4] for s in sent]
+    for arg, wire, size in long_frames:  # the same chunks one by one: repeats not seen
+        alone = sum(len(compress(disk[o:o + MiB], 1)) for o in range(arg, arg + size, MiB))
+        assert wire < 0.7 * alone, (arg, wire, alone)
+
+
+def test_frames_never_join_across_a_hole_or_a_gap() -> None:
+    """A HOLE, or a DATA chunk that does not follow the one before, closes the joined
+    frame: each frame covers one contiguous run of data, and the frames tile the runs in
+    stream order.  A frame joined across a gap would put the next chunk's bytes at the
+    wrong offsets."""
+    _need_long()
+    disk = _files(24)
+    chunks: list[tuple[int, int, bytes]] = []
+    runs = []
+    for r in range(4):  # 6 MiB of data, a 1 MiB HOLE, then a 1 MiB gap before the next
+        base = r * 8 * MiB
+        runs.append((base, base + 6 * MiB))
+        for k in range(6):
+            i = r * 6 + k
+            chunks.append((proto.DATA, base + k * MiB, disk[i * MiB:(i + 1) * MiB]))
+        chunks.append((proto.HOLE, base + 6 * MiB, proto.LENGTH.pack(MiB)))
+    got: Sent = []
+    p = packing.Packer("zstd", 1, lambda ftype, payload, arg, fl, size: got.append(
+        (ftype, arg, payload, fl, size)), workers=2)
+    p.span = packing.SPAN_MAX  # as after two link-bound windows
+    for ftype, off, payload in chunks:
+        p.emit(ftype, payload, off)
+    p.finish()
+    assert [(t, a) for t, a, *_rest in got][:2] == [(proto.DATA, 0), (proto.HOLE, 6 * MiB)]
+    assert got[0][4] == 6 * MiB  # the first run in one frame (24 chunks: no shrink yet)
+    pos = {r: s for r, (s, _e) in enumerate(runs)}
+    for ftype, arg, payload, fl, size in got:
+        r = arg // (8 * MiB)
+        if ftype == proto.HOLE:
+            assert arg == runs[r][1] and pos[r] == runs[r][1] and size == MiB
+            continue
+        assert arg == pos[r] and arg + size <= runs[r][1], (arg, size, runs[r])
+        i = r * 6 + (arg - runs[r][0]) // MiB
+        assert proto.decode_payload(fl, payload) == disk[i * MiB:i * MiB + size]
+        pos[r] = arg + size
+    assert all(pos[r] == runs[r][1] for r in pos), pos
+
+
+def test_span_shrinks_when_the_codec_is_behind() -> None:
+    """No link to wait for (the sender never blocks): the sender waits for the codec, so
+    a span set by a slow stretch comes down (16 -> 4 MiB -> a frame per chunk), as zstd's
+    level does.  Joined frames kept on a fast link would make the link wait for a codec
+    that compresses 16 MiB at a time."""
+    _need_long()
+    disk = _files(4 * packing.LEVEL_WINDOW)
+    p = packing.Packer("zstd", 1, lambda *a: None, workers=2)
+    p.span = packing.SPAN_MAX
+    spans = []
+    for i in range(4 * packing.LEVEL_WINDOW):
+        p.emit(proto.DATA, disk[i * MiB:(i + 1) * MiB], i * MiB)
+        spans.append(p.span)
+    p.finish()
+    assert spans[0] == packing.SPAN_MAX and spans[-1] < packing.SPAN_MAX, spans[::8]
