@@ -136,8 +136,8 @@ class Packer(object):
     def _queue(self, ftype, payload, arg, chunks):
         fut = None
         if ftype == DATA and self.func is not None and len(payload) >= 4096:
-            if self.skip:
-                self.skip -= 1
+            if self.skip:  # a pause counts chunks: a joined frame uses several
+                self.skip = max(0, self.skip - chunks)
             elif self._behind():
                 self.stats["off_for_rate"] += chunks
             else:
