@@ -48,7 +48,7 @@ from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
 from vmigrate_lib.lab.workload import WorkloadSpec  # noqa: E402
 
 MiB = 1 << 20
-PROBE = "--probe-phases"
+PROBE = "--probe-phases"  #: how an older checkout's bench_startup.py ran its probe
 
 
 @contextlib.contextmanager
@@ -95,11 +95,13 @@ def timed_sync(work: Path, tree: Path = ROOT, env: dict[str, str] | None = None
 
 def probed_sync(work: Path, tree: Path = ROOT, env: dict[str, str] | None = None
                 ) -> dict[str, Any]:
-    """The same command under the phase probe (``tree``'s copy of this file run with
-    ``--probe-phases``)."""
+    """The same command under the phase probe (``tree``'s bench/startup_probe.py)."""
+    probe = tree / "bench" / "startup_probe.py"
+    # an older checkout (--before) carried the probe in this file, behind PROBE
+    cmd = [str(probe)] if probe.exists() else [str(tree / "bench" / Path(__file__).name), PROBE]
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, str(tree / "bench" / Path(__file__).name), PROBE, "sync",
-                        "--cycles", "1", "--params", str(work / "params.yaml")],
+    r = subprocess.run([sys.executable, *cmd, "sync", "--cycles", "1", "--params",
+                        str(work / "params.yaml")],
                        capture_output=True, text=True, cwd=tree, check=False, env=env)
     wall = time.perf_counter() - t0
     line = next((x for x in r.stderr.splitlines() if x.startswith("PROBE ")), None)
@@ -110,106 +112,6 @@ def probed_sync(work: Path, tree: Path = ROOT, env: dict[str, str] | None = None
     out["interpreter"] = wall - out["probe_total"]
     out["cycle"] = float(last_cycle(work)["duration"])
     return out
-
-
-def probe_main(argv: list[str]) -> int:
-    """In the child: time the CLI's phases by wrapping the functions that carry them."""
-    t_start = time.perf_counter()
-    t = time.perf_counter()
-    from vmigrate_lib.faces import cli
-
-    imports = time.perf_counter() - t
-    from collections import defaultdict
-
-    from vmigrate_lib.dataplane import agentchannel
-    from vmigrate_lib.dataplane.ssh import connection
-    from vmigrate_lib.faces import cli_sync
-
-    secs: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    ops: dict[str, int] = defaultdict(int)
-
-    def wrap(obj: Any, name: str, key: str) -> None:
-        real = getattr(obj, name)
-
-        def timed(*a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return real(*a, **k)
-            finally:
-                secs[key] += time.perf_counter() - t
-                counts[key] += 1
-
-        setattr(obj, name, timed)
-
-    wrap(connection.SshConnection, "_connect", "connect+auth")
-    wrap(agentchannel.AgentChannel, "_handshake", "agent start")
-    wrap(cli_sync, "open_from_args", "open hosts")
-    wrap(cli_sync, "run_preflight", "preflight")
-    wrap(cli_sync, "run_cycles", "cycle")
-    wrap(cli_sync, "close_migration", "close")
-    real_req = agentchannel.AgentChannel.request
-
-    def request(self: Any, op: str, **args: Any) -> Any:
-        ops[op] += 1
-        return real_req(self, op, **args)
-
-    agentchannel.AgentChannel.request = request  # type: ignore[method-assign]
-    real_flush, real_recv = agentchannel.AgentChannel.flush, agentchannel.AgentChannel.recv_frame
-    waiting: set[int] = set()
-
-    def flush(self: Any) -> None:
-        real_flush(self)
-        waiting.add(id(self))
-
-    def recv_frame(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if id(self) in waiting:  # the first answer after a flush: a round trip
-            waiting.discard(id(self))
-            counts["round trips"] += 1
-        return real_recv(self, *args, **kwargs)
-
-    agentchannel.AgentChannel.flush = flush  # type: ignore[method-assign]
-    agentchannel.AgentChannel.recv_frame = recv_frame  # type: ignore[method-assign]
-    real_requests = getattr(agentchannel.AgentChannel, "requests", None)
-    if real_requests is not None:  # pipelined requests (absent in older trees)
-        def requests(self: Any, calls: Any) -> Any:
-            for op, _args in calls:
-                ops[op] += 1
-            return real_requests(self, calls)
-
-        agentchannel.AgentChannel.requests = requests  # type: ignore[method-assign]
-    def count_execs(paramiko: Any) -> Any:
-        if getattr(paramiko.Channel.exec_command, "counted", False):
-            return paramiko
-        real_exec = paramiko.Channel.exec_command
-
-        def exec_command(self: Any, command: str) -> Any:
-            counts["exec channels"] += 1
-            return real_exec(self, command)
-
-        exec_command.counted = True  # type: ignore[attr-defined]
-        paramiko.Channel.exec_command = exec_command
-        return paramiko
-
-    try:  # paramiko loads at its first use: count its execs from then on
-        from vmigrate_lib.dataplane.ssh import paramiko_lazy
-    except ImportError:  # an older tree loads it with the data plane
-        import paramiko as loaded
-
-        count_execs(loaded)
-    else:
-        real_load = paramiko_lazy.load
-        paramiko_lazy.load = lambda: count_execs(real_load())
-    t = time.perf_counter()
-    rc = cli.main(argv)
-    heavy = sorted({m.split(".")[0] for m in sys.modules} & {
-        "pandas", "matplotlib", "pyVmomi", "papermill", "nbformat", "IPython", "ipywidgets",
-        "numpy", "jupyter_client"})
-    print("PROBE " + json.dumps({
-        "rc": rc, "imports": imports, "main": time.perf_counter() - t,
-        "probe_total": time.perf_counter() - t_start, "secs": secs, "counts": counts,
-        "requests": ops, "heavy modules": heavy}), file=sys.stderr)
-    return int(rc)
 
 
 def compiled_ahead(trees: list[Path]) -> str:
@@ -399,6 +301,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == PROBE:
-        sys.exit(probe_main(sys.argv[2:]))
     sys.exit(main())
