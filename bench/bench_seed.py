@@ -276,11 +276,13 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                     row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
                                   "codec": disk.get("codec", ""), "wire": disk.get("bytes_wire", 0),
                                   "frames": [disk.get("frames_packed"), disk.get("frames_raw")],
+                                  "packer": disk.get("packer", {}),
                                   "cycle_s": cyc.get("duration"), "phases": cyc.get("phases")}
                     print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
                           f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'} codec={disk.get('codec')} "
                           f"wire={disk.get('bytes_wire', 0) / MiB:.0f} MiB "
-                          f"frames packed/raw={disk.get('frames_packed')}/{disk.get('frames_raw')} cycle "
+                          f"frames packed/raw={disk.get('frames_packed')}/{disk.get('frames_raw')} "
+                          f"{_packer(disk.get('packer', {}))}cycle "
                           f"{cyc.get('duration', 0):.1f} s {_phases(cyc)}", flush=True)
                     shutil.rmtree(work / f"lab-{mode}-{compress or 'off'}", ignore_errors=True)
             results[name] = row
@@ -358,6 +360,15 @@ def main() -> int:
         print(f"NOT IDENTICAL: {bad}")
         return 1
     return 0
+
+
+def _packer(p: dict[str, int]) -> str:
+    """The packer's account: chunks that did not shrink / left as is for the codec's rate,
+    zstd's top level, the longest joined frame."""
+    if not p:
+        return ""
+    return (f"no_gain/off_for_rate={p.get('no_gain', 0)}/{p.get('off_for_rate', 0)} "
+            f"level<={p.get('level_max', 0)} span<={p.get('span_max', 0) / MiB:.0f}MiB ")
 
 
 def _phases(cyc: dict[str, Any]) -> str:

@@ -66,7 +66,7 @@ def test_journal_records_codec_and_wire_bytes(ssh_loopback: SshHost, lab: Path,
     zstandard but the host has libzstd: auto runs zstd through it, and the preflight
     line and the journal say ``zstd-lib`` (``zstd-bin`` before the library codec).
     Before: the record had neither codec nor wire bytes, and a host without the module
-    got zlib."""
+    got zlib; it did not say why frames went as they were (``packer``)."""
     pf = _params(tmp_path, ssh_loopback, lab, "auto")
     r = _vmigrate(pf, "sync", "--cycles", "1")
     out = r.stdout + r.stderr
@@ -81,4 +81,8 @@ def test_journal_records_codec_and_wire_bytes(ssh_loopback: SshHost, lab: Path,
     assert rec["codecs"] == ["zstd-lib"] and disk["codec"] == "zstd-lib", rec
     assert disk["bytes_sent"] > 0 and disk["bytes_wire"] >= disk["bytes_sent"], disk
     assert disk["frames_raw"] > disk["frames_packed"], disk
+    # and why: chunks tried that did not shrink (the rest paused), the longest joined frame
+    packer = disk["packer"]
+    assert packer["no_gain"] >= 1 and packer["no_gain"] <= disk["frames_raw"], disk
+    assert packer["span_max"] >= 0 and packer["level_max"] >= 1, disk
     assert rec["bytes_wire"] == disk["bytes_wire"]

@@ -337,16 +337,21 @@ def stat_of(r: dict[str, Any]) -> FileStat | None:
     return FileStat(size=r["size"], allocated=r["allocated"], is_dir=r["is_dir"])
 
 
+#: the packer's account in a stream's END (StreamSummary.packer)
+PACKER = ("no_gain", "off_for_rate", "level_max", "span_max")
+
+
 def summary_of(raw: dict[str, Any]) -> StreamSummary:
     """A stream's END payload (``sent``, ``holes``, ``read``, ``wire``) as a StreamSummary."""
     return StreamSummary(sent=int(raw.get("sent", 0)), holes=int(raw.get("holes", 0)),
                          read=int(raw.get("read", 0)), wire=int(raw.get("wire", 0)),
                          codec=str(raw.get("codec") or ""), packed=int(raw.get("packed", 0)),
-                         raw=int(raw.get("raw", 0)))
+                         raw=int(raw.get("raw", 0)),
+                         packer={k: int(raw[k]) for k in PACKER if k in raw})
 
 
 #: a stream's END counts summed over the attempts of a resumed stream
-SUMMED = ("sent", "holes", "read", "wire", "packed", "raw")
+SUMMED = ("sent", "holes", "read", "wire", "packed", "raw", "no_gain", "off_for_rate")
 #: ... and the packer's peaks (zstd's level, the longest joined frame), kept at their max
 PEAKS = ("level_max", "span_max")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from ..errors import VmigrateError
@@ -76,6 +76,9 @@ class StreamSummary:
     codec: str = ""  #: the compression the source agent ran ("" none)
     packed: int = 0  #: DATA frames sent compressed
     raw: int = 0  #: DATA frames sent as they are (compression off or not paying)
+    #: why chunks went as they are and how the packer adapted: ``no_gain``, ``off_for_rate``
+    #: (counts), ``level_max`` (zstd), ``span_max`` (the longest joined frame, bytes)
+    packer: dict[str, int] = field(default_factory=dict)
 
 
 #: How disk bytes travel between two datastores: through this machine, host to host,

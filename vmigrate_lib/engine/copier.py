@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..dataplane.datastore import BlockDigest, Datastore, StreamSummary
 from ..extents import Extent, total
@@ -42,6 +42,7 @@ class CopyStats:
     codec: str = ""  #: the compression that ran ("" none)
     frames_packed: int = 0  #: DATA frames sent compressed
     frames_raw: int = 0  #: DATA frames sent as they are (compression off or not paying)
+    packer: dict[str, int] = field(default_factory=dict)  #: StreamSummary.packer
 
 
 def copy_extents(
@@ -130,3 +131,4 @@ def _wire(stats: CopyStats, summary: StreamSummary) -> None:
     """What the source agent says went on the wire, and with which codec."""
     stats.bytes_wire, stats.codec = summary.wire, summary.codec
     stats.frames_packed, stats.frames_raw = summary.packed, summary.raw
+    stats.packer = dict(summary.packer)

@@ -146,6 +146,7 @@ def _copy(m: Migration, snap: SnapshotInfo, plans: list[DiskPlan], rec: dict[str
             "bytes_zero": r.stats.bytes_zero, "resumed_from": r.plan.resumed_from,
             "codec": r.stats.codec, "bytes_wire": r.stats.bytes_wire,
             "frames_packed": r.stats.frames_packed, "frames_raw": r.stats.frames_raw,
+            **({"packer": r.stats.packer} if r.stats.packer else {}),
             "change_id": snap.change_ids.get(r.plan.disk.key),
         })
     wall = time.monotonic() - t
