@@ -54,8 +54,8 @@ LINK_BOUND = 0.8
 CODEC_BOUND = 0.1
 IDLE_CORES = 1.0  #: the span and the level rise only while this host has a core idle
 BEHIND = 3  #: chunks per pool thread still to compress beyond which a chunk goes as is
-SPAN_FIRST = 4 << 20  #: a long window's first span: contiguous chunks joined in one frame
-SPAN_MAX = 16 << 20  #: ... times 4 while the link is the limit, up to this
+SPAN_MAX = 16 << 20  #: contiguous chunks joined in one long-window frame, up to this ...
+SPAN_LOW = 4 << 20  #: ... or this while the codec is behind (then a frame per chunk)
 QUEUE_BYTES = 1 << 20  #: data bytes queued per slot of the queue's depth
 UNPACK_BYTES = 64 << 20  #: decoded bytes the write side keeps in flight
 
@@ -71,7 +71,7 @@ class Packer(object):
     (``size``: the data bytes a DATA or HOLE frame covers, whatever its payload's length).
 
     Where the codec has a long window (:data:`LONG_WINDOW`), contiguous DATA chunks are
-    joined into one frame of up to a span (4 MiB; 16 while the link is the limit):
+    joined into one frame of up to a span (16 MiB; 4, then none while the codec is behind):
     one zstd frame over 16 MiB with long-distance matching finds the repeats a 1 MiB
     frame cannot (the share image over 100 Mbit/s: 104 -> 86 MiB at level 1, for ~15%
     more CPU; bench/README.md), and the span grows before the level does."""
@@ -92,9 +92,10 @@ class Packer(object):
             self.level = level if level is not None else 1
         self.long = LONG_WINDOW.get(codec) if codec else None
         #: 0: a frame per chunk; else join contiguous chunks up to this.  A zstd with a
-        #: long window starts at SPAN_FIRST (the binary path sends 4 MiB frames too): ~6%
-        #: more CPU than 1 MiB frames, ~10% fewer bytes on the share image
-        self.span = SPAN_FIRST if self.long is not None else 0
+        #: long window starts at SPAN_MAX: ~15% more CPU than 1 MiB frames, ~18% fewer
+        #: bytes on the share image (starting at 4 MiB and rising with the link, the bench
+        #: at 100 Mbit/s sent 81-93 MiB from run to run, as the windows fell)
+        self.span = SPAN_MAX if self.long is not None else 0
         self.joined = []  # type: typing.List[bytes]
         self.joined_at = 0
         self.joined_len = 0
@@ -245,10 +246,10 @@ class Packer(object):
             if self.level > self.base:
                 self.level -= 1
             elif self.span:
-                self.span = self.span // 4 if self.span > SPAN_FIRST else 0
+                self.span = SPAN_LOW if self.span > SPAN_LOW else 0
         elif win[2] >= LINK_BOUND * (now - win[1]) and self._idle_core():
             if self.long is not None and self.span < SPAN_MAX:
-                self.span = self.span * 4 if self.span else SPAN_FIRST
+                self.span = SPAN_MAX if self.span else SPAN_LOW
             elif self.level < self.top:
                 self.level += 1
                 self.stats["level_max"] = max(self.stats["level_max"], self.level)
