@@ -72,6 +72,13 @@ def install() -> None:
     wrap(cycle, "_finish_record", "record")
     wrap(client.AgentWriter, "close", "writer_close")
     wrap(copier, "_wire")
+    # inside preflight: the datastores' opening, peeks and the data paths' probes
+    from vmigrate_lib.dataplane.ssh import datastore as ssh_ds
+    from vmigrate_lib.dataplane.ssh import direct, transport
+    wrap(transport.SshTransport, "start", "agent_start")
+    wrap(ssh_ds.SshAgentDatastore, "peek")
+    wrap(ssh_ds.SshAgentDatastore, "transfer_modes", "modes")
+    wrap(direct, "probe_direct", "probe")
     summaries(agentchannel.AgentChannel)
     atexit.register(mark, "atexit")
 
