@@ -191,12 +191,15 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
                   runner: tuple[str, ...] = ("-m", "vmigrate_lib.faces.cli"),
                   python: str = sys.executable,
                   times: dict[str, float] | None = None,
-                  env: dict[str, str] | None = None) -> tuple[float, Path, dict[str, Any]]:
+                  env: dict[str, str] | None = None,
+                  keeper: bool = False) -> tuple[float, Path, dict[str, Any]]:
     """The whole ``vmigrate sync --cycles 1`` on a fresh lab VM whose disk is ``img``:
     wall seconds, Bob's disk, and the cycle record (``runner``: how ``python`` runs the
     CLI; ``bench/seed_timeline.py`` runs it through ``bench/seed_marks.py``; ``times``
     gets the command's ``spawn`` and ``exit`` wall-clock times; ``env``: the command's
-    environment, e.g. ``PYTHONPATH`` naming an older checkout for ``--before``)."""
+    environment, e.g. ``PYTHONPATH`` naming an older checkout for ``--before``; ``keeper``:
+    ``vmigrate keep start`` before the command, untimed, as an operator runs it ahead of
+    a sync's cycles (docs/keep.md), and ``keep stop`` after)."""
     base = work / f"lab-{mode}-{compress or 'off'}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
@@ -221,11 +224,24 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
     params.write_text(yaml.safe_dump({
         "vm": "alice", "dest_name": "bob", "downtime_budget": "60s", "operator": "bench",
         "source": src, "destination": host("esx-b", h.b), "workspace": str(base / "ws")}))
+    if keeper:
+        run = base / "run"
+        run.mkdir(mode=0o700)
+        env = {**(env or os.environ), "XDG_RUNTIME_DIR": str(run)}
+        k = subprocess.run([python, *runner, "keep", "start", "--for", "10m", "--params",
+                            str(params)], capture_output=True, text=True, cwd=base, env=env)
+        if k.returncode != 0:
+            raise RuntimeError(f"keep start failed ({k.returncode}):\n{k.stdout + k.stderr}")
     t0, wall0 = time.perf_counter(), time.time()
     r = subprocess.run([python, *runner, "sync", "--cycles", "1",
                         "--params", str(params)], capture_output=True, text=True, cwd=base,
                        env=env)
     secs = time.perf_counter() - t0
+    if keeper:
+        subprocess.run([python, *runner, "keep", "stop"], capture_output=True, cwd=base,
+                       env=env, check=False)
+        if "keeper not used" in r.stderr or "warning" in r.stderr:
+            raise RuntimeError(f"the keeper was not used:\n{r.stderr[-2000:]}")
     if times is not None:
         times.update(spawn=wall0, exit=wall0 + secs)
     if r.returncode != 0:
@@ -265,12 +281,14 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                       f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'}", flush=True)
             dst.unlink(missing_ok=True)
             for mode in ("relay", "direct"):
-                for compress, (tag, env) in itertools.product(("", "auto"), runs):
-                    label = f"vmigrate {mode} {compress or 'off'}"
-                    if methods and label not in methods:
-                        continue
+                for compress, (tag, env), kept in itertools.product(("", "auto"), runs,
+                                                                    (False, True)):
+                    label = f"vmigrate {mode} {compress or 'off'}" + (" kept" if kept else "")
+                    if (methods and label not in methods) or (kept and not methods):
+                        continue  # kept runs are asked by name (--methods)
                     label += tag
-                    secs, bob, cyc = vmigrate_seed(h, img, work, mode, compress, env=env)
+                    secs, bob, cyc = vmigrate_seed(h, img, work, mode, compress, env=env,
+                                                   keeper=kept)
                     same = subprocess.run(["cmp", "-s", str(img), str(bob)]).returncode == 0
                     disk = cyc["disks"][0]
                     row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
@@ -316,7 +334,7 @@ def main() -> int:
     ap.add_argument("--links", default="1gbit,100mbit")
     ap.add_argument("--images", type=Path, default=Path("/tmp/vmigrate-bench-seed-images"),
                     help="where images are built and kept for the next run")
-    ap.add_argument("--methods", default="", help="comma-separated labels (default: all)")
+    ap.add_argument("--methods", default="", help="comma-separated labels (default: all but the kept ones, e.g. 'vmigrate direct auto kept': a keeper started ahead, docs/keep.md)")
     ap.add_argument("--only", default="", help="comma-separated image names (default: all)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--before", type=Path, help="a checkout (git worktree) whose vmigrate_lib "
