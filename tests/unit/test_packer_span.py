@@ -215,3 +215,25 @@ def test_idle_cores_from_proc_stat(tmp_path: Path) -> None:
     assert packing.idle_cores(before, after) == 200 / 400 * 2
     assert packing.cpu_sample(str(tmp_path / "absent")) is None
     assert packing.idle_cores(None, after) is None
+
+
+def test_incompressible_run_is_tried_a_chunk_at_a_time() -> None:
+    """Random data in a long-window stream over a fast link: after the first joined frame
+    that does not shrink, the packer tries single chunks (pausing between tries, longer
+    each time), so a third at most of 256 random chunks costs codec time; the text after it
+    (past the last pause) goes compressed and joined again.  Before (bench_seed, random at 1 Gbit/s): every try
+    was a 16 MiB frame, and 512 of 1024 chunks were compressed for nothing (83 MB/s
+    against 101 with compression off)."""
+    _need_long()
+    text = _files(128)
+    chunks = [os.urandom(MiB) for _ in range(256)] + [text[i * MiB:(i + 1) * MiB]
+                                                       for i in range(128)]
+    p, sent = _pack([(proto.DATA, i * MiB, c) for i, c in enumerate(chunks)], 200e6)
+    # of 256 random chunks: the three joined frames in flight when the first one's
+    # answer comes (48), then a few single chunks between pauses
+    assert p.stats["no_gain"] <= 96, p.stats
+    # the text: past the last pause (at most PAUSE_MAX chunks), compressed and joined
+    late = [(size, fl) for _t, arg, _p, fl, size in sent if arg >= 352 * MiB]
+    assert all(fl == proto.FLAG_ZSTD for _s, fl in late), (late, p.stats)
+    assert max(size for size, _f in late) > MiB, late  # joined again
+    assert b"".join(proto.decode_payload(fl, b) for _t, _a, b, fl, _s in sent) == b"".join(chunks)

@@ -96,6 +96,7 @@ class Packer(object):
         #: bytes on the share image (starting at 4 MiB and rising with the link, the bench
         #: at 100 Mbit/s sent 81-93 MiB from run to run, as the windows fell)
         self.span = SPAN_MAX if self.long is not None else 0
+        self.span_back = 0  #: the span left for data that did not shrink, to come back to
         self.joined = []  # type: typing.List[bytes]
         self.joined_at = 0
         self.joined_len = 0
@@ -209,13 +210,20 @@ class Packer(object):
             out = fut.result()
             wait = time.time() - t if self.waited else 0.0
             if len(out) > size * 0.9:
-                self.misses += 1
+                self.misses += chunks  # a joined frame that does not shrink: MISSES at once
+                if chunks > 1 and self.span:
+                    # incompressible data: try it a chunk at a time (a 16 MiB frame of
+                    # random data costs 16 chunks of codec time per try); the span comes
+                    # back with the first chunk that shrinks
+                    self.span_back, self.span = self.span, 0
                 if self.misses >= MISSES:
                     self.skip, self.misses = self.pause, 0
                     self.pause = min(self.pause * 2, PAUSE_MAX)
                 self.stats["no_gain"] += chunks
             else:
                 payload, flags, self.misses, self.pause = out, self.flag, 0, PAUSE
+                if self.span_back:
+                    self.span, self.span_back = max(self.span, self.span_back), 0
         if ftype == DATA:
             self.stats["packed" if flags else "raw"] += chunks
         elif ftype == HOLE:
@@ -248,7 +256,7 @@ class Packer(object):
             elif self.span:
                 self.span = SPAN_LOW if self.span > SPAN_LOW else 0
         elif win[2] >= LINK_BOUND * (now - win[1]) and self._idle_core():
-            if self.long is not None and self.span < SPAN_MAX:
+            if self.long is not None and self.span < SPAN_MAX and not self.span_back:
                 self.span = SPAN_MAX if self.span else SPAN_LOW
             elif self.level < self.top:
                 self.level += 1
