@@ -13,6 +13,7 @@ that does not) and how many cores its agent gets.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,20 @@ def test_library_and_tool_read_each_others_frames(
     assert impl_b == ("bin" if lib_side == "source" else "lib")
 
 
+def _direct_pair(hosts: SshHosts, tmp_path: Path, size: int,
+                 make: Callable[[Path, int], bytes], **extra: Any) -> tuple[Any, Any, Path, bytes]:
+    """Folders a and b (0755: both namespaces' logins reach them), ``make``'s ``size``
+    bytes as disk ``d`` on a, and the datastores: a pushing directly to b, auto codec."""
+    os.chmod(tmp_path, 0o755)
+    ra, rb = tmp_path / "a", tmp_path / "b"
+    ra.mkdir()
+    rb.mkdir()
+    want = make(ra / "d", size)
+    route = DirectRoute(identity=hosts.peer_key.path, known_hosts=hosts.known_hosts_path)
+    a = _open(hosts.a, ra, mode="direct", direct=route, compress="auto", **extra)
+    return a, _open(hosts.b, rb), rb, want
+
+
 @pytest.mark.netns
 def test_direct_push_through_zstd_library_with_frequent_checkpoints(
         ssh_hosts: SshHosts, tmp_path: Path) -> None:
@@ -94,15 +109,8 @@ def test_direct_push_through_zstd_library_with_frequent_checkpoints(
     libzstd on its thread pool, b's agent decodes with its own; a checkpoint after about
     every frame is acknowledged while frames are in flight on the pool, the copy is exact
     and the preflight line names ``zstd-lib`` on both sides.  Before: ``zstd-bin``."""
-    os.chmod(tmp_path, 0o755)
-    ra, rb = tmp_path / "a", tmp_path / "b"
-    ra.mkdir()
-    rb.mkdir()
     size = 48 * MiB
-    want = _disk(ra / "d", size)
-    route = DirectRoute(identity=ssh_hosts.peer_key.path, known_hosts=ssh_hosts.known_hosts_path)
-    a = _open(ssh_hosts.a, ra, mode="direct", direct=route, compress="auto")
-    b = _open(ssh_hosts.b, rb)
+    a, b, rb, want = _direct_pair(ssh_hosts, tmp_path, size, _disk)
     ckpts: list[int] = []
     try:
         check = a.compression_check(b)
@@ -173,13 +181,7 @@ def test_direct_push_of_joined_frames_says_the_offsets_reached(
     the offset it reports at each checkpoint is the end of the data sent, not of the
     frame's first chunk, so a resume starts after what the peer holds.  Before: no frame
     covered more than one chunk (``reached`` read from a map of chunk ends)."""
-    os.chmod(tmp_path, 0o755)
-    ra, rb = tmp_path / "a", tmp_path / "b"
-    ra.mkdir()
-    rb.mkdir()
     size = 80 * MiB
-    want = _text_disk(ra / "d", size)
-    route = DirectRoute(identity=ssh_hosts.peer_key.path, known_hosts=ssh_hosts.known_hosts_path)
-    a = _open(ssh_hosts.a, ra, mode="direct", direct=route, compress="auto", bwlimit=12_000_000)
-    ckpts = _joined_copy(a, _open(ssh_hosts.b, rb), rb, size, want)
+    a, b, rb, want = _direct_pair(ssh_hosts, tmp_path, size, _text_disk, bwlimit=12_000_000)
+    ckpts = _joined_copy(a, b, rb, size, want)
     assert len(ckpts) >= 3, ckpts

@@ -212,23 +212,33 @@ def test_link_down_briefly_mid_cycle(ssh_hosts: SshHosts, disks: tuple[Path, Pat
 def test_direct_push_resumes_after_peer_connection_dies(
     ssh_hosts: SshHosts, disks: tuple[Path, Path, bytes]
 ) -> None:
-    """Kill b's sshd session serving a's push: a reports it, we resume from the last ACK."""
+    """Kill b's sshd session serving a's push: a reports it, we resume from the last ACK.
+
+    The push is capped at 24 MB/s (2 s for the disk) so that the kill, decided when this
+    process reads the ACK of 16 MiB, lands mid-push: in a full run on 2 cores this
+    process read that ACK late once, after the push had ended (no reconnect to see)."""
     ra, rb, want = disks
     route = DirectRoute(identity=ssh_hosts.peer_key.path, known_hosts=ssh_hosts.known_hosts_path)
     a = open_ssh_datastore("a", str(ra), settings_for(ssh_hosts.a, mode="direct", direct=route,
-                                                      retries=3))
+                                                      retries=3, bwlimit=24e6))
     b = open_ssh_datastore("b", str(rb), settings_for(ssh_hosts.b))
     assert isinstance(a, SshAgentDatastore) and isinstance(b, SshAgentDatastore)
     killed: list[int] = []
 
+    def agents_on_b() -> set[int]:
+        return {int(p) for p in subprocess.run(
+            ["pgrep", "-f", f"vmigrate-agent-.* --root {rb}"], capture_output=True,
+            text=True).stdout.split()}
+
+    b.free_space()  # b's own agent (and its launcher) up before the push: not the peer
+    before = agents_on_b()
+
     def on_ckpt(off: int) -> None:
         if off >= 16 * MiB and not killed:
-            # the agent on b started by a's ssh: an agent process on b's root that is not
-            # b's own (under load b's own could start after it, so "the newest" is not it)
-            own = b.hello.get("pid")
-            out = [int(p) for p in subprocess.run(
-                ["pgrep", "-f", f"vmigrate-agent-.* --root {rb}"], capture_output=True,
-                text=True).stdout.split() if int(p) != own]
+            # the agent on b started by a's ssh: one that was not there before the push
+            # (b's own agent, or a process of its launcher, is; under load "the newest"
+            # or "not b's pid" picked one of those once and the push went on unharmed)
+            out = sorted(agents_on_b() - before - {b.hello.get("pid")})
             if out:
                 killed.append(kill_session(out[-1]))
 

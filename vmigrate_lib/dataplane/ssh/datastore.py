@@ -9,7 +9,7 @@ from typing import Any, cast
 from ...extents import Extent
 from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
-from ..client import AgentDatastore, add_summary, summary_of
+from ..client import AgentDatastore
 from ..datastore import (
     BlockDigest,
     Chunk,
@@ -22,6 +22,7 @@ from ..datastore import (
     TransferModes,
 )
 from ..retry import RetryPolicy
+from ..streamsummary import add_summary, summary_of
 from .direct import DirectMode, check_modes
 from .transport import SshTransport
 from .writer import ResilientWriter

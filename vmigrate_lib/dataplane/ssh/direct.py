@@ -16,8 +16,9 @@ from ...errors import AgentError, NoSpaceLeft, TransportError
 from ...extents import Extent, clip
 from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
-from ..client import AgentDatastore, add_summary
+from ..client import AgentDatastore
 from ..datastore import Datastore
+from ..streamsummary import add_summary
 from .transport import SshTransport
 
 
