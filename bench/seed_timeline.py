@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import bench_seed  # noqa: E402
+import seed_images  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 SPY = os.environ.get("PY_SPY", "py-spy")  #: ``--spy``: py-spy (pip install py-spy)
@@ -181,7 +182,7 @@ def main() -> int:
                     "(collapsed stacks; $PY_SPY names the binary)")
     args = ap.parse_args()
     compress = "" if args.compress in ("", "off") else args.compress
-    imgs = bench_seed.build_images(args.images, args.quick, small=(args.link == "100mbit"))
+    imgs = seed_images.build_images(args.images, args.quick, small=(args.link == "100mbit"))
     img = imgs[args.image]
     if args.before is not None:
         os.environ["PYTHONPATH"] = str(args.before.resolve())

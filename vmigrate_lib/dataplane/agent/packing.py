@@ -15,9 +15,9 @@ the codec little), PAUSE again once a chunk shrinks (one incompressible file in 
 text does not stop it).  And as ``--adapt`` does, zstd's level rises (up to LEVEL_UP above
 the one asked) while the link holds the stream back (the sender spent LINK_BOUND of a
 window blocked sending) and falls back when the codec falls behind (the sender waited
-for it CODEC_BOUND of a window): on a slow link a smaller frame is worth more CPU.  Before the level, the span
-grows: contiguous chunks joined in one long-window frame (:class:`Packer`).  Python 3.5,
-stdlib only.
+for it CODEC_BOUND of a window): on a slow link a smaller frame is worth more CPU.  With
+zstd, contiguous chunks go joined in one long-window frame, whose span falls before the
+level does and rises before it (:class:`Packer`).  Python 3.5, stdlib only.
 """
 
 import os
@@ -74,7 +74,7 @@ class Packer(object):
     joined into one frame of up to a span (16 MiB; 4, then none while the codec is behind):
     one zstd frame over 16 MiB with long-distance matching finds the repeats a 1 MiB
     frame cannot (the share image over 100 Mbit/s: 104 -> 86 MiB at level 1, for ~15%
-    more CPU; bench/README.md), and the span grows before the level does."""
+    more CPU; bench/README.md); the span falls before the level does and rises before it."""
 
     def __init__(self, codec, level, send, workers=None):
         # type: (typing.Optional[str], typing.Optional[int], typing.Any, typing.Optional[int]) -> None

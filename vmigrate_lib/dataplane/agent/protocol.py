@@ -134,7 +134,7 @@ CODECS, CODEC_IMPL, LONG_WINDOW = _codecs()
 #: ``LONG_WINDOW[codec](data, level, window_log)``: one frame whose window spans the
 #: whole payload, with long-distance matching (zstd's ``--long``): several chunks joined
 #: in one frame find the repeats a chunk's own window cannot (``packing`` joins them
-#: where the link is the limit).  Any zstd decoder reads such a frame (window <= 2^27).
+#: unless the codec falls behind).  Any zstd decoder reads such a frame (window <= 2^27).
 FLAG_DECODERS = dict((flag, dec) for flag, _c, dec in CODECS.values())
 #: fastest first: zstd -1 compresses about as fast as lz4 and much smaller; zlib last
 PREFERENCE = ["zstd", "lz4", "zlib"]

@@ -22,7 +22,7 @@ from ..datastore import (
     TransferModes,
 )
 from ..retry import RetryPolicy
-from ..streamsummary import add_summary, summary_of
+from ..streamsummary import SUMMED, add_summary, summary_of
 from .direct import DirectMode, check_modes
 from .transport import SshTransport
 from .writer import ResilientWriter
@@ -162,8 +162,7 @@ class SshAgentDatastore(AgentDatastore):
         """Read stream that resumes after its last delivered chunk when the connection breaks."""
         remaining = [Extent(e.start, e.length) for e in extents]
         k = 0
-        summary: dict[str, Any] = {"sent": 0, "holes": 0, "read": 0, "wire": 0, "packed": 0,
-                                   "raw": 0}
+        summary: dict[str, Any] = dict.fromkeys(SUMMED, 0)
         retry = self.channel.retrying("read stream lost its connection")
         for attempt in retry:
             if attempt.retried_after is not None:

@@ -18,7 +18,7 @@ from ..agent import protocol as proto
 from ..agentchannel import AgentChannel
 from ..client import AgentDatastore
 from ..datastore import Datastore
-from ..streamsummary import add_summary
+from ..streamsummary import SUMMED, add_summary
 from .transport import SshTransport
 
 
@@ -118,8 +118,7 @@ class DirectMode:
             raise channel.codec_error
         planned = sum(e.length for e in extents)
         remaining = list(extents)
-        summary: dict[str, Any] = {"sent": 0, "holes": 0, "read": 0, "wire": 0, "packed": 0,
-                                   "raw": 0}
+        summary: dict[str, Any] = dict.fromkeys(SUMMED, 0)
         acked = 0
         done_before = 0
         retry = channel.retrying("direct push lost a connection", retry_if=resumable)
