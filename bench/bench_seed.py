@@ -19,7 +19,8 @@ link, each method copies a's image to b and is checked byte-identical (``cmp``):
 * the whole ``vmigrate sync --cycles 1`` (seed + its certify) on a lab VM whose disk is
   the image, relay and direct, ``ssh_compress`` off and auto.
 
-MB/s is the image size over the wall time.  ``--quick``: a 256 MiB share image and
+MB/s is the image size over the wall time; with ``--rounds N`` every method runs N times
+per image, in turn, and the report gives each method's median round and the range.  ``--quick``: a 256 MiB share image and
 random, 1 Gbit/s only.  Run as root (namespaces)::
 
     .venv/bin/python bench/bench_seed.py [--quick] [--images DIR] [--links 1gbit,100mbit]
@@ -177,18 +178,22 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
 
 
 def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
-             before: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Every method on every image over ``link``; with ``before`` (a checkout) each vmigrate
-    method runs twice, that checkout's code first (label `` (before)``), then this one."""
+             before: Path | None = None, rounds: int = 1) -> dict[str, dict[str, Any]]:
+    """Every method on every image over ``link``, ``rounds`` times in turn (all methods on
+    an image, then all again: the same minutes for each); with ``before`` (a checkout) each
+    vmigrate method runs twice, that checkout's code first (label `` (before)``), then
+    this one.  A method's entry is its median round, with every round's MB/s beside."""
     runs: list[tuple[str, dict[str, str] | None]] = [("", None)]
     if before is not None:
         runs.insert(0, (" (before)", {**os.environ, "PYTHONPATH": str(before.resolve())}))
     results: dict[str, dict[str, Any]] = {}
     with shaped_hosts(work, link) as h:
-        for name, img in images.items():
+        for (name, img), rnd in itertools.product(images.items(), range(rounds)):
             size = img.stat().st_size
-            row: dict[str, Any] = {}
+            row: dict[str, Any] = results.setdefault(name, {})
             dst = work / "b-out.img"
+            if rounds > 1:
+                print(f"  {link:7s} {name:7s} round {rnd + 1}/{rounds}", flush=True)
             for label, fn in shell_methods(h, img, dst).items():
                 if methods and label not in methods:
                     continue
@@ -197,7 +202,7 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                 fn()
                 secs = time.perf_counter() - t0
                 same = subprocess.run(["cmp", "-s", str(img), str(dst)]).returncode == 0
-                row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same}
+                _add(row, label, {"MB/s": size / secs / 1e6, "s": secs, "identical": same})
                 print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
                       f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'}", flush=True)
             dst.unlink(missing_ok=True)
@@ -212,11 +217,12 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                                                    keeper=kept)
                     same = subprocess.run(["cmp", "-s", str(img), str(bob)]).returncode == 0
                     disk = cyc["disks"][0]
-                    row[label] = {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
-                                  "codec": disk.get("codec", ""), "wire": disk.get("bytes_wire", 0),
-                                  "frames": [disk.get("frames_packed"), disk.get("frames_raw")],
-                                  "packer": disk.get("packer", {}),
-                                  "cycle_s": cyc.get("duration"), "phases": cyc.get("phases")}
+                    _add(row, label, {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
+                                      "codec": disk.get("codec", ""),
+                                      "wire": disk.get("bytes_wire", 0),
+                                      "frames": [disk.get("frames_packed"), disk.get("frames_raw")],
+                                      "packer": disk.get("packer", {}),
+                                      "cycle_s": cyc.get("duration"), "phases": cyc.get("phases")})
                     print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
                           f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'} codec={disk.get('codec')} "
                           f"wire={disk.get('bytes_wire', 0) / MiB:.0f} MiB "
@@ -224,8 +230,16 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                           f"{_packer(disk.get('packer', {}))}cycle "
                           f"{cyc.get('duration', 0):.1f} s {_phases(cyc)}", flush=True)
                     shutil.rmtree(work / f"lab-{mode}-{compress or 'off'}", ignore_errors=True)
-            results[name] = row
     return results
+
+
+def _add(row: dict[str, Any], label: str, run: dict[str, Any]) -> None:
+    """One more round of ``label``: its entry becomes the median round (by MB/s; the lower
+    middle of an even count), ``rounds`` every round's MB/s, ``identical`` all of them."""
+    runs = [*row.get(label, {}).get("runs", []), run]
+    mid = sorted(runs, key=lambda r: r["MB/s"])[(len(runs) - 1) // 2]
+    row[label] = {**mid, "runs": runs, "rounds": [round(r["MB/s"], 1) for r in runs],
+                  "identical": all(r["identical"] for r in runs)}
 
 
 def report(results: dict[str, dict[str, dict[str, Any]]], load: tuple[str, str]) -> None:
@@ -235,7 +249,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], load: tuple[str, str])
         for name, row in per_image.items():
             zstd = row.get("ssh zstd -1 | ssh zstd -d", {}).get("MB/s")
             cat = row.get("ssh cat | ssh cat", {}).get("MB/s")
-            line = " | ".join(f"{k} {v['MB/s']:.0f}" for k, v in row.items())
+            line = " | ".join(f"{k} {v['MB/s']:.0f}" + _spread(v) for k, v in row.items())
             print(f"  {name}: {line}")
             for before in (False, True):
                 got = [(v["MB/s"], k) for k, v in row.items()
@@ -260,7 +274,11 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--before", type=Path, help="a checkout (git worktree) whose vmigrate_lib "
                     "also runs each vmigrate method, just before this one's run")
+    ap.add_argument("--rounds", type=int, default=1, help="run every method this many times "
+                    "per image, in turn; the tables give each method's median (and range)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     ok, why = peers_netns.available()
     if not ok:
         print(f"bench_seed needs network namespaces: {why}")
@@ -282,7 +300,7 @@ def main() -> int:
                                                  f"({_allocated(p) / MiB:.0f} allocated)"
                                                  for k, p in imgs.items()), flush=True)
             before = Path("/proc/loadavg").read_text().split()[:3]
-            results[link] = run_link(link, imgs, work, methods, args.before)
+            results[link] = run_link(link, imgs, work, methods, args.before, args.rounds)
             link_loads[link] = [before, Path("/proc/loadavg").read_text().split()[:3]]
             print(f"{link}: load average before {' '.join(before)}, after "
                   f"{' '.join(link_loads[link][1])}", flush=True)
@@ -299,6 +317,12 @@ def main() -> int:
         print(f"NOT IDENTICAL: {bad}")
         return 1
     return 0
+
+
+def _spread(v: dict[str, Any]) -> str:
+    """`` (min-max of N)`` where a method ran more than one round."""
+    got = v.get("rounds", [])
+    return f" ({min(got):.0f}-{max(got):.0f} of {len(got)})" if len(got) > 1 else ""
 
 
 def _packer(p: dict[str, int]) -> str:
