@@ -59,6 +59,9 @@ from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
 
 MiB = 1 << 20
 RATES = {"1gbit": 125e6, "100mbit": 12.5e6}
+#: ``--esxi-shell``: bash reads ~/.bashrc for an sshd command only when SHLVL < 2 (bash
+#: shell.c run_startup_files), as bench_startup.py's profile of the same name
+ESXI_SHELL = ("SetEnv SHLVL=1",)
 
 
 @dataclass
@@ -76,9 +79,10 @@ class Hosts:
 
 
 @contextlib.contextmanager
-def shaped_hosts(work: Path, rate: str) -> Iterator[Hosts]:
-    """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate``."""
-    with namespace_pair(work, rate, tag=f"-{rate}") as pair:
+def shaped_hosts(work: Path, rate: str, extra: tuple[str, ...] = ()) -> Iterator[Hosts]:
+    """sshd for hosts a and b, each in a namespace behind a tbf link of ``rate`` (``extra``:
+    sshd_config lines)."""
+    with namespace_pair(work, rate, tag=f"-{rate}", extra_config=extra) as pair:
         yield Hosts(pair.a, pair.b, pair.a_to_b, pair.peer_key.path, pair.known_hosts,
                     {r: (k.netns, k.root_if) for r, k in pair.topology.links.items()})
 
@@ -178,7 +182,8 @@ def vmigrate_seed(h: Hosts, img: Path, work: Path, mode: str, compress: str,
 
 
 def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
-             before: Path | None = None, rounds: int = 1) -> dict[str, dict[str, Any]]:
+             before: Path | None = None, rounds: int = 1,
+             extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Every method on every image over ``link``, ``rounds`` times in turn (all methods on
     an image, then all again: the same minutes for each); with ``before`` (a checkout) each
     vmigrate method runs twice, that checkout's code first (label `` (before)``), then
@@ -187,7 +192,7 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
     if before is not None:
         runs.insert(0, (" (before)", {**os.environ, "PYTHONPATH": str(before.resolve())}))
     results: dict[str, dict[str, Any]] = {}
-    with shaped_hosts(work, link) as h:
+    with shaped_hosts(work, link, extra) as h:
         for (name, img), rnd in itertools.product(images.items(), range(rounds)):
             size = img.stat().st_size
             row: dict[str, Any] = results.setdefault(name, {})
@@ -276,6 +281,10 @@ def main() -> int:
                     "also runs each vmigrate method, just before this one's run")
     ap.add_argument("--rounds", type=int, default=1, help="run every method this many times "
                     "per image, in turn; the tables give each method's median (and range)")
+    ap.add_argument("--esxi-shell", action="store_true", help=(
+        "sessions run no shell rc file, as ESXi's busybox ash runs none for a command (sshd "
+        "SetEnv SHLVL=1: bash skips ~/.bashrc, here root's pyenv init of ~0.2-0.45 s per exec; "
+        "every method's sessions alike)"))
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -300,7 +309,8 @@ def main() -> int:
                                                  f"({_allocated(p) / MiB:.0f} allocated)"
                                                  for k, p in imgs.items()), flush=True)
             before = Path("/proc/loadavg").read_text().split()[:3]
-            results[link] = run_link(link, imgs, work, methods, args.before, args.rounds)
+            results[link] = run_link(link, imgs, work, methods, args.before, args.rounds,
+                                     ESXI_SHELL if args.esxi_shell else ())
             link_loads[link] = [before, Path("/proc/loadavg").read_text().split()[:3]]
             print(f"{link}: load average before {' '.join(before)}, after "
                   f"{' '.join(link_loads[link][1])}", flush=True)
@@ -310,6 +320,7 @@ def main() -> int:
     report(results, (" ".join(load0), " ".join(load1)))
     if args.json:
         args.json.write_text(json.dumps({"load": [load0, load1], "link_loads": link_loads,
+                                         "esxi_shell": args.esxi_shell, "rounds": args.rounds,
                                          "results": results}, indent=1))
     bad = [(link, n, k) for link, r in results.items() for n, row in r.items()
            for k, v in row.items() if not v["identical"]]
