@@ -7,6 +7,9 @@ it never knows whether they are lab folders, ESXi over SSH or vCenter.
 from __future__ import annotations
 
 import posixpath
+import threading
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +31,10 @@ class Migration:
     reporter: Reporter = field(default_factory=Reporter)
     _src_ds: dict[str, Datastore] = field(default_factory=dict)
     _dst_ds: Datastore | None = None
+    #: idle handle pairs (source datastore, destination) of the streams that copy disks in
+    #: parallel beside the first, by source datastore name (see :meth:`stream_pair`)
+    _spare_pairs: dict[str, list[tuple[Datastore, Datastore]]] = field(default_factory=dict)
+    _spare_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- names --------------------------------------------------------------------
     @property
@@ -63,6 +70,48 @@ class Migration:
             self._dst_ds = self.dest.open_datastore(self.dest_datastore_name)
         return self._dst_ds
 
+    def stream_pair(self, name: str) -> tuple[Datastore, Datastore]:
+        """A handle pair (source datastore ``name``, destination) for one more disk copied
+        beside the first (each stream its own agents: an agent serves one stream at a
+        time): an idle pair opened ahead or left by an earlier copy, else a new one.  Give
+        it back with :meth:`stream_done`."""
+        with self._spare_lock:
+            free = self._spare_pairs.get(name)
+            if free:
+                return free.pop()
+        return self._open_pair(name)
+
+    def stream_done(self, name: str, pair: tuple[Datastore, Datastore], ok: bool) -> None:
+        """``pair`` is idle again: kept for the next stream or cycle of this migration, as
+        the first disk's handles are (its agents stay up: over SSH no login, exec and python
+        start again); closed when its stream failed (the next one opens a fresh pair)."""
+        if not ok:
+            _close_pair(pair)
+            return
+        with self._spare_lock:
+            self._spare_pairs.setdefault(name, []).append(pair)
+
+    def open_streams_ahead(self, disks: Sequence[DiskInfo]) -> None:
+        """Open now the pairs a parallel copy of ``disks`` will take (the first disk uses
+        this migration's own handles), so that their agents start while the snapshot is
+        taken rather than when the copy begins.  Opening launches without waiting (over
+        SSH: :meth:`SshTransport.launch`); a failure is kept for the stream that uses it."""
+        workers = max(1, min(self.params.sync.parallel_disks, len(disks)))
+        want = Counter(d.datastore for d in disks[1:workers])
+        for name, count in want.items():
+            with self._spare_lock:
+                have = len(self._spare_pairs.get(name, []))
+            for _ in range(count - have):
+                self.stream_done(name, self._open_pair(name), ok=True)
+
+    def _open_pair(self, name: str) -> tuple[Datastore, Datastore]:
+        src = self.source.open_datastore(name)
+        try:
+            return src, self.dest.open_datastore(self.dest_datastore_name)
+        except BaseException:
+            src.close()
+            raise
+
     def vm(self) -> VmInfo:
         return self.source.find_vm(self.params.vm)
 
@@ -76,6 +125,11 @@ class Migration:
         }
 
     def close(self) -> None:
+        with self._spare_lock:
+            pairs = [p for free in self._spare_pairs.values() for p in free]
+            self._spare_pairs.clear()
+        for pair in pairs:
+            _close_pair(pair)
         for ds in self._src_ds.values():
             ds.close()
         self._src_ds.clear()
@@ -88,3 +142,10 @@ class Migration:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_pair(pair: tuple[Datastore, Datastore]) -> None:
+    try:
+        pair[1].close()
+    finally:
+        pair[0].close()

@@ -115,6 +115,7 @@ def _take_snapshot(
     rec["resumed"] = resume is not None
     vm = m.vm()
     _recheck(m, vm)
+    m.open_streams_ahead(vm.disks)  # their agents start during the snapshot, not the copy
     prepare_destination(m, vm)
     snap_name = f"{VMIGRATE_SNAPSHOT_PREFIX}{state.migration_id}-c{rec['number']}"
     snap = snapdelta.take_snapshot(m, vm.name, snap_name)

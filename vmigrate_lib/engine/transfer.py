@@ -68,15 +68,15 @@ def copy_disks(m: Migration, snap: SnapshotInfo, plans: list[DiskPlan]) -> list[
         if index == 0:  # the migration's own handles serve the first disk
             return _copy_disk(m, snap, plan, m.src_ds(plan.disk.datastore), m.dst_ds(),
                               progress, stop)
-        src = m.source.open_datastore(plan.disk.datastore)
+        name = plan.disk.datastore
+        pair = m.stream_pair(name)  # its own agents, kept for the next disk or cycle
+        ok = False
         try:
-            dst = m.dest.open_datastore(m.dest_datastore_name)
-            try:
-                return _copy_disk(m, snap, plan, src, dst, progress, stop)
-            finally:
-                dst.close()
+            result = _copy_disk(m, snap, plan, *pair, progress, stop)
+            ok = True
+            return result
         finally:
-            src.close()
+            m.stream_done(name, pair, ok)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmigrate-disk") as pool:
         futures = [pool.submit(work, i, p) for i, p in enumerate(plans)]
