@@ -178,6 +178,8 @@ def main() -> int:
     ap.add_argument("--before", type=Path, help="a checkout whose vmigrate_lib runs instead")
     ap.add_argument("--images", type=Path, default=Path("/tmp/vmigrate-bench-seed-images"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--esxi-shell", action="store_true",
+                    help="sessions run no shell rc file (bench_seed.py --esxi-shell)")
     ap.add_argument("--spy", type=Path, help="py-spy every agent into this folder "
                     "(collapsed stacks; $PY_SPY names the binary)")
     args = ap.parse_args()
@@ -189,7 +191,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vmg-seed-timeline-"))
     os.chmod(work, 0o755)
     results = []
-    with bench_seed.shaped_hosts(work, args.link) as h:
+    with bench_seed.shaped_hosts(work, args.link,
+                                 bench_seed.ESXI_SHELL if args.esxi_shell else ()) as h:
         root_if = {r: v[1] for r, v in h.links.items()}
         netns = {r: v[0] for r, v in h.links.items()}
         for run in range(args.runs):
