@@ -13,8 +13,11 @@ A real vCenter presents its Machine SSL certificate instead (VMware docs,
 from __future__ import annotations
 
 import hashlib
-import logging
+import json
+import os
 import ssl
+import subprocess
+import sys
 
 import pytest
 
@@ -23,29 +26,49 @@ from tests.vsphere import vsim
 from vmigrate_lib.control.vsphere.connection import Connection
 from vmigrate_lib.trust import TrustListener
 
+#: two sessions in a fresh process: "once" is per process (the warned addresses are the
+#: process's), and an earlier test of the same pytest worker may have warned about this
+#: simulator's address already (it did once, in a full run: no warning here, test failed)
+CHILD = """
+import json, logging, sys
+from vmigrate_lib.control.vsphere.connection import Connection
+from vmigrate_lib.params import VsphereHostParams
+from vmigrate_lib.trust import TrustListener
+
+got = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        got.append(record.getMessage())
+log = logging.getLogger("vmigrate.vsphere")
+log.addHandler(Keep())
+log.setLevel(logging.WARNING)
+listener = TrustListener()
+hp = VsphereHostParams(**json.loads(sys.argv[1]))
+for _ in range(2):
+    Connection(hp, keepalive=None).close()
+listener.close()
+print(json.dumps({"warnings": [m for m in got if "verify_tls: false" in m],
+                  "seen": [[n.kind, n.host, n.port, n.setting, n.fingerprint]
+                           for n in listener.seen]}))
+"""
+
 
 def test_unverified_tls_warns_once_and_reports_the_fingerprint(
-    vcsim: vcsim_peer.VcsimInfo, caplog: pytest.LogCaptureFixture
+    vcsim: vcsim_peer.VcsimInfo,
 ) -> None:
     hp = vsim.host_params(vcsim, verify_tls=False)
-    listener = TrustListener()
-    try:
-        with caplog.at_level(logging.WARNING, logger="vmigrate.vsphere"):
-            for _ in range(2):
-                Connection(hp, keepalive=None).close()
-    finally:
-        listener.close()
-    warnings = [r for r in caplog.records if r.name == "vmigrate.vsphere"
-                and "verify_tls: false" in r.getMessage()]
-    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    fields = {"type": "vsphere", "host": hp.host, "url": hp.url, "user": hp.user,
+              "password_env": vsim.PW_ENV, "verify_tls": False}
+    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(fields)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, vsim.PW_ENV: vcsim.password})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    warnings = out["warnings"]
+    assert len(warnings) == 1, warnings
     der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((vcsim.host, vcsim.port)))
     want = "sha256:" + ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
-    seen = listener.seen
-    assert len(seen) == 1, seen
-    n = seen[0]
-    assert (n.kind, n.host, n.port, n.setting) == ("tls_certificate", vcsim.host, vcsim.port,
-                                                   "verify_tls: false")
-    assert n.fingerprint == want and want in warnings[0].getMessage()
+    assert out["seen"] == [["tls_certificate", vcsim.host, vcsim.port, "verify_tls: false", want]]
+    assert want in warnings[0]
 
 
 def test_verified_tls_reports_nothing(vcsim: vcsim_peer.VcsimInfo) -> None:
