@@ -110,3 +110,29 @@ def answer_kernel_dialog(page: Any, button: str) -> None:
         choice.first.click()
     except PlaywrightTimeout:
         pass
+
+
+IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+
+
+def start_kernel(page: Any, base: str, notebook: str, timeout: float = 300.0) -> None:
+    """Wait until ``notebook``'s own kernel runs and is idle, pressing the kernel dialog's
+    Select whenever it shows.  Under load the dialog can show more than 10 s after the
+    notebook's cells (a hand-run test timed out once: the dialog came after
+    ``answer_kernel_dialog`` had stopped waiting, so no kernel started), and the page's idle
+    indicator can show before it: the server's session list says when a kernel runs."""
+    choice = page.locator(".jp-Dialog button", has_text="Select")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if choice.count():
+            choice.first.click()
+        elif _kernel_idle(base, notebook) and page.locator(IDLE).count():
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError(f"no idle kernel for {notebook} within {timeout:.0f} s")
+
+
+def _kernel_idle(base: str, notebook: str) -> bool:
+    sessions = json.loads(http_get(f"{base}/api/sessions"))
+    return any(s.get("path") == notebook and (s.get("kernel") or {}).get("execution_state")
+               == "idle" for s in sessions)

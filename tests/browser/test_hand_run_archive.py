@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.jlab import ARTIFACTS, CHROMIUM, REPO, answer_kernel_dialog, jupyterlab, launch
+from tests.browser.jlab import ARTIFACTS, CHROMIUM, IDLE, REPO, jupyterlab, launch, start_kernel
 from tests.runbooks.test_no_duplicate_lines import notebook_lines, problems
 from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
@@ -89,14 +89,12 @@ def _run_all(page: Any, base: str, name: str, until: tuple[str, ...]) -> tuple[s
     page.set_default_timeout(120_000)  # a loaded machine (2 shared cores) is slow, not wrong
     page.goto(f"{base}/lab/tree/runbooks/{name}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=300_000)
-    answer_kernel_dialog(page, "Select")
-    idle = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
-    page.wait_for_selector(idle, timeout=300_000)
+    start_kernel(page, base, f"runbooks/{name}")
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     page.wait_for_function(f"() => {json.dumps(list(until))}.some("
                            "t => document.body.innerText.includes(t))", timeout=600_000)
-    page.wait_for_selector(idle, timeout=600_000)
+    page.wait_for_selector(IDLE, timeout=600_000)
     page.wait_for_timeout(1000)  # the last outputs rendered
     page.screenshot(path=str(ARTIFACTS / f"browser-hand-run-{name}.png"), full_page=True)
     text: str = page.evaluate("() => document.body.innerText")

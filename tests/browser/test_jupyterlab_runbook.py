@@ -22,10 +22,10 @@ from tests.browser.jlab import (
     ARTIFACTS,
     CHROMIUM,
     REPO,
-    answer_kernel_dialog,
     http_get,
     jupyterlab,
     launch,
+    start_kernel,
 )
 from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
@@ -100,9 +100,7 @@ def _drive(page: Any, base: str) -> tuple[int, str | None, str | None]:
     """Open the runbook, run all cells, watch the dashboard update, save screenshots."""
     page.goto(f"{base}/lab/tree/runbooks/sync.ipynb")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    answer_kernel_dialog(page, "Select")  # the runbook's own kernel
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=60_000)
+    start_kernel(page, base, "runbooks/sync.ipynb")  # the runbook's own kernel
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     # the dashboard widget renders: a progress bar, the cycles table, the plot
