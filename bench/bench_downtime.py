@@ -62,8 +62,10 @@ def one(rate: float, base: Path, disk_mib: int, interval: float) -> dict[str, An
                 run_rollback(m, confirm_data_loss=True)
                 shrink(m, interval)
                 res = run_cutover(m, CutoverOptions())
-                pred = res.record["prediction"]
-                final = res.record["final_cycle"]
+                if res.record is None or res.record.prediction is None:
+                    raise SystemExit(f"cutover {res.status}: no prediction recorded")
+                pred = res.record.prediction
+                final = res.record.final_cycle or {}
                 fin = [c for c in m.workspace.journal.records("cycle")
                        if c["kind"] == "final"][-1]
         finally:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +72,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vmigrate-bench-par-"))
     try:
         lab_up(work / "lab", disk_sizes=[size, size], fill=1.0, power_on=False)
-        best = {name: min(fn() for _ in range(args.runs)) for name, fn in (
-            ("cp --sparse=always, both disks side by side", lambda: cp_both(work)),
-            ("cp --sparse=always + sync FILE (durable)", lambda: cp_both(work, durable=True)),
-            ("vmigrate seed, parallel_disks=1", lambda: seed(work, 1)),
-            ("vmigrate seed, parallel_disks=2", lambda: seed(work, 2)),
-        )}
+        methods: dict[str, Callable[[], float]] = {
+            "cp --sparse=always, both disks side by side": lambda: cp_both(work),
+            "cp --sparse=always + sync FILE (durable)": lambda: cp_both(work, durable=True),
+            "vmigrate seed, parallel_disks=1": lambda: seed(work, 1),
+            "vmigrate seed, parallel_disks=2": lambda: seed(work, 2),
+        }
+        best = {name: min(fn() for _ in range(args.runs)) for name, fn in methods.items()}
         print(f"# two {fmt_bytes(size)} disks, fully written, best of {args.runs}")
         ref = best["cp --sparse=always + sync FILE (durable)"]
         for name, secs in best.items():

@@ -52,16 +52,13 @@ sys.path.insert(0, str(HERE.parent))  # the repo root: vmigrate_lib and the test
 from seed_images import build_images  # noqa: E402  (bench/, this script's folder)
 
 from tests.peers import netns as peers_netns  # noqa: E402
-from tests.peers.hostpair import namespace_pair  # noqa: E402
+from tests.peers.hostpair import ESXI_SHELL, namespace_pair  # noqa: E402
 from tests.peers.sshd import SshHost  # noqa: E402
 from vmigrate_lib.lab.layout import LabLayout  # noqa: E402
 from vmigrate_lib.lab.lifecycle import create_vm, lab_down, lab_up  # noqa: E402
 
 MiB = 1 << 20
 RATES = {"1gbit": 125e6, "100mbit": 12.5e6}
-#: ``--esxi-shell``: bash reads ~/.bashrc for an sshd command only when SHLVL < 2 (bash
-#: shell.c run_startup_files), as bench_startup.py's profile of the same name
-ESXI_SHELL = ("SetEnv SHLVL=1",)
 
 
 @dataclass

@@ -39,7 +39,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the repo root: vmigrate_lib and the tests.peers package
 
 from tests.labkit import lab_host  # noqa: E402
-from tests.peers.hostpair import namespace_pair  # noqa: E402
+from tests.peers.hostpair import ESXI_SHELL, namespace_pair  # noqa: E402
 from tests.peers.netns_probe import parse_rate  # noqa: E402
 from tests.peers.sshd import SshHost  # noqa: E402
 from vmigrate_lib.control.lab import LabHost  # noqa: E402
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     a_host.wait_ready("alice", 60)
     report.update({"rate": args.rate, "load before": os.getloadavg()})
     try:
-        extra = ("SetEnv SHLVL=1",) if args.esxi_shell else ()
+        extra = ESXI_SHELL if args.esxi_shell else ()
         report["esxi shell"] = args.esxi_shell
         with shaped_hosts(base, args.rate, extra) as (a, b, _servers):
             (base / "params.yaml").write_text(yaml.safe_dump({

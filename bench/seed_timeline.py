@@ -41,6 +41,8 @@ sys.path.insert(0, str(HERE))
 import bench_seed  # noqa: E402
 import seed_images  # noqa: E402
 
+from tests.peers.hostpair import ESXI_SHELL  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 SPY = os.environ.get("PY_SPY", "py-spy")  #: ``--spy``: py-spy (pip install py-spy)
 BIN = 0.05
@@ -192,7 +194,7 @@ def main() -> int:
     os.chmod(work, 0o755)
     results = []
     with bench_seed.shaped_hosts(work, args.link,
-                                 bench_seed.ESXI_SHELL if args.esxi_shell else ()) as h:
+                                 ESXI_SHELL if args.esxi_shell else ()) as h:
         root_if = {r: v[1] for r, v in h.links.items()}
         netns = {r: v[0] for r, v in h.links.items()}
         for run in range(args.runs):

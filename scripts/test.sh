@@ -14,6 +14,8 @@ echo "== mypy --strict (vmigrate_lib)"
 .venv/bin/mypy
 echo "== mypy (tests: every body checked, see pyproject's tests.* override)"
 .venv/bin/mypy -p tests
+echo "== mypy (bench: run by hand, so a type error would otherwise wait for the next bench run)"
+.venv/bin/mypy bench
 echo "== ruff"
 .venv/bin/ruff check vmigrate_lib tests bench
 # pytest on parallel workers (pytest-xdist): most tests wait on guests, sshd, kernels and

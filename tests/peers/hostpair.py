@@ -17,6 +17,12 @@ from dataclasses import dataclass, replace
 from tests.peers.netns import Topology
 from tests.peers.sshd import SshdServer, SshHost, SshKeyPair, start_sshd, write_known_hosts
 
+#: sshd_config lines for a session that runs no shell rc file, as ESXi's busybox ash runs
+#: none for a command: bash reads ~/.bashrc for an sshd command only when SHLVL < 2 (bash
+#: shell.c run_startup_files; sshd_config(5) SetEnv, OpenSSH 8.7+).  The benches'
+#: ``--esxi-shell`` profile.
+ESXI_SHELL = ("SetEnv SHLVL=1",)
+
 
 @dataclass
 class NamespacePair:
