@@ -124,3 +124,30 @@ def test_a_hole_in_a_thick_disk_keeps_it_thick(tmp_path: Path) -> None:
     assert disk.stat().st_blocks * 512 >= 4 * MiB
     data = disk.read_bytes()
     assert data[:MiB] == b"\x33" * MiB and data[MiB:] == bytes(3 * MiB)
+
+
+def test_holes_do_not_inflate_a_thin_disk_that_cannot_punch(tmp_path: Path) -> None:
+    """Where holes cannot be punched (the bare Python: no ctypes, no SEEK_DATA, as the
+    probe may find on VMFS; real-esxi F6), a HOLE frame over an area never written leaves
+    it unallocated, and one over data zeroes it.  Before: every hole was written as zeros,
+    so a seed filled the thin destination disk to its whole size (this test: 1 MiB of data
+    and a 63 MiB hole allocated all 64 MiB).  What only ESXi shows: whether VMFS reads an
+    unwritten area of a thin file without allocating it (POSIX says it reads zeros)."""
+    root = tmp_path / "ds"
+    root.mkdir()
+    shim = tmp_path / "bare.py"
+    shim.write_text(BARE)
+    python = tmp_path / "bare-python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
+    python.chmod(0o755)
+    with AgentDatastore("ds", LocalTransport(str(root), python=str(python))) as ds:
+        ds.create_disk("d", 64 * MiB)
+        with ds.open_writer("d") as w:
+            w.write(Chunk(0, 2 * MiB, b"\x44" * (2 * MiB)))
+            w.write(Chunk(2 * MiB, 62 * MiB, None))
+            w.write(Chunk(MiB, MiB, None))
+    disk = root / "d"
+    assert disk.stat().st_size == 64 * MiB
+    assert disk.stat().st_blocks * 512 <= 3 * MiB, disk.stat().st_blocks * 512
+    data = disk.read_bytes()
+    assert data[:MiB] == b"\x44" * MiB and data[MiB:] == bytes(63 * MiB)

@@ -29,8 +29,9 @@ def will_allocate(d: DiskInfo, src_allocated: int, src: StorageProbe | None,
 
     Thick (zeroedthick, eagerzeroedthick): its capacity (created so, or written in full).
     Thin: what the source has allocated, unless neither side can skip zeros (the
-    source reports every area as data without SEEK_DATA, and the destination writes
-    zeros where it cannot punch holes): then its capacity.  Unknown counts as works."""
+    source reports every area as data without SEEK_DATA, and a destination that cannot
+    punch holes writes zeros over whatever of a hole it finds allocated): then its
+    capacity, an upper bound the space check may not exceed.  Unknown counts as works."""
     if d.provisioning != "thin":
         return d.capacity
     if src is not None and dst is not None and src.seek_data is False \

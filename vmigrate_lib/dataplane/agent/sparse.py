@@ -86,19 +86,26 @@ def is_thick(st):
 def write_zeros(fd, offset, length):
     """Make [offset, offset+length) read as zeros: punch a hole, or write zeros.
 
-    A thick file stays thick: no hole is punched in it, and only the parts that do
-    not read as zeros already are written (a fresh zeroed thick disk is not rewritten)."""
+    Zeros are written only over what does not read as zeros already: a thick file
+    stays thick (no hole is punched in it, a fresh zeroed thick disk is not rewritten),
+    and a thin file whose file system cannot punch holes (VMFS through ESXi's userworld
+    may not: real-esxi F6; VMFS reclaims space offline, ``vmkfstools -K``) is not
+    inflated by a seed's holes, which land on areas never written."""
     st = os.fstat(fd)
     if offset + length > st.st_size:
         os.ftruncate(fd, offset + length)
-    thick = is_thick(st)
-    if not thick and punch_hole(fd, offset, length):
+    if not is_thick(st) and punch_hole(fd, offset, length):
         return
     zero = bytes(min(length, 1 << 20))
-    pos, end = offset, offset + length
+    for kind, start, n in data_and_holes(fd, offset, offset + length):
+        if kind == "data":
+            _zero_unless_zero(fd, start, start + n, zero)
+
+
+def _zero_unless_zero(fd, pos, end, zero):
     while pos < end:
         n = min(len(zero), end - pos)
-        if not (thick and os.pread(fd, n, pos) == zero[:n]):
+        if os.pread(fd, n, pos) != zero[:n]:
             pwrite_all(fd, zero[:n], pos)
         pos += n
 
