@@ -20,7 +20,8 @@ def test_checks_are_a_table_in_order() -> None:
     148-line ``_checks`` with early returns deciding silently what never ran)."""
     names = [name for name, _ in CHECKS]
     assert names == ["source VM", "data plane", "host specific", "change tracking",
-                     "snapshots", "source claim", "destination datastore", "transfer mode",
+                     "snapshots", "source claim", "disk files", "destination datastore",
+                     "transfer mode",
                      "compression", "storage",
                      "identity", "destination name", "destination disks", "destination space"]
     assert all(callable(func) and func.__doc__ for _, func in CHECKS)

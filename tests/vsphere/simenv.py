@@ -96,6 +96,8 @@ def sim_pair(tmp: Path, binary: Path, *, cap: int = CAP, disks: int = 1,
             vsim.create_datastore(si, "dstds", dst_dir)
         if esxi_files:
             vsim.write_esxi_files(src_dir / "alice", "alice", cap, disks=disks)
+        else:
+            vsim.write_descriptors(src_dir / "alice", "alice", cap, disks=disks)
         made = []
         for stem in ["alice"] + [f"alice_{i}" for i in range(1, disks)]:
             flat = src_dir / "alice" / f"{stem}-flat.vmdk"

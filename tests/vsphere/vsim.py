@@ -171,20 +171,31 @@ def esxi_vmx(name: str, ds_uuid: str = "5f0c1d2e-aaaa0000-beef-0050569d0001", di
     return "\n".join(lines) + "\n"
 
 
-def esxi_descriptor(flat: str, capacity: int, ctk: str | None = None) -> str:
-    """A thin flat disk's descriptor as ESXi writes it."""
+def esxi_descriptor(flat: str, capacity: int, ctk: str | None = None,
+                    create_type: str = "vmfs", kind: str = "VMFS") -> str:
+    """A thin flat disk's descriptor as ESXi writes it (``create_type``/``kind``: another
+    disk's, e.g. an RDM's ``vmfsPassthroughRawDeviceMap``/``VMFSRDM``)."""
     text = (
         "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=fffffffe\n"
-        "parentCID=ffffffff\ncreateType=\"vmfs\"\n"
+        f"parentCID=ffffffff\ncreateType=\"{create_type}\"\n"
     )
     if ctk:
         text += f'changeTrackPath="{ctk}"\n'
     text += (
-        f"\n# Extent description\nRW {capacity // 512} VMFS \"{flat}\"\n\n"
+        f"\n# Extent description\nRW {capacity // 512} {kind} \"{flat}\"\n\n"
         "# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\n"
         "ddb.thinProvisioned = \"1\"\nddb.virtualHWVersion = \"13\"\n"
     )
     return text
+
+
+def write_descriptors(folder: Path, name: str, capacity: int, disks: int = 1) -> None:
+    """Each disk's descriptor as ESXi writes it: the simulator leaves it empty, a real
+    host never does (Broadcom KB 311009), and preflight reads it (control/vmdkdesc.py)."""
+    for i in range(disks):
+        stem = name if i == 0 else f"{name}_{i}"
+        (folder / f"{stem}.vmdk").write_text(
+            esxi_descriptor(f"{stem}-flat.vmdk", capacity, ctk=f"{stem}-ctk.vmdk"))
 
 
 def write_esxi_files(folder: Path, name: str, capacity: int, disks: int = 1) -> None:
@@ -193,10 +204,9 @@ def write_esxi_files(folder: Path, name: str, capacity: int, disks: int = 1) -> 
     (folder / f"{name}.vmx").write_text(esxi_vmx(name, disks=disks))
     (folder / f"{name}.nvram").write_bytes(b"NVRAM\x00" + bytes(range(256)) * 4)
     (folder / f"{name}.vmxf").write_text(f"<Foundry><VM><vmxPathName>{name}.vmx</vmxPathName></VM></Foundry>\n")
+    write_descriptors(folder, name, capacity, disks)
     for i in range(disks):
         stem = name if i == 0 else f"{name}_{i}"
-        (folder / f"{stem}.vmdk").write_text(
-            esxi_descriptor(f"{stem}-flat.vmdk", capacity, ctk=f"{stem}-ctk.vmdk"))
         (folder / f"{stem}-ctk.vmdk").write_bytes(b"\x00" * 4096)
     (folder / f"{name}-5c1d2e3f.vswp").write_bytes(b"\x00" * 4096)
 

@@ -14,6 +14,7 @@ from .agent import protocol as proto
 from .agent.hashing import HASH_FUNCS
 from .agentchannel import AgentChannel
 from .datastore import (
+    PEEK_LIMIT,
     BlockDigest,
     Chunk,
     Datastore,
@@ -139,7 +140,8 @@ class AgentDatastore(Datastore):
         if not want:
             return {}
         answers = self.channel.requests([("stat", {"path": p}) for p in want]
-                                        + [("read_file", {"path": p}) for p in reads])
+                                        + [("read_file", {"path": p, "limit": PEEK_LIMIT})
+                                           for p in reads])
         stats, datas = answers[:len(want)], dict(zip(reads, answers[len(want):], strict=True))
         out: dict[str, Peeked] = {}
         for path, st in zip(want, stats, strict=True):

@@ -81,6 +81,10 @@ class StreamSummary:
     packer: dict[str, int] = field(default_factory=dict)
 
 
+#: The largest file :meth:`Datastore.peek` reads (claims, markers and descriptors are a
+#: few hundred bytes; a disk named where a descriptor was expected is never read whole).
+PEEK_LIMIT = 64 * 1024
+
 #: How disk bytes travel between two datastores: through this machine, host to host,
 #: or direct when it works, else relay (the params' ``ssh_mode`` words).
 TransferMode = SshMode
@@ -279,14 +283,15 @@ class Datastore(abc.ABC):
 
     def peek(self, paths: Sequence[str], read: Sequence[str] = ()) -> dict[str, Peeked]:
         """Every path of ``paths`` and ``read`` stat'ed, and the files of ``read`` read
-        (small files: markers, claims), in as few round trips as the data plane can: one
+        (small files: markers, claims, descriptors; one over :data:`PEEK_LIMIT` is not
+        read), in as few round trips as the data plane can: one
         request each here; an agent takes them all in one (:class:`AgentDatastore`), which
         is what a check looking at many paths on a far host saves.  Changes nothing."""
         out: dict[str, Peeked] = {}
         for path in dict.fromkeys([*paths, *read]):
             st = self.stat(path)
             data = None
-            if path in read and st is not None and not st.is_dir:
+            if path in read and st is not None and not st.is_dir and st.size <= PEEK_LIMIT:
                 with contextlib.suppress(VmigrateError):
                     data = self.read_file(path)
             out[path] = Peeked(st, data)

@@ -32,6 +32,7 @@ from .context import OWNER_MARKER, Migration
 from .destination import other_pending, owned_by, read_marker
 from .identity import alice_at_dest, identity_checks, registered_where
 from .preflight_ahead import Lookahead, files_of
+from .preflight_disks import disk_files
 from .preflight_model import Check, PreflightContext, PreflightReport
 from .preflight_space import SPACE_MARGIN, destination_disks, destination_space, storage
 from .progress import CheckReported
@@ -324,6 +325,7 @@ CHECKS: tuple[tuple[str, CheckFunc], ...] = (
     ("change tracking", change_tracking),
     ("snapshots", snapshots),
     ("source claim", source_claim),
+    ("disk files", disk_files),
     ("destination datastore", destination_datastore),
     ("transfer mode", transfer_mode),
     ("compression", compression),

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..control.host import VmInfo
+from ..control.vmdkdesc import descriptor_of
 from ..dataplane.datastore import Datastore, Files, Peeked, PeekedFiles, TransferModes
 from .claim import claim_path
 from .context import OWNER_MARKER, Migration
@@ -29,9 +30,11 @@ from .preflight_model import PreflightContext
 
 def source_paths(vm: VmInfo, name: str) -> tuple[list[str], list[str]]:
     """What preflight stats and reads on source datastore ``name``: the claim (on the
-    VM's own datastore) and the disks there."""
+    VM's own datastore), the disks there and their descriptors."""
     reads = [claim_path(vm)] if name == vm.datastore else []
-    return [d.path for d in vm.disks if d.datastore == name], reads
+    disks = [d for d in vm.disks if d.datastore == name]
+    reads += [desc for d in disks if (desc := descriptor_of(d.path)) is not None]
+    return [d.path for d in disks], reads
 
 
 def dest_paths(m: Migration, vm: VmInfo) -> tuple[list[str], list[str]]:

@@ -37,7 +37,11 @@ class FileOps(object):
         return {"ok": True}
 
     def op_read_file(self, req):
+        """The whole file; with ``limit``, refused when larger (a peek never reads a disk)."""
         with open(self.path(req["path"]), "rb") as f:
+            limit = req.get("limit")
+            if limit is not None and os.fstat(f.fileno()).st_size > limit:
+                raise ValueError("{} is larger than {} bytes".format(req["path"], limit))
             data = f.read()
         return {"data": base64.b64encode(data).decode("ascii")}
 
