@@ -26,7 +26,7 @@ PHASES = ("snapshot", "query", "hash", "copy", "certify", "cleanup")
 CYCLE_COLUMNS = [
     "cycle", "kind", "status", "started", "duration_s", "interval_s", "bytes_changed",
     "bytes_sent", "bytes_read", "bytes_zero", "extents", "throughput_Bps", "certify",
-    "resumed", *[f"{p}_s" for p in PHASES], "predicted_downtime_s", "budget_s", "converged",
+    "resumed", "reconnects", *[f"{p}_s" for p in PHASES], "predicted_downtime_s", "budget_s", "converged",
 ]
 STEP_COLUMNS = ["time", "type", "attempt", "step", "status", "duration_s", "detail"]
 
@@ -96,6 +96,7 @@ def cycles_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "throughput_Bps": c.throughput,
             "certify": c.certify_result,
             "resumed": c.resumed,
+            "reconnects": c.reconnects,
             **{f"{p}_s": c.phase(p) for p in PHASES},
             "predicted_downtime_s": pred.get("predicted_downtime"),
             "budget_s": pred.get("budget"),

@@ -11,7 +11,7 @@ import abc
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import VmigrateError
 from ..extents import Extent
@@ -365,6 +365,12 @@ class Datastore(abc.ABC):
         """What the last :meth:`read_extents` stream cost as the agent counted it
         (bytes read from the disk); None (the default) when it cannot say."""
         return None
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """What happened on the way since the last call (reconnects, resumed streams, the
+        direct-mode decision), each a small dict with an ``event`` key, for the cycle's
+        journal record; none (the default) where the data plane has no such events."""
+        return []
 
     def close(self) -> None:
         """Stop the agent."""

@@ -35,6 +35,8 @@ class Migration:
     #: parallel beside the first, by source datastore name (see :meth:`stream_pair`)
     _spare_pairs: dict[str, list[tuple[Datastore, Datastore]]] = field(default_factory=dict)
     _spare_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: events of pairs closed after a failed stream, until :meth:`take_events` hands them out
+    _closed_events: list[dict[str, Any]] = field(default_factory=list)
 
     # --- names --------------------------------------------------------------------
     @property
@@ -86,6 +88,8 @@ class Migration:
         the first disk's handles are (its agents stay up: over SSH no login, exec and python
         start again); closed when its stream failed (the next one opens a fresh pair)."""
         if not ok:
+            with self._spare_lock:
+                self._closed_events += _pair_events(pair)
             _close_pair(pair)
             return
         with self._spare_lock:
@@ -111,6 +115,22 @@ class Migration:
         except BaseException:
             src.close()
             raise
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """The data plane's events since the last call (reconnects, resumed streams, the
+        direct-mode decision: :meth:`Datastore.take_events`) from every handle this
+        migration holds or held, each with its side and datastore: the cycle journals them."""
+        with self._spare_lock:
+            taken, self._closed_events = self._closed_events, []
+            spares = [p for free in self._spare_pairs.values() for p in free]
+        for name, ds in self._src_ds.items():
+            taken += [{"side": "source", "datastore": name, **e} for e in ds.take_events()]
+        if self._dst_ds is not None:
+            taken += [{"side": "destination", "datastore": self._dst_ds.name, **e}
+                      for e in self._dst_ds.take_events()]
+        for pair in spares:
+            taken += _pair_events(pair)
+        return taken
 
     def vm(self) -> VmInfo:
         return self.source.find_vm(self.params.vm)
@@ -149,3 +169,9 @@ def _close_pair(pair: tuple[Datastore, Datastore]) -> None:
         pair[1].close()
     finally:
         pair[0].close()
+
+
+def _pair_events(pair: tuple[Datastore, Datastore]) -> list[dict[str, Any]]:
+    return [{"side": side, "datastore": ds.name, "stream": "parallel", **e}
+            for side, ds in zip(("source", "destination"), pair, strict=True)
+            for e in ds.take_events()]

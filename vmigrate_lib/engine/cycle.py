@@ -212,6 +212,9 @@ def _finish_record(m: Migration, rec: dict[str, Any], failed: BaseException | No
     rec["bytes_wire"] = sum(d.get("bytes_wire", 0) for d in disks)
     rec["codecs"] = sorted({d["codec"] for d in disks if d.get("codec")})
     rec["extents"] = sum(d["extents"] for d in disks)
+    # reconnects, resumed streams, the direct-mode decision: the evidence shows them
+    if events := m.take_events():
+        rec["dataplane_events"] = events
     copy_secs = rec["phases"].get("copy", 0.0)
     rec["throughput"] = rec["bytes_changed"] / copy_secs if copy_secs > 0 else 0.0
     if failed is None:

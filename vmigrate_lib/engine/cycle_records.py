@@ -87,10 +87,17 @@ class CycleRecord:
     bytes_zero: int = 0
     extents: int = 0
     throughput: float = 0.0
+    #: the data plane's reconnects, resumed streams and direct-mode decision in this cycle
+    dataplane_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def reconnects(self) -> int:
+        """Connections to an agent lost and made again during the cycle."""
+        return sum(e.get("event") == "reconnect" for e in self.dataplane_events)
 
     @property
     def certify_result(self) -> str:
@@ -132,6 +139,8 @@ class CycleRecord:
         disks = rec.get("disks") if isinstance(rec.get("disks"), list) else []
         cert = rec.get("certify")
         interval, snap = rec.get("interval"), rec.get("snapshot_at")
+        events = rec.get("dataplane_events")
+        events = events if isinstance(events, list) else []
         return cls(
             number=_int(rec.get("number")), kind=str(rec.get("kind", "")),
             status=str(rec.get("status", "failed" if t == "cycle_failed" else "ok")),
@@ -146,6 +155,7 @@ class CycleRecord:
             bytes_changed=_int(rec.get("bytes_changed")), bytes_read=_int(rec.get("bytes_read")),
             bytes_sent=_int(rec.get("bytes_sent")), bytes_zero=_int(rec.get("bytes_zero")),
             extents=_int(rec.get("extents")), throughput=_num(rec.get("throughput")),
+            dataplane_events=[e for e in events if isinstance(e, dict)],
         )
 
 

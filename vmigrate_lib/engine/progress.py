@@ -182,11 +182,13 @@ def format_event(ev: Event) -> str:
         info = ev.record
         cert = info.get("certify") or {}
         verdict = cert.get("result", "not certified")
+        lost = sum(e.get("event") == "reconnect" for e in info.get("dataplane_events", ()))
         return (
             f"cycle {info.get('number')} ({info.get('kind')}) done in "
             f"{fmt_secs(info.get('duration', 0.0))}: changed {fmt_bytes(info.get('bytes_changed', 0))}, "
             f"sent {fmt_bytes(info.get('bytes_sent', 0))}, "
             f"{fmt_rate(info.get('throughput', 0.0))}, certify {verdict}"
+            + (f", {lost} reconnect(s) to an agent" if lost else "")
         )
     if isinstance(ev, CheckReported):
         mark = "ok  " if ev.ok else "FAIL"

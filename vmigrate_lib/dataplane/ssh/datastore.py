@@ -115,6 +115,7 @@ class SshAgentDatastore(AgentDatastore):
         self.settings = s
         self.direct = DirectMode(self, transport)
         self.direct.direct_ok = transport.conn.direct_ok  # one probe per peer and connection
+        self._events_taken = 0  #: how many of ``events`` :meth:`take_events` has handed out
 
     @property
     def reconnects(self) -> int:
@@ -125,6 +126,11 @@ class SshAgentDatastore(AgentDatastore):
     def events(self) -> list[dict[str, Any]]:
         """Reconnects, resumes and the direct-mode decision, for the journal."""
         return self.channel.events
+
+    def take_events(self) -> list[dict[str, Any]]:
+        taken = self.channel.events[self._events_taken:]
+        self._events_taken += len(taken)
+        return [dict(e) for e in taken]
 
     @property
     def codec(self) -> str | None:
