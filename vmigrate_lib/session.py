@@ -6,6 +6,8 @@ only sees the objects built here.
 
 from __future__ import annotations
 
+import contextlib
+
 from .audit.trustjournal import TrustJournal
 from .control.factory import open_host
 from .control.host import Host
@@ -17,28 +19,30 @@ from .trust import TrustListener
 
 
 def open_migration(params: MigrationParams, reporter: Reporter | None = None) -> Migration:
-    """Connect both hosts (errors before any change) and load the workspace."""
-    trust = TrustListener()  # peers accepted unverified from here on reach the journal
-    try:
+    """Connect both hosts (errors before any change) and load the workspace; whatever was
+    opened is closed again when a later step fails (a workspace that cannot be read must
+    not leave two host connections behind)."""
+    with contextlib.ExitStack() as undo:
+        trust = TrustListener()  # peers accepted unverified from here on reach the journal
+        undo.callback(trust.close)
         source: Host = open_host(params.source)
-        try:
-            dest: Host = open_host(params.destination)
-        except BaseException:
-            source.close()
-            raise
-    except BaseException:
-        trust.close()
-        raise
-    ws = Workspace(params.workspace)
-    ws.journal = TrustJournal(ws.journal.path, trust)
-    ws.load()
+        undo.callback(source.close)
+        dest: Host = open_host(params.destination)
+        undo.callback(dest.close)
+        ws = Workspace(params.workspace)
+        ws.journal = TrustJournal(ws.journal.path, trust)
+        ws.load()
+        undo.pop_all()
     return Migration(params=params, source=source, dest=dest, workspace=ws,
                      reporter=reporter or Reporter())
 
 
 def close_migration(m: Migration) -> None:
-    m.close()
-    m.source.close()
-    m.dest.close()
-    if isinstance(m.workspace.journal, TrustJournal):
-        m.workspace.journal.close()
+    """Close the data plane's handles, both hosts and the journal: each one even when an
+    earlier one fails to close (the first failure is raised, after all of them)."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(m.workspace.journal, TrustJournal):
+            stack.callback(m.workspace.journal.close)
+        stack.callback(m.dest.close)
+        stack.callback(m.source.close)
+        stack.callback(m.close)

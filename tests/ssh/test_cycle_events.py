@@ -94,3 +94,4 @@ def test_a_reconnect_is_in_the_cycle_record(ssh_loopback: SshHost, lab: Path,
     assert "reconnect(s) to an agent" in reporter.lines[0], reporter.lines
     bob = (lab / "hosts/esx-b/datastores/datastore1/bob/bob-flat.vmdk").read_bytes()
     assert bob == (lab / "hosts/esx-a/datastores/datastore1/alice/alice-flat.vmdk").read_bytes()
+

@@ -1,0 +1,50 @@
+"""A migration that cannot open leaves no vCenter session behind.
+
+``open_migration`` logs in to both hosts, then reads the workspace.  A workspace that cannot
+be read (a corrupt ``state.json``: StateCorrupt, exit 2) used to leave both logins open in
+the process: for a CLI run until it exited, in a runbook kernel until the kernel ended.
+vCenter keeps a session until it is logged out or idles out, and counts it against its
+session limit (SessionManager.sessionList lists them; vSphere Web Services API,
+SessionManager).  The simulator keeps the same list (govmomi simulator
+SessionManager), so the count is read there, before and after.  What only a real vCenter
+adds: its idle timeout and limit, which this test does not reach.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers import vcsim as vcsim_peer
+from tests.vsphere import vsim
+from vmigrate_lib.errors import StateCorrupt
+from vmigrate_lib.params import validate
+from vmigrate_lib.session import open_migration
+
+
+def test_a_workspace_that_cannot_be_read_logs_out(tmp_path: Path, vcsim_binary: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "state.json").write_text("{not json")
+    with vcsim_peer.run_vcsim(binary=vcsim_binary) as src, \
+            vcsim_peer.run_vcsim(binary=vcsim_binary) as dst:
+        monkeypatch.setenv(vsim.PW_ENV, src.password)
+
+        def host(sim: vcsim_peer.VcsimInfo) -> dict[str, Any]:
+            return {"type": "vsphere", "url": sim.url, "host": "localhost.localdomain",
+                    "user": sim.user, "password_env": vsim.PW_ENV, "verify_tls": False}
+
+        raw = {"vm": "alice", "dest_name": "bob", "workspace": str(ws),
+               "source": host(src), "destination": host(dst)}
+        with vsim.pyvmomi(src) as si_a, vsim.pyvmomi(dst) as si_b:
+            def sessions() -> tuple[int, int]:
+                return (len(si_a.content.sessionManager.sessionList),
+                        len(si_b.content.sessionManager.sessionList))
+
+            before = sessions()
+            with pytest.raises(StateCorrupt):
+                open_migration(validate(raw))
+            assert sessions() == before
