@@ -51,6 +51,12 @@ def test_walkthrough_then_comparison(tmp_path: Path) -> None:
     runs = displayed_table(nbformat.read(cmp_out, 4).cells, "runs_frame(")
     assert sorted(r["runbook"] for r in runs) == ["cutover", "sync"], runs
     assert [r["verified"] for r in runs] == ["True", "True"], runs
+    # each run counts the cycles it ran (its journal slice): together, the workspace's.
+    # Before: the cutover's row counted the sync's cycles again (its cycles.csv shows the
+    # whole migration; jupyter-ux item 11)
+    journal = (tmp_path / "rh" / "workspaces" / "alice" / "journal.jsonl").read_text()
+    made = sum(json.loads(x)["type"] == "cycle" for x in journal.splitlines())
+    assert sum(int(r["cycles"]) for r in runs) == made, (runs, made)
 
 
 def test_compare_evidence_finds_the_project_archives_by_default(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from .evidence import MANIFEST, EvidenceTampered, check_chain, verify
 from .plots import new_figure
 from .signing import check_signature
+from .tables import cycles_frame, read_journal
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -49,8 +50,7 @@ def runs_frame(folders: Iterable[Path]) -> pd.DataFrame:
         folder = Path(folder)
         run = json.loads((folder / "run.json").read_text())
         result = run.get("result") or {}
-        cycles_csv = folder / "audit" / "cycles.csv"
-        cycles = pd.read_csv(cycles_csv) if cycles_csv.exists() else pd.DataFrame()
+        cycles = _run_cycles(folder)
         ok: pd.DataFrame = cycles if cycles.empty else cycles[cycles["status"] == "ok"]
         verified, proof = integrity(folder)
         rows.append({
@@ -73,6 +73,17 @@ def runs_frame(folders: Iterable[Path]) -> pd.DataFrame:
             "error": (run.get("error") or {}).get("message"),
         })
     return pd.DataFrame(rows)
+
+
+def _run_cycles(folder: Path) -> pd.DataFrame:
+    """The cycles this run made: from the journal slice it archived (``journal.jsonl``: only
+    what the run appended), not ``audit/cycles.csv``, which shows the whole migration so
+    far (a cutover's table lists the sync's cycles too, and counting those in every run
+    counted them twice).  Archives without the slice: the CSV."""
+    if (folder / "journal.jsonl").exists():
+        return cycles_frame(read_journal(folder / "journal.jsonl"))
+    cycles_csv = folder / "audit" / "cycles.csv"
+    return pd.read_csv(cycles_csv) if cycles_csv.exists() else pd.DataFrame()
 
 
 def downtime_figure(runs: pd.DataFrame) -> Figure:
