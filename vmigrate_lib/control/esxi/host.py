@@ -36,6 +36,7 @@ from ...errors import (
 from ...extents import Extent
 from ...params import EsxiHostParams
 from .. import vmxtext
+from ..dspaths import flat_path
 from ..host import (
     DiskInfo,
     Host,
@@ -136,7 +137,7 @@ class EsxiHost(EsxiSnapshots, Host):
         # the base: vSphere API, VirtualDiskFlatVer2BackingInfo.parent); vmigrate reads
         # the base, named as ESXi names deltas after it (alice-000002.vmdk -> alice.vmdk)
         desc = DELTA.sub(".vmdk", desc)
-        flat = desc if desc.endswith("-flat.vmdk") else desc.removesuffix(".vmdk") + "-flat.vmdk"
+        flat = flat_path(desc)
         label = d.get("deviceInfo", vimcmd.VmodlObject("")).get("label", f"disk {key}")
         # vim-cmd has no changed-block query: reported off, so the engine hash-compares
         return DiskInfo(key=key, label=str(label), datastore=ds, path=flat, capacity=cap,
@@ -323,7 +324,7 @@ class EsxiHost(EsxiSnapshots, Host):
             raise VimCmdError(f"{r.shown} failed (exit {r.rc}): {r.stderr.strip()[:300]}",
                                 hint="check the datastore's free space and that the folder "
                                 "exists", command=r.shown)
-        return path.removesuffix(".vmdk") + "-flat.vmdk"
+        return flat_path(path)
 
     def close(self) -> None:
         self.conn.close()
