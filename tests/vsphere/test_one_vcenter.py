@@ -97,6 +97,10 @@ def test_new_name_in_one_vcenter_says_what_to_choose(env: VpxEnv) -> None:
     lines, err = preflight_lines(env, **{"cutover.identity": "new-name", "dest_name": "alice-b"})
     assert err is None, err
     assert "alice keeps her name" in lines["identity"] and "MAC" in lines["identity"]
+    # the peer's Alice is in her host's autostart (powerOn): left as she is, a restart of
+    # that host would start her beside Bob.  Before: nothing said it.
+    assert (f"WARNING: alice is in host {SRC_HOST}'s autostart list" in lines["identity"]
+            and "retire-source" in lines["identity"]), lines["identity"]
 
 
 def test_name_taken_elsewhere_in_the_vcenter_names_its_host(env: VpxEnv) -> None:

@@ -98,7 +98,23 @@ def _new_name_check(m: Migration, vm: VmInfo) -> HostCheck:
     return HostCheck("identity", True,
                      f"new-name: the copy is registered as {p.target_name}{macs}; "
                      f"{vm.name} keeps her name and stays registered, powered off after "
-                     "the cutover (never power both on)")
+                     f"the cutover (never power both on){_autostart_warning(m, vm)}")
+
+
+def _autostart_warning(m: Migration, vm: VmInfo) -> str:
+    """What a source host's restart would do to Alice left as she is: power her on beside
+    Bob, with his MAC addresses, when she is in its autostart list (vSphere:
+    HostAutoStartManager; read through :meth:`Host.retire_plan`, which changes nothing).
+    Hosts that cannot say (no retire plan) add nothing."""
+    try:
+        plan = m.source.retire_plan(vm.name, retired_name(m), retire_note(m))
+    except VmigrateError:
+        return ""
+    if plan is None or not plan.saved.get("autostart"):
+        return ""
+    return (f"; WARNING: {vm.name} is in host {vm.host}'s autostart list, so a restart of that "
+            "host would power her on beside the copy: remove her autostart entry after the "
+            "cutover, or use cutover.identity: retire-source, which takes her out")
 
 
 def _retire_check(m: Migration, vm: VmInfo) -> HostCheck:
