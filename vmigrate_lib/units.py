@@ -91,6 +91,13 @@ def fmt_rate(bytes_per_s: float) -> str:
     return f"{bytes_per_s / 1e6:.1f} MB/s"
 
 
+def fmt_left(done: int, total: int, rate: float) -> str:
+    """``", 42.0 s left"`` at ``rate`` bytes per second; "" when done or no rate yet."""
+    if rate <= 0 or done >= total:
+        return ""
+    return f", {fmt_secs((total - done) / rate)} left"
+
+
 def fmt_secs(s: float) -> str:
     if s < 120:
         return f"{s:.1f} s"

@@ -26,3 +26,18 @@ def test_bar_names_copy_certify_and_hash() -> None:
     d.event(PhaseReached(phase="hash-compare", detail="disk 1"))
     d.progress(1 << 20, 8 << 20, 0.0)
     assert d.bytes_label.value == "hash: 1.0 MiB of 8.0 MiB"
+
+
+def test_the_bar_and_the_line_say_the_time_left() -> None:
+    """4 MiB of 8 MiB at 2 MB/s: 2.1 s left, in the widget and the headless line; none once
+    done or before a rate is known.  Before: a 2 TB seed showed bytes and a rate and left
+    the operator to divide."""
+    out = io.StringIO()
+    d = Dashboard("sync", headless=True, stream=out, min_interval=0.0)
+    d.event(CycleStarted(number=1, kind="seed"))
+    d.event(DiskPlanned(key=0, mode="full", bytes=8 << 20, extents=1))
+    d.progress(4 << 20, 8 << 20, 2e6)
+    assert d.bytes_label.value == "copy: 4.0 MiB of 8.0 MiB at 2.0 MB/s, 2.1 s left"
+    assert out.getvalue().rstrip().endswith("4.0 MiB of 8.0 MiB  2.0 MB/s, 2.1 s left")
+    d.progress(8 << 20, 8 << 20, 2e6)
+    assert not d.bytes_label.value.endswith("left") and "left" not in out.getvalue().splitlines()[-1]

@@ -34,7 +34,7 @@ from ..engine.progress import (
     event_info,
     format_event,
 )
-from ..units import fmt_bytes, fmt_rate, fmt_secs
+from ..units import fmt_bytes, fmt_left, fmt_rate, fmt_secs
 from . import plots
 from .checklist import StepChecklist
 from .tables import CYCLE_TYPES, PREDICTION_TYPE, cycles_frame
@@ -219,7 +219,7 @@ class Dashboard(Reporter):
             self._show_steps()  # the downtime clock moves with the final copy
         self.bar.value = done / total if total else 1.0
         self.bytes_label.value = f"{self.bar.description}: " + (
-            f"{fmt_bytes(done)} of {fmt_bytes(total)} at {fmt_rate(rate)}"
+            f"{fmt_bytes(done)} of {fmt_bytes(total)} at {fmt_rate(rate)}{fmt_left(done, total, rate)}"
             if rate else f"{fmt_bytes(done)} of {fmt_bytes(total)}"
         )
 

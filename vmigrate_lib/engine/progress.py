@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, TextIO
 
 from ..modes import CycleStatus, DiskMode
-from ..units import fmt_bytes, fmt_rate, fmt_secs
+from ..units import fmt_bytes, fmt_left, fmt_rate, fmt_secs
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,8 @@ class LineReporter(Reporter):
         self._last = now
         self._finished = (done, total) if done >= total else None
         pct = 100.0 * done / total if total else 100.0
-        self._line(f"  {pct:5.1f}%  {fmt_bytes(done)} of {fmt_bytes(total)}  {fmt_rate(rate)}")
+        self._line(f"  {pct:5.1f}%  {fmt_bytes(done)} of {fmt_bytes(total)}  {fmt_rate(rate)}"
+                   f"{fmt_left(done, total, rate)}")
 
 
 def format_event(ev: Event) -> str:
