@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 
@@ -96,6 +97,11 @@ def fmt_left(done: int, total: int, rate: float) -> str:
     if rate <= 0 or done >= total:
         return ""
     return f", {fmt_secs((total - done) / rate)} left"
+
+
+def fmt_utc(epoch: float) -> str:
+    """``2026-12-01T04:30:12Z``: an epoch time as people and ISO 8601 read it."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def fmt_secs(s: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ def _archive_basics(folder: Path, kind: str) -> dict[str, Any]:
     assert "<img" in (folder / f"{kind}.html").read_text()  # PNG inlined, readable offline
     _assert_no_secret(folder)
     run: dict[str, Any] = json.loads((folder / "run.json").read_text())
+    # when it ran, for a person too (jupyter-ux 14: epoch floats only)
+    for key in ("started", "ended"):
+        assert run[f"{key}_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run[key]))
     return run
 
 

@@ -37,7 +37,7 @@ from ..audit.signing import sign_manifest
 from ..audit.summary import add_summary
 from ..engine.workspace import Workspace
 from ..errors import VmigrateError
-from ..units import parse_duration
+from ..units import fmt_utc, parse_duration
 from .audit_outputs import save_audit
 
 
@@ -157,6 +157,9 @@ def seal(folder: Path, record: dict[str, Any], params: Mapping[str, Any]
     """Write ``run.json`` (and ``FAILED``), redact the referenced secrets' values from
     every file, write the manifest, sign it if a key is configured, seal read-only.
     Returns the redactions, the manifest and one line on the signature."""
+    for key in ("started", "ended"):  # the epoch for machines, a UTC time for people
+        if isinstance(record.get(key), (int, float)):
+            record[f"{key}_utc"] = fmt_utc(float(record[key]))
     (folder / "run.json").write_text(json.dumps(record, indent=2, default=str))
     if record["status"] != "ok":
         (folder / "FAILED").write_text(
