@@ -76,6 +76,11 @@ class VsphereHostParams(HostBase):
     #: a VM found running on a delta disk: ConsolidateVMDisks_Task before the first
     #: snapshot (else refused at preflight)
     allow_consolidate: bool = False
+    #: destination: where Bob is registered in vCenter's inventory, as inventory paths
+    #: (``DC/vm/Migrated``, ``DC/host/Cluster/Resources/Pool``); "": the host's
+    #: datacenter's VM folder and its compute resource's root pool
+    vm_folder: str = ""
+    resource_pool: str = ""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class VsphereHost(Host):
         allow_consolidate: bool = False,
     ) -> None:
         self.hp = hp
+        vm_folder, resource_pool = vm_folder or hp.vm_folder, resource_pool or hp.resource_pool
         self._notes: list[str] = []  # for take_notes: what this host changed on its own
         #: where the SSH host mounts datastores by name (ESXi: /vmfs/volumes)
         self.datastore_root = datastore_root
@@ -107,12 +108,12 @@ class VsphereHost(Host):
             #: a VM found running on a delta is consolidated before the first snapshot
             #: (ConsolidateVMDisks_Task) instead of refused
             self.allow_consolidate = allow_consolidate
-            self._vm_folder = (
+            self.vm_folder_ref: Any | None = (
                 register.resolve_entity(self.conn, vm_folder, vim.Folder, "VM folder")
                 if vm_folder
                 else None
             )
-            self._pool = (
+            self.pool_ref: Any | None = (
                 register.resolve_entity(self.conn, resource_pool, vim.ResourcePool, "resource pool")
                 if resource_pool
                 else None
@@ -255,7 +256,7 @@ class VsphereHost(Host):
         host = self._require_host(f"registering {name}")
         ref = register.register(
             self.conn, host, name, datastore, folder, network_map,
-            self._vm_folder, self._pool, self.task_timeout,
+            self.vm_folder_ref, self.pool_ref, self.task_timeout,
         )
         return register.verify_macs(self.conn, ref, name, source)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...errors import DestinationExists, HostApiError, MacMismatch, NotFoundError, VmigrateError
 from ..dspaths import ds_path
-from ..host import VmInfo
+from ..host import HostCheck, VmInfo
 from . import macs
 from ._vmomi import vim
 from .connection import Connection
@@ -38,6 +38,40 @@ def default_placement(conn: Connection, host: Any) -> tuple[Any, Any]:
         return dc.vmFolder, host.parent.resourcePool
 
     return conn.call(run, "finding where to register")
+
+
+def placement_check(conn: Connection, host: Any, vm_folder: Any, pool: Any) -> HostCheck:
+    """The ``vm_folder`` and ``resource_pool`` asked for can take a VM registered on
+    ``host``: the folder in the host's datacenter, the pool in the host's own compute
+    resource (cluster or standalone host).  The vSphere Web Services API says the host "must
+    specify a host that is a member of the ComputeResource indirectly specified by the
+    pool" (Folder.RegisterVM_Task, VirtualMachine.MarkAsVirtualMachine), and refuses
+    otherwise with InvalidArgument; a folder of another datacenter is refused too
+    (DatacenterMismatch).  Registration runs at the cutover, with the source already off:
+    said at preflight instead."""
+
+    def run() -> HostCheck:
+        dc, where = datacenter_of(host), []
+        if vm_folder is not None:
+            if datacenter_of(vm_folder) != dc:
+                return _misplaced(f"VM folder {vm_folder.name} is not in host {host.name}'s "
+                                  "datacenter", "vm_folder")
+            where.append(f"folder {vm_folder.name}")
+        if pool is not None:
+            owner = pool.owner
+            if host not in list(getattr(owner, "host", None) or []):
+                return _misplaced(f"resource pool {pool.name} belongs to {owner.name}, which "
+                                  f"does not hold host {host.name}", "resource_pool")
+            where.append(f"pool {pool.name} of {owner.name}")
+        return HostCheck("placement", True, "Bob is registered in " + ", ".join(where))
+
+    return conn.call(run, "checking where Bob is registered")
+
+
+def _misplaced(what: str, parameter: str) -> HostCheck:
+    return HostCheck("placement", False, what, NotFoundError(
+        what, hint=f"set destination.{parameter} to one on the destination host's side "
+        "(an inventory path), or remove it for the host's default", parameter=parameter))
 
 
 def resolve_entity(conn: Connection, path: str, kind: Any, what: str) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ...errors import DiskChainError, DiskMismatch
 from .. import vmxtext
 from ..host import HostCheck, VmInfo
-from . import checks, snapshots
+from . import checks, register, snapshots
 from .licence import licence_check
 
 if TYPE_CHECKING:
@@ -49,10 +49,13 @@ def destination_checks(host: VsphereHost, vm: VmInfo) -> list[HostCheck]:
     ref = host.host_ref
     if ref is None:
         return []
+    placed = ([register.placement_check(host.conn, ref, host.vm_folder_ref, host.pool_ref)]
+              if host.vm_folder_ref is not None or host.pool_ref is not None else [])
     return [licence_check(host.conn, ref, vm.name),  # RegisterVM, PowerOn: writes
             checks.hardware_version(host.conn, ref, host.name, vm.hardware_version),
             checks.ssh_service(host.conn, ref, host.name),
-            checks.privileges(host.conn, ref, checks.DEST_PRIVILEGES, f"host {host.name}")]
+            checks.privileges(host.conn, ref, checks.DEST_PRIVILEGES, f"host {host.name}"),
+            *placed]
 
 
 def recheck(host: VsphereHost, vm: VmInfo) -> list[HostCheck]:
