@@ -93,10 +93,12 @@ def test_certify_lists_mismatch_and_repairs_on_request(make_lab) -> None:
             run_cycles(m, 1)
         dst = lab.ds_dir("esx-b") / "alice" / "alice-flat.vmdk"
 
-        def corrupt() -> None:  # silent corruption on the destination
+        def corrupt() -> None:  # silent corruption on the destination: bit rot moves no
+            st = os.stat(dst)  # mtime (a write that does is caught before: test_dest_modified)
             with open(dst, "r+b") as f:
                 f.seek(5 * MiB + 123)
                 f.write(b"\xff" * 100)
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
         corrupt()
         with m.workspace:

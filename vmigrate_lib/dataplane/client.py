@@ -337,7 +337,9 @@ def stat_of(r: dict[str, Any]) -> FileStat | None:
     """A stat answer as a FileStat (None: the path does not exist)."""
     if not r["exists"]:
         return None
-    return FileStat(size=r["size"], allocated=r["allocated"], is_dir=r["is_dir"])
+    mtime = r.get("mtime_ns")
+    return FileStat(size=r["size"], allocated=r["allocated"], is_dir=r["is_dir"],
+                    mtime_ns=mtime if isinstance(mtime, int) else None)
 
 
 def sync_write(channel: AgentChannel, ftype: int, path: str, behind: int = 0) -> int:

@@ -24,6 +24,8 @@ class FileStat:
     size: int  #: apparent size in bytes
     allocated: int  #: bytes really allocated (sparse files use less)
     is_dir: bool = False
+    #: last modification (st_mtime_ns); None where the data plane does not say
+    mtime_ns: int | None = None
 
 
 class Chunk:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.host import VMIGRATE_SNAPSHOT_PREFIX, DiskInfo, SnapshotInfo, VmInfo
+from ..dataplane.datastore import Peeked
 from ..errors import (
     Interrupted,
     OperationError,
@@ -170,12 +171,20 @@ def _same_disks(m: Migration, disks: list[DiskInfo]) -> None:
 
 
 def _commit(m: Migration, snap: SnapshotInfo, disks: list[DiskInfo], rec: dict[str, Any]) -> None:
+    """Store the cycle's change ids, and each copy's modification time now that the cycle
+    wrote it last (one round trip: :meth:`Datastore.peek`), which the next cycle checks."""
+    seen = m.dst_ds().peek([m.dest_disk_path(d) for d in disks])
     m.workspace.state.commit_cycle(rec["number"], rec["kind"], rec["snapshot_at"], [
         DiskState(key=d.key, path=d.path, dest_path=m.dest_disk_path(d), capacity=d.capacity,
-                  change_id=snap.change_ids.get(d.key) if d.cbt_enabled else None)
+                  change_id=snap.change_ids.get(d.key) if d.cbt_enabled else None,
+                  dest_mtime_ns=_mtime(seen.get(m.dest_disk_path(d))))
         for d in disks
     ])
     m.workspace.save()
+
+
+def _mtime(peeked: Peeked | None) -> int | None:
+    return peeked.stat.mtime_ns if peeked is not None and peeked.stat is not None else None
 
 
 def _remove_snapshot(m: Migration, snap: SnapshotInfo, failed: BaseException | None) -> None:

@@ -28,12 +28,12 @@ import time
 from typing import Any
 
 from ..control.host import DiskInfo, VmInfo
-from ..dataplane.datastore import Datastore, Files, PeekedFiles
+from ..dataplane.datastore import Datastore, Files, FileStat, PeekedFiles
 from ..errors import DestinationExists, DiskMismatch, VmigrateError
-from ..units import fmt_bytes
+from ..units import fmt_bytes, fmt_utc
 from .claim import claim_path, take_claim
 from .context import OWNER_MARKER, Migration
-from .progress import PhaseReached
+from .progress import PhaseReached, WarningRaised
 
 
 def size_mismatch(m: Migration, d: DiskInfo, dest_size: int) -> DiskMismatch | None:
@@ -185,7 +185,30 @@ def _check_copies(m: Migration, vm: VmInfo, seen: Files) -> dict[int, int | None
             if err is not None:
                 raise err
         sizes[d.key] = None if st is None else st.size
+        _written_since(m, d, st)
     return sizes
+
+
+def _written_since(m: Migration, d: DiskInfo, st: FileStat | None) -> None:
+    """A copy modified after the last committed cycle wrote it (Bob powered on by hand, a
+    tool or a person writing the file): not proven any more, so this cycle reads it whole
+    and rewrites what differs (:meth:`MigrationState.mark_untrusted`).  Without this, a
+    tracked cycle copies only the source's changes and a "changed" certify hashes only
+    those: the stray write would reach the cutover, certified.  Not checked when a killed
+    cycle may have written since (it resumes from its checkpoints)."""
+    state = m.workspace.state
+    ds = state.disk(d.key, d.path)
+    if (state.in_progress is not None or ds is None or not ds.seeded or st is None
+            or ds.dest_mtime_ns is None or st.mtime_ns is None
+            or st.mtime_ns == ds.dest_mtime_ns):
+        return
+    why = (f"copy {m.dest_disk_path(d)} was modified after cycle {ds.last_cycle} wrote it "
+           f"(at {fmt_utc(st.mtime_ns / 1e9)}), not by vmigrate")
+    state.mark_untrusted(d.key, why)
+    m.workspace.journal.append("destination_modified", disk=d.key, path=m.dest_disk_path(d),
+                               committed_mtime_ns=ds.dest_mtime_ns, mtime_ns=st.mtime_ns,
+                               detail=why)
+    m.reporter.event(WarningRaised(message=f"disk {d.key}: {why}; this cycle reads it whole"))
 
 
 def _make_copy(m: Migration, ds: Datastore, d: DiskInfo, size: int | None) -> None:

@@ -66,6 +66,9 @@ class DiskState:
     untrusted: str | None = None  #: why the copy is not proven (certify failed, state edited)
     recheck: str | None = None  #: why this disk is hash-compared next cycle (grown, returned)
     removed: float | None = None  #: when the disk left the source VM (its copy is kept)
+    #: the copy's modification time as the last committed cycle left it: a later one means
+    #: something else wrote it (the next cycle then proves it by reading it)
+    dest_mtime_ns: int | None = None
 
     def is_disk(self, key: int, path: str) -> bool:
         """The same disk: same key, and the same file (or no file recorded yet)."""
@@ -77,7 +80,7 @@ class DiskState:
             "capacity": self.capacity, "change_id": self.change_id, "seeded": self.seeded,
             "last_cycle": self.last_cycle,
         }
-        for name in ("untrusted", "recheck", "removed"):
+        for name in ("untrusted", "recheck", "removed", "dest_mtime_ns"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         return body
@@ -100,6 +103,7 @@ class DiskState:
             untrusted=(None if untrusted is None else
                        "marked untrusted" if untrusted is True else r.str_("untrusted", None)),
             recheck=r.str_("recheck", None), removed=r.float_("removed", None),
+            dest_mtime_ns=r.int_("dest_mtime_ns", None),
         )
 
 
@@ -216,6 +220,7 @@ class MigrationState:
             cur.dest_path, cur.capacity, cur.change_id = d.dest_path, d.capacity, d.change_id
             cur.seeded, cur.last_cycle = True, number
             cur.untrusted = cur.recheck = None
+            cur.dest_mtime_ns = d.dest_mtime_ns
         self.cycles = number
         self.seeded = True
         self.last_snapshot_at = snapshot_at

@@ -25,7 +25,7 @@ class FileOps(object):
         except FileNotFoundError:
             return {"exists": False}
         return {"exists": True, "size": st.st_size, "allocated": st.st_blocks * 512,
-                "is_dir": stat_mod.S_ISDIR(st.st_mode)}
+                "is_dir": stat_mod.S_ISDIR(st.st_mode), "mtime_ns": st.st_mtime_ns}
 
     def op_listdir(self, req):
         return {"names": sorted(os.listdir(self.path(req["path"])))}
