@@ -13,11 +13,13 @@ host shows.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.esxi.conftest import EsxiLab, MiB
-from vmigrate_lib.control.host import PowerState
-from vmigrate_lib.errors import DiskChainError, PowerError, PowerOnQuestion
+from vmigrate_lib.control.host import HostCheck, PowerState
+from vmigrate_lib.errors import DiskChainError, DiskMismatch, PowerError, PowerOnQuestion
 
 
 def test_inventory_power_and_snapshots(esxi_lab: EsxiLab) -> None:
@@ -73,6 +75,33 @@ def test_unregister_register_datastores_and_disks(esxi_lab: EsxiLab) -> None:
         assert bytes(got) == want and any(want)
 
 
+def chain_line(lines: list[HostCheck]) -> HostCheck:
+    (line,) = [c for c in lines if c.name == "disk chain"]
+    return line
+
+
+def test_disks_outside_the_vm_folder_are_refused(esxi_lab: EsxiLab) -> None:
+    """A second disk created on another datastore is ``[ds2] alice/alice.vmdk`` (vSphere
+    names a VM's files after it, in a folder of its name, on whichever datastore holds them:
+    control/placement.py), the first disk's own name: both would be copied into one file
+    on the destination, each cycle overwriting the other.  Before: the esxi host type did
+    not check (only vSphere's did).  The peer's Alice is real; the second disk is given to
+    the check as ``get.config`` would list it (the peer's lab keeps one datastore)."""
+    with esxi_lab.host() as h:
+        vm = h.find_vm("alice")
+        lines = {c.name: c for c in h.migration_checks(vm)}
+        assert lines["disk datastores"].ok and lines["disk placement"].ok, lines
+        other = replace(vm.disks[0], key=2001, datastore="datastore2")
+        two = replace(vm, disks=(*vm.disks, other))
+        lines = {c.name: c for c in h.migration_checks(two)}
+        assert not lines["disk datastores"].ok
+        assert isinstance(lines["disk datastores"].error, DiskMismatch)
+        assert "datastore1, datastore2" in lines["disk datastores"].detail
+        assert not lines["disk placement"].ok
+        assert [c.name for c in h.recheck(two) if not c.ok] == ["disk datastores",
+                                                                 "disk placement"]
+
+
 def test_disk_chain_checks_and_a_question_at_power_on(esxi_lab: EsxiLab) -> None:
     """``get.filelayout``/``get.runtime`` feed the preflight's disk-chain line; a question
     (``vmsvc/message``) holding power-on is named, with how to answer it."""
@@ -80,14 +109,14 @@ def test_disk_chain_checks_and_a_question_at_power_on(esxi_lab: EsxiLab) -> None
     with esxi_lab.host() as h:
         vm = h.find_vm("alice")
         assert h.disk_chains("alice") == {2000: ["[datastore1] alice/alice.vmdk"]}
-        (line,) = h.migration_checks(vm)
+        line = chain_line(h.migration_checks(vm))
         assert (line.name, line.ok) == ("disk chain", True)
         snap = h.create_snapshot("alice", "vmigrate-x", "")
         assert h.disk_chains("alice")[2000][1:] == ["[datastore1] alice/alice-000001.vmdk"]
-        assert h.migration_checks(vm)[0].ok  # a snapshot's delta: the snapshot check judges
+        assert chain_line(h.migration_checks(vm)).ok  # a snapshot's delta: the snapshot check
         h.remove_snapshot("alice", snap.id)
         peer.override("consolidationNeeded", "alice", True)
-        (line,) = h.migration_checks(vm)
+        line = chain_line(h.migration_checks(vm))
         assert not line.ok and isinstance(line.error, DiskChainError)
         assert "consolidation needed" in line.error.message
 

@@ -35,7 +35,7 @@ from ...errors import (
 )
 from ...extents import Extent
 from ...params import EsxiHostParams
-from .. import vmxtext
+from .. import placement, vmxtext
 from ..dspaths import flat_path
 from ..host import (
     DiskInfo,
@@ -185,6 +185,16 @@ class EsxiHost(EsxiSnapshots, Host):
         return rt.get("consolidationNeeded") is True
 
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
+        """Every disk in the VM's folder on one datastore (:mod:`..placement`: two disks
+        of one name on two datastores would be copied into one file), then the chain."""
+        return [placement.disk_datastores(vm), placement.disk_placement(vm),
+                self._chain_check(vm)]
+
+    def recheck(self, vm: VmInfo) -> list[HostCheck]:
+        """Before every cycle: the disks still in the VM's folder (a disk added since)."""
+        return [placement.disk_datastores(vm), placement.disk_placement(vm)]
+
+    def _chain_check(self, vm: VmInfo) -> HostCheck:
         """No disk on a delta that no snapshot explains, no consolidation pending: the
         base vmigrate reads would be stale (real-esxi.md F1).  A delta under a snapshot
         (this migration's leftover) is the preflight's snapshot check's to judge."""
@@ -196,12 +206,12 @@ class EsxiHost(EsxiSnapshots, Host):
         elif deltas and not snaps:
             why = f"on a delta no snapshot explains: {', '.join(deltas)}"
         else:
-            return [HostCheck("disk chain", True, "every disk on its base file" if not deltas
-                              else f"deltas of {len(snaps)} snapshot(s)")]
-        return [HostCheck("disk chain", False, why, DiskChainError(
+            return HostCheck("disk chain", True, "every disk on its base file" if not deltas
+                             else f"deltas of {len(snaps)} snapshot(s)")
+        return HostCheck("disk chain", False, why, DiskChainError(
             f"VM {vm.name}: {why}; vmigrate would read a stale base disk",
             hint="consolidate the VM's disks on the host first (vSphere Client: Snapshots > "
-            "Consolidate), then run again", vm=vm.name, disks=deltas))]
+            "Consolidate), then run again", vm=vm.name, disks=deltas))
 
     # --- change tracking: none through vim-cmd ---------------------------------------
     def enable_change_tracking(self, vm: str) -> VmInfo:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import DiskMismatch, HostNotPrepared, UnsupportedDisk, VmMoved
+from ...errors import HostNotPrepared, UnsupportedDisk, VmMoved
 from ..dspaths import parse_ds_path
 from ..host import HostCheck, VmInfo
 from ._vmomi import vim, vmodl
@@ -90,19 +90,6 @@ def datastore_types(conn: Connection) -> dict[str, str]:
     """Datastore name -> ``summary.type`` (VMFS, NFS, vsan, VVOL...)."""
     return {str(v.get("name")): str(v.get("summary.type") or "")
             for _, v in collect(conn, vim.Datastore, ["name", "summary.type"])}
-
-
-def disk_datastores(vm: VmInfo) -> HostCheck:
-    """One datastore for every disk: vmigrate copies one VM folder to one datastore."""
-    names = sorted({d.datastore for d in vm.disks} | {vm.datastore})
-    if len(names) <= 1:
-        return HostCheck("disk datastores", True, f"every disk on [{vm.datastore}]")
-    return HostCheck("disk datastores", False, f"on {len(names)} datastores: {', '.join(names)}",
-                     DiskMismatch(
-                         f"VM {vm.name} has disks on {len(names)} datastores ({', '.join(names)}); "
-                         f"vmigrate copies one folder to one datastore",
-                         hint="move every disk into the VM's folder (storage migration) first",
-                         vm=vm.name, datastores=names))
 
 
 def privileges(conn: Connection, entity: Any, needed: Sequence[tuple[str, str]],
@@ -222,7 +209,6 @@ __all__ = [
     "OBJECT_DATASTORES",
     "SOURCE_PRIVILEGES",
     "datastore_types",
-    "disk_datastores",
     "disk_kinds",
     "hardware_version",
     "privileges",

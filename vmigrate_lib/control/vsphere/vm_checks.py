@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import DiskChainError, DiskMismatch
-from .. import vmxtext
+from ...errors import DiskChainError
+from .. import placement
 from ..host import HostCheck, VmInfo
 from . import checks, register, snapshots
 from .licence import licence_check
@@ -33,7 +33,7 @@ def vm_checks(host: VsphereHost, vm: VmInfo) -> list[HostCheck]:
     privileges; the SSH service, and the outbound SSH rule direct mode needs."""
     ref = host.vm_ref(vm.name)
     out = host.recheck(vm)
-    out[2:2] = [chain_check(host, vm), checks.disk_datastores(vm)]
+    out[2:2] = [chain_check(host, vm), placement.disk_datastores(vm)]
     out.append(checks.privileges(host.conn, ref, checks.SOURCE_PRIVILEGES, f"VM {vm.name}"))
     if host.host_ref is not None:
         out.append(checks.ssh_service(host.conn, host.host_ref, host.name))
@@ -65,7 +65,7 @@ def recheck(host: VsphereHost, vm: VmInfo) -> list[HostCheck]:
     details = host.disk_details(vm.name)
     return [checks.running_host(vm, host_name),
             checks.disk_kinds(details, checks.datastore_types(host.conn), vm.name),
-            placement_check(vm)]
+            placement.disk_placement(vm)]
 
 
 def chain_check(host: VsphereHost, vm: VmInfo) -> HostCheck:
@@ -82,21 +82,3 @@ def chain_check(host: VsphereHost, vm: VmInfo) -> HostCheck:
         f"VM {vm.name} needs disk consolidation (runtime.consolidationNeeded): its disks "
         f"may run on a delta the snapshot tree no longer shows", vm=vm.name))
     return HostCheck("disk chain", False, what, err)
-
-
-def placement_check(vm: VmInfo) -> HostCheck:
-    """Every disk in the VM's own folder (the cutover copies that folder)."""
-    outside = vmxtext.disks_outside_folder(vm)
-    if not outside:
-        return HostCheck("disk placement", True, f"all disks in [{vm.datastore}] {vm.folder}")
-    listed = ", ".join(outside)
-    return HostCheck(
-        "disk placement", False, f"outside the VM's folder: {listed}",
-        DiskMismatch(
-            f"disks of VM {vm.name} are outside its folder [{vm.datastore}] {vm.folder}: "
-            f"{listed}",
-            hint="move them into the VM's folder (storage migration) first; vmigrate "
-            "copies the VM's own folder",
-            vm=vm.name, disks=outside,
-        ),
-    )
