@@ -196,8 +196,7 @@ def test_licence_refusals_then_cutover(cli: Cli) -> None:
     # (whether the rollback waits for Alice's guest is not seen here: the simulator keeps
     # Tools' last status through a power cycle, so she looks ready at once (the lab's
     # wait_ready waits for its guest process's own boot).  Before, this asserted the starter
-    # had run first, which
-    # held only when its 0.1 s poll happened to catch her power-off and power-on)
+    # had run first, which held only when its 0.1 s poll caught her power-off and power-on)
     with vsim.GuestStarter(cli.src, "alice", after_power_off=True):
         line = one_line_error(cli.vmigrate("cutover", *flags), 1)
     assert "cutover failed at step register and was rolled back: alice is running again" in line
