@@ -98,6 +98,13 @@ def test_killed_after_ready_rollback_needs_consent(synced: Lab) -> None:
         assert r.returncode == 0, r.stderr
     assert "lost" in r.stdout
     assert_alice_back(synced)
+    # Bob ran on the copies: the next cycle reads them whole for that reason, not as a
+    # copy "modified by something other than this migration" (its mtime moved with Bob)
+    r = cli(synced, "sync", "--cycles", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "something other than this migration" not in r.stdout + r.stderr
+    assert not journal(synced, "destination_modified")
+    assert {d["mode"] for d in journal(synced, "cycle")[-1]["disks"]} == {"hash"}
 
 
 def test_no_environment_variable_stops_a_cutover(synced: Lab) -> None:

@@ -198,12 +198,12 @@ def _written_since(m: Migration, d: DiskInfo, st: FileStat | None) -> None:
     cycle may have written since (it resumes from its checkpoints)."""
     state = m.workspace.state
     ds = state.disk(d.key, d.path)
-    if (state.in_progress is not None or ds is None or not ds.seeded or st is None
-            or ds.dest_mtime_ns is None or st.mtime_ns is None
+    if (state.in_progress is not None or ds is None or not ds.seeded or ds.untrusted
+            or st is None or ds.dest_mtime_ns is None or st.mtime_ns is None
             or st.mtime_ns == ds.dest_mtime_ns):
-        return
+        return  # (an untrusted copy, e.g. Bob ran on it before a rollback, is read anyway)
     why = (f"copy {m.dest_disk_path(d)} was modified after cycle {ds.last_cycle} wrote it "
-           f"(at {fmt_utc(st.mtime_ns / 1e9)}), not by vmigrate")
+           f"(at {fmt_utc(st.mtime_ns / 1e9)}), by something other than this migration")
     state.mark_untrusted(d.key, why)
     m.workspace.journal.append("destination_modified", disk=d.key, path=m.dest_disk_path(d),
                                committed_mtime_ns=ds.dest_mtime_ns, mtime_ns=st.mtime_ns,
