@@ -44,6 +44,16 @@ runpy.run_module(args[1], run_name="__main__", alter_sys=True)
 '''
 
 
+def bare_python(folder: Path) -> str:
+    """A ``python`` that runs :data:`BARE` first: no SEEK_DATA, no ctypes."""
+    shim = folder / "bare.py"
+    shim.write_text(BARE)
+    python = folder / "bare-python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
+    python.chmod(0o755)
+    return str(python)
+
+
 def measured(folder: Path) -> tuple[bool, bool]:
     """(SEEK_DATA skips a hole, fallocate --punch-hole frees blocks) on this file system,
     measured without the agent."""
@@ -86,12 +96,7 @@ def test_a_python_without_seek_data_nor_ctypes_still_serves(tmp_path: Path) -> N
     os.SEEK_DATA), as would a hole write (ImportError on ctypes)."""
     root = tmp_path / "ds"
     root.mkdir()
-    shim = tmp_path / "bare.py"
-    shim.write_text(BARE)
-    python = tmp_path / "bare-python"
-    python.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
-    python.chmod(0o755)
-    with AgentDatastore("ds", LocalTransport(str(root), python=str(python))) as ds:
+    with AgentDatastore("ds", LocalTransport(str(root), python=bare_python(tmp_path))) as ds:
         probe = ds.storage_probe()
         assert probe is not None and (probe.seek_data, probe.punch_hole) == (False, False)
         ds.create_disk("d", 4 * MiB)
@@ -135,12 +140,7 @@ def test_holes_do_not_inflate_a_thin_disk_that_cannot_punch(tmp_path: Path) -> N
     unwritten area of a thin file without allocating it (POSIX says it reads zeros)."""
     root = tmp_path / "ds"
     root.mkdir()
-    shim = tmp_path / "bare.py"
-    shim.write_text(BARE)
-    python = tmp_path / "bare-python"
-    python.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
-    python.chmod(0o755)
-    with AgentDatastore("ds", LocalTransport(str(root), python=str(python))) as ds:
+    with AgentDatastore("ds", LocalTransport(str(root), python=bare_python(tmp_path))) as ds:
         ds.create_disk("d", 64 * MiB)
         with ds.open_writer("d") as w:
             w.write(Chunk(0, 2 * MiB, b"\x44" * (2 * MiB)))

@@ -38,7 +38,6 @@ from vmigrate_lib.control import vmxtext
 from vmigrate_lib.control.host import RetirePlan
 from vmigrate_lib.control.vsphere import VsphereHost, checks, macs, retire
 from vmigrate_lib.engine.cutover import CutoverHooks, CutoverOptions, run_cutover, run_rollback
-from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.errors import (
     CutoverError,
@@ -63,21 +62,12 @@ def env(tmp_path: Path, vcsim_binary: Path) -> Iterator[VpxEnv]:
         yield e
 
 
-def preflight_lines(env: VpxEnv, **top: Any) -> tuple[dict[str, str], VmigrateError | None]:
-    m = env.migration(env.params(**top))
-    try:
-        report = run_preflight(m, raise_on_failure=False)
-        return {c.name: c.detail for c in report.checks}, report.first_error()
-    finally:
-        close_migration(m)
-
-
 def test_example_passes_preflight_in_one_vcenter(env: VpxEnv) -> None:
     """examples/vsphere.yaml (one vCenter, no dest_name) passes preflight: with
     ``identity: retire-source`` Alice's own name is Bob's to take.  Before: preflight
     refused with "a VM named alice already exists on host DC0_C0_H0", the wrong host
     (Alice runs on DC0_H0) and no way out but a new name."""
-    lines, err = preflight_lines(env)
+    lines, err = env.preflight_lines()
     assert err is None, err
     assert lines["identity"].startswith(f"retire-source: at cutover alice is renamed {RETIRED}")
     assert "1 NIC(s)" in lines["identity"] and "leaves autostart" in lines["identity"]
@@ -87,14 +77,14 @@ def test_example_passes_preflight_in_one_vcenter(env: VpxEnv) -> None:
 def test_new_name_in_one_vcenter_says_what_to_choose(env: VpxEnv) -> None:
     """identity new-name without dest_name: one line naming the vCenter, Alice's real
     host and both fixes (exit 2: an InputError); a new name passes."""
-    lines, err = preflight_lines(env, **{"cutover.identity": "new-name"})
+    lines, err = env.preflight_lines(**{"cutover.identity": "new-name"})
     assert isinstance(err, IdentityConflict)
     text = err.one_line()
     assert f"VM alice (on host {SRC_HOST}) keeps in the same inventory ({env.sim.url})" in text
     assert DST_HOST not in text
     assert "dest_name" in text and "retire-source" in text
     assert "already exists" not in lines.get("destination name", "")
-    lines, err = preflight_lines(env, **{"cutover.identity": "new-name", "dest_name": "alice-b"})
+    lines, err = env.preflight_lines(**{"cutover.identity": "new-name", "dest_name": "alice-b"})
     assert err is None, err
     assert "alice keeps her name" in lines["identity"] and "MAC" in lines["identity"]
     # the peer's Alice is in her host's autostart (powerOn): left as she is, a restart of
@@ -106,8 +96,8 @@ def test_new_name_in_one_vcenter_says_what_to_choose(env: VpxEnv) -> None:
 def test_name_taken_elsewhere_in_the_vcenter_names_its_host(env: VpxEnv) -> None:
     """Bob's name taken by another VM of the same vCenter: the line names the host that
     VM is on (before: the destination host, DC0_C0_H0, where it is not)."""
-    _lines, err = preflight_lines(env, **{"cutover.identity": "new-name",
-                                          "dest_name": "DC0_H0_VM0"})
+    _lines, err = env.preflight_lines(**{"cutover.identity": "new-name",
+                                       "dest_name": "DC0_H0_VM0"})
     assert err is not None
     assert "a VM named DC0_H0_VM0 already exists on host DC0_H0" in err.one_line()
 
@@ -121,7 +111,7 @@ def test_retire_needs_the_rename_privilege(env: VpxEnv) -> None:
                             *retire.VM_PRIVILEGES, *retire.HOST_PRIVILEGES)
             if p != "VirtualMachine.Config.Rename"]
     env.control("/vmigrate-realhost", op="privileges", user=env.sim.user, privileges=held)
-    lines, err = preflight_lines(env)
+    lines, err = env.preflight_lines()
     assert isinstance(err, HostNotPrepared), err
     assert "VirtualMachine.Config.Rename (renaming the source and noting why)" in err.one_line()
     assert lines["identity"].startswith("retire-source: the API user")

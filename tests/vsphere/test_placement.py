@@ -26,7 +26,6 @@ from pyVmomi import vim
 from tests.vsphere import vsim
 from tests.vsphere.vpxenv import DST_HOST, VpxEnv, vpx_env
 from vmigrate_lib.engine.cutover import CutoverOptions, run_cutover
-from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.sync import run_cycles
 from vmigrate_lib.errors import NotFoundError
 from vmigrate_lib.session import close_migration
@@ -47,15 +46,6 @@ def place(folder: str = "", pool: str = "") -> dict[str, Any]:
             "destination.vm_folder": folder, "destination.resource_pool": pool}
 
 
-def preflight(env: VpxEnv, **top: Any) -> tuple[dict[str, str], Any]:
-    m = env.migration(env.params(**top))
-    try:
-        report = run_preflight(m, raise_on_failure=False)
-        return {c.name: c.detail for c in report.checks}, report.first_error()
-    finally:
-        close_migration(m)
-
-
 def test_bob_lands_in_the_folder_and_pool_asked_for(env: VpxEnv) -> None:
     with vsim.pyvmomi(env.sim) as si:
         dc = vsim.objects(si, vim.Datacenter)[0]
@@ -69,7 +59,7 @@ def test_bob_lands_in_the_folder_and_pool_asked_for(env: VpxEnv) -> None:
                                                         expandableReservation=True,
                                                         shares=vim.SharesInfo(level="normal"))))
     top = place("DC0/vm/Migrated", f"{CLUSTER_POOL}/Wave1")
-    lines, err = preflight(env, **top)
+    lines, err = env.preflight_lines(**top)
     assert err is None, err
     assert lines["placement"] == "Bob is registered in folder Migrated, pool Wave1 of DC0_C0"
     m = env.migration(env.params(**top))
@@ -94,7 +84,7 @@ def test_bob_lands_in_the_folder_and_pool_asked_for(env: VpxEnv) -> None:
 
 def test_a_pool_the_destination_host_is_not_in_is_refused_at_preflight(env: VpxEnv) -> None:
     """The standalone host DC0_H0's pool cannot take a VM registered on DC0_C0_H0."""
-    lines, err = preflight(env, **place(pool="DC0/host/DC0_H0/Resources"))
+    lines, err = env.preflight_lines(**place(pool="DC0/host/DC0_H0/Resources"))
     assert isinstance(err, NotFoundError), err
     assert lines["placement"] == ("resource pool Resources belongs to DC0_H0, which does not "
                                   f"hold host {DST_HOST}")

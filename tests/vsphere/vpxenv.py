@@ -29,8 +29,11 @@ from tests.peers import vcsim as vcsim_peer
 from tests.vsphere import vsim
 from vmigrate_lib.control.vsphere import VsphereHost
 from vmigrate_lib.engine.context import Migration
+from vmigrate_lib.engine.preflight import run_preflight
 from vmigrate_lib.engine.workspace import Workspace
+from vmigrate_lib.errors import VmigrateError
 from vmigrate_lib.params import MigrationParams, VsphereHostParams, merge, validate
+from vmigrate_lib.session import close_migration
 
 MiB = 1 << 20
 CAP = 4 * MiB
@@ -59,6 +62,15 @@ class VpxEnv:
 
     def params(self, **top: Any) -> MigrationParams:
         return validate(self.raw(**top))
+
+    def preflight_lines(self, **top: Any) -> tuple[dict[str, str], VmigrateError | None]:
+        """Preflight of these params (name -> detail of each line) and its first error."""
+        m = self.migration(self.params(**top))
+        try:
+            report = run_preflight(m, raise_on_failure=False)
+            return {c.name: c.detail for c in report.checks}, report.first_error()
+        finally:
+            close_migration(m)
 
     def host(self, hp: VsphereHostParams | Any, cls: type[VsphereHost] = VsphereHost,
              **kw: Any) -> VsphereHost:
