@@ -102,6 +102,19 @@ def test_disks_outside_the_vm_folder_are_refused(esxi_lab: EsxiLab) -> None:
                                                                  "disk placement"]
 
 
+def test_autostart_is_read_with_vim_cmd(esxi_lab: EsxiLab) -> None:
+    """``hostsvc/autostartmanager/get_autostartseq``: Alice starts with her host only with
+    an entry whose startAction is powerOn (an entry set to ``none``, as ESXi's own UI and
+    the Ansible module veksh/ansible-esxi disable one, does not).  Preflight's new-name
+    identity line warns on it (engine/identity.py)."""
+    with esxi_lab.host() as h:
+        assert h.in_autostart("alice") is False  # the empty list
+        esxi_lab.peer.override("autostart", "alice", {"startAction": "powerOn", "startOrder": 1})
+        assert h.in_autostart("alice") is True
+        esxi_lab.peer.override("autostart", "alice", {"startAction": "none", "startOrder": -1})
+        assert h.in_autostart("alice") is False
+
+
 def test_disk_chain_checks_and_a_question_at_power_on(esxi_lab: EsxiLab) -> None:
     """``get.filelayout``/``get.runtime`` feed the preflight's disk-chain line; a question
     (``vmsvc/message``) holding power-on is named, with how to answer it."""

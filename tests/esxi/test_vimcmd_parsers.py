@@ -158,3 +158,28 @@ def test_several_objects_and_questions() -> None:
     assert q is not None and q.id == "0" and "moved or copied" in q.text
     with pytest.raises(VimCmdParseError, match="vmsvc/message 3"):
         vimcmd.parse_message("Something else\n", 3)
+
+
+def test_an_array_printed_alone() -> None:
+    """``hostsvc/autostartmanager/get_autostartseq`` prints one array of AutoPowerInfo, or
+    ``(vim.host.AutoStartManager.AutoPowerInfo) []`` when empty (the shapes the Ansible
+    module veksh/ansible-esxi library/esxi_autostart.py reads; no raw output was found,
+    so these are written from that reader, in the grammar of the fixtures above; a field
+    line ending in ", " is read too, since the parser strips each line)."""
+    empty = "(vim.host.AutoStartManager.AutoPowerInfo) []\n"
+    assert vimcmd.parse_vmodl_array("c", empty) == []
+    two = ("(vim.host.AutoStartManager.AutoPowerInfo) [\n"
+           "   (vim.host.AutoStartManager.AutoPowerInfo) {\n"
+           "      key = 'vim.VirtualMachine:3', \n      startOrder = 1, \n"
+           "      startAction = \"powerOn\", \n      stopAction = \"systemDefault\"\n   }, \n"
+           "   (vim.host.AutoStartManager.AutoPowerInfo) {\n"
+           "      key = 'vim.VirtualMachine:7',\n      startOrder = -1,\n"
+           "      startAction = \"none\"\n   }\n]\n")
+    first, second = vimcmd.parse_vmodl_array("c", two)
+    assert (first.get("key"), first.get("startOrder"), first.get("startAction")) == (
+        "vim.VirtualMachine:3", 1, "powerOn")
+    assert (second.get("key"), second.get("startAction")) == ("vim.VirtualMachine:7", "none")
+    with pytest.raises(VimCmdParseError, match="more output after the array"):
+        vimcmd.parse_vmodl_array("c", empty + "stray\n")
+    with pytest.raises(VimCmdParseError, match="expected"):
+        vimcmd.parse_vmodl_array("c", "Autostart is off\n")

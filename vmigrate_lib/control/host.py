@@ -321,6 +321,11 @@ class Host(abc.ABC):
         (a storage vMotion moves them).  The default has nothing to recheck."""
         return []
 
+    def in_autostart(self, vm: str) -> bool | None:
+        """Whether this host powers ``vm`` on when it starts (its autostart list, with
+        start action power-on); None (the default) when this host cannot say."""
+        return None
+
     def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
         """What retiring ``vm`` (off) would change, read without changing anything:
         renamed ``new_name``, NICs not connected at power-on, out of autostart,

@@ -103,14 +103,13 @@ def _new_name_check(m: Migration, vm: VmInfo) -> HostCheck:
 
 def _autostart_warning(m: Migration, vm: VmInfo) -> str:
     """What a source host's restart would do to Alice left as she is: power her on beside
-    Bob, with his MAC addresses, when she is in its autostart list (vSphere:
-    HostAutoStartManager; read through :meth:`Host.retire_plan`, which changes nothing).
-    Hosts that cannot say (no retire plan) add nothing."""
+    Bob, with his MAC addresses, when she is in its autostart list
+    (:meth:`Host.in_autostart`).  Hosts that cannot say add nothing."""
     try:
-        plan = m.source.retire_plan(vm.name, retired_name(m), retire_note(m))
+        started = m.source.in_autostart(vm.name)
     except VmigrateError:
         return ""
-    if plan is None or not plan.saved.get("autostart"):
+    if not started:
         return ""
     return (f"; WARNING: {vm.name} is in host {vm.host}'s autostart list, so a restart of that "
             "host would power her on beside the copy: remove her autostart entry after the "

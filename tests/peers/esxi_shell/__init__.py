@@ -60,7 +60,8 @@ class EsxiPeer:
 
     def override(self, kind: str, vm: str, value: object) -> None:
         """Make the host show ``kind`` for ``vm``: ``question`` ([id, text]: a question
-        holds power-on until answered) or ``consolidationNeeded`` (True)."""
+        holds power-on until answered), ``consolidationNeeded`` (True) or ``autostart``
+        ({"startAction": ..., "startOrder": ...}: its entry in the host's autostart list)."""
         p = self.workdir / "overrides.json"
         data = json.loads(p.read_text()) if p.exists() else {}
         data.setdefault(kind, {})[vm] = value

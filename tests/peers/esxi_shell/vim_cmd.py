@@ -196,6 +196,31 @@ class Peer:
         p = self.ids.path.with_name("overrides.json")
         return json.loads(p.read_text()) if p.exists() else {}
 
+    def get_autostartseq(self) -> int:
+        """The host's autostart entries, set by a test (``overrides.json`` "autostart": VM
+        name -> startAction, startOrder), in the vmodl grammar (*guess* for the exact text:
+        the fields are the vSphere API's HostAutoStartManager.AutoPowerInfo, and the public
+        Ansible module veksh/ansible-esxi library/esxi_autostart.py (load_startup_list)
+        reads ``key = 'vim.VirtualMachine:<vmid>'``, ``startOrder``, ``startAction`` and
+        an empty list printed ``(vim.host.AutoStartManager.AutoPowerInfo) []``)."""
+        entries = self.overrides().get("autostart", {})
+        if not entries:
+            print("(vim.host.AutoStartManager.AutoPowerInfo) []")
+            return 0
+        out = ["(vim.host.AutoStartManager.AutoPowerInfo) ["]
+        with self.ids as ids:
+            items = [(ids.vmid(name), e) for name, e in entries.items()]
+        for i, (vmid, e) in enumerate(items):
+            out += ["   (vim.host.AutoStartManager.AutoPowerInfo) {",
+                    f"      key = 'vim.VirtualMachine:{vmid}',",
+                    f"      startOrder = {e.get('startOrder', 1)},", "      startDelay = -1,",
+                    '      waitForHeartbeat = "systemDefault",',
+                    f"      startAction = {q(e.get('startAction', 'powerOn'))},",
+                    "      stopDelay = -1,", '      stopAction = "systemDefault"',
+                    "   }," if i < len(items) - 1 else "   }"]
+        print("\n".join([*out, "]"]))
+        return 0
+
     def get_filelayout(self, vm: str) -> int:
         """The VM's FileInfo and FileLayout (*guess*: Apache VCL's reader shows both types
         and these fields; the header lines are not known).  A disk's chain is its base
@@ -342,6 +367,8 @@ def main(argv: list[str]) -> int:
         return peer.getallvms()
     if cmd == "solo/registervm" and args:
         return peer.registervm(args)
+    if cmd == "hostsvc/autostartmanager/get_autostartseq":
+        return peer.get_autostartseq()
     by_vm: dict[str, Callable[[str, list[str]], int]] = {
         "vmsvc/power.getstate": lambda vm, a: peer.getstate(vm),
         "vmsvc/power.on": lambda vm, a: peer.power(vm, "on"),

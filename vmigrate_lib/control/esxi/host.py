@@ -190,6 +190,17 @@ class EsxiHost(EsxiSnapshots, Host):
         return [placement.disk_datastores(vm), placement.disk_placement(vm),
                 self._chain_check(vm)]
 
+    def in_autostart(self, vm: str) -> bool | None:
+        """``vim-cmd hostsvc/autostartmanager/get_autostartseq``: an entry keyed
+        ``'vim.VirtualMachine:<vmid>'`` whose ``startAction`` is powerOn (an entry set to
+        ``none``, or ``PowerOff`` as some tools disable one, does not start the VM)."""
+        key = f"vim.VirtualMachine:{self.vmid(vm)}"
+        r = self.shell.vim_cmd("hostsvc/autostartmanager/get_autostartseq")
+        for entry in vimcmd.parse_vmodl_array(r.shown, r.stdout):
+            if isinstance(entry, vimcmd.VmodlObject) and entry.get("key") == key:
+                return str(entry.get("startAction", "")).lower() == "poweron"
+        return False
+
     def recheck(self, vm: VmInfo) -> list[HostCheck]:
         """Before every cycle: the disks still in the VM's folder (a disk added since)."""
         return [placement.disk_datastores(vm), placement.disk_placement(vm)]

@@ -55,6 +55,7 @@ class VimCmdFault:
 
 _OPEN_OBJ = re.compile(r"^\((?P<type>[\w.]+)\) \{$")
 _OPEN_ARR = re.compile(r"^\((?P<type>[\w.\[\]]+)\) \[$")
+_EMPTY_ARR = re.compile(r"^\((?P<type>[\w.\[\]]+)\) \[\]$")
 _FIELD = re.compile(r"^(?P<name>[A-Za-z_]\w*) = (?P<value>.*?)$")
 _NULL = re.compile(r"^\([\w.\[\]]+\) null$")
 _REF = re.compile(r"^'(?P<ref>[\w.]+:[^']*)'$")
@@ -149,6 +150,25 @@ def parse_vmodl(command: str, text: str, header: str | None = None) -> VmodlObje
     if reader.i != len(lines):
         raise reader.error("more output after the data object")
     return obj
+
+
+def parse_vmodl_array(command: str, text: str) -> list[Any]:
+    """The one array ``text`` prints: ``(type) [`` items ``]``, or ``(type) []`` when empty
+    (``hostsvc/autostartmanager/get_autostartseq``)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise parse_error(command, text, "no array")
+    reader = _Lines(lines, command, text)
+    first = reader.next()
+    if _EMPTY_ARR.match(first):
+        items: list[Any] = []
+    elif _OPEN_ARR.match(first):
+        items = _array(reader)
+    else:
+        raise reader.error("expected '(type) ['")
+    if reader.i != len(lines):
+        raise reader.error("more output after the array")
+    return items
 
 
 def parse_vmodl_objects(command: str, text: str) -> list[VmodlObject]:

@@ -296,6 +296,12 @@ class VsphereHost(Host):
         return notes
 
     # --- retiring the source (cutover.identity: retire-source; :mod:`.retire`) ---------
+    def in_autostart(self, vm: str) -> bool | None:
+        """From the VM's host's HostAutoStartManager (its powerInfo entry for the VM)."""
+        entry = self.conn.call(lambda: retire.autostart_entry(self.vm_ref(vm)),
+                               f"reading the autostart of {vm}")
+        return entry is not None and str(entry.get("startAction", "")).lower() == "poweron"
+
     def retire_plan(self, vm: str, new_name: str, note: str) -> RetirePlan | None:
         """Reads her NICs' start-connected flags, autostart entry and annotation."""
         return retire.plan(self.conn, self.vm_ref(vm), new_name, note)
