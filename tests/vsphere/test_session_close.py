@@ -48,3 +48,39 @@ def test_a_workspace_that_cannot_be_read_logs_out(tmp_path: Path, vcsim_binary: 
             with pytest.raises(StateCorrupt):
                 open_migration(validate(raw))
             assert sessions() == before
+
+
+def test_a_failing_keepalive_is_said_once_and_its_recovery(
+        tmp_path: Path, vcsim_binary: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The keep-alive (a call every few minutes so vCenter does not end an idle session)
+    failed in silence: the session could idle out and nothing said why.  Now its first
+    failure is one warning (the CLI prints library warnings as ``vmigrate: warning:``
+    lines), not one per beat, and its recovery another.  The simulator stopped (SIGSTOP)
+    plays a host that stops answering, then resumes (SIGCONT)."""
+    import logging
+    import signal
+    import time
+
+    from vmigrate_lib.control.vsphere.connection import Connection
+
+    with vcsim_peer.run_vcsim(binary=vcsim_binary) as sim:
+        monkeypatch.setenv(vsim.PW_ENV, sim.password)
+        hp = validate({"vm": "a", "workspace": str(tmp_path / "ws"),
+                       "source": {"type": "vsphere", "url": sim.url, "host": "x",
+                                  "user": sim.user, "password_env": vsim.PW_ENV,
+                                  "verify_tls": False},
+                       "destination": {"type": "lab", "host": "b"}}).source
+        caplog.set_level(logging.WARNING, logger="vmigrate.vsphere")
+        conn = Connection(hp, keepalive=0.2, call_timeout=0.5)  # type: ignore[arg-type]
+        try:
+            sim.proc.send_signal(signal.SIGSTOP)
+            time.sleep(2.5)  # several beats, each timing out
+            sim.proc.send_signal(signal.SIGCONT)
+            time.sleep(1.5)
+        finally:
+            sim.proc.send_signal(signal.SIGCONT)
+            conn.close()
+    said = [r.getMessage() for r in caplog.records if "keep-alive" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "failed" in said[0] and said[1].endswith("answers again"), said

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -17,6 +18,8 @@ from ..errors import VmigrateError
 from ..extents import Extent
 from ..modes import DiskFormat, SshMode
 from .deltas import DeltaExtents
+
+log = logging.getLogger("vmigrate.dataplane")
 
 
 @dataclass(frozen=True)
@@ -216,11 +219,12 @@ class ExtentWriter(abc.ABC):
             self.abort()
 
     def abort(self) -> None:
-        """End the stream after an error, without waiting for acknowledgements."""
+        """End the stream after an error, without waiting for acknowledgements (a failure
+        to close is logged: the first error is the one raised)."""
         try:
             self.close()
-        except Exception:
-            pass
+        except Exception as exc:
+            log.debug("closing a write stream after an error failed: %s", exc)
 
 
 class Datastore(abc.ABC):

@@ -306,11 +306,22 @@ class Connection:
         )
 
     def _keepalive_loop(self, interval: float) -> None:
+        """Keep the session from idling out (vCenter ends an idle one); a failed keep-alive
+        is logged once per run of failures (the next real call then says what is wrong),
+        and its recovery too, instead of passing in silence."""
+        failing = False
         while not self._stop.wait(interval):
             try:
                 self.call(lambda: self.si.CurrentTime(), "keep-alive")
-            except Exception:
-                pass
+            except Exception as exc:
+                if not failing and not self._stop.is_set():
+                    log.warning("keep-alive to %s failed: %s; the session may idle out",
+                                self.where, exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("keep-alive to %s answers again", self.where)
+                failing = False
 
     def close(self) -> None:
         self._stop.set()
@@ -319,8 +330,8 @@ class Connection:
             self._keepalive = None
         try:
             Disconnect(self.si)
-        except Exception:
-            pass
+        except Exception as exc:  # the session ends with the host's idle timeout anyway
+            log.debug("logging out of %s failed: %s", self.where, exc)
         self._password = ""
 
 
