@@ -73,14 +73,22 @@ def test_a_failing_keepalive_is_said_once_and_its_recovery(
                        "destination": {"type": "lab", "host": "b"}}).source
         caplog.set_level(logging.WARNING, logger="vmigrate.vsphere")
         conn = Connection(hp, keepalive=0.2, call_timeout=0.5)  # type: ignore[arg-type]
+        def said() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "keep-alive" in r.getMessage()]
+
+        def wait_for(n: int) -> None:  # a loaded machine is slow, not wrong
+            deadline = time.monotonic() + 30
+            while len(said()) < n and time.monotonic() < deadline:
+                time.sleep(0.1)
+
         try:
             sim.proc.send_signal(signal.SIGSTOP)
-            time.sleep(2.5)  # several beats, each timing out
+            wait_for(1)
+            time.sleep(1.5)  # several more beats time out: still one line
             sim.proc.send_signal(signal.SIGCONT)
-            time.sleep(1.5)
+            wait_for(2)
         finally:
             sim.proc.send_signal(signal.SIGCONT)
             conn.close()
-    said = [r.getMessage() for r in caplog.records if "keep-alive" in r.getMessage()]
-    assert len(said) == 2, said
-    assert "failed" in said[0] and said[1].endswith("answers again"), said
+    assert len(said()) == 2, said()
+    assert "failed" in said()[0] and said()[1].endswith("answers again"), said()
