@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..engine.cycle_records import CYCLE_RECORD_TYPES, cycle_records
+from ..engine.workspace import journal_records
 from ..errors import OperationError
 
 #: Journal record types that describe sync cycles, not steps.
@@ -48,15 +49,7 @@ def read_journal(path: Path, since: int = 0) -> list[dict[str, Any]]:
             data = f.read()
     except OSError as exc:
         raise AuditError(f"cannot read journal {path}: {exc.strerror}", path=str(path)) from exc
-    out: list[dict[str, Any]] = []
-    for line in data.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    return list(journal_records(data.splitlines()))
 
 
 def _ts(value: Any) -> pd.Timestamp | None:

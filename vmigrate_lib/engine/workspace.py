@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +23,7 @@ from ..atomicfile import write_all, write_atomic
 from ..errors import OperationError, PartialWrite, WorkspaceMismatch
 from .state import STATE_VERSION, MigrationState, parse
 
-__all__ = ["STATE_VERSION", "Journal", "Workspace"]
+__all__ = ["STATE_VERSION", "Journal", "Workspace", "journal_records"]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -82,19 +82,25 @@ class Journal:
     def records(self, type_: str | None = None) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn line after a crash: skip it
-                if not isinstance(rec, dict):
-                    continue
+        with open(self.path, "rb") as f:
+            for rec in journal_records(f):
                 if type_ is None or rec.get("type") == type_:
                     yield rec
+
+
+def journal_records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The records of journal lines: a torn line (a crash mid-append) or one that is not a
+    JSON object is skipped, as every reader of a journal must."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8", "replace"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            yield rec
 
 
 class Workspace:
