@@ -23,6 +23,7 @@ from ..errors import (
     ToolsUnavailable,
     VmigrateError,
 )
+from ..modes import CertifyMode, ReadyMode
 from ..params import CutoverParams
 from ..units import fmt_secs
 from .claim import take_claim
@@ -50,14 +51,14 @@ class CutoverOptions:
     max_sync_age: float = 600.0  #: the last sync must be at most this old, seconds
     shutdown_timeout: float = 300.0
     allow_hard_poweroff: bool = False
-    certify: str = "changed"  #: none | changed | full, on the final delta
+    certify: CertifyMode = "changed"  #: none | changed | full, on the final delta
     network_map: Mapping[str, str] = field(default_factory=dict)
     probes: tuple[int, ...] = ()  #: TCP ports on the new VM that must accept a connection
     probe_command: str | None = None
     probe_host: str | None = None  #: address to probe; None = the VM's reported IP
     probe_timeout: float = 60.0
     ready_timeout: float = 600.0
-    ready: str = "auto"  #: auto | tools | power-and-probes (how Bob counts as ready)
+    ready: ReadyMode = "auto"  #: auto | tools | power-and-probes (how Bob counts as ready)
     rollback_grace: float = 60.0  #: Bob ran longer: a failure stops, never rolls back itself
     full_certify_within: int = 3  #: go/no-go: a whole-disk proof in the last N cycles (0: off)
     shutdown_s: float | None = DEFAULT_SHUTDOWN_S  #: planner: until a cutover measured it
