@@ -123,11 +123,10 @@ class Migration:
         with self._spare_lock:
             taken, self._closed_events = self._closed_events, []
             spares = [p for free in self._spare_pairs.values() for p in free]
-        for name, ds in self._src_ds.items():
-            taken += [{"side": "source", "datastore": name, **e} for e in ds.take_events()]
+        for ds in self._src_ds.values():
+            taken += _tagged("source", ds)
         if self._dst_ds is not None:
-            taken += [{"side": "destination", "datastore": self._dst_ds.name, **e}
-                      for e in self._dst_ds.take_events()]
+            taken += _tagged("destination", self._dst_ds)
         for pair in spares:
             taken += _pair_events(pair)
         return taken
@@ -171,7 +170,11 @@ def _close_pair(pair: tuple[Datastore, Datastore]) -> None:
         pair[0].close()
 
 
+def _tagged(side: str, ds: Datastore, **extra: str) -> list[dict[str, Any]]:
+    """``ds``'s events since the last call, each with its side and datastore."""
+    return [{"side": side, "datastore": ds.name, **extra, **e} for e in ds.take_events()]
+
+
 def _pair_events(pair: tuple[Datastore, Datastore]) -> list[dict[str, Any]]:
-    return [{"side": side, "datastore": ds.name, "stream": "parallel", **e}
-            for side, ds in zip(("source", "destination"), pair, strict=True)
-            for e in ds.take_events()]
+    return [*_tagged("source", pair[0], stream="parallel"),
+            *_tagged("destination", pair[1], stream="parallel")]

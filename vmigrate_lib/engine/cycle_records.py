@@ -96,8 +96,7 @@ class CycleRecord:
 
     @property
     def reconnects(self) -> int:
-        """Connections to an agent lost and made again during the cycle."""
-        return sum(e.get("event") == "reconnect" for e in self.dataplane_events)
+        return reconnects(self.dataplane_events)
 
     @property
     def certify_result(self) -> str:
@@ -157,6 +156,11 @@ class CycleRecord:
             extents=_int(rec.get("extents")), throughput=_num(rec.get("throughput")),
             dataplane_events=[e for e in events if isinstance(e, dict)],
         )
+
+
+def reconnects(events: Iterable[Mapping[str, Any]]) -> int:
+    """Connections to an agent lost and made again, among a cycle's data-plane events."""
+    return sum(e.get("event") == "reconnect" for e in events)
 
 
 def cycle_records(records: Iterable[Mapping[str, Any]]) -> list[CycleRecord]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, TextIO
 
 from ..modes import CycleStatus, DiskMode
 from ..units import fmt_bytes, fmt_left, fmt_rate, fmt_secs
+from .cycle_records import reconnects
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def format_event(ev: Event) -> str:
         info = ev.record
         cert = info.get("certify") or {}
         verdict = cert.get("result", "not certified")
-        lost = sum(e.get("event") == "reconnect" for e in info.get("dataplane_events", ()))
+        lost = reconnects(info.get("dataplane_events", ()))
         return (
             f"cycle {info.get('number')} ({info.get('kind')}) done in "
             f"{fmt_secs(info.get('duration', 0.0))}: changed {fmt_bytes(info.get('bytes_changed', 0))}, "

@@ -187,8 +187,7 @@ class EsxiHost(EsxiSnapshots, Host):
     def migration_checks(self, vm: VmInfo) -> list[HostCheck]:
         """Every disk in the VM's folder on one datastore (:mod:`..placement`: two disks
         of one name on two datastores would be copied into one file), then the chain."""
-        return [placement.disk_datastores(vm), placement.disk_placement(vm),
-                self._chain_check(vm)]
+        return [*self.recheck(vm), self._chain_check(vm)]
 
     def in_autostart(self, vm: str) -> bool | None:
         """``vim-cmd hostsvc/autostartmanager/get_autostartseq``: an entry keyed

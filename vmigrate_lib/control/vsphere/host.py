@@ -78,8 +78,6 @@ class VsphereHost(Host):
         transport_factory: TransportFactory | None = None,
         password: str | None = None,
         keepalive: float | None = KEEPALIVE_INTERVAL,
-        vm_folder: str = "",
-        resource_pool: str = "",
         task_timeout: float = 300.0,
         snapshot_timeout: float = snapshots.CREATE_TIMEOUT,
         datastore_root: str = VMFS_ROOT,
@@ -88,7 +86,6 @@ class VsphereHost(Host):
         allow_consolidate: bool = False,
     ) -> None:
         self.hp = hp
-        vm_folder, resource_pool = vm_folder or hp.vm_folder, resource_pool or hp.resource_pool
         self._notes: list[str] = []  # for take_notes: what this host changed on its own
         #: where the SSH host mounts datastores by name (ESXi: /vmfs/volumes)
         self.datastore_root = datastore_root
@@ -109,13 +106,14 @@ class VsphereHost(Host):
             #: (ConsolidateVMDisks_Task) instead of refused
             self.allow_consolidate = allow_consolidate
             self.vm_folder_ref: Any | None = (
-                register.resolve_entity(self.conn, vm_folder, vim.Folder, "VM folder")
-                if vm_folder
+                register.resolve_entity(self.conn, hp.vm_folder, vim.Folder, "VM folder")
+                if hp.vm_folder
                 else None
             )
             self.pool_ref: Any | None = (
-                register.resolve_entity(self.conn, resource_pool, vim.ResourcePool, "resource pool")
-                if resource_pool
+                register.resolve_entity(self.conn, hp.resource_pool, vim.ResourcePool,
+                                        "resource pool")
+                if hp.resource_pool
                 else None
             )
         except BaseException:
