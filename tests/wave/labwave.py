@@ -92,3 +92,22 @@ def cut_over_workspace(root: Path, vm: str, status: CutoverStatus = "done",
             prediction={"predicted_downtime": 6.0},
             reason=None if status == "done" else "probes failed: app check")
         ws.save()
+
+
+def wave_story(wave_dir: Path, lines: int = 12) -> str:
+    """The wave's journal tail and each VM log's tail: what a failed or stuck wave test
+    prints, since CI keeps no files."""
+    out = []
+    journal = wave_dir / "journal.jsonl"
+    if journal.exists():
+        out += ["journal:", *journal.read_text().splitlines()[-3 * lines:]]
+    for log in sorted((wave_dir / "logs").glob("*.log")):
+        out += [f"{log.name}:", *log.read_text(errors="replace").splitlines()[-lines:]]
+    return "\n".join(out)
+
+
+def kernel_crosstalk(wave_dir: Path) -> list[str]:
+    """VM log lines that show a runbook's client reaching another runbook's kernel."""
+    return [f"{log.name}: {ln.strip()}" for log in sorted((wave_dir / "logs").glob("*.log"))
+            for ln in log.read_text(errors="replace").splitlines()
+            if "Invalid Signature" in ln or "Kernel didn't respond" in ln]

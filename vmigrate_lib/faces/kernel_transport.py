@@ -1,20 +1,75 @@
-"""The runner's kernels talk over Unix sockets, not TCP.
+"""The runner's kernels talk over Unix sockets, not TCP, each kernel on its own sockets.
 
 ipykernel warns on every start over TCP without CurveZMQ keys ("Kernel is running over
 TCP without encryption ... Use IPC transport", ``ipykernel/kernelapp.py``), and the
 warning landed as a red stderr block in every notebook that runs a runbook.  With
-jupyter_client's ``ipc`` transport the sockets are files beside the kernel's connection
-file in the private Jupyter runtime folder, reachable only by their owner, so the
-warning's cause is gone rather than hidden.
+jupyter_client's ``ipc`` transport the warning's cause is gone rather than hidden.
+
+Where the sockets go matters.  jupyter_client names them after the connection file, but
+its default for ``ip`` is read before papermill's manager has a connection file, and then
+it is the relative ``kernel-ipc`` (``jupyter_client/connect.py``, ``_ip_default``): every
+kernel started from one folder bound ``kernel-ipc-1`` .. ``-5`` in that folder.  A wave
+runs several runbooks at once from one folder, so a kernel's client reached another
+kernel's sockets: ``ValueError: Invalid Signature`` in the VM logs, "Kernel didn't respond
+in 60 seconds", and a client waiting for a reply that never comes.  A folder other users
+can write was also a place where another user could bind those names first.  Each kernel
+here gets its own names in the private Jupyter runtime folder (0700, as jupyter_client
+makes it for connection files), or in a private temporary folder when that path would be
+too long for a Unix socket.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import uuid
+
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import CaselessStrEnum
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import CaselessStrEnum, Unicode, default
+
+#: A Unix socket's path must fit ``sun_path`` (108 bytes on Linux, with its NUL); the
+#: longest name here is ``<base>-ipc-<port>`` with a port of up to 5 digits.
+SUN_PATH_MAX = 107
+_SUFFIX_MAX = len("-ipc-65535")
+
+
+def private_dir(path: str) -> str:
+    """``path``, made if missing (0700); refused unless it is this user's own and private."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user; set JUPYTER_RUNTIME_DIR")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 class IpcKernelManager(AsyncKernelManager):
-    """jupyter_client's kernel manager with ``transport = "ipc"`` by default."""
+    """jupyter_client's kernel manager with ``transport = "ipc"`` by default, and socket
+    names of its own in a private folder."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    #: a temporary folder made for this kernel's sockets (removed with them), if any
+    own_dir = Unicode("")
+
+    @default("ip")
+    def _unique_ip(self) -> str:
+        if self.transport != "ipc":
+            return str(super()._ip_default())
+        name = f"kernel-{uuid.uuid4().hex[:16]}"
+        if self.connection_file:
+            base = os.path.splitext(self.connection_file)[0]
+        else:
+            base = os.path.join(private_dir(jupyter_runtime_dir()), name)
+        if len(os.fsencode(base)) + _SUFFIX_MAX > SUN_PATH_MAX:
+            self.own_dir = tempfile.mkdtemp(prefix="vmigrate-k-")  # 0700
+            base = os.path.join(self.own_dir, name)
+        return base + "-ipc"
+
+    def cleanup_ipc_files(self) -> None:
+        super().cleanup_ipc_files()
+        if self.own_dir:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+            self.own_dir = ""
