@@ -24,6 +24,8 @@ import os
 import shutil
 import tempfile
 import uuid
+import weakref
+from typing import Any, ClassVar
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
@@ -53,6 +55,8 @@ class IpcKernelManager(AsyncKernelManager):
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
     #: a temporary folder made for this kernel's sockets (removed with them), if any
     own_dir = Unicode("")
+    #: the managers whose kernel is up, for :func:`live_kernel_groups`
+    started: ClassVar[weakref.WeakSet[IpcKernelManager]] = weakref.WeakSet()
 
     @default("ip")
     def _unique_ip(self) -> str:
@@ -68,8 +72,27 @@ class IpcKernelManager(AsyncKernelManager):
             base = os.path.join(self.own_dir, name)
         return base + "-ipc"
 
+    async def _async_post_start_kernel(self, **kw: Any) -> None:
+        await super()._async_post_start_kernel(**kw)
+        IpcKernelManager.started.add(self)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        IpcKernelManager.started.discard(self)
+        await super()._async_cleanup_resources(restart=restart)
+
     def cleanup_ipc_files(self) -> None:
         super().cleanup_ipc_files()
         if self.own_dir:
             shutil.rmtree(self.own_dir, ignore_errors=True)
             self.own_dir = ""
+
+
+def live_kernel_groups() -> list[int]:
+    """The process groups of the kernels this process started and has not shut down (a
+    kernel runs in its own session: jupyter_client's launcher, ``start_new_session``)."""
+    groups = []
+    for km in list(IpcKernelManager.started):
+        pgid = getattr(km.provisioner, "pgid", None) if km.provisioner is not None else None
+        if isinstance(pgid, int) and pgid > 0:
+            groups.append(pgid)
+    return groups

@@ -37,6 +37,7 @@ from ..params import LabHostParams
 from ..params.paramfile import shown
 from ..params.paths import project_root
 from .executed import mark_failed, read_result
+from .kernel_interrupt import KernelInterrupt
 from .kernel_transport import IpcKernelManager
 from .run_archive import (
     archive_outputs,
@@ -294,14 +295,15 @@ def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, k
     out_nb = folder / f"{kind}.ipynb"
     started = time.time()
     status, error = "ok", None
+    interrupt = KernelInterrupt()
     try:
-        with _headless_env():
+        with _headless_env(), interrupt.installed():
             pm.execute_notebook(
                 str(source), str(out_nb), parameters=injected(kind, params), kernel_name=kernel,
                 cwd=str(cwd), progress_bar=False, stdout_file=stream, stderr_file=stream,
                 request_save_on_cell_execute=True, execution_timeout=cell_timeout,
                 extra_arguments=history_off_args(kernel), ipython_hist_file="",
-                kernel_manager_class=IpcKernelManager,
+                kernel_manager_class=IpcKernelManager, on_cell_start=interrupt.on_cell_start,
             )
     except PapermillExecutionError as exc:
         status = "failed"
@@ -317,10 +319,14 @@ def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, k
         error = {"error": "DeadKernelError", "message": f"the kernel died: {exc}",
                  "exit_code": 1}
         mark_failed(out_nb, source, params, status, error["message"])
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, errors.Interrupted):  # the CLI's, or before a cell started
         status = "failed"
         error = {"error": "Interrupted", "message": "the run was interrupted", "exit_code": 130}
         mark_failed(out_nb, source, params, status, error["message"])
+    if interrupt.requested and error is not None:  # the cell's own interrupt, passed on
+        said = f" ({error['error']}: {error['message']})" if error.get("message") else ""
+        error.update(error="Interrupted", message=f"the run was interrupted{said}",
+                     exit_code=errors.Interrupted.exit_code)
     ended = time.time()
     if not out_nb.exists():  # papermill failed before writing anything
         nbformat = nbformat_module()

@@ -5,7 +5,8 @@ Each step is the ordinary CLI (``vmigrate run sync|cutover``, ``vmigrate sync``,
 operator's commands would, in the VM's own workspace with its own evidence.  A child
 gets SIGTERM when the wave run dies (Linux ``PR_SET_PDEATHSIG``): a killed wave leaves no
 copy running behind the next run's back, and SIGTERM is the CLI's clean interrupt
-(snapshot removed, state kept).
+(snapshot removed, state kept; a runbook passes it on to its kernel and waits for the
+running cell's clean-up, faces/kernel_interrupt.py).
 """
 
 from __future__ import annotations
