@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +53,17 @@ def _private(path: Path) -> bool:
 def test_socket_names_are_unique_absolute_and_private(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "rt"))
-    a, b = IpcKernelManager(kernel_name="python3"), IpcKernelManager(kernel_name="python3")
-    assert a.transport == "ipc" and a.ip != b.ip
-    for km in (a, b):
-        assert os.path.isabs(km.ip) and Path(km.ip).parent == tmp_path / "rt"
-    assert _private(tmp_path / "rt")
+    short = Path(tempfile.mkdtemp(prefix="vmt-"))  # tmp_path can be too deep for a socket
+    try:
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(short / "rt"))
+        a, b = IpcKernelManager(kernel_name="python3"), IpcKernelManager(kernel_name="python3")
+        assert a.transport == "ipc" and a.ip != b.ip
+        for km in (a, b):
+            assert os.path.isabs(km.ip) and Path(km.ip).parent == short / "rt"
+            assert not a.own_dir
+        assert _private(short / "rt")
+    finally:
+        shutil.rmtree(short)
     # a runtime folder too deep for a Unix socket's path: a private temporary folder
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(deep))

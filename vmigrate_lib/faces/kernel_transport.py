@@ -27,6 +27,7 @@ import uuid
 import weakref
 from typing import Any, ClassVar
 
+from jupyter_client.localinterfaces import localhost
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import CaselessStrEnum, Unicode, default
@@ -61,7 +62,7 @@ class IpcKernelManager(AsyncKernelManager):
     @default("ip")
     def _unique_ip(self) -> str:
         if self.transport != "ipc":
-            return str(super()._ip_default())
+            return str(localhost())  # jupyter_client's own default for tcp
         name = f"kernel-{uuid.uuid4().hex[:16]}"
         if self.connection_file:
             base = os.path.splitext(self.connection_file)[0]
