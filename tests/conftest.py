@@ -9,6 +9,7 @@ so they never overlap.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,19 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
     yield make
     for root in roots:
         lab_down(root)
+
+
+@pytest.fixture(autouse=True)
+def no_session_left_open() -> Iterator[None]:
+    """Every vSphere session a test opens in this process is closed by its end: a session
+    left open keeps its keep-alive thread, which then logs into a closed stream once the
+    simulator is gone (CI printed "--- Logging error ---" from ``_keepalive_loop``), and
+    in the product a session left open is one more login on the operator's vCenter."""
+    before = {t.ident for t in threading.enumerate() if t.name == "vsphere-keepalive"}
+    yield
+    left = [t for t in threading.enumerate()
+            if t.name == "vsphere-keepalive" and t.ident not in before]
+    for t in left:  # a closed session's thread may still be ending its last call
+        t.join(timeout=3)
+    left = [t for t in left if t.is_alive()]
+    assert not left, f"{len(left)} vSphere session(s) left open (keep-alive threads)"

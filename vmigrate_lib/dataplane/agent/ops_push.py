@@ -23,6 +23,67 @@ from .protocol import (
 )
 
 
+class PushLink(object):
+    """The stream into the peer: frames out in order, FLUSH every ``checkpoint`` bytes and
+    its ACK passed on to the client (at most two outstanding), END waiting for all."""
+
+    def __init__(self, agent, checkpoint, throttle):
+        self.agent, self.checkpoint, self.throttle = agent, checkpoint, throttle
+        self.peer = None
+        self.since = 0
+        self.reached = 0
+        self.acked_offset = None
+        self.pending = []  # offsets of FLUSHes sent, not yet acknowledged (pipelined)
+
+    def take_ack(self):
+        peer, me = self.peer, self.agent
+        ftype, payload, arg = peer.recv()
+        while ftype == DIGESTS:  # the peer's read-back digests, before its END
+            me.send(DIGESTS, payload, DEST_DIGESTS)
+            ftype, payload, arg = peer.recv()
+        if ftype == ERR:
+            raise PeerError(payload, peer, remote=True)
+        if ftype not in (ACK, END):
+            raise PeerError("unexpected frame {} from the peer".format(ftype), peer)
+        off = self.pending.pop(0)
+        self.acked_offset = off
+        me.send(ACK, json.dumps({"reached": off}).encode("utf-8"), off)
+        me.wfile.flush()
+
+    def flush_peer(self, final):
+        """FLUSH goes out and streaming goes on; its ACK is collected when it arrives."""
+        self.peer.send(END if final else FLUSH)
+        self.peer.flush()
+        self.pending.append(self.reached)
+        self.since = 0
+        while self.pending and (final or len(self.pending) > 1 or self.peer.ack_ready()):
+            self.take_ack()
+
+    def out(self, ftype, payload, arg, flags, size):
+        """One frame; its end (``size``: the data it covers, whatever its payload's length
+        compressed or joined) is the offset reached."""
+        self.peer.send(ftype, payload, arg, flags)
+        n = len(payload) + HEADER_SIZE
+        self.throttle.add(n)
+        self.since += n
+        self.reached = arg + size
+        if self.since >= self.checkpoint:
+            self.flush_peer(False)
+        elif self.pending and self.peer.ack_ready():
+            self.take_ack()
+
+    def taker(self, codec):
+        """Ahead's callback once the peer is up: checks its codecs, returns :meth:`out`."""
+        def took(p):
+            self.peer = p
+            theirs = p.hello.get("compression", [])
+            if codec and codec not in theirs:
+                raise ValueError("compression {} chosen but the peer agent offers only {}".format(
+                    codec, ", ".join(theirs) or "none"))
+            return self.out
+        return took
+
+
 class PushOps(object):
     """Mixed into the Agent: direct-mode push and its preflight probe."""
 
@@ -94,13 +155,10 @@ class PushOps(object):
         error with ``acked_offset`` (and ``peer: true`` when the peer failed).
         """
         stats = {"sent": 0, "holes": 0, "read": 0, "wire": 0}
-        state = {"since": 0, "reached": 0, "acked_offset": None}
-        peer = None
+        link = PushLink(self, int(req.get("checkpoint", 64 << 20)), Throttle(req.get("bwlimit")))
         starter = None
         done = None  # the peer once everything is durable: closed after our END
         try:
-            checkpoint = int(req.get("checkpoint", 64 << 20))
-            throttle = Throttle(req.get("bwlimit"))
             wreq = {"op": "write", "path": req["dest_path"]}
             if req.get("dest_digest"):  # the peer reads back what it wrote, for certify
                 wreq["digest"] = req["dest_digest"]
@@ -110,59 +168,8 @@ class PushOps(object):
             if offered is None:  # the client did not say: the peer's HELLO will
                 offered = starter.wait().hello.get("compression", [])
             codec = pick_codec(req.get("compress"), offered)
-            me = self
-
-            def took(p):
-                nonlocal peer
-                peer = p
-                theirs = p.hello.get("compression", [])
-                if codec and codec not in theirs:
-                    raise ValueError("compression {} chosen but the peer agent offers only {}".format(
-                        codec, ", ".join(theirs) or "none"))
-                return out
-
-            pending = []  # offsets of FLUSHes sent, not yet acknowledged (pipelined)
-
-            def take_ack():
-                ftype, payload, arg = peer.recv()
-                while ftype == DIGESTS:  # the peer's read-back digests, before its END
-                    me.send(DIGESTS, payload, DEST_DIGESTS)
-                    ftype, payload, arg = peer.recv()
-                if ftype == ERR:
-                    raise PeerError(payload, peer, remote=True)
-                if ftype not in (ACK, END):
-                    raise PeerError("unexpected frame {} from the peer".format(ftype), peer)
-                off = pending.pop(0)
-                state["acked_offset"] = off
-                me.send(ACK, json.dumps({"reached": off}).encode("utf-8"), off)
-                me.wfile.flush()
-
-            def flush_peer(final):
-                # FLUSH goes out and streaming goes on; its ACK is collected when it
-                # arrives (at most two outstanding), END waits for everything
-                peer.send(END if final else FLUSH)
-                peer.flush()
-                pending.append(state["reached"])
-                state["since"] = 0
-                while pending and (final or len(pending) > 1 or peer.ack_ready()):
-                    take_ack()
-
-            def out(ftype, payload, arg, flags, size):
-                # frames leave in order: the end of this one is the offset reached (``size``:
-                # the data it covers, whatever its payload's length compressed or joined)
-                peer.send(ftype, payload, arg, flags)
-                n = len(payload) + HEADER_SIZE
-                throttle.add(n)
-                state["since"] += n
-                state["reached"] = arg + size
-                if state["since"] >= checkpoint:
-                    flush_peer(False)
-                elif pending and peer.ack_ready():
-                    take_ack()
-
-            ahead = Ahead(starter, took)
+            ahead = Ahead(starter, link.taker(codec))
             packer = Packer(codec, req.get("level"), ahead.send)
-
             # the digests of what is pushed go to the client (certify reads the source once)
             emit, dig = digesting(req, packer.emit, self.send)
             try:
@@ -176,28 +183,28 @@ class PushOps(object):
                 packer.abort()  # after finish(): only stops the threads
             stats.update(packer.stats, codec=packer.codec)
             ahead.release()
-            flush_peer(True)
-            peer.send(REQ, b'{"op": "quit"}')
-            peer.flush()
-            done, peer, starter = peer, None, None
+            link.flush_peer(True)
+            link.peer.send(REQ, b'{"op": "quit"}')
+            link.peer.flush()
+            done, link.peer, starter = link.peer, None, None
         except PeerError as exc:
             info = exc.info()
-            info.update(acked_offset=state["acked_offset"], peer=True)
+            info.update(acked_offset=link.acked_offset, peer=True)
             self.send_json(ERR, info)
             return None
         except (OSError, ValueError, EOFError, ProtocolError) as exc:
-            extra = {"acked_offset": state["acked_offset"]}
-            if peer is not None and not isinstance(exc, ValueError):
+            extra = {"acked_offset": link.acked_offset}
+            if link.peer is not None and not isinstance(exc, ValueError):
                 extra["peer"] = True
-                extra["peer_stderr"] = peer.stderr()
+                extra["peer_stderr"] = link.peer.stderr()
             self.send_json(ERR, error_dict(exc, **extra))
             return None
         finally:
-            if peer is not None:
-                peer.kill()
+            if link.peer is not None:
+                link.peer.kill()
             elif starter is not None:  # failed before the peer was taken
                 starter.abandon()
-        stats["acked_offset"] = state["reached"]
+        stats["acked_offset"] = link.reached
         self.send_json(END, stats)
         # the client has its END (every byte is durable on the peer) before the peer's
         # ssh and python exit, which only this agent waits for
@@ -206,4 +213,3 @@ class PushOps(object):
         finally:
             done.close()
         return None
-
