@@ -74,14 +74,29 @@ def test_socket_names_are_unique_absolute_and_private(tmp_path: Path,
     assert not Path(c.own_dir or "/nonexistent").exists()
 
 
-def test_a_runtime_folder_of_another_user_is_refused(tmp_path: Path) -> None:
-    if os.getuid() != 0:
-        pytest.skip("needs root to give a folder to another user")
-    rt = tmp_path / "rt"
-    rt.mkdir(mode=0o700)
-    os.chown(rt, 65534, 65534)
-    with pytest.raises(PermissionError, match="another user"):
-        private_dir(str(rt))
+def test_a_runtime_folder_not_private_is_left_alone(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime folder others may enter (``JUPYTER_RUNTIME_DIR=/tmp``, say) or another
+    user's is neither used nor chmod-ed: each kernel gets a private folder of its own."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    cases = [shared]
+    if os.getuid() == 0:  # only root can give a folder to another user
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        cases.append(theirs)
+    for folder in cases:
+        before = folder.stat()
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(folder))
+        km = IpcKernelManager(kernel_name="python3")
+        assert private_dir(str(folder)) is None
+        sockets = Path(km.ip).parent  # read first: the default is made when read
+        assert km.own_dir and sockets == Path(km.own_dir) and _private(sockets)
+        after = folder.stat()
+        assert (after.st_mode, after.st_uid) == (before.st_mode, before.st_uid)
+        km.cleanup_ipc_files()
 
 
 async def _own_pid(km: IpcKernelManager) -> int:

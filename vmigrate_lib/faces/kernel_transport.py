@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 import weakref
@@ -33,19 +34,23 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import CaselessStrEnum, Unicode, default
 
 #: A Unix socket's path must fit ``sun_path`` (108 bytes on Linux, with its NUL); the
-#: longest name here is ``<base>-ipc-<port>`` with a port of up to 5 digits.
+#: longest name here is ``<folder>/kernel-<id>-ipc-<port>``, a port of up to 5 digits.
 SUN_PATH_MAX = 107
-_SUFFIX_MAX = len("-ipc-65535")
+_PORT_MAX = len("-65535")
 
 
-def private_dir(path: str) -> str:
-    """``path``, made if missing (0700); refused unless it is this user's own and private."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    st = os.stat(path)
-    if st.st_uid != os.getuid():
-        raise PermissionError(f"{path} belongs to another user; set JUPYTER_RUNTIME_DIR")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
+def private_dir(path: str) -> str | None:
+    """``path`` if it is (or is now made, 0700) a folder of this user's that no one else
+    may enter; None otherwise (never chmod-ed here: it may be ``/tmp``)."""
+    try:
+        os.makedirs(path, mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
     return path
 
 
@@ -63,15 +68,11 @@ class IpcKernelManager(AsyncKernelManager):
     def _unique_ip(self) -> str:
         if self.transport != "ipc":
             return str(localhost())  # jupyter_client's own default for tcp
-        name = f"kernel-{uuid.uuid4().hex[:16]}"
-        if self.connection_file:
-            base = os.path.splitext(self.connection_file)[0]
-        else:
-            base = os.path.join(private_dir(jupyter_runtime_dir()), name)
-        if len(os.fsencode(base)) + _SUFFIX_MAX > SUN_PATH_MAX:
-            self.own_dir = tempfile.mkdtemp(prefix="vmigrate-k-")  # 0700
-            base = os.path.join(self.own_dir, name)
-        return base + "-ipc"
+        name = f"kernel-{uuid.uuid4().hex[:16]}-ipc"
+        folder = private_dir(jupyter_runtime_dir())
+        if folder is None or len(os.fsencode(os.path.join(folder, name))) + _PORT_MAX > SUN_PATH_MAX:
+            self.own_dir = folder = tempfile.mkdtemp(prefix="vmigrate-k-")  # 0700, ours
+        return os.path.join(folder, name)
 
     async def _async_post_start_kernel(self, **kw: Any) -> None:
         await super()._async_post_start_kernel(**kw)
