@@ -31,6 +31,7 @@ def test_a_workspace_in_use_is_refused_then_served(make_lab: Any, command: tuple
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         line = run_and_check_unchanged(lab, command[0], "-p", str(params), *command[1:])
         assert "is in use by another vmigrate run" in line and "wait for it" in line, line
+        assert f"pid {os.getpid()} (" in line, line  # the holder named (lockholders.py)
     finally:
         os.close(fd)  # the first run ends
     r = lab.cli("sync", "-p", str(params), "--cycles", "1")

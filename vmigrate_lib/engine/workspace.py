@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from ..atomicfile import write_all, write_atomic
 from ..errors import OperationError, PartialWrite, WorkspaceMismatch
+from ..lockholders import holders_said
 from .state import STATE_VERSION, MigrationState, parse
 
 __all__ = ["STATE_VERSION", "Journal", "Workspace", "journal_records"]
@@ -205,7 +206,8 @@ class Workspace:
         except BlockingIOError as exc:
             f.close()
             raise WorkspaceMismatch(
-                f"workspace {self.root} is in use by another vmigrate run",
+                f"workspace {self.root} is in use by another vmigrate run"
+                + holders_said(self.root / ".lock"),
                 hint="wait for it to finish (vmigrate status shows it), or stop it first",
                 workspace=str(self.root),
             ) from exc

@@ -147,8 +147,9 @@ def begin(book: AirflowBook, vm: str, kind: str) -> dict[str, Any]:
     if kind == "cutover" and co is None and book.window_closed(vm):
         book.set(vm, "window_missed", error=WINDOW_MISSED)
         return {"go": False, "why": WINDOW_MISSED}
-    if wait_workspace_free(Path(spec.vm_params[vm]["workspace"])):  # a killed run's kernel
-        book.journal.append("workspace_waited", vm=vm, before=f"run {kind}")
+    held_by = wait_workspace_free(Path(spec.vm_params[vm]["workspace"]))  # a killed run's kernel
+    if held_by:
+        book.journal.append("workspace_waited", vm=vm, before=f"run {kind}", held_by=held_by)
     co = cutover_record(spec, vm) if kind == "cutover" else None  # that kernel may have ended it
     if co is not None and co.status == "done":
         return already_done(book, vm, co)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..lockholders import describe, flock_holders
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -53,13 +55,15 @@ class StepResult:
         return data if isinstance(data, dict) else {}
 
 
-def wait_workspace_free(workspace: Path, timeout: float = 900.0) -> bool:
+def wait_workspace_free(workspace: Path, timeout: float = 900.0) -> list[str]:
     """Wait until no process holds the workspace's lock (after a killed wave run, a
-    runbook's kernel may still finish its cell); True if it had to wait."""
+    runbook's kernel may still finish its cell); the holders it waited for, named
+    (``pid N (command)``), empty if it did not wait."""
     lock = workspace / ".lock"
     if not lock.exists():
-        return False
-    waited, deadline = False, time.monotonic() + timeout
+        return []
+    waited: list[str] = []
+    deadline = time.monotonic() + timeout
     with open(lock, "ab") as f:
         while True:
             try:
@@ -67,7 +71,8 @@ def wait_workspace_free(workspace: Path, timeout: float = 900.0) -> bool:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     return waited  # the step itself then says the workspace is in use
-                waited = True
+                if not waited:
+                    waited = [describe(p) for p in flock_holders(lock)] or ["unknown"]
                 time.sleep(0.5)
                 continue
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -113,8 +113,9 @@ class WaveRunner:
     def step(self, vm: str, args: list[str]) -> StepResult:
         if self.spec.limits.enforce_bandwidth:
             self.cap(vm, args)
-        if wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"])):
-            self.journal.append("workspace_waited", vm=vm, before=" ".join(args))
+        held_by = wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"]))
+        if held_by:
+            self.journal.append("workspace_waited", vm=vm, before=" ".join(args), held_by=held_by)
         res = vmigrate(args, self.params_file(vm), self.log(vm))
         if res.evidence:
             assert self.state is not None
