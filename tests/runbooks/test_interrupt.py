@@ -78,3 +78,42 @@ def test_sigterm_lets_the_running_cell_clean_up(tmp_path: Path, lab: Path,
     assert mark.exists() and mark.read_text() == "clean-up done", out  # not cut short
     assert not mark.with_suffix(".later").exists()  # no cell after the interrupt
     assert "sync runbook FAILED: the run was interrupted" in out, out
+
+
+CALLER = """
+import json, sys
+from pathlib import Path
+from vmigrate_lib.faces.papermill_runner import run_runbook
+params = json.loads(Path(sys.argv[1]).read_text())
+try:
+    run_runbook("sync", params)
+except KeyboardInterrupt as exc:
+    print("RAISED:", exc, flush=True)
+else:
+    print("RETURNED", flush=True)  # a notebook's next cell (the cutover) would start now
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_notebook_calling_a_runbook_stops_at_the_interrupt(
+        tmp_path: Path, lab: Path, params: dict[str, Any]) -> None:
+    """``run_runbook`` called from code, as the rehearsal walkthrough's cells call it:
+    Ctrl-C (JupyterLab's stop button sends SIGINT the same way) raises KeyboardInterrupt
+    once the run is archived.  Before, the call returned a failed result, and a notebook
+    run with "Run All" went on to its next cell: the cutover."""
+    _runbook(tmp_path / "runbooks")
+    mark = tmp_path / "mark"
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    env = {**os.environ, RUNBOOKS_ENV: str(tmp_path / "runbooks"),
+           "VMIGRATE_TEST_MARK": str(mark)}
+    proc = subprocess.Popen([sys.executable, "-c", CALLER, str(tmp_path / "params.json")],
+                            cwd=lab, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 180
+    while not mark.with_suffix(".started").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert "RAISED: the sync runbook was interrupted; evidence: " in out, out
+    assert mark.exists() and not mark.with_suffix(".later").exists(), out

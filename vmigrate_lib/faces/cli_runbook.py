@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.runbook, raw, params_file=Path(args.params),
         out_root=Path(args.evidence_dir) if args.evidence_dir else None,
         kernel_name=args.kernel, cell_timeout=args.timeout,
-        stream=None if args.quiet else sys.stdout,
+        stream=None if args.quiet else sys.stdout, raise_interrupt=False,
     )
     if result.redactions:
         print(f"vmigrate: warning: secret values were found and redacted in "

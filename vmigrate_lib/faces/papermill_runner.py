@@ -162,6 +162,7 @@ def run_runbook(
     cell_timeout: float | None = None,
     stream: TextIO | None = None,
     runbook: Path | None = None,
+    raise_interrupt: bool = True,
 ) -> RunResult:
     """Execute the ``kind`` runbook with ``params`` under papermill and archive the run.
 
@@ -198,6 +199,11 @@ def run_runbook(
         Where the cells' output is echoed while they run (None: nowhere).
     runbook
         Another notebook to run instead of the shipped one (tests, a site's own copy).
+    raise_interrupt
+        An interrupt (SIGTERM, Ctrl-C, JupyterLab's stop button in a notebook that calls
+        this) raises KeyboardInterrupt once the run is archived, so that the calling cell
+        stops and no queued cell (a cutover after an interrupted sync) starts.  The CLI
+        says False: it reports the run (exit 130) itself.
 
     Returns the :class:`RunResult` (status ok | failed | timeout, the folder, the exit
     code): a failing run does not raise.  Raises :class:`ParameterError` /
@@ -239,6 +245,8 @@ def run_runbook(
         if full is None:
             raise
         raise full from exc
+    if run.interrupted and raise_interrupt:
+        raise KeyboardInterrupt(f"the {kind} runbook was interrupted; evidence: {folder}")
     said = [signed] + ([f"the {kind} runbook {source} differs from its committed version "
                         "(git.json records it): review or commit the change"]
                        if notes.get("runbook_modified") else [])
@@ -282,6 +290,7 @@ class Execution:
     ended: float
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    interrupted: bool = False  #: by a signal to this process (SIGTERM, Ctrl-C)
 
     @property
     def exit_code(self) -> int:
@@ -323,7 +332,9 @@ def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, k
         status = "failed"
         error = {"error": "Interrupted", "message": "the run was interrupted", "exit_code": 130}
         mark_failed(out_nb, source, params, status, error["message"])
-    if interrupt.requested and error is not None:  # the cell's own interrupt, passed on
+    interrupted = interrupt.requested or (error or {}).get("error") == "Interrupted"
+    if interrupt.requested and error is not None \
+            and not str(error.get("message")).startswith("the run was interrupted"):
         said = f" ({error['error']}: {error['message']})" if error.get("message") else ""
         error.update(error="Interrupted", message=f"the run was interrupted{said}",
                      exit_code=errors.Interrupted.exit_code)
@@ -332,4 +343,4 @@ def _execute(kind: str, params: Mapping[str, Any], source: Path, folder: Path, k
         nbformat = nbformat_module()
         nbformat.write(nbformat.read(source, as_version=4), out_nb)
         mark_failed(out_nb, source, params, status, str((error or {}).get("message")))
-    return Execution(status, started, ended, error, read_result(out_nb))
+    return Execution(status, started, ended, error, read_result(out_nb), interrupted)
