@@ -2,10 +2,11 @@
 
 The CLI turns SIGTERM and Ctrl-C into its clean interrupt (snapshot removed, state kept).
 Under papermill the copy runs in a kernel, a separate process in its own session, which
-neither signal reaches.  Before this, the CLI archived the run as interrupted and exited
-while the kernel carried on with its cell; ipykernel's parent poller then ended it with
-``os._exit`` a second later (``ipykernel/parentpoller.py``), in the middle of a cycle:
-resumable, but with the cycle's snapshot left on the source until the next run.
+neither signal reaches.  Before this, the CLI left papermill at once, and jupyter_client's
+shutdown of the kernel interrupted it, asked it to shut down and killed it after
+``shutdown_wait_time`` (5 s, ``jupyter_client/manager.py``): a clean-up longer than that
+(a snapshot removal on a busy vCenter) was cut short, and the snapshot stayed on the
+source until the next run.
 
 While a runbook runs, the first SIGTERM or SIGINT is passed on to the kernel as SIGINT,
 which is what JupyterLab's interrupt button sends (jupyter_client ``interrupt_kernel``,
@@ -38,7 +39,6 @@ class KernelInterrupt:
     def __init__(self, grace: int = GRACE) -> None:
         self.grace = grace
         self.requested = False
-        self.passed_on = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
@@ -50,7 +50,6 @@ class KernelInterrupt:
                 os.killpg(pgid, signal.SIGINT)
         if not groups:
             raise KeyboardInterrupt  # no kernel yet: nothing else to wait for
-        self.passed_on = True
         signal.alarm(self.grace)
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:

@@ -13,9 +13,9 @@ runs several runbooks at once from one folder, so a kernel's client reached anot
 kernel's sockets: ``ValueError: Invalid Signature`` in the VM logs, "Kernel didn't respond
 in 60 seconds", and a client waiting for a reply that never comes.  A folder other users
 can write was also a place where another user could bind those names first.  Each kernel
-here gets its own names in the private Jupyter runtime folder (0700, as jupyter_client
-makes it for connection files), or in a private temporary folder when that path would be
-too long for a Unix socket.
+here gets its own names in the private Jupyter runtime folder (made 0700 if missing), or
+in a private temporary folder of its own when that folder is not private (never chmod-ed:
+it may be ``/tmp``) or too deep for a Unix socket's path.
 """
 
 from __future__ import annotations
