@@ -57,24 +57,32 @@ def _runbook(folder: Path) -> None:
     (folder / "sync.ipynb").write_text(json.dumps(nb))
 
 
-@pytest.mark.timeout(300)
-def test_sigterm_lets_the_running_cell_clean_up(tmp_path: Path, lab: Path,
-                                                params: dict[str, Any]) -> None:
+def _interrupted(argv: list[str], tmp_path: Path, cwd: Path, sig: int) -> tuple[int, str]:
+    """Run ``argv`` with the stand-in runbook; once its slow cell runs, send ``sig``; its
+    exit code and output."""
     _runbook(tmp_path / "runbooks")
     mark = tmp_path / "mark"
-    (lab / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, RUNBOOKS_ENV: str(tmp_path / "runbooks"),
            "VMIGRATE_TEST_MARK": str(mark)}
-    proc = subprocess.Popen([sys.executable, "-m", "vmigrate_lib.faces.cli", "run", "sync",
-                             "-p", str(lab / "params.yaml")], cwd=lab, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while not mark.with_suffix(".started").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out
+    return proc.returncode, out
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_lets_the_running_cell_clean_up(tmp_path: Path, lab: Path,
+                                                params: dict[str, Any]) -> None:
+    (lab / "params.yaml").write_text(yaml.safe_dump(params))
+    code, out = _interrupted([sys.executable, "-m", "vmigrate_lib.faces.cli", "run", "sync",
+                              "-p", str(lab / "params.yaml")], tmp_path, lab, signal.SIGTERM)
+    mark = tmp_path / "mark"
+    assert code == 130, out
     assert mark.exists() and mark.read_text() == "clean-up done", out  # not cut short
     assert not mark.with_suffix(".later").exists()  # no cell after the interrupt
     assert "sync runbook FAILED: the run was interrupted" in out, out
@@ -101,19 +109,9 @@ def test_a_notebook_calling_a_runbook_stops_at_the_interrupt(
     Ctrl-C (JupyterLab's stop button sends SIGINT the same way) raises KeyboardInterrupt
     once the run is archived.  Before, the call returned a failed result, and a notebook
     run with "Run All" went on to its next cell: the cutover."""
-    _runbook(tmp_path / "runbooks")
-    mark = tmp_path / "mark"
     (tmp_path / "params.json").write_text(json.dumps(params))
-    env = {**os.environ, RUNBOOKS_ENV: str(tmp_path / "runbooks"),
-           "VMIGRATE_TEST_MARK": str(mark)}
-    proc = subprocess.Popen([sys.executable, "-c", CALLER, str(tmp_path / "params.json")],
-                            cwd=lab, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    deadline = time.monotonic() + 180
-    while not mark.with_suffix(".started").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    _, out = _interrupted([sys.executable, "-c", CALLER, str(tmp_path / "params.json")],
+                          tmp_path, lab, signal.SIGINT)
+    mark = tmp_path / "mark"
     assert "RAISED: the sync runbook was interrupted; evidence: " in out, out
     assert mark.exists() and not mark.with_suffix(".later").exists(), out
