@@ -35,6 +35,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -285,6 +286,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    # a kill (timeout, pkill) unwinds as an exit does: the namespaces and sshd go with it
+    # (the default SIGTERM left both behind)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     ok, why = peers_netns.available()
     if not ok:
         print(f"bench_seed needs network namespaces: {why}")
@@ -339,7 +343,8 @@ def _packer(p: dict[str, int]) -> str:
     if not p:
         return ""
     return (f"no_gain/off_for_rate={p.get('no_gain', 0)}/{p.get('off_for_rate', 0)} "
-            f"level<={p.get('level_max', 0)} span<={p.get('span_max', 0) / MiB:.0f}MiB ")
+            f"level<={p.get('level_max', 0)} span<={p.get('span_max', 0) / MiB:.0f}MiB "
+            f"ldm_off={p.get('ldm_off', 0)} ")
 
 
 def _phases(cyc: dict[str, Any]) -> str:

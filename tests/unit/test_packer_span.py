@@ -67,10 +67,10 @@ Sent = list[tuple[int, int, bytes, int, int]]
 
 
 def _pack(chunks: list[tuple[int, int, bytes]], link: float | None,
-          span: int | None = None) -> tuple[packing.Packer, Sent]:
-    """Emit (type, offset, payload) in order through a zstd packer (its span set to
-    ``span`` first, as after earlier windows); each frame sent sleeps its wire bytes at
-    ``link`` bytes/s (None: no wait)."""
+          ldm: bool | None = None) -> tuple[packing.Packer, Sent]:
+    """Emit (type, offset, payload) in order through a zstd packer (long-distance matching
+    set to ``ldm`` first, as after earlier windows); each frame sent sleeps its wire bytes
+    at ``link`` bytes/s (None: no wait)."""
     sent: Sent = []
 
     def send(ftype: int, payload: bytes, arg: int, fl: int, size: int) -> None:
@@ -79,8 +79,8 @@ def _pack(chunks: list[tuple[int, int, bytes]], link: float | None,
         sent.append((ftype, arg, payload, fl, size))
 
     p = packing.Packer("zstd", 1, send, workers=2)
-    if span is not None:
-        p.span = span
+    if ldm is not None:
+        p.ldm = ldm
     for ftype, off, payload in chunks:
         p.emit(ftype, payload, off)
     p.finish()
@@ -88,17 +88,20 @@ def _pack(chunks: list[tuple[int, int, bytes]], link: float | None,
 
 
 def test_link_bound_stream_goes_in_long_window_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Behind a link slower than the codec, a packer on 1 MiB frames (as after the codec
-    fell behind) joins contiguous chunks again, 4 then 16 MiB per frame: fewer bytes on
-    the wire than the same chunks compressed one by one, and every frame says the data it
-    covers: the frames tile the disk in order and decode to it.  Before: a 1 MiB frame per
-    chunk (the repeats 1.5 MiB apart never found)."""
+    """Behind a link slower than the codec, a packer whose long-distance matching is off
+    (as after the codec fell behind) turns it back on, in 16 MiB frames smaller than the
+    same chunks compressed one by one; and every frame says the data it covers: the frames
+    tile the disk in order and decode to it.  Before long windows: a 1 MiB frame per chunk
+    (the repeats 1.5 MiB apart never found).  What LDM itself finds that a 16 MiB window
+    without it does not, only real content shows: not these repeats (a 2^24 window at
+    level 1 finds them too), the share image's (bench/README.md)."""
     _need_long()
     monkeypatch.setattr(packing, "cpu_sample", _idle_host)
     disk = _files(96)
     chunks = [(proto.DATA, i * MiB, disk[i * MiB:(i + 1) * MiB]) for i in range(96)]
-    p, sent = _pack(chunks, LINK, span=0)  # as after the codec fell behind: 1 MiB frames
+    p, sent = _pack(chunks, LINK, ldm=False)  # as after the codec fell behind
     assert p.stats["span_max"] == packing.SPAN_MAX, p.stats
+    assert p.ldm and 0 < p.stats["ldm_off"] < 96, p.stats
     pos = 0
     for ftype, arg, payload, fl, size in sent:
         assert ftype == proto.DATA and arg == pos, (arg, pos)
@@ -153,21 +156,29 @@ def test_frames_never_join_across_a_hole_or_a_gap() -> None:
     assert all(pos[r] == runs[r][1] for r in pos), pos
 
 
-def test_span_shrinks_when_the_codec_is_behind() -> None:
+def test_matching_goes_off_when_the_codec_is_behind() -> None:
     """No link to wait for (the sender never blocks): the sender waits for the codec, so
-    a span set by a slow stretch comes down (16 -> 4 MiB -> a frame per chunk), as zstd's
-    level does.  Joined frames kept on a fast link would make the link wait for a codec
-    that compresses 16 MiB at a time."""
+    long-distance matching goes off, and the frames stay joined 16 MiB long.  Measured on
+    the share image (941 MiB, level 1, one core): 16 MiB frames with LDM 256 MiB out for
+    3.6-4.4 CPU s, without 276 MiB for 2.3 s, 1 MiB frames 295 MiB for 2.6 s
+    (bench/README.md).  Before: the span came down (16 -> 4 MiB -> a frame per chunk) and
+    LDM stayed on, the dearest of the three."""
     _need_long()
-    disk = _files(4 * packing.LEVEL_WINDOW)
-    p = packing.Packer("zstd", 1, lambda *a: None, workers=2)
-    p.span = packing.SPAN_MAX
-    spans = []
-    for i in range(4 * packing.LEVEL_WINDOW):
+    n = 4 * packing.LEVEL_WINDOW
+    disk = _files(n)
+    sent: Sent = []
+    p = packing.Packer("zstd", 1, lambda t, b, a, fl, size: sent.append((t, a, b, fl, size)),
+                       workers=2)
+    ldm = []
+    for i in range(n):
         p.emit(proto.DATA, disk[i * MiB:(i + 1) * MiB], i * MiB)
-        spans.append(p.span)
+        ldm.append(p.ldm)
     p.finish()
-    assert spans[0] == packing.SPAN_MAX and spans[-1] < packing.SPAN_MAX, spans[::8]
+    assert ldm[0] and not ldm[-1], ldm[::8]
+    assert p.span == packing.SPAN_MAX and p.stats["ldm_off"] > 0, p.stats
+    late = [(fl, size) for _t, arg, _b, fl, size in sent if arg >= n // 2 * MiB]
+    assert any(fl and size == packing.SPAN_MAX for fl, size in late), late
+    assert b"".join(proto.decode_payload(fl, b) for _t, _a, b, fl, _s in sent) == disk
 
 
 def test_a_pause_counts_chunks_not_joined_frames() -> None:
@@ -185,17 +196,17 @@ def test_a_pause_counts_chunks_not_joined_frames() -> None:
     assert late and all(fl == proto.FLAG_ZSTD for _a, fl in late), (late, p.stats)
 
 
-def test_span_and_level_stay_when_no_core_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matching_and_level_stay_when_no_core_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same link-bound stream on a host whose cores are busy (a receiver starved of
-    CPU on the same cores also holds the sender back): a span of 4 MiB stays so and the
+    CPU on the same cores also holds the sender back): matching off stays off and the
     level as asked, no CPU is spent on them.  Before: on the bench's 2-core machine the
     level rose to 3 at 1 Gbit/s (1.0-1.3 CPU s more per share seed, bench/README.md)."""
     _need_long()
     monkeypatch.setattr(packing, "cpu_sample", _fake_stat(0.2))  # 0.4 of 2 cores idle
     disk = _files(96)
     p, sent = _pack([(proto.DATA, i * MiB, disk[i * MiB:(i + 1) * MiB]) for i in range(96)],
-                    LINK, span=packing.SPAN_LOW)
-    assert p.stats["span_max"] == packing.SPAN_LOW and p.stats["level_max"] == 1, p.stats
+                    LINK, ldm=False)
+    assert not p.ldm and p.stats["ldm_off"] == 96 and p.stats["level_max"] == 1, p.stats
     assert b"".join(proto.decode_payload(fl, b) for _t, _a, b, fl, _s in sent) == disk
 
 

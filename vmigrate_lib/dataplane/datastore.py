@@ -81,8 +81,9 @@ class StreamSummary:
     codec: str = ""  #: the compression the source agent ran ("" none)
     packed: int = 0  #: DATA frames sent compressed
     raw: int = 0  #: DATA frames sent as they are (compression off or not paying)
-    #: why chunks went as they are and how the packer adapted: ``no_gain``, ``off_for_rate``
-    #: (counts), ``level_max`` (zstd), ``span_max`` (the longest joined frame, bytes)
+    #: why chunks went as they are and how the packer adapted: ``no_gain``, ``off_for_rate``,
+    #: ``ldm_off`` (chunks joined without long-distance matching while the codec was
+    #: behind) (counts), ``level_max`` (zstd), ``span_max`` (the longest joined frame, bytes)
     packer: dict[str, int] = field(default_factory=dict)
 
 

@@ -145,17 +145,20 @@ def zstd_codec(lib):
         finally:
             cbufs.give(item)
 
-    def compress_long(data, level, wlog):
-        """One frame with a window of 2^wlog and long-distance matching (zstd.h's
-        ZSTD_c_compressionLevel 100, ZSTD_c_windowLog 101, ZSTD_c_enableLongDistanceMatching
-        160; ZSTD_reset_session_and_parameters 3)."""
+    def compress_long(data, level, wlog, ldm=True):
+        """One frame with a window of 2^wlog, with long-distance matching unless ``ldm`` is
+        false (zstd.h's ZSTD_c_compressionLevel 100, ZSTD_c_windowLog 101,
+        ZSTD_c_enableLongDistanceMatching 160; ZSTD_reset_session_and_parameters 3).  Off is
+        0: "auto" since libzstd 1.5.0, which turns matching on only from the btopt strategy
+        with a window of 2^27 (zstd_compress.c's ZSTD_resolveEnableLdm), never for
+        these levels and windows; 2 ("disable") is refused before 1.5.0."""
         data = data if isinstance(data, bytes) else bytes(data)
         bound = lib.ZSTD_compressBound(len(data))
         item = cbufs.take(bound)
         try:
             cctx = item[0]
             check(lib.ZSTD_CCtx_reset(cctx, 3))
-            for param, value in ((100, int(level)), (101, int(wlog)), (160, 1)):
+            for param, value in ((100, int(level)), (101, int(wlog)), (160, 1 if ldm else 0)):
                 check(lib.ZSTD_CCtx_setParameter(cctx, param, value))
             n = check(lib.ZSTD_compress2(cctx, item[1], bound, data, len(data)))
             check(lib.ZSTD_CCtx_reset(cctx, 3))  # the context serves compress() next

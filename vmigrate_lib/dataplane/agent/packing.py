@@ -16,8 +16,9 @@ text does not stop it).  And as ``--adapt`` does, zstd's level rises (up to LEVE
 the one asked) while the link holds the stream back (the sender spent LINK_BOUND of a
 window blocked sending) and falls back when the codec falls behind (the sender waited
 for it CODEC_BOUND of a window): on a slow link a smaller frame is worth more CPU.  With
-zstd, contiguous chunks go joined in one long-window frame, whose span falls before the
-level does and rises before it (:class:`Packer`).  Python 3.5, stdlib only.
+zstd, contiguous chunks go joined in one long-window frame whose long-distance matching
+goes off after the level has come down and comes back on before it rises
+(:class:`Packer`).  Python 3.5, stdlib only.
 """
 
 import os
@@ -52,10 +53,9 @@ LEVEL_UP = 5  #: zstd levels the packer may add to the one asked (16 MiB frames 
 #: 100 Mbit/s link carries of it)
 LINK_BOUND = 0.8
 CODEC_BOUND = 0.1
-IDLE_CORES = 1.0  #: the span and the level rise only while this host has a core idle
+IDLE_CORES = 1.0  #: matching and the level rise only while this host has a core idle
 BEHIND = 3  #: chunks per pool thread still to compress beyond which a chunk goes as is
-SPAN_MAX = 16 << 20  #: contiguous chunks joined in one long-window frame, up to this ...
-SPAN_LOW = 4 << 20  #: ... or this while the codec is behind (then a frame per chunk)
+SPAN_MAX = 16 << 20  #: contiguous chunks joined in one long-window frame, up to this
 QUEUE_BYTES = 1 << 20  #: data bytes queued per slot of the queue's depth
 UNPACK_BYTES = 64 << 20  #: decoded bytes the write side keeps in flight
 
@@ -71,10 +71,14 @@ class Packer(object):
     (``size``: the data bytes a DATA or HOLE frame covers, whatever its payload's length).
 
     Where the codec has a long window (:data:`LONG_WINDOW`), contiguous DATA chunks are
-    joined into one frame of up to a span (16 MiB; 4, then none while the codec is behind):
-    one zstd frame over 16 MiB with long-distance matching finds the repeats a 1 MiB
-    frame cannot (the share image over 100 Mbit/s: 104 -> 86 MiB at level 1, for ~15%
-    more CPU; bench/README.md); the span falls before the level does and rises before it."""
+    joined into one frame of up to 16 MiB: one zstd frame over 16 MiB with long-distance
+    matching (LDM) finds the repeats a 1 MiB frame cannot (the share image over 100
+    Mbit/s: 104 -> 86 MiB at level 1).  LDM costs: on the 941 MiB of the 1.5 GiB share
+    image, level 1 in 16 MiB frames, one core, 256 MiB out for 3.6-4.4 CPU s with it, 276
+    MiB for 2.3 s without, and 1 MiB frames 295 MiB for 2.6 s (bench/README.md).  So
+    while the codec is behind, LDM goes off (after the level has come down) and the
+    frames stay joined: cheaper and smaller than a frame per chunk; LDM comes back on
+    before the level rises."""
 
     def __init__(self, codec, level, send, workers=None):
         # type: (typing.Optional[str], typing.Optional[int], typing.Any, typing.Optional[int]) -> None
@@ -91,11 +95,12 @@ class Packer(object):
             self.flag, self.func, _dec = CODECS[codec]
             self.level = level if level is not None else 1
         self.long = LONG_WINDOW.get(codec) if codec else None
-        #: 0: a frame per chunk; else join contiguous chunks up to this.  A zstd with a
-        #: long window starts at SPAN_MAX: ~15% more CPU than 1 MiB frames, ~18% fewer
-        #: bytes on the share image (starting at 4 MiB and rising with the link, the bench
-        #: at 100 Mbit/s sent 81-93 MiB from run to run, as the windows fell)
+        #: 0: a frame per chunk (data that does not shrink); else join contiguous chunks
+        #: up to this.  A zstd with a long window starts at SPAN_MAX with LDM on (starting
+        #: small and rising with the link, the bench at 100 Mbit/s sent 81-93 MiB from run
+        #: to run, as the windows fell; from the top, 80-84)
         self.span = SPAN_MAX if self.long is not None else 0
+        self.ldm = self.long is not None  #: long-distance matching in joined frames
         self.span_back = 0  #: the span left for data that did not shrink, to come back to
         self.joined = []  # type: typing.List[bytes]
         self.joined_at = 0
@@ -113,9 +118,10 @@ class Packer(object):
         self.top = self.level + LEVEL_UP if codec == "zstd" else self.level
         self.lwin = [0, 0.0, 0.0, 0.0]  # chunks, start, seconds sending, waiting for the codec
         self.cpu_mark = None  # type: typing.Any
-        #: off_for_rate: chunks sent as they are because the codec was behind
+        #: off_for_rate: chunks sent as they are because the codec was behind;
+        #: ldm_off: chunks joined in frames without long-distance matching (codec behind)
         self.stats = {"packed": 0, "raw": 0, "no_gain": 0, "off_for_rate": 0, "wire": 0,
-                      "level_max": self.level, "span_max": 0}
+                      "level_max": self.level, "span_max": 0, "ldm_off": 0}
 
     def emit(self, ftype, payload, arg):
         if self.span and ftype == DATA:
@@ -152,8 +158,10 @@ class Packer(object):
                     self.pool = ThreadPoolExecutor(self.workers)
                 if chunks > 1:
                     fut = self.pool.submit(self.long, payload, self.level,
-                                           window_log(len(payload)))
+                                           window_log(len(payload)), self.ldm)
                     self.stats["span_max"] = max(self.stats["span_max"], len(payload))
+                    if not self.ldm:
+                        self.stats["ldm_off"] += chunks
                 else:
                     fut = self.pool.submit(self.func, payload, self.level)
         self.queue.append((ftype, payload, arg, fut, chunks))
@@ -236,10 +244,10 @@ class Packer(object):
 
     def _adapt(self, t, wait, chunks):
         """Count ``chunks`` sent after waiting ``wait`` s for the codec from ``t``; every
-        LEVEL_WINDOW chunks move the span or the level: up while the link holds the
-        stream back, down when the sender waited for the codec CODEC_BOUND of the time (a
-        joined frame's short wait when the queue has just refilled is not the codec
-        falling behind)."""
+        LEVEL_WINDOW chunks move the level or long-distance matching: up while the link
+        holds the stream back, down when the sender waited for the codec CODEC_BOUND of
+        the time (a joined frame's short wait when the queue has just refilled is not the
+        codec falling behind)."""
         win = self.lwin
         now = time.time()
         if win[0] == 0:
@@ -253,11 +261,11 @@ class Packer(object):
         if win[3] >= CODEC_BOUND * (now - win[1]):
             if self.level > self.base:
                 self.level -= 1
-            elif self.span:
-                self.span = SPAN_LOW if self.span > SPAN_LOW else 0
+            else:
+                self.ldm = False
         elif win[2] >= LINK_BOUND * (now - win[1]) and self._idle_core():
-            if self.long is not None and self.span < SPAN_MAX and not self.span_back:
-                self.span = SPAN_MAX if self.span else SPAN_LOW
+            if self.long is not None and not self.ldm:
+                self.ldm = True
             elif self.level < self.top:
                 self.level += 1
                 self.stats["level_max"] = max(self.stats["level_max"], self.level)

@@ -85,15 +85,15 @@ def _zstd_module():
         # a frame from the zstd tool has no content size: bounded by MAX_PAYLOAD
         return d.decompress(b, max_output_size=MAX_PAYLOAD)
 
-    def zlong(b, lvl, wlog):
+    def zlong(b, lvl, wlog, ldm=True):
         cs = getattr(mine, "long", None)
         if cs is None:
             cs = mine.long = {}
-        c = cs.get((lvl, wlog))
+        c = cs.get((lvl, wlog, ldm))
         if c is None:
             params = zstandard.ZstdCompressionParameters.from_level(
-                lvl, window_log=wlog, enable_ldm=1)
-            c = cs[(lvl, wlog)] = zstandard.ZstdCompressor(compression_params=params)
+                lvl, window_log=wlog, enable_ldm=int(bool(ldm)))
+            c = cs[(lvl, wlog, ldm)] = zstandard.ZstdCompressor(compression_params=params)
         return c.compress(b)
 
     return zc, zd, zlong
@@ -131,10 +131,11 @@ def _codecs(path=None):
 
 
 CODECS, CODEC_IMPL, LONG_WINDOW = _codecs()
-#: ``LONG_WINDOW[codec](data, level, window_log)``: one frame whose window spans the
-#: whole payload, with long-distance matching (zstd's ``--long``): several chunks joined
-#: in one frame find the repeats a chunk's own window cannot (``packing`` joins them
-#: unless the codec falls behind).  Any zstd decoder reads such a frame (window <= 2^27).
+#: ``LONG_WINDOW[codec](data, level, window_log, ldm=True)``: one frame whose window spans
+#: the whole payload, with long-distance matching unless ``ldm`` is false (zstd's
+#: ``--long``): several chunks joined in one frame find the repeats a chunk's own window
+#: cannot (``packing`` turns matching off while the codec is behind: a frame without it
+#: still costs less than a frame per chunk).  Any zstd decoder reads such a frame (window <= 2^27).
 FLAG_DECODERS = dict((flag, dec) for flag, _c, dec in CODECS.values())
 #: fastest first: zstd -1 compresses about as fast as lz4 and much smaller; zlib last
 PREFERENCE = ["zstd", "lz4", "zlib"]
