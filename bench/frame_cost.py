@@ -1,0 +1,104 @@
+"""What a frame shape costs the source's CPU and the wire, in-process, on one core.
+
+The packer (vmigrate_lib/dataplane/agent/packing.py) chooses between 16 MiB zstd frames
+with long-distance matching (LDM), the same frames without it, and a frame per 1 MiB
+chunk.  This compresses the allocated data of a bench_seed image (built by
+``bench/seed_images.py``; holes skipped, as a seed skips them) each way with the
+agent's own codec (libzstd through ctypes where the zstandard module is absent), one
+thread, and prints the bytes out and the CPU seconds (compress and decompress), each
+shape ``--rounds`` times in turn (the machine's other work moves single runs)::
+
+    .venv/bin/python bench/frame_cost.py [--image /tmp/vmigrate-bench-seed-images/share.img]
+
+It measures the codec alone: the wire, the other end and the hashing are bench_seed's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vmigrate_lib.dataplane.agent import packing
+from vmigrate_lib.dataplane.agent import protocol as proto
+
+MiB = 1 << 20
+
+
+def allocated_pieces(path: Path, size: int) -> list[bytes]:
+    """The file's data regions (SEEK_DATA/SEEK_HOLE) cut into pieces of ``size``."""
+    out: list[bytes] = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = os.fstat(fd).st_size
+        off = 0
+        while off < end:
+            try:
+                start = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after off
+                break
+            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            for p in range(start, stop, size):
+                out.append(os.pread(fd, min(size, stop - p), p))
+            off = stop
+    finally:
+        os.close(fd)
+    return out
+
+
+def shapes() -> dict[str, tuple[int, Callable[[bytes], bytes]]]:
+    """Label -> (piece size, compress one piece), as the packer would at level 1."""
+    compress = proto.CODECS["zstd"][1]
+    long = proto.LONG_WINDOW.get("zstd")
+    out: dict[str, tuple[int, Callable[[bytes], bytes]]] = {
+        "1 MiB frames": (MiB, lambda b: compress(b, 1))}
+    if long is not None:
+        out["16 MiB, LDM"] = (packing.SPAN_MAX, lambda b: long(
+            b, 1, packing.window_log(len(b)), True))
+        out["16 MiB, no LDM"] = (packing.SPAN_MAX, lambda b: long(
+            b, 1, packing.window_log(len(b)), False))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", type=Path,
+                    default=Path("/tmp/vmigrate-bench-seed-images/share.img"))
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    if "zstd" not in proto.CODECS:
+        print("no zstd here (scripts/setup.sh installs the library)")
+        return 2
+    if not args.image.exists():
+        print(f"{args.image} is missing: bench/bench_seed.py builds it")
+        return 2
+    decode = proto.FLAG_DECODERS[proto.FLAG_ZSTD]
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"{args.image.name}, zstd {proto.CODEC_IMPL['zstd']}, load {load}")
+    cut = {size: allocated_pieces(args.image, size) for size, _f in shapes().values()}
+    total = sum(len(p) for p in cut[MiB])
+    print(f"data {total / MiB:.0f} MiB")
+    for _ in range(max(1, args.rounds)):
+        for label, (size, func) in shapes().items():
+            t = time.process_time()
+            frames = [func(p) for p in cut[size]]
+            c = time.process_time() - t
+            t = time.process_time()
+            for f in frames:
+                decode(f)
+            d = time.process_time() - t
+            out = sum(len(f) for f in frames)
+            print(f"  {label:16s} {out / MiB:7.1f} MiB out  compress {c:5.2f} CPU s "
+                  f"({total / c / 1e6:4.0f} MB/s)  decompress {d:4.2f} s", flush=True)
+    print(f"load after {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
