@@ -184,8 +184,8 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
              extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Every method on every image over ``link``, ``rounds`` times in turn (all methods on
     an image, then all again: the same minutes for each); with ``before`` (a checkout) each
-    vmigrate method runs twice, that checkout's code first (label `` (before)``), then
-    this one.  A method's entry is its median round, with every round's MB/s beside."""
+    vmigrate method runs twice, that checkout's code (label `` (before)``) and this one,
+    the first of the two alternating from round to round.  A method's entry is its median round, with every round's MB/s beside."""
     runs: list[tuple[str, dict[str, str] | None]] = [("", None)]
     if before is not None:
         runs.insert(0, (" (before)", {**os.environ, "PYTHONPATH": str(before.resolve())}))
@@ -209,8 +209,13 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                 print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
                       f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'}", flush=True)
             dst.unlink(missing_ok=True)
+            # each round swaps which code runs first: with the same relay behaviour in
+            # both checkouts (level 1, same wire), the one run second was 12-30% faster
+            # in 6 rounds of 6 (2026-12-02, bench/README.md); the same code under both
+            # labels still differed by up to 35% a round: compare medians of rounds
+            order = runs if rnd % 2 == 0 else runs[::-1]
             for mode in ("relay", "direct"):
-                for compress, (tag, env), kept in itertools.product(("", "auto"), runs,
+                for compress, (tag, env), kept in itertools.product(("", "auto"), order,
                                                                     (False, True)):
                     label = f"vmigrate {mode} {compress or 'off'}" + (" kept" if kept else "")
                     if (methods and label not in methods) or (kept and not methods):

@@ -51,8 +51,9 @@ def allocated_pieces(path: Path, size: int) -> list[bytes]:
     return out
 
 
-def shapes() -> dict[str, tuple[int, Callable[[bytes], bytes]]]:
-    """Label -> (piece size, compress one piece), as the packer would at level 1."""
+def shapes(levels: list[int]) -> dict[str, tuple[int, Callable[[bytes], bytes]]]:
+    """Label -> (piece size, compress one piece), as the packer would at level 1, then
+    16 MiB LDM frames at each of ``levels`` (the levels a link-bound stream climbs to)."""
     compress = proto.CODECS["zstd"][1]
     long = proto.LONG_WINDOW.get("zstd")
     out: dict[str, tuple[int, Callable[[bytes], bytes]]] = {
@@ -62,6 +63,9 @@ def shapes() -> dict[str, tuple[int, Callable[[bytes], bytes]]]:
             b, 1, packing.window_log(len(b)), True))
         out["16 MiB, no LDM"] = (packing.SPAN_MAX, lambda b: long(
             b, 1, packing.window_log(len(b)), False))
+        for lv in levels:
+            out[f"16 MiB, LDM, {lv}"] = (packing.SPAN_MAX, lambda b, lv=lv: long(
+                b, lv, packing.window_log(len(b)), True))
     return out
 
 
@@ -71,6 +75,8 @@ def main() -> int:
     ap.add_argument("--image", type=Path,
                     default=Path("/tmp/vmigrate-bench-seed-images/share.img"))
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--levels", default="",
+                    help="also 16 MiB LDM frames at these zstd levels (e.g. 3,6,9,12)")
     args = ap.parse_args()
     if "zstd" not in proto.CODECS:
         print("no zstd here (scripts/setup.sh installs the library)")
@@ -81,11 +87,12 @@ def main() -> int:
     decode = proto.FLAG_DECODERS[proto.FLAG_ZSTD]
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"{args.image.name}, zstd {proto.CODEC_IMPL['zstd']}, load {load}")
-    cut = {size: allocated_pieces(args.image, size) for size, _f in shapes().values()}
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    cut = {size: allocated_pieces(args.image, size) for size, _f in shapes(levels).values()}
     total = sum(len(p) for p in cut[MiB])
     print(f"data {total / MiB:.0f} MiB")
     for _ in range(max(1, args.rounds)):
-        for label, (size, func) in shapes().items():
+        for label, (size, func) in shapes(levels).items():
             t = time.process_time()
             frames = [func(p) for p in cut[size]]
             c = time.process_time() - t
@@ -94,7 +101,7 @@ def main() -> int:
                 decode(f)
             d = time.process_time() - t
             out = sum(len(f) for f in frames)
-            print(f"  {label:16s} {out / MiB:7.1f} MiB out  compress {c:5.2f} CPU s "
+            print(f"  {label:20s} {out / MiB:7.1f} MiB out  compress {c:5.2f} CPU s "
                   f"({total / c / 1e6:4.0f} MB/s)  decompress {d:4.2f} s", flush=True)
     print(f"load after {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     return 0

@@ -50,7 +50,10 @@ MISSES = 3
 LEVEL_WINDOW = 32  #: DATA chunks between two level decisions
 LEVEL_UP = 5  #: zstd levels the packer may add to the one asked (16 MiB frames of the
 #: share image: level 1 86 MiB, 3 83, 6 81; level 6 runs ~100 MB/s per core, 3x what a
-#: 100 Mbit/s link carries of it)
+#: 100 Mbit/s link carries of it).  No higher: on the 234 MiB of data of the 384 MiB share
+#: image (bench/frame_cost.py --levels) level 6 gives 79.1 MiB for 1.55 CPU s, 9 78.2 for
+#: 2.52, 12 77.9 for 5.8; a climb by rungs to 9 saved <= 1 MiB of 81 at 100 Mbit/s
+#: (2026-12-02, bench/README.md)
 LINK_BOUND = 0.8
 CODEC_BOUND = 0.1
 IDLE_CORES = 1.0  #: matching and the level rise only while this host has a core idle
