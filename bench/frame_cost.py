@@ -51,6 +51,10 @@ def allocated_pieces(path: Path, size: int) -> list[bytes]:
     return out
 
 
+def _at_level(long: Callable[..., bytes], level: int) -> Callable[[bytes], bytes]:
+    return lambda b: long(b, level, packing.window_log(len(b)), True)
+
+
 def shapes(levels: list[int]) -> dict[str, tuple[int, Callable[[bytes], bytes]]]:
     """Label -> (piece size, compress one piece), as the packer would at level 1, then
     16 MiB LDM frames at each of ``levels`` (the levels a link-bound stream climbs to)."""
@@ -64,8 +68,7 @@ def shapes(levels: list[int]) -> dict[str, tuple[int, Callable[[bytes], bytes]]]
         out["16 MiB, no LDM"] = (packing.SPAN_MAX, lambda b: long(
             b, 1, packing.window_log(len(b)), False))
         for lv in levels:
-            out[f"16 MiB, LDM, {lv}"] = (packing.SPAN_MAX, lambda b, lv=lv: long(
-                b, lv, packing.window_log(len(b)), True))
+            out[f"16 MiB, LDM, {lv}"] = (packing.SPAN_MAX, _at_level(long, lv))
     return out
 
 
