@@ -349,7 +349,7 @@ def _packer(p: dict[str, int]) -> str:
         return ""
     return (f"no_gain/off_for_rate={p.get('no_gain', 0)}/{p.get('off_for_rate', 0)} "
             f"level<={p.get('level_max', 0)} span<={p.get('span_max', 0) / MiB:.0f}MiB "
-            f"ldm_off={p.get('ldm_off', 0)} ")
+            f"ldm_off={p.get('ldm_off', 0)} stream={p.get('stream', 0)} ")
 
 
 def _phases(cyc: dict[str, Any]) -> str:

@@ -84,7 +84,7 @@ def test_journal_records_codec_and_wire_bytes(ssh_loopback: SshHost, lab: Path,
     # and why: chunks tried that did not shrink (the rest paused), the longest joined frame
     packer = disk["packer"]
     assert packer["no_gain"] >= 1 and packer["no_gain"] <= disk["frames_raw"], disk
-    assert set(packer) == {"no_gain", "off_for_rate", "ldm_off", "level_max",
+    assert set(packer) == {"no_gain", "off_for_rate", "ldm_off", "stream", "level_max",
                            "span_max"}, disk
     assert packer["level_max"] >= 1, disk
     assert rec["bytes_wire"] == disk["bytes_wire"]

@@ -88,7 +88,7 @@ def test_preference_module_then_library_then_tool() -> None:
     """The venv's python has zstandard: zstd runs the module, lz4 the library; the system
     python3 (no zstandard) runs both through the libraries, before the tools on PATH.
     Before: the system python3 named ``bin`` for both (no library codec)."""
-    codecs, impl, _longs = proto._codecs()
+    codecs, impl, _longs, _streams = proto._codecs()
     assert impl["zlib"] == "module" and "zstd" in codecs
     if codeclib.lib_codec("lz4") is not None:
         assert impl["lz4"] == "lib"
@@ -102,11 +102,12 @@ def test_preference_module_then_library_then_tool() -> None:
     # the agent package alone, as the zipapp carries it (the system python3 has no deps)
     dataplane = Path(proto.__file__).resolve().parents[1]
     code = (f"import sys; sys.path.insert(0, {str(dataplane)!r}); from agent import protocol as p; "
-            "print(sorted(p.CODEC_IMPL.items()), p.codec_label('zstd'))")
+            "print(sorted(p.CODEC_IMPL.items()), p.codec_label('zstd'), p.ZSTREAM is not None)")
     out = subprocess.run(["/usr/bin/python3", "-S", "-c", code], capture_output=True,
                          text=True, check=True, env={"PATH": os.environ.get("PATH", "")})
     want = sorted({"zlib": "module", "zstd": "lib", "lz4": "lib"}.items())
-    assert out.stdout.strip() == f"{want} zstd-lib", out.stdout
+    # and libzstd's stream (a direct push's one window across frames) without the module
+    assert out.stdout.strip() == f"{want} zstd-lib True", out.stdout
 
 
 def test_module_codec_from_many_threads() -> None:

@@ -83,7 +83,8 @@ class StreamSummary:
     raw: int = 0  #: DATA frames sent as they are (compression off or not paying)
     #: why chunks went as they are and how the packer adapted: ``no_gain``, ``off_for_rate``,
     #: ``ldm_off`` (chunks joined without long-distance matching while the codec was
-    #: behind) (counts), ``level_max`` (zstd), ``span_max`` (the longest joined frame, bytes)
+    #: behind), ``stream`` (chunks sent through a direct push's one zstd stream) (counts),
+    #: ``level_max`` (zstd), ``span_max`` (the longest joined frame, bytes)
     packer: dict[str, int] = field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from .datastore import StreamSummary
 
 #: the packer's account in a stream's END (StreamSummary.packer)
-PACKER = ("no_gain", "off_for_rate", "ldm_off", "level_max", "span_max")
+PACKER = ("no_gain", "off_for_rate", "ldm_off", "stream", "level_max", "span_max")
 
 
 def summary_of(raw: dict[str, Any]) -> StreamSummary:
@@ -22,7 +22,7 @@ def summary_of(raw: dict[str, Any]) -> StreamSummary:
 
 #: a stream's END counts summed over the attempts of a resumed stream
 SUMMED = ("sent", "holes", "read", "wire", "packed", "raw", "no_gain", "off_for_rate",
-          "ldm_off")
+          "ldm_off", "stream")
 #: ... and the packer's peaks (zstd's level, the longest joined frame), kept at their max
 PEAKS = ("level_max", "span_max")
 

@@ -70,7 +70,10 @@ def _ZSTD_SIG(lib):
         for fname, res, args in (
                 ("ZSTD_CCtx_reset", _size, [_ptr, ctypes.c_int]),
                 ("ZSTD_CCtx_setParameter", _size, [_ptr, ctypes.c_int, ctypes.c_int]),
-                ("ZSTD_compress2", _size, [_ptr, _ptr, _size, ctypes.c_char_p, _size])):
+                ("ZSTD_compress2", _size, [_ptr, _ptr, _size, ctypes.c_char_p, _size]),
+                ("ZSTD_compressStream2", _size, [_ptr, ctypes.c_void_p, ctypes.c_void_p,
+                                                 ctypes.c_int]),
+                ("ZSTD_freeCCtx", _size, [_ptr])):
             _sig(lib, fname, res, args)
         lib.vmigrate_long = True
     except AttributeError:
@@ -123,17 +126,89 @@ class _OutBuffer(ctypes.Structure):
     _fields_ = [("dst", _ptr), ("size", _size), ("pos", _size)]
 
 
+def _zcheck(lib, code):
+    if lib.ZSTD_isError(code):
+        raise CodecFailed("zstd: " + lib.ZSTD_getErrorName(code).decode("ascii", "replace"))
+    return code
+
+
+class LibStream(object):
+    """One zstd frame across a push's pieces, each flushed (``ZSTD_compressStream2`` with
+    ZSTD_e_flush, 1): a piece decodes once every piece before it has, and its matches
+    reach back a whole window across them (zstd.h: "ZSTD_e_flush: flush any data provided
+    so far ... the frame will continue: any future data can still reference previously
+    compressed data")."""
+
+    def __init__(self, lib, level, wlog, ldm=True):
+        self.lib = lib
+        self.cctx = lib.ZSTD_createCCtx()
+        self.out = None  # type: typing.Any
+        for param, value in ((100, int(level)), (101, int(wlog)), (160, 1 if ldm else 0)):
+            _zcheck(lib, lib.ZSTD_CCtx_setParameter(self.cctx, param, value))
+
+    def compress(self, data):
+        data = data if isinstance(data, bytes) else bytes(data)
+        bound = self.lib.ZSTD_compressBound(len(data)) + 4096
+        if self.out is None or len(self.out) < bound:
+            self.out = ctypes.create_string_buffer(bound)
+        inb = _InBuffer(data, len(data), 0)
+        parts = []
+        while True:
+            outb = _OutBuffer(ctypes.cast(self.out, _ptr), len(self.out), 0)
+            left = _zcheck(self.lib, self.lib.ZSTD_compressStream2(
+                self.cctx, ctypes.byref(outb), ctypes.byref(inb), 1))
+            parts.append(ctypes.string_at(self.out, outb.pos))
+            if left == 0 and inb.pos == inb.size:
+                return b"".join(parts)
+
+    def close(self):
+        if self.cctx:
+            self.lib.ZSTD_freeCCtx(self.cctx)
+            self.cctx = None
+
+
+class LibUnstream(object):
+    """The decoder of a :class:`LibStream`'s pieces, in their order (``first``: a new
+    stream starts with this piece)."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        self.ds = lib.ZSTD_createDStream()
+        self.out = ctypes.create_string_buffer(PART)
+
+    def decode(self, data, first):
+        data = data if isinstance(data, bytes) else bytes(data)
+        if first:
+            _zcheck(self.lib, self.lib.ZSTD_initDStream(self.ds))
+        inb = _InBuffer(data, len(data), 0)
+        parts, total = [], 0
+        while True:
+            outb = _OutBuffer(ctypes.cast(self.out, _ptr), PART, 0)
+            _zcheck(self.lib, self.lib.ZSTD_decompressStream(
+                self.ds, ctypes.byref(outb), ctypes.byref(inb)))
+            parts.append(ctypes.string_at(self.out, outb.pos))
+            total += outb.pos
+            if total > LIMIT:
+                raise CodecFailed("zstd: a stream piece larger than a frame carries")
+            if inb.pos == inb.size and outb.pos < PART:  # input read, output all flushed
+                return b"".join(parts)
+
+    def close(self):
+        if self.ds:
+            self.lib.ZSTD_freeDStream(self.ds)
+            self.ds = None
+
+
 def zstd_codec(lib):
-    """``(compress(data, level), decompress(data), compress_long(data, level, wlog))``
-    through libzstd (``compress_long`` None before libzstd 1.4.0)."""
+    """``(compress(data, level), decompress(data), compress_long(data, level, wlog),
+    (stream(level, wlog, ldm), unstream()))`` through libzstd (``compress_long`` and the
+    stream pair None before libzstd 1.4.0)."""
     cbufs = _Buffers(lib.ZSTD_createCCtx)
     dbufs = _Buffers(lib.ZSTD_createDCtx)
     unknown, error = (1 << 64) - 1, (1 << 64) - 2
 
     def check(code):
-        if lib.ZSTD_isError(code):
-            raise CodecFailed("zstd: " + lib.ZSTD_getErrorName(code).decode("ascii", "replace"))
-        return code
+        return _zcheck(lib, code)
 
     def compress(data, level):
         data = data if isinstance(data, bytes) else bytes(data)
@@ -182,7 +257,10 @@ def zstd_codec(lib):
         finally:
             dbufs.give(item)
 
-    return compress, decompress, (compress_long if lib.vmigrate_long else None)
+    if not lib.vmigrate_long:
+        return compress, decompress, None, None
+    return compress, decompress, compress_long, (
+        lambda level, wlog, ldm=True: LibStream(lib, level, wlog, ldm), lambda: LibUnstream(lib))
 
 
 def _zstd_stream(lib, check, data):
@@ -254,12 +332,13 @@ def lz4_codec(lib):
         finally:
             lib.LZ4F_freeDecompressionContext(dctx)
 
-    return compress, decompress, None
+    return compress, decompress, None, None
 
 
 def lib_codec(name):
-    """``(compress, decompress, compress_long)`` through the host's library for ``name``
-    (``compress_long`` None where the library has no long window), or None."""
+    """``(compress, decompress, compress_long, streams)`` through the host's library for
+    ``name`` (``compress_long`` and ``streams`` None where the library has neither), or
+    None."""
     lib = load(name)
     if lib is None:
         return None

@@ -18,6 +18,7 @@ from .protocol import (
     PROTOCOL_VERSION,
     REQ,
     RESP,
+    ZSTREAM_FEATURE,
     ProtocolError,
     error_dict,
 )
@@ -165,11 +166,14 @@ class PushOps(object):
             # the peer starts on a thread while the first frames are read and packed
             starter = PeerStarter(self._open_peer, req["argv"], wreq)
             offered = req.get("peer_compression")
-            if offered is None:  # the client did not say: the peer's HELLO will
-                offered = starter.wait().hello.get("compression", [])
+            streams = req.get("peer_zstream")
+            if offered is None or streams is None:  # the client did not say: the peer will
+                hello = starter.wait().hello
+                offered = hello.get("compression", []) if offered is None else offered
+                streams = ZSTREAM_FEATURE in hello.get("features", [])
             codec = pick_codec(req.get("compress"), offered)
             ahead = Ahead(starter, link.taker(codec))
-            packer = Packer(codec, req.get("level"), ahead.send)
+            packer = Packer(codec, req.get("level"), ahead.send, stream=bool(streams))
             # the digests of what is pushed go to the client (certify reads the source once)
             emit, dig = digesting(req, packer.emit, self.send)
             try:

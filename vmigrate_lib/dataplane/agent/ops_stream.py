@@ -10,7 +10,7 @@ except ImportError:  # pragma: no cover
 
 from .codecbin import BIN_CHUNK
 from .hashing import HASH_FUNCS, StreamDigester, digest_blocks
-from .packing import Packer, Unpacker
+from .packing import Packer
 from .protocol import (
     ACK,
     DATA,
@@ -30,6 +30,7 @@ from .protocol import (
 )
 from .readback import ReadBack
 from .sparse import data_and_holes, pwrite_all, split_zero_grains, write_zeros
+from .unpacking import Unpacker
 
 
 class Throttle(object):

@@ -26,17 +26,17 @@ import time
 from collections import deque
 
 from .protocol import (
-    CODEC_FLAGS,
     CODEC_IMPL,
     CODECS,
     DATA,
+    FLAG_ZSTREAM,
+    FLAG_ZSTREAM_FIRST,
     HEADER_SIZE,
     HOLE,
     LENGTH,
     LONG_WINDOW,
+    ZSTREAM,
     codec_label,
-    decode_payload,
-    packed_length,
 )
 
 try:  # only for type comments
@@ -60,7 +60,7 @@ IDLE_CORES = 1.0  #: matching and the level rise only while this host has a core
 BEHIND = 3  #: chunks per pool thread still to compress beyond which a chunk goes as is
 SPAN_MAX = 16 << 20  #: contiguous chunks joined in one long-window frame, up to this
 QUEUE_BYTES = 1 << 20  #: data bytes queued per slot of the queue's depth
-UNPACK_BYTES = 64 << 20  #: decoded bytes the write side keeps in flight
+STREAM_WLOG = 26  #: a push's one zstd stream keeps a 64 MiB window (both ends hold it)
 
 
 def window_log(n):
@@ -83,8 +83,8 @@ class Packer(object):
     frames stay joined: cheaper and smaller than a frame per chunk; LDM comes back on
     before the level rises."""
 
-    def __init__(self, codec, level, send, workers=None):
-        # type: (typing.Optional[str], typing.Optional[int], typing.Any, typing.Optional[int]) -> None
+    def __init__(self, codec, level, send, workers=None, stream=False):
+        # type: (typing.Optional[str], typing.Optional[int], typing.Any, typing.Optional[int], bool) -> None
         self.send = send
         self.codec = codec_label(codec) if codec else ""  #: as the journal names it
         #: a binary compresses (one process per frame): the reader sends bigger frames
@@ -104,6 +104,13 @@ class Packer(object):
         #: to run, as the windows fell; from the top, 80-84)
         self.span = SPAN_MAX if self.long is not None else 0
         self.ldm = self.long is not None  #: long-distance matching in joined frames
+        #: ``stream``: the receiver decodes a zstd stream (FLAG_ZSTREAM): joined chunks go
+        #: through one stream whose window spans the frames before (see _adapt)
+        self.zmake = ZSTREAM[0] if stream and codec == "zstd" and ZSTREAM else None
+        self.streaming = False
+        self.zs = None  # type: typing.Any
+        self.zpool = None  # type: typing.Any
+        self.zjumped = False  # the level jumped to the top when the stream first began
         self.span_back = 0  #: the span left for data that did not shrink, to come back to
         self.joined = []  # type: typing.List[bytes]
         self.joined_at = 0
@@ -122,9 +129,10 @@ class Packer(object):
         self.lwin = [0, 0.0, 0.0, 0.0]  # chunks, start, seconds sending, waiting for the codec
         self.cpu_mark = None  # type: typing.Any
         #: off_for_rate: chunks sent as they are because the codec was behind;
-        #: ldm_off: chunks joined in frames without long-distance matching (codec behind)
+        #: ldm_off: chunks joined in frames without long-distance matching (codec behind);
+        #: stream: chunks sent through the push's one zstd stream
         self.stats = {"packed": 0, "raw": 0, "no_gain": 0, "off_for_rate": 0, "wire": 0,
-                      "level_max": self.level, "span_max": 0, "ldm_off": 0}
+                      "level_max": self.level, "span_max": 0, "ldm_off": 0, "stream": 0}
 
     def emit(self, ftype, payload, arg):
         if self.span and ftype == DATA:
@@ -150,6 +158,7 @@ class Packer(object):
 
     def _queue(self, ftype, payload, arg, chunks):
         fut = None
+        flag = self.flag
         if ftype == DATA and self.func is not None and len(payload) >= 4096:
             if self.skip:  # a pause counts chunks: a joined frame uses several
                 self.skip = max(0, self.skip - chunks)
@@ -159,7 +168,10 @@ class Packer(object):
                 if self.pool is None:
                     from concurrent.futures import ThreadPoolExecutor
                     self.pool = ThreadPoolExecutor(self.workers)
-                if chunks > 1:
+                if chunks > 1 and self.streaming:
+                    fut, flag = self._stream_piece(payload)
+                    self.stats["stream"] += chunks
+                elif chunks > 1:
                     fut = self.pool.submit(self.long, payload, self.level,
                                            window_log(len(payload)), self.ldm)
                     self.stats["span_max"] = max(self.stats["span_max"], len(payload))
@@ -167,7 +179,7 @@ class Packer(object):
                         self.stats["ldm_off"] += chunks
                 else:
                     fut = self.pool.submit(self.func, payload, self.level)
-        self.queue.append((ftype, payload, arg, fut, chunks))
+        self.queue.append((ftype, payload, arg, fut, chunks, flag))
         self.queued += len(payload) if ftype == DATA else 0
         depth = self.workers * (BEHIND + 1) if self.func is not None else 0
         # bounded in bytes too (joined frames are up to 16 MiB each), but two spans are
@@ -175,6 +187,25 @@ class Packer(object):
         cap = max(depth * QUEUE_BYTES, 2 * self.span)
         while len(self.queue) > depth or (len(self.queue) > 1 and self.queued > cap):
             self._send_one()
+
+    def _stream_piece(self, payload):
+        """Compress ``payload`` as the next piece of the stream (a new one when none runs),
+        on the stream's own thread: a piece needs the ones before it."""
+        flag = FLAG_ZSTREAM
+        if self.zs is None:
+            self.zs = self.zmake(self.level, STREAM_WLOG, True)
+            flag |= FLAG_ZSTREAM_FIRST
+        if self.zpool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self.zpool = ThreadPoolExecutor(1)
+        return self.zpool.submit(self.zs.compress, payload), flag
+
+    def _end_stream(self):
+        """No more pieces of this stream: its context is freed after the ones queued."""
+        self.streaming = False
+        if self.zs is not None:
+            self.zpool.submit(self.zs.close)
+            self.zs = None
 
     def _behind(self):
         """Did the sender wait for the codec, and has the pool BEHIND chunks per thread
@@ -207,9 +238,13 @@ class Packer(object):
         if self.pool is not None:
             self.pool.shutdown(wait=False)
             self.pool = None
+        self._end_stream()
+        if self.zpool is not None:
+            self.zpool.shutdown(wait=False)
+            self.zpool = None
 
     def _send_one(self):
-        ftype, payload, arg, fut, chunks = self.queue.popleft()
+        ftype, payload, arg, fut, chunks, flag = self.queue.popleft()
         flags = 0
         size = len(payload)
         if ftype == DATA:
@@ -220,6 +255,8 @@ class Packer(object):
             t = time.time()
             out = fut.result()
             wait = time.time() - t if self.waited else 0.0
+            if flag & FLAG_ZSTREAM:  # the stream holds it: sent as made, shrunk or not
+                payload, flags = out, flag
             if len(out) > size * 0.9:
                 self.misses += chunks  # a joined frame that does not shrink: MISSES at once
                 if chunks > 1 and self.span:
@@ -232,7 +269,7 @@ class Packer(object):
                     self.pause = min(self.pause * 2, PAUSE_MAX)
                 self.stats["no_gain"] += chunks
             else:
-                payload, flags, self.misses, self.pause = out, self.flag, 0, PAUSE
+                payload, flags, self.misses, self.pause = out, flag, 0, PAUSE
                 if self.span_back:
                     self.span, self.span_back = max(self.span, self.span_back), 0
         if ftype == DATA:
@@ -262,14 +299,21 @@ class Packer(object):
         if win[0] < LEVEL_WINDOW:
             return
         if win[3] >= CODEC_BOUND * (now - win[1]):
-            if self.level > self.base:
+            if self.streaming:  # back to frames compressed side by side
+                self._end_stream()
+            elif self.level > self.base:
                 self.level -= 1
             else:
                 self.ldm = False
         elif win[2] >= LINK_BOUND * (now - win[1]) and self._idle_core():
             if self.long is not None and not self.ldm:
                 self.ldm = True
-            elif self.level < self.top:
+            elif self.zmake is not None and not self.streaming:
+                self.streaming = True
+                if not self.zjumped:  # a stream keeps its level: the link is the limit
+                    self.zjumped, self.level = True, self.top
+                    self.stats["level_max"] = max(self.stats["level_max"], self.level)
+            elif self.level < self.top and not self.streaming:
                 self.level += 1
                 self.stats["level_max"] = max(self.stats["level_max"], self.level)
         self.lwin = [0, 0.0, 0.0, 0.0]
@@ -306,54 +350,3 @@ def idle_cores(before, after):
     if before is None or after is None or after[1] <= before[1]:
         return None
     return (after[0] - before[0]) / (after[1] - before[1]) * after[2]
-
-
-class Unpacker(object):
-    """The write side: compressed DATA frames decoded on a thread pool (a codec binary or
-    zstandard works without the GIL), ``write(data, offset)`` called in frame order.
-
-    ``drain`` before a HOLE, a FLUSH or END: a checkpoint covers every frame before it."""
-
-    def __init__(self, write, workers=None):
-        self.write = write
-        self.workers = workers or min(8, max(1, os.cpu_count() or 1))
-        self.pool = None  # type: typing.Any
-        self.queue = deque()  # type: typing.Any
-        self.queued = 0  # data bytes the queue decodes to (or about: 4x a frame unsized)
-
-    def add(self, flags, payload, offset):
-        # type: (int, bytes, int) -> None
-        if not flags & CODEC_FLAGS:
-            if not self.queue:
-                self.write(payload, offset)
-                return
-            self.queue.append((payload, offset, len(payload)))
-            self.queued += len(payload)
-        else:
-            if self.pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-                self.pool = ThreadPoolExecutor(self.workers)
-            size = packed_length(flags, payload) or 4 * len(payload)
-            self.queue.append((self.pool.submit(decode_payload, flags, payload), offset, size))
-            self.queued += size
-        # joined frames decode to 16 MiB each: bounded in bytes as well as in frames
-        while len(self.queue) > self.workers * 2 or (len(self.queue) > 1 and
-                                                     self.queued > UNPACK_BYTES):
-            self._write_one()
-
-    def drain(self):
-        while self.queue:
-            self._write_one()
-
-    def _write_one(self):
-        item, offset, size = self.queue.popleft()
-        self.queued -= size
-        self.write(item if isinstance(item, bytes) else item.result(), offset)
-
-    def close(self):
-        """Stop the threads (frames still queued are dropped: the stream failed)."""
-        self.queue.clear()
-        self.queued = 0
-        if self.pool is not None:
-            self.pool.shutdown(wait=False)
-            self.pool = None

@@ -21,6 +21,8 @@ from .protocol import (
     PROTOCOL_VERSION,
     REQ,
     RESP,
+    ZSTREAM,
+    ZSTREAM_FEATURE,
     ProtocolError,
     error_dict,
     pack_frame,
@@ -78,7 +80,7 @@ class Agent(FileOps, StreamOps, PushOps, DeltaOps):
             "compression": sorted(CODECS),
             # "module"; "lib": the host's libzstd/liblz4 through ctypes; "bin": its tool
             "codec_impl": CODEC_IMPL,
-            "features": FEATURES,
+            "features": FEATURES + ([ZSTREAM_FEATURE] if ZSTREAM else []),
             "storage": self.storage,
         })
         self.wfile.flush()

@@ -146,9 +146,12 @@ class DirectMode:
                 req["dest_digest"] = back
             if settings.compress:
                 req["compress"] = settings.compress  # the agent picks for auto, refuses a lack
-                offered = dst_t_channel(dst).hello.get("compression")
+                hello = dst_t_channel(dst).hello
+                offered = hello.get("compression")
                 if offered is not None:  # the agent packs while the peer starts (checked)
                     req["peer_compression"] = offered
+                    # the peer decodes one zstd stream across the push's frames
+                    req["peer_zstream"] = proto.ZSTREAM_FEATURE in hello.get("features", [])
             if settings.bwlimit:
                 req["bwlimit"] = settings.bwlimit
             with attempt:
