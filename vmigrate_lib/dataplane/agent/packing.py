@@ -81,7 +81,9 @@ class Packer(object):
     MiB for 2.3 s without, and 1 MiB frames 295 MiB for 2.6 s (bench/README.md).  So
     while the codec is behind, LDM goes off (after the level has come down) and the
     frames stay joined: cheaper and smaller than a frame per chunk; LDM comes back on
-    before the level rises."""
+    before the level rises.  With ``stream`` (the receiver decodes FLAG_ZSTREAM), the step
+    after LDM is one zstd stream across the joined frames, at the top level (see
+    protocol.ZSTREAM); it ends, on its one thread, when the codec falls behind."""
 
     def __init__(self, codec, level, send, workers=None, stream=False):
         # type: (typing.Optional[str], typing.Optional[int], typing.Any, typing.Optional[int], bool) -> None
