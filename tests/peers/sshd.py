@@ -186,6 +186,7 @@ def start_sshd(
     workdir: str | None = None,
     extra_config: Sequence[str] = (),
     timeout: float = 10.0,
+    wrap: Sequence[str] = (),
 ) -> SshdServer:
     """Start sshd for ``name`` listening on ``ip:port``.
 
@@ -195,6 +196,8 @@ def start_sshd(
     unless ``client_key`` is given; it is always authorized, with
     ``authorized_keys`` on top.  ``password`` turns PasswordAuthentication on and
     makes ``.host`` log in with it (``user`` must then exist with that password).
+    ``wrap``: an argv that runs sshd's argv after it (inside the namespace), e.g. a mount
+    namespace that hides a file from every session (tests/ssh/test_push_stream.py).
     """
     if not os.access(SSHD, os.X_OK):
         raise SshdError(f"{SSHD} not found (install openssh-server)")
@@ -236,7 +239,7 @@ def start_sshd(
             )
             if t.returncode != 0:
                 raise SshdError(f"sshd -t rejected config: {t.stderr.strip()}")
-            argv = [SSHD, "-D", "-e", "-f", cfg_path]
+            argv = [*wrap, SSHD, "-D", "-e", "-f", cfg_path]
             if netns:
                 argv = [IP, "netns", "exec", netns, *argv]
             with open(log_path, "wb") as log:
