@@ -1,8 +1,9 @@
 """What a frame shape costs the source's CPU and the wire, in-process, on one core.
 
 The packer (vmigrate_lib/dataplane/agent/packing.py) chooses between 16 MiB zstd frames
-with long-distance matching (LDM), the same frames without it, and a frame per 1 MiB
-chunk.  This compresses the allocated data of a bench_seed image (built by
+with long-distance matching (LDM), the same frames without it, a frame per 1 MiB chunk,
+and (a direct push on a slow link) one zstd stream across 16 MiB pieces, whose window
+(2^24, 2^26 as the packer keeps, 2^27) reaches back across the pieces before.  This compresses the allocated data of a bench_seed image (built by
 ``bench/seed_images.py``; holes skipped, as a seed skips them) each way with the
 agent's own codec (libzstd through ctypes where the zstandard module is absent), one
 thread, and prints the bytes out and the CPU seconds (compress and decompress), each
@@ -69,7 +70,24 @@ def shapes(levels: list[int]) -> dict[str, tuple[int, Callable[[bytes], bytes]]]
             b, 1, packing.window_log(len(b)), False))
         for lv in levels:
             out[f"16 MiB, LDM, {lv}"] = (packing.SPAN_MAX, _at_level(long, lv))
+    if proto.ZSTREAM is not None:  # a direct push's one stream (fresh each call)
+        for lv in [1, *levels]:
+            for wlog in (24, packing.STREAM_WLOG, 27):
+                zs = proto.ZSTREAM[0](lv, wlog, True)
+                out[f"stream 2^{wlog}, {lv}"] = (packing.SPAN_MAX, zs.compress)
     return out
+
+
+def _decode_all(label: str, frames: list[bytes]) -> None:
+    """Decode every frame: a stream's pieces in order through one decoder."""
+    if label.startswith("stream"):
+        assert proto.ZSTREAM is not None
+        dec = proto.ZSTREAM[1]()
+        for i, f in enumerate(frames):
+            dec.decode(f, i == 0)
+        return
+    for f in frames:
+        proto.FLAG_DECODERS[proto.FLAG_ZSTD](f)
 
 
 def main() -> int:
@@ -87,7 +105,6 @@ def main() -> int:
     if not args.image.exists():
         print(f"{args.image} is missing: bench/bench_seed.py builds it")
         return 2
-    decode = proto.FLAG_DECODERS[proto.FLAG_ZSTD]
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"{args.image.name}, zstd {proto.CODEC_IMPL['zstd']}, load {load}")
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
@@ -100,11 +117,10 @@ def main() -> int:
             frames = [func(p) for p in cut[size]]
             c = time.process_time() - t
             t = time.process_time()
-            for f in frames:
-                decode(f)
+            _decode_all(label, frames)
             d = time.process_time() - t
             out = sum(len(f) for f in frames)
-            print(f"  {label:20s} {out / MiB:7.1f} MiB out  compress {c:5.2f} CPU s "
+            print(f"  {label:22s} {out / MiB:7.1f} MiB out  compress {c:5.2f} CPU s "
                   f"({total / c / 1e6:4.0f} MB/s)  decompress {d:4.2f} s", flush=True)
     print(f"load after {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     return 0
