@@ -18,7 +18,7 @@ from typing import Any
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from tests.peers import vcsim as vcsim_peer
 from vmigrate_lib.dataplane.transport import LocalTransport
@@ -229,12 +229,19 @@ class GuestStarter:
         with pyvmomi(self.sim) as si:
             while not self._stop.wait(0.1):
                 vms = [v for v in objects(si, vim.VirtualMachine) if v.name == self.vm_name]
-                state = vms[0].runtime.powerState if vms else None
-                self.seen_off = self.seen_off or state == "poweredOff"
-                if state == "poweredOn" and self.seen_off:
-                    set_guest(vms[0], tools="guestToolsRunning", ip=self.ip, heartbeat="green")
-                    self.done.set()
-                    return
+                try:
+                    state = vms[0].runtime.powerState if vms else None
+                    self.seen_off = self.seen_off or state == "poweredOff"
+                    if state == "poweredOn" and self.seen_off:
+                        set_guest(vms[0], tools="guestToolsRunning", ip=self.ip,
+                                  heartbeat="green")
+                        self.done.set()
+                        return
+                except vmodl.fault.ManagedObjectNotFound:
+                    # unregistered between the listing and the read (a rollback removing
+                    # Bob): vSphere answers "The object has already been deleted or has
+                    # not been completely created"; the next look finds it gone
+                    continue
 
     def __enter__(self) -> GuestStarter:
         # The state when the caller starts, read before it acts: a VM that is absent or off

@@ -166,10 +166,10 @@ class PushOps(object):
             # the peer starts on a thread while the first frames are read and packed
             starter = PeerStarter(self._open_peer, req["argv"], wreq)
             offered = req.get("peer_compression")
-            streams = req.get("peer_zstream")
-            if offered is None or streams is None:  # the client did not say: the peer will
+            streams = bool(req.get("peer_zstream"))  # unsaid with the codecs: no stream
+            if offered is None:  # the client did not say: the peer's HELLO will
                 hello = starter.wait().hello
-                offered = hello.get("compression", []) if offered is None else offered
+                offered = hello.get("compression", [])
                 streams = ZSTREAM_FEATURE in hello.get("features", [])
             codec = pick_codec(req.get("compress"), offered)
             ahead = Ahead(starter, link.taker(codec))
