@@ -134,6 +134,13 @@ def parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def agents_serving(root: Path) -> set[int]:
+    """The pids of every agent process serving the datastore folder ``root``."""
+    out = subprocess.run(["pgrep", "-f", f"vmigrate-agent-.* --root {root}"],
+                         capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
 def kill_session(agent_pid: int) -> int:
     """Kill the sshd session process serving an agent: the TCP connection drops."""
     ppid = parent_pid(agent_pid)

@@ -144,7 +144,11 @@ def _text_disk(path: Path, size: int) -> bytes:
     return data
 
 
-def _joined_copy(a: Any, b: Any, rb: Path, size: int, want: bytes) -> list[int]:
+def joined_copy(a: Any, b: Any, rb: Path, size: int,
+                want: bytes) -> tuple[list[int], Any, dict[str, Any]]:
+    """Copy disk ``d`` a -> b behind a cap (a direct push's peer kept by the probe, as the
+    preflight does): the copy exact, frames joined, checkpoints in order; the checkpoints,
+    the copy's stats and the source agent's summary."""
     ckpts: list[int] = []
     try:
         # the preflight's probe keeps b's agent up for the push (as `vmigrate sync` does):
@@ -165,7 +169,7 @@ def _joined_copy(a: Any, b: Any, rb: Path, size: int, want: bytes) -> list[int]:
     assert stats.codec == "zstd-lib" and stats.bytes_wire < 0.5 * size, stats
     # checkpoints say offsets the destination holds, in order, up to the end
     assert ckpts == sorted(ckpts) and ckpts[-1] == size and all(0 < c <= size for c in ckpts)
-    return ckpts
+    return ckpts, stats, summary
 
 
 # (A relay copy behind the same cap on loopback joined frames in some runs only: the pipes,
@@ -183,5 +187,5 @@ def test_direct_push_of_joined_frames_says_the_offsets_reached(
     covered more than one chunk (``reached`` read from a map of chunk ends)."""
     size = 80 * MiB
     a, b, rb, want = _direct_pair(ssh_hosts, tmp_path, size, _text_disk, bwlimit=12_000_000)
-    ckpts = _joined_copy(a, b, rb, size, want)
+    ckpts, _stats, _summary = joined_copy(a, b, rb, size, want)
     assert len(ckpts) >= 3, ckpts

@@ -19,7 +19,7 @@ import pytest
 
 from tests.peers import sshd as peers_sshd
 from tests.peers.sshd import SshHost
-from tests.ssh.sshdp import MiB, garbage, kill_session, make_disk, settings_for
+from tests.ssh.sshdp import MiB, agents_serving, garbage, kill_session, make_disk, settings_for
 from vmigrate_lib.dataplane import open_ssh_datastore
 from vmigrate_lib.dataplane.ssh import SshAgentDatastore
 from vmigrate_lib.dataplane.sshconfig import DirectRoute
@@ -227,9 +227,7 @@ def test_direct_push_resumes_after_peer_connection_dies(
     killed: list[int] = []
 
     def agents_on_b() -> set[int]:
-        return {int(p) for p in subprocess.run(
-            ["pgrep", "-f", f"vmigrate-agent-.* --root {rb}"], capture_output=True,
-            text=True).stdout.split()}
+        return agents_serving(rb)
 
     b.free_space()  # b's own agent (and its launcher) up before the push: not the peer
     before = agents_on_b()

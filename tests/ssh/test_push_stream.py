@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 
 from tests.peers.sshd import SshdServer, SshHost, start_sshd, write_known_hosts
-from tests.ssh.sshdp import MiB, SshHosts, kill_session, open_agent_ds
+from tests.ssh.sshdp import MiB, SshHosts, agents_serving, kill_session, open_agent_ds
+from tests.ssh.test_codec_lib import joined_copy
 from vmigrate_lib.dataplane.sshconfig import DirectRoute
 from vmigrate_lib.engine.copier import copy_extents
 from vmigrate_lib.extents import Extent
@@ -89,14 +90,7 @@ def _pair(hosts: tuple[SshHost, SshHost, str], peer_key: str, tmp_path: Path, da
     route = DirectRoute(identity=peer_key, known_hosts=kh)
     a = open_agent_ds(a_host, ra, mode="direct", direct=route, compress="auto", bwlimit=rate,
                       retries=3)
-    b = open_agent_ds(b_host, rb)
-    b.create_disk("d", len(data))  # b's own agent (and its launcher) up before a's peer
-    return a, b, rb
-
-
-def _probe(a: Any, b: Any) -> None:
-    ok, why = a.probe_direct(b)  # as `vmigrate sync`'s preflight: b's agent kept for the push
-    assert ok, why
+    return a, open_agent_ds(b_host, rb), rb
 
 
 def test_a_slow_push_finds_repeats_beyond_a_frame(
@@ -109,19 +103,9 @@ def test_a_slow_push_finds_repeats_beyond_a_frame(
     first = _hex(20)
     data = (first * 8)[:160 * MiB]
     a, b, rb = _pair(no_procstat, ssh_hosts.peer_key.path, tmp_path, data, 12e6)
-    ckpts: list[int] = []
-    try:
-        _probe(a, b)
-        stats = copy_extents(a, "d", b, "d", [Extent(0, len(data))], checkpoint_bytes=4 * MiB,
-                             on_checkpoint=ckpts.append)
-        summary = a.last_summary
-    finally:
-        a.close()
-        b.close()
-    assert (rb / "d").read_bytes() == data
-    assert stats.codec == "zstd-lib" and summary.get("stream", 0) >= 32, summary
+    _ckpts, stats, summary = joined_copy(a, b, rb, len(data), data)
+    assert summary.get("stream", 0) >= 32, summary
     assert stats.bytes_wire < 0.4 * len(data), (stats, summary)
-    assert ckpts == sorted(ckpts) and ckpts[-1] == len(data), ckpts
 
 
 def test_a_push_broken_while_streaming_resumes_identical(
@@ -134,12 +118,10 @@ def test_a_push_broken_while_streaming_resumes_identical(
     (its END never came): that the kill fell inside the stream is by its offset."""
     data = _hex(128)
     a, b, rb = _pair(no_procstat, ssh_hosts.peer_key.path, tmp_path, data, 20e6)
-    rb_s = str(rb)
+    b.create_disk("d", len(data))  # b's own agent (and its launcher) up before a's peer
 
     def agents_on_b() -> set[int]:
-        return {int(p) for p in subprocess.run(
-            ["pgrep", "-f", f"vmigrate-agent-.* --root {rb_s}"], capture_output=True,
-            text=True).stdout.split()}
+        return agents_serving(rb)
 
     before = agents_on_b()  # b's own agent and its launcher: not the push's peer
     killed: list[int] = []
@@ -151,7 +133,8 @@ def test_a_push_broken_while_streaming_resumes_identical(
                 killed.append(kill_session(peers[-1]))
 
     try:
-        _probe(a, b)
+        ok, why = a.probe_direct(b)  # the peer kept for the push, as the preflight does
+        assert ok, why
         copy_extents(a, "d", b, "d", [Extent(0, len(data))], checkpoint_bytes=4 * MiB,
                      on_checkpoint=on_ckpt)
         events = list(a.events)
