@@ -155,6 +155,36 @@ def test_a_stream_left_and_begun_again_decodes(monkeypatch: pytest.MonkeyPatch) 
     assert _unpack(sent, len(disk)) == disk
 
 
+def test_a_stream_that_finds_the_codec_behind_gives_its_level_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first stream jumps to the top level (a stream keeps its level for life).  When
+    the link turns out not to be the limit (one slow window of a fast link: bench_seed at
+    1 Gbit/s), the stream ends and the frames go side by side again at the level before
+    the jump, not at the top, a level down a window.  Before: level 6 frames after it."""
+    _need_stream()
+    monkeypatch.setattr(packing, "cpu_sample", _idle)
+    monkeypatch.setattr(packing, "LEVEL_WINDOW", 16)
+    disk = _far_repeats(40, 96)
+    levels: list[int] = []
+
+    def link(i: int) -> float | None:
+        return LINK if i < 2 else None  # then a link that never waits
+
+    def watch(p: packing.Packer) -> None:
+        send = p.send
+
+        def spy(ftype: int, payload: bytes, arg: int, fl: int, size: int) -> None:
+            levels.append(p.level)
+            send(ftype, payload, arg, fl, size)
+
+        p.send = spy
+
+    p, sent = _push(disk, link, setup=watch)
+    assert p.stats["stream"] > 0 and p.stats["level_max"] == p.top, p.stats
+    assert levels[-1] == p.base and not p.streaming, (levels, p.stats)
+    assert _unpack(sent, len(disk)) == disk
+
+
 def test_a_piece_is_never_decoded_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stream piece that reaches a frame decoder (a relay, a read stream) is refused, not
     written as it came; an agent without the stream decoder refuses it too."""

@@ -115,7 +115,8 @@ class Packer(object):
         self.streaming = False
         self.zs = None  # type: typing.Any
         self.zpool = None  # type: typing.Any
-        self.zjumped = False  # the level jumped to the top when the stream first began
+        self.zjumped = False  # the level jumped to the top when the stream first began ...
+        self.zfrom = None  # type: typing.Optional[int]  # ... from this, until it ended
         self.span_back = 0  #: the span left for data that did not shrink, to come back to
         self.joined = []  # type: typing.List[bytes]
         self.joined_at = 0
@@ -304,8 +305,12 @@ class Packer(object):
         if win[0] < LEVEL_WINDOW:
             return
         if win[3] >= CODEC_BOUND * (now - win[1]):
-            if self.streaming:  # back to frames compressed side by side
+            if self.streaming:  # back to frames compressed side by side ...
                 self._end_stream()
+                if self.zfrom is not None:  # ... at the level before the jump: a fast
+                    # link's one slow window made it (bench, 1 Gbit/s: level 6 on one
+                    # thread, then a level down a window on the pool)
+                    self.level, self.zfrom = self.zfrom, None
             elif self.level > self.base:
                 self.level -= 1
             else:
@@ -316,7 +321,7 @@ class Packer(object):
             elif self.zmake is not None and not self.streaming:
                 self.streaming = True
                 if not self.zjumped:  # a stream keeps its level: the link is the limit
-                    self.zjumped, self.level = True, self.top
+                    self.zjumped, self.zfrom, self.level = True, self.level, self.top
                     self.stats["level_max"] = max(self.stats["level_max"], self.level)
             elif self.level < self.top and not self.streaming:
                 self.level += 1
