@@ -173,7 +173,7 @@ class PushOps(object):
                 streams = ZSTREAM_FEATURE in hello.get("features", [])
             codec = pick_codec(req.get("compress"), offered)
             ahead = Ahead(starter, link.taker(codec))
-            packer = Packer(codec, req.get("level"), ahead.send, stream=bool(streams))
+            packer = Packer(codec, req.get("level"), ahead.send, stream=streams)
             # the digests of what is pushed go to the client (certify reads the source once)
             emit, dig = digesting(req, packer.emit, self.send)
             try:

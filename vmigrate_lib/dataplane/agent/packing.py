@@ -318,7 +318,9 @@ class Packer(object):
         elif win[2] >= LINK_BOUND * (now - win[1]) and self._idle_core():
             if self.long is not None and not self.ldm:
                 self.ldm = True
-            elif self.zmake is not None and not self.streaming:
+            elif self.zmake is not None and not self.streaming and self.span:
+                # (only while chunks are joined: a stream carries joined frames only; data
+                # that goes a chunk at a time climbs a level a window, as before)
                 self.streaming = True
                 if not self.zjumped:  # a stream keeps its level: the link is the limit
                     self.zjumped, self.zfrom, self.level = True, self.level, self.top
