@@ -31,6 +31,12 @@ for arg in "$@"; do
         -n|-n[0-9]*|--numprocesses|--numprocesses=*|no:xdist|-pno:xdist) xdist="" ;;
     esac
 done
+# The machine as the suite finds it (CI keeps only the output; tests/resources.py prints
+# the low points at the end).  Passed tests' folders go at their teardown (pyproject's
+# tmp_path_retention_policy); the largest tests write about 1.3 GB each.
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
+    "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo) MiB memory available," \
+    "$(df -Pm "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') MiB free in ${TMPDIR:-/tmp}"
 echo "== pytest ${xdist:-(arguments as given)}"
 # shellcheck disable=SC2086  # $xdist is several words on purpose
 exec .venv/bin/python -m pytest -q -p no:cacheprovider $xdist "$@"

@@ -19,6 +19,7 @@ from xdist.scheduler import LoadScopeScheduling
 
 from tests import durations
 from tests.labkit import Lab
+from tests.resources import Watch
 from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.workload import WorkloadSpec
 
@@ -55,6 +56,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     known = durations.load()
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (-known.get(it.nodeid, 0.0), order[id(it)]))
+
+
+WATCH = Watch()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """After each test (its teardown), what the machine has left (tests/resources.py)."""
+    if report.when == "teardown" or report.failed:
+        WATCH.record(report.nodeid, report.failed)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The machine's low points beside the results: CI keeps only what is printed."""
+    if WATCH.first is not None:
+        terminalreporter.section("machine while the suite ran (tests/resources.py)")
+        for line in WATCH.lines():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
