@@ -47,7 +47,7 @@ def sample(nodeid: str) -> Sample:
 def processes(top: int = 12) -> list[str]:
     """The busiest processes and how many of each command run (a run that slowed down
     everywhere: a process left spinning, or hundreds of sshd or agents left behind)."""
-    p = subprocess.run(["ps", "-eo", "pid,stat,etime,pcpu,rss,comm,args", "--sort=-pcpu"],
+    p = subprocess.run(["ps", "-ww", "-eo", "pid,stat,etime,pcpu,rss,comm,args", "--sort=-pcpu"],
                        capture_output=True, text=True, check=False)
     rows = p.stdout.splitlines()
     counts = Counter(r.split(None, 6)[5] for r in rows[1:] if len(r.split(None, 6)) > 5)

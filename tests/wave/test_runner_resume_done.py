@@ -12,6 +12,8 @@ nothing here; a real wave's kill points are exercised by tests/wave/test_lab_wav
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,3 +58,52 @@ def test_resumed_runner_keeps_a_cutover_that_rolled_back_rolled_back(tmp_path: P
     assert state is not None and state.vms["app1"].status == "rolled_back", state
     assert "rolled back (probes failed: app check)" in state.vms["app1"].error
     assert sorted(p.name for p in (tmp_path / "ws" / "app1").iterdir()) == before
+
+
+#: A runbook kernel of the killed run: it holds the workspace (its lock), ends the cutover
+#: a moment later, and lets go (argv: the workspace folder).
+KERNEL = r'''
+import sys, time
+from pathlib import Path
+from vmigrate_lib.engine.workspace import Workspace
+root = Path(sys.argv[1])
+with Workspace(root) as ws:
+    ws.load()
+    print("holding", flush=True)
+    time.sleep(1.5)
+    ws.state.cutover.status = ws.state.cutover.step = "done"
+    ws.state.cutover.ended = time.time()
+    ws.state.cutover.measured = {"downtime_s": 3.5}
+    ws.save()
+'''
+
+
+def test_resumed_runner_waits_for_the_killed_runs_kernel_then_finds_it_done(
+        tmp_path: Path) -> None:
+    """Resumed while the killed run's cutover kernel still holds the workspace with the
+    cutover ``running`` (SIGKILL of ``wave run`` leaves its children to end their cell), and
+    that kernel ends it: the runner waits for the workspace, then records the VM done and
+    runs nothing.  Before: it read ``running`` before waiting, ran the cutover runbook once
+    the workspace was free, was refused ("already cut over") and marked the VM failed (seen
+    in tests/wave/test_lab_wave.py, 2026-12-02: db2 failed, its cutover done)."""
+    ws = tmp_path / "ws"
+    path = done_vm_wave(tmp_path)
+    cut_over_workspace(ws / "app1", "app1", "running", started=time.time())
+    runner = WaveRunner(load_wave(path), say=lambda _s: None)
+    runner.state = runner.prepare()
+    runner.set("app1", "cutover")
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL, str(ws / "app1")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline() == "holding\n"
+        before = sorted(p.name for p in (ws / "app1").iterdir())
+        runner.cut_over("app1")
+    finally:
+        assert kernel.wait(30) == 0
+    state = load(runner.dir / "state.json")
+    assert state is not None and state.vms["app1"].status == "done", state
+    assert state.vms["app1"].downtime_s == 3.5
+    journal = Journal(runner.dir / "journal.jsonl")
+    assert [r["vm"] for r in journal.records("workspace_waited")] == ["app1"]
+    assert [r["vm"] for r in journal.records("vm_cutover_already_done")] == ["app1"]
+    assert sorted(p.name for p in (ws / "app1").iterdir()) == before  # no runbook ran

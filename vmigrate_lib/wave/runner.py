@@ -210,6 +210,12 @@ class WaveRunner:
         return co.status if co else None
 
     def cut_over(self, vm: str) -> None:
+        # a killed run's cutover kernel may still hold the workspace and end the cutover
+        # while we wait (seen: the resumed run read "running", waited in step(), then ran
+        # the runbook, which refused the finished workspace): wait first, then read
+        held_by = wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"]))
+        if held_by:
+            self.journal.append("workspace_waited", vm=vm, before="cutover", held_by=held_by)
         co = self.cutover_record(vm)
         if co is not None and co.status == "done":
             # resumed after the cutover ended but before the state said so: the runbook
@@ -233,7 +239,12 @@ class WaveRunner:
         if res.ok:
             return self.set(vm, "done", downtime_s=result.get("downtime_s"),
                             predicted_s=result.get("predicted_downtime_s"))
-        now = self.cutover_status(vm)
+        done = self.cutover_record(vm)
+        if done is not None and done.status == "done":  # (it was not on entry)
+            # the cutover ended though this run of it failed (another process's, or after
+            # its cutover step): the VM is done, not failed; said as such by the call
+            return self.cut_over(vm)
+        now = done.status if done is not None else None
         why = f"cutover: {res.last_line}"
         if now == "rolled_back":
             return self.set(vm, "rolled_back", error=why)
