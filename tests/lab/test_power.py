@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+
 from tests.lab.lab_helpers import (
     wait_off,
     wait_writes,
@@ -9,7 +12,7 @@ from tests.lab.lab_helpers import (
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.acks import AckMap
-from vmigrate_lib.lab.power import lock_holder
+from vmigrate_lib.lab.power import lock_holder, process_alive
 from vmigrate_lib.lab.verify import verify_copy
 
 
@@ -49,3 +52,20 @@ def test_power_off_is_hard_and_power_on_boots_again(host_a: LabHost, alice: str)
     # sequence numbers continue above everything already on disk
     assert int(st["next_seq"]["2000"]) > acks.max_seq
     host_a.power_on(alice)  # idempotent
+
+
+def test_a_guest_whose_vm_folder_is_removed_stops(host_a: LabHost, alice: str) -> None:
+    """The lab's guests run detached (their own session, as a VM outlives the client that
+    powered it on), so a test run killed before its lab went down left them writing for
+    ever; once the run's temp folder is cleaned (pytest's next session removes it), the
+    guest sees its VM folder gone and stops within a second.  Lab only: a real VM's
+    files cannot be removed while it runs (ESXi locks them)."""
+    vmdir = host_a.vm_dir(alice)
+    wait_writes(host_a, alice, 50)
+    pid = lock_holder(vmdir)
+    assert pid is not None and process_alive(pid, vmdir)
+    shutil.rmtree(vmdir)
+    deadline = time.monotonic() + 10
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(pid), f"guest {pid} still runs without its VM folder"

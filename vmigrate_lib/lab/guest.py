@@ -271,13 +271,18 @@ class Guest:
                 self.state = "boot-failed"
             self.booted.set()
             while not self.stop.wait(0.5):
-                pass
+                if not self.vmdir.is_dir():
+                    # its VM folder was removed under it (a test run killed before its lab
+                    # went down, its temp folder then cleaned): nothing left to run for
+                    log.warning("VM folder %s is gone: stopping", self.vmdir)
+                    self.stop.set()
+                    break
             log.info("shutting down")
             self.state = "shutting-down"
             for t in threads:
                 t.join()
             with self.ops:
-                if threads:
+                if threads and self.vmdir.is_dir():
                     self.persist_acks(clean=True)
                 if self.machine is not None:
                     self.machine.close()
