@@ -37,6 +37,8 @@ done
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
     "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo) MiB memory available," \
     "$(df -Pm "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') MiB free in ${TMPDIR:-/tmp}"
+# what already runs (a machine busy before the suite starts is named, not guessed at)
+ps -ww -eo pid,etime,pcpu,rss,args --sort=-pcpu | head -6 | cut -c1-160
 echo "== pytest ${xdist:-(arguments as given)}"
 # shellcheck disable=SC2086  # $xdist is several words on purpose
 exec .venv/bin/python -m pytest -q -p no:cacheprovider $xdist "$@"
