@@ -25,7 +25,6 @@ By hand (root)::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import getpass
 import os
 import re
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from tests.peers.orphans import die_with_parent
 from tests.peers.sshhost import (  # re-exported: the fixtures import them from here
     SshHost,
     SshKeyPair,
@@ -72,12 +72,6 @@ def free_port(ip: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((ip, 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # sshd must not outlive a killed test run (PR_SET_PDEATHSIG survives exec).
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def sshd_config(
@@ -248,7 +242,7 @@ def start_sshd(
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                     close_fds=True,
                 )
             kh_path = os.path.join(wd, "known_hosts")

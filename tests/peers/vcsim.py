@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.peers.orphans import die_with_parent
+
 PEERS = Path(__file__).resolve().parent
 REPO = PEERS.parent.parent
 BUILD_SCRIPT = PEERS / "build_vcsim.sh"
@@ -176,6 +178,7 @@ def run_vcsim(
             stdout=subprocess.PIPE,
             stderr=log,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     try:
         ready = _wait_ready(proc, ready_timeout, log_path)
