@@ -37,6 +37,8 @@ done
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
     "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo) MiB memory available," \
     "$(df -Pm "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') MiB free in ${TMPDIR:-/tmp}"
+# what killed test runs left (lab guests writing on, namespaces of dead pids) goes first
+.venv/bin/python -m tests.leftovers
 # what already runs (a machine busy before the suite starts is named, not guessed at)
 ps -ww -eo pid,etime,pcpu,rss,args --sort=-pcpu | head -6 | cut -c1-160
 echo "== pytest ${xdist:-(arguments as given)}"

@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 from tests.lab.lab_helpers import (
     wait_off,
     wait_writes,
 )
+from tests.leftovers import guests_of_tests
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.acks import AckMap
+from vmigrate_lib.lab.lifecycle import lab_down, lab_up
 from vmigrate_lib.lab.power import lock_holder, process_alive
 from vmigrate_lib.lab.verify import verify_copy
 
@@ -74,3 +78,23 @@ def test_a_guest_whose_vm_folder_is_removed_stops(host_a: LabHost, alice: str) -
     if alive:  # the lab's teardown cannot find it any more
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"guest {pid} still ran without its VM folder"
+
+
+def test_guests_of_killed_test_runs_are_found_and_only_those(
+        host_a: LabHost, alice: str) -> None:
+    """``scripts/test.sh`` stops, before the suite, the guests a killed run left
+    (tests/leftovers.py): those whose VM folder lies in pytest's temp folders, as Alice's
+    here; a lab of the operator's elsewhere is never listed (the same lab started outside
+    them).  Listing only: stopping them here would stop other workers' guests."""
+    pid = lock_holder(host_a.vm_dir(alice))
+    assert pid is not None
+    listed = dict(guests_of_tests())
+    assert listed.get(pid) == str(host_a.vm_dir(alice).resolve())
+    own = Path(tempfile.mkdtemp(prefix="vmg-operator-lab-"))
+    try:
+        lab_up(own / "lab", disk_sizes=(4 * 1024 * 1024,), fill=0.1)
+        mine = lock_holder(LabHost(own / "lab", "esx-a").vm_dir("alice"))
+        assert mine is not None and mine not in dict(guests_of_tests())
+    finally:
+        lab_down(own / "lab", timeout=5)
+        shutil.rmtree(own, ignore_errors=True)
