@@ -201,13 +201,15 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                 if methods and label not in methods:
                     continue
                 dst.unlink(missing_ok=True)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu_busy()
                 fn()
-                secs = time.perf_counter() - t0
+                secs, cpu = time.perf_counter() - t0, cpu_busy() - c0
                 same = subprocess.run(["cmp", "-s", str(img), str(dst)]).returncode == 0
-                _add(row, label, {"MB/s": size / secs / 1e6, "s": secs, "identical": same})
+                _add(row, label, {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
+                                  "cpu_s": cpu})
                 print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
-                      f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'}", flush=True)
+                      f"{secs:6.1f} s cpu={cpu:.1f} s {'ok' if same else 'DIFFERENT'}",
+                      flush=True)
             dst.unlink(missing_ok=True)
             # each round swaps which code runs first: with the same relay behaviour in
             # both checkouts (level 1, same wire), the one run second was 12-30% faster
@@ -221,18 +223,21 @@ def run_link(link: str, images: dict[str, Path], work: Path, methods: set[str],
                     if (methods and label not in methods) or (kept and not methods):
                         continue  # kept runs are asked by name (--methods)
                     label += tag
+                    c0 = cpu_busy()
                     secs, bob, cyc = vmigrate_seed(h, img, work, mode, compress, env=env,
                                                    keeper=kept)
+                    cpu = cpu_busy() - c0
                     same = subprocess.run(["cmp", "-s", str(img), str(bob)]).returncode == 0
                     disk = cyc["disks"][0]
                     _add(row, label, {"MB/s": size / secs / 1e6, "s": secs, "identical": same,
-                                      "codec": disk.get("codec", ""),
+                                      "cpu_s": cpu, "codec": disk.get("codec", ""),
                                       "wire": disk.get("bytes_wire", 0),
                                       "frames": [disk.get("frames_packed"), disk.get("frames_raw")],
                                       "packer": disk.get("packer", {}),
                                       "cycle_s": cyc.get("duration"), "phases": cyc.get("phases")})
                     print(f"  {link:7s} {name:7s} {label:28s} {size / secs / 1e6:7.1f} MB/s "
-                          f"{secs:6.1f} s {'ok' if same else 'DIFFERENT'} codec={disk.get('codec')} "
+                          f"{secs:6.1f} s cpu={cpu:.1f} s {'ok' if same else 'DIFFERENT'} "
+                          f"codec={disk.get('codec')} "
                           f"wire={disk.get('bytes_wire', 0) / MiB:.0f} MiB "
                           f"frames packed/raw={disk.get('frames_packed')}/{disk.get('frames_raw')} "
                           f"{_packer(disk.get('packer', {}))}cycle "
@@ -257,7 +262,8 @@ def report(results: dict[str, dict[str, dict[str, Any]]], load: tuple[str, str])
         for name, row in per_image.items():
             zstd = row.get("ssh zstd -1 | ssh zstd -d", {}).get("MB/s")
             cat = row.get("ssh cat | ssh cat", {}).get("MB/s")
-            line = " | ".join(f"{k} {v['MB/s']:.0f}" + _spread(v) for k, v in row.items())
+            line = " | ".join(f"{k} {v['MB/s']:.0f}" + _spread(v) + f" cpu {v['cpu_s']:.0f} s"
+                              for k, v in row.items())
             print(f"  {name}: {line}")
             for before in (False, True):
                 got = [(v["MB/s"], k) for k, v in row.items()
@@ -355,6 +361,15 @@ def _packer(p: dict[str, int]) -> str:
 def _phases(cyc: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.1f}" for k, v in (cyc.get("phases") or {}).items()
                     if isinstance(v, (int, float)))
+
+
+def cpu_busy() -> float:
+    """This machine's busy CPU seconds so far (/proc/stat: user, nice, system, irq,
+    softirq, steal of every core): over a method, what both hosts, their sshds and the
+    client spent together (whatever else ran then too), beside its wall time."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _allocated(p: Path) -> int:
