@@ -173,3 +173,38 @@ def test_destination_lost_during_a_checkpoint_in_flight_replays(tmp_path: Path) 
     assert any(e["event"] == "resume" and e["what"] == "write" for e in channel.events)
     assert (rb / "d").read_bytes() == data
     assert recorded == sorted(recorded) and recorded[-1] == size, recorded
+
+
+def test_destination_writes_on_while_its_checkpoint_fsyncs(tmp_path: Path) -> None:
+    """The destination's own loop goes on while a FLUSH's fsync runs (agent/durable.py):
+    with the first fsync held, the chunks sent after that FLUSH (4-8 MiB, up to the next
+    FLUSH, where the relay waits for the first ACK) are written into the file, and still
+    nothing is acknowledged.  Before: the agent's loop sat in fsync, the file stopped at
+    the FLUSH (4 MiB) and everything behind it waited in the pipes; at 1 Gbit/s such stalls
+    left two cores partly idle (bench/README.md, 2026-12-02).  What only a real host shows:
+    its disk's fsync time, which this hides or not from the copy."""
+    size = 16 * MiB
+    ra, rb, data = _disks(tmp_path, size)
+    mark, gate = tmp_path / "in-fsync", tmp_path / "gate"
+    src = AgentDatastore("a", LocalTransport(str(ra)))
+    dst = AgentDatastore("b", LocalTransport(str(rb), python=str(
+        _slow_disk_python(tmp_path, mark, gate))))
+    recorded: list[int] = []
+    failed: list[BaseException] = []
+    copier = _copier(src, dst, size, recorded, failed)
+    try:
+        _wait_for(mark)
+        deadline = time.monotonic() + 20
+        while (rb / "d").read_bytes()[4 * MiB:8 * MiB] != data[4 * MiB:8 * MiB]:
+            assert time.monotonic() < deadline, (
+                "the destination wrote nothing past its first FLUSH while that fsync ran")
+            time.sleep(0.05)
+        assert not gate.exists() and recorded == [], recorded  # nothing durable said yet
+    finally:
+        gate.touch()
+        copier.join(60)
+        src.close()
+        dst.close()
+    assert not copier.is_alive() and not failed, failed
+    assert (rb / "d").read_bytes() == data
+    assert recorded == sorted(recorded) and recorded[-1] == size, recorded

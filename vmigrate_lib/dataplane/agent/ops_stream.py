@@ -9,6 +9,7 @@ except ImportError:  # pragma: no cover
     pass
 
 from .codecbin import BIN_CHUNK
+from .durable import Durable
 from .hashing import HASH_FUNCS, StreamDigester, digest_blocks
 from .packing import Packer
 from .protocol import (
@@ -171,7 +172,12 @@ class StreamOps(object):
                 back.written(offset, len(data))
 
         unpacker = Unpacker(write)  # compressed frames decoded in parallel, written in order
-        acked = 0
+
+        def ack(n):  # from the fsync thread, the only sender while it runs
+            self.send(ACK, b"", n)
+            self.wfile.flush()
+
+        durable = Durable(fd, ack)
         failure = None
         try:
             self.send_json(RESP, {"ok": True})
@@ -195,28 +201,34 @@ class StreamOps(object):
                     if failure is None:
                         try:
                             unpacker.drain()
-                            os.fsync(fd)
-                            acked = count["written"] + count["holes"]
-                            if ftype == END and back is not None:
-                                for entries in back.finish():
-                                    self.send(DIGESTS, entries)
-                                back = None
+                            failure = durable.wait()  # the FLUSH before (long over, mostly)
+                            if failure is None and ftype == FLUSH:
+                                # durable, then acknowledged, beside the stream (durable.py)
+                                durable.start(count["written"] + count["holes"])
+                                continue
+                            if failure is None:
+                                os.fsync(fd)
+                                durable.acked = count["written"] + count["holes"]
+                                if back is not None:
+                                    for entries in back.finish():
+                                        self.send(DIGESTS, entries)
+                                    back = None
                         except OSError as exc:
                             failure = exc
+                    durable.wait()
                     if failure is not None:
-                        self.send_json(ERR, error_dict(failure, acked=acked))
+                        self.send_json(ERR, error_dict(failure, acked=durable.acked))
                         if ftype == END:
                             return None
-                    elif ftype == FLUSH:
-                        self.send(ACK, b"", acked)
-                    else:
+                    elif ftype == END:
                         self.send_json(END, {"written": count["written"], "holes": count["holes"],
-                                             "acked": acked})
+                                             "acked": durable.acked})
                         return None
                     self.wfile.flush()
                 elif ftype not in (DATA, HOLE):
                     raise ProtocolError("unexpected {} in write stream".format(FRAME_NAMES.get(ftype, ftype)))
         finally:
+            durable.wait()  # before the file is closed under its fsync
             unpacker.close()
             if back is not None:
                 back.close()
