@@ -107,6 +107,20 @@ def _copier(src: Any, dst: Any, size: int, recorded: list[int], failed: list[Bas
     return copier
 
 
+def _release(gate: Path, copier: threading.Thread, src: Any, dst: Any) -> None:
+    """Let the held fsync go, wait for the copy, close both ends."""
+    gate.touch()
+    copier.join(60)
+    src.close()
+    dst.close()
+
+
+def _assert_exact(copier: threading.Thread, failed: list[BaseException], rb: Path,
+                  data: bytes) -> None:
+    assert not copier.is_alive() and not failed, failed
+    assert (rb / "d").read_bytes() == data
+
+
 @pytest.mark.parametrize("kind", [AgentDatastore, ResilientDatastore])
 def test_relay_streams_on_while_the_destination_fsyncs(tmp_path: Path,
                                                        kind: type[AgentDatastore]) -> None:
@@ -131,12 +145,8 @@ def test_relay_streams_on_while_the_destination_fsyncs(tmp_path: Path,
         assert carried >= 5 * MiB, f"the relay stopped at {carried} bytes during the first fsync"
         assert recorded == [], f"checkpoints recorded before any ACK: {recorded}"
     finally:
-        gate.touch()
-        copier.join(60)
-        src.close()
-        dst.close()
-    assert not copier.is_alive() and not failed, failed
-    assert (rb / "d").read_bytes() == data
+        _release(gate, copier, src, dst)
+    _assert_exact(copier, failed, rb, data)
     # every mark recorded was acknowledged (in order), the last is the whole copy
     assert recorded == sorted(recorded) and recorded[-1] == size, recorded
     assert len(recorded) >= 3, recorded
@@ -201,10 +211,6 @@ def test_destination_writes_on_while_its_checkpoint_fsyncs(tmp_path: Path) -> No
             time.sleep(0.05)
         assert not gate.exists() and recorded == [], recorded  # nothing durable said yet
     finally:
-        gate.touch()
-        copier.join(60)
-        src.close()
-        dst.close()
-    assert not copier.is_alive() and not failed, failed
-    assert (rb / "d").read_bytes() == data
+        _release(gate, copier, src, dst)
+    _assert_exact(copier, failed, rb, data)
     assert recorded == sorted(recorded) and recorded[-1] == size, recorded
