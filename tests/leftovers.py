@@ -20,8 +20,25 @@ from tests.peers.sshd import cleanup_stale_dirs
 from vmigrate_lib.lab.power import GUEST_MODULE
 
 
+def session_alive(vmdir: str) -> bool:
+    """Is the pytest session that owns ``vmdir`` still running?  Its numbered folder
+    (``pytest-of-<user>/pytest-N``) holds a ``.lock`` with the session's pid until it ends
+    (_pytest/pathlib.py, create_cleanup_lock); a killed session leaves it behind."""
+    parts = Path(vmdir).parts
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith("pytest-of-") and parts[i + 1].startswith("pytest-"):
+            try:
+                pid = int((Path(*parts[: i + 2]) / ".lock").read_text().split()[0])
+                os.kill(pid, 0)
+            except (OSError, ValueError, IndexError):
+                return False
+            return True
+    return False
+
+
 def guests_of_tests() -> list[tuple[int, str]]:
-    """(pid, VM folder) of every lab guest whose folder is in a pytest temp folder."""
+    """(pid, VM folder) of every lab guest whose folder is in a pytest temp folder of a
+    session that is over (a live session's guests are its own business)."""
     roots = str(Path(tempfile.gettempdir()) / "pytest-of-")
     found = []
     for proc in Path("/proc").iterdir():
@@ -33,7 +50,7 @@ def guests_of_tests() -> list[tuple[int, str]]:
             continue
         if GUEST_MODULE in argv and "--vmdir" in argv:
             vmdir = argv[argv.index("--vmdir") + 1]
-            if vmdir.startswith(roots):
+            if vmdir.startswith(roots) and not session_alive(vmdir):
                 found.append((int(proc.name), vmdir))
     return found
 

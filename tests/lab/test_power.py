@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from tests.lab.lab_helpers import (
     wait_off,
     wait_writes,
 )
-from tests.leftovers import guests_of_tests
+from tests.leftovers import guests_of_tests, session_alive
 from vmigrate_lib.control.host import PowerState
 from vmigrate_lib.control.lab import LabHost
 from vmigrate_lib.lab.acks import AckMap
@@ -83,18 +85,29 @@ def test_a_guest_whose_vm_folder_is_removed_stops(host_a: LabHost, alice: str) -
 def test_guests_of_killed_test_runs_are_found_and_only_those(
         host_a: LabHost, alice: str) -> None:
     """``scripts/test.sh`` stops, before the suite, the guests a killed run left
-    (tests/leftovers.py): those whose VM folder lies in pytest's temp folders, as Alice's
-    here; a lab of the operator's elsewhere is never listed (the same lab started outside
-    them).  Listing only: stopping them here would stop other workers' guests."""
+    (tests/leftovers.py): those whose VM folder lies in a pytest temp folder whose session
+    is over (its ``.lock`` names a dead pid, as a killed session leaves it).  Never this
+    live session's (Alice here), never a lab of the operator's elsewhere.  Listing only:
+    stopping them here would stop other workers' guests."""
     pid = lock_holder(host_a.vm_dir(alice))
-    assert pid is not None
-    listed = dict(guests_of_tests())
-    assert listed.get(pid) == str(host_a.vm_dir(alice).resolve())
+    assert pid is not None and session_alive(str(host_a.vm_dir(alice)))
+    assert pid not in dict(guests_of_tests())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    # a session folder as a killed run leaves it, beside pytest's numbered ones
+    users = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    killed = Path(tempfile.mkdtemp(prefix="pytest-vmgkilled-", dir=users))
     own = Path(tempfile.mkdtemp(prefix="vmg-operator-lab-"))
     try:
-        lab_up(own / "lab", disk_sizes=(4 * 1024 * 1024,), fill=0.1)
+        (killed / ".lock").write_text(str(dead.pid))
+        for root in (killed, own):
+            lab_up(root / "lab", disk_sizes=(4 * 1024 * 1024,), fill=0.1)
+        theirs = lock_holder(LabHost(killed / "lab", "esx-a").vm_dir("alice"))
         mine = lock_holder(LabHost(own / "lab", "esx-a").vm_dir("alice"))
-        assert mine is not None and mine not in dict(guests_of_tests())
+        listed = dict(guests_of_tests())
+        assert theirs is not None and theirs in listed, listed
+        assert mine is not None and mine not in listed
     finally:
-        lab_down(own / "lab", timeout=5)
-        shutil.rmtree(own, ignore_errors=True)
+        for root in (killed, own):
+            lab_down(root / "lab", timeout=5)
+            shutil.rmtree(root, ignore_errors=True)
