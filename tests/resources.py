@@ -64,7 +64,6 @@ class Watch:
     least_mem: Sample | None = None
     most_load: Sample | None = None
     first_failure: Sample | None = None
-    failures: int = field(default=0)
     procs_at_failure: list[str] = field(default_factory=list)
 
     def record(self, nodeid: str, failed: bool) -> None:
@@ -76,10 +75,8 @@ class Watch:
             self.least_mem = s
         if self.most_load is None or s.load1 > self.most_load.load1:
             self.most_load = s
-        if failed:
-            self.failures += 1
-            if self.first_failure is None:
-                self.first_failure, self.procs_at_failure = s, processes()
+        if failed and self.first_failure is None:
+            self.first_failure, self.procs_at_failure = s, processes()
 
     def lines(self) -> list[str]:
         named = [("first", self.first), ("least disk", self.least_disk),

@@ -67,7 +67,8 @@ def test_a_guest_whose_vm_folder_is_removed_stops(host_a: LabHost, alice: str) -
     powered it on), so a test run killed before its lab went down left them writing for
     ever; once the run's temp folder is cleaned (pytest's next session removes it), the
     guest sees its VM folder gone and stops within a second.  Lab only: a real VM's
-    files cannot be removed while it runs (ESXi locks them)."""
+    files cannot be removed while it runs (ESXi holds a lock on each file of a running VM: VMware KB 10051,
+    "Investigating virtual machine file locks on ESXi")."""
     vmdir = host_a.vm_dir(alice)
     wait_writes(host_a, alice, 50)
     pid = lock_holder(vmdir)

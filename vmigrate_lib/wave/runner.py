@@ -113,15 +113,20 @@ class WaveRunner:
     def step(self, vm: str, args: list[str]) -> StepResult:
         if self.spec.limits.enforce_bandwidth:
             self.cap(vm, args)
-        held_by = wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"]))
-        if held_by:
-            self.journal.append("workspace_waited", vm=vm, before=" ".join(args), held_by=held_by)
+        self.wait_free(vm, " ".join(args))
         res = vmigrate(args, self.params_file(vm), self.log(vm))
         if res.evidence:
             assert self.state is not None
             with self.lock:
                 self.state.vms[vm].evidence.append(res.evidence)
         return res
+
+    def wait_free(self, vm: str, before: str) -> None:
+        """Wait until no process holds the VM's workspace (a killed run's kernel may still
+        end its cell); journaled when it waited."""
+        held_by = wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"]))
+        if held_by:
+            self.journal.append("workspace_waited", vm=vm, before=before, held_by=held_by)
 
     def cap(self, vm: str, args: list[str]) -> None:
         """The VM's params file with its data plane's cap (``bwlimit`` on both hosts): its
@@ -213,9 +218,7 @@ class WaveRunner:
         # a killed run's cutover kernel may still hold the workspace and end the cutover
         # while we wait (seen: the resumed run read "running", waited in step(), then ran
         # the runbook, which refused the finished workspace): wait first, then read
-        held_by = wait_workspace_free(Path(self.spec.vm_params[vm]["workspace"]))
-        if held_by:
-            self.journal.append("workspace_waited", vm=vm, before="cutover", held_by=held_by)
+        self.wait_free(vm, "cutover")
         co = self.cutover_record(vm)
         if co is not None and co.status == "done":
             # resumed after the cutover ended but before the state said so: the runbook
@@ -239,12 +242,12 @@ class WaveRunner:
         if res.ok:
             return self.set(vm, "done", downtime_s=result.get("downtime_s"),
                             predicted_s=result.get("predicted_downtime_s"))
-        done = self.cutover_record(vm)
-        if done is not None and done.status == "done":  # (it was not on entry)
+        after = self.cutover_record(vm)
+        if after is not None and after.status == "done":  # (it was not on entry)
             # the cutover ended though this run of it failed (another process's, or after
             # its cutover step): the VM is done, not failed; said as such by the call
             return self.cut_over(vm)
-        now = done.status if done is not None else None
+        now = after.status if after is not None else None
         why = f"cutover: {res.last_line}"
         if now == "rolled_back":
             return self.set(vm, "rolled_back", error=why)

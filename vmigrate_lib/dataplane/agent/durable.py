@@ -3,9 +3,10 @@
 A FLUSH asks for the bytes written so far to be durable before they are acknowledged
 (the client resumes from the last acknowledged byte).  fsync in the stream's own loop
 stopped the loop for as long as the disk took: nothing was read meanwhile, the sender
-stalled once the SSH window filled, and at 1 Gbit/s a seed spent about 30% of its wall
-time with the two cores partly idle (bench/README.md, 2026-12-02: the same CPU seconds
-as the zstd pipe, a longer wall time).  Here each FLUSH's fsync runs in a thread and its
+stalled once the SSH window filled.  On this project's bench disk an fsync of 64 MiB
+takes about 0.05 s and the A/B stayed within noise (bench/README.md, 2026-12-02); on a
+datastore whose fsync is slower every checkpoint stopped the copy for that long.  Here
+each FLUSH's fsync runs in a thread and its
 ACK goes out when it returns; the loop goes on reading and writing.  One at a time: the
 next FLUSH (or END) first waits for the one before, so ACKs keep their order and a
 failure is reported in place of the ACK it replaces.  fsync(2) covers every page of the
