@@ -4,7 +4,7 @@ A FLUSH asks for the bytes written so far to be durable before they are acknowle
 (the client resumes from the last acknowledged byte).  fsync in the stream's own loop
 stopped the loop for as long as the disk took: nothing was read meanwhile, the sender
 stalled once the SSH window filled.  On this project's bench disk an fsync of 64 MiB
-takes about 0.05 s and the A/B stayed within noise (bench/README.md, 2026-12-02); on a
+took about 0.05 s (an earlier session's figure) and the A/B stayed within noise (bench/README.md, 2026-12-02); on a
 datastore whose fsync is slower every checkpoint stopped the copy for that long.  Here
 each FLUSH's fsync runs in a thread and its
 ACK goes out when it returns; the loop goes on reading and writing.  One at a time: the
