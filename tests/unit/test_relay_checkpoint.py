@@ -39,29 +39,29 @@ from vmigrate_lib.extents import Extent
 
 MiB = 1 << 20
 
-#: the destination agent, with the first fsync of disk ``d`` held until GATE exists (MARK
-#: says it began; the agent's storage probe at HELLO fsyncs a file of its own)
-SLOW_FSYNC = """
+#: the destination agent, with its first ``{call}`` of disk ``d`` held until GATE exists
+#: (MARK says it began; the agent's storage probe at HELLO fsyncs a file of its own)
+HELD_CALL = """
 import os, sys, time
-real, calls = os.fsync, []
-def fsync(fd):
+real, calls = os.{call}, []
+def held(fd, *args):
     if os.readlink("/proc/self/fd/%d" % fd).endswith("/d"):
         calls.append(fd)
     if len(calls) == 1 and not os.path.exists({mark!r}):
         open({mark!r}, "w").close()
         while not os.path.exists({gate!r}):
             time.sleep(0.02)
-    real(fd)
-os.fsync = fsync
+    return real(fd, *args)
+os.{call} = held
 from vmigrate_lib.dataplane.agent.server import main
 sys.exit(main(sys.argv[3:]))
 """
 
 
-def _slow_disk_python(tmp_path: Path, mark: Path, gate: Path) -> Path:
-    """A ``python`` for LocalTransport: runs the agent with the held fsync."""
-    code = SLOW_FSYNC.format(mark=str(mark), gate=str(gate))
-    script = tmp_path / "python-slow-fsync"
+def _slow_disk_python(tmp_path: Path, mark: Path, gate: Path, call: str = "fsync") -> Path:
+    """A ``python`` for LocalTransport: runs the agent with its first ``call`` held."""
+    code = HELD_CALL.format(call=call, mark=str(mark), gate=str(gate))
+    script = tmp_path / f"python-slow-{call}"
     script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} \"$@\"\n")
     script.chmod(0o755)
     return script
@@ -88,16 +88,16 @@ def _wait_for(path: Path) -> None:
     deadline = time.monotonic() + 30
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert path.exists(), "the destination never began its first fsync"
+    assert path.exists(), f"the destination never began its held call ({path.name})"
 
 
 def _copier(src: Any, dst: Any, size: int, recorded: list[int], failed: list[BaseException],
-            **kw: Any) -> threading.Thread:
-    """``copy_extents`` of disk d, checkpoints every 4 MiB into ``recorded``, on a thread
-    (started); what it raised goes into ``failed``."""
+            checkpoint: int = 4 * MiB, **kw: Any) -> threading.Thread:
+    """``copy_extents`` of disk d, checkpoints every ``checkpoint`` bytes into
+    ``recorded``, on a thread (started); what it raised goes into ``failed``."""
     def run() -> None:
         try:
-            copy_extents(src, "d", dst, "d", [Extent(0, size)], checkpoint_bytes=4 * MiB,
+            copy_extents(src, "d", dst, "d", [Extent(0, size)], checkpoint_bytes=checkpoint,
                          on_checkpoint=recorded.append, **kw)
         except BaseException as exc:  # reported by the test
             failed.append(exc)
@@ -214,3 +214,36 @@ def test_destination_writes_on_while_its_checkpoint_fsyncs(tmp_path: Path) -> No
         _release(gate, copier, src, dst)
     _assert_exact(copier, failed, rb, data)
     assert recorded == sorted(recorded) and recorded[-1] == size, recorded
+
+
+def test_destination_reads_on_while_a_write_is_held(tmp_path: Path) -> None:
+    """The destination's loop goes on reading the stream while a write waits for its disk
+    (agent/unpacking.py: frames are written in order by a thread of their own): with the
+    first ``pwrite`` of the disk held, the relay hands over 12 of the 16 MiB (no FLUSH
+    comes before END here).  Before: the loop sat in that ``pwrite``, its pipe filled, and
+    the relay stopped at 2 MiB; at 1 Gbit/s every write of a 16 MiB frame into
+    new pages held the link still for its length (bench/README.md, 2026-12-02, third
+    session).  What only a real host shows: how long its datastore's writes take."""
+    size = 16 * MiB
+    ra, rb, data = _disks(tmp_path, size)
+    mark, gate = tmp_path / "in-pwrite", tmp_path / "gate"
+    src = AgentDatastore("a", LocalTransport(str(ra)))
+    dst = AgentDatastore("b", LocalTransport(str(rb), python=str(
+        _slow_disk_python(tmp_path, mark, gate, call="pwrite"))))
+    progress: list[int] = []
+    recorded: list[int] = []
+    failed: list[BaseException] = []
+    copier = _copier(src, dst, size, recorded, failed, checkpoint=64 * MiB,
+                     on_progress=lambda done, _total: progress.append(done))
+    try:
+        _wait_for(mark)
+        deadline = time.monotonic() + 20
+        while max(progress, default=0) < 12 * MiB:
+            assert time.monotonic() < deadline, (
+                f"the relay stopped at {max(progress, default=0)} bytes while the "
+                "destination's first write was held")
+            time.sleep(0.05)
+        assert not gate.exists() and (rb / "d").stat().st_size == 0  # the write still held
+    finally:
+        _release(gate, copier, src, dst)
+    _assert_exact(copier, failed, rb, data)

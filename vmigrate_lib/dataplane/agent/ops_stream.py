@@ -165,13 +165,20 @@ class StreamOps(object):
             os.close(fd)
             raise
 
-        def write(data, offset):
+        def write(data, offset):  # on the unpacker's writer thread, as zeros()
             pwrite_all(fd, data, offset)
             count["written"] += len(data)
             if back is not None:
                 back.written(offset, len(data))
 
-        unpacker = Unpacker(write)  # compressed frames decoded in parallel, written in order
+        def zeros(offset, n):
+            write_zeros(fd, offset, n)
+            count["holes"] += n
+            if back is not None:
+                back.written(offset, n)
+
+        # compressed frames decoded in parallel, written in order beside the reading
+        unpacker = Unpacker(write, zeros=zeros)
 
         def ack(n):  # from the fsync thread, the only sender while it runs
             self.send(ACK, b"", n)
@@ -189,12 +196,7 @@ class StreamOps(object):
                         if ftype == DATA:
                             unpacker.add(fflags, payload, arg)
                         else:
-                            unpacker.drain()
-                            n = LENGTH.unpack(payload)[0]
-                            write_zeros(fd, arg, n)
-                            count["holes"] += n
-                            if back is not None:
-                                back.written(arg, n)
+                            unpacker.hole(arg, LENGTH.unpack(payload)[0])
                     except OSError as exc:
                         failure = exc
                 elif ftype in (FLUSH, END):
