@@ -8,8 +8,6 @@ over SSH it is an exec channel running the agent package as one zipapp
 from __future__ import annotations
 
 import abc
-import contextlib
-import fcntl
 import functools
 import hashlib
 import io
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from ..errors import TransportError, VmigrateError
+from .agent.pipes import widen
 
 AGENT_PACKAGE = Path(__file__).with_name("agent")
 #: The agent package's name inside the zipapp (its imports are relative).
@@ -126,8 +125,7 @@ class LocalTransport(Transport):
             ) from exc
         assert self._proc.stdout is not None and self._proc.stdin is not None
         for pipe in (self._proc.stdin, self._proc.stdout):
-            with contextlib.suppress(OSError, AttributeError):  # Linux: fewer context switches
-                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            widen(pipe.fileno(), PIPE_SIZE)  # Linux: fewer context switches
         # buffered both ways: a frame header is not a syscall of its own
         # bufsize=0 gave raw FileIO pipes
         reader = io.BufferedReader(cast(io.FileIO, self._proc.stdout), PIPE_SIZE)

@@ -3,6 +3,7 @@ client; its errors.  Python 3.5, stdlib only."""
 
 import json
 
+from .pipes import widen
 from .protocol import pack_frame, read_frame
 
 
@@ -46,6 +47,8 @@ class Peer(object):
         self.err = err
         import io
 
+        for pipe in (proc.stdin, proc.stdout):
+            widen(pipe.fileno())  # fewer wake-ups of ssh and of this agent per frame
         self.w = io.BufferedWriter(proc.stdin, 1 << 20)
         self.r = proc.stdout  # unbuffered: select() then tells the truth
         self.hello = {}

@@ -9,6 +9,7 @@ from .ops_delta import DeltaOps
 from .ops_files import FileOps
 from .ops_push import PushOps
 from .ops_stream import StreamOps
+from .pipes import widen
 from .probe import probe_storage
 from .protocol import (
     CODEC_IMPL,
@@ -119,6 +120,8 @@ def main(argv=None):
     if not os.path.isdir(args.root):
         sys.stderr.write("vmigrate-agent: datastore folder {} does not exist\n".format(args.root))
         return 2
+    for fd in (sys.stdin.fileno(), sys.stdout.fileno()):
+        widen(fd)  # the pipes from and to ssh: fewer wake-ups per frame
     rfile = os.fdopen(sys.stdin.fileno(), "rb", buffering=1 << 20)
     wfile = os.fdopen(sys.stdout.fileno(), "wb", buffering=1 << 20)
     agent = Agent(args.root, rfile, wfile, chunk=args.chunk)
