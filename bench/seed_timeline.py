@@ -107,15 +107,25 @@ class Sampler:
                         group = self._group(d, st)
                     if (self.spy is not None and group in ("a:agent", "b:agent")
                             and self.cpu.get(pid, ("", 0.0))[0] != group):
-                        self.spies.append(subprocess.Popen(
-                            [SPY, "record", "-p", d, "-r", "100", "--nonblocking", "-f", "raw",
-                             "-o", str(self.spy / f"{group.replace(':', '-')}-{d}.txt")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                        self._spy_on(d, group)
                 except (OSError, ValueError, IndexError):
                     continue
                 self.cpu[pid] = (group, secs - self.base[pid])
             self.seen = True
             time.sleep(0.1)
+
+    def _spy_on(self, pid: str, group: str) -> None:
+        """py-spy the agent ``pid``; a missing py-spy is said once and sampling goes on
+        (before, its OSError dropped the agents from the CPU table without a word)."""
+        assert self.spy is not None
+        try:
+            self.spies.append(subprocess.Popen(
+                [SPY, "record", "-p", pid, "-r", "100", "--nonblocking", "-f", "raw",
+                 "-o", str(self.spy / f"{group.replace(':', '-')}-{pid}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        except OSError as exc:
+            print(f"--spy: cannot run {SPY} ({exc}); set PY_SPY to its path", file=sys.stderr)
+            self.spy = None
 
     def _group(self, pid: str, stat: str) -> str:
         role = self.ns_inode.get(_ns_inode(f"/proc/{pid}/ns/net"), "local")
