@@ -6,7 +6,11 @@ a host whose cores are all busy (the bench's 2 cores run both agents, ssh and ss
 wake-up queues behind the others (bench/README.md, 2026-12-02, third session: the agents,
 ssh and sshd each waited on the run queue for about as long as they ran).  ``fcntl(2)``'s
 F_SETPIPE_SZ (Linux 2.6.35) raises a pipe's capacity up to /proc/sys/fs/pipe-max-size
-(1 MiB by default) for any user.  Elsewhere (ESXi's userworlds, other systems) the pipe
+(1 MiB by default) for any user.  Per pipe(7), an unprivileged user (neither
+CAP_SYS_RESOURCE nor CAP_SYS_ADMIN) spends 256 pages of /proc/sys/fs/pipe-user-pages-soft
+(16384 by default) on each widened pipe; at that limit a widening is refused and the
+user's new pipes get one page.  Agents run as root on ESXi and in the lab; a few widened
+pipes per agent stay far below it.  Elsewhere (ESXi's userworlds, other systems) the pipe
 stays as it is.  Python 3.5, stdlib only (fcntl names F_SETPIPE_SZ from 3.10 only).
 """
 
