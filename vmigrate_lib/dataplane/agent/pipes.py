@@ -9,8 +9,9 @@ F_SETPIPE_SZ (Linux 2.6.35) raises a pipe's capacity up to /proc/sys/fs/pipe-max
 (1 MiB by default) for any user.  Per pipe(7), an unprivileged user (neither
 CAP_SYS_RESOURCE nor CAP_SYS_ADMIN) spends 256 pages of /proc/sys/fs/pipe-user-pages-soft
 (16384 by default) on each widened pipe; at that limit a widening is refused and the
-user's new pipes get one page.  Agents run as root on ESXi and in the lab; a few widened
-pipes per agent stay far below it.  Elsewhere (ESXi's userworlds, other systems) the pipe
+user's new pipes get one page.  An agent widens 2 pipes (4 with a direct push's peer):
+16-32 agents of one unprivileged login at once would reach it; on ESXi agents run as
+root, to whom the limit does not apply.  Elsewhere (ESXi's userworlds, other systems) the pipe
 stays as it is.  Python 3.5, stdlib only (fcntl names F_SETPIPE_SZ from 3.10 only).
 """
 
